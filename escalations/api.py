@@ -1,0 +1,200 @@
+"""The agent API (API.md): escalate, poll or long-poll, the decisions feed, ack, withdraw, gate.
+
+Long-polls (`wait`) are held by escalations.longpoll in front of Django under ASGI, with no
+database connection; the views here always answer at once.
+"""
+
+import hashlib
+import json
+import re
+import uuid
+
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+from ninja import Header, Query, Router
+
+from . import services
+from .auth import AgentBearer, AgentRequest
+from .models import Agent, Decision, Escalation
+from .problems import FieldError, Problem
+from .schemas import DecisionsPageOut, EscalationIn, EscalationOut, GateIn, GateOut, ProblemOut
+from .wire import escalation_dict
+
+router = Router(auth=AgentBearer(), tags=["agents"])
+
+ERRORS = {401: ProblemOut, 404: ProblemOut, 409: ProblemOut, 422: ProblemOut}
+IDEMPOTENCY_KEY_RE = re.compile(r"^[\x20-\x7e]{1,255}$")
+
+
+def budget_headers(request: HttpRequest) -> dict[str, str]:
+    agent = getattr(request, "auth", None)
+    if not isinstance(agent, Agent):
+        return {}
+    used = agent.budget_used_on(timezone.now().date())
+    return {
+        "Handoff-Budget-Limit": str(agent.daily_budget),
+        "Handoff-Budget-Remaining": str(max(0, agent.daily_budget - used)),
+    }
+
+
+def json_response(request: HttpRequest, data, status: int = 200, **headers: str) -> HttpResponse:
+    response = HttpResponse(
+        json.dumps(data, ensure_ascii=False, separators=(",", ":")),
+        status=status,
+        content_type="application/json",
+    )
+    for name, value in {**budget_headers(request), **headers}.items():
+        response[name] = value
+    return response
+
+
+def etag_for(escalation: Escalation) -> str:
+    stamp = f"{escalation.id}:{escalation.status}:{escalation.updated_at.timestamp()}"
+    return '"' + hashlib.sha1(stamp.encode(), usedforsecurity=False).hexdigest()[:20] + '"'
+
+
+def get_own_escalation(request: AgentRequest, escalation_id: str) -> Escalation:
+    """The agent's own escalation, or 404 (another agent's is not found, never forbidden)."""
+    try:
+        pk = uuid.UUID(escalation_id)
+    except ValueError:
+        raise Problem(404, f"No escalation {escalation_id!r}.") from None
+    escalation = (
+        Escalation.objects.select_related("run", "decision", "agent")
+        .filter(pk=pk, agent=request.auth)
+        .first()
+    )
+    if escalation is None:
+        raise Problem(404, f"No escalation {escalation_id} for this agent.")
+    return escalation
+
+
+@router.post(
+    "/escalations",
+    response={201: EscalationOut, 200: EscalationOut, **ERRORS, 400: ProblemOut},
+    summary="Hand a paused run to a human",
+)
+def create_escalation(
+    request: AgentRequest,
+    payload: EscalationIn,
+    idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
+):
+    """201 with the escalation; 200 for a replay of the same Idempotency-Key and body."""
+    if idempotency_key is not None and not IDEMPOTENCY_KEY_RE.match(idempotency_key):
+        raise Problem(
+            400,
+            "Idempotency-Key must be 1-255 printable ASCII characters.",
+            errors=[FieldError("Idempotency-Key", "must be 1-255 printable ASCII characters")],
+        )
+    body = getattr(request, "_handoff_json", None)
+    if body is None:
+        body = json.loads(request.body)
+    result = services.escalation_create(
+        agent=request.auth, package=payload, body=body, idempotency_key=idempotency_key
+    )
+    escalation = result.escalation
+    status = 201 if result.created else 200
+    return json_response(
+        request,
+        escalation_dict(escalation),
+        status=status,
+        Location=f"/api/v1/escalations/{escalation.id}",
+        ETag=etag_for(escalation),
+    )
+
+
+@router.get(
+    "/escalations/{escalation_id}",
+    response={200: EscalationOut, 304: None, 401: ProblemOut, 404: ProblemOut, 400: ProblemOut},
+    summary="The escalation; long-poll with ?wait=N",
+)
+def get_escalation(
+    request: AgentRequest,
+    escalation_id: str,
+    wait: int = Query(0, ge=0, le=60, description="Seconds to wait while it is open (0-60)."),
+):
+    """With `wait`, the answer comes as soon as the escalation leaves the open states."""
+    escalation = get_own_escalation(request, escalation_id)
+    etag = etag_for(escalation)
+    if_none_match = request.headers.get("If-None-Match", "")
+    if if_none_match and (
+        if_none_match.strip() == "*" or etag in [tag.strip() for tag in if_none_match.split(",")]
+    ):
+        response = HttpResponse(status=304)
+        response["ETag"] = etag
+        for name, value in budget_headers(request).items():
+            response[name] = value
+        return response
+    return json_response(request, escalation_dict(escalation), ETag=etag)
+
+
+def parse_cursor(after: str | None) -> int:
+    if after in (None, ""):
+        return 0
+    if not after.isdigit() or len(after) > 18:
+        raise Problem(
+            400, "Bad query: after must be a cursor from next_cursor.",
+            errors=[FieldError("after", "must be a cursor returned as next_cursor")],
+        )
+    return int(after)
+
+
+@router.get(
+    "/decisions",
+    response={200: DecisionsPageOut, 400: ProblemOut, 401: ProblemOut},
+    summary="Decisions on this agent's escalations, oldest first",
+)
+def list_decisions(
+    request: AgentRequest,
+    after: str | None = Query(None, description="next_cursor of the previous page"),
+    wait: int = Query(0, ge=0, le=60, description="Long-poll until something is decided."),
+    limit: int = Query(100, ge=1, le=100),
+):
+    cursor = parse_cursor(after)
+    decisions = list(
+        Decision.objects.select_related("escalation__run")
+        .filter(agent=request.auth, seq__gt=cursor)
+        .order_by("seq")[:limit]
+    )
+    items = []
+    for decision in decisions:
+        escalation = decision.escalation
+        escalation.decision = decision
+        items.append(escalation_dict(escalation))
+    next_cursor = str(decisions[-1].seq) if decisions else str(cursor)
+    return json_response(request, {"items": items, "next_cursor": next_cursor})
+
+
+@router.post(
+    "/escalations/{escalation_id}/ack",
+    response={200: EscalationOut, **ERRORS},
+    summary="Confirm the run resumed with the decision",
+)
+def acknowledge(request: AgentRequest, escalation_id: str):
+    escalation = get_own_escalation(request, escalation_id)
+    escalation = services.escalation_acknowledge(escalation=escalation)
+    return json_response(request, escalation_dict(escalation), ETag=etag_for(escalation))
+
+
+@router.post(
+    "/escalations/{escalation_id}/withdraw",
+    response={200: EscalationOut, **ERRORS},
+    summary="Take an open escalation back",
+)
+def withdraw(request: AgentRequest, escalation_id: str):
+    escalation = get_own_escalation(request, escalation_id)
+    escalation = services.escalation_withdraw(escalation=escalation)
+    return json_response(request, escalation_dict(escalation), ETag=etag_for(escalation))
+
+
+@router.post(
+    "/gate",
+    response={200: GateOut, **ERRORS, 400: ProblemOut},
+    summary="Ask the governance policy before acting",
+)
+def gate(request: AgentRequest, payload: GateIn):
+    verdict, rules = services.gate_check(agent=request.auth, data=payload)
+    return json_response(
+        request,
+        {"verdict": verdict.name, "tier": verdict.tier, "reasons": verdict.reasons, "policy": rules.domain},
+    )

@@ -1,0 +1,166 @@
+"""Pure governance: tiers, verdicts and priority. No ORM, no I/O, no clock of its own.
+
+Tiers (DESIGN.md): 1 autonomous, 2 proceed with flag, 3 escalate with context, 4 halt.
+A package is at least tier 3 when anything is irreversible, when attempts reach the
+retry cap, when the actual scope exceeds the planned scope by more than the tolerance,
+or when the situation is novel.
+"""
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+AUTONOMOUS, FLAG, ESCALATE, HALT = 1, 2, 3, 4
+VERDICTS = {AUTONOMOUS: "proceed", FLAG: "flag", ESCALATE: "escalate", HALT: "halt"}
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The numbers of a domain policy (mirrors escalations.models.Policy)."""
+
+    domain: str = "default"
+    autonomous_threshold: float = 0.90
+    flag_threshold: float = 0.70
+    escalate_threshold: float = 0.50
+    retry_cap: int = 3
+    scope_tolerance: float = 0.5
+    auto_decide: bool = True
+    version: int = 1
+
+
+@dataclass(frozen=True)
+class Situation:
+    """What the policy looks at, from a package or a gate request."""
+
+    confidence: float
+    irreversible: bool = False
+    attempts: int = 0
+    planned_scope: int | None = None
+    actual_scope: int | None = None
+    novel: bool = False
+
+
+@dataclass(frozen=True)
+class Verdict:
+    tier: int
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return VERDICTS[self.tier]
+
+    @property
+    def decided_by_policy(self) -> bool:
+        return self.tier in (AUTONOMOUS, FLAG)
+
+
+def scope_exceeded(rules: Rules, planned: int | None, actual: int | None) -> bool:
+    if planned is None or actual is None:
+        return False
+    return actual > planned * (1 + rules.scope_tolerance)
+
+
+def verdict_for(rules: Rules, situation: Situation) -> Verdict:
+    """The tier of a situation under a domain's rules, with the reasons a person reads."""
+    c = situation.confidence
+    if c >= rules.autonomous_threshold:
+        tier, reasons = AUTONOMOUS, [f"confidence {c:.2f} ≥ {rules.autonomous_threshold:.2f}"]
+    elif c >= rules.flag_threshold:
+        tier, reasons = FLAG, [f"confidence {c:.2f} below autonomous {rules.autonomous_threshold:.2f}"]
+    elif c >= rules.escalate_threshold:
+        tier, reasons = ESCALATE, [f"confidence {c:.2f} below {rules.flag_threshold:.2f}"]
+    else:
+        tier, reasons = HALT, [f"confidence {c:.2f} below {rules.escalate_threshold:.2f}: halt"]
+
+    floors = []
+    if situation.irreversible:
+        floors.append("irreversible action needs approval")
+    if situation.attempts >= rules.retry_cap:
+        floors.append(f"{situation.attempts} attempts reached the retry cap of {rules.retry_cap}")
+    if scope_exceeded(rules, situation.planned_scope, situation.actual_scope):
+        floors.append(
+            f"scope {situation.actual_scope} exceeds planned {situation.planned_scope} "
+            f"by more than {rules.scope_tolerance:.0%}"
+        )
+    if situation.novel:
+        floors.append("novel situation")
+    if floors and tier < ESCALATE:
+        return Verdict(ESCALATE, floors)
+    return Verdict(tier, reasons + floors)
+
+
+# ---------------------------------------------------------------- priority
+
+IMPACT_POINTS = {"low": 0, "medium": 8, "high": 16, "critical": 25}
+TIER_POINTS = {AUTONOMOUS: 0, FLAG: 5, ESCALATE: 20, HALT: 40}
+
+
+@dataclass(frozen=True)
+class Urgency:
+    """What makes waiting expensive, from a package's cost_of_delay."""
+
+    tier: int
+    impact: str
+    blocking: bool
+    blocked_tasks: int = 0
+    irreversible: bool = False
+    respond_by: datetime | None = None
+    stuck_since: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Priority:
+    score: int
+    reasons: list[str]
+
+
+def _hours(seconds: float) -> str:
+    hours = seconds / 3600
+    return f"{hours:.0f} h" if hours >= 1 else f"{seconds / 60:.0f} min"
+
+
+def priority_for(urgency: Urgency, now: datetime) -> Priority:
+    """A 0-100 score of the cost of delay, with its reasons (largest first).
+
+    Tier up to 40, impact up to 25, blocking up to 20, irreversibility 10, the deadline
+    up to 15 and time already stuck up to 6; capped at 100. Deadlines make it rise, so
+    it is refreshed periodically while an escalation is open.
+    """
+    parts: list[tuple[int, str]] = [(TIER_POINTS[urgency.tier], f"tier {urgency.tier}")]
+    parts.append((IMPACT_POINTS[urgency.impact], f"{urgency.impact} impact"))
+    if urgency.blocking:
+        parts.append((10, "blocking other work"))
+    if urgency.blocked_tasks:
+        n = urgency.blocked_tasks
+        parts.append((min(10, 2 * n), f"blocks {n} task{'s' if n != 1 else ''}"))
+    if urgency.irreversible:
+        parts.append((10, "irreversible action"))
+    if urgency.respond_by is not None:
+        left = (urgency.respond_by - now).total_seconds()
+        if left < 0:
+            parts.append((15, f"overdue by {_hours(-left)}"))
+        elif left <= 3600:
+            parts.append((10, f"due in {_hours(left)}"))
+        elif left <= 4 * 3600:
+            parts.append((5, f"due in {_hours(left)}"))
+    if urgency.stuck_since is not None:
+        stuck = (now - urgency.stuck_since).total_seconds()
+        if stuck >= 24 * 3600:
+            parts.append((6, f"stuck for {_hours(stuck)}"))
+        elif stuck >= 3600:
+            parts.append((3, f"stuck for {_hours(stuck)}"))
+    score = min(100, sum(points for points, _ in parts))
+    reasons = [reason for points, reason in sorted(parts, key=lambda p: -p[0]) if points > 0]
+    return Priority(score, reasons)
+
+
+# ---------------------------------------------------------------- webhook backoff
+
+
+def backoff_seconds(attempt: int, *, base: float, cap: float, jitter: float) -> float:
+    """Exponential backoff with full jitter: attempt 1 waits about base, then doubles.
+
+    `jitter` is a number in [0, 1) supplied by the caller (random.random()), so this
+    stays pure and testable.
+    """
+    ceiling = min(cap, base * 2 ** max(0, attempt - 1))
+    return ceiling / 2 + ceiling / 2 * jitter

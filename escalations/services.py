@@ -1,0 +1,808 @@
+"""Every write of the domain. Views, the API, tasks and commands call these; nothing else writes.
+
+Each service runs in one transaction and announces its change after commit (events.announce,
+tasks enqueued with delay_on_commit). Decisions are written once, by a conditional UPDATE
+that only an open escalation passes, under a one-to-one constraint.
+"""
+
+import hashlib
+import json
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Case, F, When
+from django.utils import timezone
+
+from . import events, policy
+from .models import (
+    Agent,
+    AgentToken,
+    Decision,
+    Delivery,
+    DeliveryAttempt,
+    Escalation,
+    Event,
+    GateCheck,
+    Policy,
+    Run,
+    hash_token,
+)
+from .problems import FieldError, Problem, invalid
+from .schemas import EscalationIn, GateIn
+from .wire import escalation_dict
+
+# ---------------------------------------------------------------- errors
+
+
+class AlreadyDecided(Exception):
+    """The escalation is no longer open; `escalation` is it as it stands (decision loaded)."""
+
+    def __init__(self, escalation: Escalation) -> None:
+        super().__init__(f"escalation {escalation.id} is {escalation.status}")
+        self.escalation = escalation
+
+
+class ClaimedByOther(Exception):
+    def __init__(self, escalation: Escalation) -> None:
+        super().__init__(f"claimed by {escalation.claimed_by}")
+        self.escalation = escalation
+
+
+# ---------------------------------------------------------------- agents
+
+
+@dataclass
+class NewAgent:
+    agent: Agent
+    token: str
+
+
+def agent_create(
+    *, name: str, domain: str = "default", resume_url: str = "", daily_budget: int = 50
+) -> NewAgent:
+    """Register an agent with its first token. The token is returned once, stored hashed."""
+    with transaction.atomic():
+        agent = Agent.objects.create(
+            name=name,
+            domain=domain,
+            resume_url=resume_url,
+            daily_budget=daily_budget,
+            signing_secret=Agent.new_signing_secret(),
+        )
+        token = token_issue(agent=agent)
+    return NewAgent(agent, token)
+
+
+def token_issue(*, agent: Agent) -> str:
+    """A new API token for `agent`; the only time the plain token exists."""
+    token = AgentToken.generate()
+    AgentToken.objects.create(agent=agent, token_hash=hash_token(token), prefix=token[:10])
+    return token
+
+
+def token_revoke(*, token: AgentToken) -> None:
+    AgentToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+
+
+def agent_for_token(token: str) -> Agent | None:
+    found = (
+        AgentToken.objects.select_related("agent")
+        .filter(token_hash=hash_token(token), revoked_at__isnull=True, agent__is_active=True)
+        .first()
+    )
+    return found.agent if found else None
+
+
+# ---------------------------------------------------------------- policy
+
+
+def rules_for(domain: str) -> policy.Rules | None:
+    row = Policy.objects.filter(domain=domain).first()
+    if row is None:
+        return None
+    return policy.Rules(
+        domain=row.domain,
+        autonomous_threshold=row.autonomous_threshold,
+        flag_threshold=row.flag_threshold,
+        escalate_threshold=row.escalate_threshold,
+        retry_cap=row.retry_cap,
+        scope_tolerance=row.scope_tolerance,
+        auto_decide=row.auto_decide,
+        version=row.version,
+    )
+
+
+def _rules_or_422(domain: str, field: str) -> policy.Rules:
+    rules = rules_for(domain)
+    if rules is None:
+        known = ", ".join(Policy.objects.values_list("domain", flat=True))
+        raise invalid([FieldError(field, f"unknown domain {domain!r}; known: {known}")])
+    return rules
+
+
+def gate_check(*, agent: Agent, data: GateIn) -> tuple[policy.Verdict, policy.Rules]:
+    """Answer POST /gate from the same policy code as escalations, and count the call."""
+    domain = data.domain or agent.domain
+    rules = _rules_or_422(domain, "domain")
+    action = data.action
+    verdict = policy.verdict_for(
+        rules,
+        policy.Situation(
+            confidence=data.confidence,
+            irreversible=bool(action and action.irreversible),
+            attempts=data.attempts,
+            planned_scope=action.planned_scope if action else None,
+            actual_scope=action.actual_scope if action else None,
+            novel=data.novel,
+        ),
+    )
+    GateCheck.objects.create(
+        agent=agent, domain=domain, run_id=data.run_id or "", verdict=verdict.name, tier=verdict.tier
+    )
+    return verdict, rules
+
+
+# ---------------------------------------------------------------- create
+
+
+def fingerprint(body: Any) -> str:
+    """The same body, whatever its key order or spacing, gives the same fingerprint."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _cross_field_errors(package: EscalationIn, now: datetime) -> list[FieldError]:
+    errors = []
+    delay = package.cost_of_delay
+    if delay.respond_by is not None and delay.respond_by <= now:
+        errors.append(FieldError("cost_of_delay.respond_by", "must be in the future"))
+    if package.timeout_option is not None:
+        option = next((o for o in package.options if o.key == package.timeout_option), None)
+        if option is None:
+            keys = ", ".join(o.key for o in package.options)
+            errors.append(FieldError("timeout_option", f"must be the key of an option ({keys})"))
+        elif option.irreversible:
+            errors.append(FieldError("timeout_option", "must name a reversible option"))
+        if delay.respond_by is None:
+            errors.append(FieldError("timeout_option", "needs cost_of_delay.respond_by"))
+    for i, step in enumerate(package.history):
+        if step.at > now + timedelta(minutes=5):
+            errors.append(FieldError(f"history.{i}.at", "must not be in the future"))
+            break
+    return errors
+
+
+def _urgency(escalation: Escalation) -> policy.Urgency:
+    return policy.Urgency(
+        tier=escalation.tier,
+        impact=escalation.impact,
+        blocking=escalation.blocking,
+        blocked_tasks=escalation.blocked_tasks,
+        irreversible=escalation.is_irreversible,
+        respond_by=escalation.respond_by,
+        stuck_since=escalation.stuck_since,
+    )
+
+
+@dataclass
+class Created:
+    escalation: Escalation
+    created: bool
+
+
+def escalation_create(
+    *,
+    agent: Agent,
+    package: EscalationIn,
+    body: Any,
+    idempotency_key: str | None = None,
+    now: datetime | None = None,
+) -> Created:
+    """Store a package, tier it, and (tier 1-2 with auto-decide) decide it at once.
+
+    One transaction: the run, the escalation, its events, the budget count and, when the
+    policy decides, the decision and its delivery. Idempotency: the same key and body
+    answer the stored escalation (created=False); another body is a 409. Concurrent
+    requests with one key meet at the unique constraint; exactly one creates.
+    Raises Problem (409 open escalation for the run, 422 invalid or unknown domain).
+    """
+    now = now or timezone.now()
+    body_fingerprint = fingerprint(body)
+    if idempotency_key:
+        replay = _replay(agent, idempotency_key, body_fingerprint, now)
+        if replay is not None:
+            return Created(replay, created=False)
+
+    errors = _cross_field_errors(package, now)
+    domain = package.domain or agent.domain
+    rules = rules_for(domain)
+    if rules is None:
+        known = ", ".join(Policy.objects.values_list("domain", flat=True))
+        field = "domain" if package.domain else "domain (the agent's default)"
+        errors.append(FieldError(field, f"unknown domain {domain!r}; known: {known}"))
+    if errors:
+        raise invalid(errors, type="incomplete-package", title="Escalation package is incomplete")
+    assert rules is not None
+
+    action = package.action
+    irreversible = bool(action and action.irreversible) or any(o.irreversible for o in package.options)
+    verdict = policy.verdict_for(
+        rules,
+        policy.Situation(
+            confidence=package.confidence,
+            irreversible=irreversible,
+            attempts=package.attempts,
+            planned_scope=action.planned_scope if action else None,
+            actual_scope=action.actual_scope if action else None,
+            novel=package.reason == Escalation.Reason.NOVELTY,
+        ),
+    )
+    delay = package.cost_of_delay
+    escalation = Escalation(
+        agent=agent,
+        title=package.title,
+        uncertainty=package.uncertainty,
+        reason=package.reason,
+        confidence=package.confidence,
+        history=[step.model_dump(mode="json", exclude_none=True) for step in package.history],
+        options=[option.model_dump(mode="json", exclude_none=True) for option in package.options],
+        blocking=delay.blocking,
+        impact=delay.impact,
+        blocked_tasks=delay.blocked_tasks,
+        stuck_since=delay.stuck_since or now,
+        respond_by=delay.respond_by,
+        delay_note=delay.note or "",
+        action=action.model_dump(mode="json", exclude_none=True) if action else None,
+        attempts=package.attempts,
+        domain=domain,
+        timeout_option=package.timeout_option or "",
+        links=[link.model_dump(mode="json") for link in package.links],
+        metadata=package.metadata,
+        is_irreversible=irreversible,
+        tier=verdict.tier,
+        tier_reasons=verdict.reasons,
+        policy_version=rules.version,
+        idempotency_key=idempotency_key or None,
+        request_fingerprint=body_fingerprint,
+        created_at=now,
+        updated_at=now,
+    )
+    priority = policy.priority_for(_urgency(escalation), now)
+    escalation.priority, escalation.priority_reasons = priority.score, priority.reasons
+
+    try:
+        with transaction.atomic():
+            if idempotency_key:  # a key past retention is new again: free it
+                cutoff = now - timedelta(seconds=settings.IDEMPOTENCY_RETENTION_SECONDS)
+                Escalation.objects.filter(
+                    agent=agent, idempotency_key=idempotency_key, created_at__lt=cutoff
+                ).update(idempotency_key=None)
+            run, _ = Run.objects.get_or_create(agent=agent, run_id=package.run_id)
+            escalation.run = run
+            escalation.save(force_insert=True)
+            _count_against_budget(agent, now)
+            Event.objects.create(
+                escalation=escalation,
+                kind=Event.Kind.CREATED,
+                actor=agent.name,
+                at=now,
+                data={"tier": verdict.tier, "tier_reasons": verdict.reasons, "priority": priority.score},
+            )
+            if verdict.decided_by_policy and rules.auto_decide:
+                _decide_open(
+                    escalation,
+                    kind=Decision.Kind.OPTION,
+                    option_key=escalation.recommended_option["key"],
+                    args=escalation.recommended_option.get("args"),
+                    instruction="",
+                    decided_by_type=Decision.DecidedBy.POLICY,
+                    decided_by_name=f"policy:{domain}",
+                    user=None,
+                    now=now,
+                )
+            else:
+                events.announce(escalation, "created")
+    except IntegrityError:
+        # Lost a race: either another request with this key, or an open escalation for the run.
+        if idempotency_key:
+            replay = _replay(agent, idempotency_key, body_fingerprint, now)
+            if replay is not None:
+                return Created(replay, created=False)
+        raise _open_run_conflict(agent, package.run_id) from None
+    return Created(escalation, created=True)
+
+
+def _replay(agent: Agent, key: str, body_fingerprint: str, now: datetime) -> Escalation | None:
+    cutoff = now - timedelta(seconds=settings.IDEMPOTENCY_RETENTION_SECONDS)
+    found = (
+        Escalation.objects.select_related("run", "decision")
+        .filter(agent=agent, idempotency_key=key, created_at__gte=cutoff)
+        .first()
+    )
+    if found is None:
+        return None
+    if found.request_fingerprint != body_fingerprint:
+        raise Problem(
+            409,
+            "This Idempotency-Key was used with a different body. Use a new key for a new request.",
+            type="idempotency-key-reused",
+            title="Idempotency key reused with another body",
+            extra={"escalation": escalation_dict(found)},
+        )
+    return found
+
+
+def _open_run_conflict(agent: Agent, run_id: str) -> Problem:
+    open_one = (
+        Escalation.objects.open().select_related("run").filter(agent=agent, run__run_id=run_id).first()
+    )
+    if open_one is None:  # the conflict resolved itself meanwhile; the agent may retry
+        return Problem(409, "A concurrent request conflicted; retry.", type="conflict")
+    return Problem(
+        409,
+        f"Run {run_id!r} already has an open escalation. Wait for its decision or withdraw it.",
+        type="run-has-open-escalation",
+        title="The run already has an open escalation",
+        extra={"open_escalation": escalation_dict(open_one)},
+    )
+
+
+def _count_against_budget(agent: Agent, now: datetime) -> None:
+    today = now.date()
+    Agent.objects.filter(pk=agent.pk).update(
+        budget_used=Case(When(budget_day=today, then=F("budget_used") + 1), default=1),
+        budget_day=today,
+    )
+    agent.budget_used = agent.budget_used_on(today) + 1
+    agent.budget_day = today
+
+
+# ---------------------------------------------------------------- decide
+
+
+@dataclass
+class DecisionRequest:
+    kind: str
+    option: str | None = None
+    args: dict | None = None
+    instruction: str | None = None
+
+
+def decision_errors(escalation: Escalation, request: DecisionRequest) -> list[FieldError]:
+    """What is wrong with a decision on this escalation, as named fields."""
+    errors = []
+    if request.kind not in Decision.Kind.values:
+        errors.append(FieldError("kind", "must be one of " + ", ".join(Decision.Kind.values)))
+        return errors
+    if request.kind == Decision.Kind.OPTION:
+        if not request.option:
+            errors.append(FieldError("option", "is required when kind is option"))
+        elif escalation.option(request.option) is None:
+            keys = ", ".join(o["key"] for o in escalation.options)
+            errors.append(FieldError("option", f"is not an option of this escalation ({keys})"))
+        if request.args is not None and not isinstance(request.args, dict):
+            errors.append(FieldError("args", "must be an object"))
+    elif request.kind == Decision.Kind.INSTRUCTION and not (request.instruction or "").strip():
+        errors.append(FieldError("instruction", "is required when kind is instruction"))
+    return errors
+
+
+def escalation_decide(
+    *,
+    escalation_id,
+    request: DecisionRequest,
+    user=None,
+    decided_by_type: str = Decision.DecidedBy.HUMAN,
+    now: datetime | None = None,
+) -> Escalation:
+    """Record the one decision on an open escalation.
+
+    Raises Problem(422) for an invalid decision and AlreadyDecided when someone else got
+    there first (concurrent callers: exactly one succeeds). On commit: the timeline,
+    live updates, wake-ups and the webhook delivery task.
+    """
+    now = now or timezone.now()
+    escalation = Escalation.objects.select_related("run", "agent", "decision").get(pk=escalation_id)
+    if not escalation.is_open:
+        raise AlreadyDecided(escalation)
+    errors = decision_errors(escalation, request)
+    if errors:
+        raise invalid(errors)
+    args = request.args
+    if request.kind == Decision.Kind.OPTION and args is None:
+        args = escalation.option(request.option).get("args")
+    name = user.get_username() if user is not None else decided_by_type
+    with transaction.atomic():
+        _decide_open(
+            escalation,
+            kind=request.kind,
+            option_key=request.option if request.kind == Decision.Kind.OPTION else "",
+            args=args if request.kind == Decision.Kind.OPTION else None,
+            instruction=(request.instruction or "").strip(),
+            decided_by_type=decided_by_type,
+            decided_by_name=name,
+            user=user,
+            now=now,
+        )
+    return escalation
+
+
+def _decide_open(
+    escalation: Escalation,
+    *,
+    kind: str,
+    option_key: str,
+    args: dict | None,
+    instruction: str,
+    decided_by_type: str,
+    decided_by_name: str,
+    user,
+    now: datetime,
+) -> Decision:
+    """Inside a transaction: flip an open escalation to decided and write the decision.
+
+    The conditional UPDATE is the gate: only one caller finds the row open.
+    """
+    flipped = Escalation.objects.filter(pk=escalation.pk, status__in=Escalation.OPEN_STATUSES).update(
+        status=Escalation.Status.DECIDED, claimed_by=None, claimed_until=None, updated_at=now
+    )
+    if not flipped:
+        raise AlreadyDecided(
+            Escalation.objects.select_related("run", "decision", "agent").get(pk=escalation.pk)
+        )
+    escalation.status = Escalation.Status.DECIDED
+    escalation.claimed_by, escalation.claimed_until, escalation.updated_at = None, None, now
+    # Taking the agent's next feed number locks its row: the feed sees decisions in commit order.
+    Agent.objects.filter(pk=escalation.agent_id).update(decision_seq=F("decision_seq") + 1)
+    seq = Agent.objects.filter(pk=escalation.agent_id).values_list("decision_seq", flat=True).get()
+    recommended = escalation.recommended_option["key"]
+    decision = Decision.objects.create(
+        escalation=escalation,
+        agent_id=escalation.agent_id,
+        seq=seq,
+        kind=kind,
+        option_key=option_key,
+        args=args,
+        instruction=instruction,
+        decided_by_type=decided_by_type,
+        decided_by_user=user,
+        decided_by_name=decided_by_name,
+        decided_at=now,
+        took_recommended=kind == Decision.Kind.OPTION and option_key == recommended,
+    )
+    escalation.decision = decision
+    if kind in (Decision.Kind.TAKE_OVER, Decision.Kind.HALT):
+        status = Run.Status.TAKEN_OVER if kind == Decision.Kind.TAKE_OVER else Run.Status.HALTED
+        Run.objects.filter(pk=escalation.run_id).update(
+            status=status, taken_over_by=user if kind == Decision.Kind.TAKE_OVER else None
+        )
+    Event.objects.create(
+        escalation=escalation,
+        kind=Event.Kind.DECIDED,
+        actor=decided_by_name,
+        at=now,
+        data={
+            "kind": kind,
+            "option": option_key or None,
+            "by": decided_by_type,
+            "instruction": instruction or None,
+        },
+    )
+    agent = escalation.agent
+    if agent.resume_url:
+        _queue_delivery(escalation, agent.resume_url, now)
+    events.announce(escalation, "decided")
+    return decision
+
+
+# ---------------------------------------------------------------- deliveries
+
+
+def _queue_delivery(escalation: Escalation, url: str, now: datetime) -> Delivery:
+    """An outbox row, written in the decision's transaction, and a task after commit.
+
+    If the enqueue is lost (broker down, crash after commit), the periodic sweep sends it.
+    """
+    from .tasks import deliver_webhook_task
+
+    delivery = Delivery(escalation=escalation, url=url, payload={}, next_attempt_at=now, created_at=now)
+    delivery.payload = {
+        "event": "escalation.decided",
+        "delivery_id": str(delivery.id),
+        "escalation": escalation_dict(escalation),
+    }
+    delivery.save(force_insert=True)
+    deliver_webhook_task.delay_on_commit(str(delivery.id))
+    return delivery
+
+
+def delivery_claim(*, delivery_id, now: datetime | None = None) -> Delivery | None:
+    """Take a due delivery for sending (compare-and-swap), or None if it is not ours to send."""
+    now = now or timezone.now()
+    lease = now + timedelta(seconds=settings.WEBHOOK_LEASE_SECONDS)
+    due = Delivery.objects.due(now).filter(pk=delivery_id)
+    if not due.update(status=Delivery.Status.SENDING, lease_until=lease):
+        return None
+    return Delivery.objects.select_related("escalation__agent").get(pk=delivery_id)
+
+
+RETRYABLE = {408, 429}
+
+
+def delivery_record_attempt(
+    *,
+    delivery: Delivery,
+    started_at: datetime,
+    duration_ms: int,
+    status_code: int | None,
+    error: str = "",
+    response_excerpt: str = "",
+    now: datetime | None = None,
+) -> Delivery:
+    """Record one attempt and move the delivery on: delivered, retrying or failed.
+
+    A 2xx marks the escalation resumed. Network errors, 408, 429 and 5xx retry with
+    exponential backoff and jitter until WEBHOOK_RETRY_FOR_SECONDS have passed; other
+    4xx stop. Returns the delivery; `next_attempt_at` tells when to try again.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        delivery = Delivery.objects.select_for_update().get(pk=delivery.pk)
+        number = delivery.attempt_count + 1
+        DeliveryAttempt.objects.create(
+            delivery=delivery,
+            number=number,
+            started_at=started_at,
+            duration_ms=duration_ms,
+            status_code=status_code,
+            error=error[:500],
+            response_excerpt=response_excerpt[:500],
+        )
+        delivery.attempt_count = number
+        delivery.lease_until = None
+        escalation = Escalation.objects.select_related("agent").get(pk=delivery.escalation_id)
+        if status_code is not None and 200 <= status_code < 300:
+            delivery.status = Delivery.Status.DELIVERED
+            delivery.delivered_at = now
+            delivery.last_error = ""
+            _mark_resumed(escalation, actor="webhook", now=now, data={"delivery": str(delivery.id)})
+        else:
+            retryable = status_code is None or status_code >= 500 or status_code in RETRYABLE
+            delivery.last_error = (error or f"HTTP {status_code}")[:500]
+            wait = policy.backoff_seconds(
+                number,
+                base=settings.WEBHOOK_BACKOFF_BASE_SECONDS,
+                cap=settings.WEBHOOK_BACKOFF_MAX_SECONDS,
+                jitter=random.random(),  # noqa: S311 - jitter, not security
+            )
+            next_at = now + timedelta(seconds=wait)
+            if retryable and next_at <= delivery.give_up_at():
+                delivery.status = Delivery.Status.RETRYING
+                delivery.next_attempt_at = next_at
+            else:
+                delivery.status = Delivery.Status.FAILED
+                Event.objects.create(
+                    escalation=escalation,
+                    kind=Event.Kind.DELIVERY_FAILED,
+                    actor="webhook",
+                    at=now,
+                    data={"delivery": str(delivery.id), "error": delivery.last_error, "attempts": number},
+                )
+                events.announce(escalation, "delivery_failed")
+        delivery.save()
+    return delivery
+
+
+def delivery_redeliver(*, escalation: Escalation, user=None, now: datetime | None = None) -> Delivery:
+    """Send a decided escalation's decision again, as a new delivery (new delivery_id)."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        escalation = Escalation.objects.select_related("agent", "run", "decision").get(pk=escalation.pk)
+        if escalation.status not in (Escalation.Status.DECIDED, Escalation.Status.RESUMED):
+            raise Problem(409, "Only a decided escalation can be redelivered.")
+        if not escalation.agent.resume_url:
+            raise Problem(409, "The agent has no resume_url to deliver to.")
+        delivery = _queue_delivery(escalation, escalation.agent.resume_url, now)
+        Event.objects.create(
+            escalation=escalation,
+            kind=Event.Kind.REDELIVERY,
+            actor=user.get_username() if user else "",
+            at=now,
+            data={"delivery": str(delivery.id)},
+        )
+        events.announce(escalation, "redelivery")
+    return delivery
+
+
+def _mark_resumed(escalation: Escalation, *, actor: str, now: datetime, data: dict) -> bool:
+    flipped = Escalation.objects.filter(pk=escalation.pk, status=Escalation.Status.DECIDED).update(
+        status=Escalation.Status.RESUMED, updated_at=now
+    )
+    if flipped:
+        escalation.status, escalation.updated_at = Escalation.Status.RESUMED, now
+        Event.objects.create(
+            escalation=escalation, kind=Event.Kind.RESUMED, actor=actor, at=now, data=data
+        )
+        events.announce(escalation, "resumed")
+    return bool(flipped)
+
+
+# ---------------------------------------------------------------- agent callbacks
+
+
+def escalation_acknowledge(*, escalation: Escalation, now: datetime | None = None) -> Escalation:
+    """The agent resumed with the decision. Idempotent; 409 before a decision."""
+    now = now or timezone.now()
+    if escalation.is_open or escalation.status == Escalation.Status.WITHDRAWN:
+        raise Problem(
+            409,
+            f"The escalation is {escalation.status}: there is no decision to acknowledge yet.",
+            type="not-decided",
+        )
+    with transaction.atomic():
+        _mark_resumed(escalation, actor=escalation.agent.name, now=now, data={"via": "ack"})
+    return escalation
+
+
+def escalation_withdraw(*, escalation: Escalation, now: datetime | None = None) -> Escalation:
+    """The agent solved it alone: an open escalation leaves the queue. 409 once decided."""
+    now = now or timezone.now()
+    if escalation.status == Escalation.Status.WITHDRAWN:
+        return escalation
+    with transaction.atomic():
+        flipped = Escalation.objects.filter(
+            pk=escalation.pk, status__in=Escalation.OPEN_STATUSES
+        ).update(
+            status=Escalation.Status.WITHDRAWN, claimed_by=None, claimed_until=None, updated_at=now
+        )
+        if not flipped:
+            escalation.refresh_from_db()
+            if escalation.status == Escalation.Status.WITHDRAWN:
+                return escalation
+            raise Problem(
+                409,
+                f"The escalation is already {escalation.status}; it can no longer be withdrawn.",
+                type="already-decided",
+            )
+        escalation.status, escalation.updated_at = Escalation.Status.WITHDRAWN, now
+        Event.objects.create(
+            escalation=escalation, kind=Event.Kind.WITHDRAWN, actor=escalation.agent.name, at=now
+        )
+        events.announce(escalation, "withdrawn")
+    return escalation
+
+
+# ---------------------------------------------------------------- claims
+
+
+def escalation_claim(*, escalation_id, user, now: datetime | None = None) -> Escalation:
+    """Claim (or renew) the lease on an open escalation. ClaimedByOther if someone holds it."""
+    now = now or timezone.now()
+    until = now + timedelta(seconds=settings.CLAIM_LEASE_SECONDS)
+    with transaction.atomic():
+        escalation = Escalation.objects.select_for_update().select_related("claimed_by").get(
+            pk=escalation_id
+        )
+        if not escalation.is_open:
+            raise AlreadyDecided(
+                Escalation.objects.select_related("run", "decision", "agent").get(pk=escalation.pk)
+            )
+        if escalation.claim_is_live(now) and escalation.claimed_by_id != user.pk:
+            raise ClaimedByOther(escalation)
+        renewing = escalation.claimed_by_id == user.pk and escalation.claim_is_live(now)
+        escalation.status = Escalation.Status.CLAIMED
+        escalation.claimed_by, escalation.claimed_until, escalation.updated_at = user, until, now
+        escalation.save(update_fields=["status", "claimed_by", "claimed_until", "updated_at"])
+        if not renewing:
+            Event.objects.create(
+                escalation=escalation,
+                kind=Event.Kind.CLAIMED,
+                actor=user.get_username(),
+                at=now,
+                data={"until": until.isoformat()},
+            )
+            events.announce(escalation, "claimed")
+    return escalation
+
+
+def escalation_release(*, escalation_id, user, now: datetime | None = None) -> Escalation:
+    """Give a claim back to the queue. Only its holder can release it."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        escalation = Escalation.objects.select_for_update().select_related("claimed_by").get(
+            pk=escalation_id
+        )
+        if escalation.claimed_by_id and escalation.claimed_by_id != user.pk:
+            raise ClaimedByOther(escalation)
+        if escalation.status != Escalation.Status.CLAIMED:
+            return escalation
+        escalation.status = Escalation.Status.PENDING
+        escalation.claimed_by, escalation.claimed_until, escalation.updated_at = None, None, now
+        escalation.save(update_fields=["status", "claimed_by", "claimed_until", "updated_at"])
+        Event.objects.create(
+            escalation=escalation, kind=Event.Kind.RELEASED, actor=user.get_username(), at=now
+        )
+        events.announce(escalation, "released")
+    return escalation
+
+
+# ---------------------------------------------------------------- periodic work
+
+BATCH_SIZE = 200
+
+
+def claims_expire(*, now: datetime | None = None) -> int:
+    """Return lapsed claims to the queue. Returns how many."""
+    now = now or timezone.now()
+    expired = 0
+    stale = Escalation.objects.filter(
+        status=Escalation.Status.CLAIMED, claimed_until__lt=now
+    ).values_list("pk", flat=True)[:BATCH_SIZE]
+    for pk in list(stale):
+        with transaction.atomic():
+            escalation = Escalation.objects.select_related("claimed_by").get(pk=pk)
+            holder = escalation.claimed_by.get_username() if escalation.claimed_by else ""
+            if Escalation.objects.filter(
+                pk=pk, status=Escalation.Status.CLAIMED, claimed_until__lt=now
+            ).update(status=Escalation.Status.PENDING, claimed_by=None, claimed_until=None, updated_at=now):
+                escalation.status = Escalation.Status.PENDING
+                Event.objects.create(
+                    escalation=escalation, kind=Event.Kind.CLAIM_EXPIRED, actor=holder, at=now
+                )
+                events.announce(escalation, "released")
+                expired += 1
+    return expired
+
+
+def timeouts_apply(*, now: datetime | None = None) -> int:
+    """Decide open escalations whose respond_by has passed with their timeout_option."""
+    now = now or timezone.now()
+    applied = 0
+    due = (
+        Escalation.objects.open()
+        .filter(respond_by__lte=now)
+        .exclude(timeout_option="")
+        .order_by("respond_by")
+        .values_list("pk", "timeout_option")[:BATCH_SIZE]
+    )
+    for pk, option in list(due):
+        try:
+            escalation_decide(
+                escalation_id=pk,
+                request=DecisionRequest(kind=Decision.Kind.OPTION, option=option),
+                decided_by_type=Decision.DecidedBy.TIMEOUT,
+                now=now,
+            )
+            applied += 1
+        except AlreadyDecided:
+            pass  # a person decided first
+    return applied
+
+
+def priorities_refresh(*, now: datetime | None = None) -> int:
+    """Recompute the priority of open escalations (deadlines approach). Returns changes."""
+    now = now or timezone.now()
+    changed = []
+    for escalation in Escalation.objects.open().only(
+        "pk", "tier", "impact", "blocking", "blocked_tasks", "is_irreversible", "respond_by",
+        "stuck_since", "priority", "priority_reasons",
+    ).iterator(chunk_size=1000):
+        score = policy.priority_for(_urgency(escalation), now)
+        if (score.score, score.reasons) != (escalation.priority, escalation.priority_reasons):
+            escalation.priority, escalation.priority_reasons = score.score, score.reasons
+            changed.append(escalation)
+    Escalation.objects.bulk_update(changed, ["priority", "priority_reasons"], batch_size=500)
+    return len(changed)
+
+
+def idempotency_keys_purge(*, now: datetime | None = None) -> int:
+    """Forget idempotency keys past the retention window (the escalations stay)."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.IDEMPOTENCY_RETENTION_SECONDS)
+    return Escalation.objects.filter(
+        idempotency_key__isnull=False, created_at__lt=cutoff
+    ).update(idempotency_key=None)

@@ -1,0 +1,145 @@
+"""Wake-ups for long-polling agents: a decision's commit wakes the requests waiting on it.
+
+One listener per process and event loop (Redis pub/sub in production, in-process in the
+embedded mode) fans each message out to the local asyncio waiters, so a thousand waiting
+requests share one Redis connection and hold no database connection.
+"""
+
+import asyncio
+import logging
+import threading
+import weakref
+from collections import defaultdict
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+
+import redis
+import redis.asyncio as aioredis
+from django.conf import settings
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "handoff:wakeup"
+
+_lock = threading.Lock()
+_hubs: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub]" = weakref.WeakKeyDictionary()
+_publisher: redis.Redis | None = None
+
+
+def escalation_key(escalation_id) -> str:
+    return f"esc:{escalation_id}"
+
+
+def agent_key(agent_id) -> str:
+    return f"agent:{agent_id}"
+
+
+def notify(*, escalation_id, agent_id) -> None:
+    """Wake whoever waits on this escalation or on this agent's decisions feed."""
+    keys = [escalation_key(escalation_id), agent_key(agent_id)]
+    if settings.REDIS_URL:
+        global _publisher
+        try:
+            if _publisher is None:
+                _publisher = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2)
+            _publisher.publish(CHANNEL, " ".join(keys))
+        except redis.RedisError:
+            # Waiters re-read the database every few seconds, so this only costs latency.
+            log.warning("wake-up for %s not published", escalation_id, exc_info=True)
+        return
+    with _lock:
+        hubs = list(_hubs.values())
+    for hub in hubs:
+        try:
+            hub.loop.call_soon_threadsafe(hub.dispatch, keys)
+        except RuntimeError:  # that loop has closed
+            pass
+
+
+class Hub:
+    """The waiters of one event loop, keyed by what they wait for."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
+        self.listener: asyncio.Task | None = None
+        self.subscribed = asyncio.Event()
+
+    def dispatch(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            for event in self.waiters.get(key, ()):
+                event.set()
+
+    @asynccontextmanager
+    async def listen(self, keys: list[str]) -> AsyncIterator[asyncio.Event]:
+        """An event set when any of `keys` is notified; registered before it is yielded."""
+        if settings.REDIS_URL:
+            if self.listener is None or self.listener.done():
+                self.subscribed.clear()
+                self.listener = self.loop.create_task(self._listen_redis())
+            try:
+                await asyncio.wait_for(self.subscribed.wait(), timeout=1)
+            except TimeoutError:
+                pass  # Redis is slow or down: the caller's periodic re-read covers it
+        event = asyncio.Event()
+        for key in keys:
+            self.waiters[key].add(event)
+        try:
+            yield event
+        finally:
+            for key in keys:
+                waiting = self.waiters.get(key)
+                if waiting is not None:
+                    waiting.discard(event)
+                    if not waiting:
+                        del self.waiters[key]
+
+    async def _listen_redis(self) -> None:
+        while True:
+            client = aioredis.Redis.from_url(settings.REDIS_URL)
+            try:
+                async with client.pubsub() as pubsub:
+                    await pubsub.subscribe(CHANNEL)
+                    self.subscribed.set()
+                    async for message in pubsub.listen():
+                        if message["type"] == "message":
+                            self.dispatch(message["data"].decode().split())
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.subscribed.clear()
+                log.warning("wake-up listener lost Redis; retrying", exc_info=True)
+                await asyncio.sleep(1)
+            finally:
+                await client.aclose()
+
+
+def hub() -> Hub:
+    """This event loop's hub."""
+    loop = asyncio.get_running_loop()
+    with _lock:
+        found = _hubs.get(loop)
+        if found is None:
+            found = _hubs[loop] = Hub(loop)
+        return found
+
+
+async def wait_for(keys: list[str], timeout: float, still_waiting) -> None:
+    """Wait until a key is notified or `timeout` passes.
+
+    `still_waiting` is an async callable re-reading the database; it runs once after the
+    waiter is registered (closing the check-then-wait race) and every few seconds after,
+    so a lost message costs latency, never correctness.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    async with hub().listen(keys) as event:
+        while await still_waiting():
+            left = deadline - loop.time()
+            if left <= 0:
+                return
+            try:
+                await asyncio.wait_for(event.wait(), timeout=min(left, 5.0))
+                return
+            except TimeoutError:
+                continue

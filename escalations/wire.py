@@ -1,0 +1,76 @@
+"""The escalation object of API.md, built by hand: the API, webhooks and reviewer API share it."""
+
+from datetime import UTC, datetime
+from typing import Any
+
+from django.conf import settings
+
+from .models import Decision, Escalation
+
+
+def iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def decision_dict(decision: Decision) -> dict[str, Any]:
+    return {
+        "kind": decision.kind,
+        "option": decision.option_key or None,
+        "args": decision.args,
+        "instruction": decision.instruction or None,
+        "decided_by": {"type": decision.decided_by_type, "name": decision.decided_by_name},
+        "decided_at": iso(decision.decided_at),
+    }
+
+
+def escalation_url(escalation_id) -> str:
+    return f"{settings.PUBLIC_URL}/escalations/{escalation_id}"
+
+
+def escalation_dict(escalation: Escalation) -> dict[str, Any]:
+    """The escalation object. Expects `decision` to be loaded (select_related) when decided."""
+    try:
+        decision = escalation.decision
+    except Decision.DoesNotExist:
+        decision = None
+    return {
+        "id": str(escalation.id),
+        "run_id": escalation.run.run_id,
+        "title": escalation.title,
+        "status": escalation.status,
+        "tier": escalation.tier,
+        "priority": escalation.priority,
+        "priority_reasons": escalation.priority_reasons,
+        "reason": escalation.reason,
+        "confidence": escalation.confidence,
+        "domain": escalation.domain,
+        "respond_by": iso(escalation.respond_by),
+        "created_at": iso(escalation.created_at),
+        "updated_at": iso(escalation.updated_at),
+        "url": escalation_url(escalation.id),
+        "decision": decision_dict(decision) if decision else None,
+    }
+
+
+def package_dict(escalation: Escalation) -> dict[str, Any]:
+    """The whole package as posted, for the reviewer API."""
+    return {
+        "uncertainty": escalation.uncertainty,
+        "history": escalation.history,
+        "options": escalation.options,
+        "cost_of_delay": {
+            "blocking": escalation.blocking,
+            "impact": escalation.impact,
+            "blocked_tasks": escalation.blocked_tasks,
+            "stuck_since": iso(escalation.stuck_since),
+            "respond_by": iso(escalation.respond_by),
+            "note": escalation.delay_note or None,
+        },
+        "action": escalation.action,
+        "attempts": escalation.attempts,
+        "timeout_option": escalation.timeout_option or None,
+        "links": escalation.links,
+        "metadata": escalation.metadata,
+    }

@@ -1,0 +1,150 @@
+"""The one NinjaAPI: agent and reviewer routers, JSON parsing and problem+json errors."""
+
+import json
+import logging
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from ninja import NinjaAPI
+from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.parser import Parser
+
+from escalations.api import budget_headers, router as agent_router
+from escalations.problems import FieldError, Problem, from_pydantic, invalid
+from reviews.api import router as review_router
+
+log = logging.getLogger(__name__)
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _bad_text(value, path: str) -> FieldError | None:
+    """Strings the database cannot store (NUL, lone surrogates), anywhere in the body."""
+    stack = [(value, path)]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return FieldError(where or "body", "must not contain NUL characters")
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return FieldError(where or "body", "must be valid Unicode (no lone surrogates)")
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                child_path = f"{where}.{key}" if where else str(key)
+                if "\x00" in key:
+                    return FieldError(where or "body", "keys must not contain NUL characters")
+                stack.append((key, where))
+                stack.append((child, child_path))
+        elif isinstance(item, list):
+            stack.extend((child, f"{where}.{i}" if where else str(i)) for i, child in enumerate(item))
+    return None
+
+
+def _depth(value, limit: int = 64) -> int:
+    depth, level = 0, [value]
+    while level:
+        depth += 1
+        if depth > limit:
+            return depth
+        level = [
+            child
+            for item in level
+            if isinstance(item, dict | list)
+            for child in (item.values() if isinstance(item, dict) else item)
+        ]
+    return depth
+
+
+class JsonParser(Parser):
+    """Strict JSON bodies: media type, size, syntax, nesting and storable text."""
+
+    def parse_body(self, request: HttpRequest):
+        content_type = request.content_type or ""
+        if content_type != "application/json" and not content_type.endswith("+json"):
+            raise Problem(415, f"Send the body as application/json, not {content_type or 'nothing'}.")
+        body = request.body
+        if len(body) > settings.API_MAX_BODY_BYTES:
+            raise Problem(413, "The body is over 1 MiB.")
+        try:
+            data = json.loads(body, parse_constant=_reject_constant)
+        except UnicodeDecodeError:
+            raise Problem(400, "The body is not valid UTF-8.") from None
+        except RecursionError:
+            raise Problem(400, "The JSON is nested too deeply.") from None
+        except ValueError as exc:
+            raise Problem(400, f"The body is not valid JSON: {exc}") from None
+        if _depth(data) > 64:
+            raise Problem(400, "The JSON is nested too deeply (over 64 levels).")
+        bad = _bad_text(data, "")
+        if bad is not None:
+            raise invalid([bad])
+        request._handoff_json = data  # the fingerprint of idempotent creates uses it
+        return data
+
+
+api = NinjaAPI(
+    title="Handoff agent API",
+    version="1",
+    description=(
+        "Agents hand paused runs to people and get decisions back. "
+        "The contract is API.md; every error is application/problem+json (RFC 9457)."
+    ),
+    urls_namespace="api",
+    parser=JsonParser(),
+    openapi_url="/openapi.json",
+    docs_url="/docs",
+)
+api.add_router("/", agent_router)
+api.add_router("/review/", review_router)
+
+
+def _problem(request: HttpRequest, problem: Problem) -> HttpResponse:
+    response = problem.response()
+    for name, value in budget_headers(request).items():
+        response[name] = value
+    return response
+
+
+@api.exception_handler(Problem)
+def on_problem(request: HttpRequest, exc: Problem) -> HttpResponse:
+    return _problem(request, exc)
+
+
+@api.exception_handler(ValidationError)
+def on_validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse:
+    body_errors = [e for e in exc.errors if e.get("loc", ("",))[0] == "body"]
+    other = [e for e in exc.errors if e not in body_errors]
+    errors = from_pydantic(body_errors, strip=2) + from_pydantic(other, strip=1)
+    if other and not body_errors:
+        return _problem(request, Problem(400, "Bad query: " + "; ".join(
+            f"{e.field} {e.message}" for e in errors), errors=errors))
+    problem = invalid(errors)
+    if request.method == "POST" and request.path.rstrip("/").endswith("/escalations"):
+        problem.type, problem.title = "incomplete-package", "Escalation package is incomplete"
+    return _problem(request, problem)
+
+
+@api.exception_handler(AuthenticationError)
+def on_auth_error(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
+    return Problem(
+        401,
+        "Send a valid token: Authorization: Bearer <token>. It may be unknown or revoked.",
+        headers={"WWW-Authenticate": 'Bearer realm="handoff"'},
+    ).response()
+
+
+@api.exception_handler(HttpError)
+def on_http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    if isinstance(exc.__cause__, Problem):  # raised by the parser; ninja wraps it
+        return _problem(request, exc.__cause__)
+    return _problem(request, Problem(exc.status_code, str(exc.message)))
+
+
+@api.exception_handler(Exception)
+def on_unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
+    log.exception("API error on %s %s", request.method, request.path)
+    return _problem(request, Problem(500, "Something went wrong on our side; it has been logged."))

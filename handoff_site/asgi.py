@@ -1,0 +1,34 @@
+"""ASGI entry point: websockets, long-polls, and (in the embedded mode) everything else.
+
+In production, plain HTTP is served by gunicorn (handoff_site.wsgi) and the proxy sends
+websockets and `?wait=` long-polls here. In the embedded mode this one process serves all,
+and runs the Celery worker and beat in threads (handoff_site.embedded).
+"""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "handoff_site.settings")
+
+django_asgi_app = get_asgi_application()  # sets Django up before anything imports models
+
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.conf import settings  # noqa: E402
+
+from escalations.longpoll import LongPollMiddleware  # noqa: E402
+from reviews.routing import websocket_urlpatterns  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        "http": LongPollMiddleware(django_asgi_app),
+        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+    }
+)
+
+if settings.CELERY_EMBEDDED_WORKER:
+    from . import embedded
+
+    embedded.start()

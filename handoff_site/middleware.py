@@ -1,0 +1,18 @@
+"""Site-wide middleware."""
+
+from django.contrib.auth.middleware import LoginRequiredMiddleware as BaseLoginRequired
+
+
+class LoginRequiredMiddleware(BaseLoginRequired):
+    """Every page needs a login, except the agent API (token auth), health and static.
+
+    ninja views cannot carry @login_not_required (vitalik/django-ninja#1461), so the API
+    is exempted by path here.
+    """
+
+    OPEN_PREFIXES = ("/api/", "/healthz", "/static/")
+
+    def process_view(self, request, view_func, view_args, view_kwargs):
+        if request.path.startswith(self.OPEN_PREFIXES):
+            return None
+        return super().process_view(request, view_func, view_args, view_kwargs)

@@ -1,0 +1,171 @@
+"""The reviewer API (API.md): scripts and machine reviewers decide through the same services."""
+
+import uuid
+
+from django.http import HttpRequest
+from ninja import Query, Router, Schema
+from ninja.security import HttpBearer
+
+from escalations import selectors, services
+from escalations.api import json_response
+from escalations.models import AgentToken, Escalation, hash_token
+from escalations.problems import FieldError, Problem
+from escalations.schemas import DecisionIn, EscalationOut, ProblemOut
+from escalations.wire import escalation_dict, iso, package_dict
+
+from .models import ReviewerToken
+
+
+class ReviewerBearer(HttpBearer):
+    openapi_description = "A reviewer's personal token (`manage.py reviewer_token USERNAME`)."
+
+    def authenticate(self, request: HttpRequest, token: str):
+        if len(token) > 200:
+            return None
+        digest = hash_token(token)
+        found = (
+            ReviewerToken.objects.select_related("user")
+            .filter(token_hash=digest, revoked_at__isnull=True, user__is_active=True)
+            .first()
+        )
+        if found is not None:
+            return found.user
+        if AgentToken.objects.filter(token_hash=digest).exists():
+            raise Problem(403, "Agent tokens cannot use the reviewer API; use a reviewer token.")
+        return None
+
+
+router = Router(auth=ReviewerBearer(), tags=["reviewers"])
+
+
+class QueueFilters(Schema):
+    tier: int | None = None
+    reason: str | None = None
+    agent: str | None = None
+    domain: str | None = None
+    blocking: bool | None = None
+
+
+def reviewer_dict(escalation: Escalation) -> dict:
+    data = escalation_dict(escalation)
+    data.update(package_dict(escalation))
+    data["claimed_by"] = (
+        {"name": escalation.claimed_by.get_username(), "until": iso(escalation.claimed_until)}
+        if escalation.claim_is_live() and escalation.claimed_by
+        else None
+    )
+    return data
+
+
+def _escalation(request, escalation_id: str) -> Escalation:
+    try:
+        pk = uuid.UUID(escalation_id)
+    except ValueError:
+        raise Problem(404, f"No escalation {escalation_id!r}.") from None
+    found = selectors.escalations_for_reviewer(request.auth).filter(pk=pk).first()
+    if found is None:
+        raise Problem(404, f"No escalation {escalation_id}.")
+    return found
+
+
+@router.get("/queue", response={200: dict, 400: ProblemOut, 401: ProblemOut, 403: ProblemOut})
+def queue(
+    request,
+    filters: Query[QueueFilters],
+    limit: int = Query(50, ge=1, le=200),
+    cursor: str | None = None,
+):
+    """Open escalations in queue order: {"items": [...], "next_cursor": ...}."""
+    try:
+        position = selectors.QueueCursor.decode(cursor) if cursor else None
+    except ValueError:
+        raise Problem(400, "Bad query: cursor", errors=[FieldError("cursor", "is not a cursor from next_cursor")]) from None
+    queryset = selectors.open_queue(request.auth)
+    if filters.tier is not None:
+        queryset = queryset.filter(tier=filters.tier)
+    if filters.reason:
+        queryset = queryset.filter(reason=filters.reason)
+    if filters.agent:
+        queryset = queryset.filter(agent__name=filters.agent)
+    if filters.domain:
+        queryset = queryset.filter(domain=filters.domain)
+    if filters.blocking is not None:
+        queryset = queryset.filter(blocking=filters.blocking)
+    rows, next_cursor = selectors.page(queryset, position, limit)
+    return json_response(
+        request,
+        {"items": [escalation_dict(e) for e in rows], "next_cursor": next_cursor.encode() if next_cursor else None},
+    )
+
+
+@router.get("/escalations/{escalation_id}", response={200: dict, 401: ProblemOut, 403: ProblemOut, 404: ProblemOut})
+def detail(request, escalation_id: str):
+    """The escalation object, the whole package, and who holds the claim."""
+    return json_response(request, reviewer_dict(_escalation(request, escalation_id)))
+
+
+def _claim_conflict(exc: services.ClaimedByOther) -> Problem:
+    holder = exc.escalation.claimed_by.get_username() if exc.escalation.claimed_by else "someone"
+    return Problem(
+        409,
+        f"Claimed by {holder} until {iso(exc.escalation.claimed_until)}.",
+        type="claimed",
+        title="Claimed by another reviewer",
+        extra={"claimed_by": {"name": holder, "until": iso(exc.escalation.claimed_until)}},
+    )
+
+
+def _decided_conflict(exc: services.AlreadyDecided) -> Problem:
+    escalation = exc.escalation
+    data = escalation_dict(escalation)
+    if data["decision"]:
+        by = data["decision"]["decided_by"]["name"]
+        detail = f"Already decided by {by}: {data['decision']['kind']}."
+    else:
+        detail = f"The escalation is {escalation.status}."
+    return Problem(
+        409, detail, type="already-decided", title="Already decided",
+        extra={"decision": data["decision"], "escalation": data},
+    )
+
+
+@router.post("/escalations/{escalation_id}/claim", response={200: dict, 401: ProblemOut, 403: ProblemOut, 404: ProblemOut, 409: ProblemOut})
+def claim(request, escalation_id: str):
+    escalation = _escalation(request, escalation_id)
+    try:
+        escalation = services.escalation_claim(escalation_id=escalation.pk, user=request.auth)
+    except services.ClaimedByOther as exc:
+        raise _claim_conflict(exc) from None
+    except services.AlreadyDecided as exc:
+        raise _decided_conflict(exc) from None
+    return json_response(request, reviewer_dict(_escalation(request, escalation_id)))
+
+
+@router.post("/escalations/{escalation_id}/release", response={200: dict, 401: ProblemOut, 403: ProblemOut, 404: ProblemOut, 409: ProblemOut})
+def release(request, escalation_id: str):
+    escalation = _escalation(request, escalation_id)
+    try:
+        services.escalation_release(escalation_id=escalation.pk, user=request.auth)
+    except services.ClaimedByOther as exc:
+        raise _claim_conflict(exc) from None
+    return json_response(request, reviewer_dict(_escalation(request, escalation_id)))
+
+
+@router.post(
+    "/escalations/{escalation_id}/decision",
+    response={201: EscalationOut, 401: ProblemOut, 403: ProblemOut, 404: ProblemOut, 409: ProblemOut, 422: ProblemOut},
+)
+def decide(request, escalation_id: str, payload: DecisionIn):
+    """201 with the escalation and its decision; 409 carries the decision that stands."""
+    escalation = _escalation(request, escalation_id)
+    try:
+        services.escalation_decide(
+            escalation_id=escalation.pk,
+            request=services.DecisionRequest(
+                kind=payload.kind, option=payload.option, args=payload.args, instruction=payload.instruction
+            ),
+            user=request.auth,
+        )
+    except services.AlreadyDecided as exc:
+        raise _decided_conflict(exc) from None
+    return json_response(request, escalation_dict(_escalation(request, escalation_id)), status=201)

@@ -1,0 +1,29 @@
+"""Websocket consumers: push only. Browsers are told what changed and re-render it."""
+
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from escalations.events import QUEUE_GROUP, escalation_group
+
+
+class LiveConsumer(AsyncJsonWebsocketConsumer):
+    """Joins the queue group or one escalation's group; forwards change notices as JSON."""
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=4401)
+            return
+        kwargs = self.scope["url_route"]["kwargs"]
+        if kwargs.get("scope") == "escalation":
+            self.group = escalation_group(kwargs["escalation_id"])
+        else:
+            self.group = QUEUE_GROUP
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+
+    async def disconnect(self, code: int) -> None:
+        if getattr(self, "group", None):
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def escalation_changed(self, event: dict) -> None:
+        await self.send_json({k: event[k] for k in ("id", "kind", "status")})
