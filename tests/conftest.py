@@ -1,0 +1,156 @@
+"""Shared fixtures. Tests use the real database, broker and channel layer of the mode they
+run in: SQLite and in-memory by default, PostgreSQL and Redis when DATABASE_URL and
+REDIS_URL are set (as CI sets them)."""
+
+import json
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.test import Client
+
+from escalations import services
+
+IN_CI = bool(os.environ.get("CI"))
+
+
+def need(condition: bool, what: str) -> None:
+    """Skip locally when a service or tool is missing; in CI, fail instead."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"CI must provide {what}")
+    pytest.skip(f"needs {what}")
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def make_package(**overrides: Any) -> dict[str, Any]:
+    """A valid escalation package (tier 3 in the default domain); override any field."""
+    t = now()
+    package: dict[str, Any] = {
+        "run_id": "run-42",
+        "title": "Update the 14 callers of charge() or add a shim?",
+        "uncertainty": (
+            "charge() changed signature; 14 callers in billing/ break. Updating them touches "
+            "billing/legacy which has no tests; a shim keeps them working but doubles the API."
+        ),
+        "reason": "approach_choice",
+        "confidence": 0.62,
+        "history": [
+            {"at": (t - timedelta(minutes=30)).isoformat(), "action": "read billing/charge.py", "outcome": "ok"},
+            {
+                "at": (t - timedelta(minutes=10)).isoformat(),
+                "action": "ran the test suite",
+                "outcome": "failed",
+                "detail": "14 failures in billing/",
+            },
+        ],
+        "options": [
+            {
+                "key": "update-callers",
+                "label": "Update all 14 callers",
+                "recommended": True,
+                "args": {"paths": ["billing/"]},
+            },
+            {"key": "shim", "label": "Add a compatibility shim"},
+        ],
+        "cost_of_delay": {"blocking": True, "impact": "high", "blocked_tasks": 3},
+    }
+    package.update(overrides)
+    return package
+
+
+@pytest.fixture
+def package() -> Callable[..., dict[str, Any]]:
+    return make_package
+
+
+@pytest.fixture
+def agent_with_token(db):
+    """(agent, token) in the `default` domain, without a resume_url."""
+    new = services.agent_create(name="agent-007", domain="default")
+    return new.agent, new.token
+
+
+@pytest.fixture
+def agent(agent_with_token):
+    return agent_with_token[0]
+
+
+class AgentClient(Client):
+    """Django's test client speaking as an agent: bearer token and JSON bodies."""
+
+    def __init__(self, token: str, **kwargs: Any) -> None:
+        super().__init__(HTTP_AUTHORIZATION=f"Bearer {token}", **kwargs)
+
+    def post_json(self, path: str, data: Any = None, **extra: Any):
+        body = data if isinstance(data, str | bytes) else json.dumps(data)
+        return self.post(path, body, content_type="application/json", **extra)
+
+    def escalate(self, package: dict[str, Any] | None = None, **extra: Any):
+        return self.post_json("/api/v1/escalations", package or make_package(), **extra)
+
+
+@pytest.fixture
+def api(agent_with_token) -> AgentClient:
+    return AgentClient(agent_with_token[1])
+
+
+@pytest.fixture
+def reviewer(db, django_user_model):
+    return django_user_model.objects.create_user("alice", "alice@example.com", "correct-horse-battery")
+
+
+@pytest.fixture
+def other_reviewer(db, django_user_model):
+    return django_user_model.objects.create_user("bob", "bob@example.com", "correct-horse-battery")
+
+
+@pytest.fixture
+def reviewer_client(reviewer) -> Client:
+    client = Client()
+    client.force_login(reviewer)
+    return client
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def live_server_asgi(transactional_db) -> Iterator[str]:
+    """The real ASGI application under uvicorn on 127.0.0.1, in a thread of this process
+    (so it shares the test database and, in the embedded mode, the in-process layers)."""
+    import uvicorn
+
+    from handoff_site.asgi import application
+
+    port = free_port()
+    config = uvicorn.Config(application, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    old_public = settings.PUBLIC_URL
+    settings.PUBLIC_URL = f"http://127.0.0.1:{port}"
+    try:
+        yield settings.PUBLIC_URL
+    finally:
+        settings.PUBLIC_URL = old_public
+        server.should_exit = True
+        thread.join(timeout=10)
