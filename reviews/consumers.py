@@ -2,7 +2,7 @@
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from escalations.events import QUEUE_GROUP, escalation_group
+from escalations.events import QUEUE_GROUP, escalation_group, serve_on_running_loop
 
 
 class LiveConsumer(AsyncJsonWebsocketConsumer):
@@ -13,6 +13,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         if user is None or not user.is_authenticated:
             await self.close(code=4401)
             return
+        serve_on_running_loop()
         kwargs = self.scope["url_route"]["kwargs"]
         if kwargs.get("scope") == "escalation":
             self.group = escalation_group(kwargs["escalation_id"])
