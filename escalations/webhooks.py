@@ -1,8 +1,15 @@
-"""Outbound webhooks to agents: the Stripe-style signature and the HTTP POST itself."""
+"""Outbound webhooks to agents: the Stripe-style signature and the HTTP POST itself.
+
+`sign`/`verify` are the scheme of API.md: `Handoff-Signature: t=<unix>,v1=<hex>` where the
+MAC is HMAC-SHA256(secret, "<t>.<raw body>"); `verify` is what an agent runs. `post` sends
+one delivery and never raises: every failure comes back as an Outcome to record.
+"""
 
 import hashlib
 import hmac
 import json
+import os
+import threading
 import time
 from dataclasses import dataclass
 
@@ -11,28 +18,54 @@ from django.conf import settings
 
 SIGNATURE_HEADER = "Handoff-Signature"
 DEFAULT_TOLERANCE_SECONDS = 300
+EXCERPT_CHARS = 500
+_MAX_READ_BYTES = 64 * 1024  # an agent's answer is read this far, never whole
+
+
+def raw_mac(secret: str, payload: bytes) -> str:
+    """Hex HMAC-SHA256 of `payload` under `secret` (GitHub's X-Hub-Signature-256 MAC)."""
+    return hmac.new(secret.encode(), payload, hashlib.sha256).hexdigest()
 
 
 def sign(secret: str, body: bytes, timestamp: int) -> str:
     """`t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`."""
-    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={mac}"
+    return f"t={timestamp},v1={raw_mac(secret, f'{timestamp}.'.encode() + body)}"
 
 
 def verify(
-    secret: str, body: bytes, header: str, *, tolerance: int = DEFAULT_TOLERANCE_SECONDS,
+    secret: str,
+    body: bytes | str,
+    header: str | None,
+    *,
+    tolerance: int = DEFAULT_TOLERANCE_SECONDS,
     now: float | None = None,
 ) -> bool:
-    """What an agent does: any v1 may match (secret rotation); old timestamps are replays."""
-    try:
-        parts = [item.split("=", 1) for item in header.split(",")]
-        timestamp = int(next(value for key, value in parts if key.strip() == "t"))
-        signatures = [value for key, value in parts if key.strip() == "v1"]
-    except (ValueError, StopIteration):
+    """What an agent does with the raw body and the header. Never raises.
+
+    Any `v1` may match (secret rotation); a timestamp more than `tolerance` seconds away
+    from now is a replay. A missing or malformed header is simply False.
+    """
+    if not isinstance(header, str) or len(header) > 4096:
+        return False
+    if isinstance(body, str):
+        body = body.encode()
+    timestamp: int | None = None
+    signatures: list[bytes] = []
+    for item in header.split(","):
+        key, sep, value = item.strip().partition("=")
+        if not sep:
+            continue
+        if key == "t" and timestamp is None:
+            if not value.isascii() or not value.isdigit():
+                return False
+            timestamp = int(value)
+        elif key == "v1" and value.isascii():
+            signatures.append(value.encode())
+    if timestamp is None or not signatures:
         return False
     if abs((now if now is not None else time.time()) - timestamp) > tolerance:
         return False
-    expected = sign(secret, body, timestamp).split("v1=", 1)[1]
+    expected = raw_mac(secret, f"{timestamp}.".encode() + body).encode()
     return any(hmac.compare_digest(expected, candidate) for candidate in signatures)
 
 
@@ -44,39 +77,77 @@ class Outcome:
     duration_ms: int
 
 
+# One client per process (a forked worker child never reuses its parent's sockets).
 _client: httpx.Client | None = None
+_client_pid = 0
+_client_lock = threading.Lock()
 
 
 def _http() -> httpx.Client:
+    global _client, _client_pid
+    with _client_lock:
+        if _client is None or _client_pid != os.getpid():
+            _client = httpx.Client(
+                follow_redirects=False,
+                headers={"User-Agent": "Handoff-Webhook/1"},
+                limits=httpx.Limits(max_keepalive_connections=20, keepalive_expiry=30),
+            )
+            _client_pid = os.getpid()
+        return _client
+
+
+def _drop_client(client: httpx.Client) -> None:
+    """After a transport error, start over with fresh connections.
+
+    The old client is not closed here: other threads may still be using it; its pooled
+    connections go with it when it is garbage-collected.
+    """
     global _client
-    if _client is None:
-        _client = httpx.Client(
-            timeout=settings.WEBHOOK_TIMEOUT_SECONDS,
-            follow_redirects=False,
-            headers={"User-Agent": "Handoff-Webhook/1"},
-        )
-    return _client
+    with _client_lock:
+        if _client is client:
+            _client = None
 
 
 def post(url: str, payload: dict, *, delivery_id: str, secret: str) -> Outcome:
-    """POST one signed delivery. Never raises: failures come back as an Outcome."""
+    """POST one signed delivery. Never raises: failures come back as an Outcome.
+
+    The timeout (WEBHOOK_TIMEOUT_SECONDS) bounds connecting, each read and the whole
+    answer; only the first 64 KB of the answer are read, and 500 characters are kept.
+    """
     body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
     headers = {
         "Content-Type": "application/json",
-        "Handoff-Event": payload.get("event", "escalation.decided"),
+        "Handoff-Event": str(payload.get("event", "escalation.decided")),
         "Handoff-Delivery": delivery_id,
         SIGNATURE_HEADER: sign(secret, body, int(time.time())),
     }
+    limit = float(settings.WEBHOOK_TIMEOUT_SECONDS)
     started = time.monotonic()
+    client = None
     try:
-        response = _http().post(url, content=body, headers=headers)
-        return Outcome(
-            response.status_code, "", response.text[:500], int((time.monotonic() - started) * 1000)
-        )
+        client = _http()
+        with client.stream("POST", url, content=body, headers=headers, timeout=limit) as response:
+            received = bytearray()
+            for chunk in response.iter_bytes():
+                received += chunk
+                if len(received) >= _MAX_READ_BYTES:
+                    break
+                if time.monotonic() - started > limit:
+                    raise httpx.ReadTimeout("the answer took too long")
+            excerpt = bytes(received[:_MAX_READ_BYTES]).decode(
+                response.encoding or "utf-8", errors="replace"
+            )[:EXCERPT_CHARS]
+        return Outcome(response.status_code, "", excerpt, _ms_since(started))
     except httpx.TimeoutException as exc:
-        error = f"timed out after {settings.WEBHOOK_TIMEOUT_SECONDS:g} s ({type(exc).__name__})"
+        error = f"timed out after {limit:g} s ({type(exc).__name__})"
     except httpx.HTTPError as exc:
-        error = f"{type(exc).__name__}: {exc}" or type(exc).__name__
-    except Exception as exc:  # an unusable URL must still end as a recorded attempt
+        error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    except Exception as exc:  # an unusable URL, a soft time limit: still a recorded attempt
         error = f"{type(exc).__name__}: {exc}"
-    return Outcome(None, error[:500], "", int((time.monotonic() - started) * 1000))
+    if client is not None:
+        _drop_client(client)
+    return Outcome(None, error[:EXCERPT_CHARS], "", _ms_since(started))
+
+
+def _ms_since(started: float) -> int:
+    return max(0, int((time.monotonic() - started) * 1000))
