@@ -7,7 +7,9 @@ that only an open escalation passes, under a one-to-one constraint.
 
 import hashlib
 import json
+import logging
 import random
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -501,6 +503,8 @@ def _decide_open(
 
 # ---------------------------------------------------------------- deliveries
 
+log = logging.getLogger(__name__)
+
 
 def _queue_delivery(escalation: Escalation, url: str, now: datetime) -> Delivery:
     """An outbox row, written in the decision's transaction, and a task after commit.
@@ -516,18 +520,68 @@ def _queue_delivery(escalation: Escalation, url: str, now: datetime) -> Delivery
         "escalation": escalation_dict(escalation),
     }
     delivery.save(force_insert=True)
-    deliver_webhook_task.delay_on_commit(str(delivery.id))
+    delivery_id = str(delivery.id)
+    transaction.on_commit(lambda: _enqueue_delivery(deliver_webhook_task, delivery_id))
     return delivery
 
 
+def _enqueue_delivery(task, delivery_id: str) -> None:
+    """After commit: the fast path. A broker outage is logged, never raised: the decision
+    has committed, and the sweep sends the outbox row once the broker is back."""
+    try:
+        task.delay(delivery_id)
+    except Exception:
+        log.warning(
+            "delivery %s not enqueued (broker unreachable?); the sweep will send it",
+            delivery_id,
+            exc_info=True,
+        )
+
+
 def delivery_claim(*, delivery_id, now: datetime | None = None) -> Delivery | None:
-    """Take a due delivery for sending (compare-and-swap), or None if it is not ours to send."""
+    """Take a due delivery for sending (compare-and-swap), or None if it is not ours to send.
+
+    None when the row is gone, already delivered or failed, not yet due, or held by a live
+    lease (another worker is sending it). The lease (WEBHOOK_LEASE_SECONDS) outlives one
+    attempt; when it lapses, the sweep gives the row to another worker.
+    """
     now = now or timezone.now()
+    try:
+        uuid.UUID(str(delivery_id))
+    except ValueError:
+        return None
     lease = now + timedelta(seconds=settings.WEBHOOK_LEASE_SECONDS)
     due = Delivery.objects.due(now).filter(pk=delivery_id)
     if not due.update(status=Delivery.Status.SENDING, lease_until=lease):
         return None
-    return Delivery.objects.select_related("escalation__agent").get(pk=delivery_id)
+    return Delivery.objects.select_related("escalation__agent").filter(pk=delivery_id).first()
+
+
+def deliveries_sweep(*, now: datetime | None = None, grace_seconds: float = 10) -> list[str]:
+    """The ids of deliveries to (re-)enqueue: due ones a lost message or a crashed worker
+    left behind. At most BATCH_SIZE, oldest due first.
+
+    Fresh pending rows (younger than `grace_seconds`) are left to their on-commit task. Each
+    row returned is marked as enqueued for one lease (lease_until), so a backed-up queue is
+    not flooded with copies every sweep; a lapsed SENDING lease goes back to retrying.
+    """
+    now = now or timezone.now()
+    marker = now + timedelta(seconds=settings.WEBHOOK_LEASE_SECONDS)
+    waiting = [Delivery.Status.PENDING, Delivery.Status.RETRYING]
+    with transaction.atomic():
+        ids = list(
+            Delivery.objects.due(now)
+            .exclude(status=Delivery.Status.PENDING, created_at__gt=now - timedelta(seconds=grace_seconds))
+            .exclude(status__in=waiting, lease_until__gt=now)
+            .order_by("next_attempt_at")
+            .values_list("pk", flat=True)[:BATCH_SIZE]
+        )
+        if ids:
+            Delivery.objects.filter(pk__in=ids, status=Delivery.Status.SENDING).update(
+                status=Delivery.Status.RETRYING, next_attempt_at=now
+            )
+            Delivery.objects.filter(pk__in=ids).update(lease_until=marker)
+    return [str(pk) for pk in ids]
 
 
 RETRYABLE = {408, 429}
@@ -548,10 +602,14 @@ def delivery_record_attempt(
     A 2xx marks the escalation resumed. Network errors, 408, 429 and 5xx retry with
     exponential backoff and jitter until WEBHOOK_RETRY_FOR_SECONDS have passed; other
     4xx stop. Returns the delivery; `next_attempt_at` tells when to try again.
+    Raises Delivery.DoesNotExist if the row is gone.
     """
     now = now or timezone.now()
     with transaction.atomic():
         delivery = Delivery.objects.select_for_update().get(pk=delivery.pk)
+        # Someone else finished it meanwhile (our lease lapsed mid-attempt): record the
+        # attempt, and only a success may still change the outcome.
+        finished = delivery.status in (Delivery.Status.DELIVERED, Delivery.Status.FAILED)
         number = delivery.attempt_count + 1
         DeliveryAttempt.objects.create(
             delivery=delivery,
@@ -570,6 +628,8 @@ def delivery_record_attempt(
             delivery.delivered_at = now
             delivery.last_error = ""
             _mark_resumed(escalation, actor="webhook", now=now, data={"delivery": str(delivery.id)})
+        elif finished:
+            pass
         else:
             retryable = status_code is None or status_code >= 500 or status_code in RETRYABLE
             delivery.last_error = (error or f"HTTP {status_code}")[:500]
@@ -577,7 +637,7 @@ def delivery_record_attempt(
                 number,
                 base=settings.WEBHOOK_BACKOFF_BASE_SECONDS,
                 cap=settings.WEBHOOK_BACKOFF_MAX_SECONDS,
-                jitter=random.random(),  # noqa: S311 - jitter, not security
+                jitter=random.random(),  # jitter, not security
             )
             next_at = now + timedelta(seconds=wait)
             if retryable and next_at <= delivery.give_up_at():
@@ -684,7 +744,7 @@ def escalation_claim(*, escalation_id, user, now: datetime | None = None) -> Esc
     now = now or timezone.now()
     until = now + timedelta(seconds=settings.CLAIM_LEASE_SECONDS)
     with transaction.atomic():
-        escalation = Escalation.objects.select_for_update().select_related("claimed_by").get(
+        escalation = Escalation.objects.select_for_update(of=("self",)).select_related("claimed_by").get(
             pk=escalation_id
         )
         if not escalation.is_open:
@@ -713,7 +773,7 @@ def escalation_release(*, escalation_id, user, now: datetime | None = None) -> E
     """Give a claim back to the queue. Only its holder can release it."""
     now = now or timezone.now()
     with transaction.atomic():
-        escalation = Escalation.objects.select_for_update().select_related("claimed_by").get(
+        escalation = Escalation.objects.select_for_update(of=("self",)).select_related("claimed_by").get(
             pk=escalation_id
         )
         if escalation.claimed_by_id and escalation.claimed_by_id != user.pk:
@@ -732,19 +792,23 @@ def escalation_release(*, escalation_id, user, now: datetime | None = None) -> E
 
 # ---------------------------------------------------------------- periodic work
 
+# Each periodic job handles at most BATCH_SIZE rows per call (one short transaction per
+# row or batch); its task calls it again while full batches keep coming, within a budget.
 BATCH_SIZE = 200
 
 
 def claims_expire(*, now: datetime | None = None) -> int:
-    """Return lapsed claims to the queue. Returns how many."""
+    """Return lapsed claims to the queue, with a claim_expired event. Returns how many."""
     now = now or timezone.now()
     expired = 0
     stale = Escalation.objects.filter(
         status=Escalation.Status.CLAIMED, claimed_until__lt=now
-    ).values_list("pk", flat=True)[:BATCH_SIZE]
+    ).order_by("claimed_until").values_list("pk", flat=True)[:BATCH_SIZE]
     for pk in list(stale):
         with transaction.atomic():
-            escalation = Escalation.objects.select_related("claimed_by").get(pk=pk)
+            escalation = Escalation.objects.select_related("claimed_by").filter(pk=pk).first()
+            if escalation is None:
+                continue
             holder = escalation.claimed_by.get_username() if escalation.claimed_by else ""
             if Escalation.objects.filter(
                 pk=pk, status=Escalation.Status.CLAIMED, claimed_until__lt=now
@@ -759,7 +823,13 @@ def claims_expire(*, now: datetime | None = None) -> int:
 
 
 def timeouts_apply(*, now: datetime | None = None) -> int:
-    """Decide open escalations whose respond_by has passed with their timeout_option."""
+    """Decide open escalations whose respond_by has passed with their timeout_option.
+
+    The decision is by "timeout" and is delivered like any other. Never before respond_by;
+    never over a decision that landed first; never an irreversible option (the API refuses
+    one as timeout_option; a row that has one anyway is left to a human and logged).
+    Returns how many were decided.
+    """
     now = now or timezone.now()
     applied = 0
     due = (
@@ -767,9 +837,13 @@ def timeouts_apply(*, now: datetime | None = None) -> int:
         .filter(respond_by__lte=now)
         .exclude(timeout_option="")
         .order_by("respond_by")
-        .values_list("pk", "timeout_option")[:BATCH_SIZE]
+        .values_list("pk", "timeout_option", "options")[:BATCH_SIZE]
     )
-    for pk, option in list(due):
+    for pk, option, options in list(due):
+        chosen = next((o for o in options or [] if o.get("key") == option), None)
+        if chosen is None or chosen.get("irreversible"):
+            log.warning("escalation %s: timeout_option %r is not applicable; left to a human", pk, option)
+            continue
         try:
             escalation_decide(
                 escalation_id=pk,
@@ -778,31 +852,56 @@ def timeouts_apply(*, now: datetime | None = None) -> int:
                 now=now,
             )
             applied += 1
-        except AlreadyDecided:
-            pass  # a person decided first
+        except (AlreadyDecided, Escalation.DoesNotExist):
+            pass  # a person decided first, or the row is gone
+        except Problem as exc:
+            log.warning("escalation %s: timeout not applied: %s", pk, exc)
     return applied
 
 
 def priorities_refresh(*, now: datetime | None = None) -> int:
-    """Recompute the priority of open escalations (deadlines approach). Returns changes."""
+    """Recompute the priority of open escalations (deadlines approach). Returns changes.
+
+    Walks the open escalations in pk order, BATCH_SIZE rows per query and per update.
+    """
     now = now or timezone.now()
+    changed, after = 0, None
+    while True:
+        count, after = _priorities_refresh_batch(now, after)
+        changed += count
+        if after is None:
+            return changed
+
+
+def _priorities_refresh_batch(now: datetime, after) -> tuple[int, Any]:
+    """One batch: (how many changed, the pk to continue after, or None at the end)."""
+    rows = Escalation.objects.open().order_by("pk")
+    if after is not None:
+        rows = rows.filter(pk__gt=after)
+    batch = list(
+        rows.only(
+            "pk", "tier", "impact", "blocking", "blocked_tasks", "is_irreversible", "respond_by",
+            "stuck_since", "priority", "priority_reasons",
+        )[:BATCH_SIZE]
+    )
     changed = []
-    for escalation in Escalation.objects.open().only(
-        "pk", "tier", "impact", "blocking", "blocked_tasks", "is_irreversible", "respond_by",
-        "stuck_since", "priority", "priority_reasons",
-    ).iterator(chunk_size=1000):
+    for escalation in batch:
         score = policy.priority_for(_urgency(escalation), now)
         if (score.score, score.reasons) != (escalation.priority, escalation.priority_reasons):
             escalation.priority, escalation.priority_reasons = score.score, score.reasons
             changed.append(escalation)
-    Escalation.objects.bulk_update(changed, ["priority", "priority_reasons"], batch_size=500)
-    return len(changed)
+    Escalation.objects.bulk_update(changed, ["priority", "priority_reasons"])
+    return len(changed), (batch[-1].pk if len(batch) == BATCH_SIZE else None)
 
 
 def idempotency_keys_purge(*, now: datetime | None = None) -> int:
-    """Forget idempotency keys past the retention window (the escalations stay)."""
+    """Forget up to BATCH_SIZE idempotency keys past the retention window (the escalations
+    stay). Returns how many."""
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=settings.IDEMPOTENCY_RETENTION_SECONDS)
-    return Escalation.objects.filter(
-        idempotency_key__isnull=False, created_at__lt=cutoff
-    ).update(idempotency_key=None)
+    stale = list(
+        Escalation.objects.filter(idempotency_key__isnull=False, created_at__lt=cutoff).values_list(
+            "pk", flat=True
+        )[:BATCH_SIZE]
+    )
+    return Escalation.objects.filter(pk__in=stale).update(idempotency_key=None)

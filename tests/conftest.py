@@ -2,6 +2,7 @@
 run in: SQLite and in-memory by default, PostgreSQL and Redis when DATABASE_URL and
 REDIS_URL are set (as CI sets them)."""
 
+import importlib
 import json
 import os
 import socket
@@ -74,9 +75,17 @@ def package() -> Callable[..., dict[str, Any]]:
     return make_package
 
 
+def ensure_default_policies() -> None:
+    """Transactional tests flush the tables, the migration's policies included: put them back."""
+    from django.apps import apps
+
+    importlib.import_module("escalations.migrations.0002_default_policies").seed(apps, None)
+
+
 @pytest.fixture
 def agent_with_token(db):
     """(agent, token) in the `default` domain, without a resume_url."""
+    ensure_default_policies()
     new = services.agent_create(name="agent-007", domain="default")
     return new.agent, new.token
 
