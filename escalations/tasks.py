@@ -1,7 +1,12 @@
-"""Celery tasks of the domain: webhook delivery and the periodic jobs. Ids in, services do the work."""
+"""Celery tasks of the domain: webhook delivery and the periodic jobs. Ids in, services do the work.
+
+Every task is safe to run twice, late, or on a row that is gone (at least once: acks_late
+and reject_on_worker_lost put a killed worker's message back). None raises for bad input or
+a vanished row; state lives in the database, never in the message.
+"""
 
 import logging
-from datetime import timedelta
+import time
 
 from celery import shared_task
 from django.utils import timezone
@@ -12,13 +17,24 @@ from .models import Delivery
 log = logging.getLogger(__name__)
 
 # Short retries ride on Celery's countdown; longer waits are left to the sweep, so no
-# message sits in the broker past its visibility timeout.
+# message sits in the broker near its visibility timeout.
 COUNTDOWN_LIMIT_SECONDS = 300
+# Fresh pending deliveries belong to their on-commit task; the sweep gives them this long.
+SWEEP_GRACE_SECONDS = 10
+# A periodic job repeats its batch while full batches come, for at most this long.
+PERIODIC_BUDGET_SECONDS = 30
 
 
 @shared_task(ignore_result=True)
 def deliver_webhook_task(delivery_id: str) -> None:
-    """Send one delivery if it is due and nobody else is sending it (idempotent)."""
+    """Send one delivery (one attempt) if it is due and nobody else is sending it.
+
+    Claims the row by compare-and-swap (pending/retrying and due, or a lapsed lease ->
+    sending with a lease), POSTs the signed payload, records the attempt. A failure that
+    will be retried within COUNTDOWN_LIMIT_SECONDS is re-enqueued with a countdown; later
+    retries, lost messages and crashed workers are the sweep's. Not ours, not due, or gone:
+    returns without doing anything. Never raises.
+    """
     delivery = services.delivery_claim(delivery_id=delivery_id)
     if delivery is None:
         return
@@ -29,52 +45,84 @@ def deliver_webhook_task(delivery_id: str) -> None:
         delivery_id=str(delivery.id),
         secret=delivery.escalation.agent.signing_secret,
     )
-    delivery = services.delivery_record_attempt(
-        delivery=delivery,
-        started_at=started,
-        duration_ms=outcome.duration_ms,
-        status_code=outcome.status_code,
-        error=outcome.error,
-        response_excerpt=outcome.excerpt,
-    )
+    try:
+        delivery = services.delivery_record_attempt(
+            delivery=delivery,
+            started_at=started,
+            duration_ms=outcome.duration_ms,
+            status_code=outcome.status_code,
+            error=outcome.error,
+            response_excerpt=outcome.excerpt,
+        )
+    except Delivery.DoesNotExist:
+        log.info("delivery %s vanished during its attempt", delivery_id)
+        return
     if delivery.status == Delivery.Status.RETRYING:
         wait = (delivery.next_attempt_at - timezone.now()).total_seconds()
         if wait <= COUNTDOWN_LIMIT_SECONDS:
-            deliver_webhook_task.apply_async((delivery_id,), countdown=max(0.0, wait))
+            _enqueue(delivery_id, countdown=max(0.0, wait))
+
+
+def _enqueue(delivery_id: str, countdown: float = 0) -> bool:
+    """Enqueue a delivery; a broker error is logged, not raised: the sweep catches up."""
+    try:
+        deliver_webhook_task.apply_async((delivery_id,), countdown=countdown)
+    except Exception:
+        log.warning("delivery %s not enqueued; the sweep will retry", delivery_id, exc_info=True)
+        return False
+    return True
 
 
 @shared_task(ignore_result=True)
 def sweep_deliveries_task() -> int:
-    """Re-send deliveries that a lost message or a crashed worker left behind."""
-    now = timezone.now()
-    # Fresh pending rows belong to their on-commit task; give it a moment first.
-    due = (
-        Delivery.objects.due(now)
-        .exclude(status=Delivery.Status.PENDING, created_at__gt=now - timedelta(seconds=10))
-        .order_by("next_attempt_at")
-        .values_list("pk", flat=True)[: services.BATCH_SIZE]
-    )
-    ids = [str(pk) for pk in due]
-    for delivery_id in ids:
-        deliver_webhook_task.delay(delivery_id)
-    return len(ids)
+    """Re-enqueue deliveries that a lost message or a crashed worker left behind.
+
+    Due pending/retrying rows (pending ones once older than SWEEP_GRACE_SECONDS) and
+    sending rows whose lease lapsed, at most BATCH_SIZE per run, each marked so that the
+    next runs leave it alone for one lease. Returns how many were enqueued.
+    """
+    enqueued = 0
+    for delivery_id in services.deliveries_sweep(grace_seconds=SWEEP_GRACE_SECONDS):
+        if not _enqueue(delivery_id):
+            break  # the broker is down: stop; the marks lapse and the next sweep retries
+        enqueued += 1
+    return enqueued
+
+
+def _repeat(job, name: str) -> int:
+    """Run a batch job while it returns full batches, within PERIODIC_BUDGET_SECONDS."""
+    deadline = time.monotonic() + PERIODIC_BUDGET_SECONDS
+    total = 0
+    while True:
+        count = job()
+        total += count
+        if count < services.BATCH_SIZE or time.monotonic() > deadline:
+            break
+    if total:
+        log.info("%s: %d", name, total)
+    return total
 
 
 @shared_task(ignore_result=True)
 def apply_timeouts_task() -> int:
-    return services.timeouts_apply()
+    """Decide, by "timeout", open escalations past respond_by with their timeout_option
+    (services.timeouts_apply, repeated while batches are full). Returns how many."""
+    return _repeat(services.timeouts_apply, "timeouts applied")
 
 
 @shared_task(ignore_result=True)
 def expire_claims_task() -> int:
-    return services.claims_expire()
+    """Return lapsed claims to the queue (services.claims_expire). Returns how many."""
+    return _repeat(services.claims_expire, "claims expired")
 
 
 @shared_task(ignore_result=True)
 def refresh_priorities_task() -> int:
+    """Recompute open escalations' priorities, batch by batch. Returns how many changed."""
     return services.priorities_refresh()
 
 
 @shared_task(ignore_result=True)
 def purge_idempotency_keys_task() -> int:
-    return services.idempotency_keys_purge()
+    """Forget idempotency keys past IDEMPOTENCY_RETENTION_SECONDS. Returns how many."""
+    return _repeat(services.idempotency_keys_purge, "idempotency keys purged")

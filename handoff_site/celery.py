@@ -3,9 +3,32 @@
 import os
 
 from celery import Celery
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "handoff_site.settings")
 
 app = Celery("handoff", task_cls="celery.contrib.django.task:DjangoTask")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+_BROKER_KEYS = {"broker_url", "broker_write_url", "broker_transport_options", "broker_connection_timeout"}
+
+
+@receiver(setting_changed)
+def _follow_settings(*, setting: str, value, enter: bool, **kwargs) -> None:
+    """Keep app.conf in step with overridden CELERY_* settings (tests: `settings` fixture,
+    override_settings). A broker change drops the pooled connections, so the next
+    publish goes to the new broker."""
+    if not setting.startswith("CELERY_"):
+        return
+    from django.conf import settings
+
+    key = setting.removeprefix("CELERY_").lower()
+    if hasattr(settings, setting):
+        app.conf[key] = value
+    else:
+        app.conf.pop(key, None)
+    if key in _BROKER_KEYS:
+        app._pool = None  # kombu keeps its pools per broker; only our references go
+        app.amqp._producer_pool = None
