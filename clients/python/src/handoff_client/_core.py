@@ -204,11 +204,20 @@ def wait(
     path = f"{API}/escalations/{escalation_id}"
     etag: str | None = None
     failures = 0
+    result: Result = None
     while True:
         remaining = math.inf if deadline is None else deadline - time.monotonic()
-        if remaining <= 0 and current is not None:
-            raise WaitTimeout(current, timeout or 0)
-        seconds = 0 if timeout == 0 else min(LONG_POLL_MAX, max(1, math.ceil(remaining)))
+        if remaining <= 0:
+            if current is not None:
+                raise WaitTimeout(current, timeout or 0)
+            if isinstance(result, httpx.Response):
+                raise error_from_response(result)
+            if isinstance(result, httpx.TransportError):
+                raise TransportError(f"GET {path}: {result!r}") from result
+        if timeout == 0:
+            seconds = 0
+        else:
+            seconds = LONG_POLL_MAX if remaining > LONG_POLL_MAX else max(1, math.ceil(remaining))
         headers = {"If-None-Match": etag} if etag else {}
         started = time.monotonic()
         result = yield Send(
