@@ -1,29 +1,86 @@
 """The embedded mode's Celery: a worker and beat in threads of the web process.
 
 Same tasks, same code paths as production, on kombu's in-memory transport, so `make run`
-needs neither Redis nor a separate worker. Started once per process by asgi.py.
+needs neither Redis nor a separate worker. asgi.py calls start() once per process; the
+worker and beat then run until the process exits (or stop(), for tests and shutdown).
 """
 
 import logging
+import os
+import socket
 import threading
 
 from celery.beat import Service
-from celery.contrib.testing.worker import start_worker
+from celery.worker import WorkController
+from celery.worker import state as worker_state
 
 from .celery import app
 
 log = logging.getLogger(__name__)
-_started = threading.Event()
+
+_lock = threading.Lock()
+_worker: WorkController | None = None
+_worker_thread: threading.Thread | None = None
+_beat: Service | None = None
+_beat_thread: threading.Thread | None = None
 
 
-def start() -> None:
-    if _started.is_set():
-        return
-    _started.set()
-    worker = start_worker(
-        app, pool="threads", concurrency=4, perform_ping_check=False, shutdown_timeout=5, loglevel="WARNING"
-    )
-    worker.__enter__()  # runs until the process exits
-    beat = Service(app, schedule_filename=app.conf.beat_schedule_filename)
-    threading.Thread(target=beat.start, name="celery-beat", daemon=True).start()
-    log.info("embedded Celery worker and beat started")
+def start(*, beat: bool = True, concurrency: int = 4) -> WorkController:
+    """Start the in-process worker (a thread pool) and, with `beat`, the periodic jobs.
+
+    Idempotent: a second call returns the running worker. Returns once the worker
+    consumes. The references are kept here, so the worker lives as long as the process.
+    """
+    global _worker, _worker_thread, _beat, _beat_thread
+    with _lock:
+        if _worker is not None and _worker_thread is not None and _worker_thread.is_alive():
+            return _worker
+        app.finalize(auto=True)
+        app.loader.import_default_modules()
+        app.set_current()
+        app.set_default()
+        ready = threading.Event()
+        worker = WorkController(
+            app=app,
+            hostname=f"embedded-{os.getpid()}@{socket.gethostname()}",
+            pool_cls="threads",
+            concurrency=concurrency,
+            loglevel="WARNING",
+            without_heartbeat=True,
+            without_mingle=True,
+            without_gossip=True,
+            ready_callback=lambda *_: ready.set(),
+        )
+        thread = threading.Thread(target=worker.start, name="celery-worker", daemon=True)
+        thread.start()
+        if not ready.wait(timeout=30):
+            log.error("the embedded Celery worker did not become ready within 30 s")
+        _worker, _worker_thread = worker, thread
+        if beat:
+            _beat = Service(app, schedule_filename=app.conf.beat_schedule_filename)
+            _beat_thread = threading.Thread(target=_beat.start, name="celery-beat", daemon=True)
+            _beat_thread.start()
+        log.info("embedded Celery worker%s started", " and beat" if beat else "")
+        return worker
+
+
+def running() -> bool:
+    return _worker_thread is not None and _worker_thread.is_alive()
+
+
+def stop(timeout: float = 10) -> None:
+    """Stop beat and the worker (warm: running tasks finish), waiting up to `timeout` s."""
+    global _worker, _worker_thread, _beat, _beat_thread
+    with _lock:
+        if _beat is not None:
+            _beat.stop()
+            _beat, _beat_thread = None, None
+        if _worker_thread is not None:
+            worker_state.should_stop = 0  # the consumer loop ends at its next turn
+            try:
+                _worker_thread.join(timeout)
+            finally:
+                worker_state.should_stop = None
+            if _worker_thread.is_alive():
+                log.warning("the embedded Celery worker did not stop within %g s", timeout)
+        _worker, _worker_thread = None, None
