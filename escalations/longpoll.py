@@ -1,18 +1,24 @@
 """Long-polls held in front of Django, with no database connection while they wait.
 
-`GET /api/v1/escalations/{id}?wait=N` and `GET /api/v1/decisions?wait=N` are caught here
-under ASGI: a short read decides whether there is anything to wait for; if so the request
-waits on a wake-up (escalations.wakeup) for at most N seconds, then goes on to the
-ordinary Django view, which answers with the state as it is then. Anything unusual (bad
-token, bad parameters, not found) goes straight to Django, which answers it properly.
+`GET /api/v1/escalations/{id}?wait=N` and `GET /api/v1/decisions?wait=N` are caught here:
+a short read decides whether there is anything to wait for; if so the request waits on a
+wake-up (escalations.wakeup) for at most N seconds, then goes on to the ordinary Django
+view, which answers with the state as it is then. Anything unusual (bad token, bad
+parameters, not found) goes straight to Django, which answers it properly.
+
+Under ASGI (uvicorn) waiting costs a coroutine; the WSGI wrapper exists so that a long-poll
+that reaches gunicorn still honours the contract, holding a worker while it waits.
 """
 
 import re
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.db import close_old_connections, connection
 
 from . import wakeup
 from .models import AgentToken, Decision, Escalation, hash_token
@@ -21,13 +27,42 @@ ESCALATION_PATH = re.compile(r"^/api/v1/escalations/([0-9a-fA-F-]{36})/?$")
 DECISIONS_PATH = re.compile(r"^/api/v1/decisions/?$")
 
 
-def _bearer(scope) -> str | None:
-    for name, value in scope.get("headers", ()):
-        if name == b"authorization":
-            scheme, _, token = value.decode("latin-1").partition(" ")
-            if scheme.lower() == "bearer" and token.strip():
-                return token.strip()
-    return None
+@dataclass(frozen=True)
+class Wait:
+    """A long-poll worth holding: what it waits for and for how long."""
+
+    token: str
+    seconds: int
+    escalation_id: uuid.UUID | None = None  # None: the decisions feed
+    after: int = 0
+
+
+def plan(method: str, path: str, query_string: str, authorization: str | None) -> Wait | None:
+    if method != "GET" or not authorization:
+        return None
+    escalation_match = ESCALATION_PATH.match(path)
+    if not escalation_match and not DECISIONS_PATH.match(path):
+        return None
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or len(token) > 200:
+        return None
+    query = parse_qs(query_string)
+    waits = query.get("wait", [])
+    if len(waits) != 1 or not waits[0].isdigit():
+        return None
+    seconds = int(waits[0])
+    if not 0 < seconds <= settings.LONG_POLL_MAX_SECONDS:
+        return None
+    if escalation_match:
+        try:
+            return Wait(token, seconds, escalation_id=uuid.UUID(escalation_match.group(1)))
+        except ValueError:
+            return None
+    afters = query.get("after", ["0"])
+    if len(afters) != 1 or not (afters[0] or "0").isdigit() or len(afters[0]) > 18:
+        return None
+    return Wait(token, seconds, after=int(afters[0] or "0"))
 
 
 def _agent_id(token: str) -> int | None:
@@ -40,35 +75,29 @@ def _agent_id(token: str) -> int | None:
     )
 
 
-@database_sync_to_async
-def _escalation_is_open(token: str, escalation_id: uuid.UUID) -> tuple[bool, int | None]:
-    agent_id = _agent_id(token)
+def _keys(wait: Wait) -> list[str] | None:
+    """What to listen for, or None when Django should answer at once (e.g. a bad token)."""
+    agent_id = _agent_id(wait.token)
     if agent_id is None:
-        return False, None
-    status = (
-        Escalation.objects.filter(pk=escalation_id, agent_id=agent_id)
-        .values_list("status", flat=True)
-        .first()
-    )
-    return status in Escalation.OPEN_STATUSES, agent_id
+        return None
+    if wait.escalation_id is not None:
+        return [wakeup.escalation_key(wait.escalation_id)]
+    return [wakeup.agent_key(agent_id)]
 
 
-@database_sync_to_async
-def _feed_agent(token: str) -> int | None:
-    return _agent_id(token)
-
-
-@database_sync_to_async
-def _feed_is_empty(agent_id: int, after: int) -> bool:
-    return not Decision.objects.filter(agent_id=agent_id, seq__gt=after).exists()
-
-
-def _wait_seconds(query: dict[str, list[str]]) -> int:
-    values = query.get("wait", [])
-    if len(values) != 1 or not values[0].isdigit():
-        return 0
-    seconds = int(values[0])
-    return seconds if 0 < seconds <= settings.LONG_POLL_MAX_SECONDS else 0
+def _still_waiting(wait: Wait) -> bool:
+    """Re-read the database: is there still nothing to answer?"""
+    agent_id = _agent_id(wait.token)
+    if agent_id is None:
+        return False
+    if wait.escalation_id is not None:
+        status = (
+            Escalation.objects.filter(pk=wait.escalation_id, agent_id=agent_id)
+            .values_list("status", flat=True)
+            .first()
+        )
+        return status in Escalation.OPEN_STATUSES
+    return not Decision.objects.filter(agent_id=agent_id, seq__gt=wait.after).exists()
 
 
 class LongPollMiddleware:
@@ -78,40 +107,39 @@ class LongPollMiddleware:
         self.app = app
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "http" and scope["method"] == "GET":
-            await self._maybe_wait(scope)
+        if scope["type"] == "http":
+            headers = dict(scope.get("headers", ()))
+            authorization = headers.get(b"authorization", b"").decode("latin-1") or None
+            wait = plan(
+                scope["method"], scope["path"], scope.get("query_string", b"").decode("latin-1"), authorization
+            )
+            if wait is not None:
+                keys = await database_sync_to_async(_keys)(wait)
+                if keys is not None:
+                    still_waiting = database_sync_to_async(_still_waiting)
+                    await wakeup.wait_for(keys, wait.seconds, lambda: still_waiting(wait))
         await self.app(scope, receive, send)
 
-    async def _maybe_wait(self, scope) -> None:
-        path = scope["path"]
-        escalation_match = ESCALATION_PATH.match(path)
-        if not escalation_match and not DECISIONS_PATH.match(path):
-            return
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-        seconds = _wait_seconds(query)
-        token = _bearer(scope)
-        if not seconds or token is None:
-            return
-        if escalation_match:
+
+class SyncLongPollMiddleware:
+    """The same in front of Django's WSGI application (gunicorn)."""
+
+    def __init__(self, app: Callable) -> None:
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        wait = plan(
+            environ.get("REQUEST_METHOD", ""),
+            environ.get("PATH_INFO", ""),
+            environ.get("QUERY_STRING", ""),
+            environ.get("HTTP_AUTHORIZATION"),
+        )
+        if wait is not None:
+            close_old_connections()
             try:
-                escalation_id = uuid.UUID(escalation_match.group(1))
-            except ValueError:
-                return
-
-            async def still_open() -> bool:
-                return (await _escalation_is_open(token, escalation_id))[0]
-
-            await wakeup.wait_for([wakeup.escalation_key(escalation_id)], seconds, still_open)
-            return
-        after_values = query.get("after", ["0"])
-        if len(after_values) != 1 or not (after_values[0] or "0").isdigit() or len(after_values[0]) > 18:
-            return
-        after = int(after_values[0] or "0")
-        agent_id = await _feed_agent(token)
-        if agent_id is None:
-            return
-
-        async def nothing_new() -> bool:
-            return await _feed_is_empty(agent_id, after)
-
-        await wakeup.wait_for([wakeup.agent_key(agent_id)], seconds, nothing_new)
+                keys = _keys(wait)
+                if keys is not None:
+                    wakeup.wait_for_sync(keys, wait.seconds, lambda: _still_waiting(wait))
+            finally:
+                connection.close()  # back to the pool while the view is not running
+        return self.app(environ, start_response)

@@ -39,7 +39,7 @@ class ApiProblemMiddleware:
     def process_exception(self, request: HttpRequest, exception: Exception):
         if not request.path.startswith(API_PREFIX):
             return None
-        log.exception("unhandled error on %s %s", request.method, request.path)
+        log.error("unhandled error on %s %s", request.method, request.path, exc_info=exception)
         return Problem(500, "Something went wrong on our side; it has been logged.").response()
 
 

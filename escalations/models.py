@@ -200,7 +200,8 @@ class Escalation(models.Model):
     )
     claimed_until = models.DateTimeField(null=True, blank=True)
 
-    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    # NULL, not "", so the unique constraint only covers requests that sent a key.
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
     request_fingerprint = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)

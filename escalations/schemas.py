@@ -47,13 +47,7 @@ assert set(DecisionKind.__args__) == set(Decision.Kind.values)
 
 # These say nothing about what, specifically, the agent is unsure of.
 GENERIC_WORDS = frozenset(
-    """i im i'm am is it its it's me my we this that something somehow stuck help need needs
-    needed please pls error errors an a the went wrong go going problem problems issue issues
-    not working work works doesnt doesn't dont don't know unsure sure what do to and with
-    failed failure fail fails broken happened occurred there here again really so very some
-    can can't cant cannot get got any anything idea ideas unclear confused trouble having
-    have has hit ran into run"""
-    .split()
+    ["i", "im", "i'm", "am", "is", "it", "its", "it's", "me", "my", "we", "this", "that", "something", "somehow", "stuck", "help", "need", "needs", "needed", "please", "pls", "error", "errors", "an", "a", "the", "went", "wrong", "go", "going", "problem", "problems", "issue", "issues", "not", "working", "work", "works", "doesnt", "doesn't", "dont", "don't", "know", "unsure", "sure", "what", "do", "to", "and", "with", "failed", "failure", "fail", "fails", "broken", "happened", "occurred", "there", "here", "again", "really", "so", "very", "some", "can", "can't", "cant", "cannot", "get", "got", "any", "anything", "idea", "ideas", "unclear", "confused", "trouble", "having", "have", "has", "hit", "ran", "into", "run"]
 )
 
 
@@ -89,11 +83,11 @@ UtcTime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
 JsonObject = Annotated[dict[str, Any], AfterValidator(_json_object)]
 
 
-def Text(min_length: int, max_length: int):  # noqa: N802 - reads as a type
+def Text(min_length: int, max_length: int):
     return Annotated[StrictStr, Field(min_length=min_length, max_length=max_length)]
 
 
-def Count(le: int = MAX_INT):  # noqa: N802
+def Count(le: int = MAX_INT):
     return Annotated[StrictInt, Field(ge=0, le=le)]
 
 

@@ -6,6 +6,7 @@ requests share one Redis connection and hold no database connection.
 """
 
 import asyncio
+import contextlib
 import logging
 import threading
 import weakref
@@ -50,10 +51,8 @@ def notify(*, escalation_id, agent_id) -> None:
     with _lock:
         hubs = list(_hubs.values())
     for hub in hubs:
-        try:
+        with contextlib.suppress(RuntimeError):  # that loop has closed
             hub.loop.call_soon_threadsafe(hub.dispatch, keys)
-        except RuntimeError:  # that loop has closed
-            pass
 
 
 class Hub:
@@ -77,10 +76,9 @@ class Hub:
             if self.listener is None or self.listener.done():
                 self.subscribed.clear()
                 self.listener = self.loop.create_task(self._listen_redis())
-            try:
+            # If Redis is slow or down, the caller's periodic re-read covers it.
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.subscribed.wait(), timeout=1)
-            except TimeoutError:
-                pass  # Redis is slow or down: the caller's periodic re-read covers it
         event = asyncio.Event()
         for key in keys:
             self.waiters[key].add(event)
@@ -143,3 +141,43 @@ async def wait_for(keys: list[str], timeout: float, still_waiting) -> None:
                 return
             except TimeoutError:
                 continue
+
+
+def wait_for_sync(keys: list[str], timeout: float, still_waiting) -> None:
+    """The blocking twin of wait_for, for a WSGI worker: its own Redis subscription (or,
+    without Redis, periodic re-reads), and the database re-read every few seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    wanted = set(keys)
+    pubsub = None
+    if settings.REDIS_URL:
+        try:
+            pubsub = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=10).pubsub()
+            pubsub.subscribe(CHANNEL)
+        except redis.RedisError:
+            pubsub = None
+    try:
+        next_check = 0.0
+        while True:
+            now = time.monotonic()
+            if now >= next_check:
+                if not still_waiting():
+                    return
+                next_check = now + (5.0 if pubsub is not None else 0.25)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            if pubsub is None:
+                time.sleep(min(left, next_check - time.monotonic(), 0.25))
+                continue
+            try:
+                message = pubsub.get_message(ignore_subscribe_messages=True, timeout=min(left, 1.0))
+            except redis.RedisError:
+                pubsub = None
+                continue
+            if message and wanted & set(message["data"].decode().split()):
+                return
+    finally:
+        if pubsub is not None:
+            pubsub.close()

@@ -9,7 +9,8 @@ from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.parser import Parser
 
-from escalations.api import budget_headers, router as agent_router
+from escalations.api import budget_headers
+from escalations.api import router as agent_router
 from escalations.problems import FieldError, Problem, from_pydantic, invalid
 from reviews.api import router as review_router
 
@@ -146,5 +147,5 @@ def on_http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
 
 @api.exception_handler(Exception)
 def on_unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
-    log.exception("API error on %s %s", request.method, request.path)
+    log.error("API error on %s %s", request.method, request.path, exc_info=exc)
     return _problem(request, Problem(500, "Something went wrong on our side; it has been logged."))

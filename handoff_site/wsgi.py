@@ -7,3 +7,9 @@ from django.core.wsgi import get_wsgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "handoff_site.settings")
 
 application = get_wsgi_application()
+
+# A long-poll that reaches gunicorn still waits (holding a worker); the proxy normally sends
+# them to the ASGI server, where waiting is cheap.
+from escalations.longpoll import SyncLongPollMiddleware  # noqa: E402
+
+application = SyncLongPollMiddleware(application)

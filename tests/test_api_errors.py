@@ -4,7 +4,9 @@ import json
 
 import pytest
 from django.test import Client
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from escalations import services
 from escalations.models import AgentToken, Escalation
@@ -128,7 +130,7 @@ def test_bodies_that_are_not_packages_are_422(api, body):
 
 
 def test_nulls_everywhere_are_422_naming_each_required_field(api):
-    package = {key: None for key in make_package()}
+    package = dict.fromkeys(make_package())
     problem = assert_problem(api.escalate(package), 422)
     fields = {e["field"] for e in problem["errors"]}
     assert {"run_id", "title", "uncertainty", "reason", "confidence", "history", "options"} <= fields

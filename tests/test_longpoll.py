@@ -186,3 +186,29 @@ def _test_database_url() -> str:
     settings = connection.settings_dict
     return f"postgres://{settings['USER']}@{settings['HOST']}:{settings['PORT']}/{settings['NAME']}"
 
+
+
+def test_a_long_poll_reaching_the_wsgi_app_still_waits(agent_with_token, reviewer):
+    """gunicorn serves plain HTTP; a misrouted long-poll must still honour the contract."""
+    import io
+    import json
+
+    from handoff_site.wsgi import application
+
+    _, token = agent_with_token
+    api = __import__("tests.conftest", fromlist=["AgentClient"]).AgentClient(token)
+    escalation_id = api.escalate(make_package()).json()["id"]
+    stamp = decide_later(escalation_id, reviewer, delay=0.5)
+    environ = {
+        "REQUEST_METHOD": "GET", "PATH_INFO": f"/api/v1/escalations/{escalation_id}", "QUERY_STRING": "wait=10",
+        "HTTP_AUTHORIZATION": f"Bearer {token}", "SERVER_NAME": "testserver", "SERVER_PORT": "80",
+        "wsgi.input": io.BytesIO(), "wsgi.url_scheme": "http", "wsgi.errors": io.StringIO(),
+    }
+    statuses = []
+    started = time.monotonic()
+    body = b"".join(application(environ, lambda status, headers: statuses.append(status)))
+    stamp["thread"].join()
+
+    assert statuses == ["200 OK"]
+    assert json.loads(body)["status"] == "decided"
+    assert time.monotonic() - started >= 0.4
