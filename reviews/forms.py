@@ -96,12 +96,16 @@ class OptionDecisionForm(DecisionForm):
         self.fields["option"].choices = [(o["key"], o["label"]) for o in escalation.options]
         self.fields["option"].initial = escalation.recommended_option["key"]
         for option in escalation.options:
+            initial = _pretty(option.get("args"))
+            rows = min(14, max(3, initial.count("\n") + 2))
             self.fields[args_field(option["key"])] = forms.CharField(
                 required=False,
                 strip=False,
                 label=f"args of “{option['label']}”",
-                initial=_pretty(option.get("args")),
-                widget=forms.Textarea(attrs={"rows": 5, "spellcheck": "false", "class": "code"}),
+                initial=initial,
+                widget=forms.Textarea(
+                    attrs={"rows": rows, "spellcheck": "false", "wrap": "off", "class": "code"}
+                ),
             )
             if option.get("irreversible"):
                 self.fields[confirm_field(option["key"])] = forms.BooleanField(

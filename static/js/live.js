@@ -60,6 +60,18 @@
     setTimeout(function () { event.detail.socketWrapper.reconnect(); }, delay);
   });
 
+  // After a decision form comes back with errors, bring the first one into view.
+  document.addEventListener("htmx:afterSwap", function (event) {
+    var panel = event.detail.target;
+    if (panel.id !== "decision-panel") return;
+    var error = panel.querySelector(".field-error");
+    if (error) {
+      error.scrollIntoView({ block: "center" });
+      var field = error.parentElement.querySelector("textarea, input:not([type=hidden])");
+      if (field) field.focus({ preventScroll: true });
+    }
+  });
+
   // A decision never changes: once a panel shows it, a later live update (e.g. "resumed")
   // must not wipe what it says (such as "Decision recorded.").
   document.addEventListener("htmx:oobBeforeSwap", function (event) {
