@@ -283,7 +283,11 @@ def escalation_create(
                 Escalation.objects.filter(
                     agent=agent, idempotency_key=idempotency_key, created_at__lt=cutoff
                 ).update(idempotency_key=None)
-            run, _ = Run.objects.get_or_create(agent=agent, run_id=package.run_id)
+            # No get_or_create: its savepoint costs round trips, and a concurrent insert of
+            # the same run fails the whole transaction below, which answers it properly.
+            run = Run.objects.filter(agent=agent, run_id=package.run_id).first() or Run.objects.create(
+                agent=agent, run_id=package.run_id
+            )
             escalation.run = run
             escalation.save(force_insert=True)
             _count_against_budget(agent, now)
