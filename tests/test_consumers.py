@@ -1,0 +1,77 @@
+"""Websocket consumers on the real channel layer of the mode (in-memory or Redis)."""
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.routing import URLRouter
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import AnonymousUser
+
+from escalations import services
+from reviews.routing import websocket_urlpatterns
+from tests.conftest import ensure_default_policies, make_package
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
+
+application = URLRouter(websocket_urlpatterns)
+
+
+def communicator(path: str, user) -> WebsocketCommunicator:
+    socket = WebsocketCommunicator(application, path)
+    socket.scope["user"] = user
+    return socket
+
+
+@sync_to_async
+def create_escalation(**overrides):
+    ensure_default_policies()
+    agent = services.agent_create(name=f"agent-{overrides.get('run_id', 'x')}").agent
+    from escalations.schemas import EscalationIn
+
+    package = make_package(**overrides)
+    return services.escalation_create(
+        agent=agent, package=EscalationIn.model_validate(package), body=package
+    ).escalation
+
+
+@sync_to_async
+def decide(escalation, user):
+    services.escalation_decide(
+        escalation_id=escalation.pk, request=services.DecisionRequest(kind="halt"), user=user
+    )
+
+
+async def test_anonymous_sockets_are_refused():
+    socket = communicator("/ws/queue/", AnonymousUser())
+    connected, code = await socket.connect()
+    assert not connected
+    assert code == 4401
+
+
+async def test_the_queue_hears_new_and_decided_escalations(reviewer):
+    socket = communicator("/ws/queue/", reviewer)
+    connected, _ = await socket.connect()
+    assert connected
+
+    escalation = await create_escalation(run_id="q1")
+    created = await socket.receive_json_from(timeout=3)
+    await decide(escalation, reviewer)
+    decided = await socket.receive_json_from(timeout=3)
+    await socket.disconnect()
+
+    assert created == {"id": str(escalation.pk), "kind": "created", "status": "pending"}
+    assert decided == {"id": str(escalation.pk), "kind": "decided", "status": "decided"}
+
+
+async def test_an_escalation_page_hears_only_its_own_escalation(reviewer):
+    mine = await create_escalation(run_id="mine")
+    other = await create_escalation(run_id="other")
+    socket = communicator(f"/ws/escalations/{mine.pk}/", reviewer)
+    assert (await socket.connect())[0]
+
+    await decide(other, reviewer)
+    await decide(mine, reviewer)
+    message = await socket.receive_json_from(timeout=3)
+    assert message["id"] == str(mine.pk)
+    assert message["status"] == "decided"
+    assert await socket.receive_nothing(timeout=0.3)
+    await socket.disconnect()
