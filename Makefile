@@ -1,0 +1,118 @@
+# Handoff: the developer's entry points. Only Python 3.11+ is needed on a fresh clone.
+#
+#   make run     venv + install + migrate + demo data, then serve on http://$(HOST):$(PORT)
+#                (no env: one embedded process; DATABASE_URL + REDIS_URL: web, worker, beat)
+#   make test    venv + install with the test extra, then pytest (ARGS="-k foo -x" passes through)
+#
+# Installs are incremental: a stamp file in the venv records the last install, and is
+# redone only when pyproject.toml changes (or after `make clean`).
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+HOST ?= 127.0.0.1
+PORT ?= 8000
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+# Arguments for pytest: `make test ARGS="-x -k webhook"` (PYTEST_ARGS works too).
+ARGS ?=
+PYTEST_ARGS ?=
+
+STAMP_RUN := $(VENV)/.installed-run
+STAMP_TEST := $(VENV)/.installed-test
+
+export HOST PORT
+
+.PHONY: help run serve test lint format bench migrate seed worker beat check venv install install-test clean
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+# ---------------------------------------------------------------- the venv
+# The first of $(PYTHON), python3, python3.13, python3.12, python3.11 that is 3.11 or newer.
+$(PY):
+	@set -e; found=""; \
+	for candidate in $(PYTHON) python3 python3.13 python3.12 python3.11; do \
+	  if command -v "$$candidate" >/dev/null 2>&1 && \
+	     "$$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then \
+	    found="$$candidate"; break; \
+	  fi; \
+	done; \
+	if [ -z "$$found" ]; then \
+	  echo "error: Handoff needs Python 3.11 or newer, and none was found" >&2; \
+	  echo "       (tried: $(PYTHON) python3 python3.13 python3.12 python3.11; python3 is $$(python3 --version 2>&1 || echo missing))." >&2; \
+	  echo "       Install one, or point PYTHON at it: make PYTHON=/path/to/python3.12 ..." >&2; \
+	  exit 1; \
+	fi; \
+	echo "==> creating $(VENV) with $$found ($$("$$found" --version 2>&1))"; \
+	"$$found" -m venv $(VENV)
+
+venv: $(PY) ## create .venv
+
+$(STAMP_RUN): pyproject.toml | $(PY)
+	@echo "==> installing Handoff into $(VENV)"
+	$(PIP) install -q -e .
+	@touch $@
+
+$(STAMP_TEST): pyproject.toml | $(PY)
+	@echo "==> installing Handoff with the test extra into $(VENV)"
+	$(PIP) install -q -e '.[test]'
+	@touch $@ $(STAMP_RUN)
+
+install: $(STAMP_RUN) ## install the project into .venv (incremental)
+install-test: $(STAMP_TEST) ## install the project with the test extra (incremental)
+
+# ---------------------------------------------------------------- running
+# These are local, development entry points: DEBUG defaults on for them even with
+# DATABASE_URL set (settings would otherwise demand SECRET_KEY and ALLOWED_HOSTS).
+# Set DEBUG=0 (with SECRET_KEY and ALLOWED_HOSTS) to try the production settings.
+run serve migrate seed worker beat check: export DEBUG ?= 1
+
+migrate: $(STAMP_RUN) ## apply database migrations
+	$(PY) manage.py migrate --noinput
+
+seed: migrate ## load the demo data (idempotent)
+	@if $(PY) manage.py help seed_demo >/dev/null 2>&1; then \
+	  $(PY) manage.py seed_demo; \
+	else \
+	  echo "note: this tree has no seed_demo command yet; starting without demo data"; \
+	fi
+
+run: seed ## migrate, load demo data and serve on http://$(HOST):$(PORT); Ctrl-C stops all
+	@$(PY) scripts/run.py --host "$(HOST)" --port "$(PORT)"
+
+serve: $(STAMP_RUN) ## serve without migrating or seeding
+	@$(PY) scripts/run.py --host "$(HOST)" --port "$(PORT)"
+
+worker: $(STAMP_RUN) ## a Celery worker on REDIS_URL (production shape only)
+	@test -n "$$REDIS_URL" || { echo "error: make worker needs REDIS_URL (with no REDIS_URL the web process runs the worker itself)" >&2; exit 1; }
+	$(PY) -m celery -A handoff_site worker -l INFO
+
+beat: $(STAMP_RUN) ## Celery beat on REDIS_URL (production shape only; run exactly one)
+	@test -n "$$REDIS_URL" || { echo "error: make beat needs REDIS_URL (with no REDIS_URL the web process runs beat itself)" >&2; exit 1; }
+	$(PY) -m celery -A handoff_site beat -l INFO
+
+# ---------------------------------------------------------------- checking
+# pytest's exit 5 means it collected no test: that is a failure here, with a message.
+test: $(STAMP_TEST) ## run the tests (ARGS / PYTEST_ARGS pass through to pytest)
+	@set +e; $(PY) -m pytest $(ARGS) $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests (exit 5): nothing was tested" >&2; fi; \
+	exit $$rc
+
+lint: $(STAMP_TEST) ## ruff
+	$(VENV)/bin/ruff check .
+
+format: $(STAMP_TEST) ## ruff format + import sorting
+	$(VENV)/bin/ruff check --select I --fix .
+	$(VENV)/bin/ruff format .
+
+check: $(STAMP_RUN) ## Django system checks and a missing-migration check
+	$(PY) manage.py check
+	$(PY) manage.py makemigrations --check --dry-run
+
+bench: $(STAMP_TEST) ## the benchmarks in bench/ (best with DATABASE_URL and REDIS_URL)
+	$(PY) bench/run.py $(ARGS)
+
+clean: ## remove .venv and local state under var/ (the embedded database too)
+	rm -rf $(VENV) var
