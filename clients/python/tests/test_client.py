@@ -4,7 +4,6 @@ import time
 import uuid
 
 import pytest
-from stub import DROP, Reply, StubServer, decided_json, escalation_json
 
 from handoff_client import (
     AsyncHandoff,
@@ -17,6 +16,7 @@ from handoff_client import (
     ValidationFailed,
     WaitTimeout,
 )
+from stub import DROP, Reply, StubServer, decided_json, escalation_json
 
 FAST = Backoff(base=0.01, cap=0.05, max_retries=3)
 PACKAGE = {

@@ -14,7 +14,6 @@ from langchain_core.tools import tool
 from langgraph.checkpoint.memory import MemorySaver
 from langgraph.graph import START, StateGraph
 from langgraph.types import interrupt
-from stub import Reply, StubServer, decided_json, escalation_json
 
 from handoff_client import Backoff, Escalation, Halted, Handoff, InstructionGiven, TakenOver
 from handoff_client.langgraph import (
@@ -24,6 +23,7 @@ from handoff_client.langgraph import (
     resume_value,
     shape_of,
 )
+from stub import Reply, StubServer, decided_json, escalation_json
 
 CONFIG = {
     "allow_accept": True,

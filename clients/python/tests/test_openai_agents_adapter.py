@@ -15,7 +15,6 @@ from agents import (
     set_tracing_disabled,
 )
 from agents.testing import ScriptedModel, assistant_message, function_call
-from stub import Reply, StubServer, decided_json, escalation_json
 
 from handoff_client import Backoff, Escalation, Halted, Handoff, TakenOver
 from handoff_client.openai_agents import (
@@ -25,6 +24,7 @@ from handoff_client.openai_agents import (
     pending_approvals,
     review,
 )
+from stub import Reply, StubServer, decided_json, escalation_json
 
 set_tracing_disabled(True)
 

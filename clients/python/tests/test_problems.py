@@ -2,7 +2,6 @@
 
 import httpx
 import pytest
-from stub import decision_json, escalation_json
 
 from handoff_client import (
     BadRequest,
@@ -15,6 +14,7 @@ from handoff_client import (
     ValidationFailed,
 )
 from handoff_client._core import error_from_response, parse_retry_after
+from stub import decision_json, escalation_json
 
 API_MD_EXAMPLE = {
     "type": "https://handoff.dev/problems/incomplete-package",

@@ -1,7 +1,6 @@
 """@requires_approval against a local HTTP server that plays the reviewer."""
 
 import pytest
-from stub import Reply, StubServer, decided_json, escalation_json
 
 from handoff_client import (
     AsyncHandoff,
@@ -16,6 +15,7 @@ from handoff_client import (
     Withdrawn,
     requires_approval,
 )
+from stub import Reply, StubServer, decided_json, escalation_json
 
 FAST = Backoff(base=0.01, cap=0.05, max_retries=2)
 UNCERTAINTY = "The table billing_legacy still gets writes; the plan says nobody uses it."

@@ -6,8 +6,8 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, Protocol
 
 from .errors import InvalidSignature
 
@@ -15,11 +15,20 @@ SIGNATURE_HEADER = "Handoff-Signature"
 DEFAULT_TOLERANCE = 300
 
 
+class Headers(Protocol):
+    """Anything with `get` and `items`: a dict, Django's request.headers, http.server's
+    self.headers, Starlette's request.headers..."""
+
+    def get(self, name: str, /) -> Any: ...
+
+    def items(self) -> Iterable[tuple[str, str]]: ...
+
+
 def _as_bytes(value: str | bytes) -> bytes:
     return value.encode() if isinstance(value, str) else value
 
 
-def _header(headers: Mapping[str, str], name: str) -> str | None:
+def _header(headers: Headers, name: str) -> str | None:
     value = headers.get(name)
     if value is not None:
         return value
@@ -43,7 +52,7 @@ def sign_webhook(secret: str | bytes, body: str | bytes, timestamp: int | None =
 
 
 def verify_webhook(
-    headers: Mapping[str, str],
+    headers: Headers,
     body: str | bytes,
     secret: str | bytes,
     tolerance: float = DEFAULT_TOLERANCE,
