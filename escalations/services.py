@@ -534,11 +534,12 @@ def _enqueue_delivery(task, delivery_id: str) -> None:
     has committed, and the sweep sends the outbox row once the broker is back."""
     try:
         task.delay(delivery_id)
-    except Exception:
+    except Exception as exc:
         log.warning(
-            "delivery %s not enqueued (broker unreachable?); the sweep will send it",
+            "delivery %s not enqueued (%s: %s); the sweep will send it",
             delivery_id,
-            exc_info=True,
+            type(exc).__name__,
+            exc,
         )
 
 

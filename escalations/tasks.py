@@ -67,8 +67,11 @@ def _enqueue(delivery_id: str, countdown: float = 0) -> bool:
     """Enqueue a delivery; a broker error is logged, not raised: the sweep catches up."""
     try:
         deliver_webhook_task.apply_async((delivery_id,), countdown=countdown)
-    except Exception:
-        log.warning("delivery %s not enqueued; the sweep will retry", delivery_id, exc_info=True)
+    except Exception as exc:
+        log.warning(
+            "delivery %s not enqueued (%s: %s); the sweep will retry",
+            delivery_id, type(exc).__name__, exc,
+        )
         return False
     return True
 

@@ -17,6 +17,7 @@ from celery.worker import state as worker_state
 from .celery import app
 
 log = logging.getLogger(__name__)
+POLLING_INTERVAL_SECONDS = 0.02
 
 _lock = threading.Lock()
 _worker: WorkController | None = None
@@ -39,6 +40,13 @@ def start(*, beat: bool = True, concurrency: int = 4) -> WorkController:
         app.loader.import_default_modules()
         app.set_current()
         app.set_default()
+        if str(app.conf.broker_url).startswith("memory://"):
+            # kombu's in-memory channel is polled (1 s by default): poll often, so a
+            # decision reaches the agent in milliseconds, not up to a second later.
+            app.conf.broker_transport_options = {
+                **(app.conf.broker_transport_options or {}),
+                "polling_interval": POLLING_INTERVAL_SECONDS,
+            }
         ready = threading.Event()
         worker = WorkController(
             app=app,

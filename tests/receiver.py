@@ -41,6 +41,7 @@ class Recorded:
     body: bytes
     client: tuple[str, int]
     at: float = field(default_factory=time.monotonic)
+    answered: int | None = None  # the status sent back; None: dropped or still held
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -95,6 +96,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(reply.body)))
             self.end_headers()
             self.wfile.write(reply.body)
+            self.wfile.flush()
+            recorded.answered = reply.status
         except OSError:  # the client went away (killed worker, timeout)
             self.close_connection = True
 

@@ -270,7 +270,8 @@ def test_the_embedded_worker_runs_tasks_in_process(embedded_worker, agent, revie
         )
         delivery = Delivery.objects.get(escalation=created)
         assert delivery.status == Delivery.Status.DELIVERED
-        assert latency < 5
+        assert latency < 1, f"decision -> webhook took {latency:.3f} s in process"
+        print(f"\nembedded: decision -> webhook received in {latency * 1000:.1f} ms")
 
         # A delay() from anywhere in the process runs there too (here: a redelivery).
         again = services.delivery_redeliver(escalation=created, user=reviewer)
