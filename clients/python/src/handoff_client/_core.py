@@ -142,6 +142,13 @@ def error_from_response(response: httpx.Response) -> HandoffError:
     )
 
 
+def _answer(result: Result) -> httpx.Response | httpx.TransportError:
+    """What a driver sends back for a `Send`: never None."""
+    if result is None:
+        raise RuntimeError("a plan's Send got no result from its driver")
+    return result
+
+
 def _retryable_status(status: int) -> bool:
     return status == 429 or status >= 500
 
@@ -159,13 +166,12 @@ def request(send: Send, backoff: Backoff) -> Plan:
     the server's Retry-After."""
     attempt = 0
     while True:
-        result = yield send
+        result = _answer((yield send))
         if isinstance(result, httpx.TransportError):
             if attempt >= backoff.max_retries or not _retryable_error(send, result):
                 raise TransportError(f"{send.method} {send.path}: {result!r}") from result
             delay = backoff.delay(attempt)
         else:
-            assert isinstance(result, httpx.Response)
             if attempt >= backoff.max_retries or not _retryable_status(result.status_code):
                 return result
             retry_after = parse_retry_after(result.headers.get("retry-after"))
@@ -220,8 +226,16 @@ def wait(
             seconds = LONG_POLL_MAX if remaining > LONG_POLL_MAX else max(1, math.ceil(remaining))
         headers = {"If-None-Match": etag} if etag else {}
         started = time.monotonic()
-        result = yield Send(
-            "GET", path, params={"wait": seconds}, headers=headers, timeout=seconds + read_margin
+        result = _answer(
+            (
+                yield Send(
+                    "GET",
+                    path,
+                    params={"wait": seconds},
+                    headers=headers,
+                    timeout=seconds + read_margin,
+                )
+            )
         )
         if isinstance(result, httpx.TransportError) or _retryable_status(result.status_code):
             retry_after = None
@@ -273,7 +287,7 @@ def feed(after: str | None, wait: int, limit: int, backoff: Backoff, read_margin
         if wait == 0:
             page = yield from call(send, backoff)
         else:
-            result = yield send
+            result = _answer((yield send))
             if isinstance(result, httpx.TransportError) or _retryable_status(result.status_code):
                 retry_after = None
                 if isinstance(result, httpx.Response):
@@ -300,4 +314,5 @@ def feed(after: str | None, wait: int, limit: int, backoff: Backoff, read_margin
 def merge_package(package: Mapping[str, Any] | None, fields: Mapping[str, Any]) -> dict[str, Any]:
     """One package from a dict and keyword fields (keywords win), as JSON-ready data."""
     merged = {**(package or {}), **fields}
-    return to_json({key: value for key, value in merged.items() if value is not None})
+    data: dict[str, Any] = to_json({k: v for k, v in merged.items() if v is not None})
+    return data

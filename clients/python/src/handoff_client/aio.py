@@ -71,7 +71,8 @@ class AsyncHandoff:
         """See `Handoff.wait`."""
         current = escalation if isinstance(escalation, Escalation) else None
         plan = _core.wait(escalation_id(escalation), current, timeout, self.backoff, self.timeout)
-        return await self._run(plan)
+        decided: Escalation = await self._run(plan)
+        return decided
 
     def decisions(
         self, after: str | None = None, *, wait: int = 0, limit: int = 100

@@ -144,7 +144,7 @@ def requires_approval(
                         f"approved args name {name!r}, which {func.__qualname__} does not take"
                     )
                 approved[name] = value
-            return inspect.BoundArguments(signature, approved)  # type: ignore[arg-type]
+            return inspect.BoundArguments(signature, approved)
 
         if is_async:
             async_client = cast(AsyncHandoff, client)

@@ -123,7 +123,8 @@ class Handoff:
         """
         current = escalation if isinstance(escalation, Escalation) else None
         plan = _core.wait(escalation_id(escalation), current, timeout, self.backoff, self.timeout)
-        return self._run(plan)
+        decided: Escalation = self._run(plan)
+        return decided
 
     def decisions(
         self, after: str | None = None, *, wait: int = 0, limit: int = 100

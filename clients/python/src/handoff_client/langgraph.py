@@ -241,7 +241,7 @@ def resume_value(interrupt: Any, escalations: Sequence[Escalation]) -> Any:
     return decisions[0] if shape == "tool_approval" else {"decisions": decisions}
 
 
-def resume_command(interrupt: Any, escalations: Sequence[Escalation]) -> Command:
+def resume_command(interrupt: Any, escalations: Sequence[Escalation]) -> Command[Any]:
     """`Command(resume=...)` for the interrupt; keyed by interrupt id when it has one
     (so several pending interrupts can be answered one by one)."""
     from langgraph.types import Command

@@ -31,7 +31,7 @@ def _as_bytes(value: str | bytes) -> bytes:
 def _header(headers: Headers, name: str) -> str | None:
     value = headers.get(name)
     if value is not None:
-        return value
+        return str(value)
     wanted = name.lower()
     for key, candidate in headers.items():
         if key.lower() == wanted:
