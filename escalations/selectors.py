@@ -5,15 +5,23 @@ import binascii
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import Q, QuerySet
+from django.db.models import Prefetch, Q, QuerySet
 
-from .models import Escalation
+from .models import Delivery, Escalation
 
 
 def escalations_for_reviewer(user) -> QuerySet[Escalation]:
     """Everything a reviewer may see. Every signed-in reviewer sees every escalation today;
     narrowing by team or domain starts here."""
     return Escalation.objects.select_related("agent", "run", "claimed_by", "decision")
+
+
+def escalation_page(user) -> QuerySet[Escalation]:
+    """Escalations with everything their page shows: events, deliveries and their attempts."""
+    deliveries = Delivery.objects.prefetch_related("attempts").order_by("-created_at")
+    return escalations_for_reviewer(user).prefetch_related(
+        "events", Prefetch("deliveries", queryset=deliveries)
+    )
 
 
 def open_queue(user) -> QuerySet[Escalation]:

@@ -412,7 +412,11 @@ def escalation_decide(
     live updates, wake-ups and the webhook delivery task.
     """
     now = now or timezone.now()
-    escalation = Escalation.objects.select_related("run", "agent", "decision").get(pk=escalation_id)
+    escalation = (
+        Escalation.objects.select_related("run", "agent", "decision").filter(pk=escalation_id).first()
+    )
+    if escalation is None:
+        raise Problem(404, f"No escalation {escalation_id}.")
     if not escalation.is_open:
         raise AlreadyDecided(escalation)
     errors = decision_errors(escalation, request)

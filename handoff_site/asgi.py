@@ -21,9 +21,17 @@ from django.conf import settings  # noqa: E402
 from escalations.longpoll import LongPollMiddleware  # noqa: E402
 from reviews.routing import websocket_urlpatterns  # noqa: E402
 
+http_app = django_asgi_app
+if settings.DEBUG or settings.EMBEDDED or settings.TESTING:
+    # One process serves everything here (`make run`, the browser tests), static files too.
+    # Behind the production proxy, nginx answers /static/ itself.
+    from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
+
+    http_app = ASGIStaticFilesHandler(django_asgi_app)
+
 application = ProtocolTypeRouter(
     {
-        "http": LongPollMiddleware(django_asgi_app),
+        "http": LongPollMiddleware(http_app),
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

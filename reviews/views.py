@@ -5,7 +5,6 @@ the same page template (`page.html#partial`); without JavaScript, writes redirec
 """
 
 from django.contrib import messages
-from django.db.models import Prefetch
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
@@ -14,7 +13,7 @@ from django_htmx.http import retarget
 from django_htmx.middleware import HtmxDetails
 
 from escalations import selectors, services
-from escalations.models import Decision, Delivery, Escalation
+from escalations.models import Decision, Escalation
 from escalations.problems import Problem
 
 from . import forms
@@ -53,11 +52,7 @@ def queue(request: HtmxHttpRequest) -> HttpResponse:
 
 def _escalation(request: HttpRequest, escalation_id) -> Escalation:
     """The escalation with everything its page shows, as the reviewer may see it."""
-    deliveries = Delivery.objects.prefetch_related("attempts").order_by("-created_at")
-    queryset = selectors.escalations_for_reviewer(request.user).prefetch_related(
-        "events", Prefetch("deliveries", queryset=deliveries)
-    )
-    return get_object_or_404(queryset, pk=escalation_id)
+    return get_object_or_404(selectors.escalation_page(request.user), pk=escalation_id)
 
 
 def _context(

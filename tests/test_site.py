@@ -1,0 +1,16 @@
+"""The site around the app: health, static files under the ASGI server, the login page."""
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_the_asgi_server_serves_static_files_and_pages(live_server_asgi):
+    css = httpx.get(f"{live_server_asgi}/static/css/handoff.css")
+    assert css.status_code == 200
+    assert "text/css" in css.headers["content-type"]
+    assert httpx.get(f"{live_server_asgi}/healthz").json() == {"ok": True}
+    login = httpx.get(f"{live_server_asgi}/", follow_redirects=True)
+    assert login.status_code == 200
+    assert "/accounts/login/" in str(login.url)
