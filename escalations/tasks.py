@@ -25,15 +25,18 @@ SWEEP_GRACE_SECONDS = 10
 PERIODIC_BUDGET_SECONDS = 30
 
 
-@shared_task(ignore_result=True)
+# At least once whatever the settings say: acknowledged after it ran, and put back when
+# the child running it dies (the DB claim makes a second run harmless).
+@shared_task(ignore_result=True, acks_late=True, reject_on_worker_lost=True)
 def deliver_webhook_task(delivery_id: str) -> None:
     """Send one delivery (one attempt) if it is due and nobody else is sending it.
 
     Claims the row by compare-and-swap (pending/retrying and due, or a lapsed lease ->
     sending with a lease), POSTs the signed payload, records the attempt. A failure that
     will be retried within COUNTDOWN_LIMIT_SECONDS is re-enqueued with a countdown; later
-    retries, lost messages and crashed workers are the sweep's. Not ours, not due, or gone:
-    returns without doing anything. Never raises.
+    retries, lost messages and crashed workers are the sweep's. Not ours, not due, gone,
+    or a malformed id: returns without doing anything. Only a database outage raises (the
+    row stays due, and the sweep sends it later).
     """
     delivery = services.delivery_claim(delivery_id=delivery_id)
     if delivery is None:

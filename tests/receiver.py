@@ -18,6 +18,7 @@ import json
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -81,6 +82,8 @@ class _Handler(BaseHTTPRequestHandler):
             client=self.client_address[:2],
         )
         step = receiver._record(recorded)
+        if receiver.on_request is not None:
+            receiver.on_request(recorded)
         if step == CLOSE:
             self.close_connection = True
             with contextlib.suppress(OSError):
@@ -103,7 +106,15 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class Receiver:
-    def __init__(self, script: list | None = None, *, default: int | Reply = 200, port: int = 0):
+    def __init__(
+        self,
+        script: list | None = None,
+        *,
+        default: int | Reply = 200,
+        port: int = 0,
+        on_request: Callable[[Recorded], None] | None = None,
+    ):
+        self.on_request = on_request  # runs in the server's thread before each answer
         self.requests: list[Recorded] = []
         self._script = list(script or [])
         self._default = default

@@ -15,7 +15,7 @@ from django.utils import timezone
 from receiver import CLOSE, Receiver
 
 from escalations import services, webhooks
-from escalations.models import Decision, Delivery, Escalation, Event
+from escalations.models import Decision, Delivery, DeliveryAttempt, Escalation, Event
 from escalations.tasks import deliver_webhook_task, sweep_deliveries_task
 from escalations.wire import escalation_dict
 
@@ -377,3 +377,24 @@ def test_a_late_failure_does_not_undo_a_delivery_finished_by_another_worker(
     assert delivery.status == Delivery.Status.DELIVERED
     assert delivery.attempt_count == 2
     assert not Event.objects.filter(kind=Event.Kind.DELIVERY_FAILED).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_task_survives_its_row_vanishing_mid_attempt(api, agent, reviewer):
+    from django.db import connection
+
+    def delete_escalation(request):  # the escalation (and its delivery) is deleted meanwhile
+        try:
+            Escalation.objects.filter(pk=request.json()["escalation"]["id"]).delete()
+        finally:
+            connection.close()  # this server thread's own connection
+
+    with Receiver(on_request=delete_escalation) as receiver:
+        agent.resume_url = receiver.url
+        agent.save(update_fields=["resume_url"])
+        escalation = escalate(api)
+        with_delivery = decide(escalation, reviewer)
+        assert deliver_webhook_task(str(with_delivery.id)) is None
+        assert len(receiver.requests) == 1
+    assert not Delivery.objects.filter(pk=with_delivery.pk).exists()
+    assert not DeliveryAttempt.objects.exists()
