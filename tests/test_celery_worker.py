@@ -311,9 +311,12 @@ def test_a_worker_child_killed_mid_post_loses_nothing(workers, api, hooked, revi
         timeout=5,
         what="the child to die",
     )
+    t0 = time.monotonic()
     first.stop()  # and a new worker takes over
+    stopped_in = time.monotonic() - t0
     second = workers()
     second.wait_ready()
+    t1 = time.monotonic()
 
     # As beat would: the sweep takes the row back once the dead child's lease lapses.
     wait_until(
@@ -323,8 +326,13 @@ def test_a_worker_child_killed_mid_post_loses_nothing(workers, api, hooked, revi
         worker=second,
         tick=sweep_deliveries_task,
     )
+    recovered_in = time.monotonic() - t1
     receiver.release()
     wait_until(lambda: status_of(escalation) == "resumed", timeout=5, what="resumed")
+    print(
+        f"\nkilled child {victim}; old worker stopped in {stopped_in:.1f} s; delivered "
+        f"{recovered_in:.1f} s after the new worker was ready (lease {LEASE_SECONDS} s)"
+    )
 
     requests = receiver.requests
     assert 1 < len(requests) <= 2, [r.answered for r in requests]
