@@ -24,7 +24,9 @@ STAMP_TEST := $(VENV)/.installed-test
 
 export HOST PORT
 
-.PHONY: help run serve test lint format bench migrate seed worker beat check venv install install-test clean
+CLIENT_VENV ?= .venv-client
+
+.PHONY: help run serve test test-client lint format bench migrate seed worker beat check venv install install-test clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -99,6 +101,17 @@ test: $(STAMP_TEST) ## run the tests (ARGS / PYTEST_ARGS pass through to pytest)
 	@set +e; $(PY) -m pytest $(ARGS) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests (exit 5): nothing was tested" >&2; fi; \
 	exit $$rc
+
+# The agent client (clients/python) has a venv of its own: it must not lean on the server's
+# dependencies. Its live tests start the real server with the server's venv.
+$(CLIENT_VENV)/.installed: clients/python/pyproject.toml | $(PY)
+	@echo "==> installing handoff-client with its framework adapters into $(CLIENT_VENV)"
+	@"$$($(PY) -c 'import sys; print(sys._base_executable)')" -m venv $(CLIENT_VENV)
+	$(CLIENT_VENV)/bin/python -m pip install -q --disable-pip-version-check -e 'clients/python[langgraph,openai-agents]' pytest pytest-asyncio
+	@touch $@
+
+test-client: $(STAMP_TEST) $(CLIENT_VENV)/.installed ## the agent client's tests, live ones against a real server
+	cd clients/python && ../../$(CLIENT_VENV)/bin/python -m pytest $(ARGS)
 
 lint: $(STAMP_TEST) ## ruff
 	$(VENV)/bin/ruff check .

@@ -713,7 +713,9 @@ def escalation_acknowledge(*, escalation: Escalation, now: datetime | None = Non
             type="not-decided",
         )
     with transaction.atomic():
-        _mark_resumed(escalation, actor=escalation.agent.name, now=now, data={"via": "ack"})
+        flipped = _mark_resumed(escalation, actor=escalation.agent.name, now=now, data={"via": "ack"})
+    if not flipped:  # resumed meanwhile (the webhook got there first): answer what stands
+        escalation.refresh_from_db(fields=["status", "updated_at"])
     return escalation
 
 

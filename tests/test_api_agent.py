@@ -205,3 +205,13 @@ def test_openapi_document_describes_every_endpoint(api):
         assert path in paths, sorted(paths)
     assert "EscalationIn" in spec["components"]["schemas"]
     assert api.get("/api/v1/docs").status_code == 200
+
+
+def test_ack_racing_the_webhook_answers_resumed(api, reviewer):
+    """The agent read `decided`; the webhook resumed it before the ack landed."""
+    escalation_id = api.escalate(make_package()).json()["id"]
+    decide(escalation_id, reviewer)
+    stale = Escalation.objects.select_related("agent").get(pk=escalation_id)
+    Escalation.objects.filter(pk=escalation_id).update(status="resumed")
+
+    assert services.escalation_acknowledge(escalation=stale).status == "resumed"
