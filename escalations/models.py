@@ -355,6 +355,9 @@ class Delivery(models.Model):
     payload = models.JSONField()
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     attempt_count = models.PositiveIntegerField(default=0)
+    # Times a worker took the row. Claims that never recorded an attempt are workers that
+    # died mid-send; Celery keeps no such count, so a poison delivery is stopped here.
+    claim_count = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(default=timezone.now)
     lease_until = models.DateTimeField(null=True, blank=True)
     last_error = models.CharField(max_length=500, blank=True)

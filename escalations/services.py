@@ -561,9 +561,36 @@ def delivery_claim(*, delivery_id, now: datetime | None = None) -> Delivery | No
         return None
     lease = now + timedelta(seconds=settings.WEBHOOK_LEASE_SECONDS)
     due = Delivery.objects.due(now).filter(pk=delivery_id)
-    if not due.update(status=Delivery.Status.SENDING, lease_until=lease):
+    if not due.update(
+        status=Delivery.Status.SENDING, lease_until=lease, claim_count=F("claim_count") + 1
+    ):
         return None
-    return Delivery.objects.select_related("escalation__agent").filter(pk=delivery_id).first()
+    delivery = Delivery.objects.select_related("escalation__agent").filter(pk=delivery_id).first()
+    if delivery is not None and delivery.claim_count - delivery.attempt_count > MAX_CRASHED_CLAIMS:
+        _fail_poison_delivery(delivery, now)
+        return None
+    return delivery
+
+
+# Workers that may die sending one delivery before it is given up as poison.
+MAX_CRASHED_CLAIMS = 5
+
+
+def _fail_poison_delivery(delivery: Delivery, now: datetime) -> None:
+    crashed = delivery.claim_count - delivery.attempt_count - 1
+    with transaction.atomic():
+        delivery.status, delivery.lease_until = Delivery.Status.FAILED, None
+        delivery.last_error = f"given up: {crashed} workers died while sending it"
+        delivery.save(update_fields=["status", "lease_until", "last_error"])
+        escalation = delivery.escalation
+        Event.objects.create(
+            escalation=escalation,
+            kind=Event.Kind.DELIVERY_FAILED,
+            actor="webhook",
+            at=now,
+            data={"delivery": str(delivery.id), "error": delivery.last_error, "attempts": delivery.attempt_count},
+        )
+        events.announce(escalation, "delivery_failed")
 
 
 def deliveries_sweep(*, now: datetime | None = None, grace_seconds: float = 10) -> list[str]:

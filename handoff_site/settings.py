@@ -201,7 +201,19 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+# Redeliver an unacknowledged task after an hour; fail fast when Redis does not answer, so
+# an outage never hangs a request (its enqueue is logged and the sweep sends it later).
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": 3600,
+    "socket_connect_timeout": 2,
+    "socket_timeout": 5,
+}
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.5,
+}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_SOFT_TIME_LIMIT = 60
 CELERY_TASK_TIME_LIMIT = 90
@@ -227,7 +239,8 @@ WEBHOOK_RETRY_FOR_SECONDS = env_int("WEBHOOK_RETRY_FOR_SECONDS", 25 * 3600)
 WEBHOOK_BACKOFF_BASE_SECONDS = float(env("WEBHOOK_BACKOFF_BASE_SECONDS", "2"))
 WEBHOOK_BACKOFF_MAX_SECONDS = float(env("WEBHOOK_BACKOFF_MAX_SECONDS", "3600"))
 # How long a claimed-but-unfinished delivery is left alone before the sweep takes it back.
-WEBHOOK_LEASE_SECONDS = env_int("WEBHOOK_LEASE_SECONDS", 60)
+# Longer than the task's hard time limit, so a live worker never loses its lease.
+WEBHOOK_LEASE_SECONDS = env_int("WEBHOOK_LEASE_SECONDS", 120)
 CLAIM_LEASE_SECONDS = env_int("CLAIM_LEASE_SECONDS", 15 * 60)
 IDEMPOTENCY_RETENTION_SECONDS = env_int("IDEMPOTENCY_RETENTION_SECONDS", 24 * 3600)
 API_MAX_BODY_BYTES = 1024 * 1024

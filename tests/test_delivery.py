@@ -398,3 +398,19 @@ def test_the_task_survives_its_row_vanishing_mid_attempt(api, agent, reviewer):
         assert len(receiver.requests) == 1
     assert not Delivery.objects.filter(pk=with_delivery.pk).exists()
     assert not DeliveryAttempt.objects.exists()
+
+
+def test_a_delivery_that_kills_every_worker_is_given_up_as_poison(api, hooked, reviewer, receiver):
+    """Celery keeps no redelivery count: the row does. Claims that never recorded an attempt
+    are workers that died mid-send."""
+    delivery = decide(escalate(api), reviewer)
+    for _ in range(services.MAX_CRASHED_CLAIMS):
+        assert services.delivery_claim(delivery_id=delivery.id) is not None
+        Delivery.objects.filter(pk=delivery.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
+
+    assert services.delivery_claim(delivery_id=delivery.id) is None
+    delivery.refresh_from_db()
+    assert delivery.status == Delivery.Status.FAILED
+    assert "workers died" in delivery.last_error
+    assert Event.objects.filter(escalation=delivery.escalation, kind="delivery_failed").exists()
+    assert receiver.requests == []
