@@ -278,11 +278,6 @@ def escalation_create(
 
     try:
         with transaction.atomic():
-            if idempotency_key:  # a key past retention is new again: free it
-                cutoff = now - timedelta(seconds=settings.IDEMPOTENCY_RETENTION_SECONDS)
-                Escalation.objects.filter(
-                    agent=agent, idempotency_key=idempotency_key, created_at__lt=cutoff
-                ).update(idempotency_key=None)
             # No get_or_create: its savepoint costs round trips, and a concurrent insert of
             # the same run fails the whole transaction below, which answers it properly.
             run = Run.objects.filter(agent=agent, run_id=package.run_id).first() or Run.objects.create(
@@ -311,6 +306,8 @@ def escalation_create(
                     now=now,
                 )
             else:
+                # Known to have no decision: spare escalation_dict a query to find out.
+                Escalation.decision.related.set_cached_value(escalation, None)
                 events.announce(escalation, "created")
     except IntegrityError:
         # Lost a race: either another request with this key, or an open escalation for the run.
@@ -323,13 +320,16 @@ def escalation_create(
 
 
 def _replay(agent: Agent, key: str, body_fingerprint: str, now: datetime) -> Escalation | None:
-    cutoff = now - timedelta(seconds=settings.IDEMPOTENCY_RETENTION_SECONDS)
     found = (
         Escalation.objects.select_related("run", "decision")
-        .filter(agent=agent, idempotency_key=key, created_at__gte=cutoff)
+        .filter(agent=agent, idempotency_key=key)
         .first()
     )
     if found is None:
+        return None
+    if found.created_at < now - timedelta(seconds=settings.IDEMPOTENCY_RETENTION_SECONDS):
+        # Past retention the key is new again: free it for this request.
+        Escalation.objects.filter(pk=found.pk, idempotency_key=key).update(idempotency_key=None)
         return None
     if found.request_fingerprint != body_fingerprint:
         raise Problem(
