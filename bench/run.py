@@ -902,10 +902,16 @@ end
         self.r["load_start"] = loadavg()
         self.r["seconds_per_round"] = self.args.seconds
         self.prepare()
+        stamp = source_stamp()
         for key, phase in (("b", self.baseline_b), ("a12", self.http_phase),
                            ("c", self.baseline_c), ("3", self.figure_3), ("4", self.figure_4)):
             if all(k in skip for k in key):
                 continue
+            if source_stamp() != stamp:  # the app changed under us: new servers run the new code
+                stamp = source_stamp()
+                log(f"the app's code changed before phase {key}: migrating again")
+                self.r.setdefault("code_changed_before", []).append(key)
+                subprocess_run([python(), "manage.py", "migrate", "--noinput"], env=app_env(), timeout=300)
             try:
                 phase()
             except Exception as exc:  # report the others; the table shows the hole
@@ -953,6 +959,18 @@ def aggregate(results: list) -> dict:
         "ok": sum(r.ok for r in results),
         "rounds": [{"rps": r.rps, "p50_ms": r.p50_ms, "p99_ms": r.p99_ms, "errors": r.errors} for r in results],
     }
+
+
+def source_stamp() -> str:
+    """A fingerprint of the app's code (other engineers edit this tree while the bench runs)."""
+    import hashlib
+
+    digest = hashlib.sha1()
+    for package in ("escalations", "reviews", "handoff_site"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            stat = path.stat()
+            digest.update(f"{path}:{stat.st_mtime_ns}:{stat.st_size}".encode())
+    return digest.hexdigest()
 
 
 def subprocess_run(cmd, *, env, timeout):
@@ -1066,7 +1084,9 @@ def report(r: dict) -> str:
         "",
         f"Machine: {os.cpu_count()} CPUs, load average {r.get('load_start', '?')} at the start and "
         f"{r.get('load_end', '?')} at the end (1, 5, 15 min; other work on the box shares these CPUs)."
-        + (" Profiled run: py-spy was sampling the servers, which perturbs the figures." if r.get("profiled") else ""),
+        + (" Profiled run: py-spy was sampling the servers, which perturbs the figures." if r.get("profiled") else "")
+        + (f" The app's code changed during the run (before phases {', '.join(r['code_changed_before'])}): "
+           "later phases ran the newer code." if r.get("code_changed_before") else ""),
         "",
         "| # | figure | measured | baseline (this run) | ratio | target | result |",
         "| --- | --- | --- | --- | --- | --- | --- |",
@@ -1105,14 +1125,14 @@ def report(r: dict) -> str:
             f"{c2['distinct_write_txns']:,} distinct transactions (xmin), their 'created' events in another "
             f"transaction: {c2['event_row_in_other_txn']}; WAL commit records of transactions writing "
             f"{BENCH_DB}: {(c2.get('wal') or {}).get('commits', 'n/a')}, with "
-            f"{(c2.get('wal') or {}).get('subxacts', 'n/a')} savepoint subtransactions (the Run get_or_create "
-            f"inside the transaction: no extra commit, no extra WAL flush); pg_stat_database xact_commit delta "
+            f"{(c2.get('wal') or {}).get('subxacts', 'n/a')} savepoint subtransactions inside them (a savepoint "
+            f"is no extra commit and no extra WAL flush); pg_stat_database xact_commit delta "
             f"{c2['xact_commit']:,} ({_fmt(c2['xact_commit_per_request'], '', 2)}/request: each autocommit "
             f"SELECT outside the write transaction counts as a read-only commit, without a WAL flush); XIDs "
             f"assigned cluster-wide {c2['xids_cluster']:,}; rollbacks {c2['xact_rollback']}.")
     if f3:
         details.append(
-            f"- (3) commit stamped by wrapping the bench process's connection.commit() (time.time() right after "
+            f"- (3) commit stamped by wrapping the decider processes' connection.commit() (time.time() right after "
             f"COMMIT returns, before the on-commit hooks); measured from the service's return instead: p50 "
             f"{_fmt(f3['from_return']['p50'], 'ms', 2)}, p99 {_fmt(f3['from_return']['p99'], 'ms', 2)}. "
             f"On-commit hooks in the deciding process (Celery publish, channel-layer group_send x2, wake-up "
@@ -1133,7 +1153,8 @@ def report(r: dict) -> str:
             f"service's return: p99 {_fmt(f4['from_return']['p99'], 'ms', 2)}; the first 20 decisions: p50 "
             f"{_fmt(f4['first20_p50'], 'ms', 1)}. {f4['clients']:,} decisions in {f4['decide_s']:.1f} s "
             f"({f4['pace_requested']:.0f}/s asked; the deciders sustain less), server CPU meanwhile "
-            f"{f4['server_cpu_s']:.1f} s; most answers re-polled: {f4['polls_max']} polls at most.")
+            f"{f4['server_cpu_s']:.1f} s; polls per agent at most: {f4['polls_max']} (a 2nd one means its first "
+            f"wait ran out before its decision).")
     if details:
         lines += ["", "Details:", "", *details]
     if r.get("failures"):
