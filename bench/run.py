@@ -27,7 +27,7 @@ _VENV_PY = ROOT / ".venv" / "bin" / "python"
 try:  # `python bench/run.py` from any interpreter: hop into the project's venv
     import django  # noqa: F401
 except ImportError:
-    if _VENV_PY.exists() and Path(sys.executable).resolve() != _VENV_PY.resolve():
+    if _VENV_PY.exists() and Path(sys.prefix).resolve() != (ROOT / ".venv").resolve():
         os.execv(str(_VENV_PY), [str(_VENV_PY), *sys.argv])
     raise
 
