@@ -1,14 +1,18 @@
-"""Domain announcements, sent after commit: live updates for browsers, wake-ups for agents.
+"""Domain announcements, sent after commit: wake-ups for agents, live updates for browsers.
 
 The domain states facts ("escalation X changed: decided"); reviews' consumers decide how
 to render them. Both transports are hints on top of the database: a lost message never
 loses state, because pages re-sync on reconnect and long-polls re-read the row.
+
+Sending never blocks the writer: group_send runs on one long-lived event loop per process
+(channels-redis keeps its connections per loop), handed over without waiting for it.
 """
 
 import asyncio
 import logging
+import os
+import threading
 
-from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import transaction
 
@@ -19,9 +23,14 @@ log = logging.getLogger(__name__)
 QUEUE_GROUP = "queue"
 
 # The event loop that serves websockets in this process. The in-memory channel layer is not
-# thread-safe, so in the embedded mode a write from another thread (the in-process Celery
-# worker) hands its group_send to this loop instead of running it on a loop of its own.
+# thread-safe, so in the embedded mode every group_send goes to the loop its consumers run on.
 _serving_loop: asyncio.AbstractEventLoop | None = None
+_sender: tuple[int, asyncio.AbstractEventLoop] | None = None
+_sender_lock = threading.Lock()
+
+
+def escalation_group(escalation_id) -> str:
+    return f"escalation-{escalation_id}"
 
 
 def serve_on_running_loop() -> None:
@@ -30,34 +39,44 @@ def serve_on_running_loop() -> None:
     _serving_loop = asyncio.get_running_loop()
 
 
-def _group_send(layer, group: str, message: dict) -> None:
-    loop = _serving_loop
-    if loop is not None and not loop.is_closed() and isinstance(layer, InMemoryChannelLayer):
+def _sender_loop() -> asyncio.AbstractEventLoop:
+    """This process's sending loop, started on first use (and again after a fork)."""
+    global _sender
+    with _sender_lock:
+        if _sender is None or _sender[0] != os.getpid():
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="handoff-events", daemon=True).start()
+            _sender = (os.getpid(), loop)
+        return _sender[1]
+
+
+def _loop_for(layer) -> asyncio.AbstractEventLoop:
+    serving = _serving_loop
+    if isinstance(layer, InMemoryChannelLayer) and serving is not None and not serving.is_closed():
+        return serving
+    return _sender_loop()
+
+
+async def _group_send_all(layer, groups: list[str], message: dict) -> None:
+    for group in groups:
         try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is not loop:
-            asyncio.run_coroutine_threadsafe(layer.group_send(group, message), loop).result(timeout=5)
-            return
-    async_to_sync(layer.group_send)(group, message)
-
-
-def escalation_group(escalation_id) -> str:
-    return f"escalation-{escalation_id}"
+            await layer.group_send(group, message)
+        except Exception:  # an outage must never undo or fail a committed write
+            log.warning("live update to %s not sent", group, exc_info=True)
 
 
 def _send(escalation_id: str, agent_id: int, kind: str, status: str) -> None:
-    message = {"type": "escalation.changed", "id": escalation_id, "kind": kind, "status": status}
-    try:
-        layer = get_channel_layer()
-        if layer is not None:
-            _group_send(layer, QUEUE_GROUP, message)
-            _group_send(layer, escalation_group(escalation_id), message)
-    except Exception:  # a channel-layer outage must never undo or fail a committed write
-        log.warning("live update for %s (%s) not sent", escalation_id, kind, exc_info=True)
     if status not in ("pending", "claimed"):
         wakeup.notify(escalation_id=escalation_id, agent_id=agent_id)
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    message = {"type": "escalation.changed", "id": escalation_id, "kind": kind, "status": status}
+    groups = [QUEUE_GROUP, escalation_group(escalation_id)]
+    try:
+        asyncio.run_coroutine_threadsafe(_group_send_all(layer, groups, message), _loop_for(layer))
+    except RuntimeError:  # the loop is closing with the process
+        log.warning("live update for %s (%s) not sent", escalation_id, kind, exc_info=True)
 
 
 def announce(escalation, kind: str) -> None:

@@ -163,3 +163,16 @@ def live_server_asgi(transactional_db) -> Iterator[str]:
         settings.PUBLIC_URL = old_public
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_connection_pools(django_db_setup, django_db_blocker):
+    """Threads of live servers leave connections in psycopg's pool; close it before the test
+    database is dropped (teardown runs in reverse order, so this runs first)."""
+    yield
+    from django.db import connections
+
+    with django_db_blocker.unblock():
+        connection = connections["default"]  # the pool is shared by every thread's wrapper
+        if hasattr(connection, "close_pool"):
+            connection.close_pool()
