@@ -12,10 +12,11 @@ import uuid
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from ninja import Header, Query, Router
+from ninja.errors import AuthenticationError
 
 from . import services
-from .auth import AgentBearer, AgentRequest
-from .models import Agent, Decision, Escalation
+from .auth import AgentBearer, AgentBearerInQuery, AgentRequest
+from .models import Agent, Decision, Escalation, hash_token
 from .problems import FieldError, Problem
 from .schemas import DecisionsPageOut, EscalationIn, EscalationOut, GateIn, GateOut, ProblemOut
 from .wire import escalation_dict
@@ -53,20 +54,64 @@ def etag_for(escalation: Escalation) -> str:
     return '"' + hashlib.sha1(stamp.encode(), usedforsecurity=False).hexdigest()[:20] + '"'
 
 
+# What the escalation object needs, and the agent's budget for the headers: the hot read
+# skips the package itself (history, options, metadata: kilobytes of JSON to decode).
+WIRE_ONLY = (
+    "id", "status", "title", "tier", "priority", "priority_reasons", "reason", "confidence",
+    "domain", "respond_by", "created_at", "updated_at", "run__run_id",
+    "agent__id", "agent__daily_budget", "agent__budget_day", "agent__budget_used",
+    *(f"decision__{name}" for name in (
+        "id", "kind", "option_key", "args", "instruction", "decided_by_type", "decided_by_name",
+        "decided_at",
+    )),
+)
+
+
+def read_escalation_as_agent(request, escalation_id: str) -> Escalation:
+    """The agent's own escalation, authenticated in the same query (one round trip).
+
+    401 for a bad token, 404 for an escalation that is not this agent's.
+    """
+    token = str(request.auth)
+    try:
+        pk = uuid.UUID(escalation_id)
+    except ValueError:
+        pk = None
+    if pk is not None:
+        found = list(
+            Escalation.objects.select_related("run", "decision", "agent")
+            .only(*WIRE_ONLY)
+            .filter(
+                pk=pk,
+                agent__tokens__token_hash=hash_token(token),
+                agent__tokens__revoked_at__isnull=True,
+                agent__is_active=True,
+            )
+            .order_by()[:1]
+        )
+        if found:
+            request.auth = found[0].agent
+            return found[0]
+    agent = services.agent_for_token(token)
+    if agent is None:
+        raise AuthenticationError()
+    request.auth = agent
+    raise Problem(404, f"No escalation {escalation_id} for this agent.")
+
+
 def get_own_escalation(request: AgentRequest, escalation_id: str) -> Escalation:
     """The agent's own escalation, or 404 (another agent's is not found, never forbidden)."""
     try:
         pk = uuid.UUID(escalation_id)
     except ValueError:
         raise Problem(404, f"No escalation {escalation_id!r}.") from None
-    escalation = (
-        Escalation.objects.select_related("run", "decision", "agent")
-        .filter(pk=pk, agent=request.auth)
-        .first()
+    found = list(
+        Escalation.objects.select_related("run", "decision").filter(pk=pk, agent=request.auth).order_by()[:1]
     )
-    if escalation is None:
+    if not found:
         raise Problem(404, f"No escalation {escalation_id} for this agent.")
-    return escalation
+    found[0].agent = request.auth
+    return found[0]
 
 
 @router.post(
@@ -107,6 +152,7 @@ def create_escalation(
     "/escalations/{escalation_id}",
     response={200: EscalationOut, 304: None, 401: ProblemOut, 404: ProblemOut, 400: ProblemOut},
     summary="The escalation; long-poll with ?wait=N",
+    auth=AgentBearerInQuery(),
 )
 def get_escalation(
     request: AgentRequest,
@@ -114,7 +160,7 @@ def get_escalation(
     wait: int = Query(0, ge=0, le=60, description="Seconds to wait while it is open (0-60)."),
 ):
     """With `wait`, the answer comes as soon as the escalation leaves the open states."""
-    escalation = get_own_escalation(request, escalation_id)
+    escalation = read_escalation_as_agent(request, escalation_id)
     etag = etag_for(escalation)
     if_none_match = request.headers.get("If-None-Match", "")
     if if_none_match and (

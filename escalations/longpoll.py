@@ -70,34 +70,64 @@ def _agent_id(token: str) -> int | None:
         AgentToken.objects.filter(
             token_hash=hash_token(token), revoked_at__isnull=True, agent__is_active=True
         )
+        .order_by()
         .values_list("agent_id", flat=True)
         .first()
     )
 
 
-def _keys(wait: Wait) -> list[str] | None:
-    """What to listen for, or None when Django should answer at once (e.g. a bad token)."""
+@dataclass(frozen=True)
+class Target:
+    """What a waiting request listens for, resolved once (the token checked once)."""
+
+    key: str
+    agent_id: int
+    escalation_id: uuid.UUID | None
+    after: int
+
+
+def _target(wait: Wait) -> Target | None:
+    """One read: is there anything to wait for? None when Django should answer at once
+    (a bad token, an unknown escalation, one already closed, news in the feed)."""
+    if wait.escalation_id is not None:
+        row = (
+            Escalation.objects.filter(
+                pk=wait.escalation_id,
+                agent__tokens__token_hash=hash_token(wait.token),
+                agent__tokens__revoked_at__isnull=True,
+                agent__is_active=True,
+            )
+            .order_by()
+            .values_list("status", "agent_id")
+            .first()
+        )
+        if row is None or row[0] not in Escalation.OPEN_STATUSES:
+            return None
+        return Target(wakeup.escalation_key(wait.escalation_id), row[1], wait.escalation_id, 0)
     agent_id = _agent_id(wait.token)
     if agent_id is None:
         return None
-    if wait.escalation_id is not None:
-        return [wakeup.escalation_key(wait.escalation_id)]
-    return [wakeup.agent_key(agent_id)]
+    target = Target(wakeup.agent_key(agent_id), agent_id, None, wait.after)
+    return target if _still_waiting(target) else None
 
 
-def _still_waiting(wait: Wait) -> bool:
+def _still_waiting(target: Target) -> bool:
     """Re-read the database: is there still nothing to answer?"""
-    agent_id = _agent_id(wait.token)
-    if agent_id is None:
-        return False
-    if wait.escalation_id is not None:
+    if target.escalation_id is not None:
         status = (
-            Escalation.objects.filter(pk=wait.escalation_id, agent_id=agent_id)
+            Escalation.objects.filter(pk=target.escalation_id)
+            .order_by()
             .values_list("status", flat=True)
             .first()
         )
         return status in Escalation.OPEN_STATUSES
-    return not Decision.objects.filter(agent_id=agent_id, seq__gt=wait.after).exists()
+    return not Decision.objects.filter(agent_id=target.agent_id, seq__gt=target.after).exists()
+
+
+# Waiters' reads run side by side in a thread pool, not queued on Django's one
+# thread-sensitive thread, where a thousand re-checks would delay each other's wake-ups.
+_target_async = database_sync_to_async(_target, thread_sensitive=False)
+_still_waiting_async = database_sync_to_async(_still_waiting, thread_sensitive=False)
 
 
 class LongPollMiddleware:
@@ -114,10 +144,11 @@ class LongPollMiddleware:
                 scope["method"], scope["path"], scope.get("query_string", b"").decode("latin-1"), authorization
             )
             if wait is not None:
-                keys = await database_sync_to_async(_keys)(wait)
-                if keys is not None:
-                    still_waiting = database_sync_to_async(_still_waiting)
-                    await wakeup.wait_for(keys, wait.seconds, lambda: still_waiting(wait))
+                target = await _target_async(wait)
+                if target is not None:
+                    await wakeup.wait_for(
+                        [target.key], wait.seconds, lambda: _still_waiting_async(target)
+                    )
         await self.app(scope, receive, send)
 
 
@@ -137,9 +168,9 @@ class SyncLongPollMiddleware:
         if wait is not None:
             close_old_connections()
             try:
-                keys = _keys(wait)
-                if keys is not None:
-                    wakeup.wait_for_sync(keys, wait.seconds, lambda: _still_waiting(wait))
+                target = _target(wait)
+                if target is not None:
+                    wakeup.wait_for_sync([target.key], wait.seconds, lambda: _still_waiting(target))
             finally:
                 connection.close()  # back to the pool while the view is not running
         return self.app(environ, start_response)

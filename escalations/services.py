@@ -92,18 +92,19 @@ def token_revoke(*, token: AgentToken) -> None:
 
 def agent_for_token(token: str) -> Agent | None:
     found = (
-        AgentToken.objects.select_related("agent")
-        .filter(token_hash=hash_token(token), revoked_at__isnull=True, agent__is_active=True)
-        .first()
+        Agent.objects.filter(
+            tokens__token_hash=hash_token(token), tokens__revoked_at__isnull=True, is_active=True
+        )
+        .order_by()[:1]
     )
-    return found.agent if found else None
+    return next(iter(found), None)
 
 
 # ---------------------------------------------------------------- policy
 
 
 def rules_for(domain: str) -> policy.Rules | None:
-    row = Policy.objects.filter(domain=domain).first()
+    row = next(iter(Policy.objects.filter(domain=domain).order_by()[:1]), None)
     if row is None:
         return None
     return policy.Rules(
@@ -320,10 +321,13 @@ def escalation_create(
 
 
 def _replay(agent: Agent, key: str, body_fingerprint: str, now: datetime) -> Escalation | None:
-    found = (
-        Escalation.objects.select_related("run", "decision")
-        .filter(agent=agent, idempotency_key=key)
-        .first()
+    found = next(
+        iter(
+            Escalation.objects.filter(agent=agent, idempotency_key=key)
+            .only("id", "request_fingerprint", "created_at")
+            .order_by()[:1]
+        ),
+        None,
     )
     if found is None:
         return None
@@ -337,9 +341,13 @@ def _replay(agent: Agent, key: str, body_fingerprint: str, now: datetime) -> Esc
             "This Idempotency-Key was used with a different body. Use a new key for a new request.",
             type="idempotency-key-reused",
             title="Idempotency key reused with another body",
-            extra={"escalation": escalation_dict(found)},
+            extra={"escalation": escalation_dict(_full(found.pk))},
         )
-    return found
+    return _full(found.pk)
+
+
+def _full(pk) -> Escalation:
+    return Escalation.objects.select_related("run", "decision").get(pk=pk)
 
 
 def _open_run_conflict(agent: Agent, run_id: str) -> Problem:
@@ -565,12 +573,31 @@ def delivery_claim(*, delivery_id, now: datetime | None = None) -> Delivery | No
         status=Delivery.Status.SENDING, lease_until=lease, claim_count=F("claim_count") + 1
     ):
         return None
-    delivery = Delivery.objects.select_related("escalation__agent").filter(pk=delivery_id).first()
+    delivery = next(
+        iter(
+            Delivery.objects.select_related("escalation__agent")
+            .only(*SENDING_FIELDS)
+            .filter(pk=delivery_id)
+            .order_by()[:1]
+        ),
+        None,
+    )
     if delivery is not None and delivery.claim_count - delivery.attempt_count > MAX_CRASHED_CLAIMS:
         _fail_poison_delivery(delivery, now)
         return None
     return delivery
 
+
+# What sending needs: not the escalation's package, only the agent's secret.
+SENDING_FIELDS = (
+    "id", "url", "payload", "status", "attempt_count", "claim_count", "created_at",
+    "escalation__id", "escalation__status", "escalation__agent__id",
+    "escalation__agent__signing_secret",
+)
+# What recording an attempt changes (the payload is never rewritten).
+ATTEMPT_FIELDS = (
+    "status", "attempt_count", "lease_until", "last_error", "next_attempt_at", "delivered_at",
+)
 
 # Workers that may die sending one delivery before it is given up as poison.
 MAX_CRASHED_CLAIMS = 5
@@ -642,7 +669,11 @@ def delivery_record_attempt(
     """
     now = now or timezone.now()
     with transaction.atomic():
-        delivery = Delivery.objects.select_for_update().get(pk=delivery.pk)
+        delivery = (
+            Delivery.objects.select_for_update()
+            .only("id", "escalation_id", "created_at", *ATTEMPT_FIELDS)
+            .get(pk=delivery.pk)
+        )
         # Someone else finished it meanwhile (our lease lapsed mid-attempt): record the
         # attempt, and only a success may still change the outcome.
         finished = delivery.status in (Delivery.Status.DELIVERED, Delivery.Status.FAILED)
@@ -658,7 +689,9 @@ def delivery_record_attempt(
         )
         delivery.attempt_count = number
         delivery.lease_until = None
-        escalation = Escalation.objects.select_related("agent").get(pk=delivery.escalation_id)
+        escalation = Escalation.objects.only("id", "agent_id", "status", "updated_at").get(
+            pk=delivery.escalation_id
+        )
         if status_code is not None and 200 <= status_code < 300:
             delivery.status = Delivery.Status.DELIVERED
             delivery.delivered_at = now
@@ -689,7 +722,7 @@ def delivery_record_attempt(
                     data={"delivery": str(delivery.id), "error": delivery.last_error, "attempts": number},
                 )
                 events.announce(escalation, "delivery_failed")
-        delivery.save()
+        delivery.save(update_fields=ATTEMPT_FIELDS)
     return delivery
 
 

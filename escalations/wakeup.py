@@ -8,6 +8,7 @@ requests share one Redis connection and hold no database connection.
 import asyncio
 import contextlib
 import logging
+import random
 import threading
 import weakref
 from collections import defaultdict
@@ -122,12 +123,21 @@ def hub() -> Hub:
         return found
 
 
+# How often a waiter re-reads the database in case its wake-up was lost (a Redis blip).
+RECHECK_SECONDS = 15.0
+
+
+def _recheck_interval() -> float:
+    return RECHECK_SECONDS * (0.75 + random.random() / 2)  # noqa: S311 - spreading load
+
+
 async def wait_for(keys: list[str], timeout: float, still_waiting) -> None:
     """Wait until a key is notified or `timeout` passes.
 
     `still_waiting` is an async callable re-reading the database; it runs once after the
-    waiter is registered (closing the check-then-wait race) and every few seconds after,
-    so a lost message costs latency, never correctness.
+    waiter is registered (closing the check-then-wait race) and every RECHECK_SECONDS or
+    so after (jittered, so a thousand waiters do not re-read at once): a lost message
+    costs latency, never correctness.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -137,7 +147,7 @@ async def wait_for(keys: list[str], timeout: float, still_waiting) -> None:
             if left <= 0:
                 return
             try:
-                await asyncio.wait_for(event.wait(), timeout=min(left, 5.0))
+                await asyncio.wait_for(event.wait(), timeout=min(left, _recheck_interval()))
                 return
             except TimeoutError:
                 continue
@@ -164,7 +174,7 @@ def wait_for_sync(keys: list[str], timeout: float, still_waiting) -> None:
             if now >= next_check:
                 if not still_waiting():
                     return
-                next_check = now + (5.0 if pubsub is not None else 0.25)
+                next_check = now + (_recheck_interval() if pubsub is not None else 0.25)
             left = deadline - time.monotonic()
             if left <= 0:
                 return

@@ -199,3 +199,14 @@ def test_any_bytes_never_give_a_5xx(api, body):
 @given(body=json_values)
 def test_any_json_to_gate_never_gives_a_5xx(api, body):
     assert api.post_json("/api/v1/gate", json.dumps(body)).status_code < 500
+
+
+def test_the_one_query_read_still_tells_401_from_404(api, agent):
+    escalation_id = api.escalate(make_package()).json()["id"]
+    assert_problem(Client(HTTP_AUTHORIZATION="Bearer hnd_unknown").get(f"/api/v1/escalations/{escalation_id}"), 401)
+    assert_problem(Client().get(f"/api/v1/escalations/{escalation_id}"), 401)
+    missing = api.get("/api/v1/escalations/00000000-0000-0000-0000-000000000000")
+    assert_problem(missing, 404)
+    assert missing["Handoff-Budget-Limit"] == "50"  # an agent's answer carries its budget
+    services.token_revoke(token=AgentToken.objects.get(agent=agent))
+    assert_problem(api.get(f"/api/v1/escalations/{escalation_id}"), 401)

@@ -212,3 +212,20 @@ def test_a_long_poll_reaching_the_wsgi_app_still_waits(agent_with_token, reviewe
     assert statuses == ["200 OK"]
     assert json.loads(body)["status"] == "decided"
     assert time.monotonic() - started >= 0.4
+
+
+def test_a_lost_wake_up_costs_latency_not_the_decision(agent_http, reviewer, monkeypatch):
+    """A Redis blip can drop the wake-up: the waiter's periodic re-read still finds it."""
+    from escalations import wakeup
+
+    monkeypatch.setattr(wakeup, "notify", lambda **kwargs: None)  # the message is lost
+    monkeypatch.setattr(wakeup, "RECHECK_SECONDS", 0.5)
+    escalation_id = agent_http.post("/api/v1/escalations", json=make_package()).json()["id"]
+    stamp = decide_later(escalation_id, reviewer, delay=0.3)
+
+    response = agent_http.get(f"/api/v1/escalations/{escalation_id}", params={"wait": 20})
+    answered = time.monotonic()
+    stamp["thread"].join()
+
+    assert response.json()["status"] == "decided"
+    assert answered - stamp["committed"] < 2
