@@ -128,7 +128,7 @@ RECHECK_SECONDS = 15.0
 
 
 def _recheck_interval() -> float:
-    return RECHECK_SECONDS * (0.75 + random.random() / 2)  # noqa: S311 - spreading load
+    return RECHECK_SECONDS * (0.75 + random.random() / 2)
 
 
 async def wait_for(keys: list[str], timeout: float, still_waiting) -> None:
