@@ -14,7 +14,7 @@ from django.utils import timezone
 from ninja import Header, Query, Router
 from ninja.errors import AuthenticationError
 
-from . import services
+from . import selectors, services
 from .auth import AgentBearer, AgentBearerInQuery, AgentRequest
 from .models import Agent, Decision, Escalation, hash_token
 from .problems import FieldError, Problem
@@ -31,6 +31,10 @@ def budget_headers(request: HttpRequest) -> dict[str, str]:
     agent = getattr(request, "auth", None)
     if not isinstance(agent, Agent):
         return {}
+    return budget_headers_for(agent)
+
+
+def budget_headers_for(agent: Agent) -> dict[str, str]:
     used = agent.budget_used_on(timezone.now().date())
     return {
         "Handoff-Budget-Limit": str(agent.daily_budget),
@@ -49,25 +53,16 @@ def json_response(request: HttpRequest, data, status: int = 200, **headers: str)
     return response
 
 
-def etag_for(escalation: Escalation) -> str:
-    stamp = f"{escalation.id}:{escalation.status}:{escalation.updated_at.timestamp()}"
+def etag(escalation_id, status: str, updated_at) -> str:
+    stamp = f"{escalation_id}:{status}:{updated_at.timestamp()}"
     return '"' + hashlib.sha1(stamp.encode(), usedforsecurity=False).hexdigest()[:20] + '"'
 
 
-# What the escalation object needs, and the agent's budget for the headers: the hot read
-# skips the package itself (history, options, metadata: kilobytes of JSON to decode).
-WIRE_ONLY = (
-    "id", "status", "title", "tier", "priority", "priority_reasons", "reason", "confidence",
-    "domain", "respond_by", "created_at", "updated_at", "run__run_id",
-    "agent__id", "agent__daily_budget", "agent__budget_day", "agent__budget_used",
-    *(f"decision__{name}" for name in (
-        "id", "kind", "option_key", "args", "instruction", "decided_by_type", "decided_by_name",
-        "decided_at",
-    )),
-)
+def etag_for(escalation: Escalation) -> str:
+    return etag(escalation.id, escalation.status, escalation.updated_at)
 
 
-def read_escalation_as_agent(request, escalation_id: str) -> Escalation:
+def read_escalation_as_agent(request, escalation_id: str) -> selectors.AgentRead:
     """The agent's own escalation, authenticated in the same query (one round trip).
 
     401 for a bad token, 404 for an escalation that is not this agent's.
@@ -78,20 +73,10 @@ def read_escalation_as_agent(request, escalation_id: str) -> Escalation:
     except ValueError:
         pk = None
     if pk is not None:
-        found = list(
-            Escalation.objects.select_related("run", "decision", "agent")
-            .only(*WIRE_ONLY)
-            .filter(
-                pk=pk,
-                agent__tokens__token_hash=hash_token(token),
-                agent__tokens__revoked_at__isnull=True,
-                agent__is_active=True,
-            )
-            .order_by()[:1]
-        )
-        if found:
-            request.auth = found[0].agent
-            return found[0]
+        found = selectors.escalation_read_for_token(pk, hash_token(token))
+        if found is not None:
+            request.auth = found.agent
+            return found
     agent = services.agent_for_token(token)
     if agent is None:
         raise AuthenticationError()
@@ -160,18 +145,24 @@ def get_escalation(
     wait: int = Query(0, ge=0, le=60, description="Seconds to wait while it is open (0-60)."),
 ):
     """With `wait`, the answer comes as soon as the escalation leaves the open states."""
-    escalation = read_escalation_as_agent(request, escalation_id)
-    etag = etag_for(escalation)
-    if_none_match = request.headers.get("If-None-Match", "")
+    found = read_escalation_as_agent(request, escalation_id)
+    status, headers, body = agent_read_answer(found, request.headers.get("If-None-Match", ""))
+    response = HttpResponse(body, status=status, content_type=headers.pop("Content-Type", None))
+    for name, value in headers.items():
+        response[name] = value
+    return response
+
+
+def agent_read_answer(found: selectors.AgentRead, if_none_match: str) -> tuple[int, dict, bytes]:
+    """(status, headers, body) of GET /escalations/{id}: the view and the long-poll share it."""
+    tag = etag(found.wire["id"], found.status, found.updated_at)
+    headers = {"ETag": tag, **budget_headers_for(found.agent)}
     if if_none_match and (
-        if_none_match.strip() == "*" or etag in [tag.strip() for tag in if_none_match.split(",")]
+        if_none_match.strip() == "*" or tag in [t.strip() for t in if_none_match.split(",")]
     ):
-        response = HttpResponse(status=304)
-        response["ETag"] = etag
-        for name, value in budget_headers(request).items():
-            response[name] = value
-        return response
-    return json_response(request, escalation_dict(escalation), ETag=etag)
+        return 304, headers, b""
+    body = json.dumps(found.wire, ensure_ascii=False, separators=(",", ":")).encode()
+    return 200, {"Content-Type": "application/json", **headers}, body
 
 
 def parse_cursor(after: str | None) -> int:

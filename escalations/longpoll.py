@@ -20,7 +20,8 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import close_old_connections, connection
 
-from . import wakeup
+from . import selectors, wakeup
+from .api import agent_read_answer
 from .models import AgentToken, Decision, Escalation, hash_token
 
 ESCALATION_PATH = re.compile(r"^/api/v1/escalations/([0-9a-fA-F-]{36})/?$")
@@ -127,6 +128,15 @@ def _still_waiting(target: Target) -> bool:
 # Waiters' reads run side by side in a thread pool, not queued on Django's one
 # thread-sensitive thread, where a thousand re-checks would delay each other's wake-ups.
 _target_async = database_sync_to_async(_target, thread_sensitive=False)
+_agent_read_async = database_sync_to_async(selectors.escalation_read_for_token, thread_sensitive=False)
+
+# What Django's security middleware adds to every answer (the long-poll answers without it).
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "X-Frame-Options": "DENY",
+}
 _still_waiting_async = database_sync_to_async(_still_waiting, thread_sensitive=False)
 
 
@@ -149,7 +159,30 @@ class LongPollMiddleware:
                     await wakeup.wait_for(
                         [target.key], wait.seconds, lambda: _still_waiting_async(target)
                     )
+                    if target.escalation_id is not None and await self._answer(
+                        wait, headers.get(b"if-none-match", b"").decode("latin-1"), send
+                    ):
+                        return
         await self.app(scope, receive, send)
+
+    async def _answer(self, wait: Wait, if_none_match: str, send) -> bool:
+        """Answer a finished escalation wait here, as the view would, without Django's
+        request cycle: a thousand woken agents must not queue behind its thread hops.
+        False when the view should answer instead (the token was revoked meanwhile)."""
+        found = await _agent_read_async(wait.escalation_id, hash_token(wait.token))
+        if found is None:
+            return False
+        status, headers, body = agent_read_answer(found, if_none_match)
+        headers = {**SECURITY_HEADERS, **headers, "Content-Length": str(len(body))}
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(k.lower().encode(), v.encode("latin-1")) for k, v in headers.items()],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+        return True
 
 
 class SyncLongPollMiddleware:

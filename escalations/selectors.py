@@ -2,12 +2,16 @@
 
 import base64
 import binascii
+import json
+import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime
 
+from django.db import connection
 from django.db.models import Prefetch, Q, QuerySet
 
-from .models import Delivery, Escalation
+from .models import Agent, Delivery, Escalation
+from .wire import escalation_url, iso
 
 
 def escalations_for_reviewer(user) -> QuerySet[Escalation]:
@@ -72,3 +76,99 @@ def page(queryset: QuerySet[Escalation], cursor: QueueCursor | None, limit: int)
     more = len(rows) > limit
     rows = rows[:limit]
     return rows, (QueueCursor.of(rows[-1]) if more and rows else None)
+
+
+# ---------------------------------------------------------------- the agents' hot read
+
+# GET /escalations/{id} is what a fleet of waiting agents polls. One hand-written statement
+# authenticates and reads (PostgreSQL prepares it once per pooled connection); the ORM would
+# spend longer compiling the five-table join than the database spends running it. It must
+# answer exactly what wire.escalation_dict answers: tests/test_hot_read.py holds them equal.
+AGENT_READ_SQL = """
+SELECT e.id, e.status, e.title, e.tier, e.priority, e.priority_reasons, e.reason,
+       e.confidence, e.domain, e.respond_by, e.created_at, e.updated_at, r.run_id,
+       a.id, a.daily_budget, a.budget_day, a.budget_used,
+       d.kind, d.option_key, d.args, d.instruction, d.decided_by_type, d.decided_by_name,
+       d.decided_at
+FROM escalations_escalation e
+JOIN escalations_run r ON r.id = e.run_id
+JOIN escalations_agent a ON a.id = e.agent_id
+JOIN escalations_agenttoken t ON t.agent_id = a.id
+LEFT JOIN escalations_decision d ON d.escalation_id = e.id
+WHERE e.id = %s AND t.token_hash = %s AND t.revoked_at IS NULL AND a.is_active
+"""
+
+
+@dataclass(frozen=True)
+class AgentRead:
+    """An escalation as its agent reads it, and that agent's budget (for the headers)."""
+
+    wire: dict
+    agent: "Agent"
+    status: str
+    updated_at: datetime
+
+
+def _uuid(value) -> uuid.UUID:
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(value)
+
+
+def _time(value) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    parsed = datetime.fromisoformat(value)  # SQLite keeps UTC times as naive text
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _json(value):
+    return json.loads(value) if isinstance(value, str | bytes) else value
+
+
+def _day(value) -> date | None:
+    return date.fromisoformat(value) if isinstance(value, str) else value
+
+
+def escalation_read_for_token(escalation_id: uuid.UUID, token_hash: str) -> AgentRead | None:
+    """The escalation, if the token is live and its agent's; else None (401 or 404: the
+    caller tells which)."""
+    pk = Escalation._meta.pk.get_db_prep_value(escalation_id, connection)
+    with connection.cursor() as cursor:
+        cursor.execute(AGENT_READ_SQL, [pk, token_hash])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    (pk, status, title, tier, priority, priority_reasons, reason, confidence, domain,
+     respond_by, created_at, updated_at, run_id, agent_id, daily_budget, budget_day,
+     budget_used, kind, option_key, args, instruction, decided_by_type, decided_by_name,
+     decided_at) = row
+    escalation_id = _uuid(pk)
+    updated_at = _time(updated_at)
+    decision = None
+    if kind is not None:
+        decision = {
+            "kind": kind,
+            "option": option_key or None,
+            "args": _json(args),
+            "instruction": instruction or None,
+            "decided_by": {"type": decided_by_type, "name": decided_by_name},
+            "decided_at": iso(_time(decided_at)),
+        }
+    wire = {
+        "id": str(escalation_id),
+        "run_id": run_id,
+        "title": title,
+        "status": status,
+        "tier": tier,
+        "priority": priority,
+        "priority_reasons": _json(priority_reasons),
+        "reason": reason,
+        "confidence": confidence,
+        "domain": domain,
+        "respond_by": iso(_time(respond_by)),
+        "created_at": iso(_time(created_at)),
+        "updated_at": iso(updated_at),
+        "url": escalation_url(escalation_id),
+        "decision": decision,
+    }
+    agent = Agent(id=agent_id, daily_budget=daily_budget, budget_day=_day(budget_day), budget_used=budget_used)
+    return AgentRead(wire, agent, status, updated_at)

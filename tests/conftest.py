@@ -176,3 +176,23 @@ def _close_connection_pools(django_db_setup, django_db_blocker):
         connection = connections["default"]  # the pool is shared by every thread's wrapper
         if hasattr(connection, "close_pool"):
             connection.close_pool()
+            _end_stray_sessions(connection.settings_dict)
+
+
+def _end_stray_sessions(settings_dict) -> None:
+    """A subprocess or thread still finishing (a worker child, a server thread) must not stop
+    the test database from being dropped: end its session, and say so."""
+    import psycopg
+
+    params = {k: v for k, v in {
+        "host": settings_dict["HOST"], "port": settings_dict["PORT"] or None,
+        "user": settings_dict["USER"], "password": settings_dict["PASSWORD"] or None,
+    }.items() if v}
+    with psycopg.connect(dbname="postgres", autocommit=True, **params) as admin:
+        ended = admin.execute(
+            "SELECT pid, application_name, left(query, 80), pg_terminate_backend(pid) "
+            "FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            [settings_dict["NAME"]],
+        ).fetchall()
+    for pid, application, query, _ in ended:
+        print(f"\nended a stray session on the test database: pid {pid} {application!r}: {query}")

@@ -229,3 +229,20 @@ def test_a_lost_wake_up_costs_latency_not_the_decision(agent_http, reviewer, mon
 
     assert response.json()["status"] == "decided"
     assert answered - stamp["committed"] < 2
+
+
+def test_a_woken_long_poll_answers_exactly_what_the_view_answers(agent_http, reviewer):
+    escalation_id = agent_http.post("/api/v1/escalations", json=make_package()).json()["id"]
+    stamp = decide_later(escalation_id, reviewer, delay=0.3)
+    waited = agent_http.get(f"/api/v1/escalations/{escalation_id}", params={"wait": 10})
+    stamp["thread"].join()
+    plain = agent_http.get(f"/api/v1/escalations/{escalation_id}")
+
+    assert waited.content == plain.content
+    for header in ("Content-Type", "ETag", "Handoff-Budget-Limit", "Handoff-Budget-Remaining",
+                   "X-Content-Type-Options", "Referrer-Policy", "X-Frame-Options"):
+        assert waited.headers[header] == plain.headers[header], header
+    not_modified = agent_http.get(
+        f"/api/v1/escalations/{escalation_id}", params={"wait": 5}, headers={"If-None-Match": plain.headers["ETag"]}
+    )
+    assert not_modified.status_code == 304
