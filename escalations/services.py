@@ -209,17 +209,13 @@ def escalation_create(
 
     One transaction: the run, the escalation, its events, the budget count and, when the
     policy decides, the decision and its delivery. Idempotency: the same key and body
-    answer the stored escalation (created=False); another body is a 409. Concurrent
-    requests with one key meet at the unique constraint; exactly one creates.
+    answer the stored escalation (created=False); another body is a 409. A new request
+    just inserts: a used key meets the unique constraint, and only then is the stored one
+    looked up, so concurrent requests with one key create exactly one escalation.
     Raises Problem (409 open escalation for the run, 422 invalid or unknown domain).
     """
     now = now or timezone.now()
     body_fingerprint = fingerprint(body)
-    if idempotency_key:
-        replay = _replay(agent, idempotency_key, body_fingerprint, now)
-        if replay is not None:
-            return Created(replay, created=False)
-
     errors = _cross_field_errors(package, now)
     domain = package.domain or agent.domain
     rules = rules_for(domain)
@@ -228,6 +224,10 @@ def escalation_create(
         field = "domain" if package.domain else "domain (the agent's default)"
         errors.append(FieldError(field, f"unknown domain {domain!r}; known: {known}"))
     if errors:
+        # A replay is answered even if time has made its body invalid (respond_by passed).
+        replay = _replay(agent, idempotency_key, body_fingerprint, now) if idempotency_key else None
+        if replay is not None:
+            return Created(replay, created=False)
         raise invalid(errors, type="incomplete-package", title="Escalation package is incomplete")
     assert rules is not None
 
@@ -277,47 +277,57 @@ def escalation_create(
     priority = policy.priority_for(_urgency(escalation), now)
     escalation.priority, escalation.priority_reasons = priority.score, priority.reasons
 
-    try:
-        with transaction.atomic():
-            # No get_or_create: its savepoint costs round trips, and a concurrent insert of
-            # the same run fails the whole transaction below, which answers it properly.
-            run = Run.objects.filter(agent=agent, run_id=package.run_id).first() or Run.objects.create(
-                agent=agent, run_id=package.run_id
+    for attempt in range(2):
+        try:
+            _insert(escalation, agent, package.run_id, verdict, priority, rules, domain, now)
+            return Created(escalation, created=True)
+        except IntegrityError:
+            # Another request with this key, or an open escalation for the run.
+            if idempotency_key:
+                replay = _replay(agent, idempotency_key, body_fingerprint, now)
+                if replay is not None:
+                    return Created(replay, created=False)
+                if attempt == 0 and _free_expired_key(agent, idempotency_key, now):
+                    continue  # the key was past retention: it is new again
+            raise _open_run_conflict(agent, package.run_id) from None
+    raise AssertionError("unreachable")
+
+
+def _insert(escalation, agent, run_id, verdict, priority, rules, domain, now) -> None:
+    """The create transaction: one commit for the run, the escalation, its event, the
+    budget count and (tiers 1-2) the policy's decision and its delivery."""
+    with transaction.atomic():
+        run = Run(agent=agent, run_id=run_id)
+        # An upsert (one statement, pk returned): a run is created on its first escalation.
+        Run.objects.bulk_create(
+            [run], update_conflicts=True, unique_fields=["agent", "run_id"], update_fields=["run_id"]
+        )
+        escalation.run = run
+        escalation.save(force_insert=True)
+        _count_against_budget(agent, now)
+        Event.objects.create(
+            escalation=escalation,
+            kind=Event.Kind.CREATED,
+            actor=agent.name,
+            at=now,
+            data={"tier": verdict.tier, "tier_reasons": verdict.reasons, "priority": priority.score},
+        )
+        if verdict.decided_by_policy and rules.auto_decide:
+            _decide_open(
+                escalation,
+                kind=Decision.Kind.OPTION,
+                option_key=escalation.recommended_option["key"],
+                args=escalation.recommended_option.get("args"),
+                instruction="",
+                decided_by_type=Decision.DecidedBy.POLICY,
+                decided_by_name=f"policy:{domain}",
+                user=None,
+                now=now,
             )
-            escalation.run = run
-            escalation.save(force_insert=True)
-            _count_against_budget(agent, now)
-            Event.objects.create(
-                escalation=escalation,
-                kind=Event.Kind.CREATED,
-                actor=agent.name,
-                at=now,
-                data={"tier": verdict.tier, "tier_reasons": verdict.reasons, "priority": priority.score},
-            )
-            if verdict.decided_by_policy and rules.auto_decide:
-                _decide_open(
-                    escalation,
-                    kind=Decision.Kind.OPTION,
-                    option_key=escalation.recommended_option["key"],
-                    args=escalation.recommended_option.get("args"),
-                    instruction="",
-                    decided_by_type=Decision.DecidedBy.POLICY,
-                    decided_by_name=f"policy:{domain}",
-                    user=None,
-                    now=now,
-                )
-            else:
-                # Known to have no decision: spare escalation_dict a query to find out.
-                Escalation.decision.related.set_cached_value(escalation, None)
-                events.announce(escalation, "created")
-    except IntegrityError:
-        # Lost a race: either another request with this key, or an open escalation for the run.
-        if idempotency_key:
-            replay = _replay(agent, idempotency_key, body_fingerprint, now)
-            if replay is not None:
-                return Created(replay, created=False)
-        raise _open_run_conflict(agent, package.run_id) from None
-    return Created(escalation, created=True)
+        else:
+            # Known to have no decision: spare escalation_dict a query to find out.
+            Escalation.decision.related.set_cached_value(escalation, None)
+            events.announce(escalation, "created")
 
 
 def _replay(agent: Agent, key: str, body_fingerprint: str, now: datetime) -> Escalation | None:
@@ -329,12 +339,8 @@ def _replay(agent: Agent, key: str, body_fingerprint: str, now: datetime) -> Esc
         ),
         None,
     )
-    if found is None:
-        return None
-    if found.created_at < now - timedelta(seconds=settings.IDEMPOTENCY_RETENTION_SECONDS):
-        # Past retention the key is new again: free it for this request.
-        Escalation.objects.filter(pk=found.pk, idempotency_key=key).update(idempotency_key=None)
-        return None
+    if found is None or found.created_at < now - timedelta(seconds=settings.IDEMPOTENCY_RETENTION_SECONDS):
+        return None  # unknown, or past retention: not a replay
     if found.request_fingerprint != body_fingerprint:
         raise Problem(
             409,
@@ -344,6 +350,16 @@ def _replay(agent: Agent, key: str, body_fingerprint: str, now: datetime) -> Esc
             extra={"escalation": escalation_dict(_full(found.pk))},
         )
     return _full(found.pk)
+
+
+def _free_expired_key(agent: Agent, key: str, now: datetime) -> bool:
+    """Past retention a key is new again: take it off the old escalation."""
+    cutoff = now - timedelta(seconds=settings.IDEMPOTENCY_RETENTION_SECONDS)
+    return bool(
+        Escalation.objects.filter(agent=agent, idempotency_key=key, created_at__lt=cutoff).update(
+            idempotency_key=None
+        )
+    )
 
 
 def _full(pk) -> Escalation:

@@ -310,3 +310,15 @@ def test_policy_decision_is_recorded_with_an_event(api):
     assert decision.decided_by_type == "policy"
     kinds = list(Event.objects.filter(escalation_id=body["id"]).values_list("kind", flat=True))
     assert kinds == ["created", "decided"]
+
+
+def test_a_replay_is_answered_even_after_its_respond_by_passed(api, time_machine):
+    """A retry after an outage gets its escalation back, not a 422 for a deadline gone by."""
+    time_machine.move_to(now(), tick=False)
+    package = make_package(cost_of_delay={
+        "blocking": True, "impact": "high", "respond_by": (now() + timedelta(minutes=30)).isoformat()})
+    first = api.escalate(package, HTTP_IDEMPOTENCY_KEY="retry-me")
+    time_machine.shift(timedelta(hours=2))
+    replay = api.escalate(package, HTTP_IDEMPOTENCY_KEY="retry-me")
+    assert (first.status_code, replay.status_code) == (201, 200)
+    assert replay.json()["id"] == first.json()["id"]
