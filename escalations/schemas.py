@@ -243,9 +243,24 @@ class FieldErrorOut(Schema):
     message: str
 
 
+class ClaimOut(Schema):
+    name: str
+    until: datetime | None
+
+
 class ProblemOut(Schema):
+    """RFC 9457 problem details. Conflicts carry what they conflict with."""
+
     type: str
     title: str
     status: int
     detail: str
     errors: list[FieldErrorOut] | None = None
+    open_escalation: EscalationOut | None = Field(
+        None, description="409 run-has-open-escalation: the run's open escalation"
+    )
+    escalation: EscalationOut | None = Field(
+        None, description="409 idempotency-key-reused / already-decided: the escalation as it stands"
+    )
+    decision: DecisionOut | None = Field(None, description="409 already-decided: the decision that stands")
+    claimed_by: ClaimOut | None = Field(None, description="409 claimed: who holds the claim, and until when")

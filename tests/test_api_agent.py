@@ -215,3 +215,8 @@ def test_ack_racing_the_webhook_answers_resumed(api, reviewer):
     Escalation.objects.filter(pk=escalation_id).update(status="resumed")
 
     assert services.escalation_acknowledge(escalation=stale).status == "resumed"
+
+
+def test_openapi_documents_what_conflicts_carry(api):
+    problem = api.get("/api/v1/openapi.json").json()["components"]["schemas"]["ProblemOut"]["properties"]
+    assert {"errors", "open_escalation", "escalation", "decision", "claimed_by"} <= set(problem)
