@@ -66,7 +66,11 @@ class Server:
         self.env.setdefault("SECRET_KEY", "live-tests-" + uuid.uuid4().hex)
         self.env.setdefault("ALLOWED_HOSTS", "127.0.0.1,localhost")
         self.log_path = var_dir / "server.log"
+        self.worker_log_path = var_dir / "worker.log"
         self.process: subprocess.Popen[bytes] | None = None
+        # In production mode (REDIS_URL) webhooks are sent by a separate Celery worker;
+        # in the embedded mode the server process runs one itself.
+        self.worker: subprocess.Popen[bytes] | None = None
 
     def manage(self, *args: str, extra_env: dict[str, str] | None = None) -> str:
         """Run `python manage.py ARGS` against the server's database; return stdout."""
@@ -84,6 +88,18 @@ class Server:
 
     def start(self) -> None:
         self.manage("migrate", "--noinput", "-v0")
+        if self.env.get("REDIS_URL"):
+            self.worker = subprocess.Popen(
+                [
+                    server_python(), "-m", "celery", "-A", "handoff_site", "worker",
+                    "-P", "threads", "-c", "4", "--without-gossip", "--without-mingle",
+                    "--without-heartbeat", "-l", "WARNING",
+                ],
+                cwd=SERVER_ROOT,
+                env=self.env,
+                stdout=self.worker_log_path.open("wb"),
+                stderr=subprocess.STDOUT,
+            )
         log = self.log_path.open("wb")
         self.process = subprocess.Popen(
             [
@@ -114,13 +130,14 @@ class Server:
         raise RuntimeError(f"the server did not start; its log:\n{self.log_tail()}")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        for process in (self.process, self.worker):
+            if process is not None and process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(5)
 
     def log_tail(self, lines: int = 60) -> str:
         try:

@@ -62,7 +62,7 @@ def test_example_agent_and_receiver(_server, reviewer, tmp_path):
                 args={"branches": ["spike/graphql"], "remote": "origin"},
             )
             assert agent.wait(30) == 0, agent_log.read_text()
-            wait_for(r"option delete args=\{\"branches\": \[\"spike/graphql\"\]", receiver_log)
+            wait_for(r"option delete args=\{[^\n]*\"branches\": \[\"spike/graphql\"\]", receiver_log)
         finally:
             for process in (agent, receiver):
                 if process.poll() is None:
