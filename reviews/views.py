@@ -149,18 +149,9 @@ def claim(request: HtmxHttpRequest, escalation_id) -> HttpResponse:
         services.escalation_claim(escalation_id=escalation.pk, user=request.user)
     except services.ClaimedByOther as exc:
         holder = exc.escalation.claimed_by.get_username()
-        return _respond_claim(
-            request,
-            escalation.pk,
-            notice=f"{holder} has already claimed this.",
-            level=messages.WARNING,
-            status=409,
-        )
+        return _claim_refused(request, escalation.pk, f"{holder} has already claimed this.")
     except services.AlreadyDecided as exc:
-        notice = _closed_notice(exc.escalation)
-        return _respond_claim(
-            request, escalation.pk, notice=notice, level=messages.WARNING, status=409
-        )
+        return _claim_refused(request, escalation.pk, _closed_notice(exc.escalation))
     return _respond_claim(request, escalation.pk, notice="Claimed: it is yours for now.")
 
 
@@ -171,14 +162,12 @@ def release(request: HtmxHttpRequest, escalation_id) -> HttpResponse:
         services.escalation_release(escalation_id=escalation.pk, user=request.user)
     except services.ClaimedByOther as exc:
         holder = exc.escalation.claimed_by.get_username()
-        return _respond_claim(
-            request,
-            escalation.pk,
-            notice=f"Only {holder} can release it.",
-            level=messages.WARNING,
-            status=409,
-        )
+        return _claim_refused(request, escalation.pk, f"Only {holder} can release it.")
     return _respond_claim(request, escalation.pk, notice="Released back to the queue.")
+
+
+def _claim_refused(request, escalation_id, notice: str) -> HttpResponse:
+    return _respond_claim(request, escalation_id, notice=notice, level=messages.WARNING, status=409)
 
 
 @require_POST

@@ -115,6 +115,23 @@ def api(agent_with_token) -> AgentClient:
 
 
 @pytest.fixture
+def receiver():
+    """A real HTTP server on 127.0.0.1 standing in for an agent's webhook endpoint."""
+    from receiver import Receiver
+
+    with Receiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture
+def hooked(agent, receiver):
+    """The agent, with its resume_url at the receiver."""
+    agent.resume_url = receiver.url
+    agent.save(update_fields=["resume_url"])
+    return agent
+
+
+@pytest.fixture
 def reviewer(db, django_user_model):
     return django_user_model.objects.create_user("alice", "alice@example.com", "correct-horse-battery")
 

@@ -23,7 +23,7 @@ from django.conf import settings
 from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
-from receiver import Receiver, Reply
+from receiver import Reply
 
 from escalations import webhooks
 from escalations.models import Delivery, DeliveryAttempt, Escalation, Event
@@ -196,19 +196,6 @@ def workers(tmp_path):
         for worker in started:
             worker.stop()
         purge_queue()
-
-
-@pytest.fixture
-def receiver():
-    with Receiver() as receiver:
-        yield receiver
-
-
-@pytest.fixture
-def hooked(agent, receiver):
-    agent.resume_url = receiver.url
-    agent.save(update_fields=["resume_url"])
-    return agent
 
 
 @pytest.fixture

@@ -22,20 +22,6 @@ from escalations.wire import escalation_dict
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def receiver():
-    with Receiver() as receiver:
-        yield receiver
-
-
-@pytest.fixture
-def hooked(agent, receiver):
-    """The agent, with its resume_url at the receiver."""
-    agent.resume_url = receiver.url
-    agent.save(update_fields=["resume_url"])
-    return agent
-
-
 def escalate(api, **overrides) -> Escalation:
     response = api.escalate(make_package(**overrides))
     assert response.status_code == 201, response.content
