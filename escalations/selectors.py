@@ -109,22 +109,24 @@ class AgentRead:
     updated_at: datetime
 
 
-def _uuid(value) -> uuid.UUID:
+# Raw rows come back as each backend stores them (SQLite: text); these make them Python.
+def as_uuid(value) -> uuid.UUID:
     return value if isinstance(value, uuid.UUID) else uuid.UUID(value)
 
 
-def _time(value) -> datetime | None:
-    if value is None or isinstance(value, datetime):
-        return value
-    parsed = datetime.fromisoformat(value)  # SQLite keeps UTC times as naive text
+def as_time(value) -> datetime | None:
+    """SQLite gives UTC times back naive (as text or datetime); PostgreSQL, aware."""
+    if value is None:
+        return None
+    parsed = value if isinstance(value, datetime) else datetime.fromisoformat(value)
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _json(value):
+def as_json(value):
     return json.loads(value) if isinstance(value, str | bytes) else value
 
 
-def _day(value) -> date | None:
+def as_day(value) -> date | None:
     return date.fromisoformat(value) if isinstance(value, str) else value
 
 
@@ -141,17 +143,17 @@ def escalation_read_for_token(escalation_id: uuid.UUID, token_hash: str) -> Agen
      respond_by, created_at, updated_at, run_id, agent_id, daily_budget, budget_day,
      budget_used, kind, option_key, args, instruction, decided_by_type, decided_by_name,
      decided_at) = row
-    escalation_id = _uuid(pk)
-    updated_at = _time(updated_at)
+    escalation_id = as_uuid(pk)
+    updated_at = as_time(updated_at)
     decision = None
     if kind is not None:
         decision = {
             "kind": kind,
             "option": option_key or None,
-            "args": _json(args),
+            "args": as_json(args),
             "instruction": instruction or None,
             "decided_by": {"type": decided_by_type, "name": decided_by_name},
-            "decided_at": iso(_time(decided_at)),
+            "decided_at": iso(as_time(decided_at)),
         }
     wire = {
         "id": str(escalation_id),
@@ -160,15 +162,15 @@ def escalation_read_for_token(escalation_id: uuid.UUID, token_hash: str) -> Agen
         "status": status,
         "tier": tier,
         "priority": priority,
-        "priority_reasons": _json(priority_reasons),
+        "priority_reasons": as_json(priority_reasons),
         "reason": reason,
         "confidence": confidence,
         "domain": domain,
-        "respond_by": iso(_time(respond_by)),
-        "created_at": iso(_time(created_at)),
+        "respond_by": iso(as_time(respond_by)),
+        "created_at": iso(as_time(created_at)),
         "updated_at": iso(updated_at),
         "url": escalation_url(escalation_id),
         "decision": decision,
     }
-    agent = Agent(id=agent_id, daily_budget=daily_budget, budget_day=_day(budget_day), budget_used=budget_used)
+    agent = Agent(id=agent_id, daily_budget=daily_budget, budget_day=as_day(budget_day), budget_used=budget_used)
     return AgentRead(wire, agent, status, updated_at)

@@ -15,11 +15,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Case, F, When
 from django.utils import timezone
 
-from . import events, policy
+from . import events, policy, selectors
 from .models import (
     Agent,
     AgentToken,
@@ -580,36 +580,56 @@ def delivery_claim(*, delivery_id, now: datetime | None = None) -> Delivery | No
     """
     now = now or timezone.now()
     try:
-        uuid.UUID(str(delivery_id))
+        delivery_id = uuid.UUID(str(delivery_id))
     except ValueError:
         return None
     lease = now + timedelta(seconds=settings.WEBHOOK_LEASE_SECONDS)
-    due = Delivery.objects.due(now).filter(pk=delivery_id)
-    if not due.update(
-        status=Delivery.Status.SENDING, lease_until=lease, claim_count=F("claim_count") + 1
-    ):
-        return None
-    delivery = next(
-        iter(
-            Delivery.objects.select_related("escalation__agent")
-            .only(*SENDING_FIELDS)
-            .filter(pk=delivery_id)
-            .order_by()[:1]
-        ),
-        None,
+    at = connection.ops.adapt_datetimefield_value
+    with connection.cursor() as cursor:
+        cursor.execute(
+            CLAIM_SQL,
+            [at(lease), Delivery._meta.pk.get_db_prep_value(delivery_id, connection), at(now), at(now)],
+        )
+        claimed = cursor.fetchone()
+        if claimed is None:
+            return None
+        url, payload, attempt_count, claim_count, created_at, escalation_id = claimed
+        cursor.execute(AGENT_SECRET_SQL, [escalation_id])
+        agent_id, secret = cursor.fetchone()
+    escalation = Escalation(id=selectors.as_uuid(escalation_id), agent=Agent(id=agent_id, signing_secret=secret))
+    delivery = Delivery(
+        id=delivery_id,
+        escalation=escalation,
+        url=url,
+        payload=selectors.as_json(payload),
+        status=Delivery.Status.SENDING,
+        attempt_count=attempt_count,
+        claim_count=claim_count,
+        created_at=selectors.as_time(created_at),
+        lease_until=lease,
     )
-    if delivery is not None and delivery.claim_count - delivery.attempt_count > MAX_CRASHED_CLAIMS:
+    delivery._state.adding = False  # built from its row: a save() updates, never inserts
+    if claim_count - attempt_count > MAX_CRASHED_CLAIMS:
         _fail_poison_delivery(delivery, now)
         return None
     return delivery
 
 
-# What sending needs: not the escalation's package, only the agent's secret.
-SENDING_FIELDS = (
-    "id", "url", "payload", "status", "attempt_count", "claim_count", "created_at",
-    "escalation__id", "escalation__status", "escalation__agent__id",
-    "escalation__agent__signing_secret",
+# The claim is the webhook's hot path, so it is one statement: the compare-and-swap of
+# DeliveryQuerySet.due() (keep the two alike) that returns what sending needs.
+CLAIM_SQL = """
+UPDATE escalations_delivery
+SET status = 'sending', lease_until = %s, claim_count = claim_count + 1
+WHERE id = %s AND (
+    (status IN ('pending', 'retrying') AND next_attempt_at <= %s)
+    OR (status = 'sending' AND lease_until < %s)
 )
+RETURNING url, payload, attempt_count, claim_count, created_at, escalation_id
+"""
+AGENT_SECRET_SQL = """
+SELECT a.id, a.signing_secret FROM escalations_escalation e
+JOIN escalations_agent a ON a.id = e.agent_id WHERE e.id = %s
+"""
 # What recording an attempt changes (the payload is never rewritten).
 ATTEMPT_FIELDS = (
     "status", "attempt_count", "lease_until", "last_error", "next_attempt_at", "delivered_at",
@@ -625,7 +645,7 @@ def _fail_poison_delivery(delivery: Delivery, now: datetime) -> None:
         delivery.status, delivery.lease_until = Delivery.Status.FAILED, None
         delivery.last_error = f"given up: {crashed} workers died while sending it"
         delivery.save(update_fields=["status", "lease_until", "last_error"])
-        escalation = delivery.escalation
+        escalation = Escalation.objects.only("id", "agent_id", "status").get(pk=delivery.escalation_id)
         Event.objects.create(
             escalation=escalation,
             kind=Event.Kind.DELIVERY_FAILED,
