@@ -153,3 +153,27 @@ def from_pydantic(errors: list[dict[str, Any]], strip: int = 0) -> list[FieldErr
             seen.add((item.field, item.message))
             result.append(item)
     return result
+
+
+def unstorable_text(value, path: str) -> FieldError | None:
+    """Strings the database cannot store (NUL, lone surrogates), anywhere in the body."""
+    stack = [(value, path)]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return FieldError(where or "body", "must not contain NUL characters")
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return FieldError(where or "body", "must be valid Unicode (no lone surrogates)")
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                child_path = f"{where}.{key}" if where else str(key)
+                if "\x00" in key:
+                    return FieldError(where or "body", "keys must not contain NUL characters")
+                stack.append((key, where))
+                stack.append((child, child_path))
+        elif isinstance(item, list):
+            stack.extend((child, f"{where}.{i}" if where else str(i)) for i, child in enumerate(item))
+    return None

@@ -33,8 +33,8 @@ from .models import (
     Run,
     hash_token,
 )
-from .problems import FieldError, Problem, invalid
-from .schemas import EscalationIn, GateIn
+from .problems import FieldError, Problem, invalid, unstorable_text
+from .schemas import JSON_OBJECT_MAX_BYTES, EscalationIn, GateIn
 from .wire import escalation_dict
 
 # ---------------------------------------------------------------- errors
@@ -416,8 +416,19 @@ def decision_errors(escalation: Escalation, request: DecisionRequest) -> list[Fi
             errors.append(FieldError("option", f"is not an option of this escalation ({keys})"))
         if request.args is not None and not isinstance(request.args, dict):
             errors.append(FieldError("args", "must be an object"))
+        elif request.args is not None:
+            size = len(json.dumps(request.args, ensure_ascii=False).encode())
+            if size > JSON_OBJECT_MAX_BYTES:
+                errors.append(FieldError("args", f"must be at most 16 KiB of JSON ({size} bytes given)"))
+            elif bad := unstorable_text(request.args, "args"):
+                errors.append(bad)
     elif request.kind == Decision.Kind.INSTRUCTION and not (request.instruction or "").strip():
         errors.append(FieldError("instruction", "is required when kind is instruction"))
+    # The dashboard's forms reach here without the API's parser: check what it checks.
+    if len(request.instruction or "") > 4000:
+        errors.append(FieldError("instruction", "must be at most 4000 characters"))
+    elif bad := unstorable_text(request.instruction or "", "instruction"):
+        errors.append(bad)
     return errors
 
 

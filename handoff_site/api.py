@@ -11,7 +11,7 @@ from ninja.parser import Parser
 
 from escalations.api import budget_headers
 from escalations.api import router as agent_router
-from escalations.problems import FieldError, Problem, from_pydantic, invalid
+from escalations.problems import Problem, from_pydantic, invalid, unstorable_text
 from reviews.api import router as review_router
 
 log = logging.getLogger(__name__)
@@ -19,30 +19,6 @@ log = logging.getLogger(__name__)
 
 def _reject_constant(name: str):
     raise ValueError(f"{name} is not valid JSON")
-
-
-def _bad_text(value, path: str) -> FieldError | None:
-    """Strings the database cannot store (NUL, lone surrogates), anywhere in the body."""
-    stack = [(value, path)]
-    while stack:
-        item, where = stack.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                return FieldError(where or "body", "must not contain NUL characters")
-            try:
-                item.encode("utf-8")
-            except UnicodeEncodeError:
-                return FieldError(where or "body", "must be valid Unicode (no lone surrogates)")
-        elif isinstance(item, dict):
-            for key, child in item.items():
-                child_path = f"{where}.{key}" if where else str(key)
-                if "\x00" in key:
-                    return FieldError(where or "body", "keys must not contain NUL characters")
-                stack.append((key, where))
-                stack.append((child, child_path))
-        elif isinstance(item, list):
-            stack.extend((child, f"{where}.{i}" if where else str(i)) for i, child in enumerate(item))
-    return None
 
 
 def _depth(value, limit: int = 64) -> int:
@@ -80,7 +56,7 @@ class JsonParser(Parser):
             raise Problem(400, f"The body is not valid JSON: {exc}") from None
         if _depth(data) > 64:
             raise Problem(400, "The JSON is nested too deeply (over 64 levels).")
-        bad = _bad_text(data, "")
+        bad = unstorable_text(data, "")
         if bad is not None:
             raise invalid([bad])
         request._handoff_json = data  # the fingerprint of idempotent creates uses it

@@ -752,3 +752,19 @@ def test_redeliver_refuses_an_open_escalation(hooked_escalation, reviewer_client
     )
     assert "Only a decided escalation can be redelivered." in text(response)
     assert not Delivery.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ('{"paths": ["nul\\u0000byte"]}', "must not contain NUL characters"),
+        ('{"blob": "' + "x" * 17000 + '"}', "at most 16 KiB"),
+    ],
+)
+def test_args_the_database_cannot_store_are_refused_not_a_500(escalation, reviewer_client, raw, message):
+    response = reviewer_client.post(
+        decide_url(escalation), {"kind": "option", "option": "update-callers", "args-update-callers": raw}
+    )
+    assert response.status_code == 422
+    assert message in text(response)
+    assert not Decision.objects.filter(escalation=escalation).exists()
