@@ -3,7 +3,7 @@
 import logging
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 
 from .problems import CONTENT_TYPE, Problem
 
@@ -13,13 +13,19 @@ API_PREFIX = "/api/"
 
 
 class ApiProblemMiddleware:
-    """Turns Django's own error pages under /api/ (404 for unknown paths, 405, oversized
-    bodies, crashes) into problem+json, and refuses bodies over 1 MiB before reading them."""
+    """Refuses NUL characters in query strings anywhere (400). Under /api/: refuses bodies
+    over 1 MiB before reading them, and turns Django's own error pages (404 for unknown
+    paths, 405, crashes) into problem+json."""
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        if _has_nul(request):
+            # PostgreSQL cannot take a NUL in a text parameter: refuse it here, not with a 500.
+            if request.path.startswith(API_PREFIX):
+                return Problem(400, "Query parameters must not contain NUL characters.").response()
+            return HttpResponseBadRequest("Query parameters must not contain NUL characters.")
         if not request.path.startswith(API_PREFIX):
             return self.get_response(request)
         try:
@@ -41,6 +47,13 @@ class ApiProblemMiddleware:
             return None
         log.error("unhandled error on %s %s", request.method, request.path, exc_info=exception)
         return Problem(500, "Something went wrong on our side; it has been logged.").response()
+
+
+def _has_nul(request: HttpRequest) -> bool:
+    return "\x00" in request.path or any(
+        "\x00" in key or any("\x00" in value for value in values)
+        for key, values in request.GET.lists()
+    )
 
 
 def _detail(request: HttpRequest, response: HttpResponse) -> str:

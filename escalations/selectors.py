@@ -50,7 +50,7 @@ class QueueCursor:
         try:
             raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
             priority, created_at, pk = raw.split("|")
-            return cls(int(priority), datetime.fromisoformat(created_at), pk)
+            return cls(int(priority), datetime.fromisoformat(created_at), str(uuid.UUID(pk)))
         except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
             raise ValueError("not a queue cursor") from exc
 
