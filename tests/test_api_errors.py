@@ -62,9 +62,13 @@ def test_another_agents_escalation_is_404_never_403(api):
     assert Escalation.objects.get(pk=theirs).status == "pending"
 
 
-@pytest.mark.parametrize("escalation_id", ["not-a-uuid", "00000000-0000-0000-0000-000000000000", "%00"])
+@pytest.mark.parametrize("escalation_id", ["not-a-uuid", "00000000-0000-0000-0000-000000000000"])
 def test_unknown_escalations_are_404(api, escalation_id):
     assert_problem(api.get(f"/api/v1/escalations/{escalation_id}"), 404)
+
+
+def test_a_nul_in_the_path_is_400(api):
+    assert_problem(api.get("/api/v1/escalations/%00"), 400)
 
 
 def test_unknown_paths_are_404_problems(api):

@@ -176,7 +176,7 @@ def test_embedded_mode_with_no_environment_uses_sqlite_under_var():
     assert Path(shown["NAME"]) == ROOT / "var" / "handoff.sqlite3"
     assert "journal_mode=WAL" in shown["OPTIONS"]["init_command"]
     assert shown["CHANNEL_LAYER"] == "channels.layers.InMemoryChannelLayer"
-    assert shown["BROKER"] == "memory://"
+    assert shown["BROKER"] == "memory://localhost/"
     assert shown["EMBEDDED_WORKER"] is True
     assert shown["CACHE"].endswith("LocMemCache")
 
