@@ -5,6 +5,7 @@ Nothing here imports Django: run.py sets the environment up first.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -63,23 +64,15 @@ class Processes:
 
     def stop(self, proc: subprocess.Popen, timeout: float = 10.0) -> None:
         if proc.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                pass
         # Leftover members of the group (gunicorn/celery children) get SIGKILL.
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
         self.children = [(n, p) for n, p in self.children if p is not proc]
 
     def stop_all(self) -> None:
@@ -357,7 +350,7 @@ def ensure_py_spy() -> str:
     return found
 
 
-def start_profile(procs: "Processes", pid: int, name: str, seconds: float) -> subprocess.Popen:
+def start_profile(procs: Processes, pid: int, name: str, seconds: float) -> subprocess.Popen:
     """py-spy record (collapsed stacks) of `pid` and its children for `seconds`."""
     out = RESULTS / f"profile-{name}.txt"
     out.unlink(missing_ok=True)

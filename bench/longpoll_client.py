@@ -12,6 +12,7 @@ import json
 import resource
 import sys
 import time
+from pathlib import Path
 
 PORT, TOKEN, IDS_FILE, OUT = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
 WAIT, DEADLINE = int(sys.argv[5]), float(sys.argv[6])
@@ -68,7 +69,7 @@ async def one(esc_id: str, connect_gate: asyncio.Semaphore, sent: list, record: 
 
 async def main() -> None:
     started = time.monotonic()
-    ids = [line.strip() for line in open(IDS_FILE) if line.strip()]
+    ids = [line.strip() for line in Path(IDS_FILE).read_text().splitlines() if line.strip()]
     records = {esc_id: {"id": esc_id} for esc_id in ids}
     sent: list[str] = []
     gate = asyncio.Semaphore(100)

@@ -200,7 +200,7 @@ class Bench:
 
     def prepare(self) -> None:
         ensure_wrk()
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
         RESULTS.mkdir(parents=True, exist_ok=True)
         LOGS.mkdir(parents=True, exist_ok=True)
@@ -331,7 +331,7 @@ class Bench:
             try:
                 sys.path.insert(0, str(ROOT / "tests"))
                 from conftest import make_package  # the tests' own valid package
-            except Exception:  # noqa: BLE001 - fall back to an equivalent package
+            except Exception:
                 make_package = None
             t = datetime.now(UTC)
             if make_package is not None:

@@ -12,3 +12,6 @@ class Escalation(models.Model):
     class Meta:
         managed = False
         db_table = "bench_escalation"
+
+    def __str__(self) -> str:
+        return f"escalation {self.pk}"

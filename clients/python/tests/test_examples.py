@@ -62,7 +62,9 @@ def test_example_agent_and_receiver(_server, reviewer, tmp_path):
                 args={"branches": ["spike/graphql"], "remote": "origin"},
             )
             assert agent.wait(30) == 0, agent_log.read_text()
-            wait_for(r"option delete args=\{[^\n]*\"branches\": \[\"spike/graphql\"\]", receiver_log)
+            # JSON objects are unordered (PostgreSQL's jsonb reorders keys).
+            decided = r"option delete args=\{[^\n]*\"branches\": \[\"spike/graphql\"\]"
+            wait_for(decided, receiver_log)
         finally:
             for process in (agent, receiver):
                 if process.poll() is None:
