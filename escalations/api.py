@@ -84,12 +84,17 @@ def read_escalation_as_agent(request, escalation_id: str) -> selectors.AgentRead
     raise Problem(404, f"No escalation {escalation_id} for this agent.")
 
 
-def get_own_escalation(request: AgentRequest, escalation_id: str) -> Escalation:
-    """The agent's own escalation, or 404 (another agent's is not found, never forbidden)."""
+def escalation_pk(escalation_id: str) -> uuid.UUID:
+    """The id in a path, or 404: a malformed id names no escalation."""
     try:
-        pk = uuid.UUID(escalation_id)
+        return uuid.UUID(escalation_id)
     except ValueError:
         raise Problem(404, f"No escalation {escalation_id!r}.") from None
+
+
+def get_own_escalation(request: AgentRequest, escalation_id: str) -> Escalation:
+    """The agent's own escalation, or 404 (another agent's is not found, never forbidden)."""
+    pk = escalation_pk(escalation_id)
     found = list(
         Escalation.objects.select_related("run", "decision").filter(pk=pk, agent=request.auth).order_by()[:1]
     )

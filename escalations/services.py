@@ -119,11 +119,15 @@ def rules_for(domain: str) -> policy.Rules | None:
     )
 
 
+def _unknown_domain(domain: str, field: str) -> FieldError:
+    known = ", ".join(Policy.objects.values_list("domain", flat=True))
+    return FieldError(field, f"unknown domain {domain!r}; known: {known}")
+
+
 def _rules_or_422(domain: str, field: str) -> policy.Rules:
     rules = rules_for(domain)
     if rules is None:
-        known = ", ".join(Policy.objects.values_list("domain", flat=True))
-        raise invalid([FieldError(field, f"unknown domain {domain!r}; known: {known}")])
+        raise invalid([_unknown_domain(domain, field)])
     return rules
 
 
@@ -220,9 +224,8 @@ def escalation_create(
     domain = package.domain or agent.domain
     rules = rules_for(domain)
     if rules is None:
-        known = ", ".join(Policy.objects.values_list("domain", flat=True))
         field = "domain" if package.domain else "domain (the agent's default)"
-        errors.append(FieldError(field, f"unknown domain {domain!r}; known: {known}"))
+        errors.append(_unknown_domain(domain, field))
     if errors:
         # A replay is answered even if time has made its body invalid (respond_by passed).
         replay = _replay(agent, idempotency_key, body_fingerprint, now) if idempotency_key else None

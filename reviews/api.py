@@ -1,13 +1,11 @@
 """The reviewer API (API.md): scripts and machine reviewers decide through the same services."""
 
-import uuid
-
 from django.http import HttpRequest
 from ninja import Query, Router, Schema
 from ninja.security import HttpBearer
 
 from escalations import selectors, services
-from escalations.api import json_response
+from escalations.api import escalation_pk, json_response
 from escalations.models import AgentToken, Escalation, hash_token
 from escalations.problems import FieldError, Problem
 from escalations.schemas import DecisionIn, EscalationOut, ProblemOut
@@ -58,10 +56,7 @@ def reviewer_dict(escalation: Escalation) -> dict:
 
 
 def _escalation(request, escalation_id: str) -> Escalation:
-    try:
-        pk = uuid.UUID(escalation_id)
-    except ValueError:
-        raise Problem(404, f"No escalation {escalation_id!r}.") from None
+    pk = escalation_pk(escalation_id)
     found = selectors.escalations_for_reviewer(request.auth).filter(pk=pk).first()
     if found is None:
         raise Problem(404, f"No escalation {escalation_id}.")
