@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import Conflict, Halted, TakenOver, Withdrawn
 from .models import Escalation, Option
+
+if TYPE_CHECKING:
+    from .aio import AsyncHandoff
+    from .client import Handoff
 
 
 def default_package(
@@ -71,6 +76,47 @@ def open_one(conflict: Conflict) -> Escalation | None:
     """The run's open escalation from a 409, for adopting it after an agent restart."""
     found = conflict.open_escalation
     return found if found is not None and found.is_open else None
+
+
+def escalate_all(
+    client: Handoff, packages: Iterable[dict[str, Any]], *, timeout: float | None, ack: bool
+) -> list[Escalation]:
+    """Escalate each package (adopting a run's open one after a restart instead of failing
+    with Conflict), wait for every decision, ack them; the decided escalations, in order."""
+    escalations = []
+    for package in packages:
+        try:
+            escalation = client.escalate(package)
+        except Conflict as conflict:
+            if (escalation := open_one(conflict)) is None:  # type: ignore[assignment]
+                raise
+        escalations.append(escalation)
+    decided = [client.wait(e, timeout=timeout) for e in escalations]
+    if ack:
+        for escalation in decided:
+            if escalation.decision is not None:
+                client.ack(escalation)
+    return decided
+
+
+async def aescalate_all(
+    client: AsyncHandoff, packages: Iterable[dict[str, Any]], *, timeout: float | None, ack: bool
+) -> list[Escalation]:
+    """Async `escalate_all`; the waits run side by side."""
+    escalations = []
+    for package in packages:
+        try:
+            escalation = await client.escalate(package)
+        except Conflict as conflict:
+            if (escalation := open_one(conflict)) is None:  # type: ignore[assignment]
+                raise
+        escalations.append(escalation)
+    decided = list(await asyncio.gather(*(client.wait(e, timeout=timeout) for e in escalations)))
+    if ack:
+        for escalation in decided:
+            if escalation.decision is not None:
+                await client.ack(escalation)
+    return decided
 
 
 def edited_note(name: str, args: Any) -> str:

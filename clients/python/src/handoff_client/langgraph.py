@@ -26,8 +26,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from ._adapt import default_package, edited_note, open_one, run_ids, stop_unless_decided
-from .errors import Conflict, HandoffError, InstructionGiven
+from ._adapt import (
+    aescalate_all,
+    default_package,
+    edited_note,
+    escalate_all,
+    run_ids,
+    stop_unless_decided,
+)
+from .errors import HandoffError, InstructionGiven
 from .models import Escalation, Option
 
 if TYPE_CHECKING:
@@ -264,20 +271,12 @@ def escalate_interrupt(
     """Escalate every proposed action of an interrupt, wait for all decisions, return the
     decided escalations (feed them to `resume_value` / `resume_command`). A run that
     already has an open escalation (an agent restarted while waiting) adopts it."""
-    escalations = []
-    for package in packages_for(interrupt, run_id=run_id, confidence=confidence, **fields):
-        try:
-            escalation = client.escalate(package)
-        except Conflict as conflict:
-            if (escalation := open_one(conflict)) is None:  # type: ignore[assignment]
-                raise
-        escalations.append(escalation)
-    decided = [client.wait(e, timeout=timeout) for e in escalations]
-    if ack:
-        for escalation in decided:
-            if escalation.decision is not None:
-                client.ack(escalation)
-    return decided
+    return escalate_all(
+        client,
+        packages_for(interrupt, run_id=run_id, confidence=confidence, **fields),
+        timeout=timeout,
+        ack=ack,
+    )
 
 
 async def aescalate_interrupt(
@@ -291,19 +290,9 @@ async def aescalate_interrupt(
     **fields: Any,
 ) -> list[Escalation]:
     """Async `escalate_interrupt`."""
-    import asyncio
-
-    escalations = []
-    for package in packages_for(interrupt, run_id=run_id, confidence=confidence, **fields):
-        try:
-            escalation = await client.escalate(package)
-        except Conflict as conflict:
-            if (escalation := open_one(conflict)) is None:  # type: ignore[assignment]
-                raise
-        escalations.append(escalation)
-    decided = list(await asyncio.gather(*(client.wait(e, timeout=timeout) for e in escalations)))
-    if ack:
-        for escalation in decided:
-            if escalation.decision is not None:
-                await client.ack(escalation)
-    return decided
+    return await aescalate_all(
+        client,
+        packages_for(interrupt, run_id=run_id, confidence=confidence, **fields),
+        timeout=timeout,
+        ack=ack,
+    )

@@ -19,8 +19,7 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from ._adapt import default_package, edited_note, open_one, stop_unless_decided
-from .errors import Conflict
+from ._adapt import aescalate_all, default_package, edited_note, escalate_all, stop_unless_decided
 from .models import Escalation
 
 if TYPE_CHECKING:
@@ -125,21 +124,12 @@ def escalate_approvals(
     """Escalate each pending approval, wait for every decision, return the decided
     escalations in the items' order. An already open escalation for the same call (an
     agent restarted while waiting) is adopted instead of failing with Conflict."""
-    escalations = []
-    for item in items:
-        package = package_for(item, run_id=run_id, confidence=confidence, **fields)
-        try:
-            escalation = client.escalate(package)
-        except Conflict as conflict:
-            if (escalation := open_one(conflict)) is None:  # type: ignore[assignment]
-                raise
-        escalations.append(escalation)
-    decided = [client.wait(e, timeout=timeout) for e in escalations]
-    if ack:
-        for escalation in decided:
-            if escalation.decision is not None:
-                client.ack(escalation)
-    return decided
+    return escalate_all(
+        client,
+        (package_for(item, run_id=run_id, confidence=confidence, **fields) for item in items),
+        timeout=timeout,
+        ack=ack,
+    )
 
 
 async def aescalate_approvals(
@@ -153,23 +143,12 @@ async def aescalate_approvals(
     **fields: Any,
 ) -> list[Escalation]:
     """Async `escalate_approvals`."""
-    import asyncio
-
-    escalations = []
-    for item in items:
-        package = package_for(item, run_id=run_id, confidence=confidence, **fields)
-        try:
-            escalation = await client.escalate(package)
-        except Conflict as conflict:
-            if (escalation := open_one(conflict)) is None:  # type: ignore[assignment]
-                raise
-        escalations.append(escalation)
-    decided = list(await asyncio.gather(*(client.wait(e, timeout=timeout) for e in escalations)))
-    if ack:
-        for escalation in decided:
-            if escalation.decision is not None:
-                await client.ack(escalation)
-    return decided
+    return await aescalate_all(
+        client,
+        (package_for(item, run_id=run_id, confidence=confidence, **fields) for item in items),
+        timeout=timeout,
+        ack=ack,
+    )
 
 
 def review(
