@@ -33,6 +33,17 @@ class Policy(models.Model):
     # actual_scope above planned_scope * (1 + scope_tolerance) is a structural mismatch.
     scope_tolerance = models.FloatField(default=0.5)
     auto_decide = models.BooleanField(default=True)
+    # A package whose reason is `novelty` is at least tier 3.
+    novelty_escalates = models.BooleanField(default=True)
+    # respond_by for packages that give none, per tier that waits for a person (minutes).
+    respond_minutes_tier3 = models.PositiveIntegerField(null=True, blank=True)
+    respond_minutes_tier4 = models.PositiveIntegerField(null=True, blank=True)
+    # The two-person rule: an irreversible option needs this many distinct reviewers.
+    approvals_required = models.PositiveSmallIntegerField(default=1)
+    # The people at the end of the domain's escalation levels.
+    managers = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="managed_policies"
+    )
     version = models.PositiveIntegerField(default=1)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -47,10 +58,62 @@ class Policy(models.Model):
                 & Q(escalate_threshold__gte=0)
                 & Q(autonomous_threshold__lte=1),
             ),
+            models.CheckConstraint(
+                name="policy_approvals_required_positive", condition=Q(approvals_required__gte=1)
+            ),
         ]
 
     def __str__(self) -> str:
         return self.domain
+
+
+class PolicyVersion(models.Model):
+    """A saved state of a policy. Escalation.policy_version names the one that tiered it."""
+
+    policy = models.ForeignKey(Policy, on_delete=models.CASCADE, related_name="versions")
+    version = models.PositiveIntegerField()
+    # The policy's settings as saved (field name -> value).
+    rules = models.JSONField()
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    changed_by_name = models.CharField(max_length=150, blank=True)
+    note = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["policy", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["policy", "version"], name="policy_version_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.policy_id} v{self.version}"
+
+
+class EscalationLevel(models.Model):
+    """An on-call style step: an escalation still open this long after creation moves here.
+
+    Level 1 is the queue itself and has no row; the levels here start at 2.
+    """
+
+    policy = models.ForeignKey(Policy, on_delete=models.CASCADE, related_name="levels")
+    level = models.PositiveSmallIntegerField()
+    after_minutes = models.PositiveIntegerField()
+    priority_boost = models.PositiveSmallIntegerField(default=10)
+    notify = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="+")
+    # The last level usually notifies the domain's managers.
+    notify_managers = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["policy", "level"]
+        constraints = [
+            models.UniqueConstraint(fields=["policy", "level"], name="escalation_level_unique"),
+            models.CheckConstraint(name="escalation_level_from_two", condition=Q(level__gte=2)),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.policy_id} level {self.level}"
 
 
 class Agent(models.Model):
@@ -109,6 +172,7 @@ class Run(models.Model):
         ACTIVE = "active"
         TAKEN_OVER = "taken_over"
         HALTED = "halted"
+        CLOSED = "closed"
 
     agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="runs")
     run_id = models.CharField(max_length=200)
@@ -117,6 +181,9 @@ class Run(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    # A taken-over run is closed by its reviewer with a note.
+    closed_at = models.DateTimeField(null=True, blank=True)
+    close_note = models.TextField(blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["agent", "run_id"], name="run_unique")]
@@ -199,6 +266,9 @@ class Escalation(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     claimed_until = models.DateTimeField(null=True, blank=True)
+    # The escalation level it has reached (1 = the queue; see EscalationLevel).
+    level = models.PositiveSmallIntegerField(default=1)
+    level_changed_at = models.DateTimeField(null=True, blank=True)
 
     # NULL, not "", so the unique constraint only covers requests that sent a key.
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
@@ -300,6 +370,59 @@ class Decision(models.Model):
         return f"{self.kind} by {self.decided_by_name}"
 
 
+class Approval(models.Model):
+    """One reviewer's approval of an irreversible option under the two-person rule.
+
+    When the policy's approvals_required distinct reviewers have approved the same option,
+    the decision is made; until then the escalation stays open.
+    """
+
+    escalation = models.ForeignKey(Escalation, on_delete=models.CASCADE, related_name="approvals")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    user_name = models.CharField(max_length=150)
+    option_key = models.CharField(max_length=64)
+    args = models.JSONField(null=True, blank=True)
+    instruction = models.TextField(blank=True)
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["escalation", "user"], name="approval_one_per_reviewer")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_name} approved {self.option_key}"
+
+
+class FlagReview(models.Model):
+    """A person's look at a tier-2 escalation the policy decided: fine, or another option.
+
+    Feeds calibration: "should have been X" counts as the recommended option not taken.
+    """
+
+    class Verdict(models.TextChoices):
+        FINE = "fine", "Fine"
+        OTHER = "other", "Should have been another option"
+
+    escalation = models.OneToOneField(
+        Escalation, on_delete=models.CASCADE, related_name="flag_review"
+    )
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reviewer_name = models.CharField(max_length=150)
+    verdict = models.CharField(max_length=10, choices=Verdict.choices)
+    option_key = models.CharField(max_length=64, blank=True)
+    note = models.TextField(blank=True)
+    at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.verdict} by {self.reviewer_name}"
+
+
 class Event(models.Model):
     """The append-only timeline of an escalation."""
 
@@ -315,6 +438,13 @@ class Event(models.Model):
         DELIVERY_FAILED = "delivery_failed"
         REDELIVERY = "redelivery"
         REPRIORITIZED = "reprioritized"
+        REASSIGNED = "reassigned"
+        COMMENTED = "commented"
+        APPROVED = "approved"
+        LEVEL_RAISED = "level_raised"
+        NOTIFIED = "notified"
+        FLAG_REVIEWED = "flag_reviewed"
+        RUN_CLOSED = "run_closed"
 
     escalation = models.ForeignKey(Escalation, on_delete=models.CASCADE, related_name="events")
     kind = models.CharField(max_length=32, choices=Kind.choices)

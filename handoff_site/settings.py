@@ -136,6 +136,8 @@ TEMPLATES = [
 # ---------------------------------------------------------------- database
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+    if env("TEST_DATABASE_NAME", ""):  # so two test runs on one server do not collide
+        DATABASES["default"]["TEST"] = {"NAME": env("TEST_DATABASE_NAME", "")}
     if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool(
         "DB_POOL", default=True
     ):
