@@ -12,6 +12,7 @@ from escalations.schemas import DecisionIn, EscalationOut, ProblemOut
 from escalations.wire import escalation_dict, iso, package_dict
 
 from .models import ReviewerToken
+from .permissions import is_reviewer
 
 
 class ReviewerBearer(HttpBearer):
@@ -27,6 +28,8 @@ class ReviewerBearer(HttpBearer):
             .first()
         )
         if found is not None:
+            if not is_reviewer(found.user):
+                raise Problem(403, "This token's user is not in the reviewer or manager group.")
             return found.user
         if AgentToken.objects.filter(token_hash=digest).exists():
             raise Problem(403, "Agent tokens cannot use the reviewer API; use a reviewer token.")

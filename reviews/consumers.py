@@ -1,8 +1,11 @@
 """Websocket consumers: push only. Browsers are told what changed and re-render it."""
 
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from escalations.events import QUEUE_GROUP, escalation_group, serve_on_running_loop
+
+from .permissions import is_reviewer
 
 
 class LiveConsumer(AsyncJsonWebsocketConsumer):
@@ -12,6 +15,9 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             await self.close(code=4401)
+            return
+        if not await database_sync_to_async(is_reviewer)(user):
+            await self.close(code=4403)
             return
         serve_on_running_loop()
         kwargs = self.scope["url_route"]["kwargs"]

@@ -17,6 +17,7 @@ from escalations.models import Decision, Escalation
 from escalations.problems import Problem
 
 from . import forms
+from .permissions import reviewer_required
 
 QUEUE_PAGE_SIZE = 50
 DETAIL = "reviews/detail.html"
@@ -29,6 +30,7 @@ class HtmxHttpRequest(HttpRequest):
 # ---------------------------------------------------------------- queue
 
 
+@reviewer_required
 @require_GET
 def queue(request: HtmxHttpRequest) -> HttpResponse:
     try:
@@ -104,12 +106,14 @@ def _closed_notice(escalation: Escalation) -> str:
         return f"Not recorded: the escalation is {escalation.get_status_display().lower()}."
 
 
+@reviewer_required
 @require_GET
 def escalation_detail(request: HtmxHttpRequest, escalation_id) -> HttpResponse:
     escalation = _escalation(request, escalation_id)
     return TemplateResponse(request, DETAIL, _context(escalation))
 
 
+@reviewer_required
 @require_GET
 def escalation_live(request: HtmxHttpRequest, escalation_id) -> HttpResponse:
     """What a live update re-renders: status, claim, timeline; the whole panel once closed."""
@@ -117,6 +121,7 @@ def escalation_live(request: HtmxHttpRequest, escalation_id) -> HttpResponse:
     return TemplateResponse(request, f"{DETAIL}#live-update", _context(escalation))
 
 
+@reviewer_required
 @require_POST
 def decide(request: HtmxHttpRequest, escalation_id) -> HttpResponse:
     escalation = _escalation(request, escalation_id)
@@ -142,6 +147,7 @@ def decide(request: HtmxHttpRequest, escalation_id) -> HttpResponse:
     return _respond(request, escalation.pk, form=form, status=422)
 
 
+@reviewer_required
 @require_POST
 def claim(request: HtmxHttpRequest, escalation_id) -> HttpResponse:
     escalation = _escalation(request, escalation_id)
@@ -155,6 +161,7 @@ def claim(request: HtmxHttpRequest, escalation_id) -> HttpResponse:
     return _respond_claim(request, escalation.pk, notice="Claimed: it is yours for now.")
 
 
+@reviewer_required
 @require_POST
 def release(request: HtmxHttpRequest, escalation_id) -> HttpResponse:
     escalation = _escalation(request, escalation_id)
@@ -170,6 +177,7 @@ def _claim_refused(request, escalation_id, notice: str) -> HttpResponse:
     return _respond_claim(request, escalation_id, notice=notice, level=messages.WARNING, status=409)
 
 
+@reviewer_required
 @require_POST
 def redeliver(request: HtmxHttpRequest, escalation_id) -> HttpResponse:
     escalation = _escalation(request, escalation_id)

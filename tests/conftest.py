@@ -131,14 +131,37 @@ def hooked(agent, receiver):
     return agent
 
 
-@pytest.fixture
-def reviewer(db, django_user_model):
-    return django_user_model.objects.create_user("alice", "alice@example.com", "correct-horse-battery")
+def make_user(username: str, *roles: str, password: str = "correct-horse-battery"):
+    """A user in the given groups (reviewer, manager); the groups come from a migration."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+
+    user = get_user_model().objects.create_user(username, f"{username}@example.com", password)
+    for role in roles:
+        user.groups.add(Group.objects.get_or_create(name=role)[0])
+    return user
 
 
 @pytest.fixture
-def other_reviewer(db, django_user_model):
-    return django_user_model.objects.create_user("bob", "bob@example.com", "correct-horse-battery")
+def reviewer(db):
+    return make_user("alice", "reviewer")
+
+
+@pytest.fixture
+def other_reviewer(db):
+    return make_user("bob", "reviewer")
+
+
+@pytest.fixture
+def manager(db):
+    return make_user("maya", "manager")
+
+
+@pytest.fixture
+def manager_client(manager) -> Client:
+    client = Client()
+    client.force_login(manager)
+    return client
 
 
 @pytest.fixture
@@ -213,3 +236,12 @@ def _end_stray_sessions(settings_dict) -> None:
         ).fetchall()
     for pid, application, query, _ in ended:
         print(f"\nended a stray session on the test database: pid {pid} {application!r}: {query}")
+
+
+def post_package(api, **overrides):
+    """Post a package through the agent API; the stored Escalation."""
+    from escalations.models import Escalation
+
+    response = api.escalate(make_package(**overrides))
+    assert response.status_code == 201, response.content
+    return Escalation.objects.get(pk=response.json()["id"])

@@ -16,16 +16,10 @@ from escalations.problems import FieldError, Problem
 from escalations.schemas import EscalationIn
 from reviews import views
 from reviews.forms import OptionDecisionForm
-from tests.conftest import make_package
+from tests.conftest import make_package, post_package
 
 HX = {"HTTP_HX_REQUEST": "true"}
 XSS = '<script>alert("x")</script><img src=x onerror=alert(1)>'
-
-
-def post_package(api, **overrides) -> Escalation:
-    response = api.escalate(make_package(**overrides))
-    assert response.status_code == 201, response.content
-    return Escalation.objects.get(pk=response.json()["id"])
 
 
 def create(agent, *, now=None, **overrides) -> Escalation:
@@ -216,10 +210,11 @@ def test_queue_query_count_does_not_grow_with_rows(
             services.escalation_claim(
                 escalation_id=e.pk, user=reviewer if n % 3 else other_reviewer
             )
-    # session, user, one page of escalations (agent, run, claimer and decision joined)
-    with django_assert_num_queries(3):
+    # session, user, the user's groups (role check), one page of escalations (agent, run,
+    # claimer and decision joined)
+    with django_assert_num_queries(4):
         reviewer_client.get(reverse("reviews:queue"))
-    assert with_one == 3
+    assert with_one == 4
 
 
 # ---------------------------------------------------------------- escalation page

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils import timezone
@@ -16,7 +17,11 @@ from escalations.models import Agent, Escalation
 from escalations.schemas import EscalationIn
 
 PASSWORD = "handoff-demo"
-REVIEWERS = [("demo", "Demo", "Reviewer"), ("sam", "Sam", "Okafor")]
+# username, first name, last name, groups
+REVIEWERS = [
+    ("demo", "Demo", "Reviewer", ("reviewer", "manager")),
+    ("sam", "Sam", "Okafor", ("reviewer",)),
+]
 AGENTS = [
     ("refactor-bot", "code"),
     ("schema-pilot", "db-migration"),
@@ -1093,7 +1098,7 @@ class Command(BaseCommand):
     def _reviewers(self) -> dict:
         users = {}
         user_model = get_user_model()
-        for username, first, last in REVIEWERS:
+        for username, first, last, groups in REVIEWERS:
             user, _ = user_model.objects.get_or_create(
                 username=username,
                 defaults={
@@ -1105,6 +1110,7 @@ class Command(BaseCommand):
             if not user.check_password(PASSWORD):
                 user.set_password(PASSWORD)
                 user.save(update_fields=["password"])
+            user.groups.add(*(Group.objects.get_or_create(name=name)[0] for name in groups))
             users[username] = user
         return users
 
