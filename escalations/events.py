@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import threading
+from typing import TypedDict
 
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import transaction
@@ -65,21 +66,47 @@ async def _group_send_all(layer, groups: list[str], message: dict) -> None:
             log.warning("live update to %s not sent", group, exc_info=True)
 
 
-def _send(escalation_id: str, agent_id: int, kind: str, status: str) -> None:
-    if status not in ("pending", "claimed"):
-        wakeup.notify(escalation_id=escalation_id, agent_id=agent_id)
+class Notice(TypedDict):
+    """The live message of a change (the consumer forwards all but "type" to browsers).
+
+    actor: who made the change: a reviewer's username, the agent's name, "policy",
+    "timeout" or "webhook". priority: the escalation's priority after the change.
+    """
+
+    type: str
+    id: str
+    kind: str
+    status: str
+    actor: str
+    priority: int
+
+
+def _send(notice: Notice, agent_id: int) -> None:
+    if notice["status"] not in ("pending", "claimed"):
+        wakeup.notify(escalation_id=notice["id"], agent_id=agent_id)
     layer = get_channel_layer()
     if layer is None:
         return
-    message = {"type": "escalation.changed", "id": escalation_id, "kind": kind, "status": status}
-    groups = [QUEUE_GROUP, escalation_group(escalation_id)]
+    groups = [QUEUE_GROUP, escalation_group(notice["id"])]
     try:
-        asyncio.run_coroutine_threadsafe(_group_send_all(layer, groups, message), _loop_for(layer))
+        asyncio.run_coroutine_threadsafe(_group_send_all(layer, groups, dict(notice)), _loop_for(layer))
     except RuntimeError:  # the loop is closing with the process
-        log.warning("live update for %s (%s) not sent", escalation_id, kind, exc_info=True)
+        log.warning("live update for %s (%s) not sent", notice["id"], notice["kind"], exc_info=True)
 
 
-def announce(escalation, kind: str) -> None:
-    """Tell everyone watching that `escalation` changed, once the transaction commits."""
-    escalation_id, agent_id, status = str(escalation.id), escalation.agent_id, escalation.status
-    transaction.on_commit(lambda: _send(escalation_id, agent_id, kind, status))
+def announce(escalation, kind: str, *, actor: str = "") -> None:
+    """Tell everyone watching that `escalation` changed, once the transaction commits.
+
+    `actor` names who changed it (see Notice); the notice is built now, from the row as
+    this transaction leaves it.
+    """
+    notice = Notice(
+        type="escalation.changed",
+        id=str(escalation.id),
+        kind=kind,
+        status=escalation.status,
+        actor=actor,
+        priority=escalation.priority,
+    )
+    agent_id = escalation.agent_id
+    transaction.on_commit(lambda: _send(notice, agent_id))

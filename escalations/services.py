@@ -66,17 +66,59 @@ class NewAgent:
 def agent_create(
     *, name: str, domain: str = "default", resume_url: str = "", daily_budget: int = 50
 ) -> NewAgent:
-    """Register an agent with its first token. The token is returned once, stored hashed."""
-    with transaction.atomic():
-        agent = Agent.objects.create(
-            name=name,
-            domain=domain,
-            resume_url=resume_url,
-            daily_budget=daily_budget,
-            signing_secret=Agent.new_signing_secret(),
-        )
-        token = token_issue(agent=agent)
+    """Register an agent with its first token. The token is returned once, stored hashed.
+
+    Raises a 422 Problem naming the field for an unknown domain, a negative budget or a
+    name already taken (also when a concurrent registration took it first).
+    """
+    errors = _agent_setting_errors(domain=domain, daily_budget=daily_budget)
+    if errors:
+        raise invalid(errors)
+    try:
+        with transaction.atomic():
+            agent = Agent.objects.create(
+                name=name,
+                domain=domain,
+                resume_url=resume_url,
+                daily_budget=daily_budget,
+                signing_secret=Agent.new_signing_secret(),
+            )
+            token = token_issue(agent=agent)
+    except IntegrityError:  # the name's unique constraint: the only one a new row can break
+        raise invalid([FieldError("name", f"an agent named {name!r} already exists")]) from None
     return NewAgent(agent, token)
+
+
+def _agent_setting_errors(*, domain: str, daily_budget: int) -> list[FieldError]:
+    errors = []
+    if not Policy.objects.filter(domain=domain).exists():
+        errors.append(_unknown_domain(domain, "domain"))
+    if daily_budget < 0:
+        errors.append(FieldError("daily_budget", "must be 0 or more"))
+    return errors
+
+
+def agent_update(
+    *, agent: Agent, domain: str, resume_url: str, daily_budget: int, is_active: bool
+) -> Agent:
+    """Change an agent's settings. Takes effect on its next request: a deactivated agent's
+    tokens answer 401 at once. Raises a 422 Problem naming the field (unknown domain,
+    negative budget). Deliveries already queued keep the URL they were queued with."""
+    errors = _agent_setting_errors(domain=domain, daily_budget=daily_budget)
+    if errors:
+        raise invalid(errors)
+    agent.domain, agent.resume_url = domain, resume_url
+    agent.daily_budget, agent.is_active = daily_budget, is_active
+    agent.save(update_fields=["domain", "resume_url", "daily_budget", "is_active"])
+    return agent
+
+
+def agent_secret_roll(*, agent: Agent) -> str:
+    """A new webhook signing secret; the old one stops signing at once (deliveries read the
+    secret when they send). Returned once; the agent must switch to it."""
+    agent.signing_secret = Agent.new_signing_secret()
+    agent.save(update_fields=["signing_secret"])
+    return agent.signing_secret
 
 
 def token_issue(*, agent: Agent) -> str:
@@ -86,8 +128,25 @@ def token_issue(*, agent: Agent) -> str:
     return token
 
 
-def token_revoke(*, token: AgentToken) -> None:
-    AgentToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+def token_rotate(*, agent: Agent, revoke_others: bool = False, now: datetime | None = None) -> str:
+    """Issue a new token (returned once) and, if asked, revoke every other live token of the
+    agent in the same transaction, so the agent is never left without a working token."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        token = token_issue(agent=agent)
+        if revoke_others:
+            agent.tokens.filter(revoked_at__isnull=True).exclude(
+                token_hash=hash_token(token)
+            ).update(revoked_at=now)
+    return token
+
+
+def token_revoke(*, token: AgentToken, now: datetime | None = None) -> None:
+    """Revoke a token; the API refuses it from the next request. Revoking twice keeps the
+    first time."""
+    AgentToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(
+        revoked_at=now or timezone.now()
+    )
 
 
 def agent_for_token(token: str) -> Agent | None:
@@ -330,7 +389,7 @@ def _insert(escalation, agent, run_id, verdict, priority, rules, domain, now) ->
         else:
             # Known to have no decision: spare escalation_dict a query to find out.
             Escalation.decision.related.set_cached_value(escalation, None)
-            events.announce(escalation, "created")
+            events.announce(escalation, "created", actor=agent.name)
 
 
 def _replay(agent: Agent, key: str, body_fingerprint: str, now: datetime) -> Escalation | None:
@@ -543,7 +602,8 @@ def _decide_open(
     agent = escalation.agent
     if agent.resume_url:
         _queue_delivery(escalation, agent.resume_url, now)
-    events.announce(escalation, "decided")
+    human = decided_by_type == Decision.DecidedBy.HUMAN
+    events.announce(escalation, "decided", actor=decided_by_name if human else decided_by_type)
     return decision
 
 
@@ -659,7 +719,9 @@ def _fail_poison_delivery(delivery: Delivery, now: datetime) -> None:
         delivery.status, delivery.lease_until = Delivery.Status.FAILED, None
         delivery.last_error = f"given up: {crashed} workers died while sending it"
         delivery.save(update_fields=["status", "lease_until", "last_error"])
-        escalation = Escalation.objects.only("id", "agent_id", "status").get(pk=delivery.escalation_id)
+        escalation = Escalation.objects.only("id", "agent_id", "status", "priority").get(
+            pk=delivery.escalation_id
+        )
         Event.objects.create(
             escalation=escalation,
             kind=Event.Kind.DELIVERY_FAILED,
@@ -667,7 +729,7 @@ def _fail_poison_delivery(delivery: Delivery, now: datetime) -> None:
             at=now,
             data={"delivery": str(delivery.id), "error": delivery.last_error, "attempts": delivery.attempt_count},
         )
-        events.announce(escalation, "delivery_failed")
+        events.announce(escalation, "delivery_failed", actor="webhook")
 
 
 def deliveries_sweep(*, now: datetime | None = None, grace_seconds: float = 10) -> list[str]:
@@ -739,7 +801,7 @@ def delivery_record_attempt(
         )
         delivery.attempt_count = number
         delivery.lease_until = None
-        escalation = Escalation.objects.only("id", "agent_id", "status", "updated_at").get(
+        escalation = Escalation.objects.only("id", "agent_id", "status", "updated_at", "priority").get(
             pk=delivery.escalation_id
         )
         if status_code is not None and 200 <= status_code < 300:
@@ -771,7 +833,7 @@ def delivery_record_attempt(
                     at=now,
                     data={"delivery": str(delivery.id), "error": delivery.last_error, "attempts": number},
                 )
-                events.announce(escalation, "delivery_failed")
+                events.announce(escalation, "delivery_failed", actor="webhook")
         delivery.save(update_fields=ATTEMPT_FIELDS)
     return delivery
 
@@ -793,7 +855,7 @@ def delivery_redeliver(*, escalation: Escalation, user=None, now: datetime | Non
             at=now,
             data={"delivery": str(delivery.id)},
         )
-        events.announce(escalation, "redelivery")
+        events.announce(escalation, "redelivery", actor=user.get_username() if user else "")
     return delivery
 
 
@@ -806,7 +868,7 @@ def _mark_resumed(escalation: Escalation, *, actor: str, now: datetime, data: di
         Event.objects.create(
             escalation=escalation, kind=Event.Kind.RESUMED, actor=actor, at=now, data=data
         )
-        events.announce(escalation, "resumed")
+        events.announce(escalation, "resumed", actor=actor)
     return bool(flipped)
 
 
@@ -853,7 +915,7 @@ def escalation_withdraw(*, escalation: Escalation, now: datetime | None = None) 
         Event.objects.create(
             escalation=escalation, kind=Event.Kind.WITHDRAWN, actor=escalation.agent.name, at=now
         )
-        events.announce(escalation, "withdrawn")
+        events.announce(escalation, "withdrawn", actor=escalation.agent.name)
     return escalation
 
 
@@ -886,7 +948,7 @@ def escalation_claim(*, escalation_id, user, now: datetime | None = None) -> Esc
                 at=now,
                 data={"until": until.isoformat()},
             )
-            events.announce(escalation, "claimed")
+            events.announce(escalation, "claimed", actor=user.get_username())
     return escalation
 
 
@@ -907,7 +969,7 @@ def escalation_release(*, escalation_id, user, now: datetime | None = None) -> E
         Event.objects.create(
             escalation=escalation, kind=Event.Kind.RELEASED, actor=user.get_username(), at=now
         )
-        events.announce(escalation, "released")
+        events.announce(escalation, "released", actor=user.get_username())
     return escalation
 
 
@@ -938,7 +1000,7 @@ def claims_expire(*, now: datetime | None = None) -> int:
                 Event.objects.create(
                     escalation=escalation, kind=Event.Kind.CLAIM_EXPIRED, actor=holder, at=now
                 )
-                events.announce(escalation, "released")
+                events.announce(escalation, "released", actor="timeout")
                 expired += 1
     return expired
 

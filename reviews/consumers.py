@@ -33,4 +33,6 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
     async def escalation_changed(self, event: dict) -> None:
-        await self.send_json({k: event[k] for k in ("id", "kind", "status")})
+        # An escalations.events.Notice, all but the layer's "type".
+        keys = ("id", "kind", "status", "actor", "priority")
+        await self.send_json({k: event[k] for k in keys if k in event})

@@ -58,8 +58,9 @@ async def test_the_queue_hears_new_and_decided_escalations(reviewer):
     decided = await socket.receive_json_from(timeout=3)
     await socket.disconnect()
 
-    assert created == {"id": str(escalation.pk), "kind": "created", "status": "pending"}
-    assert decided == {"id": str(escalation.pk), "kind": "decided", "status": "decided"}
+    common = {"id": str(escalation.pk), "priority": escalation.priority}
+    assert created == {**common, "kind": "created", "status": "pending", "actor": "agent-q1"}
+    assert decided == {**common, "kind": "decided", "status": "decided", "actor": "alice"}
 
 
 async def test_an_escalation_page_hears_only_its_own_escalation(reviewer):
