@@ -284,6 +284,28 @@ class Escalation(models.Model):
             models.Index(fields=["status", "-priority", "created_at"], name="esc_queue_idx"),
             models.Index(fields=["agent", "created_at"], name="esc_agent_created_idx"),
             models.Index(fields=["respond_by"], name="esc_respond_by_idx"),
+            # The queue's sorts over open escalations, one each (reviews.queue.SORTS), and
+            # the flagged tab: keyset pages read them in order and stop after one page.
+            models.Index(
+                fields=["-priority", "created_at", "id"],
+                condition=Q(status__in=["pending", "claimed"]),
+                name="esc_open_priority_idx",
+            ),
+            models.Index(
+                fields=["respond_by", "created_at", "id"],
+                condition=Q(status__in=["pending", "claimed"]),
+                name="esc_open_deadline_idx",
+            ),
+            models.Index(
+                fields=["created_at", "id"],
+                condition=Q(status__in=["pending", "claimed"]),
+                name="esc_open_age_idx",
+            ),
+            models.Index(
+                fields=["-priority", "created_at", "id"],
+                condition=Q(tier=2),
+                name="esc_tier2_priority_idx",
+            ),
         ]
         constraints = [
             # A run has at most one open escalation.
