@@ -5,12 +5,24 @@ import binascii
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from django.db import connection
-from django.db.models import Prefetch, Q, QuerySet
+from django.db.models import (
+    Case,
+    F,
+    Func,
+    IntegerField,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Subquery,
+    When,
+)
+from django.db.models.functions import Coalesce, Greatest
 
-from .models import Agent, Delivery, Escalation
+from .models import Agent, Delivery, DeliveryAttempt, Escalation, GateCheck, Policy
 from .wire import escalation_url, iso
 
 
@@ -174,3 +186,90 @@ def escalation_read_for_token(escalation_id: uuid.UUID, token_hash: str) -> Agen
     }
     agent = Agent(id=agent_id, daily_budget=daily_budget, budget_day=as_day(budget_day), budget_used=budget_used)
     return AgentRead(wire, agent, status, updated_at)
+
+
+# ---------------------------------------------------------------- agents (the managers' page)
+
+# Delivery health looks at this many days.
+HEALTH_DAYS = 7
+FAILED_ATTEMPT = Q(status_code__isnull=True) | Q(status_code__lt=200) | Q(status_code__gte=300)
+
+
+def _count(queryset: QuerySet) -> Coalesce:
+    """A correlated COUNT(*) of `queryset` (filtered on OuterRef) as a column: one statement
+    for the whole list, where a join per counted table would multiply the rows."""
+    counted = queryset.order_by().annotate(n=Func(F("pk"), function="COUNT", output_field=IntegerField()))
+    counted = counted.values("n")
+    return Coalesce(Subquery(counted[:1]), 0)
+
+
+def _latest(queryset: QuerySet, field: str) -> Subquery:
+    """The newest `field` of `queryset` (an index on (agent, field) answers it)."""
+    return Subquery(queryset.order_by(f"-{field}").values(field)[:1])
+
+
+def agents_with_health(*, now: datetime) -> QuerySet[Agent]:
+    """Agents with their health numbers, in one query however many agents there are:
+    budget_used_today; open_escalations; delivered_recently / failed_recently (deliveries of the last
+    HEALTH_DAYS days delivered, or given up); retrying_now; last_failure_at (the newest
+    failed attempt); last_seen_at (its newest escalation or gate check, NULL if never)."""
+    since = now - timedelta(days=HEALTH_DAYS)
+    deliveries = Delivery.objects.filter(escalation__agent=OuterRef("pk"))
+    agents = Agent.objects.annotate(
+        open_escalations=_count(
+            Escalation.objects.filter(agent=OuterRef("pk"), status__in=Escalation.OPEN_STATUSES)
+        ),
+        delivered_recently=_count(
+            deliveries.filter(status=Delivery.Status.DELIVERED, delivered_at__gte=since)
+        ),
+        failed_recently=_count(deliveries.filter(status=Delivery.Status.FAILED, created_at__gte=since)),
+        retrying_now=_count(deliveries.filter(status=Delivery.Status.RETRYING)),
+        last_failure_at=_latest(
+            DeliveryAttempt.objects.filter(FAILED_ATTEMPT, delivery__escalation__agent=OuterRef("pk")),
+            "started_at",
+        ),
+        last_escalation_at=_latest(Escalation.objects.filter(agent=OuterRef("pk")), "created_at"),
+        last_gate_check_at=_latest(GateCheck.objects.filter(agent=OuterRef("pk")), "at"),
+        # Agent.budget_used_on(today), as a column.
+        budget_used_today=Case(When(budget_day=now.date(), then=F("budget_used")), default=0),
+    )
+    # GREATEST ignores NULLs on PostgreSQL but not on SQLite: coalescing each side to the
+    # other gives the same answer on both.
+    return agents.annotate(
+        last_seen_at=Greatest(
+            Coalesce("last_escalation_at", "last_gate_check_at"),
+            Coalesce("last_gate_check_at", "last_escalation_at"),
+        )
+    )
+
+
+def agent_recent_escalations(agent: Agent, *, limit: int = 20) -> list[Escalation]:
+    return list(
+        Escalation.objects.filter(agent=agent).select_related("run").order_by("-created_at")[:limit]
+    )
+
+
+def agent_failed_deliveries(agent: Agent, *, limit: int = 10) -> list[Delivery]:
+    """The agent's newest given-up deliveries, each with `since_status`: the status of the
+    newest later delivery of the same escalation (a redelivery), or None."""
+    later = Delivery.objects.filter(
+        escalation=OuterRef("escalation"), created_at__gt=OuterRef("created_at")
+    )
+    return list(
+        Delivery.objects.filter(escalation__agent=agent, status=Delivery.Status.FAILED)
+        .select_related("escalation")
+        .annotate(since_status=Subquery(later.order_by("-created_at").values("status")[:1]))
+        .order_by("-created_at")[:limit]
+    )
+
+
+def agent_delivery(agent: Agent, delivery_id) -> Delivery | None:
+    """One of the agent's deliveries (None if the id names another agent's or none)."""
+    return next(
+        iter(Delivery.objects.filter(pk=delivery_id, escalation__agent=agent).select_related("escalation")),
+        None,
+    )
+
+
+def policy_domains() -> list[str]:
+    return list(Policy.objects.order_by("domain").values_list("domain", flat=True))

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import views, views_agents
 
 app_name = "reviews"
 
@@ -12,4 +12,21 @@ urlpatterns = [
     path("escalations/<uuid:escalation_id>/claim", views.claim, name="claim"),
     path("escalations/<uuid:escalation_id>/release", views.release, name="release"),
     path("escalations/<uuid:escalation_id>/redeliver", views.redeliver, name="redeliver"),
+    # the managers' agents page
+    path("agents/", views_agents.agents, name="agents"),
+    path("agents/new", views_agents.agent_register, name="agent_new"),
+    path("agents/<int:agent_id>", views_agents.agent_detail, name="agent"),
+    path("agents/<int:agent_id>/settings", views_agents.agent_settings, name="agent_settings"),
+    path("agents/<int:agent_id>/tokens/rotate", views_agents.agent_token_rotate, name="agent_token_rotate"),
+    path(
+        "agents/<int:agent_id>/tokens/<int:token_id>/revoke",
+        views_agents.agent_token_revoke,
+        name="agent_token_revoke",
+    ),
+    path("agents/<int:agent_id>/secret/roll", views_agents.agent_secret_roll, name="agent_secret_roll"),
+    path(
+        "agents/<int:agent_id>/deliveries/<uuid:delivery_id>/redeliver",
+        views_agents.agent_redeliver,
+        name="agent_redeliver",
+    ),
 ]
