@@ -30,6 +30,7 @@ from .models import (
     Event,
     GateCheck,
     Policy,
+    FlagReview,
     Run,
     hash_token,
 )
@@ -927,13 +928,7 @@ def escalation_claim(*, escalation_id, user, now: datetime | None = None) -> Esc
     now = now or timezone.now()
     until = now + timedelta(seconds=settings.CLAIM_LEASE_SECONDS)
     with transaction.atomic():
-        escalation = Escalation.objects.select_for_update(of=("self",)).select_related("claimed_by").get(
-            pk=escalation_id
-        )
-        if not escalation.is_open:
-            raise AlreadyDecided(
-                Escalation.objects.select_related("run", "decision", "agent").get(pk=escalation.pk)
-            )
+        escalation = _lock_open(escalation_id)
         if escalation.claim_is_live(now) and escalation.claimed_by_id != user.pk:
             raise ClaimedByOther(escalation)
         renewing = escalation.claimed_by_id == user.pk and escalation.claim_is_live(now)
@@ -941,14 +936,13 @@ def escalation_claim(*, escalation_id, user, now: datetime | None = None) -> Esc
         escalation.claimed_by, escalation.claimed_until, escalation.updated_at = user, until, now
         escalation.save(update_fields=["status", "claimed_by", "claimed_until", "updated_at"])
         if not renewing:
-            Event.objects.create(
-                escalation=escalation,
-                kind=Event.Kind.CLAIMED,
+            _record(
+                escalation,
+                Event.Kind.CLAIMED,
                 actor=user.get_username(),
-                at=now,
+                now=now,
                 data={"until": until.isoformat()},
             )
-            events.announce(escalation, "claimed", actor=user.get_username())
     return escalation
 
 
@@ -1088,3 +1082,222 @@ def idempotency_keys_purge(*, now: datetime | None = None) -> int:
         )[:BATCH_SIZE]
     )
     return Escalation.objects.filter(pk__in=stale).update(idempotency_key=None)
+def _record(escalation: Escalation, kind: str, *, actor: str, now: datetime, data=None) -> Event:
+    """Inside a transaction: one timeline event, announced live (as `kind`) on commit."""
+    event = Event.objects.create(escalation=escalation, kind=kind, actor=actor, at=now, data=data or {})
+    events.announce(escalation, str(kind), actor=actor)
+    return event
+
+
+def _lock_open(escalation_id) -> Escalation:
+    """Inside a transaction: the escalation, row-locked, with its claimer; AlreadyDecided
+    (with the decision loaded) once it is no longer open."""
+    escalation = Escalation.objects.select_for_update(of=("self",)).select_related("claimed_by").get(
+        pk=escalation_id
+    )
+    if not escalation.is_open:
+        raise AlreadyDecided(
+            Escalation.objects.select_related("run", "decision", "agent").get(pk=escalation.pk)
+        )
+    return escalation
+
+
+class ClaimLost(Exception):
+    """The user holds no live claim on the escalation any more (released, lapsed, reassigned
+    or decided); `escalation` is it as it stands."""
+
+    def __init__(self, escalation: Escalation) -> None:
+        super().__init__(f"no live claim on {escalation.id}")
+        self.escalation = escalation
+
+
+def escalation_claim_renew(*, escalation_id, user, now: datetime | None = None) -> Escalation:
+    """Extend the holder's live lease to CLAIM_LEASE_SECONDS from now (the open page's heartbeat).
+
+    One conditional UPDATE: only the holder of a lease that has not lapsed renews it. No event
+    and no announcement: nothing others see changes but a time. Raises ClaimLost otherwise.
+    """
+    now = now or timezone.now()
+    until = now + timedelta(seconds=settings.CLAIM_LEASE_SECONDS)
+    renewed = Escalation.objects.filter(
+        pk=escalation_id,
+        status=Escalation.Status.CLAIMED,
+        claimed_by=user,
+        claimed_until__gte=now,
+    ).update(claimed_until=until)
+    escalation = Escalation.objects.select_related("claimed_by").get(pk=escalation_id)
+    if not renewed:
+        raise ClaimLost(escalation)
+    return escalation
+
+
+def escalation_reassign(
+    *, escalation_id, user, assignee, override: bool = False, now: datetime | None = None
+) -> Escalation:
+    """Hand the claim on an open escalation to `assignee`, with a fresh lease.
+
+    The holder of a live claim may hand it on, and anyone may assign an unclaimed one;
+    someone else's live claim needs `override` (a manager's call). Locks the row. Raises
+    AlreadyDecided, ClaimedByOther, or Problem(422) naming `assignee` for an inactive user.
+    On commit: a REASSIGNED event ({"from", "to", "until"}) is announced.
+    """
+    now = now or timezone.now()
+    if not assignee.is_active:
+        raise invalid([FieldError("assignee", f"{assignee.get_username()} cannot sign in any more")])
+    until = now + timedelta(seconds=settings.CLAIM_LEASE_SECONDS)
+    with transaction.atomic():
+        escalation = _lock_open(escalation_id)
+        live = escalation.claim_is_live(now)
+        if live and escalation.claimed_by_id not in (user.pk, assignee.pk) and not override:
+            raise ClaimedByOther(escalation)
+        previous = escalation.claimed_by.get_username() if live and escalation.claimed_by else None
+        escalation.status = Escalation.Status.CLAIMED
+        escalation.claimed_by, escalation.claimed_until, escalation.updated_at = assignee, until, now
+        escalation.save(update_fields=["status", "claimed_by", "claimed_until", "updated_at"])
+        _record(
+            escalation,
+            Event.Kind.REASSIGNED,
+            actor=user.get_username(),
+            now=now,
+            data={"from": previous, "to": assignee.get_username(), "until": until.isoformat()},
+        )
+    return escalation
+
+
+COMMENT_MAX_CHARS = 4000
+
+
+def _text_errors(field: str, text: str, *, required: str, max_chars: int) -> list[FieldError]:
+    """A free-text field people type: required, bounded, and storable."""
+    if not text.strip():
+        return [FieldError(field, required)]
+    if len(text) > max_chars:
+        return [FieldError(field, f"must be at most {max_chars} characters ({len(text)} given)")]
+    bad = unstorable_text(text, field)
+    return [bad] if bad else []
+
+
+def escalation_comment(*, escalation_id, user, body: str, now: datetime | None = None) -> Event:
+    """A comment for the team on an escalation (never sent to the agent), in its timeline.
+
+    Any status: people discuss decided escalations too. Raises Problem(422) naming `body`,
+    Problem(404) for an unknown escalation. On commit: announced as "commented".
+    """
+    now = now or timezone.now()
+    errors = _text_errors(
+        "body", body, required="Write something first.", max_chars=COMMENT_MAX_CHARS
+    )
+    if errors:
+        raise invalid(errors)
+    escalation = (
+        Escalation.objects.only("id", "agent_id", "status", "priority").filter(pk=escalation_id).first()
+    )
+    if escalation is None:
+        raise Problem(404, f"No escalation {escalation_id}.")
+    with transaction.atomic():
+        event = _record(
+            escalation, Event.Kind.COMMENTED, actor=user.get_username(), now=now, data={"body": body.strip()}
+        )
+    return event
+
+
+def flag_review_record(
+    *,
+    escalation_id,
+    user,
+    verdict: str,
+    option_key: str = "",
+    note: str = "",
+    now: datetime | None = None,
+) -> FlagReview:
+    """A person's look at a tier-2 escalation the policy decided: "fine", or "should have
+    been" another of its options. One per escalation (the first one stands).
+
+    Raises Problem(422) naming verdict/option_key/note, Problem(409) when the escalation is
+    not a policy-decided tier 2 or was reviewed already. On commit: FLAG_REVIEWED announced.
+    """
+    now = now or timezone.now()
+    escalation = (
+        Escalation.objects.select_related("decision", "flag_review").filter(pk=escalation_id).first()
+    )
+    if escalation is None:
+        raise Problem(404, f"No escalation {escalation_id}.")
+    decision = getattr(escalation, "decision", None)
+    if escalation.tier != 2 or decision is None or decision.decided_by_type != Decision.DecidedBy.POLICY:
+        raise Problem(409, "Only tier-2 escalations the policy decided are reviewed as flagged.")
+    existing = getattr(escalation, "flag_review", None)
+    if existing is not None:
+        raise Problem(409, f"{existing.reviewer_name} has already reviewed this one.")
+    errors = []
+    if verdict not in FlagReview.Verdict.values:
+        errors.append(FieldError("verdict", "must be “fine” or “other”"))
+    elif verdict == FlagReview.Verdict.OTHER:
+        if escalation.option(option_key) is None:
+            errors.append(FieldError("option_key", "Pick the option it should have been."))
+        elif option_key == decision.option_key:
+            errors.append(
+                FieldError("option_key", "is the option the policy chose: mark it fine instead")
+            )
+    if note.strip():
+        errors += _text_errors("note", note, required="", max_chars=COMMENT_MAX_CHARS)
+    if errors:
+        raise invalid(errors)
+    option_key = option_key if verdict == FlagReview.Verdict.OTHER else ""
+    try:
+        with transaction.atomic():
+            review = FlagReview.objects.create(
+                escalation=escalation,
+                reviewer=user,
+                reviewer_name=user.get_username(),
+                verdict=verdict,
+                option_key=option_key,
+                note=note.strip(),
+                at=now,
+            )
+            _record(
+                escalation,
+                Event.Kind.FLAG_REVIEWED,
+                actor=user.get_username(),
+                now=now,
+                data={"verdict": verdict, "option": option_key or None},
+            )
+    except IntegrityError:  # a concurrent review got there first
+        other = FlagReview.objects.get(escalation=escalation)
+        raise Problem(409, f"{other.reviewer_name} has already reviewed this one.") from None
+    return review
+
+
+def run_close(*, run_id, user, note: str, now: datetime | None = None) -> Run:
+    """Close a run `user` took over, with a note on how it ended.
+
+    Locks the run. Raises Problem(422) naming `note`, Problem(404) when it is not a run this
+    user took over, Problem(409) when it is already closed. The escalation whose decision
+    took it over gets a RUN_CLOSED event ({"note"}), announced on commit.
+    """
+    now = now or timezone.now()
+    errors = _text_errors(
+        "note", note, required="Say how the run ended (a line is enough).", max_chars=COMMENT_MAX_CHARS
+    )
+    if errors:
+        raise invalid(errors)
+    with transaction.atomic():
+        run = Run.objects.select_for_update().filter(pk=run_id, taken_over_by=user).first()
+        if run is None:
+            raise Problem(404, "You have not taken over this run.")
+        if run.status != Run.Status.TAKEN_OVER:
+            raise Problem(409, f"This run is already {run.get_status_display().lower()}.")
+        run.status, run.closed_at, run.close_note = Run.Status.CLOSED, now, note.strip()
+        run.save(update_fields=["status", "closed_at", "close_note"])
+        escalation = (
+            Escalation.objects.filter(run=run, decision__kind=Decision.Kind.TAKE_OVER)
+            .only("id", "agent_id", "status", "priority")
+            .order_by("-created_at")
+            .first()
+        )
+        if escalation is not None:
+            _record(
+                escalation, Event.Kind.RUN_CLOSED, actor=user.get_username(), now=now, data={"note": run.close_note}
+            )
+    return run
+
+

@@ -58,11 +58,13 @@ def _agent(agent_id: int) -> Agent:
 
 def _page(request: HttpRequest, agent: Agent, *, status: int = 200, **extra) -> TemplateResponse:
     """The agent's page; `extra` may carry a bound form with errors or a secret to reveal."""
+    tokens = list(agent.tokens.all())
     context = {
         "agent": agent,
         "health_days": selectors.HEALTH_DAYS,
         "retry_hours": settings.WEBHOOK_RETRY_FOR_SECONDS // 3600,
-        "tokens": agent.tokens.all(),
+        "tokens": tokens,
+        "has_live_token": any(t.revoked_at is None for t in tokens),
         "escalations": selectors.agent_recent_escalations(agent),
         "failed_deliveries": selectors.agent_failed_deliveries(agent),
         "form": AgentEditForm.for_agent(agent),

@@ -11,6 +11,7 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 from receiver import Receiver
 
 from escalations import services, webhooks
@@ -133,6 +134,24 @@ def test_the_list_shows_budget_open_escalations_health_and_last_seen(
     assert "<strong>2</strong>" in row  # two still open
     assert "1 delivered" in row and "0 failed" in row
     assert "never" not in row  # seen: it escalated a moment ago
+
+
+def test_the_list_flags_an_agent_over_budget_and_counts_gate_checks_as_seen(agent, manager_client):
+    quiet = services.agent_create(name="quiet").agent
+    checker = services.agent_create(name="checker").agent
+    GateCheck.objects.create(agent=checker, domain="default", verdict="proceed", tier=1)
+    Agent.objects.filter(pk=agent.pk).update(
+        daily_budget=2, budget_used=3, budget_day=timezone.now().date()
+    )
+    page = text(manager_client.get(reverse("reviews:agents")))
+
+    def row(a: Agent) -> str:
+        return re.search(rf'<tr id="agent-{a.pk}".*?</tr>', page, flags=re.S).group(0)
+
+    assert "3 / 2" in row(agent) and "over budget" in row(agent)
+    assert "over budget" not in row(checker)
+    assert "under a minute ago" in row(checker)
+    assert "never" in row(quiet)
 
 
 def test_the_list_answers_in_the_same_number_of_queries_for_one_agent_or_many(
@@ -285,6 +304,14 @@ def test_revoke_takes_effect_at_once_and_the_page_shows_it(agent_with_token, man
     first = AgentToken.objects.get(pk=row.pk).revoked_at
     manager_client.post(reverse("reviews:agent_token_revoke", args=[agent.pk, row.pk]))
     assert AgentToken.objects.get(pk=row.pk).revoked_at == first
+
+
+def test_an_agent_whose_tokens_are_all_revoked_says_how_to_get_one(agent_with_token, manager_client):
+    agent, token = agent_with_token
+    services.token_revoke(token=agent.tokens.get())
+    page = text(manager_client.get(reverse("reviews:agent", args=[agent.pk])))
+    assert "Every token is revoked" in page
+    assert gate(token) == 401
 
 
 def test_a_token_of_another_agent_cannot_be_revoked_through_this_one(agent_with_token, manager_client):
