@@ -1,11 +1,12 @@
 from django.urls import path
 
-from . import views, views_agents
+from . import queue_views, views, views_agents
 
 app_name = "reviews"
 
 urlpatterns = [
-    path("", views.queue, name="queue"),
+    path("", queue_views.queue_page, name="queue"),
+    path("queue/rows/<uuid:escalation_id>", queue_views.queue_row, name="queue_row"),
     path("escalations/<uuid:escalation_id>", views.escalation_detail, name="detail"),
     path("escalations/<uuid:escalation_id>/live", views.escalation_live, name="live"),
     path("escalations/<uuid:escalation_id>/decide", views.decide, name="decide"),

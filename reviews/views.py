@@ -19,34 +19,11 @@ from escalations.problems import Problem
 from . import forms
 from .permissions import reviewer_required
 
-QUEUE_PAGE_SIZE = 50
 DETAIL = "reviews/detail.html"
 
 
 class HtmxHttpRequest(HttpRequest):
     htmx: HtmxDetails
-
-
-# ---------------------------------------------------------------- queue
-
-
-@reviewer_required
-@require_GET
-def queue(request: HtmxHttpRequest) -> HttpResponse:
-    try:
-        cursor = (
-            selectors.QueueCursor.decode(request.GET["after"]) if "after" in request.GET else None
-        )
-    except ValueError:
-        return redirect("reviews:queue")
-    rows, next_cursor = selectors.page(selectors.open_queue(request.user), cursor, QUEUE_PAGE_SIZE)
-    context = {
-        "rows": rows,
-        "paged": cursor is not None,
-        "next_cursor": next_cursor.encode() if next_cursor else None,
-    }
-    template = "reviews/queue.html#queue-table" if request.htmx else "reviews/queue.html"
-    return TemplateResponse(request, template, context)
 
 
 # ---------------------------------------------------------------- escalation page

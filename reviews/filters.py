@@ -1,0 +1,117 @@
+"""The queue's filters (django-filter): every one a URL parameter, so a view is a link.
+
+The tab (open, mine, flagged, overdue, decided today) and the sort are fields of the same
+form; an invalid value of any field is reported under that field and left out, and an
+invalid tab or sort falls back to the default rather than widening the list.
+"""
+
+from datetime import datetime
+
+import django_filters
+from django import forms
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from escalations.models import Agent, Escalation, Policy
+from escalations.selectors import escalations_for_reviewer
+from reviews.templatetags.review_tags import TIER_NAMES
+
+from . import queue
+
+
+def yes_no(label: str, yes: str, no: str) -> dict:
+    """Arguments of a BooleanFilter shown as a select: Any / yes / no."""
+    return {"label": label, "widget": forms.Select(choices=(("", "Any"), ("true", yes), ("false", no)))}
+
+
+class QueueForm(forms.Form):
+    tab = forms.ChoiceField(choices=[(t.key, t.label) for t in queue.TABS], required=False)
+    sort = forms.ChoiceField(
+        choices=[(s.key, s.label) for s in queue.SORTS.values()], required=False, label="Sort by"
+    )
+
+
+class QueueFilter(django_filters.FilterSet):
+    q = django_filters.CharFilter(
+        method="search", label="Search", max_length=200, help_text="Title and uncertainty"
+    )
+    status = django_filters.ChoiceFilter(choices=Escalation.Status.choices, empty_label="Any")
+    tier = django_filters.ChoiceFilter(
+        choices=[(tier, f"T{tier} · {name}") for tier, name in TIER_NAMES.items()], empty_label="Any"
+    )
+    reason = django_filters.ChoiceFilter(choices=Escalation.Reason.choices, empty_label="Any")
+    agent = django_filters.ChoiceFilter(field_name="agent__name", label="Agent", empty_label="Any")
+    domain = django_filters.ChoiceFilter(empty_label="Any")
+    impact = django_filters.ChoiceFilter(choices=Escalation.Impact.choices, empty_label="Any")
+    blocking = django_filters.BooleanFilter(**yes_no("Blocking", "Blocking", "Not blocking"))
+    overdue = django_filters.BooleanFilter(method="filter_overdue", **yes_no("Overdue", "Overdue", "Not overdue"))
+    claimed = django_filters.ChoiceFilter(
+        label="Claimed by",
+        method="filter_claimed",
+        empty_label="Anyone",
+        choices=(("me", "Me"), ("others", "Someone else"), ("unclaimed", "Nobody")),
+    )
+    irreversible = django_filters.BooleanFilter(
+        field_name="is_irreversible", **yes_no("Irreversible", "Irreversible", "Reversible")
+    )
+
+    class Meta:
+        model = Escalation
+        form = QueueForm
+        fields: list[str] = []
+
+    def __init__(self, data=None, *, request, now: datetime | None = None) -> None:
+        self.now = now or timezone.now()
+        super().__init__(data, queryset=escalations_for_reviewer(request.user), request=request)
+        self.filters["agent"].extra["choices"] = [
+            (name, name) for name in Agent.objects.order_by("name").values_list("name", flat=True)
+        ]
+        self.filters["domain"].extra["choices"] = [
+            (domain, domain) for domain in Policy.objects.order_by("domain").values_list("domain", flat=True)
+        ]
+
+    # The tab and the sort: valid values, or the defaults.
+    @property
+    def tab(self) -> str:
+        return self._cleaned("tab") or "open"
+
+    @property
+    def sort(self) -> str:
+        return self._cleaned("sort") or queue.DEFAULT_SORT
+
+    def _cleaned(self, name: str) -> str:
+        self.is_valid()
+        return self.form.cleaned_data.get(name) or ""
+
+    @property
+    def active(self) -> int:
+        """How many filters narrow the list (tab and sort aside)."""
+        self.is_valid()
+        return sum(
+            1 for name in self.filters if self.form.cleaned_data.get(name) not in (None, "")
+        )
+
+    def filter_queryset(self, queryset: QuerySet[Escalation]) -> QuerySet[Escalation]:
+        queryset = queue.in_tab(queryset, self.tab, user=self.request.user, now=self.now)
+        for name, value in self.form.cleaned_data.items():
+            if name in self.filters:  # the tab and the sort are form fields, not filters
+                queryset = self.filters[name].filter(queryset, value)
+        return queryset
+
+    def search(self, queryset, name, value: str):
+        words = value.split()
+        for word in words:
+            queryset = queryset.filter(Q(title__icontains=word) | Q(uncertainty__icontains=word))
+        return queryset
+
+    def filter_overdue(self, queryset, name, value: bool):
+        late = Q(respond_by__lt=self.now)
+        return queryset.filter(late) if value else queryset.exclude(late)
+
+    def filter_claimed(self, queryset, name, value: str):
+        user, now = self.request.user, self.now
+        if value == "me":
+            return queryset.filter(queue.live_claim_by(user, now))
+        if value == "others":
+            return queryset.filter(queue.live_claim(now)).exclude(claimed_by=user)
+        return queryset.exclude(queue.live_claim(now))

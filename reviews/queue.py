@@ -1,0 +1,233 @@
+"""The reviewer queue's reads: tabs and their counts, sorts, keyset pages, one row's match.
+
+Every read starts from selectors.escalations_for_reviewer (what the reviewer may see); the
+filters of reviews.filters narrow it. Pages are keyset pages (no OFFSET) in each sort's
+order, and each sort has a partial index over open escalations (migration 0006) so the
+first page of 100,000 open escalations reads about one page of index entries.
+"""
+
+import base64
+import binascii
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from django.db.models import Count, F, Q, QuerySet
+from django.utils import timezone
+
+from escalations.models import Decision, Escalation
+from escalations.selectors import escalations_for_reviewer
+
+# ---------------------------------------------------------------- tabs
+
+
+@dataclass(frozen=True)
+class Tab:
+    key: str
+    label: str
+    empty: str
+
+
+TABS = (
+    Tab("open", "Open", "Nothing waits for a human"),
+    Tab("mine", "Mine", "You have claimed nothing"),
+    Tab("flagged", "Flagged", "No flagged decisions to look at"),
+    Tab("overdue", "Overdue", "Nothing is overdue"),
+    Tab("decided", "Decided today", "Nothing decided yet today"),
+)
+TAB_KEYS = tuple(tab.key for tab in TABS)
+
+
+def start_of_day(now: datetime) -> datetime:
+    return timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def live_claim_by(user, now: datetime) -> Q:
+    """Claimed by `user` with a lease that has not lapsed (the expiry job may lag)."""
+    return Q(claimed_by=user, claimed_until__gt=now)
+
+
+def live_claim(now: datetime) -> Q:
+    return Q(claimed_by__isnull=False, claimed_until__gt=now)
+
+
+def flagged() -> Q:
+    """Tier-2 escalations the policy decided that nobody has looked at yet."""
+    return Q(
+        tier=2,
+        decision__decided_by_type=Decision.DecidedBy.POLICY,
+        flag_review__isnull=True,
+    )
+
+
+def in_tab(queryset: QuerySet[Escalation], tab: str, *, user, now: datetime) -> QuerySet[Escalation]:
+    if tab == "mine":
+        return queryset.open().filter(live_claim_by(user, now))
+    if tab == "flagged":
+        return queryset.filter(flagged())
+    if tab == "overdue":
+        return queryset.overdue(now)
+    if tab == "decided":
+        return queryset.filter(decision__decided_at__gte=start_of_day(now))
+    return queryset.open()
+
+
+def tab_counts(user, *, now: datetime) -> dict[str, int]:
+    """How many escalations each tab holds (before the filters): three queries.
+
+    The open ones are counted in one pass over the open escalations' partial index; the
+    flagged and today's decisions each have an index of their own.
+    """
+    visible = escalations_for_reviewer(user).select_related(None)
+    counts = visible.open().aggregate(
+        open=Count("pk"),
+        mine=Count("pk", filter=live_claim_by(user, now)),
+        overdue=Count("pk", filter=Q(respond_by__lt=now)),
+    )
+    counts["flagged"] = visible.filter(flagged()).count()
+    counts["decided"] = visible.filter(decision__decided_at__gte=start_of_day(now)).count()
+    return counts
+
+
+# ---------------------------------------------------------------- sorts and keyset pages
+
+
+@dataclass(frozen=True)
+class Sort:
+    """An order as (field, descending) pairs ending in the primary key, so it is total.
+
+    Only respond_by may be NULL; NULLs sort last (no deadline: least urgent).
+    """
+
+    key: str
+    label: str
+    fields: tuple[tuple[str, bool], ...]
+
+    def order_by(self) -> list:
+        return [
+            F(name).desc(nulls_last=True) if desc else F(name).asc(nulls_last=True)
+            for name, desc in self.fields
+        ]
+
+
+SORTS = {
+    sort.key: sort
+    for sort in (
+        Sort("priority", "Priority", (("priority", True), ("created_at", False), ("id", False))),
+        Sort("time_left", "Time left", (("respond_by", False), ("created_at", False), ("id", False))),
+        Sort("age", "Oldest first", (("created_at", False), ("id", False))),
+    )
+}
+DEFAULT_SORT = "priority"
+
+
+def _plain(value):
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    return value
+
+
+def _typed(name: str, value):
+    """A cursor value back as the field's type; ValueError for anything else."""
+    if value is None:
+        if name != "respond_by":
+            raise ValueError(f"{name} cannot be empty")
+        return None
+    if name == "priority":
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ValueError("priority must be an integer")
+        return value
+    if name == "id":
+        return uuid.UUID(str(value))
+    parsed = datetime.fromisoformat(str(value))
+    if parsed.tzinfo is None:
+        raise ValueError(f"{name} must carry its time zone")
+    return parsed
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """The position after a row in one sort: its values of the sort's fields."""
+
+    sort: str
+    values: tuple
+
+    def encode(self) -> str:
+        raw = json.dumps([self.sort, *map(_plain, self.values)], separators=(",", ":"))
+        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, value: str, sort: str) -> "Cursor":
+        """Raises ValueError for anything that is not a cursor we made for `sort`."""
+        try:
+            raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+            name, *values = json.loads(raw)
+        except (binascii.Error, UnicodeDecodeError, ValueError, TypeError) as exc:
+            raise ValueError("not a queue cursor") from exc
+        if name != sort or sort not in SORTS or len(values) != len(SORTS[sort].fields):
+            raise ValueError("a cursor of another sort")
+        fields = SORTS[sort].fields
+        return cls(sort, tuple(_typed(f, v) for (f, _), v in zip(fields, values, strict=True)))
+
+    @classmethod
+    def of(cls, escalation: Escalation, sort: str) -> "Cursor":
+        return cls(sort, tuple(getattr(escalation, name) for name, _ in SORTS[sort].fields))
+
+
+def _after(name: str, desc: bool, value) -> Q:
+    """Rows strictly after `value` in this field's order (NULLs last)."""
+    if value is None:
+        return Q(pk__in=[])  # nothing sorts after NULL
+    beyond = Q(**{f"{name}__lt" if desc else f"{name}__gt": value})
+    return beyond | Q(**{f"{name}__isnull": True}) if name == "respond_by" else beyond
+
+
+def _equal(name: str, value) -> Q:
+    return Q(**{f"{name}__isnull": True}) if value is None else Q(**{name: value})
+
+
+def after_cursor(queryset: QuerySet[Escalation], cursor: Cursor) -> QuerySet[Escalation]:
+    """Rows after `cursor`: (a > x) or (a = x and b > y) or ..., for the sort's fields."""
+    fields = SORTS[cursor.sort].fields
+    condition, same = Q(pk__in=[]), Q()
+    for (name, desc), value in zip(fields, cursor.values, strict=True):
+        condition |= same & _after(name, desc, value)
+        same &= _equal(name, value)
+    (lead, desc), first = fields[0], cursor.values[0]
+    if first is not None and lead != "respond_by":
+        # A redundant bound on the leading column gives the index scan its start.
+        condition &= Q(**{f"{lead}__lte" if desc else f"{lead}__gte": first})
+    return queryset.filter(condition)
+
+
+def page(
+    queryset: QuerySet[Escalation], sort: str, cursor: Cursor | None, limit: int
+) -> tuple[list[Escalation], Cursor | None]:
+    """(rows, the cursor of the next page or None): one query of limit + 1 rows."""
+    ordered = queryset.order_by(*SORTS[sort].order_by())
+    if cursor is not None:
+        ordered = after_cursor(ordered, cursor)
+    rows = list(ordered[: limit + 1])
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, (Cursor.of(rows[-1], sort) if more and rows else None)
+
+
+def sort_key(escalation: Escalation, sort: str) -> str:
+    """A string that orders rows as `sort` does, for the page's script to place a live row
+    (ISO times in UTC compare as strings; "~" sorts after every digit: NULLs last)."""
+    parts = []
+    for name, desc in SORTS[sort].fields:
+        value = getattr(escalation, name)
+        if name == "priority":
+            parts.append(f"{(999 - value) if desc else value:03d}")
+        elif isinstance(value, datetime):
+            parts.append(value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f"))
+        elif value is None:
+            parts.append("~")
+        else:
+            parts.append(str(value))
+    return "|".join(parts)

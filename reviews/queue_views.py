@@ -1,0 +1,86 @@
+"""The reviewer queue: the page (tabs, filters, sorts, keyset pages) and one row of it.
+
+The row view is what the page's script asks for when a live notice names an escalation:
+the row rendered under the page's own filters, or nothing if it no longer matches, with
+the tab counts. The server decides what matches; the script only places the row.
+"""
+
+from django.http import HttpResponse, QueryDict
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.views.decorators.http import require_GET
+
+from . import queue
+from .filters import QueueFilter
+from .permissions import reviewer_required
+from .views import HtmxHttpRequest
+
+QUEUE_PAGE_SIZE = 50
+TEMPLATE = "reviews/queue.html"
+
+
+def queue_url(params: QueryDict, **changes: str | None) -> str:
+    """The queue's URL with `params` changed (None drops one), without empty parameters."""
+    query = QueryDict(mutable=True)
+    for key, values in params.lists():
+        kept = [v for v in values if v]
+        if kept and key not in changes:
+            query.setlist(key, kept)
+    for key, value in changes.items():
+        if value:
+            query[key] = value
+    encoded = query.urlencode()
+    return reverse("reviews:queue") + (f"?{encoded}" if encoded else "")
+
+
+def _context(request: HtmxHttpRequest, filterset: QueueFilter, rows: list) -> dict:
+    counts = queue.tab_counts(request.user, now=filterset.now)
+    tabs = [
+        {
+            "tab": tab,
+            "count": counts[tab.key],
+            "url": queue_url(request.GET, tab=None if tab.key == "open" else tab.key, after=None),
+            "active": tab.key == filterset.tab,
+        }
+        for tab in queue.TABS
+    ]
+    for row in rows:
+        row.sort_key = queue.sort_key(row, filterset.sort)
+    return {
+        "filterset": filterset,
+        "tab": next(t["tab"] for t in tabs if t["active"]),
+        "tabs": tabs,
+        "rows": rows,
+        "sort_label": queue.SORTS[filterset.sort].label,
+        "clear_url": queue_url(QueryDict(), tab=None if filterset.tab == "open" else filterset.tab),
+    }
+
+
+@reviewer_required
+@require_GET
+def queue_page(request: HtmxHttpRequest) -> HttpResponse:
+    filterset = QueueFilter(request.GET, request=request)
+    sort = filterset.sort
+    try:
+        after = request.GET.get("after")
+        cursor = queue.Cursor.decode(after, sort) if after else None
+    except ValueError:
+        return redirect(queue_url(request.GET, after=None))
+    rows, next_cursor = queue.page(filterset.qs, sort, cursor, QUEUE_PAGE_SIZE)
+    context = _context(request, filterset, rows)
+    context["paged"] = cursor is not None
+    context["first_url"] = queue_url(request.GET, after=None)
+    context["next_url"] = queue_url(request.GET, after=next_cursor.encode()) if next_cursor else None
+    template = f"{TEMPLATE}#queue-table" if request.htmx else TEMPLATE
+    return TemplateResponse(request, template, context)
+
+
+@reviewer_required
+@require_GET
+def queue_row(request: HtmxHttpRequest, escalation_id) -> HttpResponse:
+    filterset = QueueFilter(request.GET, request=request)
+    row = filterset.qs.filter(pk=escalation_id).first()
+    context = _context(request, filterset, [row] if row else [])
+    context["row"] = row
+    return TemplateResponse(request, f"{TEMPLATE}#queue-live", context)

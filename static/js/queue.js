@@ -1,0 +1,283 @@
+// The queue, live and by keyboard.
+//
+// A socket notice ({"id", "kind", "status", "actor", "priority"}) only names an escalation.
+// We ask the server for that one row rendered under this page's own filters (the row view
+// answers an empty <template> when it does not match) and insert, replace or remove it;
+// the server decides what matches, this script only places rows by their data-key (a
+// string that sorts as the page's sort does). While the pointer or the focus is in the
+// table, nothing moves: changes wait behind an "n updates" button and land when the reader
+// leaves the table. On every (re)connect, and once a minute (priorities follow deadlines),
+// the whole list is re-rendered. live.js keeps the socket itself alive.
+(function () {
+  "use strict";
+
+  var root = document.getElementById("queue");
+  if (!root) return;
+  var ZERO = "00000000-0000-0000-0000-000000000000";
+  var REFRESH_MS = 60000;
+  var statusLine = document.getElementById("queue-status");
+  var help = document.getElementById("queue-help");
+
+  var pointerIn = false;
+  var focusIn = false;
+  var waiting = new Map(); // escalation id -> {row: Element|null, notice}
+  var refreshWaiting = false;
+  var latest = new Map(); // escalation id -> number of its newest row request
+
+  function table() { return document.getElementById("queue-table"); }
+  function body() { var t = table(); return t && t.querySelector("[data-queue-rows] tbody"); }
+  function rowOf(id) { return document.getElementById("escalation-" + id); }
+  function rows() { var b = body(); return b ? Array.prototype.slice.call(b.querySelectorAll("tr[data-row]")) : []; }
+  function held() { return pointerIn || focusIn; }
+
+  function say(text) {
+    statusLine.textContent = "";
+    window.setTimeout(function () { statusLine.textContent = text; }, 30);
+  }
+
+  // ------------------------------------------------------------ whole-list refresh
+
+  function refresh() {
+    if (held()) { refreshWaiting = true; return; }
+    refreshWaiting = false;
+    waiting.clear();
+    htmx.ajax("GET", location.pathname + location.search, { target: "#queue-table", swap: "outerHTML" });
+  }
+
+  window.setInterval(function () {
+    if (document.visibilityState === "visible" && document.body.dataset.live === "live") refresh();
+  }, REFRESH_MS);
+
+  root.addEventListener("htmx:wsOpen", refresh);
+
+  // ------------------------------------------------------------ one row
+
+  root.addEventListener("htmx:wsBeforeMessage", function (event) {
+    var notice;
+    try { notice = JSON.parse(event.detail.message); } catch (e) { return; }
+    if (notice && notice.id && notice.kind) fetchRow(notice);
+  });
+
+  function fetchRow(notice) {
+    var id = notice.id;
+    var n = (latest.get(id) || 0) + 1;
+    latest.set(id, n);
+    var url = root.dataset.rowUrl.replace(ZERO, encodeURIComponent(id)) + location.search;
+    fetch(url, { headers: { "HX-Request": "true" }, credentials: "same-origin" })
+      .then(function (response) {
+        if (!response.ok) throw new Error("row " + response.status);
+        return response.text();
+      })
+      .then(function (html) {
+        if (latest.get(id) !== n) return; // a newer answer for this row is on its way
+        var doc = new DOMParser().parseFromString(html, "text/html");
+        updateCounts(doc);
+        var template = doc.getElementById("live-row");
+        var row = template && template.content.querySelector("tr[data-row]");
+        received(id, row ? document.importNode(row, true) : null, notice);
+      })
+      .catch(function () { refresh(); });
+  }
+
+  function updateCounts(doc) {
+    var t = table();
+    if (!t) return;
+    doc.querySelectorAll("#live-counts [data-count]").forEach(function (item) {
+      var count = t.querySelector('.queue-tab [data-count="' + item.dataset.count + '"]');
+      if (count) count.textContent = item.textContent;
+    });
+  }
+
+  function received(id, row, notice) {
+    var current = rowOf(id);
+    if (row && current && current.dataset.key === row.dataset.key) {
+      replaceInPlace(current, row); // same place: nothing moves, even under the pointer
+      return;
+    }
+    if (!held()) { apply(id, row, notice); return; }
+    waiting.set(id, { row: row, notice: notice });
+    if (current && !row) markLeaving(current, notice);
+    showWaiting();
+  }
+
+  function replaceInPlace(current, row) {
+    var hadFocus = current.contains(document.activeElement);
+    current.replaceWith(row);
+    flash(row, "is-changed");
+    if (hadFocus) row.querySelector(".row-title").focus({ preventScroll: true });
+  }
+
+  function markLeaving(current, notice) {
+    current.classList.add("is-leaving");
+    var cell = current.querySelector("[data-claim-cell]");
+    if (!cell || cell.querySelector(".leaving-note")) return;
+    var note = document.createElement("span");
+    note.className = "leaving-note small";
+    note.textContent = notice.status + (notice.actor ? " by " + notice.actor : "");
+    cell.appendChild(note);
+  }
+
+  function apply(id, row, notice) {
+    var current = rowOf(id);
+    if (current) current.remove();
+    if (row) place(row, !current);
+    if (current && !row) say("Left the list: " + notice.status + (notice.actor ? " by " + notice.actor : "") + ".");
+    if (!body() || !rows().length) refresh(); // the empty state, or a first row: re-render
+  }
+
+  function place(row, isNew) {
+    var tbody = body();
+    if (!tbody) return;
+    var t = table();
+    var key = row.dataset.key;
+    var list = rows();
+    // A row of an earlier page (on a later page) or of a later page (when there is one) is
+    // not this page's: the counts moved, the rows stay.
+    if (t.hasAttribute("data-paged") && list.length && key < list[0].dataset.key) return;
+    var before = null;
+    for (var i = 0; i < list.length; i++) {
+      if (list[i].dataset.key > key) { before = list[i]; break; }
+    }
+    if (!before && t.hasAttribute("data-more")) return;
+    tbody.insertBefore(row, before);
+    htmx.process(row);
+    flash(row, isNew ? "is-new" : "is-changed");
+    if (isNew) say("New escalation: " + row.querySelector(".row-title").textContent + ".");
+  }
+
+  function flash(row, name) {
+    row.classList.add(name);
+    window.setTimeout(function () { row.classList.remove(name); }, 6000);
+  }
+
+  // ------------------------------------------------------------ holding still
+
+  function showWaiting() {
+    var t = table();
+    var box = t && t.querySelector("[data-queue-updates]");
+    if (!box) return;
+    var n = waiting.size;
+    box.hidden = n === 0 && !refreshWaiting;
+    box.querySelector("[data-queue-update-count]").textContent =
+      n ? n + (n === 1 ? " update" : " updates") : "Updates";
+  }
+
+  function release() {
+    if (held()) return;
+    var pending = Array.from(waiting.entries());
+    waiting.clear();
+    pending.forEach(function (entry) { apply(entry[0], entry[1].row, entry[1].notice); });
+    if (refreshWaiting) refresh();
+    showWaiting();
+  }
+
+  function inRows(node) { return !!(node && node.closest && node.closest("[data-queue-rows]")); }
+
+  document.addEventListener("pointerover", function (event) {
+    var inside = inRows(event.target);
+    if (inside === pointerIn) return;
+    pointerIn = inside;
+    if (!inside) release();
+  });
+  document.addEventListener("pointerout", function (event) {
+    if (!event.relatedTarget && pointerIn) { pointerIn = false; release(); } // left the window
+  });
+  document.addEventListener("focusin", function (event) { focusIn = inRows(event.target); });
+  document.addEventListener("focusout", function (event) {
+    focusIn = inRows(event.relatedTarget);
+    if (!focusIn) window.setTimeout(release, 0);
+  });
+
+  root.addEventListener("click", function (event) {
+    if (!event.target.closest("[data-queue-apply]")) return;
+    pointerIn = focusIn = false;
+    release();
+  });
+
+  // ------------------------------------------------------------ claiming
+
+  function claim(form) {
+    var row = form.closest("tr[data-row]");
+    var title = row ? row.querySelector(".row-title").textContent : "the escalation";
+    fetch(form.action, {
+      method: "POST",
+      body: new FormData(form),
+      headers: { "HX-Request": "true" },
+      credentials: "same-origin",
+    }).then(function (response) {
+      if (response.ok) {
+        say("Claimed: " + title + ". It is yours for now.");
+        if (row) fetchRow({ id: row.dataset.id, kind: "claimed", status: "claimed" });
+        return;
+      }
+      return response.text().then(function (html) {
+        var notice = new DOMParser().parseFromString(html, "text/html").querySelector(".notice");
+        say(notice ? notice.textContent.trim() : "Could not claim it (" + response.status + ").");
+      });
+    }).catch(function () { say("Could not claim it: the server did not answer."); });
+  }
+
+  root.addEventListener("submit", function (event) {
+    var form = event.target.closest("form[data-claim]");
+    if (!form) return;
+    event.preventDefault();
+    claim(form);
+  });
+
+  // ------------------------------------------------------------ keyboard
+
+  function move(step) {
+    var list = rows();
+    if (!list.length) return;
+    var current = document.activeElement && document.activeElement.closest("tr[data-row]");
+    var index = list.indexOf(current);
+    var next = list[index < 0 ? (step > 0 ? 0 : list.length - 1) : Math.min(list.length - 1, Math.max(0, index + step))];
+    var link = next.querySelector(".row-title");
+    link.focus();
+    next.scrollIntoView({ block: "nearest" });
+  }
+
+  function claimSelected() {
+    var current = document.activeElement && document.activeElement.closest("tr[data-row]");
+    if (!current) { say("Select an escalation first: j and k move through the list."); return; }
+    var form = current.querySelector("form[data-claim]");
+    if (form) { claim(form); return; }
+    var claimer = current.querySelector(".claimer");
+    say(claimer ? "Already claimed by " + claimer.textContent.trim() + "." : "This escalation is closed.");
+  }
+
+  function toggleHelp() {
+    if (help.open) help.close(); else help.showModal();
+  }
+
+  document.addEventListener("click", function (event) {
+    if (event.target.closest("[data-queue-help-open]")) toggleHelp();
+  });
+
+  document.addEventListener("keydown", function (event) {
+    if (event.defaultPrevented || event.ctrlKey || event.metaKey || event.altKey) return;
+    var target = event.target;
+    if (target.closest && target.closest("input, select, textarea, [contenteditable], dialog")) return;
+    switch (event.key) {
+      case "j": move(1); break;
+      case "k": move(-1); break;
+      case "c": claimSelected(); break;
+      case "?": toggleHelp(); break;
+      case "/": document.getElementById("id_q").focus(); break;
+      default: return;
+    }
+    event.preventDefault();
+  });
+
+  // ------------------------------------------------------------ filters
+
+  // Empty fields stay out of the URL that the filter form pushes (bookmarkable, short).
+  document.addEventListener("htmx:configRequest", function (event) {
+    if (!event.detail.elt.matches(".queue-filters")) return;
+    var data = event.detail.formData;
+    if (!data) return;
+    Array.from(data.keys()).forEach(function (key) {
+      if (data.getAll(key).every(function (v) { return v === ""; })) data.delete(key);
+    });
+  });
+})();
