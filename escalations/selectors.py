@@ -7,6 +7,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
+from django.contrib.auth import get_user_model
 from django.db import connection
 from django.db.models import (
     Case,
@@ -22,7 +23,7 @@ from django.db.models import (
 )
 from django.db.models.functions import Coalesce, Greatest
 
-from .models import Agent, Delivery, DeliveryAttempt, Escalation, GateCheck, Policy
+from .models import Agent, Decision, Delivery, DeliveryAttempt, Escalation, GateCheck, Policy, Run
 from .wire import escalation_url, iso
 
 
@@ -35,13 +36,44 @@ def escalations_for_reviewer(user) -> QuerySet[Escalation]:
 def escalation_page(user) -> QuerySet[Escalation]:
     """Escalations with everything their page shows: events, deliveries and their attempts."""
     deliveries = Delivery.objects.prefetch_related("attempts").order_by("-created_at")
-    return escalations_for_reviewer(user).prefetch_related(
-        "events", Prefetch("deliveries", queryset=deliveries)
+    return (
+        escalations_for_reviewer(user)
+        .select_related("flag_review")
+        .prefetch_related("events", Prefetch("deliveries", queryset=deliveries))
     )
 
 
 def open_queue(user) -> QuerySet[Escalation]:
     return escalations_for_reviewer(user).open().in_queue_order()
+
+
+def runs_taken_over_by(user) -> QuerySet[Run]:
+    """The runs `user` took over, still open first, each with the escalation(s) that handed
+    them over (`handed_over`) and their agent."""
+    handed_over = Escalation.objects.filter(decision__kind=Decision.Kind.TAKE_OVER).select_related(
+        "decision"
+    )
+    return (
+        Run.objects.filter(taken_over_by=user, status__in=[Run.Status.TAKEN_OVER, Run.Status.CLOSED])
+        .select_related("agent")
+        .prefetch_related(Prefetch("escalations", queryset=handed_over, to_attr="handed_over"))
+        .order_by(
+            Case(When(status=Run.Status.TAKEN_OVER, then=0), default=1),
+            F("closed_at").desc(nulls_first=True),
+            "-created_at",
+        )
+    )
+
+
+def reviewers_assignable() -> QuerySet:
+    """Active people who may hold a claim: members of the reviewer or manager groups."""
+    return (
+        get_user_model()
+        .objects.filter(is_active=True)
+        .filter(Q(groups__name__in=("reviewer", "manager")) | Q(is_superuser=True))
+        .distinct()
+        .order_by("username")
+    )
 
 
 @dataclass(frozen=True)

@@ -923,6 +923,26 @@ def escalation_withdraw(*, escalation: Escalation, now: datetime | None = None) 
 # ---------------------------------------------------------------- claims
 
 
+def _record(escalation: Escalation, kind: str, *, actor: str, now: datetime, data=None) -> Event:
+    """Inside a transaction: one timeline event, announced live (as `kind`) on commit."""
+    event = Event.objects.create(escalation=escalation, kind=kind, actor=actor, at=now, data=data or {})
+    events.announce(escalation, str(kind), actor=actor)
+    return event
+
+
+def _lock_open(escalation_id) -> Escalation:
+    """Inside a transaction: the escalation, row-locked, with its claimer; AlreadyDecided
+    (with the decision loaded) once it is no longer open."""
+    escalation = Escalation.objects.select_for_update(of=("self",)).select_related("claimed_by").get(
+        pk=escalation_id
+    )
+    if not escalation.is_open:
+        raise AlreadyDecided(
+            Escalation.objects.select_related("run", "decision", "agent").get(pk=escalation.pk)
+        )
+    return escalation
+
+
 def escalation_claim(*, escalation_id, user, now: datetime | None = None) -> Escalation:
     """Claim (or renew) the lease on an open escalation. ClaimedByOther if someone holds it."""
     now = now or timezone.now()
@@ -964,141 +984,6 @@ def escalation_release(*, escalation_id, user, now: datetime | None = None) -> E
             escalation=escalation, kind=Event.Kind.RELEASED, actor=user.get_username(), at=now
         )
         events.announce(escalation, "released", actor=user.get_username())
-    return escalation
-
-
-# ---------------------------------------------------------------- periodic work
-
-# Each periodic job handles at most BATCH_SIZE rows per call (one short transaction per
-# row or batch); its task calls it again while full batches keep coming, within a budget.
-BATCH_SIZE = 200
-
-
-def claims_expire(*, now: datetime | None = None) -> int:
-    """Return lapsed claims to the queue, with a claim_expired event. Returns how many."""
-    now = now or timezone.now()
-    expired = 0
-    stale = Escalation.objects.filter(
-        status=Escalation.Status.CLAIMED, claimed_until__lt=now
-    ).order_by("claimed_until").values_list("pk", flat=True)[:BATCH_SIZE]
-    for pk in list(stale):
-        with transaction.atomic():
-            escalation = Escalation.objects.select_related("claimed_by").filter(pk=pk).first()
-            if escalation is None:
-                continue
-            holder = escalation.claimed_by.get_username() if escalation.claimed_by else ""
-            if Escalation.objects.filter(
-                pk=pk, status=Escalation.Status.CLAIMED, claimed_until__lt=now
-            ).update(status=Escalation.Status.PENDING, claimed_by=None, claimed_until=None, updated_at=now):
-                escalation.status = Escalation.Status.PENDING
-                Event.objects.create(
-                    escalation=escalation, kind=Event.Kind.CLAIM_EXPIRED, actor=holder, at=now
-                )
-                events.announce(escalation, "released", actor="timeout")
-                expired += 1
-    return expired
-
-
-def timeouts_apply(*, now: datetime | None = None) -> int:
-    """Decide open escalations whose respond_by has passed with their timeout_option.
-
-    The decision is by "timeout" and is delivered like any other. Never before respond_by;
-    never over a decision that landed first; never an irreversible option (the API refuses
-    one as timeout_option; a row that has one anyway is left to a human and logged).
-    Returns how many were decided.
-    """
-    now = now or timezone.now()
-    applied = 0
-    due = (
-        Escalation.objects.open()
-        .filter(respond_by__lte=now)
-        .exclude(timeout_option="")
-        .order_by("respond_by")
-        .values_list("pk", "timeout_option", "options")[:BATCH_SIZE]
-    )
-    for pk, option, options in list(due):
-        chosen = next((o for o in options or [] if o.get("key") == option), None)
-        if chosen is None or chosen.get("irreversible"):
-            log.warning("escalation %s: timeout_option %r is not applicable; left to a human", pk, option)
-            continue
-        try:
-            escalation_decide(
-                escalation_id=pk,
-                request=DecisionRequest(kind=Decision.Kind.OPTION, option=option),
-                decided_by_type=Decision.DecidedBy.TIMEOUT,
-                now=now,
-            )
-            applied += 1
-        except (AlreadyDecided, Escalation.DoesNotExist):
-            pass  # a person decided first, or the row is gone
-        except Problem as exc:
-            log.warning("escalation %s: timeout not applied: %s", pk, exc)
-    return applied
-
-
-def priorities_refresh(*, now: datetime | None = None) -> int:
-    """Recompute the priority of open escalations (deadlines approach). Returns changes.
-
-    Walks the open escalations in pk order, BATCH_SIZE rows per query and per update.
-    """
-    now = now or timezone.now()
-    changed, after = 0, None
-    while True:
-        count, after = _priorities_refresh_batch(now, after)
-        changed += count
-        if after is None:
-            return changed
-
-
-def _priorities_refresh_batch(now: datetime, after) -> tuple[int, Any]:
-    """One batch: (how many changed, the pk to continue after, or None at the end)."""
-    rows = Escalation.objects.open().order_by("pk")
-    if after is not None:
-        rows = rows.filter(pk__gt=after)
-    batch = list(
-        rows.only(
-            "pk", "tier", "impact", "blocking", "blocked_tasks", "is_irreversible", "respond_by",
-            "stuck_since", "priority", "priority_reasons",
-        )[:BATCH_SIZE]
-    )
-    changed = []
-    for escalation in batch:
-        score = policy.priority_for(_urgency(escalation), now)
-        if (score.score, score.reasons) != (escalation.priority, escalation.priority_reasons):
-            escalation.priority, escalation.priority_reasons = score.score, score.reasons
-            changed.append(escalation)
-    Escalation.objects.bulk_update(changed, ["priority", "priority_reasons"])
-    return len(changed), (batch[-1].pk if len(batch) == BATCH_SIZE else None)
-
-
-def idempotency_keys_purge(*, now: datetime | None = None) -> int:
-    """Forget up to BATCH_SIZE idempotency keys past the retention window (the escalations
-    stay). Returns how many."""
-    now = now or timezone.now()
-    cutoff = now - timedelta(seconds=settings.IDEMPOTENCY_RETENTION_SECONDS)
-    stale = list(
-        Escalation.objects.filter(idempotency_key__isnull=False, created_at__lt=cutoff).values_list(
-            "pk", flat=True
-        )[:BATCH_SIZE]
-    )
-    return Escalation.objects.filter(pk__in=stale).update(idempotency_key=None)
-def _record(escalation: Escalation, kind: str, *, actor: str, now: datetime, data=None) -> Event:
-    """Inside a transaction: one timeline event, announced live (as `kind`) on commit."""
-    event = Event.objects.create(escalation=escalation, kind=kind, actor=actor, at=now, data=data or {})
-    events.announce(escalation, str(kind), actor=actor)
-    return event
-
-
-def _lock_open(escalation_id) -> Escalation:
-    """Inside a transaction: the escalation, row-locked, with its claimer; AlreadyDecided
-    (with the decision loaded) once it is no longer open."""
-    escalation = Escalation.objects.select_for_update(of=("self",)).select_related("claimed_by").get(
-        pk=escalation_id
-    )
-    if not escalation.is_open:
-        raise AlreadyDecided(
-            Escalation.objects.select_related("run", "decision", "agent").get(pk=escalation.pk)
-        )
     return escalation
 
 
@@ -1301,3 +1186,118 @@ def run_close(*, run_id, user, note: str, now: datetime | None = None) -> Run:
     return run
 
 
+# ---------------------------------------------------------------- periodic work
+
+# Each periodic job handles at most BATCH_SIZE rows per call (one short transaction per
+# row or batch); its task calls it again while full batches keep coming, within a budget.
+BATCH_SIZE = 200
+
+
+def claims_expire(*, now: datetime | None = None) -> int:
+    """Return lapsed claims to the queue, with a claim_expired event. Returns how many."""
+    now = now or timezone.now()
+    expired = 0
+    stale = Escalation.objects.filter(
+        status=Escalation.Status.CLAIMED, claimed_until__lt=now
+    ).order_by("claimed_until").values_list("pk", flat=True)[:BATCH_SIZE]
+    for pk in list(stale):
+        with transaction.atomic():
+            escalation = Escalation.objects.select_related("claimed_by").filter(pk=pk).first()
+            if escalation is None:
+                continue
+            holder = escalation.claimed_by.get_username() if escalation.claimed_by else ""
+            if Escalation.objects.filter(
+                pk=pk, status=Escalation.Status.CLAIMED, claimed_until__lt=now
+            ).update(status=Escalation.Status.PENDING, claimed_by=None, claimed_until=None, updated_at=now):
+                escalation.status = Escalation.Status.PENDING
+                Event.objects.create(
+                    escalation=escalation, kind=Event.Kind.CLAIM_EXPIRED, actor=holder, at=now
+                )
+                events.announce(escalation, "released", actor="timeout")
+                expired += 1
+    return expired
+
+
+def timeouts_apply(*, now: datetime | None = None) -> int:
+    """Decide open escalations whose respond_by has passed with their timeout_option.
+
+    The decision is by "timeout" and is delivered like any other. Never before respond_by;
+    never over a decision that landed first; never an irreversible option (the API refuses
+    one as timeout_option; a row that has one anyway is left to a human and logged).
+    Returns how many were decided.
+    """
+    now = now or timezone.now()
+    applied = 0
+    due = (
+        Escalation.objects.open()
+        .filter(respond_by__lte=now)
+        .exclude(timeout_option="")
+        .order_by("respond_by")
+        .values_list("pk", "timeout_option", "options")[:BATCH_SIZE]
+    )
+    for pk, option, options in list(due):
+        chosen = next((o for o in options or [] if o.get("key") == option), None)
+        if chosen is None or chosen.get("irreversible"):
+            log.warning("escalation %s: timeout_option %r is not applicable; left to a human", pk, option)
+            continue
+        try:
+            escalation_decide(
+                escalation_id=pk,
+                request=DecisionRequest(kind=Decision.Kind.OPTION, option=option),
+                decided_by_type=Decision.DecidedBy.TIMEOUT,
+                now=now,
+            )
+            applied += 1
+        except (AlreadyDecided, Escalation.DoesNotExist):
+            pass  # a person decided first, or the row is gone
+        except Problem as exc:
+            log.warning("escalation %s: timeout not applied: %s", pk, exc)
+    return applied
+
+
+def priorities_refresh(*, now: datetime | None = None) -> int:
+    """Recompute the priority of open escalations (deadlines approach). Returns changes.
+
+    Walks the open escalations in pk order, BATCH_SIZE rows per query and per update.
+    """
+    now = now or timezone.now()
+    changed, after = 0, None
+    while True:
+        count, after = _priorities_refresh_batch(now, after)
+        changed += count
+        if after is None:
+            return changed
+
+
+def _priorities_refresh_batch(now: datetime, after) -> tuple[int, Any]:
+    """One batch: (how many changed, the pk to continue after, or None at the end)."""
+    rows = Escalation.objects.open().order_by("pk")
+    if after is not None:
+        rows = rows.filter(pk__gt=after)
+    batch = list(
+        rows.only(
+            "pk", "tier", "impact", "blocking", "blocked_tasks", "is_irreversible", "respond_by",
+            "stuck_since", "priority", "priority_reasons",
+        )[:BATCH_SIZE]
+    )
+    changed = []
+    for escalation in batch:
+        score = policy.priority_for(_urgency(escalation), now)
+        if (score.score, score.reasons) != (escalation.priority, escalation.priority_reasons):
+            escalation.priority, escalation.priority_reasons = score.score, score.reasons
+            changed.append(escalation)
+    Escalation.objects.bulk_update(changed, ["priority", "priority_reasons"])
+    return len(changed), (batch[-1].pk if len(batch) == BATCH_SIZE else None)
+
+
+def idempotency_keys_purge(*, now: datetime | None = None) -> int:
+    """Forget up to BATCH_SIZE idempotency keys past the retention window (the escalations
+    stay). Returns how many."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.IDEMPOTENCY_RETENTION_SECONDS)
+    stale = list(
+        Escalation.objects.filter(idempotency_key__isnull=False, created_at__lt=cutoff).values_list(
+            "pk", flat=True
+        )[:BATCH_SIZE]
+    )
+    return Escalation.objects.filter(pk__in=stale).update(idempotency_key=None)

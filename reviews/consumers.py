@@ -1,4 +1,13 @@
-"""Websocket consumers: push only. Browsers are told what changed and re-render it."""
+"""Websocket consumers: push only. Browsers are told what changed and re-render it.
+
+On an escalation's page the socket also carries presence: who else has the page open.
+Presence lives in the channel layer alone (in-memory embedded, Redis across processes):
+a new viewer announces itself to the group, everyone there answers it directly, and a
+closing socket says goodbye. Pages say "still here" every PRESENCE_PING_SECONDS and
+forget viewers they have not heard from for a while (a process that died said nothing).
+"""
+
+import uuid
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
@@ -7,9 +16,19 @@ from escalations.events import QUEUE_GROUP, escalation_group, serve_on_running_l
 
 from .permissions import is_reviewer
 
+# What a page sends to say it is still open (the only message a page sends).
+PRESENCE_PING = "ping"
+
 
 class LiveConsumer(AsyncJsonWebsocketConsumer):
-    """Joins the queue group or one escalation's group; forwards change notices as JSON."""
+    """Joins the queue group or one escalation's group; forwards change notices as JSON.
+
+    On an escalation's group it also forwards presence as {"presence": "join" | "here" |
+    "leave", "id": <this socket's opaque id>, "user": <username>}, never about the
+    reviewer's own sockets.
+    """
+
+    presence: dict | None = None
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -23,16 +42,53 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         kwargs = self.scope["url_route"]["kwargs"]
         if kwargs.get("scope") == "escalation":
             self.group = escalation_group(kwargs["escalation_id"])
+            self.presence = {"id": uuid.uuid4().hex, "user": user.get_username()}
         else:
             self.group = QUEUE_GROUP
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
+        if self.presence:
+            await self._announce("presence.join", reply_to=self.channel_name)
 
     async def disconnect(self, code: int) -> None:
-        if getattr(self, "group", None):
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+        if not getattr(self, "group", None):
+            return
+        if self.presence:
+            await self._announce("presence.leave")
+        await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def receive(self, text_data=None, bytes_data=None) -> None:
+        """Pages only ever say "ping" (still here); anything else is ignored."""
+        if self.presence and text_data == PRESENCE_PING:
+            await self._announce("presence.here")
 
     async def escalation_changed(self, event: dict) -> None:
         # An escalations.events.Notice, all but the layer's "type".
         keys = ("id", "kind", "status", "actor", "priority")
         await self.send_json({k: event[k] for k in keys if k in event})
+
+    # ------------------------------------------------------------ presence
+
+    async def _announce(self, kind: str, **extra) -> None:
+        await self.channel_layer.group_send(self.group, {"type": kind, **self.presence, **extra})
+
+    def _about_someone_else(self, event: dict) -> bool:
+        return self.presence is not None and event["user"] != self.presence["user"]
+
+    async def _forward(self, state: str, event: dict) -> None:
+        await self.send_json({"presence": state, "id": event["id"], "user": event["user"]})
+
+    async def presence_join(self, event: dict) -> None:
+        if not self._about_someone_else(event):
+            return
+        # Tell the newcomer we are here, directly: it heard nothing of what came before.
+        await self.channel_layer.send(event["reply_to"], {"type": "presence.here", **self.presence})
+        await self._forward("join", event)
+
+    async def presence_here(self, event: dict) -> None:
+        if self._about_someone_else(event):
+            await self._forward("here", event)
+
+    async def presence_leave(self, event: dict) -> None:
+        if self._about_someone_else(event):
+            await self._forward("leave", event)

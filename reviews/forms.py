@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from django import forms
 from django.forms import BoundField
 
-from escalations.models import Decision, Escalation
+from escalations import selectors
+from escalations.models import Decision, Escalation, FlagReview
 from escalations.problems import Problem
-from escalations.services import DecisionRequest
+from escalations.services import COMMENT_MAX_CHARS, DecisionRequest
 
 JSON_TYPES = {
     list: "an array",
@@ -35,26 +36,8 @@ def _pretty(args) -> str:
     return "" if args is None else json.dumps(args, indent=2, ensure_ascii=False)
 
 
-class DecisionForm(forms.Form):
-    """What every decision form shares: the kind, the escalation, service errors by field."""
-
-    KIND = ""
-    kind = forms.CharField(widget=forms.HiddenInput)
-
-    def __init__(self, *args, escalation: Escalation, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.escalation = escalation
-        self.fields["kind"].initial = self.KIND
-
-    def clean_kind(self) -> str:
-        if self.cleaned_data["kind"] != self.KIND:
-            raise forms.ValidationError("does not match this form")
-        return self.KIND
-
-    def decision_request(self) -> DecisionRequest:
-        return DecisionRequest(
-            kind=self.KIND, instruction=self.cleaned_data.get("instruction") or ""
-        )
+class ServiceErrorsMixin:
+    """Shows a service's Problem on the form: field errors next to the fields they name."""
 
     def service_field(self, name: str) -> str | None:
         """The form field a service's FieldError names, or None (shown above the form)."""
@@ -68,6 +51,51 @@ class DecisionForm(forms.Form):
             field = self.service_field(error.field)
             message = error.message if field else f"{error.field}: {error.message}"
             self.add_error(field, message)
+
+
+class DecisionForm(ServiceErrorsMixin, forms.Form):
+    """What every decision form shares: the kind, the escalation, service errors by field,
+    and the confirmation to decide over someone else's live claim (given `user`)."""
+
+    KIND = ""
+    kind = forms.CharField(widget=forms.HiddenInput)
+    override_claim = forms.BooleanField(required=False)
+
+    def __init__(self, *args, escalation: Escalation, user=None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.escalation = escalation
+        self.user = user
+        self.fields["kind"].initial = self.KIND
+        self.fields["override_claim"].label = f"Decide anyway, over {self.claim_holder}’s claim"
+
+    @property
+    def claim_holder(self) -> str:
+        """Who else holds a live claim on the escalation ("" when nobody else does)."""
+        escalation = self.escalation
+        if self.user is None or not escalation.claim_is_live():
+            return ""
+        if escalation.claimed_by_id == self.user.pk:
+            return ""
+        return escalation.claimed_by.get_username()
+
+    def clean_kind(self) -> str:
+        if self.cleaned_data["kind"] != self.KIND:
+            raise forms.ValidationError("does not match this form")
+        return self.KIND
+
+    def clean(self):
+        data = super().clean()
+        if self.claim_holder and not data.get("override_claim"):
+            self.add_error(
+                "override_claim",
+                f"{self.claim_holder} has claimed this: tick the box to decide over their claim.",
+            )
+        return data
+
+    def decision_request(self) -> DecisionRequest:
+        return DecisionRequest(
+            kind=self.KIND, instruction=self.cleaned_data.get("instruction") or ""
+        )
 
 
 @dataclass
@@ -104,7 +132,13 @@ class OptionDecisionForm(DecisionForm):
                 label=f"args of “{option['label']}”",
                 initial=initial,
                 widget=forms.Textarea(
-                    attrs={"rows": rows, "spellcheck": "false", "wrap": "off", "class": "code"}
+                    attrs={
+                        "rows": rows,
+                        "spellcheck": "false",
+                        "wrap": "off",
+                        "class": "code",
+                        "data-json-object": f"args of “{option['label']}”",
+                    }
                 ),
             )
             if option.get("irreversible"):
@@ -226,19 +260,87 @@ DECISION_FORMS: dict[str, type[DecisionForm]] = {
 }
 
 
-def decision_form(data, *, escalation: Escalation) -> DecisionForm | None:
+def decision_form(data, *, escalation: Escalation, user=None) -> DecisionForm | None:
     """The bound form for a posted decision, or None for an unknown kind."""
     form_class = DECISION_FORMS.get(data.get("kind", ""))
-    return form_class(data, escalation=escalation) if form_class else None
+    return form_class(data, escalation=escalation, user=user) if form_class else None
 
 
 def decision_forms(
-    escalation: Escalation, bound: DecisionForm | None = None
+    escalation: Escalation, bound: DecisionForm | None = None, user=None
 ) -> dict[str, DecisionForm]:
     """Every decision form by kind, for the panel: the bound one (with its errors) and fresh ones."""
     return {
         kind: bound
         if bound is not None and kind == bound.KIND
-        else form_class(escalation=escalation)
+        else form_class(escalation=escalation, user=user)
         for kind, form_class in DECISION_FORMS.items()
     }
+
+
+# ---------------------------------------------------------------- claims, comments, reviews
+
+
+class ReassignForm(forms.Form):
+    assignee = forms.ModelChoiceField(
+        queryset=selectors.reviewers_assignable(),
+        to_field_name="username",
+        label="Assign to",
+        empty_label="Pick a reviewer…",
+        error_messages={
+            "required": "Pick the reviewer to assign it to.",
+            "invalid_choice": "That person is not a reviewer who can take it.",
+        },
+    )
+
+
+class CommentForm(ServiceErrorsMixin, forms.Form):
+    body = forms.CharField(
+        max_length=COMMENT_MAX_CHARS,
+        strip=False,
+        label="Comment for the team",
+        help_text="Seen by reviewers in the timeline; never sent to the agent.",
+        error_messages={"required": "Write something first."},
+        widget=forms.Textarea(attrs={"rows": 2}),
+    )
+
+
+class FlagReviewForm(ServiceErrorsMixin, forms.Form):
+    """A look at a tier-2 escalation the policy decided: fine, or which option it should
+    have been (any option but the one the policy chose)."""
+
+    verdict = forms.ChoiceField(
+        choices=FlagReview.Verdict.choices,
+        widget=forms.RadioSelect,
+        initial=FlagReview.Verdict.FINE,
+        error_messages={"required": "Say whether the policy's choice was fine."},
+    )
+    option_key = forms.ChoiceField(required=False, label="It should have been")
+    note = forms.CharField(
+        required=False,
+        max_length=COMMENT_MAX_CHARS,
+        label="Note (optional)",
+        widget=forms.Textarea(attrs={"rows": 2}),
+    )
+
+    def __init__(self, *args, escalation: Escalation, decided_option: str = "", **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["option_key"].choices = [("", "Pick an option…")] + [
+            (o["key"], o["label"]) for o in escalation.options if o["key"] != decided_option
+        ]
+
+    def clean(self):
+        data = super().clean()
+        if data.get("verdict") == FlagReview.Verdict.OTHER and not data.get("option_key"):
+            self.add_error("option_key", "Pick the option it should have been.")
+        return data
+
+
+class RunCloseForm(ServiceErrorsMixin, forms.Form):
+    note = forms.CharField(
+        max_length=COMMENT_MAX_CHARS,
+        label="How did it end?",
+        help_text="Kept with the run and shown on its escalation's timeline.",
+        error_messages={"required": "Say how the run ended (a line is enough)."},
+        widget=forms.Textarea(attrs={"rows": 2}),
+    )

@@ -13,6 +13,12 @@ urlpatterns = [
     path("escalations/<uuid:escalation_id>/claim", views.claim, name="claim"),
     path("escalations/<uuid:escalation_id>/release", views.release, name="release"),
     path("escalations/<uuid:escalation_id>/redeliver", views.redeliver, name="redeliver"),
+    path("escalations/<uuid:escalation_id>/claim/renew", views.claim_renew, name="claim_renew"),
+    path("escalations/<uuid:escalation_id>/reassign", views.reassign, name="reassign"),
+    path("escalations/<uuid:escalation_id>/comment", views.comment, name="comment"),
+    path("escalations/<uuid:escalation_id>/flag-review", views.flag_review, name="flag_review"),
+    path("runs/mine", views.my_runs, name="my_runs"),
+    path("runs/<int:run_id>/close", views.run_close, name="run_close"),
     # the managers' agents page
     path("agents/", views_agents.agents, name="agents"),
     path("agents/new", views_agents.agent_register, name="agent_new"),

@@ -4,6 +4,7 @@ Views parse, call a selector or a service, and render. An htmx request gets a pa
 the same page template (`page.html#partial`); without JavaScript, writes redirect back.
 """
 
+from django.conf import settings
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect
@@ -17,7 +18,7 @@ from escalations.models import Decision, Escalation
 from escalations.problems import Problem
 
 from . import forms
-from .permissions import reviewer_required
+from .permissions import is_manager, reviewer_required
 
 DETAIL = "reviews/detail.html"
 
@@ -35,7 +36,13 @@ def _escalation(request: HttpRequest, escalation_id) -> Escalation:
 
 
 def _context(
-    escalation: Escalation, *, form=None, notice: str = "", claim_notice: str = ""
+    escalation: Escalation,
+    *,
+    user=None,
+    form=None,
+    notice: str = "",
+    claim_notice: str = "",
+    **forms_bound,
 ) -> dict:
     try:
         decision = escalation.decision
@@ -44,11 +51,12 @@ def _context(
     return {
         "escalation": escalation,
         "decision": decision,
-        "decision_forms": forms.decision_forms(escalation, bound=form)
+        "decision_forms": forms.decision_forms(escalation, bound=form, user=user)
         if escalation.is_open
         else {},
         "notice": notice,
         "claim_notice": claim_notice,
+        **page_forms(escalation, decision, **forms_bound),
     }
 
 
@@ -61,18 +69,27 @@ def _respond(request, escalation_id, *, form=None, notice="", level=messages.INF
     escalation = _escalation(request, escalation_id)
     template = f"{DETAIL}#panel-update" if request.htmx else DETAIL
     return TemplateResponse(
-        request, template, _context(escalation, form=form, notice=notice), status=status
+        request,
+        template,
+        _context(escalation, user=request.user, form=form, notice=notice),
+        status=status,
     )
 
 
-def _respond_claim(request, escalation_id, *, notice="", level=messages.INFO, status=200):
-    """After a claim or release: the claim box for htmx (the forms keep what was typed)."""
+def _respond_claim(
+    request, escalation_id, *, notice="", level=messages.INFO, status=200, reassign_form=None
+):
+    """After a claim, release or reassign: the claim box for htmx (the forms keep what was
+    typed). Without JS, a redirect; or the page, when the reassign form has errors."""
     escalation = _escalation(request, escalation_id)
-    if not request.htmx or not escalation.is_open:
+    if reassign_form is None and (not request.htmx or not escalation.is_open):
         response = _respond(request, escalation_id, notice=notice, level=level, status=status)
         return retarget(response, "#decision-panel") if request.htmx else response
-    context = _context(escalation, claim_notice=notice)
-    return TemplateResponse(request, f"{DETAIL}#claim-update", context, status=status)
+    context = _context(
+        escalation, user=request.user, claim_notice=notice, reassign_form=reassign_form
+    )
+    template = f"{DETAIL}#claim-update" if request.htmx else DETAIL
+    return TemplateResponse(request, template, context, status=status)
 
 
 def _closed_notice(escalation: Escalation) -> str:
@@ -87,7 +104,7 @@ def _closed_notice(escalation: Escalation) -> str:
 @require_GET
 def escalation_detail(request: HtmxHttpRequest, escalation_id) -> HttpResponse:
     escalation = _escalation(request, escalation_id)
-    return TemplateResponse(request, DETAIL, _context(escalation))
+    return TemplateResponse(request, DETAIL, _context(escalation, user=request.user))
 
 
 @reviewer_required
@@ -95,14 +112,16 @@ def escalation_detail(request: HtmxHttpRequest, escalation_id) -> HttpResponse:
 def escalation_live(request: HtmxHttpRequest, escalation_id) -> HttpResponse:
     """What a live update re-renders: status, claim, timeline; the whole panel once closed."""
     escalation = _escalation(request, escalation_id)
-    return TemplateResponse(request, f"{DETAIL}#live-update", _context(escalation))
+    return TemplateResponse(
+        request, f"{DETAIL}#live-update", _context(escalation, user=request.user)
+    )
 
 
 @reviewer_required
 @require_POST
 def decide(request: HtmxHttpRequest, escalation_id) -> HttpResponse:
     escalation = _escalation(request, escalation_id)
-    form = forms.decision_form(request.POST, escalation=escalation)
+    form = forms.decision_form(request.POST, escalation=escalation, user=request.user)
     if form is None:
         return HttpResponseBadRequest("Unknown decision kind.")
     if form.is_valid():
@@ -167,5 +186,191 @@ def redeliver(request: HtmxHttpRequest, escalation_id) -> HttpResponse:
     if not request.htmx:
         messages.add_message(request, level, notice)
         return redirect("reviews:detail", escalation_id=escalation.pk)
-    context = {**_context(_escalation(request, escalation.pk)), "delivery_notice": notice}
+    context = {
+        **_context(_escalation(request, escalation.pk), user=request.user),
+        "delivery_notice": notice,
+    }
     return TemplateResponse(request, f"{DETAIL}#deliveries", context)
+
+
+# ---------------------------------------------------------------- claims, comments, flag reviews
+
+
+def page_forms(escalation: Escalation, decision, **bound) -> dict:
+    """The escalation page's small forms (fresh, or the bound one a failed POST gives back)."""
+    flaggable = bool(
+        decision and escalation.tier == 2 and decision.decided_by_type == Decision.DecidedBy.POLICY
+    )
+    flag_review = getattr(escalation, "flag_review", None) if flaggable else None
+    flag_form = bound.get("flag_form")
+    if flaggable and flag_review is None and flag_form is None:
+        flag_form = forms.FlagReviewForm(escalation=escalation, decided_option=decision.option_key)
+    return {
+        "reassign_form": bound.get("reassign_form") or forms.ReassignForm(),
+        "comment_form": bound.get("comment_form") or forms.CommentForm(),
+        "flaggable": flaggable,
+        "flag_review": flag_review,
+        "flag_form": flag_form,
+        "claim_renew_seconds": CLAIM_RENEW_SECONDS,
+        "claim_lease_minutes": settings.CLAIM_LEASE_SECONDS // 60,
+    }
+
+
+# The open page renews its claim this often; the lease (CLAIM_LEASE_SECONDS) is far longer.
+CLAIM_RENEW_SECONDS = 60
+
+
+@reviewer_required
+@require_POST
+def claim_renew(request: HtmxHttpRequest, escalation_id) -> HttpResponse:
+    """The open page's heartbeat: 204 while the claim holds; else the claim box says why."""
+    escalation = _escalation(request, escalation_id)
+    try:
+        services.escalation_claim_renew(escalation_id=escalation.pk, user=request.user)
+    except services.ClaimLost as exc:
+        if exc.escalation.claim_is_live():
+            notice = f"Your claim has passed to {exc.escalation.claimed_by.get_username()}."
+        else:
+            notice = "Your claim lapsed: claim it again if you are still on it."
+        return _claim_refused(request, escalation.pk, notice)
+    if not request.htmx:
+        return redirect("reviews:detail", escalation_id=escalation.pk)
+    return HttpResponse(status=204)
+
+
+@reviewer_required
+@require_POST
+def reassign(request: HtmxHttpRequest, escalation_id) -> HttpResponse:
+    escalation = _escalation(request, escalation_id)
+    form = forms.ReassignForm(request.POST)
+    if not form.is_valid():
+        return _respond_claim(request, escalation.pk, reassign_form=form, status=422)
+    assignee = form.cleaned_data["assignee"]
+    try:
+        services.escalation_reassign(
+            escalation_id=escalation.pk,
+            user=request.user,
+            assignee=assignee,
+            override=is_manager(request.user),
+        )
+    except services.ClaimedByOther as exc:
+        holder = exc.escalation.claimed_by.get_username()
+        return _claim_refused(
+            request, escalation.pk, f"{holder} holds the claim: only they or a manager can hand it on."
+        )
+    except services.AlreadyDecided as exc:
+        return _claim_refused(request, escalation.pk, _closed_notice(exc.escalation))
+    except Problem as problem:
+        form.add_error("assignee", problem.errors[0].message if problem.errors else problem.detail)
+        return _respond_claim(request, escalation.pk, reassign_form=form, status=422)
+    return _respond_claim(
+        request, escalation.pk, notice=f"Assigned to {assignee.get_username()}.", level=messages.SUCCESS
+    )
+
+
+def _respond_form(request, escalation_id, partial: str, notice: str, status: int = 200, **bound):
+    """After a comment or flag review: the partial for htmx; a redirect, or the page with
+    the form's errors, without JS."""
+    if not request.htmx and not bound:
+        messages.add_message(request, messages.SUCCESS if status < 400 else messages.WARNING, notice)
+        return redirect("reviews:detail", escalation_id=escalation_id)
+    escalation = _escalation(request, escalation_id)
+    context = {**_context(escalation, user=request.user, **bound), "form_notice": notice}
+    template = f"{DETAIL}#{partial}" if request.htmx else DETAIL
+    return TemplateResponse(request, template, context, status=status)
+
+
+@reviewer_required
+@require_POST
+def comment(request: HtmxHttpRequest, escalation_id) -> HttpResponse:
+    escalation = _escalation(request, escalation_id)
+    form = forms.CommentForm(request.POST)
+    if form.is_valid():
+        try:
+            services.escalation_comment(
+                escalation_id=escalation.pk, user=request.user, body=form.cleaned_data["body"]
+            )
+        except Problem as problem:
+            form.add_problem(problem)
+        else:
+            return _respond_form(request, escalation.pk, "comment-update", "Comment added.")
+    return _respond_form(request, escalation.pk, "comment-update", "", 422, comment_form=form)
+
+
+@reviewer_required
+@require_POST
+def flag_review(request: HtmxHttpRequest, escalation_id) -> HttpResponse:
+    escalation = _escalation(request, escalation_id)
+    decided = escalation.decision.option_key if hasattr(escalation, "decision") else ""
+    form = forms.FlagReviewForm(request.POST, escalation=escalation, decided_option=decided)
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            services.flag_review_record(
+                escalation_id=escalation.pk,
+                user=request.user,
+                verdict=data["verdict"],
+                option_key=data.get("option_key") or "",
+                note=data.get("note") or "",
+            )
+        except Problem as problem:
+            if problem.status != 422:
+                return _respond_form(request, escalation.pk, "flag-update", problem.detail, 409)
+            form.add_problem(problem)
+        else:
+            return _respond_form(request, escalation.pk, "flag-update", "Thanks: review recorded.")
+    return _respond_form(request, escalation.pk, "flag-update", "", 422, flag_form=form)
+
+
+# ---------------------------------------------------------------- my runs
+
+MY_RUNS = "reviews/my_runs.html"
+
+
+def _close_form(run, data=None) -> forms.RunCloseForm:
+    return forms.RunCloseForm(data, auto_id=f"run-{run.pk}-%s")
+
+
+def _my_runs(request, *, bound: forms.RunCloseForm | None = None, bound_run: int | None = None):
+    """The reviewer's taken-over runs, each open one with its close form (the bound one
+    with its errors)."""
+    runs = list(selectors.runs_taken_over_by(request.user))
+    for run in runs:
+        run.close_form = bound if bound is not None and run.pk == bound_run else _close_form(run)
+    return runs
+
+
+@reviewer_required
+@require_GET
+def my_runs(request: HtmxHttpRequest) -> HttpResponse:
+    return TemplateResponse(request, MY_RUNS, {"runs": _my_runs(request)})
+
+
+@reviewer_required
+@require_POST
+def run_close(request: HtmxHttpRequest, run_id: int) -> HttpResponse:
+    run = get_object_or_404(selectors.runs_taken_over_by(request.user), pk=run_id)
+    form = _close_form(run, request.POST)
+    if form.is_valid():
+        try:
+            run = services.run_close(run_id=run.pk, user=request.user, note=form.cleaned_data["note"])
+        except Problem as problem:
+            if problem.status == 422:
+                form.add_problem(problem)
+            elif not request.htmx:
+                messages.warning(request, problem.detail)
+                return redirect("reviews:my_runs")
+            else:
+                form.add_error(None, problem.detail)
+        else:
+            if not request.htmx:
+                messages.success(request, f"Closed run {run.run_id}.")
+                return redirect("reviews:my_runs")
+            run = get_object_or_404(selectors.runs_taken_over_by(request.user), pk=run_id)
+            context = {"run": run, "row_notice": "Closed. It stays listed here for the record."}
+            return TemplateResponse(request, f"{MY_RUNS}#run-row", context)
+    if request.htmx:
+        run.close_form = form
+        return TemplateResponse(request, f"{MY_RUNS}#run-row", {"run": run}, status=422)
+    context = {"runs": _my_runs(request, bound=form, bound_run=run.pk)}
+    return TemplateResponse(request, MY_RUNS, context, status=422)

@@ -45,6 +45,8 @@
   // from swapping them and re-fetch instead.
   document.addEventListener("htmx:wsBeforeMessage", function (event) {
     event.preventDefault();
+    // Presence ({"presence": …}) says who is viewing, not what changed: escalation.js shows it.
+    if (String(event.detail.message).indexOf('{"presence"') === 0) return;
     sync(event.target);
   });
 
