@@ -99,6 +99,7 @@ INSTALLED_APPS = [
     "template_partials",
     "escalations",
     "reviews",
+    "insights",
 ]
 
 MIDDLEWARE = [
@@ -232,6 +233,7 @@ CELERY_BEAT_SCHEDULE = {
     "apply-timeouts": {"task": "escalations.tasks.apply_timeouts_task", "schedule": 15.0},
     "expire-claims": {"task": "escalations.tasks.expire_claims_task", "schedule": 30.0},
     "refresh-priorities": {"task": "escalations.tasks.refresh_priorities_task", "schedule": 60.0},
+    "refresh-insights": {"task": "insights.tasks.refresh_insights_task", "schedule": 300.0},
     "purge-idempotency-keys": {
         "task": "escalations.tasks.purge_idempotency_keys_task",
         "schedule": 3600.0,
@@ -272,6 +274,11 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
+STATICFILES_FINDERS = [
+    "django.contrib.staticfiles.finders.FileSystemFinder",
+    "django.contrib.staticfiles.finders.AppDirectoriesFinder",
+    "insights.staticfiles.PlotlyFinder",  # plotly.js from the installed plotly package
+]
 STATIC_ROOT = VAR_DIR / "static"
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},

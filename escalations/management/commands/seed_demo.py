@@ -8,6 +8,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils import timezone
@@ -1089,6 +1090,7 @@ class Command(BaseCommand):
                 services.escalation_claim(escalation_id=escalation.pk, user=users[demo.claim_by])
         services.timeouts_apply(now=now)
         services.priorities_refresh(now=now)
+        call_command("seed_history", stdout=self.stdout)  # insights: weeks of history, rollups
         open_count = Escalation.objects.open().count()
         self.stdout.write(
             f"Demo data: {len(agents)} agents, {created} new escalations ({open_count} open)."

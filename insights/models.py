@@ -1,0 +1,168 @@
+"""Pre-aggregated rollups of the escalation data, one row per UTC day and slice, and the
+drift alerts. Written only by insights.services; the insights page reads nothing else.
+
+Every rollup is keyed by (day, agent, domain, ...) so any date range, agent and domain
+filter is a SUM over an index range. Rows of a day are replaced as a whole when the day
+is recomputed (services.rollups_refresh), so the tables hold no running counters.
+"""
+
+from django.db import models
+from django.utils import timezone
+
+from escalations.models import Agent
+
+
+class RollupBase(models.Model):
+    day = models.DateField()
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="+")
+    domain = models.SlugField(max_length=64)
+
+    class Meta:
+        abstract = True
+
+    def __str__(self) -> str:
+        return f"{type(self).__name__} {self.day} agent {self.agent_id} {self.domain}"
+
+
+class ActivityRollup(RollupBase):
+    """A day of an agent in a domain: gate checks, new runs and escalations (all tiers).
+
+    Runs have no domain of their own: they count in their agent's domain.
+    """
+
+    gate_checks = models.PositiveIntegerField(default=0)
+    runs = models.PositiveIntegerField(default=0)
+    escalations = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["day", "agent", "domain"], name="activity_rollup_key")
+        ]
+
+
+class EscalationRollup(RollupBase):
+    """Escalations created on the day, by reason and tier."""
+
+    reason = models.CharField(max_length=32)
+    tier = models.PositiveSmallIntegerField()
+    escalations = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["day", "agent", "domain", "reason", "tier"], name="escalation_rollup_key"
+            )
+        ]
+
+
+class OutcomeRollup(RollupBase):
+    """What became of the escalations created on the day, by tier."""
+
+    tier = models.PositiveSmallIntegerField()
+    escalations = models.PositiveIntegerField(default=0)
+    decided = models.PositiveIntegerField(default=0)
+    human_decided = models.PositiveIntegerField(default=0)
+    # Of the human decisions, those that took the agent's recommended option.
+    took_recommended = models.PositiveIntegerField(default=0)
+    claimed = models.PositiveIntegerField(default=0)
+    # Escalations with a respond_by, and those decided (not by timeout) by then.
+    with_deadline = models.PositiveIntegerField(default=0)
+    within_deadline = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["day", "agent", "domain", "tier"], name="outcome_rollup_key"
+            )
+        ]
+
+
+class DurationRollup(RollupBase):
+    """Histograms in insights.stats.DURATION_EDGES buckets: creation to first claim, and
+    creation to a human decision, of the escalations created on the day."""
+
+    class Measure(models.TextChoices):
+        CLAIM = "claim", "Time to claim"
+        DECIDE = "decide", "Time to decision"
+
+    tier = models.PositiveSmallIntegerField()
+    measure = models.CharField(max_length=8, choices=Measure.choices)
+    bucket = models.PositiveSmallIntegerField()
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["day", "agent", "domain", "tier", "measure", "bucket"],
+                name="duration_rollup_key",
+            )
+        ]
+
+
+class CalibrationRollup(RollupBase):
+    """Judged escalations (human decisions and flag reviews) by confidence bin: how many,
+    how many agreed with the agent, and the sums for an exact Brier score."""
+
+    bin = models.PositiveSmallIntegerField()
+    n = models.PositiveIntegerField(default=0)
+    agreed = models.PositiveIntegerField(default=0)
+    sum_confidence = models.FloatField(default=0.0)
+    sum_confidence_sq = models.FloatField(default=0.0)
+    sum_confidence_agreed = models.FloatField(default=0.0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["day", "agent", "domain", "bin"], name="calibration_rollup_key"
+            )
+        ]
+
+
+class ReviewerRollup(RollupBase):
+    """Human decisions by reviewer, in DURATION_EDGES buckets of the reviewer's time:
+    from their claim (the last before the decision) or, unclaimed, from creation."""
+
+    reviewer = models.CharField(max_length=150)
+    bucket = models.PositiveSmallIntegerField()
+    decisions = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["day", "agent", "domain", "reviewer", "bucket"], name="reviewer_rollup_key"
+            )
+        ]
+
+
+class RollupState(models.Model):
+    """One row: the time up to which changes are rolled up (the periodic job's watermark)."""
+
+    refreshed_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"rolled up to {self.refreshed_at:%Y-%m-%d %H:%M:%S}"
+
+
+class DriftAlert(models.Model):
+    """An agent whose escalation rate this week passed the drift test; one per agent-week,
+    so the alert is sent once however often the check runs."""
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="drift_alerts")
+    week_start = models.DateField()  # the Monday of the week (UTC)
+    escalations = models.PositiveIntegerField()
+    gate_checks = models.PositiveIntegerField()
+    baseline_escalations = models.PositiveIntegerField()
+    baseline_gate_checks = models.PositiveIntegerField()
+    p_value = models.FloatField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-week_start", "agent__name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["agent", "week_start"], name="drift_alert_once_per_week"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"drift of {self.agent_id} in the week of {self.week_start}"

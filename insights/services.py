@@ -1,0 +1,338 @@
+"""Every write of the insights app: rebuilding rollup days and raising drift alerts.
+
+Reads of the escalation tables happen here only to aggregate them, a day at a time, along
+the (agent, created_at) index; the page itself reads only the rollups (selectors).
+"""
+
+import logging
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from datetime import UTC, date, datetime, time, timedelta
+
+from django.db import transaction
+from django.db.models import Count, Min, OuterRef, Subquery
+from django.db.models.functions import TruncDate
+from django.utils import timezone
+
+from escalations.models import Agent, Decision, Escalation, Event, FlagReview, GateCheck, Run
+from escalations.signals import notable
+
+from . import selectors, stats
+from .models import (
+    ActivityRollup,
+    CalibrationRollup,
+    DriftAlert,
+    DurationRollup,
+    EscalationRollup,
+    OutcomeRollup,
+    ReviewerRollup,
+    RollupState,
+)
+
+log = logging.getLogger(__name__)
+
+ROLLUP_MODELS = (
+    ActivityRollup,
+    EscalationRollup,
+    OutcomeRollup,
+    DurationRollup,
+    CalibrationRollup,
+    ReviewerRollup,
+)
+# The periodic refresh always redoes this many most recent days, besides the dirty ones.
+RECENT_DAYS = 2
+# Rows stamped just before the watermark may commit just after it was read.
+WATERMARK_OVERLAP = timedelta(minutes=5)
+BULK_BATCH = 2000
+
+
+def day_bounds(day: date) -> tuple[datetime, datetime]:
+    start = datetime.combine(day, time.min, tzinfo=UTC)
+    return start, start + timedelta(days=1)
+
+
+def _utc_day(moment: datetime) -> date:
+    return moment.astimezone(UTC).date()
+
+
+# ---------------------------------------------------------------- aggregation (no ORM)
+
+
+def aggregate_escalations(rows: Iterable[tuple], day: date) -> dict[type, list]:
+    """Turn one day's escalation rows into unsaved rollup rows, per model.
+
+    A row: (agent_id, domain, reason, tier, confidence, created_at, respond_by,
+    first_claim_at, last_claim_at, decided_at, decided_by_type, decided_by_name,
+    took_recommended, flag_verdict).
+    """
+    by_reason: Counter = Counter()
+    activity: Counter = Counter()
+    outcome: dict[tuple, Counter] = defaultdict(Counter)
+    durations: Counter = Counter()
+    calibration: dict[tuple, stats.BinSums] = defaultdict(stats.BinSums)
+    reviewers: Counter = Counter()
+    for (
+        agent_id,
+        domain,
+        reason,
+        tier,
+        confidence,
+        created_at,
+        respond_by,
+        first_claim_at,
+        last_claim_at,
+        decided_at,
+        decided_by_type,
+        decided_by_name,
+        took_recommended,
+        flag_verdict,
+    ) in rows:
+        key = (agent_id, domain)
+        activity[key] += 1
+        by_reason[(*key, reason, tier)] += 1
+        out = outcome[(*key, tier)]
+        out["escalations"] += 1
+        if first_claim_at is not None:
+            out["claimed"] += 1
+            seconds = (first_claim_at - created_at).total_seconds()
+            durations[
+                (*key, tier, DurationRollup.Measure.CLAIM, stats.duration_bucket(seconds))
+            ] += 1
+        if respond_by is not None:
+            out["with_deadline"] += 1
+            if (
+                decided_at is not None
+                and decided_by_type != Decision.DecidedBy.TIMEOUT
+                and decided_at <= respond_by
+            ):
+                out["within_deadline"] += 1
+        if decided_at is not None:
+            out["decided"] += 1
+        if decided_at is not None and decided_by_type == Decision.DecidedBy.HUMAN:
+            out["human_decided"] += 1
+            out["took_recommended"] += bool(took_recommended)
+            seconds = (decided_at - created_at).total_seconds()
+            durations[
+                (*key, tier, DurationRollup.Measure.DECIDE, stats.duration_bucket(seconds))
+            ] += 1
+            started = last_claim_at if last_claim_at and last_claim_at <= decided_at else created_at
+            bucket = stats.duration_bucket((decided_at - started).total_seconds())
+            reviewers[(*key, decided_by_name, bucket)] += 1
+            judged = bool(took_recommended)
+        elif flag_verdict is not None:
+            judged = flag_verdict == "fine"
+        else:
+            continue
+        calibration[(*key, stats.confidence_bin(confidence))] += stats.BinSums.of(
+            confidence, judged
+        )
+
+    def base(agent_id, domain):
+        return {"day": day, "agent_id": agent_id, "domain": domain}
+
+    return {
+        ActivityRollup: [
+            ActivityRollup(**base(*key), escalations=n) for key, n in activity.items()
+        ],
+        EscalationRollup: [
+            EscalationRollup(**base(a, d), reason=r, tier=t, escalations=n)
+            for (a, d, r, t), n in by_reason.items()
+        ],
+        OutcomeRollup: [
+            OutcomeRollup(**base(a, d), tier=t, **counts) for (a, d, t), counts in outcome.items()
+        ],
+        DurationRollup: [
+            DurationRollup(**base(a, d), tier=t, measure=m, bucket=b, count=n)
+            for (a, d, t, m, b), n in durations.items()
+        ],
+        CalibrationRollup: [
+            CalibrationRollup(
+                **base(a, d),
+                bin=b,
+                n=s.n,
+                agreed=s.agreed,
+                sum_confidence=s.sum_c,
+                sum_confidence_sq=s.sum_c2,
+                sum_confidence_agreed=s.sum_cy,
+            )
+            for (a, d, b), s in calibration.items()
+        ],
+        ReviewerRollup: [
+            ReviewerRollup(**base(a, d), reviewer=r, bucket=b, decisions=n)
+            for (a, d, r, b), n in reviewers.items()
+        ],
+    }
+
+
+# ---------------------------------------------------------------- rebuilding days
+
+
+def _escalation_rows(day: date, agent_ids: list[int]):
+    start, end = day_bounds(day)
+    claims = Event.objects.filter(escalation=OuterRef("pk"), kind=Event.Kind.CLAIMED)
+    return (
+        # agent_id IN (...) lets the (agent, created_at) index serve the day's range.
+        Escalation.objects.filter(agent_id__in=agent_ids, created_at__gte=start, created_at__lt=end)
+        .annotate(
+            first_claim_at=Subquery(claims.order_by("at").values("at")[:1]),
+            last_claim_at=Subquery(claims.order_by("-at").values("at")[:1]),
+        )
+        .order_by()
+        .values_list(
+            "agent_id",
+            "domain",
+            "reason",
+            "tier",
+            "confidence",
+            "created_at",
+            "respond_by",
+            "first_claim_at",
+            "last_claim_at",
+            "decision__decided_at",
+            "decision__decided_by_type",
+            "decision__decided_by_name",
+            "decision__took_recommended",
+            "flag_review__verdict",
+        )
+        .iterator(chunk_size=5000)
+    )
+
+
+def _daily_counts(queryset, field: str, domain_field: str, first: date, last: date) -> dict:
+    """{(day, agent_id, domain): count} of rows whose `field` falls in [first, last]."""
+    start, end = day_bounds(first)[0], day_bounds(last)[1]
+    rows = (
+        queryset.filter(**{f"{field}__gte": start, f"{field}__lt": end})
+        .annotate(day=TruncDate(field, tzinfo=UTC))
+        .values("day", "agent_id", domain_field)
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    return {(r["day"], r["agent_id"], r[domain_field]): r["n"] for r in rows}
+
+
+def rollups_rebuild(*, days: Iterable[date]) -> int:
+    """Recompute every rollup row of the given UTC days from the source tables.
+
+    Per day, one transaction replaces the day's rows (delete, then bulk insert), so a
+    reader sees the old day or the new one. Idempotent. Returns how many days were done.
+    """
+    days = sorted(set(days))
+    if not days:
+        return 0
+    agent_ids = list(Agent.objects.values_list("id", flat=True))
+    gate = _daily_counts(GateCheck.objects.all(), "at", "domain", days[0], days[-1])
+    runs = _daily_counts(Run.objects.all(), "created_at", "agent__domain", days[0], days[-1])
+    for day in days:
+        built = aggregate_escalations(_escalation_rows(day, agent_ids), day)
+        activity = {(r.agent_id, r.domain): r for r in built[ActivityRollup]}
+        for counts, field in ((gate, "gate_checks"), (runs, "runs")):
+            for (d, agent_id, domain), n in counts.items():
+                if d != day:
+                    continue
+                row = activity.setdefault(
+                    (agent_id, domain), ActivityRollup(day=day, agent_id=agent_id, domain=domain)
+                )
+                setattr(row, field, n)
+        built[ActivityRollup] = list(activity.values())
+        with transaction.atomic():
+            for model in ROLLUP_MODELS:
+                model.objects.filter(day=day).delete()
+                model.objects.bulk_create(built[model], batch_size=BULK_BATCH)
+    return len(days)
+
+
+def _days_between(first: date, last: date) -> list[date]:
+    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+def _dirty_days(since: datetime) -> set[date]:
+    """Days whose escalations changed since `since`: decided or flag-reviewed since then
+    (decided_at is indexed; flag reviews are few). A claim alone on an older day shows up
+    when that escalation is decided."""
+    created = set(
+        Decision.objects.filter(decided_at__gte=since).values_list(
+            "escalation__created_at", flat=True
+        )
+    )
+    created |= set(
+        FlagReview.objects.filter(at__gte=since).values_list("escalation__created_at", flat=True)
+    )
+    return {_utc_day(moment) for moment in created}
+
+
+def rollups_refresh(*, now: datetime | None = None) -> int:
+    """The periodic job: rebuild the days that may have changed since the last refresh.
+
+    The first refresh rebuilds every day since the first gate check, run or escalation;
+    later ones redo the last RECENT_DAYS days, the days since the watermark, and the days
+    of escalations decided or flag-reviewed since then. Returns how many days were done.
+    """
+    now = now or timezone.now()
+    today = _utc_day(now)
+    state = RollupState.objects.first()
+    if state is None:
+        firsts = [
+            Escalation.objects.aggregate(m=Min("created_at"))["m"],
+            GateCheck.objects.aggregate(m=Min("at"))["m"],
+            Run.objects.aggregate(m=Min("created_at"))["m"],
+        ]
+        first = min((_utc_day(m) for m in firsts if m is not None), default=today)
+        days = set(_days_between(first, today))
+    else:
+        since = state.refreshed_at - WATERMARK_OVERLAP
+        days = set(_days_between(min(_utc_day(since), today - timedelta(days=RECENT_DAYS)), today))
+        days |= _dirty_days(since)
+    done = rollups_rebuild(days=days)
+    RollupState.objects.update_or_create(pk=1, defaults={"refreshed_at": now})
+    return done
+
+
+# ---------------------------------------------------------------- drift
+
+
+def drift_check(*, now: datetime | None = None) -> list[DriftAlert]:
+    """Raise a DriftAlert for each agent drifting this week (selectors.drift_report) that
+    has none for this week yet, and on commit send `notable` (event="drift_alert") for
+    each new one. The unique (agent, week_start) makes it once per agent-week, even with
+    two checks running at once. Returns the alerts created by this call."""
+    report = selectors.drift_report(now=now or timezone.now())
+    created = []
+    for row in report.rows:
+        if not row.result.is_drifting:
+            continue
+        r = row.result
+        with transaction.atomic():
+            alert, was_created = DriftAlert.objects.get_or_create(
+                agent_id=row.agent_id,
+                week_start=report.week_start,
+                defaults={
+                    "escalations": r.escalations,
+                    "gate_checks": r.exposure,
+                    "baseline_escalations": r.baseline_escalations,
+                    "baseline_gate_checks": r.baseline_exposure,
+                    "p_value": r.p_value,
+                },
+            )
+            if was_created:
+                transaction.on_commit(lambda alert=alert: _announce_drift(alert.pk))
+                created.append(alert)
+    return created
+
+
+def _announce_drift(alert_id: int) -> None:
+    alert = DriftAlert.objects.select_related("agent").get(pk=alert_id)
+    notable.send(
+        sender=DriftAlert,
+        event="drift_alert",
+        agent=alert.agent,
+        data={
+            "week_start": alert.week_start.isoformat(),
+            "escalations": alert.escalations,
+            "gate_checks": alert.gate_checks,
+            "baseline_escalations": alert.baseline_escalations,
+            "baseline_gate_checks": alert.baseline_gate_checks,
+            "p_value": alert.p_value,
+        },
+    )
+    log.info("drift alert for %s, week of %s", alert.agent.name, alert.week_start)

@@ -1,0 +1,63 @@
+"""The managers' insights page and the CSV export of each of its tables."""
+
+import csv
+
+from django.http import Http404, HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+from django_htmx.middleware import HtmxDetails
+
+from reviews.permissions import manager_required
+
+from . import charts, selectors, stats
+from .forms import DEFAULT_WEEKS, InsightsFilterForm
+
+PAGE = "insights/page.html"
+
+
+class HtmxHttpRequest(HttpRequest):
+    htmx: HtmxDetails
+
+
+def _form(request: HttpRequest) -> InsightsFilterForm:
+    return InsightsFilterForm(request.GET or None, today=timezone.now().date())
+
+
+@manager_required
+@require_GET
+def insights_page(request: HtmxHttpRequest) -> HttpResponse:
+    form = _form(request)
+    filters = form.filters()
+    drift = selectors.drift_report(now=timezone.now())
+    context = {
+        "form": form,
+        "filters": filters,
+        "charts": charts.all_charts(filters),
+        "drift": drift,
+        "drift_table": charts.drift_table(drift),
+        "default_weeks": DEFAULT_WEEKS,
+        "rule": stats,
+        "query": request.GET.urlencode() if form.is_valid() else "",
+    }
+    template = f"{PAGE}#insights-body" if request.htmx else PAGE
+    return TemplateResponse(request, template, context)
+
+
+@manager_required
+@require_GET
+def export_csv(request: HttpRequest, key: str) -> HttpResponse:
+    filters = _form(request).filters()
+    if key == charts.DRIFT_TABLE:
+        table = charts.drift_table(selectors.drift_report(now=timezone.now()))
+    else:
+        table = charts.table_by_key(filters, key)
+    if table is None:
+        raise Http404(f"No table named {key!r}.")
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    name = f"{key}_{filters.start.isoformat()}_{filters.end.isoformat()}.csv"
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    writer = csv.writer(response)
+    writer.writerow([column.key for column in table.columns])
+    writer.writerows(["" if value is None else value for value in row] for row in table.rows)
+    return response
