@@ -3,11 +3,12 @@
 Tiers (DESIGN.md): 1 autonomous, 2 proceed with flag, 3 escalate with context, 4 halt.
 A package is at least tier 3 when anything is irreversible, when attempts reach the
 retry cap, when the actual scope exceeds the planned scope by more than the tolerance,
-or when the situation is novel.
+or when the situation is novel (while the domain's novelty rule is on).
 """
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from typing import Any
 
 AUTONOMOUS, FLAG, ESCALATE, HALT = 1, 2, 3, 4
 VERDICTS = {AUTONOMOUS: "proceed", FLAG: "flag", ESCALATE: "escalate", HALT: "halt"}
@@ -24,7 +25,100 @@ class Rules:
     retry_cap: int = 3
     scope_tolerance: float = 0.5
     auto_decide: bool = True
+    # The novelty rule: a `novelty` package (or a gate call with `novel`) is at least tier 3.
+    novelty_escalates: bool = True
+    # Minutes until respond_by for packages that give none, per waiting tier (None: no default).
+    respond_minutes_tier3: int | None = None
+    respond_minutes_tier4: int | None = None
+    # The two-person rule: distinct reviewers an irreversible option needs.
+    approvals_required: int = 1
     version: int = 1
+
+
+# What a manager edits and a PolicyVersion snapshots (migration 0005 saved these first).
+RULE_FIELDS = (
+    "autonomous_threshold",
+    "flag_threshold",
+    "escalate_threshold",
+    "retry_cap",
+    "scope_tolerance",
+    "auto_decide",
+    "novelty_escalates",
+    "respond_minutes_tier3",
+    "respond_minutes_tier4",
+    "approvals_required",
+)
+
+
+def rules_snapshot(rules: Rules) -> dict[str, Any]:
+    """The editable numbers of `rules`, as a PolicyVersion stores them."""
+    values = asdict(rules)
+    return {name: values[name] for name in RULE_FIELDS}
+
+
+def rules_errors(rules: Rules) -> list[tuple[str, str]]:
+    """What is wrong with a set of rules, as (field, message); empty when they are usable.
+
+    Thresholds are fractions in [0, 1] ordered autonomous >= flag >= escalate (the
+    database's check constraint says the same; this names the field at fault).
+    """
+    errors = []
+    thresholds = (
+        ("autonomous_threshold", rules.autonomous_threshold),
+        ("flag_threshold", rules.flag_threshold),
+        ("escalate_threshold", rules.escalate_threshold),
+    )
+    out_of_range = {name for name, value in thresholds if not 0 <= value <= 1}
+    errors += [(name, "must be between 0 and 1") for name in sorted(out_of_range)]
+    if not out_of_range & {"autonomous_threshold", "flag_threshold"} and (
+        rules.flag_threshold > rules.autonomous_threshold
+    ):
+        errors.append(
+            ("flag_threshold", f"must not be above the autonomous threshold ({rules.autonomous_threshold:g})")
+        )
+    if not out_of_range & {"flag_threshold", "escalate_threshold"} and (
+        rules.escalate_threshold > rules.flag_threshold
+    ):
+        errors.append(
+            ("escalate_threshold", f"must not be above the flag threshold ({rules.flag_threshold:g})")
+        )
+    if rules.retry_cap < 1:
+        errors.append(("retry_cap", "must be at least 1"))
+    if rules.scope_tolerance < 0:
+        errors.append(("scope_tolerance", "must not be negative"))
+    for name in ("respond_minutes_tier3", "respond_minutes_tier4"):
+        minutes = getattr(rules, name)
+        if minutes is not None and minutes < 1:
+            errors.append((name, "must be at least 1 minute, or empty for no default"))
+    if rules.approvals_required < 1:
+        errors.append(("approvals_required", "must be at least 1"))
+    return errors
+
+
+def default_respond_minutes(rules: Rules, tier: int) -> int | None:
+    """Minutes to respond_by for a package of `tier` that gave none (tiers 3 and 4 only)."""
+    return {ESCALATE: rules.respond_minutes_tier3, HALT: rules.respond_minutes_tier4}.get(tier)
+
+
+@dataclass(frozen=True)
+class Change:
+    field: str
+    old: Any
+    new: Any
+
+
+def rules_changes(old: dict[str, Any] | None, new: dict[str, Any]) -> list[Change]:
+    """What differs between two snapshots, in the order of `new`.
+
+    A key the old snapshot lacks (saved before the setting existed) counts as a change only
+    when the new value is not empty.
+    """
+    old = old or {}
+    return [
+        Change(name, old.get(name), value)
+        for name, value in new.items()
+        if old.get(name) != value and (name in old or value not in (None, []))
+    ]
 
 
 @dataclass(frozen=True)
@@ -81,7 +175,7 @@ def verdict_for(rules: Rules, situation: Situation) -> Verdict:
             f"scope {situation.actual_scope} exceeds planned {situation.planned_scope} "
             f"by more than {rules.scope_tolerance:.0%}"
         )
-    if situation.novel:
+    if situation.novel and rules.novelty_escalates:
         floors.append("novel situation")
     if floors and tier < ESCALATE:
         return Verdict(ESCALATE, floors)
@@ -105,6 +199,9 @@ class Urgency:
     irreversible: bool = False
     respond_by: datetime | None = None
     stuck_since: datetime | None = None
+    # The escalation level reached (1 = the queue) and the boost its levels add.
+    level: int = 1
+    level_boost: int = 0
 
 
 @dataclass(frozen=True)
@@ -122,8 +219,9 @@ def priority_for(urgency: Urgency, now: datetime) -> Priority:
     """A 0-100 score of the cost of delay, with its reasons (largest first).
 
     Tier up to 40, impact up to 25, blocking up to 20, irreversibility 10, the deadline
-    up to 15 and time already stuck up to 6; capped at 100. Deadlines make it rise, so
-    it is refreshed periodically while an escalation is open.
+    up to 15, time already stuck up to 6 and the escalation level's boost (see
+    escalations.levels); capped at 100. Deadlines make it rise, so it is refreshed
+    periodically while an escalation is open.
     """
     parts: list[tuple[int, str]] = [(TIER_POINTS[urgency.tier], f"tier {urgency.tier}")]
     parts.append((IMPACT_POINTS[urgency.impact], f"{urgency.impact} impact"))
@@ -148,6 +246,8 @@ def priority_for(urgency: Urgency, now: datetime) -> Priority:
             parts.append((6, f"stuck for {_hours(stuck)}"))
         elif stuck >= 3600:
             parts.append((3, f"stuck for {_hours(stuck)}"))
+    if urgency.level > 1 and urgency.level_boost:
+        parts.append((urgency.level_boost, f"escalated to level {urgency.level}"))
     score = min(100, sum(points for points, _ in parts))
     reasons = [reason for points, reason in sorted(parts, key=lambda p: -p[0]) if points > 0]
     return Priority(score, reasons)

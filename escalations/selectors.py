@@ -23,7 +23,21 @@ from django.db.models import (
 )
 from django.db.models.functions import Coalesce, Greatest
 
-from .models import Agent, Decision, Delivery, DeliveryAttempt, Escalation, GateCheck, Policy, Run
+from .levels import Step
+from .models import (
+    Agent,
+    Approval,
+    Decision,
+    Delivery,
+    DeliveryAttempt,
+    Escalation,
+    EscalationLevel,
+    GateCheck,
+    Policy,
+    PolicyVersion,
+    Run,
+)
+from .policy import rules_changes
 from .wire import escalation_url, iso
 
 
@@ -305,3 +319,83 @@ def agent_delivery(agent: Agent, delivery_id) -> Delivery | None:
 
 def policy_domains() -> list[str]:
     return list(Policy.objects.order_by("domain").values_list("domain", flat=True))
+
+
+
+# ---------------------------------------------------------------- policies and approvals
+
+
+def policies_list() -> QuerySet[Policy]:
+    """Every domain policy, with its managers, for the managers' list."""
+    return Policy.objects.prefetch_related("managers").order_by("domain")
+
+
+def policy_versions(policy: Policy) -> list[tuple[PolicyVersion, list]]:
+    """The policy's saved versions, newest first, each with what it changed (field: old → new)."""
+    versions = list(policy.versions.select_related("changed_by").order_by("version"))
+    rows, previous = [], None
+    for version in versions:
+        rows.append((version, rules_changes(previous, version.rules) if previous is not None else []))
+        previous = version.rules
+    return rows[::-1]
+
+
+def _args_key(args) -> str:
+    return json.dumps(args, sort_keys=True)
+
+
+def agreeing(approvals, option_key: str, args) -> list[Approval]:
+    """The approvals that name this option with these args (the ones that count together)."""
+    key = _args_key(args)
+    return [a for a in approvals if a.option_key == option_key and _args_key(a.args) == key]
+
+
+@dataclass(frozen=True)
+class ApprovalState:
+    """Where an open escalation stands under the two-person rule."""
+
+    required: int
+    approvals: list[Approval]
+
+    @property
+    def leading(self) -> list[Approval]:
+        """The largest group of agreeing approvals (the latest group on a tie)."""
+        groups = [agreeing(self.approvals, a.option_key, a.args) for a in reversed(self.approvals)]
+        return max(groups, key=len, default=[])
+
+    @property
+    def missing(self) -> int:
+        return max(0, self.required - len(self.leading))
+
+
+def approval_state(escalation: Escalation) -> ApprovalState | None:
+    """The two-person rule on an open escalation that has something irreversible, or None
+    when the rule does not apply (closed, nothing irreversible, or N = 1)."""
+    if not (escalation.is_open and escalation.is_irreversible):
+        return None
+    required = next(
+        iter(Policy.objects.filter(domain=escalation.domain).values_list("approvals_required", flat=True)),
+        1,
+    )
+    if required < 2:
+        return None
+    return ApprovalState(required, list(escalation.approvals.all()))
+
+
+# ---------------------------------------------------------------- escalation levels
+
+
+def level_steps_by_domain() -> dict[str, list[Step]]:
+    """Every domain's escalation levels (levels 2 and up), in level order. One query."""
+    steps: dict[str, list[Step]] = {}
+    rows = EscalationLevel.objects.order_by("policy__domain", "level").values_list(
+        "policy__domain", "level", "after_minutes", "priority_boost"
+    )
+    for domain, level, after, boost in rows:
+        steps.setdefault(domain, []).append(Step(level, after, boost))
+    return steps
+
+
+def policy_levels(policy: Policy) -> list[EscalationLevel]:
+    """A domain's levels with the people each one notifies (two queries)."""
+    return list(policy.levels.order_by("level").prefetch_related("notify"))

@@ -10,27 +10,30 @@ import json
 import logging
 import random
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Case, F, When
+from django.db.models import Case, F, Q, When
 from django.utils import timezone
 
-from . import events, policy, selectors
+from . import events, levels, policy, selectors, signals
 from .models import (
     Agent,
     AgentToken,
+    Approval,
     Decision,
     Delivery,
     DeliveryAttempt,
     Escalation,
+    EscalationLevel,
     Event,
+    FlagReview,
     GateCheck,
     Policy,
-    FlagReview,
+    PolicyVersion,
     Run,
     hash_token,
 )
@@ -167,15 +170,105 @@ def rules_for(domain: str) -> policy.Rules | None:
     row = next(iter(Policy.objects.filter(domain=domain).order_by()[:1]), None)
     if row is None:
         return None
+    return rules_of(row)
+
+
+def rules_of(row: Policy) -> policy.Rules:
+    """The pure rules of a Policy row."""
     return policy.Rules(
         domain=row.domain,
-        autonomous_threshold=row.autonomous_threshold,
-        flag_threshold=row.flag_threshold,
-        escalate_threshold=row.escalate_threshold,
-        retry_cap=row.retry_cap,
-        scope_tolerance=row.scope_tolerance,
-        auto_decide=row.auto_decide,
+        **{name: getattr(row, name) for name in policy.RULE_FIELDS},
         version=row.version,
+    )
+
+
+def _policy_snapshot(row: Policy) -> dict[str, Any]:
+    """What a PolicyVersion keeps: the rules and the managers' usernames."""
+    snapshot = policy.rules_snapshot(rules_of(row))
+    snapshot["managers"] = sorted(row.managers.values_list("username", flat=True))
+    return snapshot
+
+
+def _policy_errors(rules: policy.Rules) -> None:
+    errors = policy.rules_errors(rules)
+    if errors:
+        raise invalid([FieldError(name, message) for name, message in errors])
+
+
+def policy_create(
+    *, domain: str, description: str = "", user=None, now: datetime | None = None, **rules: Any
+) -> Policy:
+    """A new domain policy at version 1, with its first PolicyVersion.
+
+    `rules` are Policy fields of policy.RULE_FIELDS (defaults for the rest) and optionally
+    `managers` (users). Raises Problem(422) naming the field: a taken domain, rules out of
+    order.
+    """
+    now = now or timezone.now()
+    managers = rules.pop("managers", None) or []
+    row = Policy(domain=domain, description=description, version=1, **rules)
+    _policy_errors(rules_of(row))
+    try:
+        with transaction.atomic():
+            row.save(force_insert=True)
+            row.managers.set(managers)
+            _policy_version_write(row, user=user, note="created", now=now)
+    except IntegrityError:
+        raise invalid([FieldError("domain", f"a policy for {domain!r} exists already")]) from None
+    return row
+
+
+def policy_update(
+    *, policy_id: int, changes: dict[str, Any], user=None, note: str = "", now: datetime | None = None
+) -> tuple[Policy, list[policy.Change]]:
+    """Save a manager's edit of a policy as its next version.
+
+    `changes` maps fields of policy.RULE_FIELDS, `description` and `managers` (users) to
+    new values. Under a lock on the policy row: validate the rules (Problem 422 naming the
+    field), apply, bump Policy.version and write the PolicyVersion (snapshot, who, note).
+    An edit that changes nothing is saved as nothing: (policy, []) and no new version.
+    Escalations created after the commit record the new version.
+    """
+    now = now or timezone.now()
+    changes = dict(changes)
+    managers = changes.pop("managers", None)
+    unknown = set(changes) - {*policy.RULE_FIELDS, "description"}
+    if unknown:
+        raise ValueError(f"not policy settings: {sorted(unknown)}")
+    with transaction.atomic():
+        row = Policy.objects.select_for_update().get(pk=policy_id)
+        before = _policy_snapshot(row)
+        before_description = row.description
+        for name, value in changes.items():
+            setattr(row, name, value)
+        _policy_errors(rules_of(row))
+        after = policy.rules_snapshot(rules_of(row))
+        after["managers"] = (
+            sorted(user.get_username() for user in managers) if managers is not None else before["managers"]
+        )
+        changed = policy.rules_changes(before, after)
+        if row.description != before_description:
+            changed.append(policy.Change("description", before_description, row.description))
+        if not changed:
+            return row, []
+        row.version = F("version") + 1
+        row.save()
+        row.refresh_from_db(fields=["version"])
+        if managers is not None:
+            row.managers.set(managers)
+        _policy_version_write(row, user=user, note=note, now=now, snapshot=after)
+    return row, changed
+
+
+def _policy_version_write(row: Policy, *, user, note: str, now: datetime, snapshot=None) -> None:
+    PolicyVersion.objects.create(
+        policy=row,
+        version=row.version,
+        rules=snapshot if snapshot is not None else _policy_snapshot(row),
+        changed_by=user,
+        changed_by_name=user.get_username() if user is not None else "",
+        note=note[:300],
+        created_at=now,
     )
 
 
@@ -243,7 +336,7 @@ def _cross_field_errors(package: EscalationIn, now: datetime) -> list[FieldError
     return errors
 
 
-def _urgency(escalation: Escalation) -> policy.Urgency:
+def _urgency(escalation: Escalation, level_boost: int = 0) -> policy.Urgency:
     return policy.Urgency(
         tier=escalation.tier,
         impact=escalation.impact,
@@ -252,6 +345,8 @@ def _urgency(escalation: Escalation) -> policy.Urgency:
         irreversible=escalation.is_irreversible,
         respond_by=escalation.respond_by,
         stuck_since=escalation.stuck_since,
+        level=escalation.level,
+        level_boost=level_boost,
     )
 
 
@@ -308,6 +403,11 @@ def escalation_create(
         ),
     )
     delay = package.cost_of_delay
+    respond_by = delay.respond_by
+    if respond_by is None and (minutes := policy.default_respond_minutes(rules, verdict.tier)):
+        # The policy's deadline for a tier that waits for a person. It only raises the
+        # priority as it nears: timeout_option needs the package's own respond_by.
+        respond_by = now + timedelta(minutes=minutes)
     escalation = Escalation(
         agent=agent,
         title=package.title,
@@ -320,7 +420,7 @@ def escalation_create(
         impact=delay.impact,
         blocked_tasks=delay.blocked_tasks,
         stuck_since=delay.stuck_since or now,
-        respond_by=delay.respond_by,
+        respond_by=respond_by,
         delay_note=delay.note or "",
         action=action.model_dump(mode="json", exclude_none=True) if action else None,
         attempts=package.attempts,
@@ -368,6 +468,7 @@ def _insert(escalation, agent, run_id, verdict, priority, rules, domain, now) ->
         escalation.run = run
         escalation.save(force_insert=True)
         _count_against_budget(agent, now)
+        _notable_create(escalation, agent, verdict, now)
         Event.objects.create(
             escalation=escalation,
             kind=Event.Kind.CREATED,
@@ -454,6 +555,24 @@ def _count_against_budget(agent: Agent, now: datetime) -> None:
     agent.budget_day = today
 
 
+def _notable_create(escalation: Escalation, agent: Agent, verdict, now: datetime) -> None:
+    """On commit, tell notifications of a new halt and of an agent over its budget.
+
+    Over budget is sent for every escalation past the budget (the count read at
+    authentication may be stale under concurrency, so "the one that crossed" is not
+    knowable here); notifications keeps one per agent and day.
+    """
+    if verdict.tier == policy.HALT:
+        signals.notable_on_commit("halt_created", escalation=escalation)
+    if agent.budget_used > agent.daily_budget:
+        signals.notable_on_commit(
+            "over_budget",
+            agent=agent,
+            escalation=escalation,
+            data={"day": now.date().isoformat(), "used": agent.budget_used, "budget": agent.daily_budget},
+        )
+
+
 # ---------------------------------------------------------------- decide
 
 
@@ -508,6 +627,10 @@ def escalation_decide(
     Raises Problem(422) for an invalid decision and AlreadyDecided when someone else got
     there first (concurrent callers: exactly one succeeds). On commit: the timeline,
     live updates, wake-ups and the webhook delivery task.
+
+    Under the two-person rule (needs_approvals > 1) a person's option is an approval
+    (see _approve): the escalation is returned still open until the approval that
+    completes the count decides it. Callers tell the two apart by `is_open`.
     """
     now = now or timezone.now()
     escalation = (
@@ -524,6 +647,8 @@ def escalation_decide(
     if request.kind == Decision.Kind.OPTION and args is None:
         args = escalation.option(request.option).get("args")
     name = user.get_username() if user is not None else decided_by_type
+    if user is not None and needs_approvals(escalation, request) > 1:
+        return _approve(escalation, request=request, args=args, user=user, now=now)
     with transaction.atomic():
         _decide_open(
             escalation,
@@ -539,6 +664,86 @@ def escalation_decide(
     return escalation
 
 
+# ---------------------------------------------------------------- the two-person rule
+
+
+def needs_approvals(escalation: Escalation, request: DecisionRequest) -> int:
+    """How many distinct reviewers must approve this decision before it is made (1: none).
+
+    The two-person rule gates a person's choice of an option that is irreversible, or of
+    any option when the action at stake is irreversible, by the domain's
+    approvals_required. Instructions, take-overs and halts are never gated.
+    """
+    if request.kind != Decision.Kind.OPTION:
+        return 1
+    option = escalation.option(request.option or "") or {}
+    if not (option.get("irreversible") or (escalation.action or {}).get("irreversible")):
+        return 1
+    found = Policy.objects.filter(domain=escalation.domain).values_list("approvals_required", flat=True)
+    return next(iter(found), 1)
+
+
+def _approve(escalation: Escalation, *, request: DecisionRequest, args, user, now: datetime) -> Escalation:
+    """Record `user`'s approval of an option; the approval that completes the count decides.
+
+    Approvals agree when they name the same option with the same args (what the agent
+    would act with): a reviewer who edits the args starts a new count that the others
+    must approve. A reviewer has one approval per escalation; approving again replaces
+    it (the same reviewer twice counts once). The instruction sent is the latest one
+    given among the agreeing approvals. The escalation row is locked while counting, so
+    concurrent approvals are counted one after the other and exactly one of them decides
+    (AlreadyDecided for anyone after it). On commit: an `approved` event and a live update.
+    """
+    with transaction.atomic():
+        locked = Escalation.objects.select_for_update(of=("self",)).filter(pk=escalation.pk).first()
+        if locked is None or not locked.is_open:
+            raise AlreadyDecided(
+                Escalation.objects.select_related("run", "decision", "agent").get(pk=escalation.pk)
+            )
+        required = needs_approvals(escalation, request)
+        instruction = (request.instruction or "").strip()
+        Approval.objects.update_or_create(
+            escalation=escalation,
+            user=user,
+            defaults={
+                "user_name": user.get_username(),
+                "option_key": request.option,
+                "args": args,
+                "instruction": instruction,
+                "at": now,
+            },
+        )
+        agreeing = selectors.agreeing(
+            Approval.objects.filter(escalation=escalation), request.option, args
+        )
+        Event.objects.create(
+            escalation=escalation,
+            kind=Event.Kind.APPROVED,
+            actor=user.get_username(),
+            at=now,
+            data={"option": request.option, "approvals": len(agreeing), "required": required},
+        )
+        if len(agreeing) < required:
+            escalation.updated_at = now
+            Escalation.objects.filter(pk=escalation.pk).update(updated_at=now)
+            events.announce(escalation, "approved")
+            return escalation
+        given = [approval.instruction for approval in agreeing if approval.instruction]
+        _decide_open(
+            escalation,
+            kind=Decision.Kind.OPTION,
+            option_key=request.option,
+            args=args,
+            instruction=given[-1] if given else "",
+            decided_by_type=Decision.DecidedBy.HUMAN,
+            decided_by_name=user.get_username(),
+            user=user,
+            now=now,
+            approved_by=[approval.user_name for approval in agreeing],
+        )
+    return escalation
+
+
 def _decide_open(
     escalation: Escalation,
     *,
@@ -550,6 +755,7 @@ def _decide_open(
     decided_by_name: str,
     user,
     now: datetime,
+    approved_by: list[str] | None = None,
 ) -> Decision:
     """Inside a transaction: flip an open escalation to decided and write the decision.
 
@@ -598,6 +804,7 @@ def _decide_open(
             "option": option_key or None,
             "by": decided_by_type,
             "instruction": instruction or None,
+            **({"approved_by": approved_by} if approved_by else {}),
         },
     )
     agent = escalation.agent
@@ -731,6 +938,7 @@ def _fail_poison_delivery(delivery: Delivery, now: datetime) -> None:
             data={"delivery": str(delivery.id), "error": delivery.last_error, "attempts": delivery.attempt_count},
         )
         events.announce(escalation, "delivery_failed", actor="webhook")
+        _notable_delivery_failed(escalation, delivery)
 
 
 def deliveries_sweep(*, now: datetime | None = None, grace_seconds: float = 10) -> list[str]:
@@ -741,22 +949,27 @@ def deliveries_sweep(*, now: datetime | None = None, grace_seconds: float = 10) 
     row returned is marked as enqueued for one lease (lease_until), so a backed-up queue is
     not flooded with copies every sweep; a lapsed SENDING lease goes back to retrying.
     """
-    now = now or timezone.now()
+    return outbox_sweep(Delivery, now=now or timezone.now(), grace_seconds=grace_seconds)
+
+
+def outbox_sweep(model, *, now: datetime, grace_seconds: float) -> list[str]:
+    """deliveries_sweep for any outbox model with the same life (pending, sending with a
+    lease, retrying): Delivery here, notifications.Notification there."""
     marker = now + timedelta(seconds=settings.WEBHOOK_LEASE_SECONDS)
-    waiting = [Delivery.Status.PENDING, Delivery.Status.RETRYING]
+    waiting = [model.Status.PENDING, model.Status.RETRYING]
     with transaction.atomic():
         ids = list(
-            Delivery.objects.due(now)
-            .exclude(status=Delivery.Status.PENDING, created_at__gt=now - timedelta(seconds=grace_seconds))
+            model.objects.due(now)
+            .exclude(status=model.Status.PENDING, created_at__gt=now - timedelta(seconds=grace_seconds))
             .exclude(status__in=waiting, lease_until__gt=now)
             .order_by("next_attempt_at")
             .values_list("pk", flat=True)[:BATCH_SIZE]
         )
         if ids:
-            Delivery.objects.filter(pk__in=ids, status=Delivery.Status.SENDING).update(
-                status=Delivery.Status.RETRYING, next_attempt_at=now
+            model.objects.filter(pk__in=ids, status=model.Status.SENDING).update(
+                status=model.Status.RETRYING, next_attempt_at=now
             )
-            Delivery.objects.filter(pk__in=ids).update(lease_until=marker)
+            model.objects.filter(pk__in=ids).update(lease_until=marker)
     return [str(pk) for pk in ids]
 
 
@@ -835,8 +1048,18 @@ def delivery_record_attempt(
                     data={"delivery": str(delivery.id), "error": delivery.last_error, "attempts": number},
                 )
                 events.announce(escalation, "delivery_failed", actor="webhook")
+                _notable_delivery_failed(escalation, delivery)
         delivery.save(update_fields=ATTEMPT_FIELDS)
     return delivery
+
+
+def _notable_delivery_failed(escalation: Escalation, delivery: Delivery) -> None:
+    """On commit, tell notifications that a delivery failed for good."""
+    signals.notable_on_commit(
+        "delivery_failed",
+        escalation=escalation,
+        data={"delivery": str(delivery.id), "error": delivery.last_error, "attempts": delivery.attempt_count},
+    )
 
 
 def delivery_redeliver(*, escalation: Escalation, user=None, now: datetime | None = None) -> Delivery:
@@ -1261,28 +1484,35 @@ def priorities_refresh(*, now: datetime | None = None) -> int:
     Walks the open escalations in pk order, BATCH_SIZE rows per query and per update.
     """
     now = now or timezone.now()
+    steps = selectors.level_steps_by_domain()
     changed, after = 0, None
     while True:
-        count, after = _priorities_refresh_batch(now, after)
+        count, after = _priorities_refresh_batch(now, after, steps)
         changed += count
         if after is None:
             return changed
 
 
-def _priorities_refresh_batch(now: datetime, after) -> tuple[int, Any]:
-    """One batch: (how many changed, the pk to continue after, or None at the end)."""
+def _priorities_refresh_batch(
+    now: datetime, after, steps: dict[str, list[levels.Step]]
+) -> tuple[int, Any]:
+    """One batch: (how many changed, the pk to continue after, or None at the end).
+
+    An escalation above level 1 keeps its level's boost (escalations.levels.boost_at).
+    """
     rows = Escalation.objects.open().order_by("pk")
     if after is not None:
         rows = rows.filter(pk__gt=after)
     batch = list(
         rows.only(
             "pk", "tier", "impact", "blocking", "blocked_tasks", "is_irreversible", "respond_by",
-            "stuck_since", "priority", "priority_reasons",
+            "stuck_since", "priority", "priority_reasons", "level", "domain",
         )[:BATCH_SIZE]
     )
     changed = []
     for escalation in batch:
-        score = policy.priority_for(_urgency(escalation), now)
+        boost = levels.boost_at(steps.get(escalation.domain, ()), escalation.level)
+        score = policy.priority_for(_urgency(escalation, boost), now)
         if (score.score, score.reasons) != (escalation.priority, escalation.priority_reasons):
             escalation.priority, escalation.priority_reasons = score.score, score.reasons
             changed.append(escalation)
@@ -1301,3 +1531,124 @@ def idempotency_keys_purge(*, now: datetime | None = None) -> int:
         )[:BATCH_SIZE]
     )
     return Escalation.objects.filter(pk__in=stale).update(idempotency_key=None)
+
+
+# ---------------------------------------------------------------- escalation levels
+
+
+def levels_advance(*, now: datetime | None = None) -> int:
+    """Move open escalations whose level's delay has passed up to the level they are due at.
+
+    Open is pending or claimed: a live claim does not pause the clock (escalations.levels).
+    At most BATCH_SIZE rows per call, oldest first, chosen by one query that matches only
+    rows with a level due. Each move is a conditional UPDATE on the level the row was read
+    at, so two runs at once move it once, and running again changes nothing. Per move, in
+    one transaction: the level, level_changed_at, the priority with the level's boost, and
+    a LEVEL_RAISED event naming both levels (several levels due at once: straight to the
+    highest, one step); on commit, a live update and `notable` "level_raised". Returns how
+    many moved.
+    """
+    now = now or timezone.now()
+    steps = selectors.level_steps_by_domain()
+    due = Q()
+    for domain, domain_steps in steps.items():
+        for step in domain_steps:
+            cutoff = now - timedelta(minutes=step.after_minutes)
+            due |= Q(domain=domain, level__lt=step.level, created_at__lte=cutoff)
+    if not due:
+        return 0
+    rows = (
+        Escalation.objects.open()
+        .filter(due)
+        .order_by("created_at")
+        .only(
+            "pk", "agent_id", "status", "domain", "level", "created_at", "tier", "impact",
+            "blocking", "blocked_tasks", "is_irreversible", "respond_by", "stuck_since",
+        )[:BATCH_SIZE]
+    )
+    moved = 0
+    for escalation in list(rows):
+        domain_steps = steps[escalation.domain]
+        target = levels.next_level(
+            domain_steps, current=escalation.level, created_at=escalation.created_at, now=now
+        )
+        if target is not None and _level_raise(escalation, domain_steps, target, now):
+            moved += 1
+    return moved
+
+
+def _level_raise(escalation: Escalation, steps: list[levels.Step], target: int, now: datetime) -> bool:
+    """One move (see levels_advance); False when another run moved the row first."""
+    was = escalation.level
+    escalation.level = target
+    priority = policy.priority_for(_urgency(escalation, levels.boost_at(steps, target)), now)
+    with transaction.atomic():
+        moved = Escalation.objects.filter(
+            pk=escalation.pk, level=was, status__in=Escalation.OPEN_STATUSES
+        ).update(
+            level=target,
+            level_changed_at=now,
+            priority=priority.score,
+            priority_reasons=priority.reasons,
+            updated_at=now,
+        )
+        if not moved:
+            return False
+        step = next(s for s in steps if s.level == target)
+        Event.objects.create(
+            escalation=escalation,
+            kind=Event.Kind.LEVEL_RAISED,
+            actor="escalation levels",
+            at=now,
+            data={
+                "from": was,
+                "level": target,
+                "after_minutes": step.after_minutes,
+                "after": levels.duration(step.after_minutes),
+                "priority": priority.score,
+            },
+        )
+        events.announce(escalation, "level_raised")
+        signals.notable_on_commit(
+            "level_raised", escalation=escalation, data={"level": target, "from": was}
+        )
+    return True
+
+
+@dataclass
+class LevelSpec:
+    """One level as a manager edits it; its number comes from the order of the delays."""
+
+    after_minutes: int
+    priority_boost: int = 10
+    notify: list = field(default_factory=list)  # users
+    notify_managers: bool = False
+
+
+def policy_levels_replace(*, policy_row: Policy, specs: list[LevelSpec]) -> list[EscalationLevel]:
+    """Replace a domain's escalation levels; they are numbered 2, 3, … by delay.
+
+    Locks the policy row, so two saves at once apply one after the other. Raises
+    Problem(422) naming `levels.<row>.<field>` for a bad delay or boost. Escalations
+    already above level 1 keep their level; the next priority refresh applies the new
+    boosts, and levels_advance moves them on by the new delays.
+    """
+    errors = levels.rows_errors([(spec.after_minutes, spec.priority_boost) for spec in specs])
+    if errors:
+        raise invalid([FieldError(f"levels.{row}.{name}", message) for row, name, message in errors])
+    numbers = levels.numbered([spec.after_minutes for spec in specs])
+    with transaction.atomic():
+        Policy.objects.select_for_update().filter(pk=policy_row.pk).first()
+        EscalationLevel.objects.filter(policy=policy_row).delete()
+        created = []
+        for number, spec in sorted(zip(numbers, specs, strict=True), key=lambda pair: pair[0]):
+            row = EscalationLevel.objects.create(
+                policy=policy_row,
+                level=number,
+                after_minutes=spec.after_minutes,
+                priority_boost=spec.priority_boost,
+                notify_managers=spec.notify_managers,
+            )
+            row.notify.set(spec.notify)
+            created.append(row)
+    return created

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import queue_views, views, views_agents
+from . import queue_views, views, views_agents, views_levels, views_policies
 
 app_name = "reviews"
 
@@ -36,4 +36,10 @@ urlpatterns = [
         views_agents.agent_redeliver,
         name="agent_redeliver",
     ),
+    # the managers' policy pages
+    path("policies/", views_policies.policy_list, name="policies"),
+    path("policies/new", views_policies.policy_create, name="policy_new"),
+    path("policies/<slug:domain>", views_policies.policy_detail, name="policy"),
+    path("policies/<slug:domain>/backtest", views_policies.policy_backtest, name="policy_backtest"),
+    path("policies/<slug:domain>/levels", views_levels.policy_levels, name="policy_levels"),
 ]

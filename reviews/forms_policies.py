@@ -1,0 +1,160 @@
+"""Forms of the managers' policy pages. They validate and shape input; views call the services.
+
+The rules' own checks (thresholds in order, minimums) are escalations.policy.rules_errors,
+shared with the services, so a form and a direct service call refuse the same things, each
+error next to the field it names.
+"""
+
+from typing import Any
+
+from django import forms
+from django.contrib.auth import get_user_model
+
+from escalations.models import Policy
+from escalations.policy import RULE_FIELDS, Rules, rules_errors
+from escalations.problems import Problem
+
+from .permissions import MANAGER
+
+THRESHOLD_ATTRS = {"step": "0.01", "min": "0", "max": "1", "inputmode": "decimal"}
+
+
+def _threshold(label: str, help_text: str) -> forms.FloatField:
+    return forms.FloatField(
+        label=label,
+        help_text=help_text,
+        min_value=0,
+        max_value=1,
+        widget=forms.NumberInput(attrs=THRESHOLD_ATTRS),
+    )
+
+
+def _minutes(label: str) -> forms.IntegerField:
+    return forms.IntegerField(
+        label=label,
+        required=False,
+        min_value=1,
+        max_value=525_600,
+        help_text="Minutes; empty: no deadline unless the package gives one.",
+        widget=forms.NumberInput(attrs={"min": "1", "placeholder": "none"}),
+    )
+
+
+class PolicyForm(forms.Form):
+    """A domain policy's settings, as a manager edits them."""
+
+    description = forms.CharField(
+        required=False, max_length=300, help_text="One line: what this domain covers."
+    )
+    autonomous_threshold = _threshold(
+        "Autonomous from", "Confidence at or above this: tier 1, decided at once."
+    )
+    flag_threshold = _threshold(
+        "Proceed with a flag from", "At or above this (below autonomous): tier 2, decided and flagged."
+    )
+    escalate_threshold = _threshold(
+        "Escalate from", "At or above this (below the flag): tier 3, waits for a person. Below it: tier 4, halt."
+    )
+    retry_cap = forms.IntegerField(
+        label="Retry cap",
+        min_value=1,
+        max_value=1000,
+        help_text="A package whose attempts reach this is at least tier 3.",
+    )
+    scope_tolerance = forms.FloatField(
+        label="Scope tolerance",
+        min_value=0,
+        max_value=100,
+        help_text="0.5: the actual scope may exceed the planned one by 50% before it is at least tier 3.",
+        widget=forms.NumberInput(attrs={"step": "0.05", "min": "0"}),
+    )
+    novelty_escalates = forms.BooleanField(
+        required=False,
+        label="Novelty rule: a novel situation is at least tier 3",
+        help_text="Packages with reason “novelty” and gate calls with novel=true.",
+    )
+    auto_decide = forms.BooleanField(
+        required=False,
+        label="Auto-decide tiers 1 and 2",
+        help_text="Off: every package waits in the queue for a person, whatever its tier.",
+    )
+    respond_minutes_tier3 = _minutes("Default respond-by, tier 3")
+    respond_minutes_tier4 = _minutes("Default respond-by, tier 4")
+    approvals_required = forms.IntegerField(
+        label="Approvals for irreversible options",
+        min_value=1,
+        max_value=10,
+        help_text="The two-person rule: 2 or more distinct reviewers must approve an irreversible option.",
+    )
+    managers = forms.ModelMultipleChoiceField(
+        queryset=get_user_model().objects.none(),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="People in the manager group who answer for this domain.",
+    )
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["managers"].queryset = (
+            get_user_model().objects.filter(groups__name=MANAGER, is_active=True).order_by("username")
+        )
+
+    @staticmethod
+    def initial_for(policy: Policy) -> dict[str, Any]:
+        initial: dict[str, Any] = {name: getattr(policy, name) for name in RULE_FIELDS}
+        initial["description"] = policy.description
+        initial["managers"] = list(policy.managers.all()) if policy.pk else []
+        return initial
+
+    def clean(self):
+        data = super().clean()
+        if all(name in data for name in RULE_FIELDS if name not in ("auto_decide", "novelty_escalates")):
+            for name, message in rules_errors(self.rules()):
+                if name not in self.errors:
+                    self.add_error(name, message)
+        return data
+
+    def rules(self, domain: str = "", version: int = 0) -> Rules:
+        """The rules as typed (valid fields only), for the backtest and the services."""
+        return Rules(domain=domain, version=version, **{name: self.cleaned_data.get(name) for name in RULE_FIELDS})
+
+    def settings(self) -> dict[str, Any]:
+        """What the services take: the rule fields, the description and the managers."""
+        data = self.cleaned_data
+        return {
+            **{name: data[name] for name in RULE_FIELDS},
+            "description": data["description"],
+            "managers": list(data["managers"]),
+        }
+
+    def add_problem(self, problem: Problem) -> None:
+        """A service's 422, each error next to its field (above the form otherwise)."""
+        if not problem.errors:
+            self.add_error(None, problem.detail)
+        for error in problem.errors:
+            self.add_error(error.field if error.field in self.fields else None, error.message)
+
+
+class PolicyEditForm(PolicyForm):
+    note = forms.CharField(
+        required=False,
+        max_length=300,
+        label="Note for the history",
+        help_text="Why this change (kept with the version).",
+    )
+
+
+class PolicyCreateForm(PolicyForm):
+    domain = forms.SlugField(
+        max_length=64,
+        help_text="Lower-case letters, digits and hyphens; agents name it in their packages.",
+    )
+    field_order = ["domain", "description"]
+
+    def clean_domain(self) -> str:
+        domain = self.cleaned_data["domain"].lower()
+        if domain == "new":
+            raise forms.ValidationError("“new” is reserved; choose another name.")
+        if Policy.objects.filter(domain=domain).exists():
+            raise forms.ValidationError(f"A policy for “{domain}” exists already.")
+        return domain

@@ -1,0 +1,130 @@
+"""Managers' policy pages: the list, a page per domain policy (edit, backtest, history), new.
+
+Saving goes through services.policy_update / policy_create (a new version each time);
+the backtest only reads. An htmx backtest gets the `backtest` partial of the page.
+"""
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from escalations import selectors, services
+from escalations.backtest import WINDOW_DAYS, backtest
+from escalations.models import Policy
+from escalations.problems import Problem
+
+from .forms_policies import PolicyCreateForm, PolicyEditForm
+from .permissions import manager_required
+
+PAGE = "reviews/policies/detail.html"
+
+
+def _describe(change) -> str:
+    return f"{change.field.replace('_', ' ')}: {_value(change.old)} → {_value(change.new)}"
+
+
+def _value(value) -> str:
+    if value is None or value == []:
+        return "none"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _page(request, policy: Policy, form, *, status: int = 200, results=None) -> TemplateResponse:
+    context = {
+        "policy": policy,
+        "form": form,
+        "results": results,
+        "backtested": results is not None or request.resolver_match.url_name == "policy_backtest",
+        "window_days": WINDOW_DAYS,
+        "versions": [
+            (version, [_describe(change) for change in changes])
+            for version, changes in selectors.policy_versions(policy)
+        ],
+    }
+    return TemplateResponse(request, PAGE, context, status=status)
+
+
+@manager_required
+@require_GET
+def policy_list(request: HttpRequest) -> HttpResponse:
+    context = {"policies": selectors.policies_list()}
+    return TemplateResponse(request, "reviews/policies/list.html", context)
+
+
+@manager_required
+@require_http_methods(["GET", "POST"])
+def policy_detail(request: HttpRequest, domain: str) -> HttpResponse:
+    policy = get_object_or_404(Policy, domain=domain)
+    if request.method == "GET":
+        return _page(request, policy, PolicyEditForm(initial=PolicyEditForm.initial_for(policy)))
+    form = PolicyEditForm(request.POST)
+    if form.is_valid():
+        try:
+            policy, changes = services.policy_update(
+                policy_id=policy.pk,
+                changes=form.settings(),
+                user=request.user,
+                note=form.cleaned_data["note"],
+            )
+        except Problem as problem:
+            form.add_problem(problem)
+        else:
+            if changes:
+                summary = "; ".join(_describe(change) for change in changes)
+                messages.success(request, f"Saved as version {policy.version}: {summary}.")
+                return redirect("reviews:policy", domain=policy.domain)
+            form.add_error(None, "Nothing changed: edit a setting to save a new version.")
+    return _page(request, policy, form, status=422)
+
+
+@manager_required
+@require_POST
+def policy_backtest(request, domain: str) -> HttpResponse:
+    """The typed thresholds against the last days' escalations, beside the saved policy."""
+    policy = get_object_or_404(Policy, domain=domain)
+    form = PolicyEditForm(request.POST)
+    results = None
+    if form.is_valid():
+        saved = services.rules_of(policy)
+        results = backtest(
+            domain=policy.domain,
+            rules=[saved, form.rules(domain=policy.domain)],
+            now=timezone.now(),
+        )
+    if request.htmx:
+        context = {
+            "policy": policy,
+            "form": form,
+            "results": results,
+            "backtested": True,
+            "window_days": WINDOW_DAYS,
+        }
+        return TemplateResponse(request, f"{PAGE}#backtest", context)
+    return _page(request, policy, form, results=results, status=200 if form.is_valid() else 422)
+
+
+@manager_required
+@require_http_methods(["GET", "POST"])
+def policy_create(request: HttpRequest) -> HttpResponse:
+    if request.method == "GET":
+        form = PolicyCreateForm(initial=PolicyCreateForm.initial_for(Policy()))
+        return TemplateResponse(request, "reviews/policies/new.html", {"form": form})
+    form = PolicyCreateForm(request.POST)
+    if form.is_valid():
+        try:
+            policy = services.policy_create(
+                domain=form.cleaned_data["domain"], user=request.user, **form.settings()
+            )
+        except Problem as problem:
+            form.add_problem(problem)
+        else:
+            messages.success(request, f"Created the “{policy.domain}” policy (version 1).")
+            return redirect("reviews:policy", domain=policy.domain)
+    return TemplateResponse(request, "reviews/policies/new.html", {"form": form}, status=422)
