@@ -151,13 +151,21 @@ def release(request, escalation_id: str):
 
 @router.post(
     "/escalations/{escalation_id}/decision",
-    response={201: EscalationOut, 401: ProblemOut, 403: ProblemOut, 404: ProblemOut, 409: ProblemOut, 422: ProblemOut},
+    response={201: EscalationOut, 202: dict, 401: ProblemOut, 403: ProblemOut, 404: ProblemOut, 409: ProblemOut, 422: ProblemOut},
 )
 def decide(request, escalation_id: str, payload: DecisionIn):
-    """201 with the escalation and its decision; 409 carries the decision that stands."""
+    """201 with the escalation and its decision; 409 carries the decision that stands.
+
+    The two-person rule: when the option is irreversible (or the action at stake is) and the
+    domain's policy needs N > 1 approvals, the call records this reviewer's approval and
+    answers 202 with the escalation (still open, `decision` null) and `approvals`:
+    `{"required": N, "approved": k, "option": key, "approved_by": [names]}`. The call that
+    brings k to N makes the decision and answers 201. Approvals count together when they
+    name the same option with the same args; the same reviewer twice counts once.
+    """
     escalation = _escalation(request, escalation_id)
     try:
-        services.escalation_decide(
+        result = services.escalation_decide(
             escalation_id=escalation.pk,
             request=services.DecisionRequest(
                 kind=payload.kind, option=payload.option, args=payload.args, instruction=payload.instruction
@@ -166,4 +174,21 @@ def decide(request, escalation_id: str, payload: DecisionIn):
         )
     except services.AlreadyDecided as exc:
         raise _decided_conflict(exc) from None
-    return json_response(request, escalation_dict(_escalation(request, escalation_id)), status=201)
+    escalation = _escalation(request, escalation_id)
+    if result.is_open:
+        data = escalation_dict(escalation)
+        data["approvals"] = approvals_dict(selectors.approval_state(escalation))
+        return json_response(request, data, status=202)
+    return json_response(request, escalation_dict(escalation), status=201)
+
+
+def approvals_dict(state: selectors.ApprovalState | None) -> dict | None:
+    if state is None:
+        return None
+    leading = state.leading
+    return {
+        "required": state.required,
+        "approved": len(leading),
+        "option": leading[0].option_key if leading else None,
+        "approved_by": [approval.user_name for approval in leading],
+    }

@@ -56,6 +56,7 @@ def _context(
         else {},
         "notice": notice,
         "claim_notice": claim_notice,
+        "approvals": selectors.approval_state(escalation),
         **page_forms(escalation, decision, **forms_bound),
     }
 
@@ -126,7 +127,7 @@ def decide(request: HtmxHttpRequest, escalation_id) -> HttpResponse:
         return HttpResponseBadRequest("Unknown decision kind.")
     if form.is_valid():
         try:
-            services.escalation_decide(
+            result = services.escalation_decide(
                 escalation_id=escalation.pk, request=form.decision_request(), user=request.user
             )
         except services.AlreadyDecided as exc:
@@ -137,9 +138,13 @@ def decide(request: HtmxHttpRequest, escalation_id) -> HttpResponse:
         except Problem as problem:
             form.add_problem(problem)
         else:
-            return _respond(
-                request, escalation.pk, notice="Decision recorded.", level=messages.SUCCESS
+            # Under the two-person rule an approval leaves the escalation open.
+            notice = (
+                "Your approval is recorded; the decision waits for another reviewer's."
+                if result.is_open
+                else "Decision recorded."
             )
+            return _respond(request, escalation.pk, notice=notice, level=messages.SUCCESS)
     return _respond(request, escalation.pk, form=form, status=422)
 
 
