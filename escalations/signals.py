@@ -15,6 +15,28 @@ Events (the `event` argument):
 - "drift_alert": an agent's escalation rate climbed (agent=, data={...the numbers})
 """
 
+import logging
+
+from django.db import transaction
 from django.dispatch import Signal
 
+log = logging.getLogger(__name__)
+
 notable = Signal()
+
+
+def notable_on_commit(event: str, **kwargs) -> None:
+    """Send `notable` once the current transaction commits (at once outside one).
+
+    Nothing is sent if the transaction rolls back. A receiver that raises is logged, never
+    raised: the write has committed and its answer must not become a 500.
+    """
+
+    def send() -> None:
+        for receiver, result in notable.send_robust(sender=None, event=event, **kwargs):
+            if isinstance(result, Exception):
+                log.error(
+                    "notable %s: receiver %r failed", event, receiver, exc_info=result
+                )
+
+    transaction.on_commit(send)

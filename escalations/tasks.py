@@ -123,6 +123,13 @@ def expire_claims_task() -> int:
 
 
 @shared_task(ignore_result=True)
+def advance_levels_task() -> int:
+    """Move open escalations up the escalation levels whose delay has passed
+    (services.levels_advance, repeated while batches are full). Returns how many moved."""
+    return _repeat(services.levels_advance, "escalation levels raised")
+
+
+@shared_task(ignore_result=True)
 def refresh_priorities_task() -> int:
     """Recompute open escalations' priorities, batch by batch. Returns how many changed."""
     return services.priorities_refresh()
