@@ -108,19 +108,21 @@ def _drop_client(client: httpx.Client) -> None:
             _client = None
 
 
-def post(url: str, payload: dict, *, delivery_id: str, secret: str) -> Outcome:
+def post(url: str, payload: dict, *, delivery_id: str, secret: str | None) -> Outcome:
     """POST one signed delivery. Never raises: failures come back as an Outcome.
+
+    With `secret=None` the body goes unsigned and without Handoff headers (a Slack-style
+    incoming webhook, which needs neither).
 
     The timeout (WEBHOOK_TIMEOUT_SECONDS) bounds connecting, each read and the whole
     answer; only the first 64 KB of the answer are read, and 500 characters are kept.
     """
     body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
-    headers = {
-        "Content-Type": "application/json",
-        "Handoff-Event": str(payload.get("event", "escalation.decided")),
-        "Handoff-Delivery": delivery_id,
-        SIGNATURE_HEADER: sign(secret, body, int(time.time())),
-    }
+    headers = {"Content-Type": "application/json"}
+    if secret is not None:
+        headers["Handoff-Event"] = str(payload.get("event", "escalation.decided"))
+        headers["Handoff-Delivery"] = delivery_id
+        headers[SIGNATURE_HEADER] = sign(secret, body, int(time.time()))
     limit = float(settings.WEBHOOK_TIMEOUT_SECONDS)
     started = time.monotonic()
     client = None

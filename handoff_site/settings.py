@@ -100,6 +100,7 @@ INSTALLED_APPS = [
     "escalations",
     "reviews",
     "insights",
+    "notifications",
 ]
 
 MIDDLEWARE = [
@@ -233,6 +234,11 @@ CELERY_BEAT_SCHEDULE = {
     "apply-timeouts": {"task": "escalations.tasks.apply_timeouts_task", "schedule": 15.0},
     "expire-claims": {"task": "escalations.tasks.expire_claims_task", "schedule": 30.0},
     "refresh-priorities": {"task": "escalations.tasks.refresh_priorities_task", "schedule": 60.0},
+    "advance-levels": {"task": "escalations.tasks.advance_levels_task", "schedule": 30.0},
+    "sweep-notifications": {
+        "task": "notifications.tasks.sweep_notifications_task",
+        "schedule": 30.0,
+    },
     "refresh-insights": {"task": "insights.tasks.refresh_insights_task", "schedule": 300.0},
     "purge-idempotency-keys": {
         "task": "escalations.tasks.purge_idempotency_keys_task",
@@ -254,6 +260,26 @@ WEBHOOK_LEASE_SECONDS = env_int("WEBHOOK_LEASE_SECONDS", 120)
 CLAIM_LEASE_SECONDS = env_int("CLAIM_LEASE_SECONDS", 15 * 60)
 IDEMPOTENCY_RETENTION_SECONDS = env_int("IDEMPOTENCY_RETENTION_SECONDS", 24 * 3600)
 API_MAX_BODY_BYTES = 1024 * 1024
+
+# ---------------------------------------------------------------- notifications
+# E-mail goes through Django's mail backends: printed to the console in the embedded mode,
+# SMTP otherwise. Slack and generic webhooks reuse the WEBHOOK_* timeouts and backoff.
+EMAIL_BACKEND = env(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.console.EmailBackend"
+    if EMBEDDED
+    else "django.core.mail.backends.smtp.EmailBackend",
+)
+EMAIL_HOST = env("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", default=False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", default=False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "Handoff <handoff@localhost>")
+# Attempts per notification before it is given up (transient failures only).
+NOTIFICATION_MAX_ATTEMPTS = env_int("NOTIFICATION_MAX_ATTEMPTS", 8)
 LONG_POLL_MAX_SECONDS = 60
 
 # ---------------------------------------------------------------- auth, i18n, static

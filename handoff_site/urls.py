@@ -17,5 +17,6 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("healthz", healthz, name="healthz"),
     path("insights/", include("insights.urls")),
+    path("", include("notifications.urls")),
     path("", include("reviews.urls")),
 ]

@@ -1,0 +1,118 @@
+"""Notifications: what each person wants to hear about, and the outbox of messages to send.
+
+A Notification row is one message to one person on one channel; a task sends it, with
+retries, and records how it went. Rows are the truth: the dashboard reads them, never Celery.
+"""
+
+import secrets
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class Kind(models.TextChoices):
+    """The events a person can be told about (escalations.signals.notable), and a test."""
+
+    HALT_CREATED = "halt_created", "A new tier-4 halt"
+    LEVEL_RAISED = "level_raised", "An escalation reached a new level"
+    DELIVERY_FAILED = "delivery_failed", "A decision's delivery to its agent failed for good"
+    OVER_BUDGET = "over_budget", "An agent went over its daily escalation budget"
+    DRIFT_ALERT = "drift_alert", "An agent's escalation rate climbed (drift alert)"
+    TEST = "test", "Test message"
+
+
+class Channel(models.TextChoices):
+    EMAIL = "email", "Email"
+    SLACK = "slack", "Slack"
+    WEBHOOK = "webhook", "Webhook"
+
+
+class NotificationPreference(models.Model):
+    """One person's choices: which events reach them, on which channels, and where.
+
+    Without a row, notifications.rules.DEFAULT_CHOICES apply (email for the events sent to
+    managers and for levels naming the person; nothing for halts, which are opt-in).
+    """
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notification_preference"
+    )
+    # Event kind -> the channels chosen for it, e.g. {"halt_created": ["email", "slack"]}.
+    choices = models.JSONField(default=dict)
+    slack_url = models.URLField("Slack incoming webhook URL", max_length=500, blank=True)
+    webhook_url = models.URLField("Webhook URL", max_length=500, blank=True)
+    # Signs generic webhooks like agents' deliveries (escalations.webhooks); shown once.
+    webhook_secret = models.CharField(max_length=100, blank=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"notification preferences of {self.user_id}"
+
+    @staticmethod
+    def new_secret() -> str:
+        return "whsec_" + secrets.token_urlsafe(32)
+
+
+class NotificationQuerySet(models.QuerySet):
+    def due(self, now):
+        """Rows to send: waiting and due, or with a lapsed sending lease."""
+        waiting = [Notification.Status.PENDING, Notification.Status.RETRYING]
+        return self.filter(
+            Q(status__in=waiting, next_attempt_at__lte=now)
+            | Q(status=Notification.Status.SENDING, lease_until__lt=now)
+        )
+
+
+class Notification(models.Model):
+    """One message to one person on one channel (an outbox row)."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SENDING = "sending"
+        RETRYING = "retrying"
+        SENT = "sent"
+        FAILED = "failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    # The event's identity plus recipient and channel: a repeated event sends nothing twice.
+    key = models.CharField(max_length=255, unique=True)
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        on_delete=models.SET_NULL,
+        related_name="notifications",
+    )
+    recipient = models.CharField(max_length=150)
+    # The address it goes to, as it was when the event happened: an email or a URL.
+    target = models.CharField(max_length=500)
+    subject = models.CharField(max_length=300)
+    text = models.TextField()
+    link = models.CharField(max_length=500)
+    payload = models.JSONField(default=dict)
+    escalation = models.ForeignKey(
+        "escalations.Escalation", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.CharField(max_length=500, blank=True)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    objects = NotificationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"], name="notification_due_idx"),
+            models.Index(fields=["user", "-created_at"], name="notification_user_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} to {self.recipient} by {self.channel} ({self.status})"

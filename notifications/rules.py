@@ -1,0 +1,76 @@
+"""Pure rules of notifications: defaults, which channels a person gets, the event identity.
+
+No ORM and no I/O: the services and selectors feed these plain values.
+"""
+
+import hashlib
+import json
+
+from .models import Channel, Kind
+
+# Sent to managers (of the domain when its policy names some, else to all managers).
+MANAGER_KINDS = (Kind.DELIVERY_FAILED, Kind.OVER_BUDGET, Kind.DRIFT_ALERT)
+# For someone who never saved preferences: email for managers' events and for levels that
+# name them; halts reach only reviewers who opted in (they are many and frequent).
+DEFAULT_CHOICES: dict[str, list[str]] = {
+    Kind.LEVEL_RAISED: [Channel.EMAIL],
+    Kind.DELIVERY_FAILED: [Channel.EMAIL],
+    Kind.OVER_BUDGET: [Channel.EMAIL],
+    Kind.DRIFT_ALERT: [Channel.EMAIL],
+}
+
+
+def kinds_for(*, is_manager: bool) -> list[Kind]:
+    """The events a person may receive, in the order the preferences page shows them."""
+    kinds = [Kind.HALT_CREATED, Kind.LEVEL_RAISED]
+    return kinds + list(MANAGER_KINDS) if is_manager else kinds
+
+
+def target(channel: str, *, email: str, slack_url: str, webhook_url: str) -> str:
+    """Where a channel goes for a person ("" when they have not set it up)."""
+    return {Channel.EMAIL: email, Channel.SLACK: slack_url, Channel.WEBHOOK: webhook_url}[channel]
+
+
+def channels_for(
+    kind: str, *, choices: dict | None, email: str, slack_url: str, webhook_url: str
+) -> list[str]:
+    """The channels `kind` goes out on for a person: chosen (or the default) and set up.
+
+    `choices` is None for someone who never saved preferences. A test goes to every
+    channel set up.
+    """
+    if kind == Kind.TEST:
+        chosen = set(Channel.values)
+    else:
+        chosen = set((DEFAULT_CHOICES if choices is None else choices).get(kind, []))
+    return [
+        channel
+        for channel in Channel.values
+        if channel in chosen
+        and target(channel, email=email, slack_url=slack_url, webhook_url=webhook_url)
+    ]
+
+
+def event_key(kind: str, subject: str, data: dict) -> str:
+    """What makes one event one: the same event told twice is sent once.
+
+    A level is told once per escalation and level, a failed delivery once per delivery, an
+    agent over budget once per day; otherwise (drift alerts, tests) the data decides.
+    """
+    if kind == Kind.LEVEL_RAISED:
+        detail = str(data.get("level", ""))
+    elif kind == Kind.DELIVERY_FAILED:
+        detail = str(data.get("delivery", ""))
+    elif kind == Kind.OVER_BUDGET:
+        detail = str(data.get("day", ""))
+    elif kind == Kind.HALT_CREATED:
+        detail = ""
+    else:
+        canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+        detail = hashlib.sha256(canonical.encode()).hexdigest()[:24]
+    return f"{kind}:{subject}:{detail}"
+
+
+def slack_escape(text: str) -> str:
+    """Slack's mrkdwn treats &, < and > as markup: escape them in anything quoted."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

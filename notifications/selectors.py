@@ -1,0 +1,56 @@
+"""Reads of notifications: who an event reaches, a person's preferences, their recent messages."""
+
+from django.contrib.auth import get_user_model
+from django.db.models import Q, QuerySet
+
+from escalations.models import EscalationLevel
+from escalations.selectors import reviewers_assignable
+
+from .models import Kind, Notification, NotificationPreference
+
+
+def _with_preferences(users: QuerySet) -> QuerySet:
+    return users.select_related("notification_preference")
+
+
+def managers_of(domain: str | None) -> QuerySet:
+    """The domain's managers when its policy names some, else every manager."""
+    users = get_user_model().objects.filter(is_active=True)
+    if domain:
+        named = users.filter(managed_policies__domain=domain)
+        if named.exists():
+            return named
+    return users.filter(Q(groups__name="manager") | Q(is_superuser=True)).distinct()
+
+
+def recipients(kind: str, *, domain: str | None, level: int | None = None) -> list:
+    """Who may hear of an event, with their preferences loaded (their choices apply after).
+
+    A halt: every reviewer (only those who opted in get it). A level: the people the level
+    names, and the domain's managers when it says so. The rest: the domain's managers
+    (managers_of).
+    """
+    if kind == Kind.HALT_CREATED:
+        return list(_with_preferences(reviewers_assignable()))
+    if kind == Kind.LEVEL_RAISED:
+        row = (
+            EscalationLevel.objects.filter(policy__domain=domain, level=level)
+            .prefetch_related("notify__notification_preference")
+            .first()
+        )
+        if row is None:
+            return []
+        people = {user.pk: user for user in row.notify.all() if user.is_active}
+        if row.notify_managers:
+            people.update({user.pk: user for user in _with_preferences(managers_of(domain))})
+        return sorted(people.values(), key=lambda user: user.get_username())
+    return list(_with_preferences(managers_of(domain)).order_by("username"))
+
+
+def preference_of(user) -> NotificationPreference | None:
+    return NotificationPreference.objects.filter(user=user).first()
+
+
+def recent_for(user, *, limit: int = 10) -> list[Notification]:
+    return list(Notification.objects.filter(user=user).order_by("-created_at")[:limit])
+

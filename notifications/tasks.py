@@ -1,0 +1,69 @@
+"""Celery tasks of notifications: fan an event out, send one message, sweep the stragglers.
+
+Ids in, services do the work; every task is safe to run twice, late, or on a row that is
+gone (rows are keyed per event and claimed by compare-and-swap).
+"""
+
+import logging
+
+from celery import shared_task
+from django.utils import timezone
+
+from . import channels, services
+from .models import Notification
+
+log = logging.getLogger(__name__)
+
+# Short retries ride on a countdown; later ones are the sweep's (as webhook deliveries do).
+COUNTDOWN_LIMIT_SECONDS = 300
+
+
+@shared_task(ignore_result=True, acks_late=True, reject_on_worker_lost=True)
+def fan_out_task(kind: str, escalation_id: str | None = None, agent_id: int | None = None, data=None) -> int:
+    """Create the outbox rows of one notable event and enqueue their sending. Returns how many."""
+    return len(
+        services.notifications_fan_out(
+            kind=kind, escalation_id=escalation_id, agent_id=agent_id, data=data or {}
+        )
+    )
+
+
+@shared_task(ignore_result=True, acks_late=True, reject_on_worker_lost=True)
+def send_notification_task(notification_id: str) -> None:
+    """Send one row if it is due and nobody else is sending it; record the attempt. A
+    transient failure due again within COUNTDOWN_LIMIT_SECONDS is re-enqueued with a
+    countdown; a failed channel never holds up another row (each row is its own task)."""
+    notification = services.notification_claim(notification_id=notification_id)
+    if notification is None:
+        return
+    result = channels.send(notification)
+    try:
+        notification = services.notification_record(
+            notification=notification, ok=result.ok, retryable=result.retryable, error=result.error
+        )
+    except Notification.DoesNotExist:
+        return
+    if notification.status == Notification.Status.RETRYING:
+        wait = (notification.next_attempt_at - timezone.now()).total_seconds()
+        if wait <= COUNTDOWN_LIMIT_SECONDS:
+            _enqueue_send(notification_id, countdown=max(0.0, wait))
+
+
+def _enqueue_send(notification_id: str, countdown: float = 0) -> bool:
+    try:
+        send_notification_task.apply_async((notification_id,), countdown=countdown)
+    except Exception as exc:
+        log.warning("notification %s not enqueued (%s); the sweep will retry", notification_id, exc)
+        return False
+    return True
+
+
+@shared_task(ignore_result=True)
+def sweep_notifications_task() -> int:
+    """Re-enqueue rows a lost message or a crashed worker left behind. Returns how many."""
+    enqueued = 0
+    for notification_id in services.notifications_sweep():
+        if not _enqueue_send(notification_id):
+            break
+        enqueued += 1
+    return enqueued

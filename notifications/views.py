@@ -1,0 +1,94 @@
+"""The notification settings page: what reaches a person, where, a test, and what was sent."""
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.middleware import HtmxDetails
+
+from reviews.permissions import is_manager, reviewer_required
+
+from . import rules, selectors, services
+from .forms import PreferencesForm
+from .models import Channel
+
+PAGE = "notifications/preferences.html"
+REVEAL = "notifications.new_secret"  # a new secret waits in the session for one page view
+
+
+class HtmxHttpRequest(HttpRequest):
+    htmx: HtmxDetails
+
+
+def _form(request: HttpRequest, data=None) -> PreferencesForm:
+    preference = selectors.preference_of(request.user)
+    return PreferencesForm(
+        data,
+        initial=PreferencesForm.initial_for(preference),
+        kinds=rules.kinds_for(is_manager=is_manager(request.user)),
+        email=request.user.email,
+    )
+
+
+def _context(request: HttpRequest, form: PreferencesForm, **extra) -> dict:
+    return {
+        "form": form,
+        "preference": selectors.preference_of(request.user),
+        "channels": Channel.choices,
+        "recent": selectors.recent_for(request.user),
+        **extra,
+    }
+
+
+@reviewer_required
+@require_http_methods(["GET", "POST"])
+def preferences(request: HtmxHttpRequest) -> HttpResponse:
+    if request.method == "POST":
+        form = _form(request, request.POST)
+        if form.is_valid():
+            _, secret = services.preferences_save(
+                user=request.user,
+                choices=form.choices(),
+                slack_url=form.cleaned_data["slack_url"],
+                webhook_url=form.cleaned_data["webhook_url"],
+            )
+            if secret:
+                request.session[REVEAL] = secret
+            messages.success(request, "Notification settings saved.")
+            return redirect("notifications:preferences")
+        return TemplateResponse(request, PAGE, _context(request, form), status=422)
+    context = _context(request, _form(request), new_secret=request.session.pop(REVEAL, None))
+    return TemplateResponse(request, PAGE, context)
+
+
+@reviewer_required
+@require_POST
+def secret_rotate(request: HtmxHttpRequest) -> HttpResponse:
+    request.session[REVEAL] = services.webhook_secret_rotate(user=request.user)
+    messages.success(request, "New signing secret created; the old one no longer signs.")
+    return redirect("notifications:preferences")
+
+
+@reviewer_required
+@require_POST
+def send_test(request: HtmxHttpRequest) -> HttpResponse:
+    sent = services.notification_test(user=request.user)
+    if sent:
+        names = ", ".join(dict.fromkeys(row.get_channel_display() for row in sent))
+        notice = f"Test queued: {names}. Its status shows below in a moment."
+    else:
+        notice = "Nothing to test yet: set up a channel (an e-mail address, Slack or a webhook) first."
+    if not request.htmx:
+        messages.info(request, notice)
+        return redirect("notifications:preferences")
+    context = {"recent": selectors.recent_for(request.user), "test_notice": notice}
+    return TemplateResponse(request, f"{PAGE}#recent", context)
+
+
+@reviewer_required
+@require_GET
+def recent(request: HtmxHttpRequest) -> HttpResponse:
+    if not request.htmx:
+        return redirect("notifications:preferences")
+    return TemplateResponse(request, f"{PAGE}#recent", {"recent": selectors.recent_for(request.user)})

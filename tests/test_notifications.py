@@ -1,0 +1,517 @@
+"""Notifications (issue 4): each channel against a real local receiver (Slack and signed
+generic webhooks on 127.0.0.1, e-mail through Django's locmem backend), retries, who is a
+recipient and what they chose, sent only on commit, and the preferences page.
+
+Tasks are called directly or in Celery's eager mode; only the clock is moved."""
+
+import json
+from datetime import timedelta
+
+import pytest
+import time_machine
+from conftest import (
+    AgentClient,
+    ensure_default_policies,
+    make_package,
+    make_user,
+    need,
+    post_package,
+)
+from django.contrib.auth.models import Group
+from django.core import mail
+from django.db import transaction
+from django.utils import timezone
+from receiver import Receiver, Reply
+
+from escalations import services, signals, webhooks
+from escalations.models import Event, Policy
+from notifications import services as notify
+from notifications.models import Notification, NotificationPreference
+from notifications.tasks import fan_out_task, send_notification_task, sweep_notifications_task
+
+pytestmark = pytest.mark.django_db
+
+HALT = {"confidence": 0.2, "title": "Drop the users table? <!channel> & co"}
+
+
+@pytest.fixture
+def eager(settings):
+    """Enqueued tasks run here, at once (the on-commit callbacks still decide when)."""
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    settings.CELERY_TASK_EAGER_PROPAGATES = True
+
+
+def prefer(user, choices: dict, **where) -> NotificationPreference:
+    preference, _ = notify.preferences_save(user=user, choices=choices, **where)
+    return preference
+
+
+def sent(user=None) -> list[Notification]:
+    rows = Notification.objects.order_by("created_at", "channel")
+    return list(rows.filter(user=user) if user else rows)
+
+
+def send_all() -> None:
+    for row in Notification.objects.filter(status__in=["pending", "retrying"]):
+        send_notification_task(str(row.pk))
+
+
+def levels_for(domain="default", **level) -> Policy:
+    row = Policy.objects.get(domain=domain)
+    services.policy_levels_replace(
+        policy_row=row, specs=[services.LevelSpec(after_minutes=30, **level)]
+    )
+    return row
+
+
+# ---------------------------------------------------------------- channels
+
+
+def test_a_halt_reaches_an_opted_in_reviewer_on_slack_with_a_deep_link(
+    api, reviewer, other_reviewer, receiver, eager, django_capture_on_commit_callbacks, settings
+):
+    prefer(reviewer, {"halt_created": ["slack"]}, slack_url=receiver.url)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        escalation = post_package(api, **HALT)
+
+    (request,) = receiver.wait_for(1)
+    text = request.json()["text"]
+    link = f"{settings.PUBLIC_URL}/escalations/{escalation.pk}"
+    assert set(request.json()) == {"text"}
+    assert f"<{link}|Open in Handoff>" in text
+    # Slack markup in what the agent wrote is escaped, never a real @channel.
+    assert "Drop the users table? &lt;!channel&gt; &amp; co" in text
+    assert "<!channel>" not in text
+    assert request.header("handoff-signature") is None  # Slack needs no signature
+    (row,) = sent()
+    assert (row.user, row.channel, row.status, row.attempts) == (reviewer, "slack", "sent", 1)
+    # Nobody else opted in: the other reviewer hears nothing.
+    assert sent(other_reviewer) == []
+    notified = Event.objects.get(escalation=escalation, kind=Event.Kind.NOTIFIED)
+    assert notified.data == {"event": "halt_created", "people": ["alice"], "channels": ["slack"]}
+
+
+def test_a_level_reaches_its_people_on_a_signed_webhook(api, reviewer, receiver, eager, django_capture_on_commit_callbacks):
+    preference = prefer(reviewer, {"level_raised": ["webhook"]}, webhook_url=receiver.url)
+    levels_for(notify=[reviewer])
+    escalation = post_package(api)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.levels_advance(now=escalation.created_at + timedelta(minutes=30))
+
+    (request,) = receiver.wait_for(1)
+    assert webhooks.verify(preference.webhook_secret, request.body, request.header("handoff-signature"))
+    assert not webhooks.verify("whsec_someone-else", request.body, request.header("handoff-signature"))
+    body = request.json()
+    row = Notification.objects.get()
+    assert request.header("handoff-event") == "notification.level_raised"
+    assert request.header("handoff-delivery") == str(row.pk)
+    assert body["event"] == "notification.level_raised"
+    assert body["notification_id"] == str(row.pk)
+    assert body["escalation"]["id"] == str(escalation.pk)
+    assert body["escalation"]["level"] == 2
+    assert body["data"] == {"level": 2, "from": 1}
+    assert body["url"].endswith(f"/escalations/{escalation.pk}")
+    assert body["subject"].startswith("Level 2: ")
+
+
+def test_a_delivery_that_failed_for_good_emails_the_managers(
+    api, hooked, reviewer, manager, eager, django_capture_on_commit_callbacks, settings
+):
+    # given: the receiver refuses for good (a 4xx other than 408/429 is not retried)
+    other_manager = make_user("omar", "manager")
+    escalation = post_package(api)
+    services.escalation_decide(
+        escalation_id=escalation.pk, request=services.DecisionRequest(kind="option", option="shim"), user=reviewer
+    )
+    delivery = escalation.deliveries.get()
+    claimed = services.delivery_claim(delivery_id=delivery.pk)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.delivery_record_attempt(
+            delivery=claimed, started_at=timezone.now(), duration_ms=3, status_code=410, error=""
+        )
+
+    assert sorted(m.to[0] for m in mail.outbox) == ["maya@example.com", "omar@example.com"]
+    message = mail.outbox[0]
+    assert message.subject == f"Delivery failed: {escalation.title}"
+    assert "after 1 attempts (HTTP 410)" in message.body
+    assert f"{settings.PUBLIC_URL}/escalations/{escalation.pk}" in message.body
+    assert {row.status for row in sent()} == {"sent"}
+    assert other_manager.notifications.count() == 1
+
+
+def test_managers_named_by_the_domain_are_the_only_ones_told(
+    agent, manager, eager, django_capture_on_commit_callbacks
+):
+    named = make_user("nadia", "manager")
+    Policy.objects.get(domain="default").managers.add(named)
+    api = AgentClient(services.token_issue(agent=agent))
+    escalation = post_package(api)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        fan_out_task("delivery_failed", str(escalation.pk), None, {"delivery": "d-1", "attempts": 3})
+
+    assert [m.to for m in mail.outbox] == [["nadia@example.com"]]
+
+
+def test_an_agent_over_budget_is_told_once_a_day(agent, manager, eager, django_capture_on_commit_callbacks):
+    agent.daily_budget = 1
+    agent.save()
+    token = services.token_issue(agent=agent)
+    with django_capture_on_commit_callbacks(execute=True):
+        for i in range(3):  # the second and third go over: one message
+            post_package(AgentClient(token), run_id=f"run-{i}")
+
+    (message,) = mail.outbox
+    assert message.subject == "Over budget: agent-007"
+    assert "made 2 escalations today, over its daily budget of 1" in message.body
+
+
+# ---------------------------------------------------------------- retries
+
+
+def test_a_failing_receiver_is_retried_with_backoff_until_it_answers(reviewer, agent):
+    with Receiver(script=[500, 503, 200]) as hook:
+        prefer(reviewer, {"halt_created": ["slack"]}, slack_url=hook.url)
+        escalation = post_package(AgentClient(services.token_issue(agent=agent)), **HALT)
+        (row_id,) = notify.notifications_fan_out(kind="halt_created", escalation_id=str(escalation.pk))
+
+        send_notification_task(row_id)
+        row = Notification.objects.get(pk=row_id)
+        assert (row.status, row.attempts, row.last_error) == ("retrying", 1, "HTTP 500: {\"ok\": true}")
+        first_wait = row.next_attempt_at
+
+        send_notification_task(row_id)  # not due yet: nothing is sent
+        assert len(hook.requests) == 1
+
+        with time_machine.travel(first_wait + timedelta(seconds=1), tick=False):
+            send_notification_task(row_id)
+        row = Notification.objects.get(pk=row_id)
+        assert (row.status, row.attempts) == ("retrying", 2)
+        assert row.next_attempt_at > first_wait
+
+        with time_machine.travel(row.next_attempt_at + timedelta(seconds=1), tick=False):
+            send_notification_task(row_id)
+        row = Notification.objects.get(pk=row_id)
+        assert (row.status, row.attempts, row.last_error) == ("sent", 3, "")
+        assert len(hook.wait_for(3)) == 3
+        # The same message each time.
+        assert len({r.body for r in hook.requests}) == 1
+
+
+def test_a_notification_is_given_up_after_its_attempts_or_at_once_when_refused(reviewer, agent, settings):
+    settings.NOTIFICATION_MAX_ATTEMPTS = 2
+    settings.WEBHOOK_BACKOFF_BASE_SECONDS = 0
+    with Receiver(script=[500, 500, 404]) as hook:
+        prefer(reviewer, {"halt_created": ["slack"]}, slack_url=hook.url)
+        api = AgentClient(services.token_issue(agent=agent))
+        first = post_package(api, run_id="one", **HALT)
+        (row_id,) = notify.notifications_fan_out(kind="halt_created", escalation_id=str(first.pk))
+        send_notification_task(row_id)
+        send_notification_task(row_id)
+        assert Notification.objects.get(pk=row_id).status == "failed"
+        assert Notification.objects.get(pk=row_id).attempts == 2
+
+        second = post_package(api, run_id="two", **HALT)
+        (row_id,) = notify.notifications_fan_out(kind="halt_created", escalation_id=str(second.pk))
+        send_notification_task(row_id)
+        row = Notification.objects.get(pk=row_id)
+        assert (row.status, row.attempts, row.last_error[:8]) == ("failed", 1, "HTTP 404")
+
+
+def test_a_failing_channel_never_stops_the_others(reviewer, agent, eager, django_capture_on_commit_callbacks):
+    dead = "http://127.0.0.1:9/nobody-listens"
+    with Receiver() as hook:
+        prefer(
+            reviewer,
+            {"halt_created": ["email", "slack", "webhook"]},
+            slack_url=dead,
+            webhook_url=hook.url,
+        )
+        with django_capture_on_commit_callbacks(execute=True):
+            post_package(AgentClient(services.token_issue(agent=agent)), **HALT)
+        hook.wait_for(1)
+
+    by_channel = {row.channel: row for row in sent()}
+    assert by_channel["slack"].status == "retrying"
+    assert "ConnectError" in by_channel["slack"].last_error
+    assert by_channel["email"].status == "sent"
+    assert by_channel["webhook"].status == "sent"
+    assert [m.to for m in mail.outbox] == [["alice@example.com"]]
+
+
+def test_the_sweep_sends_what_a_lost_message_left_behind(reviewer, agent, eager):
+    with Receiver() as hook:
+        prefer(reviewer, {"halt_created": ["slack"]}, slack_url=hook.url)
+        escalation = post_package(AgentClient(services.token_issue(agent=agent)), **HALT)
+        (row_id,) = notify.notifications_fan_out(kind="halt_created", escalation_id=str(escalation.pk))
+        assert sweep_notifications_task() == 0  # fresh: left to its own task for a moment
+        with time_machine.travel(timezone.now() + timedelta(seconds=30), tick=False):
+            assert sweep_notifications_task() == 1
+        hook.wait_for(1)
+    assert Notification.objects.get(pk=row_id).status == "sent"
+
+
+# ---------------------------------------------------------------- who hears what
+
+
+def test_preferences_decide_who_hears_what(agent, reviewer, other_reviewer, manager):
+    quiet_manager = make_user("quinn", "manager")
+    prefer(quiet_manager, {"delivery_failed": []})
+    prefer(other_reviewer, {"halt_created": ["email"]})
+    escalation = post_package(AgentClient(services.token_issue(agent=agent)), **HALT)
+
+    notify.notifications_fan_out(kind="halt_created", escalation_id=str(escalation.pk))
+    notify.notifications_fan_out(kind="delivery_failed", escalation_id=str(escalation.pk), data={"delivery": "x"})
+
+    got = {(row.recipient, row.kind, row.channel) for row in sent()}
+    assert got == {
+        ("bob", "halt_created", "email"),  # opted in
+        ("maya", "delivery_failed", "email"),  # a manager, by default
+    }
+
+
+def test_a_level_tells_its_people_and_the_managers_when_it_says_so(agent, reviewer, other_reviewer, manager):
+    levels_for(notify=[reviewer], notify_managers=True)
+    escalation = post_package(AgentClient(services.token_issue(agent=agent)))
+
+    notify.notifications_fan_out(kind="level_raised", escalation_id=str(escalation.pk), data={"level": 2})
+
+    assert sorted(row.recipient for row in sent()) == ["alice", "maya"]
+    assert sent(other_reviewer) == []
+
+
+def test_the_same_event_told_twice_sends_once(agent, manager):
+    escalation = post_package(AgentClient(services.token_issue(agent=agent)))
+    data = {"delivery": "d-1", "attempts": 3, "error": "HTTP 500"}
+
+    first = notify.notifications_fan_out(kind="delivery_failed", escalation_id=str(escalation.pk), data=data)
+    again = notify.notifications_fan_out(kind="delivery_failed", escalation_id=str(escalation.pk), data=data)
+    other = notify.notifications_fan_out(kind="delivery_failed", escalation_id=str(escalation.pk), data={"delivery": "d-2"})
+
+    assert (len(first), again, len(other)) == (1, [], 1)
+    assert Event.objects.filter(escalation=escalation, kind=Event.Kind.NOTIFIED).count() == 2
+
+
+def test_a_drift_alert_reaches_the_managers_with_its_numbers(
+    agent, manager, eager, django_capture_on_commit_callbacks
+):
+    numbers = {"this_week": 40, "usual": 9.5, "p_value": 0.0004}
+    with django_capture_on_commit_callbacks(execute=True):
+        fan_out_task("drift_alert", None, agent.pk, numbers)
+        fan_out_task("drift_alert", None, agent.pk, numbers)
+
+    (message,) = mail.outbox
+    assert message.subject == "Drift alert: agent-007"
+    assert "this week 40, usual 9.5, p value 0.0004" in message.body
+
+
+@pytest.mark.django_db(transaction=True)
+def test_notable_events_are_sent_only_once_committed(agent_with_token):
+    ensure_default_policies()
+    api = AgentClient(agent_with_token[1])
+    heard = []
+
+    def spy(sender, **kwargs):
+        heard.append(kwargs["event"])
+
+    signals.notable.connect(spy)
+    try:
+        with pytest.raises(RuntimeError), transaction.atomic():
+            signals.notable_on_commit("halt_created", escalation=None)
+            raise RuntimeError("rolled back")
+        assert heard == []
+
+        post_package(api, **HALT)  # the API's own transaction commits
+        assert heard == ["halt_created"]
+    finally:
+        signals.notable.disconnect(spy)
+
+
+def test_a_receiver_that_fails_never_fails_the_write(api, caplog, django_capture_on_commit_callbacks):
+    def broken(sender, **kwargs):
+        raise RuntimeError("receiver down")
+
+    signals.notable.connect(broken)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            response = api.escalate(make_package(**HALT))
+    finally:
+        signals.notable.disconnect(broken)
+    assert response.status_code == 201
+    assert "notable halt_created: receiver" in caplog.text
+    assert "receiver down" in caplog.text
+
+
+# ---------------------------------------------------------------- the preferences page
+
+
+def test_the_page_shows_and_saves_what_reaches_you(reviewer_client, reviewer):
+    page = reviewer_client.get("/settings/notifications")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "A new tier-4 halt" in html
+    assert "An agent went over its daily escalation budget" not in html  # managers only
+    assert "Nothing sent to you yet." in html
+
+    response = reviewer_client.post(
+        "/settings/notifications",
+        {"event_halt_created": ["email", "slack"], "slack_url": "https://hooks.slack.com/services/T/B/x"},
+    )
+
+    assert response.status_code == 302
+    preference = NotificationPreference.objects.get(user=reviewer)
+    assert preference.choices == {"halt_created": ["email", "slack"], "level_raised": []}
+    assert preference.slack_url == "https://hooks.slack.com/services/T/B/x"
+    assert "Notification settings saved." in reviewer_client.get("/settings/notifications").content.decode()
+
+
+def test_managers_see_their_events_with_email_on_by_default(manager_client):
+    html = manager_client.get("/settings/notifications").content.decode()
+    assert "An agent went over its daily escalation budget" in html
+    assert 'name="event_over_budget" value="email"' in html
+    assert 'name="event_over_budget" value="email" id="id_event_over_budget_0" checked' in html
+    assert 'name="event_halt_created" value="email" id="id_event_halt_created_0" checked' not in html
+
+
+def test_the_page_names_what_is_missing_and_never_fails(reviewer_client, reviewer, django_user_model):
+    response = reviewer_client.post("/settings/notifications", {"event_halt_created": ["slack", "webhook"]})
+    assert response.status_code == 422
+    html = response.content.decode()
+    assert "Slack incoming webhook URL: Needed: Slack is chosen for “A new tier-4 halt”." in html
+    assert "Webhook URL: Needed: Webhook is chosen for “A new tier-4 halt”." in html
+
+    no_mail = make_user("nomail", "reviewer")
+    django_user_model.objects.filter(pk=no_mail.pk).update(email="")
+    reviewer_client.force_login(django_user_model.objects.get(pk=no_mail.pk))
+    response = reviewer_client.post("/settings/notifications", {"event_halt_created": ["email"]})
+    assert response.status_code == 422
+    assert "Your account has no e-mail address" in response.content.decode()
+
+    for garbage in (
+        {"event_halt_created": ["carrier-pigeon"]},
+        {"slack_url": "javascript:alert(1)"},
+        {"webhook_url": "ftp://example.com/x"},
+        {"slack_url": "https://x.example/" + "a" * 600},
+        {"event_level_raised": "\x00"},
+    ):
+        assert reviewer_client.post("/settings/notifications", garbage).status_code == 422, garbage
+    assert not NotificationPreference.objects.exists()
+
+
+def test_the_webhook_secret_is_shown_once(reviewer_client, reviewer):
+    reviewer_client.post(
+        "/settings/notifications",
+        {"event_halt_created": ["webhook"], "webhook_url": "https://hooks.example.com/handoff"},
+    )
+    secret = NotificationPreference.objects.get(user=reviewer).webhook_secret
+    assert secret.startswith("whsec_")
+
+    first = reviewer_client.get("/settings/notifications").content.decode()
+    assert secret in first and "Shown once." in first
+    second = reviewer_client.get("/settings/notifications").content.decode()
+    assert secret not in second
+    assert secret[:10] in second  # its start, to tell which one is set
+
+    reviewer_client.post("/settings/notifications/secret")
+    rotated = NotificationPreference.objects.get(user=reviewer).webhook_secret
+    assert rotated != secret
+    assert rotated in reviewer_client.get("/settings/notifications").content.decode()
+
+
+def test_send_a_test_to_every_channel_set_up(
+    reviewer_client, reviewer, eager, django_capture_on_commit_callbacks
+):
+    with Receiver() as hook:
+        prefer(reviewer, {}, slack_url=hook.url)
+
+        with django_capture_on_commit_callbacks(execute=True):
+            response = reviewer_client.post("/settings/notifications/test", HTTP_HX_REQUEST="true")
+
+        assert response.status_code == 200
+        html = response.content.decode()
+        assert 'id="recent"' in html and "<html" not in html
+        assert "Test queued: Email, Slack." in html
+        hook.wait_for(1)
+    assert [m.subject for m in mail.outbox] == ["Test notification from Handoff"]
+    assert {row.status for row in sent(reviewer)} == {"sent"}
+    assert "Test notification from Handoff" in reviewer_client.get("/settings/notifications").content.decode()
+
+    # Without JavaScript: a redirect and a message.
+    response = reviewer_client.post("/settings/notifications/test")
+    assert response.status_code == 302
+
+
+def test_the_page_is_for_reviewers(client, django_user_model):
+    assert client.get("/settings/notifications").status_code == 302  # to the login page
+    nobody = django_user_model.objects.create_user("nobody")
+    client.force_login(nobody)
+    assert client.get("/settings/notifications").status_code == 403
+    assert client.post("/settings/notifications/test").status_code == 403
+    Group.objects.get_or_create(name="reviewer")[0].user_set.add(nobody)
+    assert client.get("/settings/notifications").status_code == 200
+
+
+def test_what_an_agent_wrote_is_escaped_on_the_page(reviewer_client, reviewer, agent):
+    prefer(reviewer, {"halt_created": ["email"]})
+    escalation = post_package(
+        AgentClient(services.token_issue(agent=agent)), confidence=0.2, title="<img src=x onerror=alert(1)>"
+    )
+    notify.notifications_fan_out(kind="halt_created", escalation_id=str(escalation.pk))
+
+    html = reviewer_client.get("/settings/notifications").content.decode()
+    assert "<img src=x" not in html
+    assert "Halt: &lt;img src=x onerror=alert(1)&gt;" in html
+    assert json.loads(json.dumps(sent(reviewer)[0].payload)) == {}
+
+
+# ---------------------------------------------------------------- the Celery path (PostgreSQL + Redis)
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_real_worker_fans_out_and_sends_without_holding_up_the_request(
+    tmp_path, agent_with_token, reviewer, receiver
+):
+    """The whole path in the production shape: the API commits, the receiver enqueues on
+    Redis, a `celery worker` subprocess creates the rows and sends them."""
+    import os
+    import time
+
+    from django.db import connection
+    from test_celery_worker import Worker, purge_queue
+
+    need(bool(os.environ.get("REDIS_URL")), "Redis (REDIS_URL)")
+    need(connection.vendor == "postgresql", "PostgreSQL (DATABASE_URL)")
+    preference = prefer(
+        reviewer, {"halt_created": ["slack", "webhook"]}, slack_url=receiver.url, webhook_url=receiver.url
+    )
+    purge_queue()
+    worker = Worker(tmp_path)
+    try:
+        worker.wait_ready()
+        receiver.script(Reply(200, delay=3), Reply(200, delay=3))  # slow receivers
+        started = time.monotonic()
+        response = AgentClient(agent_with_token[1]).escalate(make_package(**HALT))
+        answered_in = time.monotonic() - started
+        assert response.status_code == 201, response.content
+
+        requests = receiver.wait_for(2, timeout=30)
+        signed = [r for r in requests if r.header("handoff-signature")]
+        slack = [r for r in requests if not r.header("handoff-signature")]
+        assert len(signed) == len(slack) == 1
+        assert webhooks.verify(preference.webhook_secret, signed[0].body, signed[0].header("handoff-signature"))
+        assert signed[0].json()["escalation"]["id"] == response.json()["id"]
+        assert "Open in Handoff" in slack[0].json()["text"]
+        deadline = time.monotonic() + 10
+        while {row.status for row in sent()} != {"sent"}:
+            assert time.monotonic() < deadline, (sent(), worker.log())
+            time.sleep(0.05)
+        # The request only enqueued: it never waited on the slow receivers.
+        assert answered_in < 3
+    finally:
+        worker.stop()
+        purge_queue()
