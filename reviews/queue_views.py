@@ -53,6 +53,7 @@ def _context(request: HtmxHttpRequest, filterset: QueueFilter, rows: list) -> di
         "tabs": tabs,
         "rows": rows,
         "sort_label": queue.SORTS[filterset.sort].label,
+        "default_sort": queue.DEFAULT_SORT,
         "clear_url": queue_url(QueryDict(), tab=None if filterset.tab == "open" else filterset.tab),
     }
 

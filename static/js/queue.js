@@ -30,9 +30,12 @@
   function rows() { var b = body(); return b ? Array.prototype.slice.call(b.querySelectorAll("tr[data-row]")) : []; }
   function held() { return pointerIn || focusIn; }
 
+  var sayTimer = null;
   function say(text) {
     statusLine.textContent = "";
+    window.clearTimeout(sayTimer);
     window.setTimeout(function () { statusLine.textContent = text; }, 30);
+    sayTimer = window.setTimeout(function () { statusLine.textContent = ""; }, 8000);
   }
 
   // ------------------------------------------------------------ whole-list refresh
@@ -271,13 +274,15 @@
 
   // ------------------------------------------------------------ filters
 
-  // Empty fields stay out of the URL that the filter form pushes (bookmarkable, short).
+  // Empty fields and the default sort stay out of the URL that the filter form pushes
+  // (bookmarkable, short).
   document.addEventListener("htmx:configRequest", function (event) {
-    if (!event.detail.elt.matches(".queue-filters")) return;
+    var form = event.detail.elt;
+    if (!form.matches(".queue-filters") || !event.detail.formData) return;
     var data = event.detail.formData;
-    if (!data) return;
     Array.from(data.keys()).forEach(function (key) {
       if (data.getAll(key).every(function (v) { return v === ""; })) data.delete(key);
     });
+    if (data.get("sort") === form.dataset.defaultSort) data.delete("sort");
   });
 })();
