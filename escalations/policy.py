@@ -110,15 +110,11 @@ class Change:
 def rules_changes(old: dict[str, Any] | None, new: dict[str, Any]) -> list[Change]:
     """What differs between two snapshots, in the order of `new`.
 
-    A key the old snapshot lacks (saved before the setting existed) counts as a change only
-    when the new value is not empty.
+    A setting the old snapshot did not record (saved before it was versioned) is not
+    shown as changed: its old value is unknown.
     """
     old = old or {}
-    return [
-        Change(name, old.get(name), value)
-        for name, value in new.items()
-        if old.get(name) != value and (name in old or value not in (None, []))
-    ]
+    return [Change(name, old[name], value) for name, value in new.items() if name in old and old[name] != value]
 
 
 @dataclass(frozen=True)

@@ -183,8 +183,9 @@ def rules_of(row: Policy) -> policy.Rules:
 
 
 def _policy_snapshot(row: Policy) -> dict[str, Any]:
-    """What a PolicyVersion keeps: the rules and the managers' usernames."""
+    """What a PolicyVersion keeps: the rules, the description and the managers' usernames."""
     snapshot = policy.rules_snapshot(rules_of(row))
+    snapshot["description"] = row.description
     snapshot["managers"] = sorted(row.managers.values_list("username", flat=True))
     return snapshot
 
@@ -238,17 +239,15 @@ def policy_update(
     with transaction.atomic():
         row = Policy.objects.select_for_update().get(pk=policy_id)
         before = _policy_snapshot(row)
-        before_description = row.description
         for name, value in changes.items():
             setattr(row, name, value)
         _policy_errors(rules_of(row))
         after = policy.rules_snapshot(rules_of(row))
+        after["description"] = row.description
         after["managers"] = (
             sorted(user.get_username() for user in managers) if managers is not None else before["managers"]
         )
         changed = policy.rules_changes(before, after)
-        if row.description != before_description:
-            changed.append(policy.Change("description", before_description, row.description))
         if not changed:
             return row, []
         row.version = F("version") + 1

@@ -68,18 +68,17 @@ def test_default_respond_minutes_by_tier(tier, minutes):
 
 
 def test_rules_changes_lists_what_differs_as_old_and_new():
-    old = {"retry_cap": 3, "flag_threshold": 0.7, "managers": []}
-    new = {"retry_cap": 5, "flag_threshold": 0.7, "managers": ["maya"], "approvals_required": 2}
+    old = {"retry_cap": 3, "flag_threshold": 0.7, "managers": [], "respond_minutes_tier3": 30}
+    new = {"retry_cap": 5, "flag_threshold": 0.7, "managers": ["maya"], "respond_minutes_tier3": None}
     assert rules_changes(old, new) == [
         Change("retry_cap", 3, 5),
         Change("managers", [], ["maya"]),
-        Change("approvals_required", None, 2),
+        Change("respond_minutes_tier3", 30, None),
     ]
 
 
-def test_a_setting_missing_from_an_old_snapshot_is_a_change_only_when_set():
-    assert rules_changes({"retry_cap": 3}, {"retry_cap": 3, "managers": [], "respond_minutes_tier3": None}) == []
-    assert rules_changes({}, {"managers": ["maya"]}) == [Change("managers", None, ["maya"])]
+def test_a_setting_an_old_snapshot_did_not_record_is_not_shown_as_changed():
+    assert rules_changes({"retry_cap": 3}, {"retry_cap": 3, "managers": ["maya"], "description": "x"}) == []
 
 
 # ---------------------------------------------------------------- versioning
@@ -108,6 +107,7 @@ def test_every_save_is_a_new_version_with_its_snapshot_author_and_note(agent, ma
     assert saved.rules["autonomous_threshold"] == 0.8
     assert saved.rules["retry_cap"] == 5
     assert saved.rules["managers"] == []
+    assert saved.rules["description"] == "Anything without a domain of its own."
     assert (saved.changed_by, saved.changed_by_name, saved.note) == (manager, "maya", "fewer asks")
 
     policy, changes = services.policy_update(policy_id=policy.pk, changes={"managers": [manager]}, user=manager)
@@ -287,9 +287,16 @@ def test_saving_the_form_makes_a_version_and_the_history_shows_what_changed(mana
     assert (policy.version, policy.autonomous_threshold, policy.approvals_required) == (2, 0.8, 2)
     page = manager_client.get("/policies/default").content.decode()
     assert "Saved as version 2: autonomous threshold: 0.9 → 0.8; approvals required: 1 → 2; managers: none → sam." in page
-    assert "autonomous threshold: 0.9 → 0.8" in page
+    assert "<li>autonomous threshold: 0.9 → 0.8</li>" in page
     assert "two people for drops" in page
     assert "Save as version 3" in page
+
+    # the next version's history names the managers and the description too
+    form.update(managers=[], description="Everything else", note="")
+    assert manager_client.post("/policies/default", form).status_code == 302
+    page = manager_client.get("/policies/default").content.decode()
+    assert "<li>description: Anything without a domain of its own. → Everything else</li>" in page
+    assert "<li>managers: sam → none</li>" in page
 
 
 def test_thresholds_out_of_order_are_refused_next_to_the_field(manager_client, agent):
