@@ -147,6 +147,13 @@ def test_escalations_record_the_policy_version_that_tiered_them(api, manager):
     assert before.policy_version == 1
 
 
+def test_the_escalation_page_names_the_policy_version_that_tiered_it(api, manager_client, reviewer_client):
+    escalation = post_package(api)
+    assert "Tiered by the default policy, version 1." in reviewer_client.get(f"/escalations/{escalation.pk}").content.decode()
+    page = manager_client.get(f"/escalations/{escalation.pk}").content.decode()
+    assert '<a href="/policies/default">the default policy</a>, version 1.' in page
+
+
 def test_policy_create_starts_at_version_one(db, manager):
     policy = services.policy_create(domain="payments", description="Money moves", user=manager, approvals_required=2)
     assert (policy.version, policy.approvals_required) == (1, 2)
