@@ -1255,7 +1255,7 @@ def escalation_reassign(
     with transaction.atomic():
         escalation = _lock_open(escalation_id)
         live = escalation.claim_is_live(now)
-        if live and escalation.claimed_by_id not in (user.pk, assignee.pk) and not override:
+        if live and escalation.claimed_by_id != user.pk and not override:
             raise ClaimedByOther(escalation)
         previous = escalation.claimed_by.get_username() if live and escalation.claimed_by else None
         escalation.status = Escalation.Status.CLAIMED

@@ -144,8 +144,11 @@ def test_only_the_holder_or_a_manager_hands_a_live_claim_on(
     escalation, reviewer, other_reviewer, manager
 ):
     services.escalation_claim(escalation_id=escalation.pk, user=other_reviewer)
-    with pytest.raises(services.ClaimedByOther):
-        services.escalation_reassign(escalation_id=escalation.pk, user=reviewer, assignee=reviewer)
+    for assignee in (reviewer, other_reviewer):
+        with pytest.raises(services.ClaimedByOther):
+            services.escalation_reassign(
+                escalation_id=escalation.pk, user=reviewer, assignee=assignee
+            )
 
     services.escalation_reassign(
         escalation_id=escalation.pk, user=manager, assignee=reviewer, override=True
@@ -153,6 +156,12 @@ def test_only_the_holder_or_a_manager_hands_a_live_claim_on(
     escalation.refresh_from_db()
     assert escalation.claimed_by == reviewer
     assert events(escalation, Event.Kind.REASSIGNED)[0].data["from"] == "bob"
+
+    # the holder hands it on without anyone's override
+    services.escalation_reassign(escalation_id=escalation.pk, user=reviewer, assignee=manager)
+    escalation.refresh_from_db()
+    assert escalation.claimed_by == manager
+    assert [e.data["to"] for e in events(escalation, Event.Kind.REASSIGNED)] == ["alice", "maya"]
 
 
 def test_reassigning_refuses_inactive_people_and_decided_escalations(

@@ -5,7 +5,9 @@
   "use strict";
 
   var PING_MS = 25000;   // "still here", to everyone else on the page (reviews/consumers.py)
-  var STALE_MS = 70000;  // a viewer not heard from for this long has gone (its process died)
+  // A viewer not heard from for this long has gone (its process died without a goodbye).
+  // Generous: browsers run a background tab's timers as rarely as once a minute.
+  var STALE_MS = 150000;
 
   // ------------------------------------------------------------ presence
 
