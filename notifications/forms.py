@@ -6,7 +6,11 @@ from django.core.validators import URLValidator
 from .models import Channel, Kind, NotificationPreference
 from .rules import DEFAULT_CHOICES
 
-HTTP_ONLY = URLValidator(schemes=["http", "https"])
+
+class HttpUrlField(forms.URLField):
+    """A URL Handoff can POST to: http or https only (no ftp, no javascript:)."""
+
+    default_validators = [URLValidator(schemes=["http", "https"])]
 
 
 def event_field(kind: str) -> str:
@@ -14,20 +18,18 @@ def event_field(kind: str) -> str:
 
 
 class PreferencesForm(forms.Form):
-    slack_url = forms.URLField(
+    slack_url = HttpUrlField(
         label="Slack incoming webhook URL",
         required=False,
         max_length=500,
         assume_scheme="https",
-        validators=[HTTP_ONLY],
         help_text="From Slack: Apps → Incoming Webhooks → Add to a channel. Posted as {\"text\": …}.",
     )
-    webhook_url = forms.URLField(
+    webhook_url = HttpUrlField(
         label="Webhook URL",
         required=False,
         max_length=500,
         assume_scheme="https",
-        validators=[HTTP_ONLY],
         help_text="Receives signed JSON (Handoff-Signature, like agents' resume webhooks).",
     )
 

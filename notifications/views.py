@@ -11,7 +11,7 @@ from reviews.permissions import is_manager, reviewer_required
 
 from . import rules, selectors, services
 from .forms import PreferencesForm
-from .models import Channel
+from .models import Channel, Notification
 
 PAGE = "notifications/preferences.html"
 REVEAL = "notifications.new_secret"  # a new secret waits in the session for one page view
@@ -31,12 +31,20 @@ def _form(request: HttpRequest, data=None) -> PreferencesForm:
     )
 
 
+def _recent(request: HttpRequest, **extra) -> dict:
+    """The recent messages, and whether some are still on their way (the list then
+    refreshes itself until they settle)."""
+    recent = selectors.recent_for(request.user)
+    settling = any(n.status in (Notification.Status.PENDING, Notification.Status.SENDING) for n in recent)
+    return {"recent": recent, "settling": settling, **extra}
+
+
 def _context(request: HttpRequest, form: PreferencesForm, **extra) -> dict:
     return {
         "form": form,
         "preference": selectors.preference_of(request.user),
         "channels": Channel.choices,
-        "recent": selectors.recent_for(request.user),
+        **_recent(request),
         **extra,
     }
 
@@ -82,8 +90,7 @@ def send_test(request: HtmxHttpRequest) -> HttpResponse:
     if not request.htmx:
         messages.info(request, notice)
         return redirect("notifications:preferences")
-    context = {"recent": selectors.recent_for(request.user), "test_notice": notice}
-    return TemplateResponse(request, f"{PAGE}#recent", context)
+    return TemplateResponse(request, f"{PAGE}#recent", _recent(request, test_notice=notice))
 
 
 @reviewer_required
@@ -91,4 +98,4 @@ def send_test(request: HtmxHttpRequest) -> HttpResponse:
 def recent(request: HtmxHttpRequest) -> HttpResponse:
     if not request.htmx:
         return redirect("notifications:preferences")
-    return TemplateResponse(request, f"{PAGE}#recent", {"recent": selectors.recent_for(request.user)})
+    return TemplateResponse(request, f"{PAGE}#recent", _recent(request))

@@ -14,7 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from escalations import services
-from escalations.models import Agent, Escalation
+from escalations.models import Agent, Escalation, Policy
 from escalations.schemas import EscalationIn
 
 PASSWORD = "handoff-demo"
@@ -1088,7 +1088,9 @@ class Command(BaseCommand):
                 )
             if demo.claim_by and escalation.is_open:
                 services.escalation_claim(escalation_id=escalation.pk, user=users[demo.claim_by])
+        self._levels(users)
         services.timeouts_apply(now=now)
+        services.levels_advance(now=now)
         services.priorities_refresh(now=now)
         call_command("seed_history", stdout=self.stdout)  # insights: weeks of history, rollups
         open_count = Escalation.objects.open().count()
@@ -1115,6 +1117,20 @@ class Command(BaseCommand):
             user.groups.add(*(Group.objects.get_or_create(name=name)[0] for name in groups))
             users[username] = user
         return users
+
+    def _levels(self, users: dict) -> None:
+        """Escalation levels for the code and db-migration domains (kept if edited since)."""
+        for domain in ("code", "db-migration"):
+            policy_row = Policy.objects.filter(domain=domain).first()
+            if policy_row is None or policy_row.levels.exists():
+                continue
+            services.policy_levels_replace(
+                policy_row=policy_row,
+                specs=[
+                    services.LevelSpec(after_minutes=30, priority_boost=10, notify=[users["sam"]]),
+                    services.LevelSpec(after_minutes=120, priority_boost=15, notify_managers=True),
+                ],
+            )
 
     def _agents(self) -> dict[str, Agent]:
         agents = {}
