@@ -36,13 +36,16 @@ def channels_for(
 ) -> list[str]:
     """The channels `kind` goes out on for a person: chosen (or the default) and set up.
 
-    `choices` is None for someone who never saved preferences. A test goes to every
-    channel set up.
+    `choices` is None for someone who never saved preferences; an event missing from
+    saved choices (say, a reviewer who became a manager since) gets its default too. A test
+    goes to every channel set up.
     """
     if kind == Kind.TEST:
         chosen = set(Channel.values)
+    elif choices is not None and kind in choices:
+        chosen = set(choices[kind])
     else:
-        chosen = set((DEFAULT_CHOICES if choices is None else choices).get(kind, []))
+        chosen = set(DEFAULT_CHOICES.get(kind, []))
     return [
         channel
         for channel in Channel.values

@@ -515,3 +515,16 @@ def test_a_real_worker_fans_out_and_sends_without_holding_up_the_request(
     finally:
         worker.stop()
         purge_queue()
+
+
+def test_an_event_never_chosen_gets_its_default_and_a_choice_overrides_it():
+    from notifications.rules import channels_for
+
+    where = {"email": "a@example.com", "slack_url": "https://hooks.example/s", "webhook_url": ""}
+    assert channels_for("over_budget", choices=None, **where) == ["email"]
+    assert channels_for("over_budget", choices={"halt_created": ["slack"]}, **where) == ["email"]
+    assert channels_for("over_budget", choices={"over_budget": []}, **where) == []
+    assert channels_for("halt_created", choices=None, **where) == []
+    # A channel not set up is skipped, whatever was chosen.
+    assert channels_for("halt_created", choices={"halt_created": ["slack", "webhook"]}, **where) == ["slack"]
+    assert channels_for("test", choices={}, **where) == ["email", "slack"]
