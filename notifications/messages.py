@@ -59,15 +59,32 @@ def compose(kind: str, *, escalation=None, agent=None, data: dict[str, Any]) -> 
         return _about_escalation(kind, escalation, data)
     name = agent.name if agent is not None else "An agent"
     if kind == Kind.DRIFT_ALERT:
-        numbers = ", ".join(f"{key.replace('_', ' ')} {value}" for key, value in data.items())
-        text = f"{name}'s escalation rate climbed well above its usual level."
-        return Message(f"Drift alert: {name}", f"{text} {numbers}".strip(), _agent_link())
+        return Message(f"Drift alert: {name}", _drift_text(name, data), _agent_link())
     return Message(
         f"Over budget: {name}",
         f"{name} made {data.get('used', '?')} escalations today, over its daily budget "
         f"of {data.get('budget', '?')}.",
         _agent_link(),
     )
+
+
+DRIFT_KEYS = ("escalations", "gate_checks", "baseline_escalations", "baseline_gate_checks")
+
+
+def _drift_text(name: str, data: dict[str, Any]) -> str:
+    """The insights' numbers in a sentence when they are all there, else as they come."""
+    text = f"{name}'s escalation rate climbed well above its usual level."
+    if all(key in data for key in DRIFT_KEYS):
+        week = f" (week of {data['week_start']})" if data.get("week_start") else ""
+        p_value = data.get("p_value")
+        chance = f"; p = {p_value:.2g}" if isinstance(p_value, int | float) else ""
+        return (
+            f"{text} This week{week}: {data['escalations']} escalations in "
+            f"{data['gate_checks']} gate checks, against {data['baseline_escalations']} in "
+            f"{data['baseline_gate_checks']} over the previous four weeks{chance}."
+        )
+    numbers = ", ".join(f"{key.replace('_', ' ')} {value}" for key, value in data.items())
+    return f"{text} {numbers}".strip()
 
 
 def _about_escalation(kind: str, escalation, data: dict[str, Any]) -> Message:

@@ -58,7 +58,8 @@ def event_key(kind: str, subject: str, data: dict) -> str:
     """What makes one event one: the same event told twice is sent once.
 
     A level is told once per escalation and level, a failed delivery once per delivery, an
-    agent over budget once per day; otherwise (drift alerts, tests) the data decides.
+    agent over budget once per day, a drift alert once per agent and week; otherwise (tests,
+    drift alerts without a week) the data decides.
     """
     if kind == Kind.LEVEL_RAISED:
         detail = str(data.get("level", ""))
@@ -68,6 +69,8 @@ def event_key(kind: str, subject: str, data: dict) -> str:
         detail = str(data.get("day", ""))
     elif kind == Kind.HALT_CREATED:
         detail = ""
+    elif kind == Kind.DRIFT_ALERT and data.get("week_start"):
+        detail = str(data["week_start"])
     else:
         canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
         detail = hashlib.sha256(canonical.encode()).hexdigest()[:24]

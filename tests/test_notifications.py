@@ -308,6 +308,28 @@ def test_a_drift_alert_reaches_the_managers_with_its_numbers(
     assert "this week 40, usual 9.5, p value 0.0004" in message.body
 
 
+def test_a_drift_alert_from_insights_reads_as_a_sentence_once_a_week(
+    agent, manager, eager, django_capture_on_commit_callbacks
+):
+    week = {
+        "week_start": "2026-03-02",
+        "escalations": 41,
+        "gate_checks": 200,
+        "baseline_escalations": 40,
+        "baseline_gate_checks": 800,
+        "p_value": 0.0000123,
+    }
+    with django_capture_on_commit_callbacks(execute=True):
+        signals.notable.send(sender=None, event="drift_alert", agent=agent, data=week)
+        signals.notable.send(sender=None, event="drift_alert", agent=agent, data={**week, "p_value": 0.00001})
+
+    (message,) = mail.outbox
+    assert (
+        "This week (week of 2026-03-02): 41 escalations in 200 gate checks, against 40 in 800 "
+        "over the previous four weeks; p = 1.2e-05." in message.body
+    )
+
+
 @pytest.mark.django_db(transaction=True)
 def test_notable_events_are_sent_only_once_committed(agent_with_token):
     ensure_default_policies()
