@@ -26,6 +26,9 @@ PALETTE = [
     "#65a30d",
 ]
 REASONS = dict(Escalation.Reason.choices)
+# A reliability diagram's point needs this many judged escalations in its bin (the table
+# lists every bin): a share of 2 or 3 is noise that draws the eye.
+DIAGRAM_MIN_JUDGED = 5
 
 
 @dataclass
@@ -41,10 +44,6 @@ class Table:
     caption: str
     columns: list[Column]
     rows: list[list[Any]]
-
-    @property
-    def cells(self) -> list[list[tuple[Any, Column]]]:
-        return [list(zip(row, self.columns, strict=True)) for row in self.rows]
 
 
 @dataclass
@@ -67,12 +66,13 @@ class Chart:
 
 def _layout(y_title: str, x_title: str = "", **extra: Any) -> dict:
     layout = {
-        "margin": {"l": 64, "r": 16, "t": 36, "b": 56},
+        "margin": {"l": 64, "r": 16, "t": 40, "b": 56},
         "height": 320,
         "font": {"family": "system-ui, -apple-system, Segoe UI, Roboto, sans-serif", "size": 12},
         "paper_bgcolor": "#ffffff",
         "plot_bgcolor": "#ffffff",
-        "legend": {"orientation": "h", "y": 1.12, "x": 0},
+        # Above the plot, never over it: plotly grows the top margin to fit it.
+        "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
         "xaxis": {"title": {"text": x_title}, "gridcolor": "#eef0f4", "automargin": True},
         "yaxis": {
             "title": {"text": y_title},
@@ -87,6 +87,15 @@ def _layout(y_title: str, x_title: str = "", **extra: Any) -> dict:
 
 def _ratio(part: float, whole: float) -> float | None:
     return part / whole if whole else None
+
+
+def _time_layout(f: Filters, y_title: str, **extra: Any) -> dict:
+    """A layout whose x axis is the filter's periods (weekly ticks sit on the weeks' Mondays)."""
+    layout = _layout(y_title, _period_label(f), **extra)
+    if f.by_week:
+        periods = [p.isoformat() for p in f.periods()]
+        layout["xaxis"].update(tickvals=periods, tickformat="%d %b")
+    return layout
 
 
 def _period_label(f: Filters) -> str:
@@ -147,9 +156,7 @@ def rate_chart(f: Filters) -> Chart:
         figures.append(
             {
                 "data": traces,
-                "layout": _layout(
-                    title, _period_label(f), title={"text": title, "x": 0, "font": {"size": 13}}
-                ),
+                "layout": _time_layout(f, title),
             }
         )
     return Chart(
@@ -204,7 +211,7 @@ def _stacked(
     ]
     return table, {
         "data": traces,
-        "layout": _layout("Escalations", _period_label(f), barmode="stack"),
+        "layout": _time_layout(f, "Escalations", barmode="stack"),
     }
 
 
@@ -286,6 +293,7 @@ def timing_chart(f: Filters) -> Chart:
             "y": [minutes(r[index]) for r in measured],
             "text": [minutes(r[index]) for r in measured],
             "textposition": "outside",
+            "cliponaxis": False,
             "marker": {"color": colour},
         }
         for name, index, colour in (
@@ -374,7 +382,8 @@ def calibration_chart(f: Filters) -> Chart:
             low = index / stats.CONFIDENCE_BINS
             mean_c, share = b.sum_c / b.n, b.agreed / b.n
             bins_rows.append([agent, f"{low:.1f}–{low + 0.1:.1f}", b.n, mean_c, b.agreed, share])
-            points.append((mean_c, share, b.n))
+            if b.n >= DIAGRAM_MIN_JUDGED:
+                points.append((mean_c, share, b.n))
         traces.append(
             {
                 "type": "scatter",
@@ -419,7 +428,8 @@ def calibration_chart(f: Filters) -> Chart:
         "judged escalations where the person agreed with the agent (a human decision that "
         "took the recommended option, or a flagged escalation reviewed as fine). On the "
         "dotted line, 0.8 confidence means agreement 80% of the time. ECE: the bins' gaps "
-        "weighted by their size; Brier: the mean of (confidence − agreed)². Lower is better.",
+        "weighted by their size; Brier: the mean of (confidence − agreed)². Lower is better. "
+        f"The diagram draws bins with at least {DIAGRAM_MIN_JUDGED} judged; the table has them all.",
         [
             Table(
                 "calibration-summary",
@@ -496,11 +506,13 @@ def budget_chart(f: Filters) -> Chart:
             "y": [pct(r[index]) for r in rows],
             "text": [f"{pct(r[index]):.0f}%" if r[index] is not None else "" for r in rows],
             "textposition": "outside",
+            "cliponaxis": False,
             "marker": {"color": colour},
         }
         for name, index, colour in (("Mean day", 6, "#9db5ea"), ("Busiest day", 7, "#2456c9"))
     ]
     layout = _layout("% of daily budget", "Agent", barmode="group")
+    layout["margin"]["r"] = 60  # room for the budget line's label
     layout["shapes"] = [
         {
             "type": "line",
@@ -519,8 +531,8 @@ def budget_chart(f: Filters) -> Chart:
             "y": 100,
             "text": "budget",
             "showarrow": False,
-            "xanchor": "right",
-            "yanchor": "bottom",
+            "xanchor": "left",
+            "yanchor": "middle",
             "font": {"color": "#b42318"},
         }
     ]
@@ -589,12 +601,25 @@ def all_charts(f: Filters) -> list[Chart]:
     return [build(f) for build in CHARTS.values()]
 
 
+# Which chart holds each table (the CSV export builds only that chart).
+TABLES = {
+    "escalation-rate": "rate",
+    "escalations-by-reason": "reasons",
+    "escalations-by-tier": "tiers",
+    "time-to-decision": "timing",
+    "recommended-option": "recommended",
+    "calibration-summary": "calibration",
+    "calibration-bins": "calibration",
+    "budget-use": "budget",
+    "reviewer-load": "reviewers",
+}
+
+
 def table_by_key(f: Filters, key: str) -> Table | None:
-    for build in CHARTS.values():
-        for table in build(f).tables:
-            if table.key == key:
-                return table
-    return None
+    chart = TABLES.get(key)
+    if chart is None:
+        return None
+    return next(table for table in CHARTS[chart](f).tables if table.key == key)
 
 
 def format_seconds(value: float | None) -> str:

@@ -4,6 +4,7 @@ from datetime import date, timedelta
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.http import QueryDict
 
 from escalations.models import Agent, Policy
 
@@ -15,7 +16,19 @@ EARLIEST = date(2000, 1, 1)
 
 
 def default_range(today: date) -> tuple[date, date]:
-    return today - timedelta(weeks=DEFAULT_WEEKS) + timedelta(days=1), today
+    """The last DEFAULT_WEEKS weeks, from a Monday, so every weekly point is a whole week."""
+    monday = today - timedelta(days=today.weekday())
+    return monday - timedelta(weeks=DEFAULT_WEEKS - 1), today
+
+
+def with_default_range(query: QueryDict, today: date) -> QueryDict:
+    """The query with the default dates filled in when it gives neither (so the form shows them)."""
+    if query.get("start") or query.get("end"):
+        return query
+    query = query.copy()
+    start, end = default_range(today)
+    query["start"], query["end"] = start.isoformat(), end.isoformat()
+    return query
 
 
 class InsightsFilterForm(forms.Form):

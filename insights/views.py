@@ -11,7 +11,7 @@ from django_htmx.middleware import HtmxDetails
 from reviews.permissions import manager_required
 
 from . import charts, selectors, stats
-from .forms import DEFAULT_WEEKS, InsightsFilterForm
+from .forms import DEFAULT_WEEKS, InsightsFilterForm, with_default_range
 
 PAGE = "insights/page.html"
 
@@ -21,7 +21,8 @@ class HtmxHttpRequest(HttpRequest):
 
 
 def _form(request: HttpRequest) -> InsightsFilterForm:
-    return InsightsFilterForm(request.GET or None, today=timezone.now().date())
+    today = timezone.now().date()
+    return InsightsFilterForm(with_default_range(request.GET, today), today=today)
 
 
 @manager_required
@@ -38,7 +39,7 @@ def insights_page(request: HtmxHttpRequest) -> HttpResponse:
         "drift_table": charts.drift_table(drift),
         "default_weeks": DEFAULT_WEEKS,
         "rule": stats,
-        "query": request.GET.urlencode() if form.is_valid() else "",
+        "query": form.data.urlencode() if form.is_valid() else "",
     }
     template = f"{PAGE}#insights-body" if request.htmx else PAGE
     return TemplateResponse(request, template, context)

@@ -152,6 +152,16 @@ def test_the_page_shows_numbers_in_tables_and_figures(
     assert "No data for this range" not in html
 
 
+def test_names_in_tables_and_figures_are_escaped(manager_client, day):
+    from escalations.models import Agent
+
+    Agent.objects.filter(name="agent-007").update(name="<b>007</b>")
+    html = manager_client.get("/insights/", RANGE).content.decode()
+    assert "<b>007</b>" not in html
+    assert "&lt;b&gt;007&lt;/b&gt;" in html  # in the tables
+    assert "\\u003Cb\\u003E007" in html  # in the figures' JSON (json_script)
+
+
 def test_the_htmx_request_gets_the_body_partial(manager_client, day):
     response = manager_client.get("/insights/", RANGE, HTTP_HX_REQUEST="true")
     html = response.content.decode()
@@ -188,6 +198,15 @@ def test_bad_filters_name_the_field_and_fall_back(manager_client, db, params, me
         assert "<script>" not in html.split("</header>", 1)[1].split("<script src")[0]
     csv_response = manager_client.get("/insights/export/budget-use.csv", params)
     assert csv_response.status_code == 200
+
+
+def test_every_table_is_exported_by_its_chart(db):
+    from insights import charts
+    from insights.forms import default_range
+
+    f = charts.Filters(*default_range(DAY))
+    keys = {table.key: key for key, build in charts.CHARTS.items() for table in build(f).tables}
+    assert keys == charts.TABLES
 
 
 def test_an_unknown_table_is_a_404(manager_client, db):

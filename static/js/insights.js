@@ -11,6 +11,8 @@
       var source = document.getElementById(elt.dataset.figure);
       if (!source || elt.dataset.drawn) return;
       var figure = JSON.parse(source.textContent);
+      // A responsive plot takes its container's size: give the container the figure's height.
+      elt.style.height = (figure.layout.height || 320) + "px";
       elt.dataset.drawn = "1";
       window.Plotly.newPlot(elt, figure.data, figure.layout, CONFIG);
     });

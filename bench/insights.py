@@ -1,0 +1,290 @@
+#!/usr/bin/env python
+"""`make bench-insights`: the insights page's server time with 1,000,000 escalations.
+
+PostgreSQL on 127.0.0.1 (user postgres), nothing else. It drops and re-creates its own
+database `handoff_bench_insights`, migrates it, and generates with SQL generate_series:
+20 agents in 4 domains, 1,000,000 runs and escalations over 26 weeks (tiers from the
+confidence, 8 reasons, 98% decided: policy for tiers 1-2, 8 reviewers for 3-4, a claim
+event before each human decision, flag reviews on 30% of tier 2), and 3,000,000 gate
+checks. Then it builds the rollups (insights.services.rollups_rebuild, every day), times
+the periodic refresh, and times the page (GET /insights/ through Django's full request
+cycle in this process: middleware, auth, view, selectors, template) for a few filters:
+20 warm-up requests, then N timed ones each. Production settings (DEBUG=0, psycopg's pool).
+
+    .venv/bin/python bench/insights.py [--escalations N] [--requests N] [--keep]
+
+--keep reuses the generated database of a previous run (skips generation and rollups).
+Prints a table and writes it to bench/results/insights.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+ROOT = BENCH_DIR.parent
+_VENV_PY = ROOT / ".venv" / "bin" / "python"
+
+try:  # `python bench/insights.py` from any interpreter: hop into the project's venv
+    import django
+except ImportError:
+    if _VENV_PY.exists() and Path(sys.prefix).resolve() != (ROOT / ".venv").resolve():
+        os.execv(str(_VENV_PY), [str(_VENV_PY), *sys.argv])
+    raise
+
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(BENCH_DIR))
+from lib import RESULTS, loadavg, log, percentile  # noqa: E402
+
+PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
+DB = "handoff_bench_insights"
+DOMAINS = ["code", "db-migration", "research", "default"]
+AGENTS = 20
+WEEKS = 26
+TARGET_MS = 300.0
+
+
+def setup_django() -> None:
+    os.environ.update(
+        DATABASE_URL=f"postgres://{PG['user']}@{PG['host']}:{PG['port']}/{DB}",
+        DEBUG="0",
+        SECRET_KEY="bench-insights-" + "k" * 40,
+        ALLOWED_HOSTS="testserver,127.0.0.1",
+        HANDOFF_VAR_DIR=str(RESULTS / "var-insights"),
+        DJANGO_SETTINGS_MODULE="handoff_site.settings",
+    )
+    os.environ.pop("REDIS_URL", None)
+    django.setup()
+    from django.core.management import call_command
+
+    # DEBUG=0 serves hashed names from a manifest, as the Dockerfile's build step makes it.
+    call_command("collectstatic", "--noinput", verbosity=0)
+
+
+def recreate_database() -> None:
+    import psycopg
+
+    with psycopg.connect(dbname="postgres", autocommit=True, **PG) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {DB}")
+
+
+GENERATE = """
+SELECT setseed(0.42);
+CREATE TEMP TABLE g AS
+SELECT i,
+       (%(agents)s::bigint[])[1 + i %% %(n_agents)s] AS agent_id,
+       (%(domains)s::text[])[1 + i %% %(n_agents)s] AS domain,
+       now() - random() * interval '%(weeks)s weeks' AS created_at,
+       0.3 + 0.69 * random() AS confidence,
+       random() AS r1, random() AS r2, random() AS r3
+FROM generate_series(1, %(n)s) AS i;
+ALTER TABLE g ADD COLUMN tier int;
+UPDATE g SET tier = CASE WHEN confidence < 0.5 THEN 4 WHEN confidence < 0.7 THEN 3
+                         WHEN confidence < 0.9 THEN 2 ELSE 1 END;
+
+INSERT INTO escalations_run (id, agent_id, run_id, status, created_at, close_note)
+SELECT i, agent_id, 'bench-' || i, 'active', created_at, '' FROM g;
+
+INSERT INTO escalations_escalation (
+  id, agent_id, run_id, status, title, uncertainty, reason, confidence, history, options,
+  blocking, impact, blocked_tasks, stuck_since, respond_by, delay_note, attempts, domain,
+  timeout_option, links, metadata, is_irreversible, tier, tier_reasons, policy_version,
+  priority, priority_reasons, level, request_fingerprint, created_at, updated_at)
+SELECT md5(i::text)::uuid, agent_id, i, CASE WHEN r1 < 0.02 THEN 'pending' ELSE 'decided' END,
+  'Bench escalation ' || i, 'Which way?',
+  (ARRAY['approach_choice','missing_information','missing_access','irreversible_action',
+         'novelty','scope_mismatch','repeated_failure','other'])[1 + floor(r2 * 8)::int],
+  confidence, '[]'::jsonb,
+  '[{"key": "a", "label": "A", "recommended": true}, {"key": "b", "label": "B"}]'::jsonb,
+  tier >= 3, 'medium', 0, created_at - interval '20 minutes',
+  CASE WHEN tier >= 3 AND r3 < 0.7 THEN created_at + interval '2 hours' END, '', 0, domain,
+  '', '[]'::jsonb, '{}'::jsonb, false, tier, '[]'::jsonb, 1, 10 * tier, '[]'::jsonb, 1, '',
+  created_at, created_at
+FROM g;
+
+INSERT INTO escalations_decision (
+  escalation_id, agent_id, seq, kind, option_key, instruction, decided_by_type,
+  decided_by_name, decided_at, took_recommended)
+SELECT md5(i::text)::uuid, agent_id, i, 'option', 'a', '',
+  CASE WHEN tier >= 3 THEN 'human' ELSE 'policy' END,
+  CASE WHEN tier >= 3 THEN 'reviewer-' || (i %% 8) ELSE 'policy:' || domain END,
+  CASE WHEN tier >= 3 THEN created_at + r3 * interval '3 hours' ELSE created_at END,
+  random() < confidence
+FROM g WHERE r1 >= 0.02;
+
+INSERT INTO escalations_event (escalation_id, kind, actor, data, at)
+SELECT md5(i::text)::uuid, 'claimed', 'reviewer-' || (i %% 8), '{}'::jsonb,
+  created_at + r3 * interval '40 minutes'
+FROM g WHERE r1 >= 0.02 AND tier >= 3;
+
+INSERT INTO escalations_flagreview (escalation_id, reviewer_name, verdict, option_key, note, at)
+SELECT md5(i::text)::uuid, 'reviewer-' || (i %% 8),
+  CASE WHEN random() < confidence THEN 'fine' ELSE 'other' END, '', '', created_at + interval '3 hours'
+FROM g WHERE tier = 2 AND r2 < 0.3;
+
+INSERT INTO escalations_gatecheck (agent_id, domain, run_id, verdict, tier, at)
+SELECT (%(agents)s::bigint[])[1 + i %% %(n_agents)s], (%(domains)s::text[])[1 + i %% %(n_agents)s],
+  '', 'proceed', 1, now() - random() * interval '%(weeks)s weeks'
+FROM generate_series(1, %(gates)s) AS i;
+SELECT setval(pg_get_serial_sequence('escalations_run', 'id'), %(n)s);
+ANALYZE;
+"""
+
+
+def generate(n: int) -> dict:
+    from django.core.management import call_command
+    from django.db import connection
+
+    from escalations import services
+
+    call_command("migrate", verbosity=0)
+    agents = [
+        services.agent_create(name=f"bench-agent-{i:02d}", domain=DOMAINS[i % len(DOMAINS)]).agent
+        for i in range(AGENTS)
+    ]
+    started = time.monotonic()
+    params = {
+        "agents": [a.pk for a in agents],
+        "domains": [a.domain for a in agents],
+        "n_agents": AGENTS,
+        "n": n,
+        "gates": 3 * n,
+        "weeks": WEEKS,
+    }
+    with connection.cursor() as cursor:
+        for statement in GENERATE.split(";\n"):
+            if statement.strip():
+                cursor.execute(statement, params)
+    return {"generate_s": time.monotonic() - started}
+
+
+def build_rollups() -> dict:
+    from django.utils import timezone
+
+    from insights import services
+
+    started = time.monotonic()
+    services.rollups_refresh()  # the first refresh: every day since the first row
+    full = time.monotonic() - started
+    started = time.monotonic()
+    services.rollups_refresh(now=timezone.now())  # the periodic one: the recent days
+    return {"rollups_full_s": full, "rollups_refresh_s": time.monotonic() - started}
+
+
+def rollup_rows() -> dict:
+    from insights import services
+
+    return {model.__name__: model.objects.count() for model in services.ROLLUP_MODELS}
+
+
+def time_page(requests: int) -> list[dict]:
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+    from django.utils import timezone
+
+    from escalations.models import Agent
+
+    manager = get_user_model().objects.filter(username="bench-manager").first()
+    if manager is None:
+        manager = get_user_model().objects.create_superuser("bench-manager", "m@example.com", "x")
+    client = Client()
+    client.force_login(manager)
+    today = timezone.now().date()
+    agent = Agent.objects.order_by("name").first().name
+    cases = [
+        ("default: last 8 weeks, everything", {}),
+        ("one agent", {"agent": agent}),
+        ("one domain", {"domain": "code"}),
+        ("26 weeks (weekly points)", {"start": (today.replace(day=1)).isoformat()} | {
+            "start": str(today.fromordinal(today.toordinal() - 7 * WEEKS + 1)), "end": str(today)
+        }),
+        ("31 days (daily points)", {
+            "start": str(today.fromordinal(today.toordinal() - 30)), "end": str(today)
+        }),
+        ("CSV export, calibration bins", None),
+    ]
+    out = []
+    for name, params in cases:
+        url, query = ("/insights/", params) if params is not None else (
+            "/insights/export/calibration-bins.csv", {}
+        )
+        for _ in range(20):
+            response = client.get(url, query)
+            assert response.status_code == 200, response.status_code
+        samples = []
+        for _ in range(requests):
+            started = time.perf_counter()
+            response = client.get(url, query)
+            samples.append((time.perf_counter() - started) * 1000)
+            assert response.status_code == 200
+        out.append({
+            "case": name,
+            "p50": percentile(samples, 50),
+            "p99": percentile(samples, 99),
+            "bytes": len(response.content),
+        })
+    return out
+
+
+def report(n: int, timings: dict, rows: dict, pages: list[dict], loads: tuple) -> str:
+    lines = [
+        f"# Insights page at {n:,} escalations (PostgreSQL)",
+        "",
+        f"Load average at start / end: {loads[0]} / {loads[1]}. Server time = Django's whole",
+        "request cycle in-process (middleware, session auth, view, selectors, template).",
+        "",
+        "| request | p50 ms | p99 ms | target | ok | bytes |",
+        "| --- | ---: | ---: | --- | --- | ---: |",
+    ]
+    for p in pages:
+        ok = "yes" if p["p99"] <= TARGET_MS else "NO"
+        lines.append(
+            f"| {p['case']} | {p['p50']:.1f} | {p['p99']:.1f} | < {TARGET_MS:.0f} ms | {ok} | {p['bytes']:,} |"
+        )
+    lines += [
+        "",
+        "| preparation | value |",
+        "| --- | ---: |",
+    ]
+    for key, value in timings.items():
+        lines.append(f"| {key} | {value:.1f} s |")
+    for key, value in rows.items():
+        lines.append(f"| {key} rows | {value:,} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--escalations", type=int, default=1_000_000)
+    parser.add_argument("--requests", type=int, default=100)
+    parser.add_argument("--keep", action="store_true", help="reuse the database of a previous run")
+    args = parser.parse_args()
+    loads = [loadavg()]
+    timings: dict = {}
+    if not args.keep:
+        log(f"creating {DB}")
+        recreate_database()
+    setup_django()
+    if not args.keep:
+        log(f"generating {args.escalations:,} escalations and {3 * args.escalations:,} gate checks")
+        timings |= generate(args.escalations)
+        log("building the rollups")
+        timings |= build_rollups()
+    rows = rollup_rows()
+    log(f"timing the page, {args.requests} requests per case")
+    pages = time_page(args.requests)
+    loads.append(loadavg())
+    table = report(args.escalations, timings, rows, pages, tuple(loads))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "insights.md").write_text(table)
+    print(table)
+    return 0 if all(p["p99"] <= TARGET_MS for p in pages) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
