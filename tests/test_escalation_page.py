@@ -6,7 +6,9 @@ import re
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -196,6 +198,12 @@ def test_reassign_by_htmx_and_without_javascript(escalation, reviewer_client, ot
     )
     assert outsider.status_code == 422
     assert "That person is not a reviewer who can take it." in text(outsider)
+
+    plain_error = reviewer_client.post(url("reassign", escalation), {"assignee": "nobody"})
+    assert plain_error.status_code == 422
+    assert "<h1>" in text(plain_error)  # the whole page, the form open with its error
+    assert "That person is not a reviewer who can take it." in text(plain_error)
+    assert '<details class="reassign" open>' in text(plain_error)
 
     done = reviewer_client.post(url("reassign", escalation), {"assignee": "bob"}, **HX)
     assert done.status_code == 200
@@ -506,3 +514,24 @@ def test_a_package_of_another_agent_does_not_leak_into_my_runs(api, reviewer, re
     take_over(first, reviewer)
     page = text(reviewer_client.get(reverse("reviews:my_runs")))
     assert "r-1" in page and "r-2" not in page
+
+
+def test_the_page_reads_the_same_number_of_queries_however_long_the_timeline(
+    escalation, reviewer, other_reviewer, reviewer_client, django_assert_max_num_queries
+):
+    def count() -> int:
+        with CaptureQueriesContext(connection) as queries:
+            assert reviewer_client.get(url("detail", escalation)).status_code == 200
+        return len(queries)
+
+    services.escalation_claim(escalation_id=escalation.pk, user=other_reviewer)
+    services.escalation_comment(escalation_id=escalation.pk, user=reviewer, body="one")
+    few = count()
+    for n in range(10):
+        services.escalation_comment(escalation_id=escalation.pk, user=reviewer, body=f"more {n}")
+    services.escalation_reassign(
+        escalation_id=escalation.pk, user=other_reviewer, assignee=other_reviewer
+    )
+    assert count() == few
+    with django_assert_max_num_queries(few):
+        reviewer_client.get(url("detail", escalation))
