@@ -135,12 +135,14 @@ class ReviewerRollup(RollupBase):
 
 
 class RollupState(models.Model):
-    """One row: the time up to which changes are rolled up (the periodic job's watermark)."""
+    """One row: the time up to which changes are rolled up (the periodic job's watermark),
+    and the lease of the refresh running now (one at a time: two would race on a day)."""
 
-    refreshed_at = models.DateTimeField()
+    refreshed_at = models.DateTimeField(null=True, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
-        return f"rolled up to {self.refreshed_at:%Y-%m-%d %H:%M:%S}"
+        return f"rolled up to {self.refreshed_at}"
 
 
 class DriftAlert(models.Model):

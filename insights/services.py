@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta
 
 from django.db import transaction
-from django.db.models import Count, Min, OuterRef, Subquery
+from django.db.models import Count, Min, OuterRef, Q, Subquery
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
@@ -44,6 +44,8 @@ RECENT_DAYS = 2
 # Rows stamped just before the watermark may commit just after it was read.
 WATERMARK_OVERLAP = timedelta(minutes=5)
 BULK_BATCH = 2000
+# Longer than a first full rebuild takes at a million escalations (a few minutes).
+REFRESH_LEASE = timedelta(minutes=30)
 
 
 def day_bounds(day: date) -> tuple[datetime, datetime]:
@@ -266,25 +268,35 @@ def rollups_refresh(*, now: datetime | None = None) -> int:
 
     The first refresh rebuilds every day since the first gate check, run or escalation;
     later ones redo the last RECENT_DAYS days, the days since the watermark, and the days
-    of escalations decided or flag-reviewed since then. Returns how many days were done.
+    of escalations decided or flag-reviewed since then. One refresh at a time: it takes a
+    lease on the RollupState row by compare-and-swap, and returns 0 at once while another
+    holds it. Returns how many days were rebuilt.
     """
     now = now or timezone.now()
     today = _utc_day(now)
-    state = RollupState.objects.first()
-    if state is None:
-        firsts = [
-            Escalation.objects.aggregate(m=Min("created_at"))["m"],
-            GateCheck.objects.aggregate(m=Min("at"))["m"],
-            Run.objects.aggregate(m=Min("created_at"))["m"],
-        ]
-        first = min((_utc_day(m) for m in firsts if m is not None), default=today)
-        days = set(_days_between(first, today))
-    else:
-        since = state.refreshed_at - WATERMARK_OVERLAP
-        days = set(_days_between(min(_utc_day(since), today - timedelta(days=RECENT_DAYS)), today))
-        days |= _dirty_days(since)
-    done = rollups_rebuild(days=days)
-    RollupState.objects.update_or_create(pk=1, defaults={"refreshed_at": now})
+    state, _ = RollupState.objects.get_or_create(pk=1)
+    free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
+    if not RollupState.objects.filter(free, pk=1).update(lease_until=now + REFRESH_LEASE):
+        log.info("rollups: another refresh holds the lease")
+        return 0
+    try:
+        if state.refreshed_at is None:
+            firsts = [
+                Escalation.objects.aggregate(m=Min("created_at"))["m"],
+                GateCheck.objects.aggregate(m=Min("at"))["m"],
+                Run.objects.aggregate(m=Min("created_at"))["m"],
+            ]
+            first = min((_utc_day(m) for m in firsts if m is not None), default=today)
+            days = set(_days_between(first, today))
+        else:
+            since = state.refreshed_at - WATERMARK_OVERLAP
+            start = min(_utc_day(since), today - timedelta(days=RECENT_DAYS))
+            days = set(_days_between(start, today)) | _dirty_days(since)
+        done = rollups_rebuild(days=days)
+    except BaseException:
+        RollupState.objects.filter(pk=1).update(lease_until=None)
+        raise
+    RollupState.objects.filter(pk=1).update(refreshed_at=now, lease_until=None)
     return done
 
 

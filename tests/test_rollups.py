@@ -178,6 +178,18 @@ def test_a_refresh_redoes_an_old_day_whose_escalation_was_decided_since(agent, r
     assert (outcome.human_decided, outcome.took_recommended) == (1, 1)
 
 
+def test_one_refresh_at_a_time(agent, reviewer):
+    build_day(agent, reviewer)
+    RollupState.objects.create(pk=1, lease_until=at(23))  # another refresh is running
+    assert services.rollups_refresh(now=at(22)) == 0
+    assert ActivityRollup.objects.count() == 0
+    # a lease that lapsed (its worker died) is taken over
+    assert services.rollups_refresh(now=at(23, 1)) == 1
+    state = RollupState.objects.get()
+    assert (state.refreshed_at, state.lease_until) == (at(23, 1), None)
+    assert ActivityRollup.objects.count() == 1
+
+
 def test_the_refresh_task_runs_on_an_empty_database(db):
     from insights.tasks import refresh_insights_task
 
