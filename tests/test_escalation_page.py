@@ -535,3 +535,26 @@ def test_the_page_reads_the_same_number_of_queries_however_long_the_timeline(
     assert count() == few
     with django_assert_max_num_queries(few):
         reviewer_client.get(url("detail", escalation))
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("reassign", {"assignee": "bo\x00b"}),
+        ("comment", {"body": "nul \x00"}),
+        ("flag_review", {"verdict": "other\x00", "option_key": "shim\x00", "note": "\x00"}),
+        ("decide", {"kind": "halt", "confirm": "on", "override_claim": "\x00", "instruction": "\x00"}),
+    ],
+)
+def test_nul_characters_are_refused_not_a_500(escalation, reviewer_client, name, data):
+    response = reviewer_client.post(url(name, escalation), data, **HX)
+    assert response.status_code in (409, 422), response.status_code
+
+
+def test_closing_a_run_with_nul_characters_is_refused(escalation, reviewer, reviewer_client):
+    take_over(escalation, reviewer)
+    response = reviewer_client.post(
+        reverse("reviews:run_close", args=[escalation.run_id]), {"note": "done \x00"}
+    )
+    assert response.status_code == 422
+    assert Run.objects.get(pk=escalation.run_id).status == Run.Status.TAKEN_OVER
