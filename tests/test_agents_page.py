@@ -152,6 +152,7 @@ def test_the_list_flags_an_agent_over_budget_and_counts_gate_checks_as_seen(agen
     assert "over budget" not in row(checker)
     assert "under a minute ago" in row(checker)
     assert "never" in row(quiet)
+    assert "polls: no webhooks" in row(quiet)  # no resume_url: nothing to deliver
 
 
 def test_the_list_answers_in_the_same_number_of_queries_for_one_agent_or_many(
