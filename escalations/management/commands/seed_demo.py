@@ -14,7 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from escalations import services
-from escalations.models import Agent, Escalation, Policy
+from escalations.models import Agent, Escalation, Event, Policy
 from escalations.schemas import EscalationIn
 
 PASSWORD = "handoff-demo"
@@ -843,6 +843,40 @@ def demos() -> list[Demo]:
             },
         ),
         Demo(
+            agent="deploy-captain",
+            run_id="rotate-edge-certs",
+            ago=3 * 60,
+            history_minutes=25,
+            decide={
+                "kind": "take_over",
+                "instruction": "Stop here: I'll rotate the edge certificates by hand in tonight's window.",
+            },
+            history=[
+                ("Task: rotate the TLS certificates on the 6 edge proxies", "info", ""),
+                ("Issued new certificates from the internal CA", "ok", "6 certificates, valid 90 days"),
+                (
+                    "Reloaded edge-1 with the new certificate",
+                    "failed",
+                    "nginx: [emerg] SSL_CTX_use_PrivateKey failed (key values mismatch)",
+                ),
+            ],
+            package={
+                "title": "Edge-1 refused the new certificate: roll back or re-issue?",
+                "uncertainty": (
+                    "The new key does not match the certificate on edge-1 only; the other five "
+                    "proxies are untouched. I can't tell whether the CA or my key store is wrong, "
+                    "and I have no access to the CA's audit log."
+                ),
+                "reason": "missing_access",
+                "confidence": 0.55,
+                "options": [
+                    {"key": "roll-back", "label": "Roll edge-1 back to the old certificate", "recommended": True},
+                    {"key": "re-issue", "label": "Re-issue all six certificates"},
+                ],
+                "cost_of_delay": {"blocking": True, "impact": "high", "blocked_tasks": 2},
+            },
+        ),
+        Demo(
             agent="refactor-bot",
             run_id="remove-v1-export",
             ago=5 * 60,
@@ -1088,6 +1122,12 @@ class Command(BaseCommand):
                 )
             if demo.claim_by and escalation.is_open:
                 services.escalation_claim(escalation_id=escalation.pk, user=users[demo.claim_by])
+            if demo.claim_by and not escalation.events.filter(kind=Event.Kind.COMMENTED).exists():
+                services.escalation_comment(
+                    escalation_id=escalation.pk,
+                    user=users[demo.claim_by],
+                    body="On it: checking with the owning team before I decide.",
+                )
         self._levels(users)
         services.timeouts_apply(now=now)
         services.levels_advance(now=now)
