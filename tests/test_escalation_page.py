@@ -474,6 +474,9 @@ def test_my_runs_lists_taken_over_runs_and_closes_them(
     assert f'href="{reverse("reviews:my_runs")}" aria-current="page">My runs<' in empty
 
     take_over(escalation, reviewer)
+    detail = text(reviewer_client.get(url("detail", escalation)))
+    assert "The run is yours now: close it from" in detail
+    assert "The run is yours now" not in text(bob_client.get(url("detail", escalation)))
     page = text(reviewer_client.get(reverse("reviews:my_runs")))
     assert "run-42" in page and "Yours to finish" in page
     assert escalation.title in page and "I'll finish the migration by hand." in page
