@@ -24,7 +24,8 @@ from django.utils import timezone
 from receiver import Receiver, Reply
 
 from escalations import services, signals, webhooks
-from escalations.models import Event, Policy
+from escalations.models import Escalation, Event, Policy
+from escalations.schemas import EscalationIn
 from notifications import services as notify
 from notifications.models import Notification, NotificationPreference
 from notifications.tasks import fan_out_task, send_notification_task, sweep_notifications_task
@@ -341,10 +342,14 @@ def test_notable_events_are_sent_only_once_committed(agent_with_token):
 
     signals.notable.connect(spy)
     try:
+        package = make_package(**HALT)
         with pytest.raises(RuntimeError), transaction.atomic():
-            signals.notable_on_commit("halt_created", escalation=None)
+            services.escalation_create(
+                agent=agent_with_token[0], package=EscalationIn.model_validate(package), body=package
+            )
             raise RuntimeError("rolled back")
         assert heard == []
+        assert not Escalation.objects.exists()
 
         post_package(api, **HALT)  # the API's own transaction commits
         assert heard == ["halt_created"]
