@@ -11,6 +11,7 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 from django.db.models import (
     Case,
+    Count,
     F,
     Func,
     IntegerField,
@@ -399,3 +400,15 @@ def level_steps_by_domain() -> dict[str, list[Step]]:
 def policy_levels(policy: Policy) -> list[EscalationLevel]:
     """A domain's levels with the people each one notifies (two queries)."""
     return list(policy.levels.order_by("level").prefetch_related("notify"))
+
+
+def open_by_level(domain: str) -> dict[int, int]:
+    """How many open escalations of a domain stand at each level (level -> count)."""
+    rows = (
+        Escalation.objects.open()
+        .filter(domain=domain)
+        .values_list("level")
+        .annotate(count=Count("pk"))
+        .order_by()
+    )
+    return dict(rows)

@@ -41,10 +41,14 @@ def policy_levels(request: HttpRequest, domain: str) -> HttpResponse:
     else:
         formset = LevelFormSet(initial=[LevelForm.initial_of(row) for row in current], prefix=PREFIX)
         status = 200
+    waiting = selectors.open_by_level(policy.domain)
     context = {
         "policy": policy,
         "levels": current,
-        "ladder": [(row, levels.duration(row.after_minutes)) for row in current],
+        "ladder": [
+            (row, levels.duration(row.after_minutes), waiting.get(row.level, 0)) for row in current
+        ],
+        "in_queue": waiting.get(1, 0),
         "formset": formset,
         "managers": list(policy.managers.order_by("username")),
     }

@@ -355,3 +355,18 @@ def test_the_levels_page_escapes_what_people_named_themselves(manager_client, ag
     page = manager_client.get("/policies/default/levels").content.decode()
     assert "<script>x</script>" not in page
     assert "&lt;script&gt;x&lt;/script&gt;" in page
+
+
+@pytest.mark.django_db
+def test_the_ladder_counts_the_open_escalations_at_each_level(manager_client, api):
+    make_levels()
+    post_package(api, run_id="one")
+    second = post_package(api, run_id="two")
+    services.levels_advance(now=second.created_at + timedelta(minutes=30))  # both move to 2
+    post_package(api, run_id="three")
+
+    page = manager_client.get("/policies/default/levels").content.decode()
+
+    assert '<span class="level-open">1 open</span>' in page  # level 1: the queue
+    assert '<span class="level-open has-open">2 open</span>' in page  # level 2
+    assert '<span class="level-open">0 open</span>' in page  # level 3

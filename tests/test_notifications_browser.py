@@ -50,7 +50,7 @@ def test_a_manager_adds_a_level_from_the_policy_page(browser, live_server_asgi, 
 
     page.get_by_text("Saved 1 level for default.").wait_for()
     ladder = " ".join(page.locator(".ladder li").nth(1).inner_text().split())
-    assert ladder == "Level 2 after 45 min +15 priority alice"
+    assert ladder == "Level 2 after 45 min +15 priority 0 open alice"
     row = EscalationLevel.objects.get()
     assert (row.level, row.after_minutes, row.priority_boost) == (2, 45, 15)
     assert list(row.notify.all()) == [reviewer]
