@@ -45,11 +45,13 @@ class LevelForm(forms.Form):
 
 class BaseLevelFormSet(forms.BaseFormSet):
     def kept(self) -> list[LevelForm]:
-        """The forms that make a level: filled in and not marked for deletion."""
+        """The forms that make a level: the existing ones and the filled-in new ones, less
+        those marked for deletion."""
+        initial = self.initial_form_count()
         return [
             form
-            for form in self.forms
-            if form.has_changed() and not self._should_delete_form(form)
+            for index, form in enumerate(self.forms)
+            if (index < initial or form.has_changed()) and not self._should_delete_form(form)
         ]
 
     def clean(self) -> None:

@@ -21,8 +21,9 @@ PREFIX = "levels"
 def policy_levels(request: HttpRequest, domain: str) -> HttpResponse:
     policy = get_object_or_404(selectors.policies_list(), domain=domain)
     current = selectors.policy_levels(policy)
+    initial = [LevelForm.initial_of(row) for row in current]
     if request.method == "POST":
-        formset = LevelFormSet(request.POST, prefix=PREFIX)
+        formset = LevelFormSet(request.POST, initial=initial, prefix=PREFIX)
         if formset.is_valid():
             try:
                 saved = services.policy_levels_replace(policy_row=policy, specs=formset.specs())
@@ -39,7 +40,7 @@ def policy_levels(request: HttpRequest, domain: str) -> HttpResponse:
                 return redirect("reviews:policy_levels", domain=policy.domain)
         status = 422
     else:
-        formset = LevelFormSet(initial=[LevelForm.initial_of(row) for row in current], prefix=PREFIX)
+        formset = LevelFormSet(initial=initial, prefix=PREFIX)
         status = 200
     waiting = selectors.open_by_level(policy.domain)
     context = {

@@ -320,6 +320,31 @@ def test_managers_edit_a_domains_levels(manager_client, reviewer, agent):
 
 
 @pytest.mark.django_db
+def test_unchanged_levels_stay_when_another_is_added_or_a_save_fails(manager_client, agent):
+    make_levels()
+    existing = [
+        {"after_minutes": "30", "priority_boost": "10"},
+        {"after_minutes": "120", "priority_boost": "20", "notify_managers": "on"},
+    ]
+
+    failed = manager_client.post(
+        "/policies/default/levels", level_post([*existing, {"after_minutes": "30"}], initial=2)
+    )
+    assert failed.status_code == 422
+    page = failed.content.decode()
+    assert page.count("Remove this level") == 2  # the existing rows keep their controls
+    assert "Level 3</legend>" in page
+
+    saved = manager_client.post(
+        "/policies/default/levels", level_post([*existing, {"after_minutes": "240", "priority_boost": "5"}], initial=2)
+    )
+    assert saved.status_code == 302
+    assert list(EscalationLevel.objects.order_by("level").values_list("level", "after_minutes")) == [
+        (2, 30), (3, 120), (4, 240)
+    ]
+
+
+@pytest.mark.django_db
 def test_the_levels_page_names_the_field_at_fault_and_never_fails(manager_client, agent):
     response = manager_client.post(
         "/policies/default/levels",
