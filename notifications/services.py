@@ -96,15 +96,16 @@ def notifications_fan_out(
     now = now or timezone.now()
     data = data or {}
     escalation = agent = None
-    if escalation_id is not None:
-        escalation = (
-            Escalation.objects.select_related("agent", "run").filter(pk=escalation_id).first()
-        )
-        if escalation is None:
-            return []
-        agent = escalation.agent
-    elif agent_id is not None:
-        agent = Agent.objects.filter(pk=agent_id).first()
+    try:
+        if escalation_id is not None:
+            escalation = (
+                Escalation.objects.select_related("agent", "run").filter(pk=escalation_id).first()
+            )
+            agent = escalation.agent if escalation is not None else None
+        elif agent_id is not None:
+            agent = Agent.objects.filter(pk=agent_id).first()
+    except (ValidationError, ValueError, TypeError):  # not an id at all
+        agent = None
     if agent is None:
         log.warning("notification %s names no escalation or agent that exists", kind)
         return []
@@ -115,8 +116,8 @@ def notifications_fan_out(
     agent_event = kind in (Kind.OVER_BUDGET, Kind.DRIFT_ALERT) or escalation is None
     subject = f"agent-{agent.pk}" if agent_event else str(escalation.pk)
     event_key = rules.event_key(kind, subject, data)
-    # Agent events read better with the agent alone: over budget names its latest escalation
-    # in the text, but the link goes where the budget is seen.
+    # A drift alert is about the agent alone; over budget names (and links to) the
+    # escalation that went over.
     about = escalation if kind != Kind.DRIFT_ALERT else None
     message = compose(kind, escalation=about, agent=agent, data=data)
     rows = _rows(kind, people, message, event_key=event_key, escalation=about, agent=agent, data=data, now=now)

@@ -555,3 +555,11 @@ def test_an_event_never_chosen_gets_its_default_and_a_choice_overrides_it():
     # A channel not set up is skipped, whatever was chosen.
     assert channels_for("halt_created", choices={"halt_created": ["slack", "webhook"]}, **where) == ["slack"]
     assert channels_for("test", choices={}, **where) == ["email", "slack"]
+
+
+def test_a_vanished_or_malformed_subject_sends_nothing(agent, manager):
+    assert notify.notifications_fan_out(kind="halt_created", escalation_id="not-a-uuid") == []
+    assert notify.notifications_fan_out(kind="halt_created", escalation_id="7f0c4a5e-0000-4000-8000-000000000000") == []
+    assert notify.notifications_fan_out(kind="drift_alert", agent_id=10**9) == []
+    assert send_notification_task("not-a-uuid") is None
+    assert not Notification.objects.exists()
