@@ -306,6 +306,12 @@ class Escalation(models.Model):
                 condition=Q(tier=2),
                 name="esc_tier2_priority_idx",
             ),
+            # The "mine" tab's count and list: open escalations by claimer.
+            models.Index(
+                fields=["claimed_by", "claimed_until"],
+                condition=Q(status__in=["pending", "claimed"]),
+                name="esc_open_claim_idx",
+            ),
         ]
         constraints = [
             # A run has at most one open escalation.

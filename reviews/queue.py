@@ -13,10 +13,10 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from django.db.models import Count, F, Q, QuerySet
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
-from escalations.models import Decision, Escalation
+from escalations.models import Decision, Escalation, FlagReview
 from escalations.selectors import escalations_for_reviewer
 
 # ---------------------------------------------------------------- tabs
@@ -53,12 +53,13 @@ def live_claim(now: datetime) -> Q:
 
 
 def flagged() -> Q:
-    """Tier-2 escalations the policy decided that nobody has looked at yet."""
-    return Q(
-        tier=2,
-        decision__decided_by_type=Decision.DecidedBy.POLICY,
-        flag_review__isnull=True,
-    )
+    """Tier-2 escalations the policy decided that nobody has looked at yet.
+
+    NOT EXISTS rather than a LEFT JOIN ... IS NULL: PostgreSQL then estimates the rows
+    left and walks the tier-2 index in priority order instead of sorting them all.
+    """
+    looked_at = FlagReview.objects.filter(escalation=OuterRef("pk"))
+    return Q(tier=2, decision__decided_by_type=Decision.DecidedBy.POLICY) & ~Q(Exists(looked_at))
 
 
 def in_tab(queryset: QuerySet[Escalation], tab: str, *, user, now: datetime) -> QuerySet[Escalation]:
@@ -73,21 +74,41 @@ def in_tab(queryset: QuerySet[Escalation], tab: str, *, user, now: datetime) -> 
     return queryset.open()
 
 
-def tab_counts(user, *, now: datetime) -> dict[str, int]:
-    """How many escalations each tab holds (before the filters): three queries.
+# Lists that only grow (every flagged decision ever, a busy day's decisions) are counted up
+# to this many; the tab then says "999+".
+COUNT_CAP = 999
 
-    The open ones are counted in one pass over the open escalations' partial index; the
-    flagged and today's decisions each have an index of their own.
+
+def tab_counts(user, *, now: datetime) -> dict[str, int]:
+    """How many escalations each tab holds (before the filters), one query each.
+
+    Escalation rows are wide (history, options), so each count reads an index only: the
+    open escalations' partial indexes (0006, 0007), and for flagged and today's decisions
+    at most COUNT_CAP + 1 rows (a count above COUNT_CAP means "more than COUNT_CAP").
     """
     visible = escalations_for_reviewer(user).select_related(None)
-    counts = visible.open().aggregate(
-        open=Count("pk"),
-        mine=Count("pk", filter=live_claim_by(user, now)),
-        overdue=Count("pk", filter=Q(respond_by__lt=now)),
-    )
-    counts["flagged"] = visible.filter(flagged()).count()
-    counts["decided"] = visible.filter(decision__decided_at__gte=start_of_day(now)).count()
-    return counts
+    opened = visible.open()
+    return {
+        "open": opened.count(),
+        "mine": opened.filter(live_claim_by(user, now)).count(),
+        "overdue": opened.filter(respond_by__lt=now).count(),
+        "flagged": _capped(visible.filter(flagged())),
+        "decided": _capped(visible.filter(decision__decided_at__gte=start_of_day(now))),
+    }
+
+
+def _capped(queryset: QuerySet[Escalation]) -> int:
+    # No ORDER BY (the model's would sort every row before the LIMIT).
+    return queryset.order_by().values("pk")[: COUNT_CAP + 1].count()
+
+
+# The package's bulk, which no row of the queue shows.
+HEAVY = ("history", "options", "uncertainty", "action", "links", "metadata", "delay_note")
+
+
+def for_rows(queryset: QuerySet[Escalation]) -> QuerySet[Escalation]:
+    """What a queue row reads: no run, none of the package's bulk (rows are kilobytes)."""
+    return queryset.select_related(None).select_related("agent", "claimed_by", "decision").defer(*HEAVY)
 
 
 # ---------------------------------------------------------------- sorts and keyset pages
@@ -105,12 +126,15 @@ class Sort:
     fields: tuple[tuple[str, bool], ...]
 
     def order_by(self) -> list:
+        # NULLS LAST only where NULLs can be (PostgreSQL's default for ASC, so the index on
+        # respond_by serves it): a NULLS clause on the others would not match their indexes.
         return [
-            F(name).desc(nulls_last=True) if desc else F(name).asc(nulls_last=True)
+            F(name).asc(nulls_last=True) if name in NULLABLE else (f"-{name}" if desc else name)
             for name, desc in self.fields
         ]
 
 
+NULLABLE = ("respond_by",)
 SORTS = {
     sort.key: sort
     for sort in (
@@ -207,7 +231,7 @@ def page(
     queryset: QuerySet[Escalation], sort: str, cursor: Cursor | None, limit: int
 ) -> tuple[list[Escalation], Cursor | None]:
     """(rows, the cursor of the next page or None): one query of limit + 1 rows."""
-    ordered = queryset.order_by(*SORTS[sort].order_by())
+    ordered = for_rows(queryset).order_by(*SORTS[sort].order_by())
     if cursor is not None:
         ordered = after_cursor(ordered, cursor)
     rows = list(ordered[: limit + 1])

@@ -39,7 +39,7 @@ def _context(request: HtmxHttpRequest, filterset: QueueFilter, rows: list) -> di
     tabs = [
         {
             "tab": tab,
-            "count": counts[tab.key],
+            "count": f"{queue.COUNT_CAP}+" if counts[tab.key] > queue.COUNT_CAP else counts[tab.key],
             "url": queue_url(request.GET, tab=None if tab.key == "open" else tab.key, after=None),
             "active": tab.key == filterset.tab,
         }
@@ -81,7 +81,7 @@ def queue_page(request: HtmxHttpRequest) -> HttpResponse:
 @require_GET
 def queue_row(request: HtmxHttpRequest, escalation_id) -> HttpResponse:
     filterset = QueueFilter(request.GET, request=request)
-    row = filterset.qs.filter(pk=escalation_id).first()
+    row = queue.for_rows(filterset.qs).filter(pk=escalation_id).first()
     context = _context(request, filterset, [row] if row else [])
     context["row"] = row
     return TemplateResponse(request, f"{TEMPLATE}#queue-live", context)

@@ -1,0 +1,393 @@
+#!/usr/bin/env python
+"""`make bench-queue`: the reviewer's queue at 100,000 open escalations, and its live notices.
+
+    .venv/bin/python bench/queue_bench.py [--rows 100000] [--samples 100] [--clients 100]
+
+(Q) Server time of the queue page with 100,000 open escalations (and 20,000 closed ones,
+    half of them flagged tier-2 decisions) on PostgreSQL: the default queue, each sort, a
+    few filters and tabs, a deep keyset page, and the live row view. The rows are inserted
+    with SQL (INSERT ... SELECT over generate_series, copying a template row the service
+    made, so every column is one the app writes). The view runs in this process through
+    Django's handler (middleware, view, template; production settings, DEBUG off): p50/p99
+    of the wall time of each request, after a warm-up.
+(L) The time from a package's POST (through the agent API, on uvicorn) to its notice on
+    100 websockets connected to /ws/queue/ (real sockets, the Redis channel layer), p50/p99
+    over every (package, socket) pair; and, for 10 of the sockets, to the row rendered by
+    the row view (what a browser fetches next).
+
+It drops and re-creates its own database `handoff_bench_queue`, uses Redis database 12
+(flushed), and stops the server it starts.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+ROOT = BENCH_DIR.parent
+_VENV_PY = ROOT / ".venv" / "bin" / "python"
+
+try:  # `python bench/queue_bench.py` from any interpreter: hop into the project's venv
+    import django
+except ImportError:
+    if _VENV_PY.exists() and Path(sys.prefix).resolve() != (ROOT / ".venv").resolve():
+        os.execv(str(_VENV_PY), [str(_VENV_PY), *sys.argv])
+    raise
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import json  # noqa: E402
+import time  # noqa: E402
+
+sys.path.insert(0, str(BENCH_DIR))
+from lib import RESULTS, Processes, free_port, loadavg, log, percentile, python, wait_for_port  # noqa: E402
+from run import PG_HOST, PG_PORT, PG_USER, app_env, pg, subprocess_run  # noqa: E402
+
+QUEUE_DB = "handoff_bench_queue"
+REDIS_QUEUE = "redis://127.0.0.1:6379/12"
+TARGET_MS = 150.0
+AGENTS = 20
+CLOSED_ROWS = 20_000
+
+
+def env() -> dict[str, str]:
+    return app_env(
+        DATABASE_URL=f"postgres://{PG_USER}@{PG_HOST}:{PG_PORT}/{QUEUE_DB}",
+        REDIS_URL=REDIS_QUEUE,
+        CHANNELS_PREFIX="handoffbenchqueue",
+        HANDOFF_VAR_DIR=str(RESULTS / "var-queue"),
+    )
+
+
+# ---------------------------------------------------------------- data
+
+
+def prepare() -> None:
+    (RESULTS / "var-queue").mkdir(parents=True, exist_ok=True)
+    log(f"database: drop + create {QUEUE_DB}; flush {REDIS_QUEUE}")
+    with pg() as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {QUEUE_DB} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {QUEUE_DB}")
+    import redis
+
+    redis.Redis.from_url(REDIS_QUEUE).flushdb()
+    # The pages render with the manifest static storage of production: collect first.
+    for command in (["migrate", "--noinput"], ["collectstatic", "--noinput"]):
+        result = subprocess_run([python(), "manage.py", *command], env=env(), timeout=300)
+        if result.returncode != 0:
+            raise RuntimeError(f"{command[0]} failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+    os.environ.update(env())
+    sys.path.insert(0, str(ROOT))
+    django.setup()
+
+
+def insert_as(table: str, fields: list[str], overrides: dict[str, str], source: str) -> str:
+    """INSERT ... SELECT of every column: the override's SQL, else the template row's (t) value."""
+    values = ", ".join(overrides.get(name, f"t.{name}") for name in fields)
+    return f"INSERT INTO {table} ({', '.join(fields)}) SELECT {values} FROM {source}"
+
+
+def seed(rows: int):
+    """(reviewer, the posting agent's token): `rows` open escalations and CLOSED_ROWS closed
+    tier-2 ones (policy decisions, half looked at), spread over AGENTS agents and 4 domains."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+    from django.db import connection
+
+    from escalations import services
+    from escalations.models import Escalation, Run
+    from escalations.schemas import EscalationIn
+    from tests.conftest import make_package
+
+    started = time.monotonic()
+    reviewer = get_user_model().objects.create_user("bench-queue-reviewer", password=None)
+    reviewer.groups.add(Group.objects.get_or_create(name="reviewer")[0])
+    other = get_user_model().objects.create_user("bench-queue-other", password=None)
+    agents = [
+        services.agent_create(name=f"bench-queue-{n:02d}", domain="default", daily_budget=10**9)
+        for n in range(AGENTS)
+    ]
+    body = make_package(run_id="template")
+    template = services.escalation_create(
+        agent=agents[0].agent, package=EscalationIn.model_validate(body), body=body
+    ).escalation
+    ids = "ARRAY[" + ",".join(str(a.agent.id) for a in agents) + "]"
+    agent = f"({ids})[1 + g % {AGENTS}]"
+    run_fields = [f.column for f in Run._meta.concrete_fields if not f.primary_key]
+    esc_fields = [f.column for f in Escalation._meta.concrete_fields]
+    template_run = f"(SELECT * FROM escalations_run WHERE id = {template.run_id}) t"
+    template_row = f"(SELECT * FROM escalations_escalation WHERE id = '{template.id}') t"
+    with connection.cursor() as cursor:
+        for prefix, count in (("o", rows), ("c", CLOSED_ROWS)):
+            cursor.execute(insert_as(
+                "escalations_run", run_fields,
+                {"agent_id": agent, "run_id": f"'{prefix}-' || g", "created_at": "now()"},
+                f"{template_run}, generate_series(1, {count}) g",
+            ))
+        common = {
+            "id": "gen_random_uuid()",
+            "agent_id": "r.agent_id",
+            "run_id": "r.id",
+            "title": "'Escalation ' || g || ': ' || md5(g::text)",
+            "reason": "(ARRAY['approach_choice','missing_information','missing_access','irreversible_action',"
+                      "'novelty','scope_mismatch','repeated_failure','other'])[1 + g % 8]",
+            "impact": "(ARRAY['low','medium','high','critical'])[1 + g % 4]",
+            "blocking": "g % 3 = 0",
+            "blocked_tasks": "g % 7",
+            "domain": "(ARRAY['default','code','research','db-migration'])[1 + g % 4]",
+            "is_irreversible": "g % 50 = 0",
+            "priority": "(g * 7919) % 100",
+            "idempotency_key": "NULL",
+        }
+        opened = {
+            **common,
+            "status": "CASE WHEN g % 10 = 0 THEN 'claimed' ELSE 'pending' END",
+            # 10% claimed: one in a hundred of those by the measuring reviewer ("mine").
+            "claimed_by_id": f"CASE WHEN g % 1000 = 0 THEN {reviewer.id} WHEN g % 10 = 0 THEN {other.id} END",
+            "claimed_until": "CASE WHEN g % 10 = 0 THEN now() + interval '10 minutes' END",
+            "tier": "CASE WHEN g % 5 = 0 THEN 4 ELSE 3 END",
+            "respond_by": "CASE WHEN g % 3 = 0 THEN NULL ELSE now() + ((g % 600) - 60) * interval '1 minute' END",
+            "created_at": "now() - g * interval '1 second'",
+            "updated_at": "now() - g * interval '1 second'",
+            "stuck_since": "now() - g * interval '1 second'",
+        }
+        closed = {
+            **common,
+            "status": "'resumed'",
+            "tier": "2",
+            "respond_by": "NULL",
+            "created_at": "now() - interval '3 days' - g * interval '1 second'",
+            "updated_at": "now() - interval '3 days'",
+            "stuck_since": "now() - interval '3 days' - g * interval '1 second'",
+        }
+        for prefix, count, overrides in (("o", rows, opened), ("c", CLOSED_ROWS, closed)):
+            cursor.execute(insert_as(
+                "escalations_escalation", esc_fields, overrides,
+                f"{template_row}, generate_series(1, {count}) g "
+                f"JOIN escalations_run r ON r.agent_id = {agent} AND r.run_id = '{prefix}-' || g",
+            ))
+        cursor.execute(
+            """INSERT INTO escalations_decision (escalation_id, agent_id, seq, kind, option_key, args,
+                   instruction, decided_by_type, decided_by_name, decided_at, took_recommended)
+               SELECT e.id, e.agent_id, row_number() OVER (PARTITION BY e.agent_id ORDER BY e.id),
+                   'option', 'update-callers', NULL, '', 'policy', 'policy:' || e.domain,
+                   e.created_at, true
+               FROM escalations_escalation e WHERE e.status = 'resumed'"""
+        )
+        cursor.execute(
+            """INSERT INTO escalations_flagreview (escalation_id, reviewer_id, reviewer_name, verdict,
+                   option_key, note, at)
+               SELECT e.id, %s, 'bench', 'fine', '', '', now()
+               FROM escalations_escalation e WHERE e.status = 'resumed' AND e.blocked_tasks %% 2 = 0""",
+            [reviewer.id],
+        )
+        cursor.execute("VACUUM ANALYZE")
+    open_count = Escalation.objects.open().count()
+    log(f"seeded {open_count:,} open and {CLOSED_ROWS:,} closed escalations in {time.monotonic() - started:.1f} s")
+    poster = services.agent_create(name="bench-queue-poster", domain="default", daily_budget=10**9)
+    return reviewer, poster.token, open_count
+
+
+# ---------------------------------------------------------------- (Q) server time
+
+
+def scenarios(reviewer) -> list[tuple[str, str]]:
+    from django.urls import reverse
+
+    from escalations.models import Escalation
+    from reviews import queue
+
+    base = reverse("reviews:queue")
+    deep = Escalation.objects.open().order_by(*queue.SORTS["priority"].order_by())[2000]
+    some = Escalation.objects.open().order_by("created_at")[5000]
+    word = some.title.split(": ")[1][:8]
+    return [
+        ("open, by priority (default)", base),
+        ("open, by time left", f"{base}?sort=time_left"),
+        ("open, oldest first", f"{base}?sort=age"),
+        ("impact=critical, blocking", f"{base}?impact=critical&blocking=true"),
+        ("tier 4, unclaimed", f"{base}?tier=4&claimed=unclaimed"),
+        ("agent + domain", f"{base}?agent=bench-queue-07&domain=db-migration"),
+        ("a filter that matches nothing", f"{base}?agent=bench-queue-07&domain=code"),
+        ("irreversible, by time left", f"{base}?irreversible=true&sort=time_left"),
+        (f"search {word!r}", f"{base}?q={word}"),
+        ("tab: mine", f"{base}?tab=mine"),
+        ("tab: overdue", f"{base}?tab=overdue"),
+        ("tab: flagged", f"{base}?tab=flagged"),
+        ("page 41 (keyset cursor)", f"{base}?after={queue.Cursor.of(deep, 'priority').encode()}"),
+        ("row view (live fetch)", reverse("reviews:queue_row", args=[some.pk])),
+    ]
+
+
+def server_time(reviewer, samples: int) -> list[dict]:
+    from django.db import connection
+    from django.test import Client
+
+    client = Client(HTTP_HOST="127.0.0.1")
+    client.force_login(reviewer)
+    results = []
+    for name, url in scenarios(reviewer):
+        for _ in range(5):
+            assert client.get(url).status_code == 200, url
+        queries: list[str] = []
+
+        def count(execute, sql, *args, queries=queries):
+            queries.append(sql)
+            return execute(sql, *args)
+
+        with connection.execute_wrapper(count):
+            client.get(url)
+        times = []
+        for _ in range(samples):
+            started = time.perf_counter()
+            response = client.get(url)
+            times.append((time.perf_counter() - started) * 1000)
+            assert response.status_code == 200
+        rows = response.content.count(b"data-row ")
+        results.append({
+            "name": name, "p50": percentile(times, 50), "p99": percentile(times, 99),
+            "queries": len(queries), "rows": rows,
+        })
+        log(f"  {name}: p50 {results[-1]['p50']:.1f} ms, p99 {results[-1]['p99']:.1f} ms")
+    return results
+
+
+# ---------------------------------------------------------------- (L) live notices
+
+
+async def live(port: int, cookie: str, token: str, clients: int, posts: int, warm: int) -> dict:
+    import httpx
+    import websockets
+
+    from tests.conftest import make_package
+
+    base, ws_url = f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}/ws/queue/"
+    headers = {"Cookie": f"sessionid={cookie}"}
+    seen: dict[str, list[float]] = {}
+    rows: dict[str, list[float]] = {}
+    http = httpx.AsyncClient(base_url=base, headers=headers, timeout=10)
+
+    async def fetch_row(escalation_id: str) -> None:
+        response = await http.get(f"/queue/rows/{escalation_id}", headers={"HX-Request": "true"})
+        if response.status_code == 200 and b"<tr" in response.content:
+            rows.setdefault(escalation_id, []).append(time.time())
+
+    async def listen(n: int, socket) -> None:
+        async for message in socket:
+            now = time.time()
+            notice = json.loads(message)
+            if notice.get("kind") == "created":
+                seen.setdefault(notice["id"], []).append(now)
+                if n < 10:
+                    asyncio.get_running_loop().create_task(fetch_row(notice["id"]))
+
+    sockets = [
+        await websockets.connect(ws_url, additional_headers=headers, origin=base, max_queue=None)
+        for _ in range(clients)
+    ]
+    listeners = [asyncio.create_task(listen(n, s)) for n, s in enumerate(sockets)]
+    posted: dict[str, float] = {}
+    answered: list[float] = []
+    agent = httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    for i in range(warm + posts):
+        package = make_package(run_id=f"live-{i}", title=f"Live package {i}")
+        started = time.time()
+        response = await agent.post("/api/v1/escalations", json=package)
+        assert response.status_code == 201, response.text
+        if i >= warm:
+            posted[response.json()["id"]] = started
+            answered.append((time.time() - started) * 1000)
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(2)
+    for task in listeners:
+        task.cancel()
+    for socket in sockets:
+        await socket.close()
+    await agent.aclose()
+    await http.aclose()
+    notice_ms = [(t - posted[i]) * 1000 for i in posted for t in seen.get(i, [])]
+    row_ms = [(t - posted[i]) * 1000 for i in posted for t in rows.get(i, [])]
+    return {
+        "clients": clients, "posts": posts,
+        "expected": clients * posts, "received": len(notice_ms),
+        "notice_p50": percentile(notice_ms, 50), "notice_p99": percentile(notice_ms, 99),
+        "row_n": len(row_ms), "row_p50": percentile(row_ms, 50), "row_p99": percentile(row_ms, 99),
+        "post_p50": percentile(answered, 50), "post_p99": percentile(answered, 99),
+    }
+
+
+def live_phase(reviewer, token: str, clients: int, posts: int) -> dict:
+    from django.test import Client
+
+    client = Client(HTTP_HOST="127.0.0.1")
+    client.force_login(reviewer)
+    cookie = client.cookies["sessionid"].value
+    procs = Processes()
+    port = free_port()
+    server = procs.start(
+        "queue-uvicorn",
+        [python(), "-m", "uvicorn", "handoff_site.asgi:application", "--host", "127.0.0.1",
+         "--port", str(port), "--log-level", "warning", "--lifespan", "off"],
+        env=env(),
+    )
+    try:
+        wait_for_port(port, server)
+        return asyncio.run(live(port, cookie, token, clients, posts, warm=10))
+    finally:
+        procs.stop_all()
+
+
+# ---------------------------------------------------------------- report
+
+
+def report(server: list[dict], notices: dict, open_count: int, load: tuple[str, str]) -> str:
+    lines = [
+        f"# Queue figures ({time.strftime('%Y-%m-%d %H:%M')} UTC, load {load[0]} -> {load[1]})",
+        "",
+        f"(Q) queue page server time, {open_count:,} open + {CLOSED_ROWS:,} closed escalations, PostgreSQL",
+        "",
+        "| view | rows | queries | p50 ms | p99 ms | target |",
+        "| --- | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for r in server:
+        ok = "ok" if r["p99"] < TARGET_MS else "MISSED"
+        lines.append(f"| {r['name']} | {r['rows']} | {r['queries']} | {r['p50']:.1f} | {r['p99']:.1f} | < {TARGET_MS:.0f} ms: {ok} |")
+    n = notices
+    lines += [
+        "",
+        f"(L) POST -> notice on {n['clients']} websockets ({n['posts']} packages, 100 ms apart, Redis channel layer, one uvicorn)",
+        "",
+        "| what | n | p50 ms | p99 ms |",
+        "| --- | ---: | ---: | ---: |",
+        f"| POST answered (201) | {n['posts']} | {n['post_p50']:.1f} | {n['post_p99']:.1f} |",
+        f"| POST -> notice on each socket | {n['received']} of {n['expected']} | {n['notice_p50']:.1f} | {n['notice_p99']:.1f} |",
+        f"| POST -> row rendered (10 sockets fetch it) | {n['row_n']} | {n['row_p50']:.1f} | {n['row_p99']:.1f} |",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--samples", type=int, default=100)
+    parser.add_argument("--clients", type=int, default=100)
+    parser.add_argument("--posts", type=int, default=50)
+    args = parser.parse_args()
+    load_start = loadavg()
+    prepare()
+    reviewer, token, open_count = seed(args.rows)
+    log("(Q) queue page server time")
+    server = server_time(reviewer, args.samples)
+    log(f"(L) POST -> notice on {args.clients} websockets")
+    notices = live_phase(reviewer, token, args.clients, args.posts)
+    table = report(server, notices, open_count, (load_start, loadavg()))
+    print(table)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "queue.md").write_text(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
