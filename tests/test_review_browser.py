@@ -10,11 +10,11 @@ import httpx
 import pytest
 
 from tests.conftest import make_package, need
+from tests.test_browser import CHROMIUM, PASSWORD
+from tests.test_browser import post_escalation as post
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM = "/usr/bin/chromium"
-PASSWORD = "correct-horse-battery"  # the conftest users' password
 LIVE_MS = 5000
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 
@@ -71,17 +71,6 @@ class Reviewer:
 
     def text(self, selector: str) -> str:
         return self.page.text_content(selector) or ""
-
-
-def post(base: str, token: str, **overrides) -> dict:
-    response = httpx.post(
-        f"{base}/api/v1/escalations",
-        json=make_package(**overrides),
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=10,
-    )
-    assert response.status_code == 201, response.text
-    return response.json()
 
 
 def long_poll(base: str, token: str, escalation_id: str) -> dict:
