@@ -13,7 +13,8 @@ cycle in this process: middleware, auth, view, selectors, template) for a few fi
 
     .venv/bin/python bench/insights.py [--escalations N] [--requests N] [--keep]
 
---keep reuses the generated database of a previous run (skips generation and rollups).
+--keep reuses the generated database of a previous run (skips generation, and the
+rollups when they are built).
 Prints a table and writes it to bench/results/insights.md.
 """
 
@@ -63,6 +64,7 @@ def setup_django() -> None:
 
     # DEBUG=0 serves hashed names from a manifest, as the Dockerfile's build step makes it.
     call_command("collectstatic", "--noinput", verbosity=0)
+    call_command("migrate", verbosity=0)
 
 
 def recreate_database() -> None:
@@ -79,7 +81,7 @@ CREATE TEMP TABLE g AS
 SELECT i,
        (%(agents)s::bigint[])[1 + i %% %(n_agents)s] AS agent_id,
        (%(domains)s::text[])[1 + i %% %(n_agents)s] AS domain,
-       now() - random() * interval '%(weeks)s weeks' AS created_at,
+       now() - random() * make_interval(weeks => %(weeks)s) AS created_at,
        0.3 + 0.69 * random() AS confidence,
        random() AS r1, random() AS r2, random() AS r3
 FROM generate_series(1, %(n)s) AS i;
@@ -129,7 +131,7 @@ FROM g WHERE tier = 2 AND r2 < 0.3;
 
 INSERT INTO escalations_gatecheck (agent_id, domain, run_id, verdict, tier, at)
 SELECT (%(agents)s::bigint[])[1 + i %% %(n_agents)s], (%(domains)s::text[])[1 + i %% %(n_agents)s],
-  '', 'proceed', 1, now() - random() * interval '%(weeks)s weeks'
+  '', 'proceed', 1, now() - random() * make_interval(weeks => %(weeks)s)
 FROM generate_series(1, %(gates)s) AS i;
 SELECT setval(pg_get_serial_sequence('escalations_run', 'id'), %(n)s);
 ANALYZE;
@@ -137,12 +139,10 @@ ANALYZE;
 
 
 def generate(n: int) -> dict:
-    from django.core.management import call_command
     from django.db import connection
 
     from escalations import services
 
-    call_command("migrate", verbosity=0)
     agents = [
         services.agent_create(name=f"bench-agent-{i:02d}", domain=DOMAINS[i % len(DOMAINS)]).agent
         for i in range(AGENTS)
@@ -273,6 +273,7 @@ def main() -> int:
     if not args.keep:
         log(f"generating {args.escalations:,} escalations and {3 * args.escalations:,} gate checks")
         timings |= generate(args.escalations)
+    if not args.keep or not any(rollup_rows().values()):
         log("building the rollups")
         timings |= build_rollups()
     rows = rollup_rows()
