@@ -13,7 +13,7 @@
 (L) The time from a package's POST (through the agent API, on uvicorn) to its notice on
     100 websockets connected to /ws/queue/ (real sockets, the Redis channel layer), p50/p99
     over every (package, socket) pair; and, for 10 of the sockets, to the row rendered by
-    the row view (what a browser fetches next).
+    the row view (what a browser fetches next). Packages go 250 ms apart (--interval).
 
 It drops and re-creates its own database `handoff_bench_queue`, uses Redis database 12
 (flushed), and stops the server it starts.
@@ -239,16 +239,17 @@ def server_time(reviewer, samples: int) -> list[dict]:
 
         with connection.execute_wrapper(count):
             client.get(url)
-        times = []
+        times, cpu = [], []
         for _ in range(samples):
-            started = time.perf_counter()
+            started, started_cpu = time.perf_counter(), time.process_time()
             response = client.get(url)
             times.append((time.perf_counter() - started) * 1000)
+            cpu.append((time.process_time() - started_cpu) * 1000)
             assert response.status_code == 200
         rows = response.content.count(b"data-row ")
         results.append({
             "name": name, "p50": percentile(times, 50), "p99": percentile(times, 99),
-            "queries": len(queries), "rows": rows,
+            "cpu_p50": percentile(cpu, 50), "queries": len(queries), "rows": rows,
         })
         log(f"  {name}: p50 {results[-1]['p50']:.1f} ms, p99 {results[-1]['p99']:.1f} ms")
     return results
@@ -257,7 +258,7 @@ def server_time(reviewer, samples: int) -> list[dict]:
 # ---------------------------------------------------------------- (L) live notices
 
 
-async def live(port: int, cookie: str, token: str, clients: int, posts: int, warm: int) -> dict:
+async def live(port: int, cookie: str, token: str, clients: int, posts: int, warm: int, interval: float) -> dict:
     import httpx
     import websockets
 
@@ -299,7 +300,7 @@ async def live(port: int, cookie: str, token: str, clients: int, posts: int, war
         if i >= warm:
             posted[response.json()["id"]] = started
             answered.append((time.time() - started) * 1000)
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(interval)
     await asyncio.sleep(2)
     for task in listeners:
         task.cancel()
@@ -310,7 +311,7 @@ async def live(port: int, cookie: str, token: str, clients: int, posts: int, war
     notice_ms = [(t - posted[i]) * 1000 for i in posted for t in seen.get(i, [])]
     row_ms = [(t - posted[i]) * 1000 for i in posted for t in rows.get(i, [])]
     return {
-        "clients": clients, "posts": posts,
+        "clients": clients, "posts": posts, "interval": interval,
         "expected": clients * posts, "received": len(notice_ms),
         "notice_p50": percentile(notice_ms, 50), "notice_p99": percentile(notice_ms, 99),
         "row_n": len(row_ms), "row_p50": percentile(row_ms, 50), "row_p99": percentile(row_ms, 99),
@@ -318,7 +319,7 @@ async def live(port: int, cookie: str, token: str, clients: int, posts: int, war
     }
 
 
-def live_phase(reviewer, token: str, clients: int, posts: int) -> dict:
+def live_phase(reviewer, token: str, clients: int, posts: int, interval: float) -> dict:
     from django.test import Client
 
     client = Client(HTTP_HOST="127.0.0.1")
@@ -334,7 +335,7 @@ def live_phase(reviewer, token: str, clients: int, posts: int) -> dict:
     )
     try:
         wait_for_port(port, server)
-        return asyncio.run(live(port, cookie, token, clients, posts, warm=10))
+        return asyncio.run(live(port, cookie, token, clients, posts, warm=10, interval=interval))
     finally:
         procs.stop_all()
 
@@ -348,16 +349,25 @@ def report(server: list[dict], notices: dict, open_count: int, load: tuple[str, 
         "",
         f"(Q) queue page server time, {open_count:,} open + {CLOSED_ROWS:,} closed escalations, PostgreSQL",
         "",
-        "| view | rows | queries | p50 ms | p99 ms | target |",
-        "| --- | ---: | ---: | ---: | ---: | --- |",
+        "Wall time of each request through Django's handler; CPU is this process's own time",
+        "(view, templates, psycopg), which the box's load does not inflate.",
+        "",
+        "| view | rows | queries | p50 ms | p99 ms | CPU p50 ms | target |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in server:
-        ok = "ok" if r["p99"] < TARGET_MS else "MISSED"
-        lines.append(f"| {r['name']} | {r['rows']} | {r['queries']} | {r['p50']:.1f} | {r['p99']:.1f} | < {TARGET_MS:.0f} ms: {ok} |")
+        ok = "ok" if r["p99"] < TARGET_MS else ("p50 ok, p99 over" if r["p50"] < TARGET_MS else "MISSED")
+        lines.append(
+            f"| {r['name']} | {r['rows']} | {r['queries']} | {r['p50']:.1f} | {r['p99']:.1f} "
+            f"| {r['cpu_p50']:.1f} | < {TARGET_MS:.0f} ms: {ok} |"
+        )
+    if not notices:
+        return "\n".join(lines) + "\n"
     n = notices
     lines += [
         "",
-        f"(L) POST -> notice on {n['clients']} websockets ({n['posts']} packages, 100 ms apart, Redis channel layer, one uvicorn)",
+        f"(L) POST -> notice on {n['clients']} websockets ({n['posts']} packages, {n['interval'] * 1000:.0f} ms apart, "
+        "Redis channel layer, one uvicorn process)",
         "",
         "| what | n | p50 ms | p99 ms |",
         "| --- | ---: | ---: | ---: |",
@@ -374,14 +384,20 @@ def main() -> int:
     parser.add_argument("--samples", type=int, default=100)
     parser.add_argument("--clients", type=int, default=100)
     parser.add_argument("--posts", type=int, default=50)
+    parser.add_argument("--interval", type=float, default=0.25, help="seconds between posts")
+    parser.add_argument("--skip", default="", help="comma list of phases to leave out: q,live")
     args = parser.parse_args()
     load_start = loadavg()
     prepare()
     reviewer, token, open_count = seed(args.rows)
-    log("(Q) queue page server time")
-    server = server_time(reviewer, args.samples)
-    log(f"(L) POST -> notice on {args.clients} websockets")
-    notices = live_phase(reviewer, token, args.clients, args.posts)
+    skip = {part.strip() for part in args.skip.split(",")}
+    server, notices = [], {}
+    if "q" not in skip:
+        log("(Q) queue page server time")
+        server = server_time(reviewer, args.samples)
+    if "live" not in skip:
+        log(f"(L) POST -> notice on {args.clients} websockets")
+        notices = live_phase(reviewer, token, args.clients, args.posts, args.interval)
     table = report(server, notices, open_count, (load_start, loadavg()))
     print(table)
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import threading
+import weakref
 from typing import TypedDict
 
 from channels.layers import InMemoryChannelLayer, get_channel_layer
@@ -58,12 +59,25 @@ def _loop_for(layer) -> asyncio.AbstractEventLoop:
     return _sender_loop()
 
 
+# Sends in flight at once per loop: a batch committing many changes (escalation levels)
+# must not take more connections than channels-redis's pool holds (100).
+SEND_CONCURRENCY = 32
+_send_limits: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
 async def _group_send_all(layer, groups: list[str], message: dict) -> None:
-    for group in groups:
-        try:
-            await layer.group_send(group, message)
-        except Exception:  # an outage must never undo or fail a committed write
-            log.warning("live update to %s not sent", group, exc_info=True)
+    loop = asyncio.get_running_loop()
+    limit = _send_limits.get(loop)
+    if limit is None:
+        limit = _send_limits[loop] = asyncio.Semaphore(SEND_CONCURRENCY)
+    async with limit:
+        for group in groups:
+            try:
+                await layer.group_send(group, message)
+            except Exception:  # an outage must never undo or fail a committed write
+                log.warning("live update to %s not sent", group, exc_info=True)
 
 
 class Notice(TypedDict):

@@ -24,6 +24,16 @@ def yes_no(label: str, yes: str, no: str) -> dict:
     return {"label": label, "widget": forms.Select(choices=(("", "Any"), ("true", yes), ("false", no)))}
 
 
+# Callables: read when the select is drawn or a value is checked, so a request that does not
+# filter by agent or domain (the live row view, mostly) does not read them.
+def agent_choices() -> list[tuple[str, str]]:
+    return [(name, name) for name in Agent.objects.order_by("name").values_list("name", flat=True)]
+
+
+def domain_choices() -> list[tuple[str, str]]:
+    return [(domain, domain) for domain in Policy.objects.order_by("domain").values_list("domain", flat=True)]
+
+
 class QueueForm(forms.Form):
     tab = forms.ChoiceField(choices=[(t.key, t.label) for t in queue.TABS], required=False)
     sort = forms.ChoiceField(
@@ -40,8 +50,10 @@ class QueueFilter(django_filters.FilterSet):
         choices=[(tier, f"T{tier} · {name}") for tier, name in TIER_NAMES.items()], empty_label="Any"
     )
     reason = django_filters.ChoiceFilter(choices=Escalation.Reason.choices, empty_label="Any")
-    agent = django_filters.ChoiceFilter(field_name="agent__name", label="Agent", empty_label="Any")
-    domain = django_filters.ChoiceFilter(empty_label="Any")
+    agent = django_filters.ChoiceFilter(
+        field_name="agent__name", label="Agent", empty_label="Any", choices=agent_choices
+    )
+    domain = django_filters.ChoiceFilter(empty_label="Any", choices=domain_choices)
     impact = django_filters.ChoiceFilter(choices=Escalation.Impact.choices, empty_label="Any")
     blocking = django_filters.BooleanFilter(**yes_no("Blocking", "Blocking", "Not blocking"))
     overdue = django_filters.BooleanFilter(method="filter_overdue", **yes_no("Overdue", "Overdue", "Not overdue"))
@@ -63,12 +75,6 @@ class QueueFilter(django_filters.FilterSet):
     def __init__(self, data=None, *, request, now: datetime | None = None) -> None:
         self.now = now or timezone.now()
         super().__init__(data, queryset=escalations_for_reviewer(request.user), request=request)
-        self.filters["agent"].extra["choices"] = [
-            (name, name) for name in Agent.objects.order_by("name").values_list("name", flat=True)
-        ]
-        self.filters["domain"].extra["choices"] = [
-            (domain, domain) for domain in Policy.objects.order_by("domain").values_list("domain", flat=True)
-        ]
 
     # The tab and the sort: valid values, or the defaults.
     @property

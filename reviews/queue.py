@@ -74,32 +74,29 @@ def in_tab(queryset: QuerySet[Escalation], tab: str, *, user, now: datetime) -> 
     return queryset.open()
 
 
-# Lists that only grow (every flagged decision ever, a busy day's decisions) are counted up
-# to this many; the tab then says "999+".
+# Tabs are counted up to this many; past it a tab says "999+" (a COUNT is linear in the
+# rows it counts, and a backlog of 999 or 100,000 asks the same of a reviewer).
 COUNT_CAP = 999
 
 
 def tab_counts(user, *, now: datetime) -> dict[str, int]:
     """How many escalations each tab holds (before the filters), one query each.
 
-    Escalation rows are wide (history, options), so each count reads an index only: the
-    open escalations' partial indexes (0006, 0007), and for flagged and today's decisions
-    at most COUNT_CAP + 1 rows (a count above COUNT_CAP means "more than COUNT_CAP").
+    Each count reads at most COUNT_CAP + 1 entries of an index (the open escalations'
+    partial indexes of 0006 and 0007, the tier-2 one, decisions by time); a count above
+    COUNT_CAP means "more than COUNT_CAP".
     """
     visible = escalations_for_reviewer(user).select_related(None)
     opened = visible.open()
-    return {
-        "open": opened.count(),
-        "mine": opened.filter(live_claim_by(user, now)).count(),
-        "overdue": opened.filter(respond_by__lt=now).count(),
-        "flagged": _capped(visible.filter(flagged())),
-        "decided": _capped(visible.filter(decision__decided_at__gte=start_of_day(now))),
+    tabs = {
+        "open": opened,
+        "mine": opened.filter(live_claim_by(user, now)),
+        "overdue": opened.filter(respond_by__lt=now),
+        "flagged": visible.filter(flagged()),
+        "decided": visible.filter(decision__decided_at__gte=start_of_day(now)),
     }
-
-
-def _capped(queryset: QuerySet[Escalation]) -> int:
     # No ORDER BY (the model's would sort every row before the LIMIT).
-    return queryset.order_by().values("pk")[: COUNT_CAP + 1].count()
+    return {key: rows.order_by().values("pk")[: COUNT_CAP + 1].count() for key, rows in tabs.items()}
 
 
 # The package's bulk, which no row of the queue shows.

@@ -5,6 +5,8 @@ the row rendered under the page's own filters, or nothing if it no longer matche
 the tab counts. The server decides what matches; the script only places the row.
 """
 
+import uuid
+
 from django.http import HttpResponse, QueryDict
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
@@ -17,6 +19,7 @@ from .permissions import reviewer_required
 from .views import HtmxHttpRequest
 
 QUEUE_PAGE_SIZE = 50
+ZERO = uuid.UUID(int=0)
 TEMPLATE = "reviews/queue.html"
 
 
@@ -45,8 +48,15 @@ def _context(request: HtmxHttpRequest, filterset: QueueFilter, rows: list) -> di
         }
         for tab in queue.TABS
     ]
+    # What each row shows more than once, or would reverse a URL for: computed once here
+    # (a page renders 50 rows; template lookups and reverse() are most of its time).
+    detail, claim = (reverse(name, args=[ZERO]) for name in ("reviews:detail", "reviews:claim"))
     for row in rows:
         row.sort_key = queue.sort_key(row, filterset.sort)
+        row.overdue = row.is_overdue(filterset.now)
+        row.claim_live = row.claim_is_live(filterset.now)
+        row.detail_url = detail.replace(str(ZERO), str(row.pk))
+        row.claim_url = claim.replace(str(ZERO), str(row.pk))
     return {
         "filterset": filterset,
         "tab": next(t["tab"] for t in tabs if t["active"]),

@@ -125,6 +125,23 @@ def test_rows_hold_still_under_the_pointer_and_arrive_when_it_leaves(
     assert page.js_errors == []
 
 
+def test_a_first_row_replaces_the_empty_state_highlighted(
+    live_server_asgi, browser, agent_with_token, reviewer  # noqa: F811
+):
+    base, token = live_server_asgi, agent_with_token[1]
+    page = open_queue(browser, base, "alice")
+    assert "Nothing waits for a human" in page.text_content("#queue-table")
+    first = post_escalation(base, token, run_id="first", title="The first one")
+    row = page.locator(f"#escalation-{first['id']}")
+    row.wait_for(timeout=LIVE_TIMEOUT_MS)
+    page.wait_for_function(
+        f"document.getElementById('escalation-{first['id']}').classList.contains('is-new')",
+        timeout=LIVE_TIMEOUT_MS,
+    )
+    assert page.text_content("[data-count=open]") == "1"
+    assert page.js_errors == []
+
+
 def test_filters_change_the_url_and_the_list_without_a_reload(
     live_server_asgi, browser, agent_with_token, reviewer  # noqa: F811
 ):

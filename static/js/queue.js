@@ -123,10 +123,19 @@
   function apply(id, row, notice) {
     var current = rowOf(id);
     if (current) current.remove();
-    if (row) place(row, !current);
     if (current && !row) say("Left the list: " + notice.status + (notice.actor ? " by " + notice.actor : "") + ".");
-    if (!body() || !rows().length) refresh(); // the empty state, or a first row: re-render
+    if (row && !body()) { highlight.add(id); refresh(); return; } // the empty state: re-render
+    if (row) place(row, !current);
+    if (!rows().length) refresh(); // the last row left: the empty state
   }
+
+  // A first row arrives through a re-render of the whole list: highlight it there.
+  var highlight = new Set();
+  document.addEventListener("htmx:afterSettle", function (event) {
+    if (event.target.id !== "queue-table") return;
+    highlight.forEach(function (id) { var row = rowOf(id); if (row) flash(row, "is-new"); });
+    highlight.clear();
+  });
 
   function place(row, isNew) {
     var tbody = body();
