@@ -23,6 +23,8 @@
   var waiting = new Map(); // escalation id -> {row: Element|null, notice}
   var refreshWaiting = false;
   var latest = new Map(); // escalation id -> number of its newest row request
+  var refreshing = 0; // whole-list re-renders on their way
+  var noticedMeanwhile = new Map(); // escalation id -> notice, heard during a re-render
 
   function table() { return document.getElementById("queue-table"); }
   function body() { var t = table(); return t && t.querySelector("[data-queue-rows] tbody"); }
@@ -40,11 +42,23 @@
 
   // ------------------------------------------------------------ whole-list refresh
 
+  // Re-renders and the filter form's requests share one lane (hx-sync on #queue, replace):
+  // the newer aborts the older, so a late re-render never undoes a filter change.
   function refresh() {
     if (held()) { refreshWaiting = true; return; }
     refreshWaiting = false;
     waiting.clear();
-    htmx.ajax("GET", location.pathname + location.search, { target: "#queue-table", swap: "outerHTML" });
+    var form = root.querySelector(".queue-filters");
+    if (form && form.classList.contains("htmx-request")) return; // its answer is fresh anyway
+    refreshing += 1;
+    htmx.ajax("GET", location.pathname + location.search, { source: root, target: "#queue-table", swap: "outerHTML" })
+      .finally(function () {
+        refreshing -= 1;
+        // Notices that came while it was on its way may predate what it rendered: ask again.
+        var again = Array.from(noticedMeanwhile.values());
+        noticedMeanwhile.clear();
+        again.forEach(fetchRow);
+      });
   }
 
   window.setInterval(function () {
@@ -63,9 +77,11 @@
 
   function fetchRow(notice) {
     var id = notice.id;
+    if (refreshing) noticedMeanwhile.set(id, notice);
     var n = (latest.get(id) || 0) + 1;
     latest.set(id, n);
-    var url = root.dataset.rowUrl.replace(ZERO, encodeURIComponent(id)) + location.search;
+    var search = location.search;
+    var url = root.dataset.rowUrl.replace(ZERO, encodeURIComponent(id)) + search;
     fetch(url, { headers: { "HX-Request": "true" }, credentials: "same-origin" })
       .then(function (response) {
         if (!response.ok) throw new Error("row " + response.status);
@@ -73,6 +89,7 @@
       })
       .then(function (html) {
         if (latest.get(id) !== n) return; // a newer answer for this row is on its way
+        if (location.search !== search) return; // the filters changed: the list was re-rendered
         var doc = new DOMParser().parseFromString(html, "text/html");
         updateCounts(doc);
         var template = doc.getElementById("live-row");
