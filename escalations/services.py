@@ -1540,9 +1540,10 @@ def levels_advance(*, now: datetime | None = None) -> int:
 
     Open is pending or claimed: a live claim does not pause the clock (escalations.levels).
     At most BATCH_SIZE rows per call, oldest first, chosen by one query that matches only
-    rows with a level due, and moved in one transaction (one commit per batch). Each move
-    is a conditional UPDATE on the level the row was read at, so two runs at once move it
-    once, and running again changes nothing. Per move: the level, level_changed_at, the
+    rows with a level due. Each move is a conditional UPDATE on the level the row was read
+    at, so two runs at once move it once, and running again changes nothing. Per move, in
+    its own short transaction (a reviewer deciding that row waits for one row's update,
+    never for a batch; no lock order to get wrong): the level, level_changed_at, the
     priority with the level's boost, and a LEVEL_RAISED event naming both levels (several
     levels due at once: straight to the highest, one step); on commit, a live update and
     `notable` "level_raised". Returns how many moved.
@@ -1566,50 +1567,52 @@ def levels_advance(*, now: datetime | None = None) -> int:
         )[:BATCH_SIZE]
     )
     moved = 0
-    with transaction.atomic():
-        for escalation in list(rows):
-            domain_steps = steps[escalation.domain]
-            target = levels.next_level(
-                domain_steps, current=escalation.level, created_at=escalation.created_at, now=now
-            )
-            if target is not None and _level_raise(escalation, domain_steps, target, now):
-                moved += 1
+    for escalation in list(rows):
+        domain_steps = steps[escalation.domain]
+        target = levels.next_level(
+            domain_steps, current=escalation.level, created_at=escalation.created_at, now=now
+        )
+        if target is not None and _level_raise(escalation, domain_steps, target, now):
+            moved += 1
     return moved
 
 
 def _level_raise(escalation: Escalation, steps: list[levels.Step], target: int, now: datetime) -> bool:
-    """One move, inside levels_advance's transaction; False when another run moved the row
-    first (a concurrent run's UPDATE waits for ours to commit, then finds the level moved)."""
+    """One move (see levels_advance); False when another run moved the row first (its
+    UPDATE waits for ours to commit, then finds the level moved)."""
     was = escalation.level
     escalation.level = target
     priority = policy.priority_for(_urgency(escalation, levels.boost_at(steps, target)), now)
-    moved = Escalation.objects.filter(
-        pk=escalation.pk, level=was, status__in=Escalation.OPEN_STATUSES
-    ).update(
-        level=target,
-        level_changed_at=now,
-        priority=priority.score,
-        priority_reasons=priority.reasons,
-        updated_at=now,
-    )
-    if not moved:
-        return False
     step = next(s for s in steps if s.level == target)
-    Event.objects.create(
-        escalation=escalation,
-        kind=Event.Kind.LEVEL_RAISED,
-        actor="escalation levels",
-        at=now,
-        data={
-            "from": was,
-            "level": target,
-            "after_minutes": step.after_minutes,
-            "after": levels.duration(step.after_minutes),
-            "priority": priority.score,
-        },
-    )
-    events.announce(escalation, "level_raised")
-    signals.notable_on_commit("level_raised", escalation=escalation, data={"level": target, "from": was})
+    with transaction.atomic():
+        moved = Escalation.objects.filter(
+            pk=escalation.pk, level=was, status__in=Escalation.OPEN_STATUSES
+        ).update(
+            level=target,
+            level_changed_at=now,
+            priority=priority.score,
+            priority_reasons=priority.reasons,
+            updated_at=now,
+        )
+        if not moved:
+            return False
+        Event.objects.create(
+            escalation=escalation,
+            kind=Event.Kind.LEVEL_RAISED,
+            actor="escalation levels",
+            at=now,
+            data={
+                "from": was,
+                "level": target,
+                "after_minutes": step.after_minutes,
+                "after": levels.duration(step.after_minutes),
+                "priority": priority.score,
+            },
+        )
+        events.announce(escalation, "level_raised")
+        signals.notable_on_commit(
+            "level_raised", escalation=escalation, data={"level": target, "from": was}
+        )
     return True
 
 
