@@ -264,20 +264,20 @@ API_MAX_BODY_BYTES = 1024 * 1024
 # ---------------------------------------------------------------- notifications
 # E-mail goes through Django's mail backends: printed to the console in the embedded mode,
 # SMTP otherwise. Slack and generic webhooks reuse the WEBHOOK_* timeouts and backoff.
-EMAIL_BACKEND = env(
-    "EMAIL_BACKEND",
+# (An empty value counts as unset here, so docker-compose can pass them all through.)
+EMAIL_BACKEND = env("EMAIL_BACKEND") or (
     "django.core.mail.backends.console.EmailBackend"
     if EMBEDDED
-    else "django.core.mail.backends.smtp.EmailBackend",
+    else "django.core.mail.backends.smtp.EmailBackend"
 )
-EMAIL_HOST = env("EMAIL_HOST", "localhost")
+EMAIL_HOST = env("EMAIL_HOST") or "localhost"
 EMAIL_PORT = env_int("EMAIL_PORT", 25)
 EMAIL_HOST_USER = env("EMAIL_HOST_USER")
 EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", default=False)
 EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", default=False)
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
-DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "Handoff <handoff@localhost>")
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL") or "Handoff <handoff@localhost>"
 # Attempts per notification before it is given up (transient failures only).
 NOTIFICATION_MAX_ATTEMPTS = env_int("NOTIFICATION_MAX_ATTEMPTS", 8)
 LONG_POLL_MAX_SECONDS = 60
