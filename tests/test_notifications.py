@@ -563,3 +563,16 @@ def test_a_vanished_or_malformed_subject_sends_nothing(agent, manager):
     assert notify.notifications_fan_out(kind="drift_alert", agent_id=10**9) == []
     assert send_notification_task("not-a-uuid") is None
     assert not Notification.objects.exists()
+
+
+def test_operators_read_failed_notifications_in_the_admin(client, django_user_model, agent, manager):
+    escalation = post_package(AgentClient(services.token_issue(agent=agent)))
+    notify.notifications_fan_out(kind="delivery_failed", escalation_id=str(escalation.pk), data={"delivery": "x"})
+    Notification.objects.update(status="failed", last_error="SMTPServerDisconnected: gone")
+    client.force_login(django_user_model.objects.create_superuser("root", "root@example.com", "pw"))
+
+    page = client.get("/admin/notifications/notification/?status__exact=failed")
+
+    assert page.status_code == 200
+    assert "SMTPServerDisconnected: gone" in page.content.decode()
+    assert client.get("/admin/notifications/notification/add/").status_code == 403
