@@ -112,7 +112,7 @@ def _series_key(agent: str, domain: str) -> str:
 def rate_chart(f: Filters) -> Chart:
     cells: dict = {}
     for row in selectors.activity_rows(f):
-        key = (f.period(row["day"]), row["agent__name"], row["domain"])
+        key = (row["period"], row["agent__name"], row["domain"])
         cell = cells.setdefault(key, [0, 0, 0])
         cell[0] += row["escalations"]
         cell[1] += row["gate_checks"]
@@ -242,8 +242,9 @@ def tier_chart(f: Filters) -> Chart:
 
 
 def timing_chart(f: Filters) -> Chart:
-    hists = selectors.duration_histograms(f)
-    outcomes = {row["tier"]: row for row in selectors.outcomes_by(f, "tier")}
+    by_tier = selectors.outcomes_by(f, "tier", histograms=True)
+    hists = selectors.duration_histograms(by_tier)
+    outcomes = {row["tier"]: row for row in by_tier}
     rows = []
     for tier in sorted(outcomes):
         o = outcomes[tier]

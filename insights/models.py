@@ -11,6 +11,8 @@ from django.utils import timezone
 
 from escalations.models import Agent
 
+from .stats import DURATION_BUCKETS
+
 
 class RollupBase(models.Model):
     day = models.DateField()
@@ -41,22 +43,23 @@ class ActivityRollup(RollupBase):
 
 
 class EscalationRollup(RollupBase):
-    """Escalations created on the day, by reason and tier."""
+    """Escalations created on the day, by reason (by tier: OutcomeRollup)."""
 
     reason = models.CharField(max_length=32)
-    tier = models.PositiveSmallIntegerField()
     escalations = models.PositiveIntegerField(default=0)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["day", "agent", "domain", "reason", "tier"], name="escalation_rollup_key"
+                fields=["day", "agent", "domain", "reason"], name="escalation_rollup_key"
             )
         ]
 
 
 class OutcomeRollup(RollupBase):
-    """What became of the escalations created on the day, by tier."""
+    """What became of the escalations created on the day, by tier; with two histograms in
+    stats.DURATION_EDGES buckets (fields CLAIM_BUCKETS and DECIDE_BUCKETS, added below):
+    creation to the first claim, and creation to a human decision."""
 
     tier = models.PositiveSmallIntegerField()
     escalations = models.PositiveIntegerField(default=0)
@@ -73,28 +76,6 @@ class OutcomeRollup(RollupBase):
         constraints = [
             models.UniqueConstraint(
                 fields=["day", "agent", "domain", "tier"], name="outcome_rollup_key"
-            )
-        ]
-
-
-class DurationRollup(RollupBase):
-    """Histograms in insights.stats.DURATION_EDGES buckets: creation to first claim, and
-    creation to a human decision, of the escalations created on the day."""
-
-    class Measure(models.TextChoices):
-        CLAIM = "claim", "Time to claim"
-        DECIDE = "decide", "Time to decision"
-
-    tier = models.PositiveSmallIntegerField()
-    measure = models.CharField(max_length=8, choices=Measure.choices)
-    bucket = models.PositiveSmallIntegerField()
-    count = models.PositiveIntegerField(default=0)
-
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(
-                fields=["day", "agent", "domain", "tier", "measure", "bucket"],
-                name="duration_rollup_key",
             )
         ]
 
@@ -119,19 +100,30 @@ class CalibrationRollup(RollupBase):
 
 
 class ReviewerRollup(RollupBase):
-    """Human decisions by reviewer, in DURATION_EDGES buckets of the reviewer's time:
-    from their claim (the last before the decision) or, unclaimed, from creation."""
+    """Human decisions by reviewer, with their histogram in stats.DURATION_EDGES buckets
+    (fields REVIEW_BUCKETS, added below) of the reviewer's time: from their claim (the
+    last before the decision) or, unclaimed, from creation."""
 
     reviewer = models.CharField(max_length=150)
-    bucket = models.PositiveSmallIntegerField()
     decisions = models.PositiveIntegerField(default=0)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["day", "agent", "domain", "reviewer", "bucket"], name="reviewer_rollup_key"
+                fields=["day", "agent", "domain", "reviewer"], name="reviewer_rollup_key"
             )
         ]
+
+
+# Histograms as one integer column per bucket, so a date range's histogram is one SUM per
+# column over the slice's rows (rows per bucket made the page's biggest scans).
+CLAIM_BUCKETS = [f"claim_b{i}" for i in range(DURATION_BUCKETS)]
+DECIDE_BUCKETS = [f"decide_b{i}" for i in range(DURATION_BUCKETS)]
+REVIEW_BUCKETS = [f"b{i}" for i in range(DURATION_BUCKETS)]
+for _name in (*CLAIM_BUCKETS, *DECIDE_BUCKETS):
+    OutcomeRollup.add_to_class(_name, models.PositiveIntegerField(default=0))
+for _name in REVIEW_BUCKETS:
+    ReviewerRollup.add_to_class(_name, models.PositiveIntegerField(default=0))
 
 
 class RollupState(models.Model):

@@ -5,15 +5,18 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from django.db.models import Case, IntegerField, QuerySet, Sum, When
+from django.db.models import Case, F, IntegerField, QuerySet, Sum, When
+from django.db.models.functions import TruncWeek
 
 from escalations.models import Agent
 
 from . import stats
 from .models import (
+    CLAIM_BUCKETS,
+    DECIDE_BUCKETS,
+    REVIEW_BUCKETS,
     ActivityRollup,
     CalibrationRollup,
-    DurationRollup,
     EscalationRollup,
     OutcomeRollup,
     ReviewerRollup,
@@ -67,21 +70,27 @@ def _rename(rows: list[dict]) -> list[dict]:
     return rows
 
 
+def _by_period(qs: QuerySet, f: Filters) -> QuerySet:
+    """Annotate `period`: the day, or (weekly points) its week's Monday, truncated in SQL
+    so a long range returns one row per week, not per day."""
+    return qs.annotate(period=TruncWeek("day") if f.by_week else F("day"))
+
+
 def activity_rows(f: Filters) -> list[dict]:
-    """Gate checks, runs and escalations per day, agent and domain."""
+    """Gate checks, runs and escalations per period, agent and domain."""
     return _sum_by(
-        scoped(ActivityRollup, f),
-        ["day", "agent__name", "domain"],
+        _by_period(scoped(ActivityRollup, f), f),
+        ["period", "agent__name", "domain"],
         ["gate_checks", "runs", "escalations"],
     )
 
 
 def escalations_by_period(f: Filters, key: str) -> dict[tuple[date, object], int]:
-    """{(period, reason or tier): escalations}."""
-    out: dict[tuple[date, object], int] = defaultdict(int)
-    for row in _sum_by(scoped(EscalationRollup, f), ["day", key], ["escalations"]):
-        out[(f.period(row["day"]), row[key])] += row["escalations"]
-    return out
+    """{(period, reason or tier): escalations}. Reasons come from EscalationRollup, tiers
+    from OutcomeRollup (fewer rows: no reason)."""
+    model = EscalationRollup if key == "reason" else OutcomeRollup
+    rows = _sum_by(_by_period(scoped(model, f), f), ["period", key], ["escalations"])
+    return {(row["period"], row[key]): row["escalations"] for row in rows}
 
 
 OUTCOME_FIELDS = [
@@ -95,16 +104,19 @@ OUTCOME_FIELDS = [
 ]
 
 
-def outcomes_by(f: Filters, key: str) -> list[dict]:
-    """OutcomeRollup sums per tier (key="tier") or per agent (key="agent__name")."""
-    return _rename(_sum_by(scoped(OutcomeRollup, f), [key], OUTCOME_FIELDS))
+def outcomes_by(f: Filters, key: str, histograms: bool = False) -> list[dict]:
+    """OutcomeRollup sums per tier (key="tier") or per agent (key="agent__name"), with
+    the duration histograms' bucket columns when asked."""
+    fields = OUTCOME_FIELDS + (CLAIM_BUCKETS + DECIDE_BUCKETS if histograms else [])
+    return _rename(_sum_by(scoped(OutcomeRollup, f), [key], fields))
 
 
-def duration_histograms(f: Filters) -> dict[tuple[int, str], list[int]]:
-    """{(tier, measure): bucket counts}."""
-    out: dict[tuple[int, str], list[int]] = defaultdict(lambda: [0] * stats.DURATION_BUCKETS)
-    for row in _sum_by(scoped(DurationRollup, f), ["tier", "measure", "bucket"], ["count"]):
-        out[(row["tier"], row["measure"])][row["bucket"]] += row["count"]
+def duration_histograms(outcomes: list[dict]) -> dict[tuple[int, str], list[int]]:
+    """{(tier, "claim" or "decide"): bucket counts}, from outcomes_by(f, "tier")."""
+    out = {}
+    for row in outcomes:
+        out[(row["tier"], "claim")] = [row[name] for name in CLAIM_BUCKETS]
+        out[(row["tier"], "decide")] = [row[name] for name in DECIDE_BUCKETS]
     return out
 
 
@@ -140,10 +152,8 @@ def budgets(names) -> dict[str, int]:
 
 def reviewer_histograms(f: Filters) -> dict[str, list[int]]:
     """{reviewer: decisions per duration bucket}."""
-    out: dict[str, list[int]] = defaultdict(lambda: [0] * stats.DURATION_BUCKETS)
-    for row in _sum_by(scoped(ReviewerRollup, f), ["reviewer", "bucket"], ["decisions"]):
-        out[row["reviewer"]][row["bucket"]] += row["decisions"]
-    return dict(out)
+    rows = _sum_by(scoped(ReviewerRollup, f), ["reviewer"], REVIEW_BUCKETS)
+    return {row["reviewer"]: [row[name] for name in REVIEW_BUCKETS] for row in rows}
 
 
 def has_data(f: Filters) -> bool:

@@ -19,10 +19,12 @@ from escalations.signals import notable
 
 from . import selectors, stats
 from .models import (
+    CLAIM_BUCKETS,
+    DECIDE_BUCKETS,
+    REVIEW_BUCKETS,
     ActivityRollup,
     CalibrationRollup,
     DriftAlert,
-    DurationRollup,
     EscalationRollup,
     OutcomeRollup,
     ReviewerRollup,
@@ -35,7 +37,6 @@ ROLLUP_MODELS = (
     ActivityRollup,
     EscalationRollup,
     OutcomeRollup,
-    DurationRollup,
     CalibrationRollup,
     ReviewerRollup,
 )
@@ -70,9 +71,8 @@ def aggregate_escalations(rows: Iterable[tuple], day: date) -> dict[type, list]:
     by_reason: Counter = Counter()
     activity: Counter = Counter()
     outcome: dict[tuple, Counter] = defaultdict(Counter)
-    durations: Counter = Counter()
     calibration: dict[tuple, stats.BinSums] = defaultdict(stats.BinSums)
-    reviewers: Counter = Counter()
+    reviewers: dict[tuple, Counter] = defaultdict(Counter)
     for (
         agent_id,
         domain,
@@ -91,15 +91,13 @@ def aggregate_escalations(rows: Iterable[tuple], day: date) -> dict[type, list]:
     ) in rows:
         key = (agent_id, domain)
         activity[key] += 1
-        by_reason[(*key, reason, tier)] += 1
+        by_reason[(*key, reason)] += 1
         out = outcome[(*key, tier)]
         out["escalations"] += 1
         if first_claim_at is not None:
             out["claimed"] += 1
             seconds = (first_claim_at - created_at).total_seconds()
-            durations[
-                (*key, tier, DurationRollup.Measure.CLAIM, stats.duration_bucket(seconds))
-            ] += 1
+            out[CLAIM_BUCKETS[stats.duration_bucket(seconds)]] += 1
         if respond_by is not None:
             out["with_deadline"] += 1
             if (
@@ -114,12 +112,12 @@ def aggregate_escalations(rows: Iterable[tuple], day: date) -> dict[type, list]:
             out["human_decided"] += 1
             out["took_recommended"] += bool(took_recommended)
             seconds = (decided_at - created_at).total_seconds()
-            durations[
-                (*key, tier, DurationRollup.Measure.DECIDE, stats.duration_bucket(seconds))
-            ] += 1
+            out[DECIDE_BUCKETS[stats.duration_bucket(seconds)]] += 1
             started = last_claim_at if last_claim_at and last_claim_at <= decided_at else created_at
             bucket = stats.duration_bucket((decided_at - started).total_seconds())
-            reviewers[(*key, decided_by_name, bucket)] += 1
+            reviewer = reviewers[(*key, decided_by_name)]
+            reviewer["decisions"] += 1
+            reviewer[REVIEW_BUCKETS[bucket]] += 1
             judged = bool(took_recommended)
         elif flag_verdict is not None:
             judged = flag_verdict == "fine"
@@ -137,15 +135,11 @@ def aggregate_escalations(rows: Iterable[tuple], day: date) -> dict[type, list]:
             ActivityRollup(**base(*key), escalations=n) for key, n in activity.items()
         ],
         EscalationRollup: [
-            EscalationRollup(**base(a, d), reason=r, tier=t, escalations=n)
-            for (a, d, r, t), n in by_reason.items()
+            EscalationRollup(**base(a, d), reason=r, escalations=n)
+            for (a, d, r), n in by_reason.items()
         ],
         OutcomeRollup: [
             OutcomeRollup(**base(a, d), tier=t, **counts) for (a, d, t), counts in outcome.items()
-        ],
-        DurationRollup: [
-            DurationRollup(**base(a, d), tier=t, measure=m, bucket=b, count=n)
-            for (a, d, t, m, b), n in durations.items()
         ],
         CalibrationRollup: [
             CalibrationRollup(
@@ -160,8 +154,8 @@ def aggregate_escalations(rows: Iterable[tuple], day: date) -> dict[type, list]:
             for (a, d, b), s in calibration.items()
         ],
         ReviewerRollup: [
-            ReviewerRollup(**base(a, d), reviewer=r, bucket=b, decisions=n)
-            for (a, d, r, b), n in reviewers.items()
+            ReviewerRollup(**base(a, d), reviewer=r, **counts)
+            for (a, d, r), counts in reviewers.items()
         ],
     }
 
