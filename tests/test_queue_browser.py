@@ -142,6 +142,25 @@ def test_a_first_row_replaces_the_empty_state_highlighted(
     assert page.js_errors == []
 
 
+def test_after_a_dropped_socket_the_queue_catches_up(
+    live_server_asgi, browser, agent_with_token, reviewer  # noqa: F811
+):
+    base, token = live_server_asgi, agent_with_token[1]
+    page = open_queue(browser, base, "alice")
+
+    # the socket drops (code 4000: live.js reconnects with backoff) ...
+    page.evaluate("document.getElementById('queue')['htmx-internal-data'].webSocket.socket.close(4000)")
+    page.wait_for_function("document.body.dataset.live === 'offline'", timeout=LIVE_TIMEOUT_MS)
+    # ... and a package arrives while nobody can tell this page
+    missed = post_escalation(base, token, run_id="missed", title="Posted while offline")
+
+    # the page reconnects and re-renders: the row is there without a reload
+    wait_live(page)
+    page.locator(f"#escalation-{missed['id']}").wait_for(timeout=LIVE_TIMEOUT_MS)
+    assert page.text_content("[data-count=open]") == "1"
+    assert page.js_errors == []
+
+
 def test_filters_change_the_url_and_the_list_without_a_reload(
     live_server_asgi, browser, agent_with_token, reviewer  # noqa: F811
 ):
