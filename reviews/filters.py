@@ -45,7 +45,11 @@ class QueueFilter(django_filters.FilterSet):
     q = django_filters.CharFilter(
         method="search", label="Search", max_length=200, help_text="Title and uncertainty"
     )
-    status = django_filters.ChoiceFilter(choices=Escalation.Status.choices, empty_label="Any")
+    # Withdrawn escalations are in no tab (no decision, not open): no option for them.
+    status = django_filters.ChoiceFilter(
+        choices=[c for c in Escalation.Status.choices if c[0] != Escalation.Status.WITHDRAWN],
+        empty_label="Any",
+    )
     tier = django_filters.ChoiceFilter(
         choices=[(tier, f"T{tier} · {name}") for tier, name in TIER_NAMES.items()], empty_label="Any"
     )
