@@ -4,6 +4,7 @@ table), the page itself, its filters and empty states, permissions, and a real b
 import csv
 import io
 import os
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -111,6 +112,27 @@ def test_reviewer_load(manager_client, day):
     assert export(manager_client, "reviewer-load") == [
         {"reviewer": "alice", "decisions": "2", "median_seconds": "1800.0"}
     ]
+
+
+def test_long_ranges_have_a_point_per_week_starting_monday(manager_client, day, agent):
+    from insights.models import ActivityRollup, EscalationRollup
+
+    # a Wednesday of the same week, and a Sunday of the week before
+    for when, n in ((date(2026, 3, 4), 6), (date(2026, 3, 1), 2)):
+        ActivityRollup.objects.create(
+            day=when, agent=agent, domain="default", escalations=n, gate_checks=10 * n
+        )
+        EscalationRollup.objects.create(
+            day=when, agent=agent, domain="default", reason="novelty", escalations=n
+        )
+    weekly = {"start": "2026-02-01", "end": "2026-03-31"}  # 59 days: weekly points
+    rows = {r["period"]: r for r in export(manager_client, "escalation-rate", **weekly)}
+    assert set(rows) == {"2026-02-23", "2026-03-02"}
+    assert (rows["2026-03-02"]["escalations"], rows["2026-03-02"]["gate_checks"]) == ("10", "70")
+    reasons = {r["period"]: r for r in export(manager_client, "escalations-by-reason", **weekly)}
+    assert reasons["2026-03-02"]["novelty"] == "6"
+    assert reasons["2026-02-23"]["total"] == "2"
+    assert len(reasons) == 10  # every week of the range, empty ones as zeros
 
 
 def test_filters_narrow_every_table(manager_client, day):
