@@ -161,6 +161,20 @@ def test_after_a_dropped_socket_the_queue_catches_up(
     assert page.js_errors == []
 
 
+def test_overlapping_re_renders_replace_each_other_without_errors(
+    live_server_asgi, browser, agent_with_token, reviewer  # noqa: F811
+):
+    base, token = live_server_asgi, agent_with_token[1]
+    only = post_escalation(base, token, run_id="only", title="Only one")
+    page = open_queue(browser, base, "alice")
+    # three reconnects at once: each re-render aborts the one before (one lane)
+    page.evaluate("""() => { const q = document.getElementById('queue');
+        for (let i = 0; i < 3; i++) q.dispatchEvent(new CustomEvent('htmx:wsOpen')); }""")
+    page.wait_for_timeout(1000)
+    assert row_ids(page) == [only["id"]]
+    assert page.js_errors == []
+
+
 def test_filters_change_the_url_and_the_list_without_a_reload(
     live_server_asgi, browser, agent_with_token, reviewer  # noqa: F811
 ):

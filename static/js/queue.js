@@ -51,14 +51,17 @@
     var form = root.querySelector(".queue-filters");
     if (form && form.classList.contains("htmx-request")) return; // its answer is fresh anyway
     refreshing += 1;
+    // Settled either way: answered, or aborted by a newer request in the lane (htmx rejects
+    // with no reason then; left unhandled, that would be an "undefined" page error).
+    function settled() {
+      refreshing -= 1;
+      // Notices that came while it was on its way may predate what it rendered: ask again.
+      var again = Array.from(noticedMeanwhile.values());
+      noticedMeanwhile.clear();
+      again.forEach(fetchRow);
+    }
     htmx.ajax("GET", location.pathname + location.search, { source: root, target: "#queue-table", swap: "outerHTML" })
-      .finally(function () {
-        refreshing -= 1;
-        // Notices that came while it was on its way may predate what it rendered: ask again.
-        var again = Array.from(noticedMeanwhile.values());
-        noticedMeanwhile.clear();
-        again.forEach(fetchRow);
-      });
+      .then(settled, settled);
   }
 
   window.setInterval(function () {
