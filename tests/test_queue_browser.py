@@ -36,6 +36,8 @@ def open_queue(browser, base: str, username: str, path: str = "/"):  # noqa: F81
     page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
     page.dialogs = dialogs
     wait_live(page)
+    # the re-render every (re)connect makes has landed
+    page.wait_for_function("!document.querySelector('#queue.htmx-request')", timeout=LIVE_TIMEOUT_MS)
     return page
 
 

@@ -149,8 +149,13 @@
     if (!rows().length) refresh(); // the last row left: the empty state
   }
 
-  // A first row arrives through a re-render of the whole list: highlight it there.
+  // A first row arrives through a re-render of the whole list: highlight it there. Rows
+  // still highlighted as new when a re-render lands stay highlighted.
   var highlight = new Set();
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    if (event.detail.target.id !== "queue-table") return;
+    event.detail.target.querySelectorAll("tr.is-new").forEach(function (row) { highlight.add(row.dataset.id); });
+  });
   document.addEventListener("htmx:afterSettle", function (event) {
     if (event.target.id !== "queue-table") return;
     highlight.forEach(function (id) { var row = rowOf(id); if (row) flash(row, "is-new"); });
