@@ -576,3 +576,31 @@ def test_operators_read_failed_notifications_in_the_admin(client, django_user_mo
     assert page.status_code == 200
     assert "SMTPServerDisconnected: gone" in page.content.decode()
     assert client.get("/admin/notifications/notification/add/").status_code == 403
+
+
+def test_a_broker_outage_at_commit_delays_a_notification_but_never_loses_it(
+    api, reviewer, django_capture_on_commit_callbacks
+):
+    from conftest import free_port
+    from django.test import override_settings
+
+    with Receiver() as hook:
+        prefer(reviewer, {"halt_created": ["slack"]}, slack_url=hook.url)
+        dead_broker = f"redis://127.0.0.1:{free_port()}/0"
+        with (
+            override_settings(CELERY_BROKER_URL=dead_broker),
+            django_capture_on_commit_callbacks(execute=True),
+        ):
+            escalation = post_package(api, **HALT)  # the write stands
+
+        (row,) = sent(reviewer)  # the outbox row exists though nothing was enqueued
+        assert (row.channel, row.status, row.attempts) == ("slack", "pending", 0)
+        assert hook.requests == []
+        # The broker is back: beat's sweep, past the grace period, sends it.
+        with time_machine.travel(timezone.now() + timedelta(seconds=30), tick=False):
+            (row_id,) = notify.notifications_sweep()
+        send_notification_task(row_id)
+        hook.wait_for(1)
+    row.refresh_from_db()
+    assert row.status == "sent"
+    assert Event.objects.filter(escalation=escalation, kind=Event.Kind.NOTIFIED).count() == 1
