@@ -26,7 +26,7 @@ export HOST PORT
 
 CLIENT_VENV ?= .venv-client
 
-.PHONY: help run serve test test-client lint format bench bench-insights bench-queue migrate seed worker beat check venv install install-test clean
+.PHONY: help run serve test test-client lint format bench bench-insights bench-queue bench-all migrate seed worker beat check venv install install-test clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -132,6 +132,8 @@ bench-insights: $(STAMP_TEST) ## the insights page at 1,000,000 escalations (Pos
 
 bench-queue: $(STAMP_TEST) ## the queue at 100,000 open escalations and live notices on 100 sockets (PostgreSQL, Redis; ~5 min)
 	$(PY) bench/queue_bench.py $(ARGS)
+
+bench-all: bench bench-queue bench-insights ## every benchmark, one after the other
 
 clean: ## remove .venv and local state under var/ (the embedded database too)
 	rm -rf $(VENV) var
