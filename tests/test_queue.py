@@ -182,6 +182,7 @@ def test_tabs_list_their_rows_and_count_them(agent, reviewer, other_reviewer, re
     }
     flagged_page = get(reviewer_client, tab="flagged")
     assert "by policy:default" in flagged_page  # who decided, in place of a claim
+    assert "asked " in flagged_page and "waiting " not in flagged_page  # decided: no longer waiting
     assert 'aria-current="page">Flagged' in flagged_page
 
 
