@@ -496,12 +496,16 @@ class Event(models.Model):
         return f"{self.kind} at {self.at:%Y-%m-%d %H:%M:%S}"
 
 
-class DeliveryQuerySet(models.QuerySet):
+class OutboxQuerySet(models.QuerySet):
+    """Rows of an outbox: a model whose Status has PENDING, SENDING and RETRYING, with
+    next_attempt_at and lease_until (Delivery here, notifications.Notification there)."""
+
     def due(self, now: datetime):
-        """Deliveries the sweep should send: waiting and due, or with a lapsed lease."""
+        """Rows to send: waiting and due, or with a lapsed sending lease."""
+        status = self.model.Status
         return self.filter(
-            Q(status__in=[Delivery.Status.PENDING, Delivery.Status.RETRYING], next_attempt_at__lte=now)
-            | Q(status=Delivery.Status.SENDING, lease_until__lt=now)
+            Q(status__in=[status.PENDING, status.RETRYING], next_attempt_at__lte=now)
+            | Q(status=status.SENDING, lease_until__lt=now)
         )
 
 
@@ -530,7 +534,7 @@ class Delivery(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     delivered_at = models.DateTimeField(null=True, blank=True)
 
-    objects = DeliveryQuerySet.as_manager()
+    objects = OutboxQuerySet.as_manager()
 
     class Meta:
         ordering = ["created_at"]

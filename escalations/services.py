@@ -897,7 +897,7 @@ def delivery_claim(*, delivery_id, now: datetime | None = None) -> Delivery | No
 
 
 # The claim is the webhook's hot path, so it is one statement: the compare-and-swap of
-# DeliveryQuerySet.due() (keep the two alike) that returns what sending needs.
+# OutboxQuerySet.due() (keep the two alike) that returns what sending needs.
 CLAIM_SQL = """
 UPDATE escalations_delivery
 SET status = 'sending', lease_until = %s, claim_count = claim_count + 1
@@ -929,15 +929,7 @@ def _fail_poison_delivery(delivery: Delivery, now: datetime) -> None:
         escalation = Escalation.objects.only("id", "agent_id", "status", "priority").get(
             pk=delivery.escalation_id
         )
-        Event.objects.create(
-            escalation=escalation,
-            kind=Event.Kind.DELIVERY_FAILED,
-            actor="webhook",
-            at=now,
-            data={"delivery": str(delivery.id), "error": delivery.last_error, "attempts": delivery.attempt_count},
-        )
-        events.announce(escalation, "delivery_failed", actor="webhook")
-        _notable_delivery_failed(escalation, delivery)
+        _delivery_failed(escalation, delivery, now)
 
 
 def deliveries_sweep(*, now: datetime | None = None, grace_seconds: float = 10) -> list[str]:
@@ -970,6 +962,18 @@ def outbox_sweep(model, *, now: datetime, grace_seconds: float) -> list[str]:
             )
             model.objects.filter(pk__in=ids).update(lease_until=marker)
     return [str(pk) for pk in ids]
+
+
+def outbox_retry_wait(attempt: int) -> timedelta:
+    """How long an outbox row waits after its `attempt`-th failure: exponential backoff with
+    full jitter, from WEBHOOK_BACKOFF_BASE_SECONDS up to WEBHOOK_BACKOFF_MAX_SECONDS."""
+    seconds = policy.backoff_seconds(
+        attempt,
+        base=settings.WEBHOOK_BACKOFF_BASE_SECONDS,
+        cap=settings.WEBHOOK_BACKOFF_MAX_SECONDS,
+        jitter=random.random(),  # jitter, not security
+    )
+    return timedelta(seconds=seconds)
 
 
 RETRYABLE = {408, 429}
@@ -1027,38 +1031,23 @@ def delivery_record_attempt(
         else:
             retryable = status_code is None or status_code >= 500 or status_code in RETRYABLE
             delivery.last_error = (error or f"HTTP {status_code}")[:500]
-            wait = policy.backoff_seconds(
-                number,
-                base=settings.WEBHOOK_BACKOFF_BASE_SECONDS,
-                cap=settings.WEBHOOK_BACKOFF_MAX_SECONDS,
-                jitter=random.random(),  # jitter, not security
-            )
-            next_at = now + timedelta(seconds=wait)
+            next_at = now + outbox_retry_wait(number)
             if retryable and next_at <= delivery.give_up_at():
                 delivery.status = Delivery.Status.RETRYING
                 delivery.next_attempt_at = next_at
             else:
                 delivery.status = Delivery.Status.FAILED
-                Event.objects.create(
-                    escalation=escalation,
-                    kind=Event.Kind.DELIVERY_FAILED,
-                    actor="webhook",
-                    at=now,
-                    data={"delivery": str(delivery.id), "error": delivery.last_error, "attempts": number},
-                )
-                events.announce(escalation, "delivery_failed", actor="webhook")
-                _notable_delivery_failed(escalation, delivery)
+                _delivery_failed(escalation, delivery, now)
         delivery.save(update_fields=ATTEMPT_FIELDS)
     return delivery
 
 
-def _notable_delivery_failed(escalation: Escalation, delivery: Delivery) -> None:
-    """On commit, tell notifications that a delivery failed for good."""
-    signals.notable_on_commit(
-        "delivery_failed",
-        escalation=escalation,
-        data={"delivery": str(delivery.id), "error": delivery.last_error, "attempts": delivery.attempt_count},
-    )
+def _delivery_failed(escalation: Escalation, delivery: Delivery, now: datetime) -> None:
+    """Inside a transaction: a delivery failed for good. The timeline says so, and on commit
+    notifications are told."""
+    data = {"delivery": str(delivery.id), "error": delivery.last_error, "attempts": delivery.attempt_count}
+    _record(escalation, Event.Kind.DELIVERY_FAILED, actor="webhook", now=now, data=data)
+    signals.notable_on_commit("delivery_failed", escalation=escalation, data=data)
 
 
 def delivery_redeliver(*, escalation: Escalation, user=None, now: datetime | None = None) -> Delivery:
@@ -1071,14 +1060,13 @@ def delivery_redeliver(*, escalation: Escalation, user=None, now: datetime | Non
         if not escalation.agent.resume_url:
             raise Problem(409, "The agent has no resume_url to deliver to.")
         delivery = _queue_delivery(escalation, escalation.agent.resume_url, now)
-        Event.objects.create(
-            escalation=escalation,
-            kind=Event.Kind.REDELIVERY,
+        _record(
+            escalation,
+            Event.Kind.REDELIVERY,
             actor=user.get_username() if user else "",
-            at=now,
+            now=now,
             data={"delivery": str(delivery.id)},
         )
-        events.announce(escalation, "redelivery", actor=user.get_username() if user else "")
     return delivery
 
 
@@ -1088,10 +1076,7 @@ def _mark_resumed(escalation: Escalation, *, actor: str, now: datetime, data: di
     )
     if flipped:
         escalation.status, escalation.updated_at = Escalation.Status.RESUMED, now
-        Event.objects.create(
-            escalation=escalation, kind=Event.Kind.RESUMED, actor=actor, at=now, data=data
-        )
-        events.announce(escalation, "resumed", actor=actor)
+        _record(escalation, Event.Kind.RESUMED, actor=actor, now=now, data=data)
     return bool(flipped)
 
 
@@ -1135,10 +1120,7 @@ def escalation_withdraw(*, escalation: Escalation, now: datetime | None = None) 
                 type="already-decided",
             )
         escalation.status, escalation.updated_at = Escalation.Status.WITHDRAWN, now
-        Event.objects.create(
-            escalation=escalation, kind=Event.Kind.WITHDRAWN, actor=escalation.agent.name, at=now
-        )
-        events.announce(escalation, "withdrawn", actor=escalation.agent.name)
+        _record(escalation, Event.Kind.WITHDRAWN, actor=escalation.agent.name, now=now)
     return escalation
 
 
@@ -1146,7 +1128,8 @@ def escalation_withdraw(*, escalation: Escalation, now: datetime | None = None) 
 
 
 def _record(escalation: Escalation, kind: str, *, actor: str, now: datetime, data=None) -> Event:
-    """Inside a transaction: one timeline event, announced live (as `kind`) on commit."""
+    """Inside a transaction: one timeline event, announced live (as `kind`) on commit.
+    Every service that adds to an escalation's timeline goes through here."""
     event = Event.objects.create(escalation=escalation, kind=kind, actor=actor, at=now, data=data or {})
     events.announce(escalation, str(kind), actor=actor)
     return event
@@ -1202,10 +1185,7 @@ def escalation_release(*, escalation_id, user, now: datetime | None = None) -> E
         escalation.status = Escalation.Status.PENDING
         escalation.claimed_by, escalation.claimed_until, escalation.updated_at = None, None, now
         escalation.save(update_fields=["status", "claimed_by", "claimed_until", "updated_at"])
-        Event.objects.create(
-            escalation=escalation, kind=Event.Kind.RELEASED, actor=user.get_username(), at=now
-        )
-        events.announce(escalation, "released", actor=user.get_username())
+        _record(escalation, Event.Kind.RELEASED, actor=user.get_username(), now=now)
     return escalation
 
 

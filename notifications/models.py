@@ -9,8 +9,9 @@ import uuid
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
 from django.utils import timezone
+
+from escalations.models import OutboxQuerySet
 
 
 class Kind(models.TextChoices):
@@ -56,16 +57,6 @@ class NotificationPreference(models.Model):
         return "whsec_" + secrets.token_urlsafe(32)
 
 
-class NotificationQuerySet(models.QuerySet):
-    def due(self, now):
-        """Rows to send: waiting and due, or with a lapsed sending lease."""
-        waiting = [Notification.Status.PENDING, Notification.Status.RETRYING]
-        return self.filter(
-            Q(status__in=waiting, next_attempt_at__lte=now)
-            | Q(status=Notification.Status.SENDING, lease_until__lt=now)
-        )
-
-
 class Notification(models.Model):
     """One message to one person on one channel (an outbox row)."""
 
@@ -105,7 +96,7 @@ class Notification(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     sent_at = models.DateTimeField(null=True, blank=True)
 
-    objects = NotificationQuerySet.as_manager()
+    objects = OutboxQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]

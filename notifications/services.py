@@ -6,7 +6,6 @@ periodic sweep sends whatever a lost message or a crashed worker left behind.
 """
 
 import logging
-import random
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,9 +15,9 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from escalations import events, policy
+from escalations import events
 from escalations.models import Agent, Escalation, Event
-from escalations.services import outbox_sweep
+from escalations.services import outbox_retry_wait, outbox_sweep
 
 from . import rules, selectors
 from .messages import Message, compose, slack_body, webhook_body
@@ -263,13 +262,8 @@ def notification_record(
         else:
             row.last_error = (error or "failed")[:500]
             if retryable and row.attempts < settings.NOTIFICATION_MAX_ATTEMPTS:
-                wait = policy.backoff_seconds(
-                    row.attempts,
-                    base=settings.WEBHOOK_BACKOFF_BASE_SECONDS,
-                    cap=settings.WEBHOOK_BACKOFF_MAX_SECONDS,
-                    jitter=random.random(),  # jitter, not security
-                )
-                row.status, row.next_attempt_at = Notification.Status.RETRYING, now + timedelta(seconds=wait)
+                row.status = Notification.Status.RETRYING
+                row.next_attempt_at = now + outbox_retry_wait(row.attempts)
             else:
                 row.status = Notification.Status.FAILED
         row.save(update_fields=["attempts", "lease_until", "status", "sent_at", "last_error", "next_attempt_at"])
