@@ -199,9 +199,6 @@ class EscalationQuerySet(models.QuerySet):
     def overdue(self, now: datetime):
         return self.open().filter(respond_by__lt=now)
 
-    def in_queue_order(self):
-        return self.order_by("-priority", "created_at", "id")
-
 
 class Escalation(models.Model):
     class Status(models.TextChoices):

@@ -1,7 +1,5 @@
 """Reads shared by the agent API, the reviewer API and the dashboard."""
 
-import base64
-import binascii
 import json
 import uuid
 from dataclasses import dataclass
@@ -58,10 +56,6 @@ def escalation_page(user) -> QuerySet[Escalation]:
     )
 
 
-def open_queue(user) -> QuerySet[Escalation]:
-    return escalations_for_reviewer(user).open().in_queue_order()
-
-
 def runs_taken_over_by(user) -> QuerySet[Run]:
     """The runs `user` took over, still open first, each with the escalation(s) that handed
     them over (`handed_over`) and their agent."""
@@ -89,52 +83,6 @@ def reviewers_assignable() -> QuerySet:
         .distinct()
         .order_by("username")
     )
-
-
-@dataclass(frozen=True)
-class QueueCursor:
-    """A position in queue order (-priority, created_at, id): keyset paging, no OFFSET."""
-
-    priority: int
-    created_at: datetime
-    id: str
-
-    def encode(self) -> str:
-        raw = f"{self.priority}|{self.created_at.isoformat()}|{self.id}"
-        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-    @classmethod
-    def decode(cls, value: str) -> "QueueCursor":
-        """Raises ValueError for anything that is not a cursor we made."""
-        try:
-            raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
-            priority, created_at, pk = raw.split("|")
-            return cls(int(priority), datetime.fromisoformat(created_at), str(uuid.UUID(pk)))
-        except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-            raise ValueError("not a queue cursor") from exc
-
-    @classmethod
-    def of(cls, escalation: Escalation) -> "QueueCursor":
-        return cls(escalation.priority, escalation.created_at, str(escalation.id))
-
-
-def after_cursor(queryset: QuerySet[Escalation], cursor: QueueCursor | None) -> QuerySet[Escalation]:
-    """The rows after `cursor` in queue order (the queryset must be in queue order)."""
-    if cursor is None:
-        return queryset
-    return queryset.filter(
-        Q(priority__lt=cursor.priority)
-        | Q(priority=cursor.priority, created_at__gt=cursor.created_at)
-        | Q(priority=cursor.priority, created_at=cursor.created_at, id__gt=cursor.id)
-    )
-
-
-def page(queryset: QuerySet[Escalation], cursor: QueueCursor | None, limit: int):
-    """(rows, next cursor or None): one query of limit + 1 rows."""
-    rows = list(after_cursor(queryset, cursor)[: limit + 1])
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return rows, (QueueCursor.of(rows[-1]) if more and rows else None)
 
 
 # ---------------------------------------------------------------- the agents' hot read

@@ -13,6 +13,7 @@ from escalations.wire import escalation_dict, iso, package_dict
 
 from .models import ReviewerToken
 from .permissions import is_reviewer
+from .queue import DEFAULT_SORT, Cursor, page
 
 
 class ReviewerBearer(HttpBearer):
@@ -75,10 +76,10 @@ def queue(
 ):
     """Open escalations in queue order: {"items": [...], "next_cursor": ...}."""
     try:
-        position = selectors.QueueCursor.decode(cursor) if cursor else None
+        position = Cursor.decode(cursor, DEFAULT_SORT) if cursor else None
     except ValueError:
         raise Problem(400, "Bad query: cursor", errors=[FieldError("cursor", "is not a cursor from next_cursor")]) from None
-    queryset = selectors.open_queue(request.auth)
+    queryset = selectors.escalations_for_reviewer(request.auth).open()
     if filters.tier is not None:
         queryset = queryset.filter(tier=filters.tier)
     if filters.reason:
@@ -89,7 +90,7 @@ def queue(
         queryset = queryset.filter(domain=filters.domain)
     if filters.blocking is not None:
         queryset = queryset.filter(blocking=filters.blocking)
-    rows, next_cursor = selectors.page(queryset, position, limit)
+    rows, next_cursor = page(queryset, DEFAULT_SORT, position, limit)
     return json_response(
         request,
         {"items": [escalation_dict(e) for e in rows], "next_cursor": next_cursor.encode() if next_cursor else None},

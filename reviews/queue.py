@@ -227,8 +227,9 @@ def after_cursor(queryset: QuerySet[Escalation], cursor: Cursor) -> QuerySet[Esc
 def page(
     queryset: QuerySet[Escalation], sort: str, cursor: Cursor | None, limit: int
 ) -> tuple[list[Escalation], Cursor | None]:
-    """(rows, the cursor of the next page or None): one query of limit + 1 rows."""
-    ordered = for_rows(queryset).order_by(*SORTS[sort].order_by())
+    """(rows, the cursor of the next page or None): one query of limit + 1 rows, in `sort`'s
+    order. The queryset says what each row loads (for_rows for the queue page)."""
+    ordered = queryset.order_by(*SORTS[sort].order_by())
     if cursor is not None:
         ordered = after_cursor(ordered, cursor)
     rows = list(ordered[: limit + 1])

@@ -78,7 +78,7 @@ def queue_page(request: HtmxHttpRequest) -> HttpResponse:
         cursor = queue.Cursor.decode(after, sort) if after else None
     except ValueError:
         return redirect(queue_url(request.GET, after=None))
-    rows, next_cursor = queue.page(filterset.qs, sort, cursor, QUEUE_PAGE_SIZE)
+    rows, next_cursor = queue.page(queue.for_rows(filterset.qs), sort, cursor, QUEUE_PAGE_SIZE)
     context = _context(request, filterset, rows)
     context["paged"] = cursor is not None
     context["first_url"] = queue_url(request.GET, after=None)
