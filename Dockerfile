@@ -12,10 +12,11 @@ RUN groupadd --system --gid 10001 handoff \
 
 WORKDIR /app
 
-# Dependencies first, in their own layer: it is rebuilt only when pyproject.toml changes.
-# (The project's own packages are not installed; they run from /app.)
-COPY pyproject.toml README.md ./
-RUN pip install .
+# Dependencies first, in their own layer, from the lock file that every install path uses
+# (exact versions, hashes checked): rebuilt only when the lock changes. The project's own
+# packages are not installed; they run from /app.
+COPY requirements/prod.lock requirements/prod.lock
+RUN pip install --require-hashes -r requirements/prod.lock
 
 COPY --chown=handoff:handoff . .
 RUN mkdir -p /app/var && chown handoff:handoff /app/var

@@ -4,8 +4,10 @@
 #                (no env: one embedded process; DATABASE_URL + REDIS_URL: web, worker, beat)
 #   make test    venv + install with the test extra, then pytest (ARGS="-k foo -x" passes through)
 #
-# Installs are incremental: a stamp file in the venv records the last install, and is
-# redone only when pyproject.toml changes (or after `make clean`).
+# Installs come from the lock files only (requirements/*.lock, exact versions with hashes):
+# every install path (make, CI, the Dockerfile) gets the same packages. A stamp file in the
+# venv records the last install; it is redone when a lock file changes (or after
+# `make clean`). `make lock` refreshes the locks from pyproject.toml.
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -21,12 +23,15 @@ PYTEST_ARGS ?=
 
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_TEST := $(VENV)/.installed-test
+LOCK := requirements/prod.lock
+DEV_LOCK := requirements/dev.lock
+CLIENT_LOCK := clients/python/requirements.lock
 
 export HOST PORT
 
 CLIENT_VENV ?= .venv-client
 
-.PHONY: help run serve test test-client lint format bench bench-insights bench-queue bench-all migrate seed worker beat check venv install install-test clean
+.PHONY: help run serve test test-client lint format lock bench bench-insights bench-queue bench-all migrate seed worker beat check venv install install-test clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -52,14 +57,16 @@ $(PY):
 
 venv: $(PY) ## create .venv
 
-$(STAMP_RUN): pyproject.toml | $(PY)
-	@echo "==> installing Handoff into $(VENV)"
-	$(PIP) install -q -e .
+# The project's own packages are not installed: they run from the checkout.
+$(STAMP_RUN): $(LOCK) | $(PY)
+	@echo "==> installing Handoff's dependencies into $(VENV) from $(LOCK)"
+	$(PIP) install -q --require-hashes -r $(LOCK)
+	@rm -f $(STAMP_TEST)
 	@touch $@
 
-$(STAMP_TEST): pyproject.toml | $(PY)
-	@echo "==> installing Handoff with the test extra into $(VENV)"
-	$(PIP) install -q -e '.[test]'
+$(STAMP_TEST): $(DEV_LOCK) | $(PY)
+	@echo "==> installing Handoff's dependencies with the test extra into $(VENV) from $(DEV_LOCK)"
+	$(PIP) install -q --require-hashes -r $(DEV_LOCK)
 	@touch $@ $(STAMP_RUN)
 
 install: $(STAMP_RUN) ## install the project into .venv (incremental)
@@ -104,14 +111,26 @@ test: $(STAMP_TEST) ## run the tests (ARGS / PYTEST_ARGS pass through to pytest)
 
 # The agent client (clients/python) has a venv of its own: it must not lean on the server's
 # dependencies. Its live tests start the real server with the server's venv.
-$(CLIENT_VENV)/.installed: clients/python/pyproject.toml | $(PY)
-	@echo "==> installing handoff-client with its framework adapters into $(CLIENT_VENV)"
+$(CLIENT_VENV)/.installed: $(CLIENT_LOCK) clients/python/pyproject.toml | $(PY)
+	@echo "==> installing handoff-client with its framework adapters into $(CLIENT_VENV) from $(CLIENT_LOCK)"
 	@"$$($(PY) -c 'import sys; print(sys._base_executable)')" -m venv $(CLIENT_VENV)
-	$(CLIENT_VENV)/bin/python -m pip install -q --disable-pip-version-check -e 'clients/python[langgraph,openai-agents]' pytest pytest-asyncio
+	$(CLIENT_VENV)/bin/python -m pip install -q --disable-pip-version-check --require-hashes -r $(CLIENT_LOCK)
+	$(CLIENT_VENV)/bin/python -m pip install -q --disable-pip-version-check --no-deps -e clients/python
 	@touch $@
 
 test-client: $(STAMP_TEST) $(CLIENT_VENV)/.installed ## the agent client's tests, live ones against a real server
 	cd clients/python && ../../$(CLIENT_VENV)/bin/python -m pytest $(ARGS)
+
+# The only way the lock files change: exact versions with hashes, for every platform and
+# Python 3.11+, from the ranges in pyproject.toml (and clients/python/pyproject.toml).
+# `make lock UPGRADE=1` moves every package to its newest allowed version;
+# `make lock ARGS="--upgrade-package redis"` moves one. Commit the result.
+UV_COMPILE = $(VENV)/bin/uv pip compile --universal --python-version 3.11 --generate-hashes --no-header --quiet $(if $(UPGRADE),--upgrade) $(ARGS)
+lock: $(STAMP_TEST) ## refresh the lock files from pyproject.toml (UPGRADE=1: newest allowed)
+	$(UV_COMPILE) pyproject.toml -o $(LOCK)
+	$(UV_COMPILE) pyproject.toml --extra test -c $(LOCK) -o $(DEV_LOCK)
+	$(UV_COMPILE) clients/python/pyproject.toml --extra langgraph --extra openai-agents --extra test -o $(CLIENT_LOCK)
+	@echo "==> lock files refreshed: review 'git diff requirements/ $(CLIENT_LOCK)' and commit"
 
 lint: $(STAMP_TEST) ## ruff
 	$(VENV)/bin/ruff check .
