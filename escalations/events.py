@@ -76,8 +76,14 @@ async def _group_send_all(layer, groups: list[str], message: dict) -> None:
         for group in groups:
             try:
                 await layer.group_send(group, message)
-            except Exception:  # an outage must never undo or fail a committed write
-                log.warning("live update to %s not sent", group, exc_info=True)
+            except Exception as exc:  # an outage must never undo or fail a committed write
+                log.warning(
+                    "live update to %s not sent (%s: %s)",
+                    group,
+                    type(exc).__name__,
+                    exc,
+                    exc_info=not isinstance(exc, wakeup.REDIS_UNAVAILABLE),
+                )
 
 
 class Notice(TypedDict):
@@ -103,7 +109,9 @@ def _send(notice: Notice, agent_id: int) -> None:
         return
     groups = [QUEUE_GROUP, escalation_group(notice["id"])]
     try:
-        asyncio.run_coroutine_threadsafe(_group_send_all(layer, groups, dict(notice)), _loop_for(layer))
+        asyncio.run_coroutine_threadsafe(
+            _group_send_all(layer, groups, dict(notice)), _loop_for(layer)
+        )
     except RuntimeError:  # the loop is closing with the process
         log.warning("live update for %s (%s) not sent", notice["id"], notice["kind"], exc_info=True)
 

@@ -22,6 +22,9 @@ from django.conf import settings
 log = logging.getLogger(__name__)
 
 CHANNEL = "handoff:wakeup"
+# What a Redis client raises when Redis is away (a refused connection is an OSError first).
+# Expected in an outage: logged in one line, without a traceback.
+REDIS_UNAVAILABLE = (redis.RedisError, OSError)
 
 _lock = threading.Lock()
 _hubs: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub]" = weakref.WeakKeyDictionary()
@@ -45,9 +48,11 @@ def notify(*, escalation_id, agent_id) -> None:
             if _publisher is None:
                 _publisher = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2)
             _publisher.publish(CHANNEL, " ".join(keys))
-        except redis.RedisError:
+        except redis.RedisError as exc:
             # Waiters re-read the database every few seconds, so this only costs latency.
-            log.warning("wake-up for %s not published", escalation_id, exc_info=True)
+            log.warning(
+                "wake-up for %s not published (%s: %s)", escalation_id, type(exc).__name__, exc
+            )
         return
     with _lock:
         hubs = list(_hubs.values())
@@ -105,9 +110,14 @@ class Hub:
                             self.dispatch(message["data"].decode().split())
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as exc:
                 self.subscribed.clear()
-                log.warning("wake-up listener lost Redis; retrying", exc_info=True)
+                log.warning(
+                    "wake-up listener lost Redis (%s: %s); retrying",
+                    type(exc).__name__,
+                    exc,
+                    exc_info=not isinstance(exc, REDIS_UNAVAILABLE),
+                )
                 await asyncio.sleep(1)
             finally:
                 await client.aclose()

@@ -178,6 +178,7 @@ else:
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # ---------------------------------------------------------------- cache / channels
+CHANNEL_LAYER_SOCKET_TIMEOUT = 15  # seconds; more than channels-redis's 5 s blocking read
 if REDIS_URL:
     CACHES = {
         "default": {
@@ -190,7 +191,18 @@ if REDIS_URL:
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [REDIS_URL],
+                # Explicit socket timeouts, so no redis-py default decides them: channels-redis
+                # blocks 5 s on its read of an idle channel, and a read timeout at or under that
+                # drops every idle websocket (redis-py 8's default is 5 s: issue 9). Longer,
+                # but finite, so a Redis that hangs is still noticed; connecting fails fast, so
+                # a socket opened in an outage is refused at once (reviews.consumers).
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        "socket_timeout": CHANNEL_LAYER_SOCKET_TIMEOUT,
+                        "socket_connect_timeout": 2,
+                    }
+                ],
                 "prefix": env("CHANNELS_PREFIX", "handoff"),
                 "capacity": 500,
                 "expiry": 30,

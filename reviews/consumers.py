@@ -5,19 +5,29 @@ Presence lives in the channel layer alone (in-memory embedded, Redis across proc
 a new viewer announces itself to the group, everyone there answers it directly, and a
 closing socket says goodbye. Pages say "still here" every PRESENCE_PING_SECONDS and
 forget viewers they have not heard from for a while (a process that died said nothing).
+
+Without its channel layer (Redis down) a socket is of no use: one being opened is refused
+with a 503, one that is open is closed with 1013 "try again later". The page's script
+reconnects with backoff and re-fetches what changed meanwhile (static/js/live.js).
 """
 
+import contextlib
+import logging
 import uuid
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from escalations.events import QUEUE_GROUP, escalation_group, serve_on_running_loop
+from escalations.wakeup import REDIS_UNAVAILABLE
 
 from .permissions import is_reviewer
 
+log = logging.getLogger(__name__)
+
 # What a page sends to say it is still open (the only message a page sends).
 PRESENCE_PING = "ping"
+TRY_AGAIN_LATER = 1013  # the close code for "the channel layer is away"
 
 
 class LiveConsumer(AsyncJsonWebsocketConsumer):
@@ -29,6 +39,36 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     """
 
     presence: dict | None = None
+    accepted = False
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except REDIS_UNAVAILABLE as exc:
+            log.warning(
+                "live socket %s: channel layer unavailable (%s: %s)",
+                scope["path"],
+                type(exc).__name__,
+                exc,
+            )
+            with contextlib.suppress(Exception):  # the client may be gone already
+                await self._turn_away(scope, send)
+
+    async def _turn_away(self, scope, send) -> None:
+        if self.accepted:
+            await send({"type": "websocket.close", "code": TRY_AGAIN_LATER})
+        elif "websocket.http.response" in scope.get("extensions", {}):
+            # The ASGI denial response (uvicorn has it): a plain 503, not the server's 500.
+            body = b"Live updates are unavailable for a moment; the page will reconnect.\n"
+            headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"retry-after", b"5")]
+            await send({"type": "websocket.http.response.start", "status": 503, "headers": headers})
+            await send({"type": "websocket.http.response.body", "body": body})
+        else:  # the server answers 403
+            await send({"type": "websocket.close", "code": TRY_AGAIN_LATER})
+
+    async def accept(self, subprotocol=None, headers=None) -> None:
+        await super().accept(subprotocol, headers)
+        self.accepted = True
 
     async def connect(self) -> None:
         user = self.scope.get("user")

@@ -140,6 +140,11 @@ class Receiver:
         with self._lock:
             self._script.extend(steps)
 
+    def answer_from_now_on(self, step: int | Reply | str) -> None:
+        """Change the answer given once the script has run out (`default`)."""
+        with self._lock:
+            self._default = step
+
     def _record(self, recorded: Recorded) -> int | Reply | str:
         with self._lock:
             self.requests.append(recorded)

@@ -8,13 +8,11 @@ failure in CI."""
 import contextlib
 import os
 import signal
-import subprocess
 import sys
 import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 import time_machine
@@ -23,6 +21,7 @@ from django.conf import settings
 from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
+from processes import Process, children_of, test_database_url
 from receiver import Reply
 
 from escalations import webhooks
@@ -54,39 +53,10 @@ def _services(settings):
 # ---------------------------------------------------------------- the worker subprocess
 
 
-def test_database_url() -> str:
-    db = connection.settings_dict
-    auth = quote(db["USER"] or "", safe="")
-    if db.get("PASSWORD"):
-        auth += ":" + quote(db["PASSWORD"], safe="")
-    host = db.get("HOST") or "127.0.0.1"
-    port = db.get("PORT") or "5432"
-    return f"postgres://{auth}@{host}:{port}/{db['NAME']}"
-
-
-test_database_url.__test__ = False  # a helper, not a test
-
-
 def purge_queue() -> None:
     """Stale messages of other tests (their ids are not in this database) go first."""
     with app.connection_for_write() as conn:
         conn.default_channel.queue_purge("celery")
-
-
-def children_of(pid: int) -> list[int]:
-    """Child pids from /proc (no psutil)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[1]) == pid:
-            found.append(int(entry.name))
-    return found
 
 
 def socket_owner(local_port: int, remote_port: int, pids: list[int]) -> int | None:
@@ -112,12 +82,11 @@ def socket_owner(local_port: int, remote_port: int, pids: list[int]) -> int | No
     return None
 
 
-class Worker:
+class Worker(Process):
     """`celery -A handoff_site worker -P prefork -c 2` on the test database and Redis."""
 
     def __init__(self, log_dir: Path, env: dict[str, str] | None = None):
-        self.name = f"test-{uuid.uuid4().hex[:8]}@%h"
-        self.log_path = log_dir / f"worker-{self.name.split('@')[0]}.log"
+        self.node = f"test-{uuid.uuid4().hex[:8]}@%h"
         environment = {
             **os.environ,
             "DATABASE_URL": test_database_url(),
@@ -130,53 +99,27 @@ class Worker:
             **WORKER_ENV,
             **(env or {}),
         }
-        self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
+        super().__init__(
+            f"worker-{self.node.split('@')[0]}",
             [
                 str(CELERY), "-A", "handoff_site", "worker", "-P", "prefork", "-c", "2",
                 "--without-gossip", "--without-mingle", "--without-heartbeat",
-                "-Q", "celery", "-n", self.name, "--loglevel", "INFO",
+                "-Q", "celery", "-n", self.node, "--loglevel", "INFO",
             ],
-            cwd=BASE_DIR,
-            env=environment,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: cleanup reaches the children
-        )
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def log(self) -> str:
-        with contextlib.suppress(OSError):
-            return self.log_path.read_text()[-4000:]
-        return ""
+            environment,
+            log_dir,
+        )  # fmt: skip
 
     def wait_ready(self, timeout: float = 30) -> float:
         """Until the worker answers a ping over the broker; returns how long it took."""
         started = time.monotonic()
-        hostname = self.name.replace("%h", os.uname().nodename)
+        hostname = self.node.replace("%h", os.uname().nodename)
         while time.monotonic() - started < timeout:
             if self.process.poll() is not None:
                 raise AssertionError(f"the worker exited ({self.process.returncode}):\n{self.log()}")
             if app.control.ping(destination=[hostname], timeout=0.5):
                 return time.monotonic() - started
         raise AssertionError(f"the worker was not ready within {timeout:g} s:\n{self.log()}")
-
-    def stop(self, timeout: float = 15) -> None:
-        """Warm shutdown (SIGTERM), then SIGKILL for the whole group if it lingers."""
-        try:
-            if self.process.poll() is None:
-                self.process.send_signal(signal.SIGTERM)
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    self.process.wait(timeout)
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(5)
-        finally:
-            self._log.close()
 
 
 @pytest.fixture
