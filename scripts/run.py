@@ -8,9 +8,11 @@
 
 Each child runs in its own process group, so a Ctrl-C at the terminal reaches only this
 runner, which then stops every child's whole group (Celery's pool processes included):
-SIGTERM, a grace period, then SIGKILL. If one child dies, the others are stopped too and
-the runner exits non-zero. On Linux each child also gets SIGTERM if the runner itself is
-killed (PR_SET_PDEATHSIG), so nothing is left behind.
+SIGTERM, a grace period, then SIGKILL. A worker or beat that exits is restarted, and the
+runner says so: after 1 s, then 2, 4, ... up to 30 s while it keeps crashing (the count
+starts over once it has stayed up a minute), so a crash loop does not spin. If web exits,
+the others are stopped too and the runner exits non-zero. On Linux each child also gets
+SIGTERM if the runner itself is killed (PR_SET_PDEATHSIG), so nothing is left behind.
 
 Usage: python scripts/run.py [--host H] [--port P] [--grace SECONDS]
 """
@@ -31,6 +33,14 @@ import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO_LOGIN = ("demo", "handoff-demo")  # created by `manage.py seed_demo`
+RESTART_FIRST_SECONDS = 1.0
+RESTART_MAX_SECONDS = 30.0
+STABLE_SECONDS = 60.0  # a child up this long before it exits starts its backoff over
+
+
+def restart_delay(crashes: int) -> float:
+    """Seconds before restarting a child that exited `crashes` times in a row (1, 2, ...)."""
+    return min(RESTART_MAX_SECONDS, RESTART_FIRST_SECONDS * 2 ** max(0, crashes - 1))
 
 
 def _die_with_parent() -> None:
@@ -43,12 +53,18 @@ def _die_with_parent() -> None:
 
 
 class Child:
-    def __init__(self, name: str, argv: list[str]) -> None:
+    def __init__(self, name: str, argv: list[str], *, restart: bool = False) -> None:
         self.name = name
         self.argv = argv
+        self.restart = restart  # restarted when it exits (else the runner stops)
         self.proc: subprocess.Popen[bytes] | None = None
+        self.started_at = 0.0
+        self.crashes = 0  # exits in a row, each within STABLE_SECONDS of its start
+        self.restart_at: float | None = None  # when a pending restart is due
 
     def start(self) -> None:
+        self.started_at = time.monotonic()
+        self.restart_at = None
         self.proc = subprocess.Popen(
             self.argv,
             cwd=ROOT,
@@ -78,6 +94,16 @@ class Child:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, sig)
 
+    def schedule_restart(self) -> float:
+        """After it exited: end what is left of its group (a dead worker's pool processes),
+        and set when to start it again. Returns the delay."""
+        self.signal_group(signal.SIGKILL)
+        ran_for = time.monotonic() - self.started_at
+        self.crashes = 1 if ran_for >= STABLE_SECONDS else self.crashes + 1
+        delay = restart_delay(self.crashes)
+        self.restart_at = time.monotonic() + delay
+        return delay
+
 
 def say(message: str) -> None:
     print(f"   run | {message}", flush=True)
@@ -96,6 +122,30 @@ def wait_until_serving(url: str, children: list[Child], timeout: float = 60.0) -
             pass
         time.sleep(0.2)
     return False
+
+
+def supervise(children: list[Child]) -> int:
+    """One look at the children: restart a worker or beat that exited (after its backoff);
+    a web that exited ends the run. Returns the exit code to stop with, or 0 to go on."""
+    for child in children:
+        assert child.proc is not None
+        if child.restart_at is not None:
+            if time.monotonic() >= child.restart_at:
+                child.start()
+                say(f"{child.name} restarted (pid {child.proc.pid})")
+            continue
+        if child.alive():
+            continue
+        code = child.proc.returncode
+        if not child.restart:
+            say(f"{child.name} exited with code {code}; stopping the rest")
+            return code or 1
+        delay = child.schedule_restart()
+        say(
+            f"{child.name} exited with code {code}; restarting it in {delay:g} s "
+            f"({child.crashes} exit{'s' if child.crashes > 1 else ''} in a row)"
+        )
+    return 0
 
 
 def main() -> int:
@@ -122,8 +172,16 @@ def main() -> int:
         if not os.environ.get("DATABASE_URL"):
             say("warning: REDIS_URL is set but DATABASE_URL is not: using SQLite with Redis")
         children += [
-            Child("worker", [py, "-m", "celery", "-A", "handoff_site", "worker", "-l", "INFO"]),
-            Child("beat", [py, "-m", "celery", "-A", "handoff_site", "beat", "-l", "INFO"]),
+            Child(
+                "worker",
+                [py, "-m", "celery", "-A", "handoff_site", "worker", "-l", "INFO"],
+                restart=True,
+            ),
+            Child(
+                "beat",
+                [py, "-m", "celery", "-A", "handoff_site", "beat", "-l", "INFO"],
+                restart=True,
+            ),
         ]
 
     stopping = threading.Event()
@@ -154,26 +212,25 @@ def main() -> int:
     url = f"http://{display_host}:{args.port}"
 
     def announce() -> None:
-        if wait_until_serving(url + "/healthz", children) and not stopping.is_set():
+        if wait_until_serving(url + "/healthz", [web]) and not stopping.is_set():
             user, password = DEMO_LOGIN
             say("")
             say(f"Handoff is up: {url}/")
             say(f"Demo login: {user} / {password}")
             say(f"Agent API docs: {url}/api/v1/docs")
             say("Ctrl-C stops " + ("all three processes" if production else "it"))
+            if production:
+                say("a worker or beat that exits is restarted")
             say("")
 
     threading.Thread(target=announce, daemon=True).start()
 
     exit_code = 0
     while not stopping.is_set():
-        for child in children:
-            if not child.alive():
-                assert child.proc is not None
-                say(f"{child.name} exited with code {child.proc.returncode}; stopping the rest")
-                exit_code = child.proc.returncode or 1
-                stopping.set()
-                break
+        exit_code = supervise(children)
+        if exit_code:
+            stopping.set()
+            break
         stopping.wait(0.2)
 
     say("stopping " + ", ".join(child.name for child in children if child.alive()))

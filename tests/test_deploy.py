@@ -118,6 +118,8 @@ def test_compose_has_the_production_shape():
         environment = services[name]["environment"]
         for key in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "ALLOWED_HOSTS"):
             assert environment.get(key), f"{name} lacks {key}"
+    for name in ("web-http", "web-async", "worker", "beat"):  # supervised: back when they exit
+        assert services[name].get("restart") in ("always", "unless-stopped"), name
     assert "gunicorn" in services["web-http"]["command"]
     assert "uvicorn" in services["web-async"]["command"]
 

@@ -18,6 +18,9 @@ import itertools
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -26,12 +29,22 @@ from datetime import timedelta
 import httpx
 import pytest
 from channels.layers import get_channel_layer
-from conftest import make_package, make_user, need
+from conftest import free_port, make_package, make_user, need
 from django.conf import settings
 from django.db import connection
 from django.test import Client
 from django.utils import timezone
-from processes import RedisServer, celery, production_env, uvicorn
+from processes import (
+    Process,
+    RedisServer,
+    celery,
+    children_of,
+    command_line,
+    production_env,
+    uvicorn,
+    wait_http,
+    workers_answering,
+)
 from receiver import Receiver
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
@@ -469,3 +482,104 @@ def test_a_redis_outage_loses_no_decision_and_answers_no_5xx(tmp_path):
         f"{closed[1]}, {len(page.refusals)} reconnects refused with 503, back {reconnect:.1f} s "
         f"after Redis"
     )
+
+
+# ---------------------------------------------------------------- supervision
+
+
+def test_make_run_restarts_a_killed_worker_and_beat_and_says_so(tmp_path):
+    """`make run`'s runner (scripts/run.py) in the three-process shape: a worker killed with
+    SIGKILL comes back and answers again, so does beat; the runner says so, and web never
+    stopped."""
+    need(bool(shutil.which("redis-server")), "redis-server")
+    broker = RedisServer(tmp_path)
+    broker.start()
+    port = free_port()
+    runner = Process(
+        "run",
+        [
+            sys.executable,
+            "scripts/run.py",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--grace",
+            "5",
+        ],
+        production_env(redis_url=broker.url, var_dir=tmp_path),
+        tmp_path,
+    )
+    base = f"http://127.0.0.1:{port}"
+
+    def child(role: str) -> int | None:
+        found = [pid for pid in children_of(runner.pid) if f" {role} " in command_line(pid) + " "]
+        return found[0] if found else None
+
+    try:
+        wait_http(base + "/healthz", runner)
+        wait_until(
+            lambda: workers_answering(broker.url), timeout=30, what="the worker", logs=[runner]
+        )
+        web = child("uvicorn")
+        for role in ("worker", "beat"):
+            victim = child(role)
+            assert victim, runner.log()
+            os.kill(victim, signal.SIGKILL)
+            killed = time.monotonic()
+            back = wait_until(
+                lambda role=role, victim=victim: child(role) not in (None, victim),
+                timeout=15,
+                what=f"a new {role}",
+                logs=[runner],
+            )
+            if role == "worker":
+                wait_until(lambda: workers_answering(broker.url), timeout=30, what="the new worker")
+                answering = time.monotonic() - killed
+            log = runner.log()
+            assert f"{role} exited with code -9; restarting it in 1 s" in log, log
+            assert f"{role} restarted (pid {child(role)})" in log, log
+            print(f"\n{role} killed: restarted after {back:.1f} s", end="")
+        print(f"; the worker answered again {answering:.1f} s after it was killed")
+        assert child("uvicorn") == web and runner.alive(), runner.log()
+    finally:
+        if runner.alive():
+            runner.process.send_signal(signal.SIGTERM)  # as Ctrl-C would: the runner stops all
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                runner.process.wait(15)
+        exit_code = runner.process.poll()
+        runner.stop()
+        broker.stop()
+    assert exit_code == 0, runner.log()
+    assert "run | stopped" in runner.log()
+
+
+def test_a_crash_loop_backs_off(monkeypatch, capsys):
+    """A worker that dies at once is restarted after 1, 2, 4, ... s (here scaled down to
+    0.1, 0.2, 0.4, ...), not in a spin; web exiting still stops the run."""
+    from scripts import run
+
+    monkeypatch.setattr(run, "RESTART_FIRST_SECONDS", 0.1)
+    crasher = run.Child("worker", [sys.executable, "-c", "raise SystemExit(3)"], restart=True)
+    web = run.Child("web", [sys.executable, "-c", "import time; time.sleep(30)"])
+    children = [web, crasher]
+    for process in children:
+        process.start()
+    started, starts = time.monotonic(), 1
+    try:
+        while time.monotonic() - started < 3.2:
+            before = crasher.proc
+            assert run.supervise(children) == 0
+            starts += crasher.proc is not before
+            time.sleep(0.02)
+        # Restarts due 0.1, 0.3, 0.7, 1.5 and 3.1 s after the first exit: five, not hundreds.
+        assert 4 <= starts - 1 <= 6, starts
+        assert "worker exited with code 3; restarting it in 0.8 s (4 exits in a row)" in (
+            capsys.readouterr().out
+        )
+        web.signal_group(signal.SIGKILL)
+        web.proc.wait(5)
+        assert run.supervise(children) == -signal.SIGKILL  # web gone: the run stops
+    finally:
+        for process in children:
+            process.signal_group(signal.SIGKILL)
