@@ -224,11 +224,15 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # Redeliver an unacknowledged task after an hour; fail fast when Redis does not answer, so
-# an outage never hangs a request (its enqueue is logged and the sweep sends it later).
+# an outage never hangs a request (its enqueue is logged and the sweep sends it later). The
+# read timeout outlasts kombu's 1 s blocking read of the queue; pooled connections idle for
+# 25 s are pinged before use, so one left dead by a Redis restart is replaced, not used
+# (explicit, like the timeouts, so a kombu or redis-py default cannot change them).
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": 3600,
     "socket_connect_timeout": 2,
     "socket_timeout": 5,
+    "health_check_interval": 25,
 }
 CELERY_TASK_PUBLISH_RETRY_POLICY = {
     "max_retries": 2,
