@@ -18,6 +18,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 
+from escalations.bodylimit import BodyLimitMiddleware  # noqa: E402
 from escalations.longpoll import LongPollMiddleware  # noqa: E402
 from reviews.routing import websocket_urlpatterns  # noqa: E402
 
@@ -31,7 +32,7 @@ if settings.DEBUG or settings.EMBEDDED or settings.TESTING:
 
 application = ProtocolTypeRouter(
     {
-        "http": LongPollMiddleware(http_app),
+        "http": BodyLimitMiddleware(LongPollMiddleware(http_app)),
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

@@ -10,6 +10,7 @@ application = get_wsgi_application()
 
 # A long-poll that reaches gunicorn still waits (holding a worker); the proxy normally sends
 # them to the ASGI server, where waiting is cheap.
+from escalations.bodylimit import SyncBodyLimitMiddleware  # noqa: E402
 from escalations.longpoll import SyncLongPollMiddleware  # noqa: E402
 
-application = SyncLongPollMiddleware(application)
+application = SyncBodyLimitMiddleware(SyncLongPollMiddleware(application))
