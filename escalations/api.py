@@ -6,7 +6,6 @@ database connection; the views here always answer at once.
 
 import hashlib
 import json
-import re
 import uuid
 
 from django.http import HttpRequest, HttpResponse
@@ -17,14 +16,21 @@ from ninja.errors import AuthenticationError
 from . import selectors, services
 from .auth import AgentBearer, AgentBearerInQuery, AgentRequest
 from .models import Agent, Decision, Escalation, hash_token
-from .problems import FieldError, Problem
-from .schemas import DecisionsPageOut, EscalationIn, EscalationOut, GateIn, GateOut, ProblemOut
+from .problems import Problem
+from .schemas import (
+    DECISIONS_CURSOR_RE,
+    IDEMPOTENCY_KEY_RE,
+    DecisionsPageOut,
+    EscalationIn,
+    EscalationOut,
+    GateIn,
+    GateOut,
+    ProblemOut,
+)
 from .wire import escalation_dict
 
 router = Router(auth=AgentBearer(), tags=["agents"])
 
-ERRORS = {401: ProblemOut, 404: ProblemOut, 409: ProblemOut, 422: ProblemOut}
-IDEMPOTENCY_KEY_RE = re.compile(r"^[\x20-\x7e]{1,255}$")
 
 
 def budget_headers(request: HttpRequest) -> dict[str, str]:
@@ -35,9 +41,12 @@ def budget_headers(request: HttpRequest) -> dict[str, str]:
 
 
 def budget_headers_for(agent: Agent) -> dict[str, str]:
+    """The agent's escalation budget for the current period (a UTC day): every answer to an
+    agent carries it. Over budget is shown, never refused: Remaining stops at 0."""
     used = agent.budget_used_on(timezone.now().date())
     return {
         "Handoff-Budget-Limit": str(agent.daily_budget),
+        "Handoff-Budget-Used": str(used),
         "Handoff-Budget-Remaining": str(max(0, agent.daily_budget - used)),
     }
 
@@ -106,21 +115,20 @@ def get_own_escalation(request: AgentRequest, escalation_id: str) -> Escalation:
 
 @router.post(
     "/escalations",
-    response={201: EscalationOut, 200: EscalationOut, **ERRORS, 400: ProblemOut},
+    response={201: EscalationOut, 200: EscalationOut, 409: ProblemOut, 422: ProblemOut},
     summary="Hand a paused run to a human",
 )
 def create_escalation(
     request: AgentRequest,
     payload: EscalationIn,
-    idempotency_key: str | None = Header(None, alias="Idempotency-Key"),
+    idempotency_key: str | None = Header(
+        None,
+        alias="Idempotency-Key",
+        pattern=IDEMPOTENCY_KEY_RE,
+        description="Replays with the same body answer the same escalation (200), for 24 hours.",
+    ),
 ):
     """201 with the escalation; 200 for a replay of the same Idempotency-Key and body."""
-    if idempotency_key is not None and not IDEMPOTENCY_KEY_RE.match(idempotency_key):
-        raise Problem(
-            400,
-            "Idempotency-Key must be 1-255 printable ASCII characters.",
-            errors=[FieldError("Idempotency-Key", "must be 1-255 printable ASCII characters")],
-        )
     body = getattr(request, "_handoff_json", None)
     if body is None:
         body = json.loads(request.body)
@@ -140,7 +148,7 @@ def create_escalation(
 
 @router.get(
     "/escalations/{escalation_id}",
-    response={200: EscalationOut, 304: None, 401: ProblemOut, 404: ProblemOut, 400: ProblemOut},
+    response={200: EscalationOut, 304: None, 404: ProblemOut},
     summary="The escalation; long-poll with ?wait=N",
     auth=AgentBearerInQuery(),
 )
@@ -170,29 +178,20 @@ def agent_read_answer(found: selectors.AgentRead, if_none_match: str) -> tuple[i
     return 200, {"Content-Type": "application/json", **headers}, body
 
 
-def parse_cursor(after: str | None) -> int:
-    if after in (None, ""):
-        return 0
-    if not after.isdigit() or len(after) > 18:
-        raise Problem(
-            400, "Bad query: after must be a cursor from next_cursor.",
-            errors=[FieldError("after", "must be a cursor returned as next_cursor")],
-        )
-    return int(after)
-
-
 @router.get(
     "/decisions",
-    response={200: DecisionsPageOut, 400: ProblemOut, 401: ProblemOut},
+    response={200: DecisionsPageOut},
     summary="Decisions on this agent's escalations, oldest first",
 )
 def list_decisions(
     request: AgentRequest,
-    after: str | None = Query(None, description="next_cursor of the previous page"),
+    after: str | None = Query(
+        None, pattern=DECISIONS_CURSOR_RE, description="next_cursor of the previous page (digits)."
+    ),
     wait: int = Query(0, ge=0, le=60, description="Long-poll until something is decided."),
     limit: int = Query(100, ge=1, le=100),
 ):
-    cursor = parse_cursor(after)
+    cursor = int(after or 0)
     decisions = list(
         Decision.objects.select_related("escalation__run")
         .filter(agent=request.auth, seq__gt=cursor)
@@ -209,7 +208,7 @@ def list_decisions(
 
 @router.post(
     "/escalations/{escalation_id}/ack",
-    response={200: EscalationOut, **ERRORS},
+    response={200: EscalationOut, 404: ProblemOut, 409: ProblemOut},
     summary="Confirm the run resumed with the decision",
 )
 def acknowledge(request: AgentRequest, escalation_id: str):
@@ -220,7 +219,7 @@ def acknowledge(request: AgentRequest, escalation_id: str):
 
 @router.post(
     "/escalations/{escalation_id}/withdraw",
-    response={200: EscalationOut, **ERRORS},
+    response={200: EscalationOut, 404: ProblemOut, 409: ProblemOut},
     summary="Take an open escalation back",
 )
 def withdraw(request: AgentRequest, escalation_id: str):
@@ -231,7 +230,7 @@ def withdraw(request: AgentRequest, escalation_id: str):
 
 @router.post(
     "/gate",
-    response={200: GateOut, **ERRORS, 400: ProblemOut},
+    response={200: GateOut, 422: ProblemOut},
     summary="Ask the governance policy before acting",
 )
 def gate(request: AgentRequest, payload: GateIn):

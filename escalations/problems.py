@@ -1,12 +1,15 @@
 """Errors as RFC 9457 problem details, and pydantic errors as named fields."""
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.http import HttpResponse
 
 PROBLEM_BASE = "https://handoff.dev/problems/"
+# What a value failing a pattern is told (the patterns are escalations.schemas').
+PATTERN_MESSAGES: dict[str, str] = {}
 CONTENT_TYPE = "application/problem+json"
 
 TITLES = {
@@ -130,10 +133,8 @@ def message_for(error: dict[str, Any]) -> str:
     if kind in ("less_than_equal", "less_than"):
         return f"must be at most {ctx.get('le', ctx.get('lt'))}"
     if kind == "string_pattern_mismatch":
-        return (
-            "must be a slug: lowercase letters, digits, '-' and '_', "
-            "starting with a letter or digit, at most 64 characters"
-        )
+        pattern = ctx.get("pattern")
+        return PATTERN_MESSAGES.get(pattern) or f"must match {pattern}"
     message = str(error.get("msg", "is invalid"))
     return message.removeprefix("Value error, ")
 
@@ -155,11 +156,60 @@ def from_pydantic(errors: list[dict[str, Any]], strip: int = 0) -> list[FieldErr
     return result
 
 
-def unstorable_text(value, path: str) -> FieldError | None:
-    """Strings the database cannot store (NUL, lone surrogates), anywhere in the body."""
+MAX_JSON_DEPTH = 64
+
+
+class BadJson(ValueError):
+    """Text that is not JSON we take; its message says why, for a person to read."""
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _depth(value, limit: int) -> int:
+    depth, level = 0, [value]
+    while level:
+        depth += 1
+        if depth > limit:
+            return depth
+        level = [
+            child
+            for item in level
+            if isinstance(item, dict | list)
+            for child in (item.values() if isinstance(item, dict) else item)
+        ]
+    return depth
+
+
+def read_json(raw: bytes | str):
+    """JSON as the API and the dashboard take it: UTF-8, no NaN or Infinity, nested at most
+    64 levels. Raises BadJson. What the database cannot store is checked after, by
+    `unstorable` (so that its error names the field)."""
+    try:
+        value = json.loads(raw, parse_constant=_reject_constant)
+    except UnicodeDecodeError:
+        raise BadJson("is not valid UTF-8") from None
+    except RecursionError:
+        raise BadJson("is nested too deeply") from None
+    except json.JSONDecodeError as exc:
+        raise BadJson(f"is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
+    except ValueError as exc:  # NaN / Infinity, or an integer of over 4300 digits
+        raise BadJson(f"is not valid JSON: {exc}") from None
+    if _depth(value, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+        raise BadJson(f"is nested too deeply (over {MAX_JSON_DEPTH} levels)")
+    return value
+
+
+def unstorable(value, path: str) -> FieldError | None:
+    """What the database cannot store, anywhere in a JSON value: NUL characters, lone
+    surrogates, and numbers out of a double's range (JSON's 1e400 reads as infinity, which
+    PostgreSQL refuses and a JSON encoder would write as null)."""
     stack = [(value, path)]
     while stack:
         item, where = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return FieldError(where or "body", "must be a number within ±1.7976931348623157e308")
         if isinstance(item, str):
             if "\x00" in item:
                 return FieldError(where or "body", "must not contain NUL characters")

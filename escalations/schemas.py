@@ -6,6 +6,7 @@ the clock or the database live in escalations.validation.
 
 import json
 import re
+import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -23,9 +24,20 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from .models import Decision, Escalation
+from .problems import PATTERN_MESSAGES
 
 MAX_INT = 2_147_483_647  # fits the database's integer columns
 SLUG_RE = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+IDEMPOTENCY_KEY_RE = r"^[\x20-\x7e]{1,255}$"
+DECISIONS_CURSOR_RE = r"^[0-9]{0,18}$"
+QUEUE_CURSOR_RE = r"^[A-Za-z0-9_-]+$"
+PATTERN_MESSAGES.update({
+    SLUG_RE: "must be a slug: lowercase letters, digits, '-' and '_', "
+    "starting with a letter or digit, at most 64 characters",
+    IDEMPOTENCY_KEY_RE: "must be 1-255 printable ASCII characters",
+    DECISIONS_CURSOR_RE: "must be a next_cursor (digits)",
+    QUEUE_CURSOR_RE: "must be a next_cursor",
+})
 JSON_OBJECT_MAX_BYTES = 16 * 1024
 
 Reason = Literal[
@@ -139,14 +151,43 @@ class LinkIn(Strict):
         return value
 
 
+EXAMPLE_PACKAGE = {
+    "run_id": "run-42",
+    "title": "Update the 14 callers of charge() or add a shim?",
+    "uncertainty": "charge() changed signature; 14 callers in billing/ break. Updating them touches "
+    "billing/legacy, which has no tests; a shim keeps them working but doubles the API.",
+    "reason": "approach_choice",
+    "confidence": 0.62,
+    "history": [
+        {"at": "2026-01-15T09:00:00Z", "action": "read billing/charge.py", "outcome": "ok"},
+        {"at": "2026-01-15T09:20:00Z", "action": "ran the test suite", "outcome": "failed",
+         "detail": "14 failures in billing/"},
+    ],
+    "options": [
+        {"key": "update-callers", "label": "Update all 14 callers", "recommended": True,
+         "args": {"paths": ["billing/"]}},
+        {"key": "shim", "label": "Add a compatibility shim"},
+    ],
+    "cost_of_delay": {"blocking": True, "impact": "high", "blocked_tasks": 3},
+}
+# Exactly one option is recommended: as JSON Schema says it (the validator below checks it).
+ONE_RECOMMENDED = {
+    "contains": {"type": "object", "properties": {"recommended": {"const": True}}, "required": ["recommended"]},
+    "minContains": 1,
+    "maxContains": 1,
+}
+
+
 class EscalationIn(Strict):
+    model_config = ConfigDict(extra="ignore", json_schema_extra={"examples": [EXAMPLE_PACKAGE]})
+
     run_id: Text(1, 200)
     title: Text(1, 200)
     uncertainty: Annotated[Text(20, 4000), AfterValidator(_not_generic)]
     reason: Reason
     confidence: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False, strict=True)]
     history: Annotated[list[StepIn], Field(min_length=1, max_length=2000)]
-    options: Annotated[list[OptionIn], Field(min_length=1, max_length=10)]
+    options: Annotated[list[OptionIn], Field(min_length=1, max_length=10, json_schema_extra=ONE_RECOMMENDED)]
     cost_of_delay: CostOfDelayIn
     action: ActionIn | None = None
     attempts: Count(1_000_000) = 0
@@ -176,6 +217,10 @@ class EscalationIn(Strict):
 
 
 class GateIn(Strict):
+    model_config = ConfigDict(extra="ignore", json_schema_extra={"examples": [{
+        "action": {"name": "drop the sessions table", "irreversible": True}, "confidence": 0.9,
+    }]})
+
     domain: Annotated[StrictStr, Field(pattern=SLUG_RE)] | None = None
     action: ActionIn | None = None
     confidence: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False, strict=True)]
@@ -185,6 +230,12 @@ class GateIn(Strict):
 
 
 class DecisionIn(Strict):
+    model_config = ConfigDict(extra="ignore", json_schema_extra={"examples": [
+        {"kind": "option", "option": "update-callers", "args": {"paths": ["billing/"]},
+         "instruction": "Leave billing/legacy alone."},
+        {"kind": "halt"},
+    ]})
+
     kind: DecisionKind
     option: Text(1, 64) | None = None
     args: JsonObject | None = None
@@ -192,10 +243,17 @@ class DecisionIn(Strict):
 
 
 # ---------------------------------------------------------------- output (OpenAPI)
+# What the server answers, for the OpenAPI document: the views build their JSON by hand
+# (escalations.wire), and tests/test_schemathesis.py holds every answer to these shapes.
+
+Status = Literal["pending", "claimed", "decided", "resumed", "withdrawn"]
+DecidedByType = Literal["human", "policy", "timeout"]
+assert set(Status.__args__) == set(Escalation.Status.values)
+assert set(DecidedByType.__args__) == set(Decision.DecidedBy.values)
 
 
 class DecidedByOut(Schema):
-    type: Literal["human", "policy", "timeout"]
+    type: DecidedByType
     name: str
 
 
@@ -209,43 +267,126 @@ class DecisionOut(Schema):
 
 
 class EscalationOut(Schema):
-    id: str
+    id: uuid.UUID
     run_id: str
     title: str
-    status: Literal["pending", "claimed", "decided", "resumed", "withdrawn"]
-    tier: int
-    priority: int
+    status: Status
+    tier: Annotated[int, Field(ge=1, le=4)]
+    tier_reasons: list[str] = Field(description="Why the policy gave this tier (the gate's reasons).")
+    priority: Annotated[int, Field(ge=0, le=100)]
     priority_reasons: list[str]
     reason: Reason
-    confidence: float
+    confidence: Annotated[float, Field(ge=0, le=1)]
     domain: str
     respond_by: datetime | None
     created_at: datetime
     updated_at: datetime
-    url: str
+    url: str = Field(description="The escalation's page in the dashboard.")
     decision: DecisionOut | None
 
 
 class DecisionsPageOut(Schema):
     items: list[EscalationOut]
-    next_cursor: str | None
+    next_cursor: Annotated[str, Field(pattern=DECISIONS_CURSOR_RE)] = Field(
+        description="Pass as `after` for the decisions after these (the same when none came)."
+    )
+
+
+class QueuePageOut(Schema):
+    items: list[EscalationOut]
+    next_cursor: Annotated[str, Field(pattern=QUEUE_CURSOR_RE)] | None = Field(
+        description="Pass as `cursor` (with the same sort) for the next page; null on the last."
+    )
 
 
 class GateOut(Schema):
     verdict: Literal["proceed", "flag", "escalate", "halt"]
-    tier: int
+    tier: Annotated[int, Field(ge=1, le=4)]
     reasons: list[str]
     policy: str
 
 
-class FieldErrorOut(Schema):
-    field: str
-    message: str
+class StepOut(Schema):
+    at: datetime
+    action: str
+    outcome: Outcome
+    detail: str | None = None
+
+
+class OptionOut(Schema):
+    key: str
+    label: str
+    description: str | None = None
+    irreversible: bool = False
+    recommended: bool = False
+    args: dict[str, Any] | None = None
+
+
+class CostOfDelayOut(Schema):
+    blocking: bool
+    impact: Impact
+    blocked_tasks: int
+    stuck_since: datetime
+    respond_by: datetime | None
+    note: str | None
+
+
+class ActionOut(Schema):
+    name: str
+    irreversible: bool = False
+    planned_scope: int | None = None
+    actual_scope: int | None = None
+
+
+class LinkOut(Schema):
+    label: str
+    url: str
 
 
 class ClaimOut(Schema):
     name: str
     until: datetime | None
+
+
+class ReviewerEscalationOut(EscalationOut):
+    """The escalation object, the whole package as posted, and who holds the claim."""
+
+    uncertainty: str
+    history: list[StepOut]
+    options: list[OptionOut]
+    cost_of_delay: CostOfDelayOut
+    action: ActionOut | None
+    attempts: int
+    timeout_option: str | None
+    links: list[LinkOut]
+    metadata: dict[str, Any]
+    claimed_by: ClaimOut | None
+
+
+class ApprovalsOut(Schema):
+    required: int
+    approved: int
+    option: str | None
+    approved_by: list[str]
+
+
+class PendingApprovalOut(EscalationOut):
+    """202 under the two-person rule: this approval is recorded, the decision waits."""
+
+    approvals: ApprovalsOut | None
+
+
+class WebhookEventOut(Schema):
+    """The body of a webhook POST to the agent's resume_url."""
+
+    event: Literal["escalation.decided"]
+    delivery_id: uuid.UUID = Field(description="Dedupe on it: deliveries are at least once.")
+    escalation: EscalationOut
+
+
+class FieldErrorOut(Schema):
+    field: str = Field(description="A dotted path: history.3.at")
+    message: str
 
 
 class ProblemOut(Schema):

@@ -92,7 +92,7 @@ def reviewers_assignable() -> QuerySet:
 # spend longer compiling the five-table join than the database spends running it. It must
 # answer exactly what wire.escalation_dict answers: tests/test_hot_read.py holds them equal.
 AGENT_READ_SQL = """
-SELECT e.id, e.status, e.title, e.tier, e.priority, e.priority_reasons, e.reason,
+SELECT e.id, e.status, e.title, e.tier, e.tier_reasons, e.priority, e.priority_reasons, e.reason,
        e.confidence, e.domain, e.respond_by, e.created_at, e.updated_at, r.run_id,
        a.id, a.daily_budget, a.budget_day, a.budget_used,
        d.kind, d.option_key, d.args, d.instruction, d.decided_by_type, d.decided_by_name,
@@ -146,7 +146,7 @@ def escalation_read_for_token(escalation_id: uuid.UUID, token_hash: str) -> Agen
         row = cursor.fetchone()
     if row is None:
         return None
-    (pk, status, title, tier, priority, priority_reasons, reason, confidence, domain,
+    (pk, status, title, tier, tier_reasons, priority, priority_reasons, reason, confidence, domain,
      respond_by, created_at, updated_at, run_id, agent_id, daily_budget, budget_day,
      budget_used, kind, option_key, args, instruction, decided_by_type, decided_by_name,
      decided_at) = row
@@ -168,6 +168,7 @@ def escalation_read_for_token(escalation_id: uuid.UUID, token_hash: str) -> Agen
         "title": title,
         "status": status,
         "tier": tier,
+        "tier_reasons": as_json(tier_reasons),
         "priority": priority,
         "priority_reasons": as_json(priority_reasons),
         "reason": reason,

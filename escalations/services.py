@@ -37,7 +37,7 @@ from .models import (
     Run,
     hash_token,
 )
-from .problems import FieldError, Problem, invalid, unstorable_text
+from .problems import FieldError, Problem, invalid, unstorable
 from .schemas import JSON_OBJECT_MAX_BYTES, EscalationIn, GateIn
 from .wire import escalation_dict
 
@@ -314,11 +314,17 @@ def fingerprint(body: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+# How far ahead of the server's clock an agent's times may be (its clock may run fast).
+CLOCK_SKEW = timedelta(minutes=5)
+
+
 def _cross_field_errors(package: EscalationIn, now: datetime) -> list[FieldError]:
     errors = []
     delay = package.cost_of_delay
     if delay.respond_by is not None and delay.respond_by <= now:
         errors.append(FieldError("cost_of_delay.respond_by", "must be in the future"))
+    if delay.stuck_since is not None and delay.stuck_since > now + CLOCK_SKEW:
+        errors.append(FieldError("cost_of_delay.stuck_since", "must not be in the future"))
     if package.timeout_option is not None:
         option = next((o for o in package.options if o.key == package.timeout_option), None)
         if option is None:
@@ -329,7 +335,7 @@ def _cross_field_errors(package: EscalationIn, now: datetime) -> list[FieldError
         if delay.respond_by is None:
             errors.append(FieldError("timeout_option", "needs cost_of_delay.respond_by"))
     for i, step in enumerate(package.history):
-        if step.at > now + timedelta(minutes=5):
+        if step.at > now + CLOCK_SKEW:
             errors.append(FieldError(f"history.{i}.at", "must not be in the future"))
             break
     return errors
@@ -601,14 +607,14 @@ def decision_errors(escalation: Escalation, request: DecisionRequest) -> list[Fi
             size = len(json.dumps(request.args, ensure_ascii=False).encode())
             if size > JSON_OBJECT_MAX_BYTES:
                 errors.append(FieldError("args", f"must be at most 16 KiB of JSON ({size} bytes given)"))
-            elif bad := unstorable_text(request.args, "args"):
+            elif bad := unstorable(request.args, "args"):
                 errors.append(bad)
     elif request.kind == Decision.Kind.INSTRUCTION and not (request.instruction or "").strip():
         errors.append(FieldError("instruction", "is required when kind is instruction"))
     # The dashboard's forms reach here without the API's parser: check what it checks.
     if len(request.instruction or "") > 4000:
         errors.append(FieldError("instruction", "must be at most 4000 characters"))
-    elif bad := unstorable_text(request.instruction or "", "instruction"):
+    elif bad := unstorable(request.instruction or "", "instruction"):
         errors.append(bad)
     return errors
 
@@ -1260,7 +1266,7 @@ def _text_errors(field: str, text: str, *, required: str, max_chars: int) -> lis
         return [FieldError(field, required)]
     if len(text) > max_chars:
         return [FieldError(field, f"must be at most {max_chars} characters ({len(text)} given)")]
-    bad = unstorable_text(text, field)
+    bad = unstorable(text, field)
     return [bad] if bad else []
 
 

@@ -41,6 +41,7 @@ def escalation_dict(escalation: Escalation) -> dict[str, Any]:
         "title": escalation.title,
         "status": escalation.status,
         "tier": escalation.tier,
+        "tier_reasons": escalation.tier_reasons,
         "priority": escalation.priority,
         "priority_reasons": escalation.priority_reasons,
         "reason": escalation.reason,

@@ -1,6 +1,5 @@
 """The one NinjaAPI: agent and reviewer routers, JSON parsing and problem+json errors."""
 
-import json
 import logging
 
 from django.conf import settings
@@ -11,29 +10,12 @@ from ninja.parser import Parser
 
 from escalations.api import budget_headers
 from escalations.api import router as agent_router
-from escalations.problems import Problem, from_pydantic, invalid, unstorable_text
+from escalations.problems import BadJson, Problem, from_pydantic, invalid, read_json, unstorable
 from reviews.api import router as review_router
 
+from . import openapi
+
 log = logging.getLogger(__name__)
-
-
-def _reject_constant(name: str):
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _depth(value, limit: int = 64) -> int:
-    depth, level = 0, [value]
-    while level:
-        depth += 1
-        if depth > limit:
-            return depth
-        level = [
-            child
-            for item in level
-            if isinstance(item, dict | list)
-            for child in (item.values() if isinstance(item, dict) else item)
-        ]
-    return depth
 
 
 class JsonParser(Parser):
@@ -47,23 +29,23 @@ class JsonParser(Parser):
         if len(body) > settings.API_MAX_BODY_BYTES:
             raise Problem(413, "The body is over 1 MiB.")
         try:
-            data = json.loads(body, parse_constant=_reject_constant)
-        except UnicodeDecodeError:
-            raise Problem(400, "The body is not valid UTF-8.") from None
-        except RecursionError:
-            raise Problem(400, "The JSON is nested too deeply.") from None
-        except ValueError as exc:
-            raise Problem(400, f"The body is not valid JSON: {exc}") from None
-        if _depth(data) > 64:
-            raise Problem(400, "The JSON is nested too deeply (over 64 levels).")
-        bad = unstorable_text(data, "")
+            data = read_json(body)
+        except BadJson as exc:
+            raise Problem(400, f"The body {exc}.") from None
+        bad = unstorable(data, "")
         if bad is not None:
             raise invalid([bad])
         request._handoff_json = data  # the fingerprint of idempotent creates uses it
         return data
 
 
-api = NinjaAPI(
+class HandoffAPI(NinjaAPI):
+    def get_openapi_schema(self, *, path_prefix=None, path_params=None):
+        document = super().get_openapi_schema(path_prefix=path_prefix, path_params=path_params)
+        return openapi.complete(document)
+
+
+api = HandoffAPI(
     title="Handoff agent API",
     version="1",
     description=(

@@ -1,19 +1,28 @@
 """The reviewer API (API.md): scripts and machine reviewers decide through the same services."""
 
 from django.http import HttpRequest
-from ninja import Query, Router, Schema
+from ninja import Query, Router
 from ninja.security import HttpBearer
 
 from escalations import selectors, services
 from escalations.api import escalation_pk, json_response
 from escalations.models import AgentToken, Escalation, hash_token
 from escalations.problems import FieldError, Problem
-from escalations.schemas import DecisionIn, EscalationOut, ProblemOut
+from escalations.schemas import (
+    QUEUE_CURSOR_RE,
+    DecisionIn,
+    EscalationOut,
+    PendingApprovalOut,
+    ProblemOut,
+    QueuePageOut,
+    ReviewerEscalationOut,
+)
 from escalations.wire import escalation_dict, iso, package_dict
 
+from .filters import QueueFilter, queue_parameters
 from .models import ReviewerToken
 from .permissions import is_reviewer
-from .queue import DEFAULT_SORT, Cursor, page
+from .queue import Cursor, for_rows, page
 
 
 class ReviewerBearer(HttpBearer):
@@ -31,6 +40,7 @@ class ReviewerBearer(HttpBearer):
         if found is not None:
             if not is_reviewer(found.user):
                 raise Problem(403, "This token's user is not in the reviewer or manager group.")
+            request.user = found.user  # the dashboard's code the API shares reads request.user
             return found.user
         if AgentToken.objects.filter(token_hash=digest).exists():
             raise Problem(403, "Agent tokens cannot use the reviewer API; use a reviewer token.")
@@ -38,14 +48,6 @@ class ReviewerBearer(HttpBearer):
 
 
 router = Router(auth=ReviewerBearer(), tags=["reviewers"])
-
-
-class QueueFilters(Schema):
-    tier: int | None = None
-    reason: str | None = None
-    agent: str | None = None
-    domain: str | None = None
-    blocking: bool | None = None
 
 
 def reviewer_dict(escalation: Escalation) -> dict:
@@ -67,40 +69,69 @@ def _escalation(request, escalation_id: str) -> Escalation:
     return found
 
 
-@router.get("/queue", response={200: dict, 400: ProblemOut, 401: ProblemOut, 403: ProblemOut})
+# The queue's query: the dashboard's filter set (reviews.filters), its tab and sort, and the
+# page. Any other parameter, a repeated one, or a value the filter set refuses is a 400.
+PAGE_PARAMS = ("limit", "cursor")
+QUEUE_PARAMS = (*QueueFilter.base_filters, *QueueFilter._meta.form.base_fields, *PAGE_PARAMS)
+
+
+def queue_filters(request) -> QueueFilter:
+    """The filter set of the query, every value valid; else Problem(400) naming each one."""
+    query = request.GET
+    errors = [
+        FieldError(name, "is not a parameter of the queue (" + ", ".join(QUEUE_PARAMS) + ")")
+        for name in query
+        if name not in QUEUE_PARAMS
+    ]
+    errors += [FieldError(name, "must be given once") for name in query if len(query.getlist(name)) > 1]
+    if not errors:
+        filterset = QueueFilter(query, request=request)
+        if filterset.is_valid():
+            return filterset
+        errors = [
+            FieldError(name, " ".join(str(m) for m in messages).rstrip("."))
+            for name, messages in filterset.errors.items()
+        ]
+    raise Problem(400, "Bad query: " + "; ".join(f"{e.field} {e.message}" for e in errors), errors=errors)
+
+
+@router.get(
+    "/queue",
+    response={200: QueuePageOut, 403: ProblemOut},
+    openapi_extra={"parameters": queue_parameters()},
+)
 def queue(
     request,
-    filters: Query[QueueFilters],
     limit: int = Query(50, ge=1, le=200),
-    cursor: str | None = None,
+    cursor: str | None = Query(
+        None, pattern=QUEUE_CURSOR_RE, description="next_cursor of the previous page (same sort)."
+    ),
 ):
-    """Open escalations in queue order: {"items": [...], "next_cursor": ...}."""
+    """The queue as the dashboard shows it: open escalations in priority order by default,
+    narrowed by the dashboard's filters, a page at a time."""
+    filterset = queue_filters(request)
+    sort = filterset.sort
     try:
-        position = Cursor.decode(cursor, DEFAULT_SORT) if cursor else None
+        position = Cursor.decode(cursor, sort) if cursor else None
     except ValueError:
-        raise Problem(400, "Bad query: cursor", errors=[FieldError("cursor", "is not a cursor from next_cursor")]) from None
-    queryset = selectors.escalations_for_reviewer(request.auth).open()
-    if filters.tier is not None:
-        queryset = queryset.filter(tier=filters.tier)
-    if filters.reason:
-        queryset = queryset.filter(reason=filters.reason)
-    if filters.agent:
-        queryset = queryset.filter(agent__name=filters.agent)
-    if filters.domain:
-        queryset = queryset.filter(domain=filters.domain)
-    if filters.blocking is not None:
-        queryset = queryset.filter(blocking=filters.blocking)
-    rows, next_cursor = page(queryset, DEFAULT_SORT, position, limit)
+        raise Problem(
+            400, "Bad query: cursor is not a next_cursor of this sort",
+            errors=[FieldError("cursor", "is not a next_cursor of this sort")],
+        ) from None
+    rows, next_cursor = page(for_rows(filterset.qs).select_related("run"), sort, position, limit)
     return json_response(
         request,
         {"items": [escalation_dict(e) for e in rows], "next_cursor": next_cursor.encode() if next_cursor else None},
     )
 
 
-@router.get("/escalations/{escalation_id}", response={200: dict, 401: ProblemOut, 403: ProblemOut, 404: ProblemOut})
+@router.get("/escalations/{escalation_id}", response={200: ReviewerEscalationOut, 403: ProblemOut, 404: ProblemOut})
 def detail(request, escalation_id: str):
     """The escalation object, the whole package, and who holds the claim."""
     return json_response(request, reviewer_dict(_escalation(request, escalation_id)))
+
+
+CLAIM_RESPONSES = {200: ReviewerEscalationOut, 403: ProblemOut, 404: ProblemOut, 409: ProblemOut}
 
 
 def _claim_conflict(exc: services.ClaimedByOther) -> Problem:
@@ -128,7 +159,7 @@ def _decided_conflict(exc: services.AlreadyDecided) -> Problem:
     )
 
 
-@router.post("/escalations/{escalation_id}/claim", response={200: dict, 401: ProblemOut, 403: ProblemOut, 404: ProblemOut, 409: ProblemOut})
+@router.post("/escalations/{escalation_id}/claim", response=CLAIM_RESPONSES)
 def claim(request, escalation_id: str):
     escalation = _escalation(request, escalation_id)
     try:
@@ -140,7 +171,7 @@ def claim(request, escalation_id: str):
     return json_response(request, reviewer_dict(_escalation(request, escalation_id)))
 
 
-@router.post("/escalations/{escalation_id}/release", response={200: dict, 401: ProblemOut, 403: ProblemOut, 404: ProblemOut, 409: ProblemOut})
+@router.post("/escalations/{escalation_id}/release", response=CLAIM_RESPONSES)
 def release(request, escalation_id: str):
     escalation = _escalation(request, escalation_id)
     try:
@@ -152,7 +183,7 @@ def release(request, escalation_id: str):
 
 @router.post(
     "/escalations/{escalation_id}/decision",
-    response={201: EscalationOut, 202: dict, 401: ProblemOut, 403: ProblemOut, 404: ProblemOut, 409: ProblemOut, 422: ProblemOut},
+    response={201: EscalationOut, 202: PendingApprovalOut, 403: ProblemOut, 404: ProblemOut, 409: ProblemOut, 422: ProblemOut},
 )
 def decide(request, escalation_id: str, payload: DecisionIn):
     """201 with the escalation and its decision; 409 carries the decision that stands.

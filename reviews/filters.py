@@ -2,7 +2,8 @@
 
 The tab (open, mine, flagged, overdue, decided today) and the sort are fields of the same
 form; an invalid value of any field is reported under that field and left out, and an
-invalid tab or sort falls back to the default rather than widening the list.
+invalid tab or sort falls back to the default rather than widening the list. The reviewer
+API (reviews.api) takes the same parameters and answers 400 for any invalid one.
 """
 
 from datetime import datetime
@@ -19,8 +20,26 @@ from reviews.templatetags.review_tags import TIER_NAMES
 from . import queue
 
 
+class YesNoField(forms.NullBooleanField):
+    """true / false / empty (any). Django's NullBooleanField reads any other value as empty,
+    which would drop the filter without a word: here it is an error."""
+
+    VALUES = {"true": True, "True": True, "1": True, "false": False, "False": False, "0": False}
+
+    def to_python(self, value):
+        if value in (None, "", True, False):
+            return None if value == "" else value
+        if value not in self.VALUES:
+            raise forms.ValidationError("must be true or false", code="invalid")
+        return self.VALUES[value]
+
+
+class YesNoFilter(django_filters.BooleanFilter):
+    field_class = YesNoField
+
+
 def yes_no(label: str, yes: str, no: str) -> dict:
-    """Arguments of a BooleanFilter shown as a select: Any / yes / no."""
+    """Arguments of a YesNoFilter shown as a select: Any / yes / no."""
     return {"label": label, "widget": forms.Select(choices=(("", "Any"), ("true", yes), ("false", no)))}
 
 
@@ -59,15 +78,15 @@ class QueueFilter(django_filters.FilterSet):
     )
     domain = django_filters.ChoiceFilter(empty_label="Any", choices=domain_choices)
     impact = django_filters.ChoiceFilter(choices=Escalation.Impact.choices, empty_label="Any")
-    blocking = django_filters.BooleanFilter(**yes_no("Blocking", "Blocking", "Not blocking"))
-    overdue = django_filters.BooleanFilter(method="filter_overdue", **yes_no("Overdue", "Overdue", "Not overdue"))
+    blocking = YesNoFilter(**yes_no("Blocking", "Blocking", "Not blocking"))
+    overdue = YesNoFilter(method="filter_overdue", **yes_no("Overdue", "Overdue", "Not overdue"))
     claimed = django_filters.ChoiceFilter(
         label="Claimed by",
         method="filter_claimed",
         empty_label="Anyone",
         choices=(("me", "Me"), ("others", "Someone else"), ("unclaimed", "Nobody")),
     )
-    irreversible = django_filters.BooleanFilter(
+    irreversible = YesNoFilter(
         field_name="is_irreversible", **yes_no("Irreversible", "Irreversible", "Reversible")
     )
 
@@ -132,3 +151,55 @@ class QueueFilter(django_filters.FilterSet):
         if value == "others":
             return queryset.filter(queue.live_claim(now)).exclude(claimed_by=user)
         return queryset.exclude(queue.live_claim(now))
+
+
+# ---------------------------------------------------------------- the API's description
+
+
+def _parameter_schema(choices, *, boolean: bool = False, max_length: int | None = None) -> dict:
+    """A parameter's values; where it has a set of values, the empty value too (any)."""
+    if boolean:
+        return {"anyOf": [{"type": "boolean"}, {"const": ""}]}
+    if choices is not None and not callable(choices):
+        values = [value for value, _ in choices if value != ""]
+        if all(isinstance(value, int) for value in values):
+            return {"anyOf": [{"type": "integer", "enum": values}, {"const": ""}]}
+        return {"type": "string", "enum": ["", *(str(value) for value in values)]}
+    return {"type": "string", **({"maxLength": max_length} if max_length else {})}
+
+
+def queue_parameters() -> list[dict]:
+    """The filter set's parameters as OpenAPI query parameters (the reviewer API's queue).
+    Choices from the database (agents, domains) are not listed: any name is a string."""
+    notes = {
+        "status": "The escalation's status. Empty: any.",
+        "tier": "The tier the policy gave. Empty: any.",
+        "reason": "Why the agent escalated. Empty: any.",
+        "impact": "The cost of delay's impact. Empty: any.",
+        "agent": "An agent's name (unknown: 400). Empty: any.",
+        "domain": "A policy's domain (unknown: 400). Empty: any.",
+        "tab": "Which list. Empty: open (the open escalations).",
+        "sort": f"The order; a cursor belongs to one sort. Empty: {queue.DEFAULT_SORT}.",
+    }
+    schemas = {
+        name: _parameter_schema(
+            filter_.extra.get("choices"),
+            boolean=isinstance(filter_, django_filters.BooleanFilter),
+            max_length=filter_.extra.get("max_length"),
+        )
+        for name, filter_ in QueueFilter.base_filters.items()
+    }
+    labels = {name: filter_.extra.get("help_text") or filter_.label for name, filter_ in QueueFilter.base_filters.items()}
+    for name, field in QueueForm.base_fields.items():
+        schemas[name] = _parameter_schema(field.choices)
+        labels[name] = field.label
+    return [
+        {
+            "in": "query",
+            "name": name,
+            "required": False,
+            "schema": schema,
+            "description": notes.get(name) or f"{labels[name] or name}. Empty: any.",
+        }
+        for name, schema in schemas.items()
+    ]

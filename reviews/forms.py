@@ -12,7 +12,7 @@ from django.forms import BoundField
 
 from escalations import selectors
 from escalations.models import Decision, Escalation, FlagReview
-from escalations.problems import Problem
+from escalations.problems import BadJson, Problem, read_json
 from escalations.services import COMMENT_MAX_CHARS, DecisionRequest
 
 JSON_TYPES = {
@@ -49,7 +49,9 @@ class ServiceErrorsMixin:
             self.add_error(None, problem.detail)
         for error in problem.errors:
             field = self.service_field(error.field)
-            message = error.message if field else f"{error.field}: {error.message}"
+            # A field's own error reads alone; one inside it (args.paths.0) says where.
+            nested = field and "." in error.field
+            message = error.message if field and not nested else f"{error.field}: {error.message}"
             self.add_error(field, message)
 
 
@@ -178,13 +180,9 @@ class OptionDecisionForm(DecisionForm):
         if not raw.strip():
             return None
         try:
-            value = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            self.add_error(
-                field,
-                f"{self.fields[field].label} is not valid JSON: {exc.msg} "
-                f"(line {exc.lineno}, column {exc.colno}).",
-            )
+            value = read_json(raw)
+        except BadJson as exc:
+            self.add_error(field, f"{self.fields[field].label} {exc}.")
             return None
         if not isinstance(value, dict):
             kind = "null" if value is None else JSON_TYPES.get(type(value), "not an object")
@@ -204,7 +202,7 @@ class OptionDecisionForm(DecisionForm):
         )
 
     def service_field(self, name: str) -> str | None:
-        if name == "args" and self.cleaned_data.get("option"):
+        if (name == "args" or name.startswith("args.")) and self.cleaned_data.get("option"):
             return args_field(self.cleaned_data["option"])
         return super().service_field(name)
 

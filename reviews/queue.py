@@ -186,7 +186,7 @@ class Cursor:
         try:
             raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
             name, *values = json.loads(raw)
-        except (binascii.Error, UnicodeDecodeError, ValueError, TypeError) as exc:
+        except (binascii.Error, UnicodeDecodeError, ValueError, TypeError, RecursionError) as exc:
             raise ValueError("not a queue cursor") from exc
         if name != sort or sort not in SORTS or len(values) != len(SORTS[sort].fields):
             raise ValueError("a cursor of another sort")

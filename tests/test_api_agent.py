@@ -28,6 +28,31 @@ def test_get_answers_the_escalation_with_an_etag(api):
     assert response["Handoff-Budget-Remaining"] == "49"
 
 
+BUDGET = ("Handoff-Budget-Limit", "Handoff-Budget-Used", "Handoff-Budget-Remaining")
+
+
+def test_every_answer_to_an_agent_carries_its_budget(api, agent):
+    """API.md: Limit, Used and Remaining on every answer to an agent, errors included."""
+    created = api.escalate(make_package())
+    escalation_id = created.json()["id"]
+    answers = {
+        "create": created,
+        "get": api.get(f"/api/v1/escalations/{escalation_id}"),
+        "304": api.get(f"/api/v1/escalations/{escalation_id}", HTTP_IF_NONE_MATCH=created["ETag"]),
+        "open run 409": api.escalate(make_package()),
+        "ack 409": api.post(f"/api/v1/escalations/{escalation_id}/ack"),
+        "withdraw": api.post(f"/api/v1/escalations/{escalation_id}/withdraw"),
+        "decisions": api.get("/api/v1/decisions"),
+        "bad query 400": api.get("/api/v1/decisions?limit=0"),
+        "gate": api.post_json("/api/v1/gate", {"confidence": 0.5}),
+        "422": api.post_json("/api/v1/gate", {"confidence": 2}),
+        "415": api.post("/api/v1/gate", "{}", content_type="text/plain"),
+        "404": api.post("/api/v1/escalations/00000000-0000-0000-0000-000000000000/ack"),
+    }
+    for name, response in answers.items():
+        assert [response.get(h) for h in BUDGET] == ["50", "1", "49"], name
+
+
 def test_if_none_match_answers_304_until_it_changes(api, reviewer):
     escalation_id = api.escalate(make_package()).json()["id"]
     etag = api.get(f"/api/v1/escalations/{escalation_id}")["ETag"]

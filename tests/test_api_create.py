@@ -18,8 +18,8 @@ def test_a_valid_package_is_created_with_its_tier_and_priority(api):
     assert response["Content-Type"] == "application/json"
     body = response.json()
     assert set(body) == {
-        "id", "run_id", "title", "status", "tier", "priority", "priority_reasons", "reason",
-        "confidence", "domain", "respond_by", "created_at", "updated_at", "url", "decision",
+        "id", "run_id", "title", "status", "tier", "tier_reasons", "priority", "priority_reasons",
+        "reason", "confidence", "domain", "respond_by", "created_at", "updated_at", "url", "decision",
     }
     assert body["status"] == "pending"
     assert body["tier"] == 3
@@ -32,6 +32,22 @@ def test_a_valid_package_is_created_with_its_tier_and_priority(api):
     escalation = Escalation.objects.get(pk=body["id"])
     assert escalation.history[1]["outcome"] == "failed"
     assert list(escalation.events.values_list("kind", flat=True)) == ["created"]
+
+
+@pytest.mark.parametrize("irreversible", [False, True])
+def test_tier_reasons_are_the_gates_reasons_and_are_kept(api, irreversible):
+    package = make_package(action={"name": "drop table", "irreversible": irreversible})
+    body = api.escalate(package).json()
+    gate = api.post_json("/api/v1/gate", json.dumps({
+        "action": package["action"], "confidence": package["confidence"], "attempts": 0,
+    })).json()
+    assert body["tier"] == gate["tier"]
+    assert body["tier_reasons"] == gate["reasons"] and body["tier_reasons"]
+    if irreversible:
+        assert "irreversible action needs approval" in body["tier_reasons"]
+    assert Escalation.objects.get(pk=body["id"]).tier_reasons == body["tier_reasons"]
+    # Every read of the escalation object carries them: the hot read and the feed.
+    assert api.get(f"/api/v1/escalations/{body['id']}").json()["tier_reasons"] == body["tier_reasons"]
 
 
 def test_times_come_back_in_utc_with_z(api):
@@ -191,6 +207,12 @@ def test_all_errors_are_reported_at_once(api):
          "timeout_option", "must name a reversible option"),
         (lambda p: p["history"][0].update(at=(now() + timedelta(days=1)).isoformat()),
          "history.0.at", "must not be in the future"),
+        (lambda p: p["history"][1].update(at=(now() + timedelta(minutes=6)).isoformat()),
+         "history.1.at", "must not be in the future"),
+        (lambda p: p["cost_of_delay"].update(stuck_since=(now() + timedelta(minutes=6)).isoformat()),
+         "cost_of_delay.stuck_since", "must not be in the future"),
+        (lambda p: p["cost_of_delay"].update(respond_by=now().isoformat()),
+         "cost_of_delay.respond_by", "must be in the future"),
     ],
 )
 def test_rules_across_fields(api, change, field, message):
@@ -199,6 +221,15 @@ def test_rules_across_fields(api, change, field, message):
     problem = api.escalate(package).json()
     assert problem["status"] == 422
     assert any(e["field"] == field and message in e["message"] for e in problem["errors"]), problem
+
+
+def test_times_a_little_ahead_of_the_servers_clock_are_accepted(api):
+    """An agent's clock may run a few minutes fast: up to 5 minutes ahead is not the future."""
+    package = make_package()
+    ahead = (now() + timedelta(minutes=4)).isoformat()
+    package["history"][-1]["at"] = ahead
+    package["cost_of_delay"]["stuck_since"] = ahead
+    assert api.escalate(package).status_code == 201
 
 
 def test_a_timeout_option_with_respond_by_is_accepted(api):
@@ -297,6 +328,7 @@ def test_budget_headers_count_todays_escalations(api, agent):
     third = api.escalate(make_package(run_id="c"))
 
     assert first["Handoff-Budget-Limit"] == "2"
+    assert [r["Handoff-Budget-Used"] for r in (first, second, third)] == ["1", "2", "3"]
     assert [r["Handoff-Budget-Remaining"] for r in (first, second, third)] == ["1", "0", "0"]
     assert third.status_code == 201  # going over budget is never refused
     agent.refresh_from_db()

@@ -158,6 +158,51 @@ def test_huge_numbers_are_422_not_500(api):
     }
 
 
+def raw_number(body, literal: str) -> str:
+    """`body` as JSON text with the string "NUMBER" replaced by a raw number literal (json.dumps
+    cannot write 1e400: it writes Infinity)."""
+    return json.dumps(body).replace('"NUMBER"', literal)
+
+
+@pytest.mark.parametrize(
+    ("place", "literal", "field"),
+    [
+        (lambda p: p.update(metadata={"x": "NUMBER"}), "1e400", "metadata.x"),
+        (lambda p: p.update(metadata={"x": [0, {"y": "NUMBER"}]}), "-1E999", "metadata.x.1.y"),
+        (lambda p: p["options"][0].update(args={"n": "NUMBER"}), "1e999", "options.0.args.n"),
+        (lambda p: p["options"][1].update(args={"n": "NUMBER"}), "-2e308", "options.1.args.n"),
+        (lambda p: p.update(confidence="NUMBER"), "1e400", "confidence"),
+    ],
+)
+def test_numbers_beyond_a_double_are_422_naming_the_field(api, place, literal, field):
+    """1e400 reads as infinity: PostgreSQL refused it (a 500), and in option args it was
+    silently stored as null."""
+    package = make_package()
+    place(package)
+    response = api.post_json("/api/v1/escalations", raw_number(package, literal))
+    problem = assert_problem(response, 422)
+    assert [e["field"] for e in problem["errors"]] == [field]
+    assert "1.7976931348623157e308" in problem["errors"][0]["message"]
+    assert Escalation.objects.count() == 0
+
+
+def test_numbers_beyond_a_double_are_422_at_the_gate(api):
+    body = raw_number({"confidence": 0.5, "action": {"name": "x", "planned_scope": "NUMBER"}}, "1e400")
+    problem = assert_problem(api.post_json("/api/v1/gate", body), 422)
+    assert [e["field"] for e in problem["errors"]] == ["action.planned_scope"]
+
+
+def test_large_but_finite_numbers_are_kept(api):
+    package = make_package(metadata={"big": "NUMBER", "small": 5e-324, "int": 10**30})
+    package["options"][0]["args"] = {"n": 1.7976931348623157e308}
+    response = api.post_json("/api/v1/escalations", raw_number(package, "1e308"))
+    assert response.status_code == 201, response.content
+    escalation = Escalation.objects.get(pk=response.json()["id"])
+    # (PostgreSQL's jsonb keeps the decimal written: 1e308 may come back as the integer 10**308.)
+    assert {k: float(v) for k, v in escalation.metadata.items()} == {"big": 1e308, "small": 5e-324, "int": 1e30}
+    assert float(escalation.options[0]["args"]["n"]) == 1.7976931348623157e308
+
+
 def test_far_future_times_with_offsets_are_handled(api):
     package = make_package()
     package["cost_of_delay"]["respond_by"] = "9999-12-31T23:59:59-23:59"

@@ -439,6 +439,14 @@ def test_untouched_args_are_sent_as_the_agent_gave_them(escalation, reviewer_cli
         ('["billing/"]', "args of “Update all 14 callers” must be a JSON object {…}, not an array"),
         ("null", "must be a JSON object {…}, not null"),
         ("42", "not a number"),
+        # What the database cannot keep: infinity was stored as null (or a 500), deep or
+        # huge JSON was a 500.
+        ('{"n": 1e999}', "args.n: must be a number within ±1.7976931348623157e308"),
+        ('{"n": [1, -1e400]}', "args.n.1: must be a number within"),
+        ('{"n": NaN}', "args of “Update all 14 callers” is not valid JSON: NaN is not valid JSON"),
+        ('{"n": Infinity}', "Infinity is not valid JSON"),
+        ('{"n": 1' + "0" * 5000 + "}", "is not valid JSON"),
+        ("[" * 100_000 + "]" * 100_000, "is nested too deeply"),
     ],
 )
 def test_args_that_are_not_a_json_object_are_refused_next_to_the_field(

@@ -134,6 +134,7 @@ def test_invalid_filters_name_the_field_and_never_widen_the_list(agent, reviewer
     assert "Agent: Select a valid choice" in page
     assert "Tab: Select a valid choice" in page
     assert "Sort by: Select a valid choice" in page
+    assert "Blocking: must be true or false" in page  # was read as "Any" without a word
     # an unknown tab falls back to the open tab, not to every escalation
     assert titles(page) == ["Open one"]
 
@@ -495,3 +496,11 @@ async def test_timeouts_and_lapsed_claims_are_announced_as_timeout(reviewer):
 
     assert (expired["id"], expired["kind"], expired["actor"]) == (str(held.pk), "released", "timeout")
     assert (timed_out["id"], timed_out["kind"], timed_out["actor"]) == (str(e.pk), "decided", "timeout")
+
+
+@pytest.mark.parametrize("after", ["garbage", "WwoK", "W1tbW1tbW1tb" * 500])
+def test_a_bad_cursor_starts_the_list_again(reviewer_client, after):
+    """A cursor nested too deeply (a JSON array 1500 levels down) was a 500."""
+    response = reviewer_client.get(QUEUE, {"after": after, "sort": "age"})
+    assert response.status_code == 302
+    assert "after" not in response["Location"]

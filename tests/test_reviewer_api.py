@@ -74,6 +74,73 @@ def test_queue_filters(api, review):
     assert review.get("/api/v1/review/queue?cursor=garbage").status_code == 400
 
 
+@pytest.mark.parametrize(
+    ("query", "fields"),
+    [
+        ("tier=9", ["tier"]),
+        ("reason=nope", ["reason"]),
+        ("agent=nobody", ["agent"]),
+        ("domain=nowhere", ["domain"]),
+        ("blocking=maybe", ["blocking"]),
+        ("overdue=yes", ["overdue"]),
+        ("claimed=bob", ["claimed"]),
+        ("impact=huge", ["impact"]),
+        ("status=withdrawn", ["status"]),
+        ("tab=nonsense&sort=sideways", ["tab", "sort"]),
+        ("teir=3", ["teir"]),
+        ("tier=3&tier=4", ["tier"]),
+        ("limit=0", ["limit"]),
+        ("cursor=not%20a%20cursor", ["cursor"]),
+    ],
+)
+def test_an_invalid_or_unknown_filter_is_400_never_ignored(api, review, query, fields):
+    """The filters were a second, smaller set: unknown values (blocking=maybe) and unknown
+    names (teir=3) were dropped without a word, answering a wider list than asked for."""
+    api.escalate(make_package())
+    response = review.get(f"/api/v1/review/queue?{query}")
+    assert response.status_code == 400, response.content
+    assert response["Content-Type"] == "application/problem+json"
+    assert [e["field"] for e in response.json()["errors"]] == fields
+
+
+def test_the_queue_takes_the_dashboards_filters_tabs_and_sorts(api, review, reviewer):
+    first = api.escalate(make_package(run_id="a", title="Rotate the signing keys")).json()
+    second = api.escalate(make_package(
+        run_id="b", title="Pick a cache", cost_of_delay={"blocking": False, "impact": "low"},
+    )).json()
+    services.escalation_claim(escalation_id=second["id"], user=reviewer)
+
+    def ids(query: str) -> list[str]:
+        response = review.get(f"/api/v1/review/queue?{query}")
+        assert response.status_code == 200, response.content
+        return [item["id"] for item in response.json()["items"]]
+
+    assert ids("") == [first["id"], second["id"]]
+    assert ids("q=signing") == [first["id"]]
+    assert ids("impact=low") == [second["id"]]
+    assert ids("blocking=false") == [second["id"]]
+    assert ids("claimed=me") == [second["id"]]
+    assert ids("tab=mine") == [second["id"]]
+    assert ids("sort=age") == [first["id"], second["id"]]
+    assert ids("agent=agent-007&tier=3&blocking=") == [first["id"], second["id"]]  # empty: any
+
+
+def test_a_cursor_belongs_to_its_sort(api, review):
+    for run in "abc":
+        api.escalate(make_package(run_id=run))
+    page = review.get("/api/v1/review/queue?limit=1&sort=age").json()
+    assert review.get(f"/api/v1/review/queue?limit=1&sort=age&cursor={page['next_cursor']}").status_code == 200
+    assert review.get(f"/api/v1/review/queue?limit=1&cursor={page['next_cursor']}").status_code == 400
+
+
+def test_a_cursor_nested_too_deeply_is_400_not_500(review):
+    import base64
+
+    cursor = base64.urlsafe_b64encode(b"[" * 5000 + b"]" * 5000).decode().rstrip("=")
+    response = review.get(f"/api/v1/review/queue?cursor={cursor}")
+    assert response.status_code == 400, response.content
+
+
 def test_the_escalation_carries_the_whole_package_and_the_claim(api, review, reviewer):
     package = make_package(links=[{"label": "PR", "url": "https://example.com/pr/1"}], metadata={"k": "v"})
     escalation_id = api.escalate(package).json()["id"]
@@ -136,6 +203,18 @@ def test_invalid_decisions_are_422(api, review, body, field):
     response = review.post_json(f"/api/v1/review/escalations/{escalation_id}/decision", body)
     assert response.status_code == 422
     assert field in {e["field"] for e in response.json()["errors"]}
+    assert Decision.objects.count() == 0
+
+
+def test_edited_args_beyond_a_double_are_422_naming_the_field(api, review):
+    """{"n": 1e999} read as infinity, and args were stored as the JSON encoder wrote it."""
+    escalation_id = api.escalate(make_package()).json()["id"]
+    body = '{"kind": "option", "option": "update-callers", "args": {"paths": [], "n": 1e999}}'
+    response = review.post(
+        f"/api/v1/review/escalations/{escalation_id}/decision", body, content_type="application/json"
+    )
+    assert response.status_code == 422
+    assert [e["field"] for e in response.json()["errors"]] == ["args.n"]
     assert Decision.objects.count() == 0
 
 
