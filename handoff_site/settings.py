@@ -97,6 +97,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "django_filters",
     "template_partials",
+    "ninja",  # /api/v1/docs from its own static files (no CDN)
     "escalations",
     "reviews",
     "insights",
