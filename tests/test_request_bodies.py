@@ -14,7 +14,7 @@ import pytest
 from django.db import connection
 
 from escalations.models import Escalation
-from tests.conftest import free_port, make_package
+from tests.conftest import free_port, make_package, need
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -31,8 +31,7 @@ def _test_database_url() -> str:
 @pytest.fixture
 def gunicorn_server(transactional_db) -> Iterator[str]:
     """gunicorn with the production config (one sync worker) on the test database."""
-    if connection.vendor != "postgresql":
-        pytest.skip("a second process needs a database it can share (PostgreSQL)")
+    need(connection.vendor == "postgresql", "PostgreSQL (gunicorn is a second process on the test database)")
     port = free_port()
     env = dict(os.environ, DATABASE_URL=_test_database_url(), DB_POOL="0", DEBUG="1",
                GUNICORN_BIND=f"127.0.0.1:{port}", GUNICORN_WORKERS="1", GUNICORN_LOG_LEVEL="warning")
