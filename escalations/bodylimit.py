@@ -57,7 +57,9 @@ class BodyLimitMiddleware:
             if length <= limit + DRAIN_BYTES:
                 await _drain(receive, length)
             return await _refuse(send)
-        # No Content-Length (chunked): read up to the limit, then hand the body on.
+        if b"chunked" not in headers.get(b"transfer-encoding", b"").lower():
+            return await self.app(scope, receive, send)  # no body (a GET, mostly)
+        # Chunked: read up to the limit, then hand the body on.
         messages, size = [], 0
         while True:
             message = await receive()
