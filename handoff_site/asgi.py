@@ -20,6 +20,7 @@ from django.conf import settings  # noqa: E402
 
 from escalations.bodylimit import BodyLimitMiddleware  # noqa: E402
 from escalations.longpoll import LongPollMiddleware  # noqa: E402
+from handoff_site.ratelimit import RateLimitMiddleware  # noqa: E402
 from reviews.routing import websocket_urlpatterns  # noqa: E402
 
 http_app = django_asgi_app
@@ -32,7 +33,7 @@ if settings.DEBUG or settings.EMBEDDED or settings.TESTING:
 
 application = ProtocolTypeRouter(
     {
-        "http": BodyLimitMiddleware(LongPollMiddleware(http_app)),
+        "http": RateLimitMiddleware(BodyLimitMiddleware(LongPollMiddleware(http_app))),
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

@@ -10,10 +10,12 @@ Two shapes, chosen by the environment alone:
 
 import os
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from limits import parse_many
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("HANDOFF_VAR_DIR", BASE_DIR / "var"))
@@ -42,6 +44,18 @@ def env_int(name: str, default: int) -> int:
         return int(value)
     except ValueError:
         raise ImproperlyConfigured(f"{name} must be an integer, not {value!r}") from None
+
+
+def env_rate(name: str, default: str) -> str:
+    """A rate limit in the `limits` notation ("1200/minute", "20/second;1200/minute"), or ""."""
+    value = env(name, default).strip()
+    try:
+        parse_many(value) if value else None
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"{name} must look like 1200/minute or 20/second;1200/minute, not {value!r}"
+        ) from None
+    return value
 
 
 def env_list(name: str, default: str = "") -> list[str]:
@@ -98,6 +112,7 @@ INSTALLED_APPS = [
     "django_filters",
     "template_partials",
     "ninja",  # /api/v1/docs from its own static files (no CDN)
+    "axes",
     "escalations",
     "reviews",
     "insights",
@@ -115,6 +130,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as django-axes asks
 ]
 
 ROOT_URLCONF = "handoff_site.urls"
@@ -299,6 +315,21 @@ DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL") or "Handoff <handoff@localhost>"
 NOTIFICATION_MAX_ATTEMPTS = env_int("NOTIFICATION_MAX_ATTEMPTS", 8)
 LONG_POLL_MAX_SECONDS = 60
 
+# ---------------------------------------------------------------- abuse limits
+# API rate limits (handoff_site.ratelimit), in the `limits` notation: "1200/minute",
+# "20/second;1200/minute" (all must hold); empty turns that limit off. Per agent token, per
+# reviewer token (/api/v1/review/) and per client address; every /api/ call counts.
+RATE_LIMIT_AGENT = env_rate("RATE_LIMIT_AGENT", "1200/minute")
+RATE_LIMIT_REVIEWER = env_rate("RATE_LIMIT_REVIEWER", "600/minute")
+RATE_LIMIT_ADDRESS = env_rate("RATE_LIMIT_ADDRESS", "3000/minute")
+# Resume URLs, notification webhooks and Slack URLs never reach link-local or cloud-metadata
+# addresses; loopback and private ones only with this on (default: on in the embedded mode,
+# with DEBUG and in tests, so local agents work; off in production). handoff_site.egress.
+OUTBOUND_ALLOW_PRIVATE = env_bool("OUTBOUND_ALLOW_PRIVATE", default=EMBEDDED or DEBUG or TESTING)
+# Proxies in front of the app that append to X-Forwarded-For (nginx in docker-compose: 1).
+# 0: the TCP peer is the client. Rate limits and sign-in throttling count per this address.
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
+
 # ---------------------------------------------------------------- auth, i18n, static
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -306,6 +337,22 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 if TESTING:  # a slow hash only slows the tests down
     PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# Sign-in throttling (django-axes): after SIGN_IN_FAILURE_LIMIT failed sign-ins for one
+# account, or from one address (handoff_site.ratelimit's client address), sign-in is
+# refused for SIGN_IN_LOCKOUT_MINUTES; the login page says so (handoff_site.signin).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("SIGN_IN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("SIGN_IN_LOCKOUT_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # each counted on its own
+AXES_CLIENT_IP_CALLABLE = "handoff_site.ratelimit.request_ip"
+AXES_LOCKOUT_CALLABLE = "handoff_site.signin.locked_out"
+AXES_RESET_ON_SUCCESS = True
+AXES_DISABLE_ACCESS_LOG = True  # failures are recorded; successful sign-ins need no row
+AXES_VERBOSE = False
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "reviews:queue"
 LOGOUT_REDIRECT_URL = "login"
@@ -342,5 +389,6 @@ LOGGING = {
         "django.request": {"level": "ERROR"},
         "httpx": {"level": "WARNING"},
         "celery": {"level": "WARNING"},
+        "axes": {"level": "WARNING"},  # not a line per sign-in
     },
 }
