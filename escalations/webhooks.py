@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import httpx
 from django.conf import settings
 
+from handoff_site.egress import GuardedTransport
+
 SIGNATURE_HEADER = "Handoff-Signature"
 DEFAULT_TOLERANCE_SECONDS = 300
 EXCERPT_CHARS = 500
@@ -87,10 +89,13 @@ def _http() -> httpx.Client:
     global _client, _client_pid
     with _client_lock:
         if _client is None or _client_pid != os.getpid():
+            # Connections only to addresses the SSRF rules allow (handoff_site.egress).
             _client = httpx.Client(
                 follow_redirects=False,
                 headers={"User-Agent": "Handoff-Webhook/1"},
-                limits=httpx.Limits(max_keepalive_connections=20, keepalive_expiry=30),
+                transport=GuardedTransport(
+                    limits=httpx.Limits(max_keepalive_connections=20, keepalive_expiry=30)
+                ),
             )
             _client_pid = os.getpid()
         return _client

@@ -7,6 +7,7 @@ from django.core.validators import URLValidator
 from escalations import selectors
 from escalations.models import Agent
 from escalations.problems import Problem
+from handoff_site.egress import validate_outbound_url
 
 # The largest budget the column stores (PositiveIntegerField on every backend).
 MAX_BUDGET = 2_147_483_647
@@ -27,7 +28,8 @@ class AgentSettingsForm(forms.Form):
             URLValidator(
                 schemes=["http", "https"],
                 message="Enter an http(s) URL, e.g. https://agent.example.com/handoff/resume.",
-            )
+            ),
+            validate_outbound_url,
         ],
         widget=forms.URLInput(attrs={"placeholder": "https://agent.example.com/handoff/resume"}),
     )

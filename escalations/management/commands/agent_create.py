@@ -6,6 +6,7 @@ from django.core.validators import URLValidator
 
 from escalations import services
 from escalations.models import Agent, Policy
+from handoff_site.egress import validate_outbound_url
 
 
 class Command(BaseCommand):
@@ -28,6 +29,10 @@ class Command(BaseCommand):
                 URLValidator(schemes=["http", "https"])(resume_url)
             except ValidationError:
                 raise CommandError(f"--resume-url must be an http(s) URL, not {resume_url!r}") from None
+            try:
+                validate_outbound_url(resume_url)
+            except ValidationError as exc:
+                raise CommandError(f"--resume-url: {exc.messages[0]}") from None
         if budget < 0:
             raise CommandError("--budget must be 0 or more")
         new = services.agent_create(name=name, domain=domain, resume_url=resume_url, daily_budget=budget)
