@@ -55,6 +55,7 @@ def setup_django() -> None:
         DEBUG="0",
         SECRET_KEY="bench-insights-" + "k" * 40,
         ALLOWED_HOSTS="testserver,127.0.0.1",
+        SECURE_SSL_REDIRECT="0",  # plain http on 127.0.0.1
         HANDOFF_VAR_DIR=str(RESULTS / "var-insights"),
         DJANGO_SETTINGS_MODULE="handoff_site.settings",
     )

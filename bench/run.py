@@ -88,6 +88,7 @@ def app_env(**extra: str) -> dict[str, str]:
         PYTHONUNBUFFERED="1",
         # One agent token from one address at full speed: the limits are checked on every
         # call (their cost is in the figures) but set high enough never to refuse.
+        SECURE_SSL_REDIRECT="0",  # plain http on 127.0.0.1
         RATE_LIMIT_AGENT="1000000/minute",
         RATE_LIMIT_ADDRESS="1000000/minute",
     )

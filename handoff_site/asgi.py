@@ -15,12 +15,12 @@ django_asgi_app = get_asgi_application()  # sets Django up before anything impor
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from escalations.bodylimit import BodyLimitMiddleware  # noqa: E402
 from escalations.longpoll import LongPollMiddleware  # noqa: E402
 from handoff_site.ratelimit import RateLimitMiddleware  # noqa: E402
+from handoff_site.websocket import SameOriginValidator  # noqa: E402
 from reviews.routing import websocket_urlpatterns  # noqa: E402
 
 http_app = django_asgi_app
@@ -34,7 +34,7 @@ if settings.DEBUG or settings.EMBEDDED or settings.TESTING:
 application = ProtocolTypeRouter(
     {
         "http": RateLimitMiddleware(BodyLimitMiddleware(LongPollMiddleware(http_app))),
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        "websocket": SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )
 

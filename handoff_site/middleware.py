@@ -1,5 +1,6 @@
 """Site-wide middleware."""
 
+from csp.middleware import CSPMiddleware
 from django.contrib.auth.middleware import LoginRequiredMiddleware as BaseLoginRequired
 
 
@@ -16,3 +17,15 @@ class LoginRequiredMiddleware(BaseLoginRequired):
         if request.path.startswith(self.OPEN_PREFIXES):
             return None
         return super().process_view(request, view_func, view_args, view_kwargs)
+
+
+class ContentSecurityPolicyMiddleware(CSPMiddleware):
+    """django-csp's header on documents; JSON answers (the agent API's hot path) skip the
+    policy's assembly: a browser runs nothing from them."""
+
+    JSON_TYPES = ("application/json", "application/problem+json")
+
+    def process_response(self, request, response):
+        if response.get("Content-Type", "").startswith(self.JSON_TYPES):
+            return response
+        return super().process_response(request, response)

@@ -4,17 +4,18 @@ Every request under /api/ is counted before Django sees it, by a wrapper around 
 application (uvicorn: long-polls included, which escalations.longpoll holds in front of
 Django) and one around the WSGI application (gunicorn). Gate checks count like any call.
 
-- A request with a bearer token is counted against that token (RATE_LIMIT_REVIEWER under
-  /api/v1/review/, RATE_LIMIT_AGENT elsewhere), then, if the token is within its limit,
-  against its client address (RATE_LIMIT_ADDRESS). A request without one counts against
-  its address only. A token is counted by its hash, valid or not: a flood of made-up
-  tokens is stopped by the address limit.
-- Moving windows (the `limits` library): N calls in any window of the period, exactly. On
-  Redis when REDIS_URL is set (every process shares the counts), else in this process.
+- A request with a bearer token counts against that token (RATE_LIMIT_REVIEWER under
+  /api/v1/review/, RATE_LIMIT_AGENT elsewhere) and against its client address
+  (RATE_LIMIT_ADDRESS); one without, against its address only. All or nothing: a refused
+  call counts against none of them. A token is counted by its hash, valid or not: a flood
+  of made-up tokens is stopped by the address limit.
+- Moving windows, in the notation and the Redis layout of the `limits` library: N calls in
+  any window of the period, exactly. On Redis when REDIS_URL is set (every process shares
+  the counts; one script call per request), else in this process (limits' memory storage).
 - Refused: 429 application/problem+json with Retry-After (whole seconds until the oldest
   call in the window leaves it), and the `refused` signal (for metrics).
 - If Redis does not answer, requests go through uncounted for a second, then it is tried
-  again: an outage of the limiter never refuses or delays the API.
+  again: an outage of the limiter never refuses the API nor fails it.
 
 The client address is the TCP peer, or with TRUSTED_PROXY_COUNT = N > 0 the address the
 N-th proxy from us saw (X-Forwarded-For, read from the right); sign-in throttling
@@ -34,6 +35,8 @@ import weakref
 from dataclasses import dataclass
 from functools import lru_cache
 
+import redis
+import redis.asyncio as aioredis
 from django.conf import settings
 from django.dispatch import Signal
 from limits import RateLimitItem, parse_many
@@ -48,7 +51,7 @@ log = logging.getLogger(__name__)
 API_PREFIX = "/api/"
 REVIEWER_PREFIX = "/api/v1/review/"
 KEY_PREFIX = "handoff-limits"
-REDIS_TIMEOUT_SECONDS = 1.0  # a request's worst case while Redis hangs (then the breaker)
+REDIS_TIMEOUT_SECONDS = 0.5  # a request's worst case while Redis hangs (then the breaker)
 RETRY_REDIS_AFTER_SECONDS = 1.0
 
 # Sent once per refused request, with sender = the limit's name ("agent", "reviewer" or
@@ -160,21 +163,49 @@ def _retry_after(reset_time: float) -> int:
     return max(1, math.ceil(reset_time - time.time()))
 
 
-def _storage_uri(asynchronous: bool) -> str:
-    scheme = "async+" if asynchronous else ""
-    if settings.REDIS_URL:
-        return scheme + settings.REDIS_URL
-    return scheme + "memory://"
+# limits' moving window as it keeps it in Redis (per key a list of call times, newest first,
+# at most `limit` long, the same keys), for all of a request's limits in ONE round trip and
+# all or nothing: a refused call counts against none of them. Answers {0} when counted, or
+# {i, t}: the i-th window is full and its oldest call, at t, leaves it at t + expiry.
+ACQUIRE_SCRIPT = """
+local now = tonumber(ARGV[1])
+for i = 1, #KEYS do
+  local oldest = redis.call('lindex', KEYS[i], tonumber(ARGV[2 * i]) - 1)
+  if oldest and tonumber(oldest) >= now - tonumber(ARGV[2 * i + 1]) then
+    return {i, oldest}
+  end
+end
+for i = 1, #KEYS do
+  redis.call('lpush', KEYS[i], ARGV[1])
+  redis.call('ltrim', KEYS[i], 0, tonumber(ARGV[2 * i]) - 1)
+  redis.call('expire', KEYS[i], tonumber(ARGV[2 * i + 1]))
+end
+return {0}
+"""
 
 
-def _storage_options() -> dict:
-    if not settings.REDIS_URL:
-        return {}
-    return {
-        "key_prefix": KEY_PREFIX,
-        "socket_connect_timeout": REDIS_TIMEOUT_SECONDS,
-        "socket_timeout": REDIS_TIMEOUT_SECONDS,
-    }
+def _windows(pairs: list[tuple[str, str]]) -> list[tuple[str, RateLimitItem, str]]:
+    return [(name, item, identity) for name, identity in pairs for item in limits_for(name)]
+
+
+def _script_call(windows) -> tuple[list[str], list]:
+    now = time.time()
+    keys = [f"{KEY_PREFIX}:{item.key_for(name, identity)}" for name, item, identity in windows]
+    args: list = [repr(now)]
+    for _, item, _ in windows:
+        args += [item.amount, item.get_expiry()]
+    return keys, args
+
+
+def _script_refusal(windows, answer) -> Refusal | None:
+    if not answer or int(answer[0]) == 0:
+        return None
+    name, item, _ = windows[int(answer[0]) - 1]
+    return Refusal(name, item, _retry_after(float(answer[1]) + item.get_expiry()))
+
+
+def _redis_options() -> dict:
+    return {"socket_connect_timeout": REDIS_TIMEOUT_SECONDS, "socket_timeout": REDIS_TIMEOUT_SECONDS}
 
 
 class _Breaker:
@@ -197,25 +228,39 @@ class _Breaker:
 
 # ---------------------------------------------------------------- the two checkers
 class Limiter:
-    """Blocking checks, for WSGI workers (one per process; redis-py's pool is fork-aware)."""
+    """Blocking checks, for WSGI workers (one per process; redis-py's pool is fork-aware).
+    On Redis: one script call per request; without it: limits' in-memory moving window."""
 
     def __init__(self) -> None:
-        self.strategy = MovingWindowRateLimiter(
-            storage_from_string(_storage_uri(False), **_storage_options())
-        )
         self.breaker = _Breaker()
+        self.script = self.memory = None
+        if settings.REDIS_URL:
+            client = redis.Redis.from_url(settings.REDIS_URL, **_redis_options())
+            self.script = client.register_script(ACQUIRE_SCRIPT)
+        else:
+            self.memory = MovingWindowRateLimiter(storage_from_string("memory://"))
+            self.memory_lock = threading.Lock()  # test-then-hit, all or nothing
 
     def check(self, pairs: list[tuple[str, str]]) -> Refusal | None:
-        if not self.breaker.closed():
+        windows = _windows(pairs)
+        if not windows or not self.breaker.closed():
             return None
+        if self.memory is not None:
+            with self.memory_lock:
+                return self._check_memory(windows)
         try:
-            for name, identity in pairs:
-                for item in limits_for(name):
-                    if not self.strategy.hit(item, name, identity):
-                        stats = self.strategy.get_window_stats(item, name, identity)
-                        return Refusal(name, item, _retry_after(stats.reset_time))
+            return _script_refusal(windows, self.script(*_script_call(windows)))
         except Exception as exc:  # Redis down or slow: never refuse, never fail the request
             self.breaker.trip(exc)
+        return None
+
+    def _check_memory(self, windows) -> Refusal | None:
+        for name, item, identity in windows:
+            if not self.memory.test(item, name, identity):
+                stats = self.memory.get_window_stats(item, name, identity)
+                return Refusal(name, item, _retry_after(stats.reset_time))
+        for name, item, identity in windows:
+            self.memory.hit(item, name, identity)
         return None
 
 
@@ -223,23 +268,35 @@ class AsyncLimiter:
     """The same on asyncio (one per event loop: an asyncio Redis client is bound to its loop)."""
 
     def __init__(self) -> None:
-        options = _storage_options()
-        if settings.REDIS_URL:
-            options["implementation"] = "redispy"
-        self.strategy = AsyncMovingWindow(storage_from_string(_storage_uri(True), **options))
         self.breaker = _Breaker()
+        self.script = self.memory = None
+        if settings.REDIS_URL:
+            client = aioredis.Redis.from_url(settings.REDIS_URL, **_redis_options())
+            self.script = client.register_script(ACQUIRE_SCRIPT)
+        else:
+            self.memory = AsyncMovingWindow(storage_from_string("async+memory://"))
+            self.memory_lock = asyncio.Lock()  # test-then-hit, all or nothing
 
     async def check(self, pairs: list[tuple[str, str]]) -> Refusal | None:
-        if not self.breaker.closed():
+        windows = _windows(pairs)
+        if not windows or not self.breaker.closed():
             return None
+        if self.memory is not None:
+            async with self.memory_lock:
+                return await self._check_memory(windows)
         try:
-            for name, identity in pairs:
-                for item in limits_for(name):
-                    if not await self.strategy.hit(item, name, identity):
-                        stats = await self.strategy.get_window_stats(item, name, identity)
-                        return Refusal(name, item, _retry_after(stats.reset_time))
+            return _script_refusal(windows, await self.script(*_script_call(windows)))
         except Exception as exc:
             self.breaker.trip(exc)
+        return None
+
+    async def _check_memory(self, windows) -> Refusal | None:
+        for name, item, identity in windows:
+            if not await self.memory.test(item, name, identity):
+                stats = await self.memory.get_window_stats(item, name, identity)
+                return Refusal(name, item, _retry_after(stats.reset_time))
+        for name, item, identity in windows:
+            await self.memory.hit(item, name, identity)
         return None
 
 

@@ -2,6 +2,8 @@
 
 import csv
 
+from csp.constants import UNSAFE_INLINE
+from csp.decorators import csp_update
 from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils import timezone
@@ -25,6 +27,9 @@ def _form(request: HttpRequest) -> InsightsFilterForm:
     return InsightsFilterForm(with_default_range(request.GET, today), today=today)
 
 
+# plotly.js writes its stylesheet into <style> elements at run time: on this page alone, the
+# Content-Security-Policy lets styles be inline (scripts stay 'self' only, as everywhere).
+@csp_update({"style-src": [UNSAFE_INLINE]})
 @manager_required
 @require_GET
 def insights_page(request: HtmxHttpRequest) -> HttpResponse:

@@ -482,7 +482,7 @@ def test_a_manager_registers_an_agent_in_the_browser_and_sees_its_token_once(
     base = live_server_asgi
     ensure_default_policies()
     make_user("maya", "manager")
-    context = browser.new_context(viewport={"width": 1360, "height": 900})
+    context = browser.new_context(viewport={"width": 1360, "height": 900}, bypass_csp=True)
     context.grant_permissions(["clipboard-read", "clipboard-write"], origin=base)
     page = context.new_page()
     errors: list[str] = []

@@ -43,7 +43,9 @@ def browser(monkeypatch):
 
 
 def sign_in(browser, base: str, username: str):
-    context = browser.new_context(viewport={"width": 1360, "height": 900})
+    # bypass_csp: Playwright's wait_for_function evaluates its predicate with eval, which the
+    # pages' policy forbids; tests/test_csp_browser.py loads every page under the policy.
+    context = browser.new_context(viewport={"width": 1360, "height": 900}, bypass_csp=True)
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -176,7 +178,7 @@ def test_screenshots_of_the_demo(live_server_asgi, browser):
     out = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
     out.mkdir(parents=True, exist_ok=True)
     get_user_model().objects.filter(username="demo").get()
-    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    context = browser.new_context(viewport={"width": 1440, "height": 900}, bypass_csp=True)
     page = context.new_page()
     page.goto(f"{live_server_asgi}/accounts/login/")
     page.fill("input[name=username]", "demo")

@@ -288,7 +288,7 @@ def test_the_page_draws_every_chart_from_the_demo_data(live_server_asgi, monkeyp
             executable_path=chromium, args=["--no-sandbox", "--disable-gpu"]
         )
         try:
-            page = browser.new_page(viewport={"width": 1440, "height": 900})
+            page = browser.new_page(viewport={"width": 1440, "height": 900}, bypass_csp=True)
             errors: list[str] = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             page.goto(f"{live_server_asgi}/accounts/login/")

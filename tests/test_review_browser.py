@@ -42,7 +42,7 @@ class Reviewer:
 
     def __init__(self, browser, base: str, username: str) -> None:
         self.name = username
-        self.page = browser.new_context(viewport={"width": 1360, "height": 900}).new_page()
+        self.page = browser.new_context(viewport={"width": 1360, "height": 900}, bypass_csp=True).new_page()
         self.errors: list[str] = []
         self.dialogs: list[str] = []
         self.page.on("pageerror", lambda exc: self.errors.append(str(exc)))
