@@ -65,6 +65,10 @@ class Server:
         self.env.update(HOST="127.0.0.1", PORT=str(port), PUBLIC_URL=self.base_url)
         self.env.setdefault("SECRET_KEY", "live-tests-" + uuid.uuid4().hex)
         self.env.setdefault("ALLOWED_HOSTS", "127.0.0.1,localhost")
+        # Production settings (DATABASE_URL set) redirect http to https and refuse loopback
+        # webhooks; this server speaks plain http on 127.0.0.1 to agents on 127.0.0.1.
+        self.env.setdefault("SECURE_SSL_REDIRECT", "0")
+        self.env.setdefault("OUTBOUND_ALLOW_PRIVATE", "1")
         self.log_path = var_dir / "server.log"
         self.worker_log_path = var_dir / "worker.log"
         self.process: subprocess.Popen[bytes] | None = None
