@@ -10,7 +10,6 @@ CSRF_TRUSTED_ORIGINS, with the same wildcard rule as Django's CSRF check.
 
 from urllib.parse import urlsplit
 
-from channels.security.websocket import WebsocketDenier
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 from django.utils.http import is_same_domain
@@ -70,5 +69,9 @@ class SameOriginValidator:
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "websocket" and not origin_allowed(scope):
-            return await WebsocketDenier()(scope, receive, send)
+            # Closing before accepting refuses the handshake (HTTP 403); no consumer, so no
+            # channel-layer round trip for a socket that is refused anyway.
+            await receive()  # websocket.connect
+            await send({"type": "websocket.close", "code": 1008})
+            return None
         return await self.app(scope, receive, send)
