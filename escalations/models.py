@@ -505,6 +505,16 @@ class OutboxQuerySet(models.QuerySet):
             | Q(status=status.SENDING, lease_until__lt=now)
         )
 
+    def lease_left(self, pk, now: datetime) -> float | None:
+        """Seconds until the lease on row `pk` lapses while it is being sent; None when it
+        is not being sent (or the lease has lapsed)."""
+        until = (
+            self.filter(pk=pk, status=self.model.Status.SENDING, lease_until__gte=now)
+            .values_list("lease_until", flat=True)
+            .first()
+        )
+        return None if until is None else (until - now).total_seconds()
+
 
 class Delivery(models.Model):
     """One webhook delivery of a decision to the agent's resume_url (an outbox row)."""

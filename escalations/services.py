@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Case, F, Q, When
 from django.utils import timezone
@@ -862,7 +863,7 @@ def delivery_claim(*, delivery_id, now: datetime | None = None) -> Delivery | No
     """Take a due delivery for sending (compare-and-swap), or None if it is not ours to send.
 
     None when the row is gone, already delivered or failed, not yet due, or held by a live
-    lease (another worker is sending it). The lease (WEBHOOK_LEASE_SECONDS) outlives one
+    lease (another worker is sending it). The lease (OUTBOX_LEASE_SECONDS) outlives one
     attempt; when it lapses, the sweep gives the row to another worker.
     """
     now = now or timezone.now()
@@ -870,7 +871,7 @@ def delivery_claim(*, delivery_id, now: datetime | None = None) -> Delivery | No
         delivery_id = uuid.UUID(str(delivery_id))
     except ValueError:
         return None
-    lease = now + timedelta(seconds=settings.WEBHOOK_LEASE_SECONDS)
+    lease = now + timedelta(seconds=settings.OUTBOX_LEASE_SECONDS)
     at = connection.ops.adapt_datetimefield_value
     with connection.cursor() as cursor:
         cursor.execute(
@@ -952,7 +953,7 @@ def deliveries_sweep(*, now: datetime | None = None, grace_seconds: float = 10) 
 def outbox_sweep(model, *, now: datetime, grace_seconds: float) -> list[str]:
     """deliveries_sweep for any outbox model with the same life (pending, sending with a
     lease, retrying): Delivery here, notifications.Notification there."""
-    marker = now + timedelta(seconds=settings.WEBHOOK_LEASE_SECONDS)
+    marker = now + timedelta(seconds=settings.OUTBOX_LEASE_SECONDS)
     waiting = [model.Status.PENDING, model.Status.RETRYING]
     with transaction.atomic():
         ids = list(
@@ -968,6 +969,15 @@ def outbox_sweep(model, *, now: datetime, grace_seconds: float) -> list[str]:
             )
             model.objects.filter(pk__in=ids).update(lease_until=marker)
     return [str(pk) for pk in ids]
+
+
+def outbox_lease_left(model, row_id, *, now: datetime | None = None) -> float | None:
+    """Seconds until the sending lease on an outbox row lapses (OutboxQuerySet.lease_left);
+    None when the row is not being sent, is gone, or `row_id` is not an id at all."""
+    try:
+        return model.objects.lease_left(row_id, now or timezone.now())
+    except (ValidationError, ValueError, TypeError):
+        return None
 
 
 def outbox_retry_wait(attempt: int) -> timedelta:

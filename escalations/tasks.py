@@ -9,6 +9,7 @@ import logging
 import time
 
 from celery import shared_task
+from django.conf import settings
 from django.utils import timezone
 
 from . import services, webhooks
@@ -25,21 +26,39 @@ SWEEP_GRACE_SECONDS = 10
 PERIODIC_BUDGET_SECONDS = 30
 
 
-# At least once whatever the settings say: acknowledged after it ran, and put back when
-# the child running it dies (the DB claim makes a second run harmless).
-@shared_task(ignore_result=True, acks_late=True, reject_on_worker_lost=True)
-def deliver_webhook_task(delivery_id: str) -> None:
+# A message that comes back to a row still leased to its dead sender returns this long
+# after the lease lapses.
+LEASE_SLACK_SECONDS = 0.5
+
+# The options of a task sending one outbox row. At least once whatever the settings say:
+# acknowledged after it ran, and put back when the child running it dies (the DB claim
+# makes a second run harmless). One attempt is bounded (settings, "one attempt of the
+# outboxes"), so the claim's lease outlasts it.
+OUTBOX_SEND_TASK = {
+    "bind": True,
+    "ignore_result": True,
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "soft_time_limit": settings.OUTBOX_SOFT_TIME_LIMIT,
+    "time_limit": settings.OUTBOX_TIME_LIMIT,
+}
+
+
+@shared_task(**OUTBOX_SEND_TASK)
+def deliver_webhook_task(self, delivery_id: str) -> None:
     """Send one delivery (one attempt) if it is due and nobody else is sending it.
 
     Claims the row by compare-and-swap (pending/retrying and due, or a lapsed lease ->
     sending with a lease), POSTs the signed payload, records the attempt. A failure that
     will be retried within COUNTDOWN_LIMIT_SECONDS is re-enqueued with a countdown; later
-    retries, lost messages and crashed workers are the sweep's. Not ours, not due, gone,
-    or a malformed id: returns without doing anything. Only a database outage raises (the
-    row stays due, and the sweep sends it later).
+    retries and lost messages are the sweep's. A message put back because the worker child
+    sending it died finds the row still leased: it comes back when the lease lapses
+    (follow_lease). Not ours, not due, gone, or a malformed id: returns without doing
+    anything. Only a database outage raises (the row stays due, and the sweep sends it).
     """
     delivery = services.delivery_claim(delivery_id=delivery_id)
     if delivery is None:
+        follow_lease(self, Delivery, delivery_id)
         return
     started = timezone.now()
     outcome = webhooks.post(
@@ -68,15 +87,38 @@ def deliver_webhook_task(delivery_id: str) -> None:
 
 def _enqueue(delivery_id: str, countdown: float = 0) -> bool:
     """Enqueue a delivery; a broker error is logged, not raised: the sweep catches up."""
+    return enqueue_send(deliver_webhook_task, delivery_id, countdown=countdown)
+
+
+def enqueue_send(task, row_id: str, *, countdown: float = 0) -> bool:
+    """Enqueue the sending of an outbox row. A broker error is logged, not raised: the
+    sweep catches up. Returns whether it was enqueued."""
     try:
-        deliver_webhook_task.apply_async((delivery_id,), countdown=countdown)
+        task.apply_async((row_id,), countdown=countdown)
     except Exception as exc:
         log.warning(
-            "delivery %s not enqueued (%s: %s); the sweep will retry",
-            delivery_id, type(exc).__name__, exc,
+            "%s %s not enqueued (%s: %s); the sweep will retry",
+            task.name, row_id, type(exc).__name__, exc,
         )
         return False
     return True
+
+
+def follow_lease(task, model, row_id: str) -> None:
+    """After a refused claim: if this message was put back (its worker child died while
+    sending, acks_late + reject_on_worker_lost) and the row is still leased to that dead
+    sender, send it again as soon as the lease lapses rather than at the next sweep.
+
+    Only a redelivered message follows the lease: a duplicate (say, the sweep's copy of a
+    row its own task is sending) is dropped as before, so copies never multiply.
+    """
+    delivery_info = task.request.delivery_info or {}
+    if not delivery_info.get("redelivered"):
+        return
+    left = services.outbox_lease_left(model, row_id)
+    if left is not None:
+        log.info("%s %s: its sender died; again in %.1f s, when its lease lapses", task.name, row_id, left)
+        enqueue_send(task, row_id, countdown=left + LEASE_SLACK_SECONDS)
 
 
 @shared_task(ignore_result=True)

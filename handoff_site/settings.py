@@ -288,7 +288,8 @@ CELERY_TASK_TIME_LIMIT = 90
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
-    "sweep-deliveries": {"task": "escalations.tasks.sweep_deliveries_task", "schedule": 15.0},
+    # Often (one indexed query): a row whose whole worker died goes out one lease + 5 s later.
+    "sweep-deliveries": {"task": "escalations.tasks.sweep_deliveries_task", "schedule": 5.0},
     "apply-timeouts": {"task": "escalations.tasks.apply_timeouts_task", "schedule": 15.0},
     "expire-claims": {"task": "escalations.tasks.expire_claims_task", "schedule": 30.0},
     "refresh-priorities": {"task": "escalations.tasks.refresh_priorities_task", "schedule": 60.0},
@@ -312,12 +313,10 @@ WEBHOOK_TIMEOUT_SECONDS = float(env("WEBHOOK_TIMEOUT_SECONDS", "10"))
 WEBHOOK_RETRY_FOR_SECONDS = env_int("WEBHOOK_RETRY_FOR_SECONDS", 25 * 3600)
 WEBHOOK_BACKOFF_BASE_SECONDS = float(env("WEBHOOK_BACKOFF_BASE_SECONDS", "2"))
 WEBHOOK_BACKOFF_MAX_SECONDS = float(env("WEBHOOK_BACKOFF_MAX_SECONDS", "3600"))
-# How long a claimed-but-unfinished delivery is left alone before the sweep takes it back.
-# Longer than the task's hard time limit, so a live worker never loses its lease.
-WEBHOOK_LEASE_SECONDS = env_int("WEBHOOK_LEASE_SECONDS", 120)
 CLAIM_LEASE_SECONDS = env_int("CLAIM_LEASE_SECONDS", 15 * 60)
 IDEMPOTENCY_RETENTION_SECONDS = env_int("IDEMPOTENCY_RETENTION_SECONDS", 24 * 3600)
 API_MAX_BODY_BYTES = 1024 * 1024
+LONG_POLL_MAX_SECONDS = 60
 
 # ---------------------------------------------------------------- notifications
 # E-mail goes through Django's mail backends: printed to the console in the embedded mode,
@@ -338,7 +337,18 @@ EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL") or "Handoff <handoff@localhost>"
 # Attempts per notification before it is given up (transient failures only).
 NOTIFICATION_MAX_ATTEMPTS = env_int("NOTIFICATION_MAX_ATTEMPTS", 8)
-LONG_POLL_MAX_SECONDS = 60
+
+# ---------------------------------------------------------------- one attempt of the outboxes
+# One attempt at sending an outbox row (a decision's webhook, a notification) is bounded by
+# the longest send timeout: its task is interrupted 2 s past it (Celery's soft time limit:
+# the attempt is recorded as failed and retried) and its worker child killed 4 s past it.
+# The lease a claim takes lasts 1 s longer still, so a live worker never loses its lease,
+# and a row whose worker died mid-send is sent again as soon as the lease lapses (15 s with
+# the default 10 s timeouts). The sweep's "already enqueued" mark lasts one lease too.
+OUTBOX_SEND_TIMEOUT_SECONDS = max(WEBHOOK_TIMEOUT_SECONDS, float(EMAIL_TIMEOUT))
+OUTBOX_SOFT_TIME_LIMIT = OUTBOX_SEND_TIMEOUT_SECONDS + 2
+OUTBOX_TIME_LIMIT = OUTBOX_SEND_TIMEOUT_SECONDS + 4
+OUTBOX_LEASE_SECONDS = OUTBOX_SEND_TIMEOUT_SECONDS + 5
 
 # ---------------------------------------------------------------- abuse limits
 # API rate limits (handoff_site.ratelimit), in the `limits` notation: "1200/minute",

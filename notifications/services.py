@@ -235,7 +235,7 @@ def notification_claim(*, notification_id, now: datetime | None = None) -> Notif
     """Take a due row for sending (compare-and-swap to SENDING with a lease), or None when
     it is gone, sent, failed, not due, or being sent by someone else."""
     now = now or timezone.now()
-    lease = now + timedelta(seconds=settings.WEBHOOK_LEASE_SECONDS)
+    lease = now + timedelta(seconds=settings.OUTBOX_LEASE_SECONDS)
     try:
         claimed = Notification.objects.due(now).filter(pk=notification_id).update(
             status=Notification.Status.SENDING, lease_until=lease

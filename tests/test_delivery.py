@@ -244,7 +244,7 @@ def test_the_sweep_takes_back_a_lapsed_lease_of_a_crashed_worker(
     delivery.refresh_from_db()
     assert delivery.status == Delivery.Status.SENDING
     deliver_webhook_task(str(delivery.id))  # another copy of the message: the lease holds
-    with time_machine.travel(delivery.created_at + timedelta(seconds=30), tick=False):
+    with time_machine.travel(delivery.lease_until - timedelta(seconds=1), tick=False):
         assert sweep_deliveries_task() == 0  # the lease is live
     assert receiver.requests == []
 
@@ -264,9 +264,9 @@ def test_the_sweep_does_not_flood_a_backed_up_queue(api, hooked, reviewer, recei
     start = delivery.created_at + timedelta(seconds=11)
     with time_machine.travel(start, tick=False):
         assert sweep_deliveries_task() == 1
-    with time_machine.travel(start + timedelta(seconds=15), tick=False):
+    lease = settings.OUTBOX_LEASE_SECONDS
+    with time_machine.travel(start + timedelta(seconds=lease - 1), tick=False):
         assert sweep_deliveries_task() == 0
-    lease = settings.WEBHOOK_LEASE_SECONDS
     with time_machine.travel(start + timedelta(seconds=lease + 1), tick=False):
         assert sweep_deliveries_task() == 1  # the message may be lost: once more
     with time_machine.travel(start + timedelta(seconds=lease + 2), tick=False):

@@ -509,7 +509,7 @@ def test_a_real_worker_fans_out_and_sends_without_holding_up_the_request(
     import time
 
     from django.db import connection
-    from test_celery_worker import Worker, purge_queue
+    from server_stack import Worker, purge_queue
 
     need(bool(os.environ.get("REDIS_URL")), "Redis (REDIS_URL)")
     need(connection.vendor == "postgresql", "PostgreSQL (DATABASE_URL)")
@@ -517,7 +517,7 @@ def test_a_real_worker_fans_out_and_sends_without_holding_up_the_request(
         reviewer, {"halt_created": ["slack", "webhook"]}, slack_url=receiver.url, webhook_url=receiver.url
     )
     purge_queue()
-    worker = Worker(tmp_path)
+    worker = Worker(tmp_path, {"DB_POOL": "0"})
     try:
         worker.wait_ready()
         receiver.script(Reply(200, delay=3), Reply(200, delay=3))  # slow receivers
