@@ -474,7 +474,6 @@ def _insert(escalation, agent, run_id, verdict, priority, rules, domain, now) ->
         escalation.run = run
         escalation.save(force_insert=True)
         _count_against_budget(agent, now)
-        _notable_create(escalation, agent, verdict, now)
         Event.objects.create(
             escalation=escalation,
             kind=Event.Kind.CREATED,
@@ -482,6 +481,7 @@ def _insert(escalation, agent, run_id, verdict, priority, rules, domain, now) ->
             at=now,
             data={"tier": verdict.tier, "tier_reasons": verdict.reasons, "priority": priority.score},
         )
+        _notable_create(escalation, agent, verdict, now)
         if verdict.decided_by_policy and rules.auto_decide:
             _decide_open(
                 escalation,
@@ -562,16 +562,17 @@ def _count_against_budget(agent: Agent, now: datetime) -> None:
 
 
 def _notable_create(escalation: Escalation, agent: Agent, verdict, now: datetime) -> None:
-    """On commit, tell notifications of a new halt and of an agent over its budget.
+    """In the create transaction, tell notifications of a new halt and of an agent over its
+    budget (their outbox rows commit with the escalation).
 
     Over budget is sent for every escalation past the budget (the count read at
     authentication may be stale under concurrency, so "the one that crossed" is not
     knowable here); notifications keeps one per agent and day.
     """
     if verdict.tier == policy.HALT:
-        signals.notable_on_commit("halt_created", escalation=escalation)
+        signals.notable_in_transaction("halt_created", escalation=escalation)
     if agent.budget_used > agent.daily_budget:
-        signals.notable_on_commit(
+        signals.notable_in_transaction(
             "over_budget",
             agent=agent,
             escalation=escalation,
@@ -1059,11 +1060,11 @@ def delivery_record_attempt(
 
 
 def _delivery_failed(escalation: Escalation, delivery: Delivery, now: datetime) -> None:
-    """Inside a transaction: a delivery failed for good. The timeline says so, and on commit
-    notifications are told."""
+    """Inside a transaction: a delivery failed for good. The timeline says so, and
+    notifications are told (their outbox rows commit with it)."""
     data = {"delivery": str(delivery.id), "error": delivery.last_error, "attempts": delivery.attempt_count}
     _record(escalation, Event.Kind.DELIVERY_FAILED, actor="webhook", now=now, data=data)
-    signals.notable_on_commit("delivery_failed", escalation=escalation, data=data)
+    signals.notable_in_transaction("delivery_failed", escalation=escalation, data=data)
 
 
 def delivery_redeliver(*, escalation: Escalation, user=None, now: datetime | None = None) -> Delivery:
@@ -1540,9 +1541,9 @@ def levels_advance(*, now: datetime | None = None) -> int:
     at, so two runs at once move it once, and running again changes nothing. Per move, in
     its own short transaction (a reviewer deciding that row waits for one row's update,
     never for a batch; no lock order to get wrong): the level, level_changed_at, the
-    priority with the level's boost, and a LEVEL_RAISED event naming both levels (several
-    levels due at once: straight to the highest, one step); on commit, a live update and
-    `notable` "level_raised". Returns how many moved.
+    priority with the level's boost, a LEVEL_RAISED event naming both levels (several
+    levels due at once: straight to the highest, one step) and `notable` "level_raised"
+    (the notifications' outbox rows); on commit, a live update. Returns how many moved.
     """
     now = now or timezone.now()
     steps = selectors.level_steps_by_domain()
@@ -1606,7 +1607,7 @@ def _level_raise(escalation: Escalation, steps: list[levels.Step], target: int, 
             },
         )
         events.announce(escalation, "level_raised")
-        signals.notable_on_commit(
+        signals.notable_in_transaction(
             "level_raised", escalation=escalation, data={"level": target, "from": was}
         )
     return True

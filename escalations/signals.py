@@ -1,11 +1,14 @@
 """Named domain events that other apps may act on (notifications, for one).
 
 The domain never imports the apps that listen (DESIGN.md: `reviews` and the like import
-`escalations`, never the reverse). Services send `notable` from `transaction.on_commit`,
-so a receiver only ever sees what was committed, and must not block: receivers enqueue
-Celery tasks and return.
+`escalations`, never the reverse). Services send `notable` inside the transaction of the
+change that causes it (notable_in_transaction), as a decision writes its Delivery row: a
+receiver writes its outbox rows there, so they commit or roll back with the change, and a
+crash right after the commit loses nothing (the outbox's sweep sends whatever was never
+enqueued). Receivers must not block: they write rows, and do their I/O after commit
+(transaction.on_commit, Celery tasks).
 
-    notable.send(sender=None, event="halt_created", escalation=..., data={...})
+    notable_in_transaction("halt_created", escalation=...)
 
 Events (the `event` argument):
 - "halt_created": a new tier-4 escalation (escalation=)
@@ -25,18 +28,17 @@ log = logging.getLogger(__name__)
 notable = Signal()
 
 
-def notable_on_commit(event: str, **kwargs) -> None:
-    """Send `notable` once the current transaction commits (at once outside one).
+def notable_in_transaction(event: str, **kwargs) -> None:
+    """Send `notable` now, inside the current transaction (call it inside the change's own
+    `transaction.atomic()`); nothing is kept if that transaction rolls back.
 
-    Nothing is sent if the transaction rolls back. A receiver that raises is logged, never
-    raised: the write has committed and its answer must not become a 500.
+    The receivers run in a savepoint. One that raises is logged, never raised, and the
+    receivers' writes are undone: the change itself stands and its answer is not a 500.
     """
-
-    def send() -> None:
-        for receiver, result in notable.send_robust(sender=None, event=event, **kwargs):
-            if isinstance(result, Exception):
-                log.error(
-                    "notable %s: receiver %r failed", event, receiver, exc_info=result
-                )
-
-    transaction.on_commit(send)
+    try:
+        with transaction.atomic():
+            for receiver, result in notable.send_robust(sender=None, event=event, **kwargs):
+                if isinstance(result, Exception):
+                    log.error("notable %s: receiver %r failed", event, receiver, exc_info=result)
+    except Exception:  # a receiver left the savepoint unusable (a failed query)
+        log.exception("notable %s: a receiver's writes failed and were undone", event)

@@ -15,7 +15,7 @@ from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from escalations.models import Agent, Decision, Escalation, Event, FlagReview, GateCheck, Run
-from escalations.signals import notable
+from escalations.signals import notable_in_transaction
 
 from . import selectors, stats
 from .models import (
@@ -299,8 +299,8 @@ def rollups_refresh(*, now: datetime | None = None) -> int:
 
 def drift_check(*, now: datetime | None = None) -> list[DriftAlert]:
     """Raise a DriftAlert for each agent drifting this week (selectors.drift_report) that
-    has none for this week yet, and on commit send `notable` (event="drift_alert") for
-    each new one. The unique (agent, week_start) makes it once per agent-week, even with
+    has none for this week yet, and send `notable` (event="drift_alert") for each new one
+    in its transaction. The unique (agent, week_start) makes it once per agent-week, even with
     two checks running at once. Returns the alerts created by this call."""
     report = selectors.drift_report(now=now or timezone.now())
     created = []
@@ -321,16 +321,15 @@ def drift_check(*, now: datetime | None = None) -> list[DriftAlert]:
                 },
             )
             if was_created:
-                transaction.on_commit(lambda alert=alert: _announce_drift(alert.pk))
+                _announce_drift(alert)
                 created.append(alert)
     return created
 
 
-def _announce_drift(alert_id: int) -> None:
-    alert = DriftAlert.objects.select_related("agent").get(pk=alert_id)
-    notable.send(
-        sender=DriftAlert,
-        event="drift_alert",
+def _announce_drift(alert: DriftAlert) -> None:
+    """In the alert's transaction: the notifications' outbox rows commit with it."""
+    notable_in_transaction(
+        "drift_alert",
         agent=alert.agent,
         data={
             "week_start": alert.week_start.isoformat(),

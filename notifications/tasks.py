@@ -1,4 +1,5 @@
-"""Celery tasks of notifications: fan an event out, send one message, sweep the stragglers.
+"""Celery tasks of notifications: send one message, sweep the stragglers (the rows are
+written in the transaction of the event, notifications.receivers).
 
 Ids in, services do the work; every task is safe to run twice, late, or on a row that is
 gone (rows are keyed per event and claimed by compare-and-swap).
@@ -9,6 +10,8 @@ import logging
 from celery import shared_task
 from django.utils import timezone
 
+from escalations.tasks import OUTBOX_SEND_TASK, enqueue_send, follow_lease
+
 from . import channels, services
 from .models import Notification
 
@@ -18,23 +21,15 @@ log = logging.getLogger(__name__)
 COUNTDOWN_LIMIT_SECONDS = 300
 
 
-@shared_task(ignore_result=True, acks_late=True, reject_on_worker_lost=True)
-def fan_out_task(kind: str, escalation_id: str | None = None, agent_id: int | None = None, data=None) -> int:
-    """Create the outbox rows of one notable event and enqueue their sending. Returns how many."""
-    return len(
-        services.notifications_fan_out(
-            kind=kind, escalation_id=escalation_id, agent_id=agent_id, data=data or {}
-        )
-    )
-
-
-@shared_task(ignore_result=True, acks_late=True, reject_on_worker_lost=True)
-def send_notification_task(notification_id: str) -> None:
+@shared_task(**OUTBOX_SEND_TASK)
+def send_notification_task(self, notification_id: str) -> None:
     """Send one row if it is due and nobody else is sending it; record the attempt. A
     transient failure due again within COUNTDOWN_LIMIT_SECONDS is re-enqueued with a
-    countdown; a failed channel never holds up another row (each row is its own task)."""
+    countdown; a failed channel never holds up another row (each row is its own task). A
+    message put back after its worker child died comes back when the lease lapses."""
     notification = services.notification_claim(notification_id=notification_id)
     if notification is None:
+        follow_lease(self, Notification, notification_id)
         return
     result = channels.send(notification)
     try:
@@ -50,12 +45,7 @@ def send_notification_task(notification_id: str) -> None:
 
 
 def _enqueue_send(notification_id: str, countdown: float = 0) -> bool:
-    try:
-        send_notification_task.apply_async((notification_id,), countdown=countdown)
-    except Exception as exc:
-        log.warning("notification %s not enqueued (%s); the sweep will retry", notification_id, exc)
-        return False
-    return True
+    return enqueue_send(send_notification_task, notification_id, countdown=countdown)
 
 
 @shared_task(ignore_result=True)

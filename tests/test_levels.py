@@ -9,7 +9,7 @@ import time_machine
 from conftest import make_user, post_package
 from test_concurrency import run_at_once
 
-from escalations import levels, policy, services, signals
+from escalations import levels, policy, services
 from escalations.levels import Step
 from escalations.models import Escalation, EscalationLevel, Event, Policy
 from escalations.tasks import advance_levels_task
@@ -192,28 +192,23 @@ def test_runs_at_once_raise_each_escalation_exactly_once(agent_with_token):
 
 
 @pytest.mark.django_db
-def test_the_level_is_announced_to_notifications_only_once_committed(
+def test_the_level_is_announced_to_notifications_in_its_own_transaction(
     api, django_capture_on_commit_callbacks
 ):
-    make_levels()
+    """notifications writes its outbox rows in the level's transaction (issue 9): a crash
+    after the commit cannot lose them."""
+    from notifications.models import Notification
+
+    bob = make_user("bob", "reviewer")
+    make_levels(notify=[bob])
     escalation = post_package(api)
-    heard = []
 
-    def spy(sender, **kwargs):
-        heard.append(kwargs)
+    with django_capture_on_commit_callbacks(execute=False):  # nothing after commit runs
+        services.levels_advance(now=escalation.created_at + timedelta(minutes=30))
 
-    signals.notable.connect(spy)
-    try:
-        with django_capture_on_commit_callbacks(execute=False) as callbacks:
-            services.levels_advance(now=escalation.created_at + timedelta(minutes=30))
-            assert heard == []
-        for callback in callbacks:
-            callback()
-    finally:
-        signals.notable.disconnect(spy)
-    (told,) = [h for h in heard if h["event"] == "level_raised"]
-    assert told["escalation"].pk == escalation.pk
-    assert told["data"] == {"level": 2, "from": 1}
+    (row,) = Notification.objects.filter(kind="level_raised")
+    assert (row.user, row.channel, row.status, row.escalation_id) == (bob, "email", "pending", escalation.pk)
+    assert row.key.startswith(f"level_raised:{escalation.pk}:2:")
 
 
 @pytest.mark.django_db

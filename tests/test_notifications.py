@@ -28,7 +28,7 @@ from escalations.models import Escalation, Event, Policy
 from escalations.schemas import EscalationIn
 from notifications import services as notify
 from notifications.models import Notification, NotificationPreference
-from notifications.tasks import fan_out_task, send_notification_task, sweep_notifications_task
+from notifications.tasks import send_notification_task, sweep_notifications_task
 
 pytestmark = pytest.mark.django_db
 
@@ -152,7 +152,9 @@ def test_managers_named_by_the_domain_are_the_only_ones_told(
     escalation = post_package(api)
 
     with django_capture_on_commit_callbacks(execute=True):
-        fan_out_task("delivery_failed", str(escalation.pk), None, {"delivery": "d-1", "attempts": 3})
+        notify.notifications_fan_out(
+            kind="delivery_failed", escalation_id=str(escalation.pk), data={"delivery": "d-1", "attempts": 3}
+        )
 
     assert [m.to for m in mail.outbox] == [["nadia@example.com"]]
 
@@ -176,8 +178,8 @@ def test_an_agent_over_budget_is_told_once_a_day(agent, manager, eager, django_c
 def test_a_failing_receiver_is_retried_with_backoff_until_it_answers(reviewer, agent):
     with Receiver(script=[500, 503, 200]) as hook:
         prefer(reviewer, {"halt_created": ["slack"]}, slack_url=hook.url)
-        escalation = post_package(AgentClient(services.token_issue(agent=agent)), **HALT)
-        (row_id,) = notify.notifications_fan_out(kind="halt_created", escalation_id=str(escalation.pk))
+        post_package(AgentClient(services.token_issue(agent=agent)), **HALT)
+        row_id = str(sent(reviewer)[0].pk)  # written with the escalation, not sent yet
 
         send_notification_task(row_id)
         row = Notification.objects.get(pk=row_id)
@@ -209,14 +211,14 @@ def test_a_notification_is_given_up_after_its_attempts_or_at_once_when_refused(r
         prefer(reviewer, {"halt_created": ["slack"]}, slack_url=hook.url)
         api = AgentClient(services.token_issue(agent=agent))
         first = post_package(api, run_id="one", **HALT)
-        (row_id,) = notify.notifications_fan_out(kind="halt_created", escalation_id=str(first.pk))
+        row_id = str(Notification.objects.get(escalation=first).pk)
         send_notification_task(row_id)
         send_notification_task(row_id)
         assert Notification.objects.get(pk=row_id).status == "failed"
         assert Notification.objects.get(pk=row_id).attempts == 2
 
         second = post_package(api, run_id="two", **HALT)
-        (row_id,) = notify.notifications_fan_out(kind="halt_created", escalation_id=str(second.pk))
+        row_id = str(Notification.objects.get(escalation=second).pk)
         send_notification_task(row_id)
         row = Notification.objects.get(pk=row_id)
         assert (row.status, row.attempts, row.last_error[:8]) == ("failed", 1, "HTTP 404")
@@ -247,7 +249,7 @@ def test_the_sweep_sends_what_a_lost_message_left_behind(reviewer, agent, eager)
     with Receiver() as hook:
         prefer(reviewer, {"halt_created": ["slack"]}, slack_url=hook.url)
         escalation = post_package(AgentClient(services.token_issue(agent=agent)), **HALT)
-        (row_id,) = notify.notifications_fan_out(kind="halt_created", escalation_id=str(escalation.pk))
+        row_id = str(Notification.objects.get(escalation=escalation).pk)  # its task was lost
         assert sweep_notifications_task() == 0  # fresh: left to its own task for a moment
         with time_machine.travel(timezone.now() + timedelta(seconds=30), tick=False):
             assert sweep_notifications_task() == 1
@@ -301,8 +303,8 @@ def test_a_drift_alert_reaches_the_managers_with_its_numbers(
 ):
     numbers = {"this_week": 40, "usual": 9.5, "p_value": 0.0004}
     with django_capture_on_commit_callbacks(execute=True):
-        fan_out_task("drift_alert", None, agent.pk, numbers)
-        fan_out_task("drift_alert", None, agent.pk, numbers)
+        notify.notifications_fan_out(kind="drift_alert", agent_id=agent.pk, data=numbers)
+        notify.notifications_fan_out(kind="drift_alert", agent_id=agent.pk, data=numbers)
 
     (message,) = mail.outbox
     assert message.subject == "Drift alert: agent-007"
@@ -332,29 +334,23 @@ def test_a_drift_alert_from_insights_reads_as_a_sentence_once_a_week(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_notable_events_are_sent_only_once_committed(agent_with_token):
+def test_an_events_outbox_rows_commit_or_roll_back_with_its_change(agent_with_token, reviewer):
     ensure_default_policies()
+    prefer(reviewer, {"halt_created": ["email"]})
     api = AgentClient(agent_with_token[1])
-    heard = []
+    package = make_package(**HALT)
+    with pytest.raises(RuntimeError), transaction.atomic():
+        services.escalation_create(
+            agent=agent_with_token[0], package=EscalationIn.model_validate(package), body=package
+        )
+        assert Notification.objects.count() == 1  # written in the change's transaction
+        raise RuntimeError("rolled back")
+    assert not Escalation.objects.exists()
+    assert not Notification.objects.exists()
 
-    def spy(sender, **kwargs):
-        heard.append(kwargs["event"])
-
-    signals.notable.connect(spy)
-    try:
-        package = make_package(**HALT)
-        with pytest.raises(RuntimeError), transaction.atomic():
-            services.escalation_create(
-                agent=agent_with_token[0], package=EscalationIn.model_validate(package), body=package
-            )
-            raise RuntimeError("rolled back")
-        assert heard == []
-        assert not Escalation.objects.exists()
-
-        post_package(api, **HALT)  # the API's own transaction commits
-        assert heard == ["halt_created"]
-    finally:
-        signals.notable.disconnect(spy)
+    escalation = post_package(api, **HALT)  # the API's own transaction commits
+    (row,) = sent(reviewer)
+    assert (row.kind, row.channel, row.escalation_id) == ("halt_created", "email", escalation.pk)
 
 
 def test_a_receiver_that_fails_never_fails_the_write(api, caplog, django_capture_on_commit_callbacks):
@@ -370,6 +366,25 @@ def test_a_receiver_that_fails_never_fails_the_write(api, caplog, django_capture
     assert response.status_code == 201
     assert "notable halt_created: receiver" in caplog.text
     assert "receiver down" in caplog.text
+
+
+def test_a_receiver_whose_query_fails_never_fails_the_write(api, reviewer, caplog):
+    from django.db import connection
+
+    prefer(reviewer, {"halt_created": ["email"]})
+
+    def broken(sender, **kwargs):
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1 / 0")  # the transaction would be unusable after this
+
+    signals.notable.connect(broken)
+    try:
+        response = api.escalate(make_package(**HALT))
+    finally:
+        signals.notable.disconnect(broken)
+    assert response.status_code == 201
+    assert Escalation.objects.filter(pk=response.json()["id"]).exists()
+    assert "notable halt_created" in caplog.text
 
 
 # ---------------------------------------------------------------- the preferences page
@@ -604,3 +619,61 @@ def test_a_broker_outage_at_commit_delays_a_notification_but_never_loses_it(
     row.refresh_from_db()
     assert row.status == "sent"
     assert Event.objects.filter(escalation=escalation, kind=Event.Kind.NOTIFIED).count() == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_crash_between_commit_and_enqueue_never_loses_a_notification(agent_with_token, reviewer):
+    """Issue 9: a process creates a halt and is SIGKILLed by the first thing that runs after
+    its commit, before anything is enqueued. The outbox row committed with the escalation,
+    and beat's sweep sends it."""
+    import signal
+    import subprocess
+    import sys
+
+    from django.db import connection
+    from server_stack import BASE_DIR, app_env
+
+    need(connection.vendor == "postgresql", "PostgreSQL (DATABASE_URL)")
+    agent = agent_with_token[0]
+    with Receiver() as hook:
+        prefer(reviewer, {"halt_created": ["slack"]}, slack_url=hook.url)
+        package = make_package(**HALT)
+        code = f"""
+import json, os, signal, django
+django.setup()
+from django.db import transaction
+from escalations import services
+from escalations.models import Agent
+from escalations.schemas import EscalationIn
+package = json.loads({json.dumps(json.dumps(package))})
+with transaction.atomic():
+    # The first callback after the commit kills the process: nothing is ever enqueued.
+    transaction.on_commit(lambda: os.kill(os.getpid(), signal.SIGKILL))
+    services.escalation_create(
+        agent=Agent.objects.get(pk={agent.pk}), package=EscalationIn.model_validate(package), body=package
+    )
+raise SystemExit("still alive after the commit")
+"""
+        died = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=BASE_DIR,
+            env=app_env(DB_POOL="0", DJANGO_SETTINGS_MODULE="handoff_site.settings"),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert died.returncode == -signal.SIGKILL, (died.returncode, died.stdout, died.stderr)
+
+        escalation = Escalation.objects.get()  # the change committed
+        (row,) = sent(reviewer)  # and so did its notification, though nothing was enqueued
+        assert (row.escalation_id, row.channel, row.status, row.attempts) == (escalation.pk, "slack", "pending", 0)
+        assert hook.requests == []
+        # Beat's sweep, past the grace period, sends it.
+        with time_machine.travel(timezone.now() + timedelta(seconds=30), tick=False):
+            (row_id,) = notify.notifications_sweep()
+        send_notification_task(row_id)
+        (request,) = hook.wait_for(1)
+    assert "Drop the users table?" in request.json()["text"]
+    row.refresh_from_db()
+    assert row.status == "sent"
