@@ -10,6 +10,7 @@ Under ASGI (uvicorn) waiting costs a coroutine; the WSGI wrapper exists so that 
 that reaches gunicorn still honours the contract, holding a worker while it waits.
 """
 
+import logging
 import re
 import uuid
 from collections.abc import Callable
@@ -19,10 +20,14 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import close_old_connections, connection
+from django.http import HttpResponse
 
 from . import selectors, wakeup
 from .api import agent_read_answer
 from .models import AgentToken, Decision, Escalation, hash_token
+from .problems import DATABASE_DOWN, database_unavailable
+
+log = logging.getLogger(__name__)
 
 ESCALATION_PATH = re.compile(r"^/api/v1/escalations/([0-9a-fA-F-]{36})/?$")
 DECISIONS_PATH = re.compile(r"^/api/v1/decisions/?$")
@@ -154,16 +159,25 @@ class LongPollMiddleware:
                 scope["method"], scope["path"], scope.get("query_string", b"").decode("latin-1"), authorization
             )
             if wait is not None:
-                target = await _target_async(wait)
-                if target is not None:
-                    await wakeup.wait_for(
-                        [target.key], wait.seconds, lambda: _still_waiting_async(target)
-                    )
-                    if target.escalation_id is not None and await self._answer(
-                        wait, headers.get(b"if-none-match", b"").decode("latin-1"), send
-                    ):
+                try:
+                    if await self._wait(wait, headers, send):
                         return
+                except DATABASE_DOWN as exc:
+                    # Answered here, at once: Django would only wait on the pool again.
+                    log.warning("long-poll on %s: the database is unavailable (%s)", scope["path"], exc)
+                    await _send(send, database_unavailable().response())
+                    return
         await self.app(scope, receive, send)
+
+    async def _wait(self, wait: Wait, headers: dict, send) -> bool:
+        """Wait when there is something to wait for; True when the answer has been sent."""
+        target = await _target_async(wait)
+        if target is None:
+            return False
+        await wakeup.wait_for([target.key], wait.seconds, lambda: _still_waiting_async(target))
+        return target.escalation_id is not None and await self._answer(
+            wait, headers.get(b"if-none-match", b"").decode("latin-1"), send
+        )
 
     async def _answer(self, wait: Wait, if_none_match: str, send) -> bool:
         """Answer a finished escalation wait here, as the view would, without Django's
@@ -173,16 +187,24 @@ class LongPollMiddleware:
         if found is None:
             return False
         status, headers, body = agent_read_answer(found, if_none_match)
-        headers = {**SECURITY_HEADERS, **headers, "Content-Length": str(len(body))}
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [(k.lower().encode(), v.encode("latin-1")) for k, v in headers.items()],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await _send_raw(send, status, headers, body)
         return True
+
+
+async def _send(send, response: HttpResponse) -> None:
+    await _send_raw(send, response.status_code, dict(response.items()), response.content)
+
+
+async def _send_raw(send, status: int, headers: dict[str, str], body: bytes) -> None:
+    headers = {**SECURITY_HEADERS, **headers, "Content-Length": str(len(body))}
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(k.lower().encode(), v.encode("latin-1")) for k, v in headers.items()],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 class SyncLongPollMiddleware:
@@ -204,6 +226,9 @@ class SyncLongPollMiddleware:
                 target = _target(wait)
                 if target is not None:
                     wakeup.wait_for_sync([target.key], wait.seconds, lambda: _still_waiting(target))
+            except DATABASE_DOWN as exc:
+                # Django answers it: a 503 while the database is still down (handoff_site.outage).
+                log.warning("long-poll on %s: the database is unavailable (%s)", environ.get("PATH_INFO"), exc)
             finally:
                 connection.close()  # back to the pool while the view is not running
         return self.app(environ, start_response)

@@ -5,6 +5,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.db import InterfaceError, OperationalError
 from django.http import HttpResponse
 
 PROBLEM_BASE = "https://handoff.dev/problems/"
@@ -68,6 +69,18 @@ class Problem(Exception):
         for name, value in self.headers.items():
             response[name] = value
         return response
+
+
+# The database is unreachable (stopped, restarting, no pooled connection within
+# DB_POOL_TIMEOUT): Django raises these for every such case. Answered 503 with Retry-After,
+# never 500 (handoff_site.outage has the whole rule).
+DATABASE_DOWN = (OperationalError, InterfaceError)
+RETRY_AFTER_SECONDS = 5
+UNAVAILABLE_DETAIL = "The database is unavailable for a moment. Try again shortly."
+
+
+def database_unavailable() -> Problem:
+    return Problem(503, UNAVAILABLE_DETAIL, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
 
 def invalid(errors: list[FieldError], *, type: str = "", title: str = "") -> Problem:

@@ -13,7 +13,7 @@ from escalations.api import router as agent_router
 from escalations.problems import BadJson, Problem, from_pydantic, invalid, read_json, unstorable
 from reviews.api import router as review_router
 
-from . import openapi
+from . import openapi, outage
 
 log = logging.getLogger(__name__)
 
@@ -105,5 +105,7 @@ def on_http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
 
 @api.exception_handler(Exception)
 def on_unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
+    if outage.is_database_down(exc):
+        return outage.response(request, exc)  # 503 problem+json with Retry-After
     log.error("API error on %s %s", request.method, request.path, exc_info=exc)
     return _problem(request, Problem(500, "Something went wrong on our side; it has been logged."))

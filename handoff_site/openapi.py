@@ -4,10 +4,10 @@ ninja describes each operation from its signature and its declared responses. Wh
 server does around the views is added here, in one place, so the document says what the
 server does (tests/test_schemathesis.py holds every answer to it):
 - every error is application/problem+json (escalations.problems), with the statuses that
-  the middleware, the parser and the rate limits give any operation (400, 401, 413, 415,
-  429), beside the ones each operation declares;
+  the middleware, the parser, the rate limits and a database outage give any operation
+  (400, 401, 413, 415, 429, 503), beside the ones each operation declares;
 - the response headers: the agent's budget on every answer to an agent, ETag and Location,
-  WWW-Authenticate on 401, Retry-After on 429;
+  WWW-Authenticate on 401, Retry-After on 429 and 503;
 - 405 (with Allow) for a method a path does not take;
 - the webhooks the server sends (OpenAPI 3.1 `webhooks`).
 """
@@ -28,6 +28,7 @@ ANY_OPERATION = {
     401: "No token, or an unknown or revoked one.",
     413: "The body is over 1 MiB (Content-Length or chunked).",
     429: "Rate limited: wait Retry-After seconds.",
+    503: "The database is unavailable for a moment (a restart): wait Retry-After seconds.",
 }
 WITH_BODY = {
     415: "The body is not application/json.",
@@ -98,9 +99,10 @@ def _complete_operation(operation: dict, problem_ref: str) -> None:
     headers_for = {status: responses[status].setdefault("headers", {}) for status in responses}
 
     headers_for["401"]["WWW-Authenticate"] = _header("Bearer realm=\"handoff\"", {"type": "string"})
-    headers_for["429"]["Retry-After"] = _header(
-        "Seconds to wait before trying again.", {"type": "integer", "minimum": 0}
-    )
+    for status in ("429", "503"):
+        headers_for[status]["Retry-After"] = _header(
+            "Seconds to wait before trying again.", {"type": "integer", "minimum": 0}
+        )
     name = operation["operationId"].rsplit("_api_", 1)[-1]
     if name in ETAG_OPERATIONS:
         for status in responses:

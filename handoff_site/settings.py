@@ -180,9 +180,16 @@ TEMPLATES = [
 
 # ---------------------------------------------------------------- database
 if DATABASE_URL:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+    # A database that goes away mid-run costs 503s (handoff_site.outage), and its return is
+    # noticed on its own: with health checks the pool tries a connection (an empty query)
+    # before lending it, so those a restart broke are replaced, never handed to a request.
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0, conn_health_checks=True)}
     if env("TEST_DATABASE_NAME", ""):  # so two test runs on one server do not collide
         DATABASES["default"]["TEST"] = {"NAME": env("TEST_DATABASE_NAME", "")}
+    postgres_options = DATABASES["default"].setdefault("OPTIONS", {})
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        # An unreachable server fails a connection attempt in seconds, not TCP's minutes.
+        postgres_options.setdefault("connect_timeout", 5)
     if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool(
         "DB_POOL", default=True
     ):
@@ -190,15 +197,22 @@ if DATABASE_URL:
         # Server-side binding lets PostgreSQL prepare the hot statements once per pooled
         # connection instead of planning every query (measured: a joined read 1.17 -> 0.50 ms).
         server_side_binding = env_bool("DB_SERVER_SIDE_BINDING", default=True)
-        DATABASES["default"]["OPTIONS"] = {
-            "server_side_binding": server_side_binding,
-            "prepare_threshold": 2 if server_side_binding else None,
-            "pool": {
-                "min_size": env_int("DB_POOL_MIN", 1),
-                "max_size": env_int("DB_POOL_MAX", 10),
-                "timeout": env_int("DB_POOL_TIMEOUT", 10),
+        postgres_options.update(
+            {
+                "server_side_binding": server_side_binding,
+                "prepare_threshold": 2 if server_side_binding else None,
+                "pool": {
+                    "min_size": env_int("DB_POOL_MIN", 1),
+                    "max_size": env_int("DB_POOL_MAX", 10),
+                    # How long a request waits for a connection before it answers 503.
+                    "timeout": env_int("DB_POOL_TIMEOUT", 3),
+                    # Reconnection gives up after 2 s and the next request starts afresh, so
+                    # the pool reconnects within a second or two of the database's return,
+                    # not after a backoff grown (1, 2, 4, 8 s...) through the whole outage.
+                    "reconnect_timeout": 2,
+                },
             }
-        }
+        )
 else:
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {

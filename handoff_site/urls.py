@@ -10,6 +10,10 @@ def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"ok": True})
 
 
+# An error nothing else caught (a view, a middleware, the session): a database outage is
+# a 503 there, not a 500 (handoff_site.outage).
+handler500 = "handoff_site.outage.server_error"
+
 urlpatterns = [
     path("api/v1/", api.urls),
     path("admin/", admin.site.urls),

@@ -1,0 +1,74 @@
+"""The database is unreachable: answer 503 at once, and recover on our own.
+
+A request that cannot reach PostgreSQL (stopped, restarting, or no pooled connection came
+within DB_POOL_TIMEOUT) is answered `503 Service Unavailable` with `Retry-After`:
+problem+json under /api/, the product's own page elsewhere; never a 500, never a hang.
+The pool checks a connection before lending it and replaces the broken ones, so once the
+database is back the next requests succeed, without restarting the app (settings, "database").
+
+One rule (escalations.problems.DATABASE_DOWN), applied wherever such an error surfaces: a
+page's view, middleware or session (handler500: `server_error`; with DEBUG on, Django's
+debug page instead), the agent API (its exception handler) and the long-poll front
+(escalations.longpoll).
+"""
+
+import logging
+import sys
+
+from django.http import HttpRequest, HttpResponse
+from django.template.loader import render_to_string
+from django.views import defaults
+
+from escalations.problems import (
+    DATABASE_DOWN,
+    RETRY_AFTER_SECONDS,
+    UNAVAILABLE_DETAIL,
+    database_unavailable,
+)
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/api/"
+_FALLBACK_PAGE = (
+    "<!doctype html><html lang=en><meta charset=utf-8><title>Unavailable · Handoff</title>"
+    "<h1>Handoff is unavailable for a moment</h1><p>" + UNAVAILABLE_DETAIL + "</p></html>"
+)
+
+
+def is_database_down(exc: BaseException | None) -> bool:
+    return isinstance(exc, DATABASE_DOWN)
+
+
+def page() -> HttpResponse:
+    """The product's 503 page. Rendered without the request: its context processors and
+    the signed-in user all need the database."""
+    try:
+        body = render_to_string("503.html", {"detail": UNAVAILABLE_DETAIL})
+    except Exception:  # a template that grew a database lookup must not turn this into a 500
+        log.exception("the 503 page could not be rendered; sending the plain one")
+        body = _FALLBACK_PAGE
+    response = HttpResponse(body, status=503)
+    response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
+
+
+def response(request: HttpRequest, exc: BaseException) -> HttpResponse:
+    """The 503 for `request`, logged once (a warning: the database, not our code)."""
+    log.warning(
+        "database unavailable on %s %s: %s: %s",
+        request.method, request.path, type(exc).__name__, str(exc).strip()[:200],
+    )
+    if request.path.startswith(API_PREFIX):
+        return database_unavailable().response()
+    return page()
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """handler500: an error no view caught (a middleware, the session, a template). A
+    database outage is a 503 here too; anything else is Django's plain 500 (which the API
+    middleware turns into problem+json under /api/)."""
+    exc = sys.exc_info()[1]  # handler500 runs inside the except block (asgiref keeps it)
+    if is_database_down(exc):
+        return response(request, exc)
+    return defaults.server_error(request)
+
