@@ -860,19 +860,21 @@ def _enqueue_delivery(task, delivery_id: str) -> None:
         )
 
 
-def delivery_claim(*, delivery_id, now: datetime | None = None) -> Delivery | None:
+def delivery_claim(
+    *, delivery_id, lease_seconds: float | None = None, now: datetime | None = None
+) -> Delivery | None:
     """Take a due delivery for sending (compare-and-swap), or None if it is not ours to send.
 
     None when the row is gone, already delivered or failed, not yet due, or held by a live
-    lease (another worker is sending it). The lease (OUTBOX_LEASE_SECONDS) outlives one
-    attempt; when it lapses, the sweep gives the row to another worker.
+    lease (another worker is sending it). The lease (`lease_seconds`, by default
+    OUTBOX_LEASE_SECONDS) outlives one attempt; when it lapses, the row is sent again.
     """
     now = now or timezone.now()
     try:
         delivery_id = uuid.UUID(str(delivery_id))
     except ValueError:
         return None
-    lease = now + timedelta(seconds=settings.OUTBOX_LEASE_SECONDS)
+    lease = now + timedelta(seconds=lease_seconds or settings.OUTBOX_LEASE_SECONDS)
     at = connection.ops.adapt_datetimefield_value
     with connection.cursor() as cursor:
         cursor.execute(

@@ -56,7 +56,7 @@ def deliver_webhook_task(self, delivery_id: str) -> None:
     (follow_lease). Not ours, not due, gone, or a malformed id: returns without doing
     anything. Only a database outage raises (the row stays due, and the sweep sends it).
     """
-    delivery = services.delivery_claim(delivery_id=delivery_id)
+    delivery = services.delivery_claim(delivery_id=delivery_id, lease_seconds=lease_seconds(self))
     if delivery is None:
         follow_lease(self, Delivery, delivery_id)
         return
@@ -102,6 +102,14 @@ def enqueue_send(task, row_id: str, *, countdown: float = 0) -> bool:
         )
         return False
     return True
+
+
+def lease_seconds(task) -> float:
+    """The lease for this attempt: past its hard time limit as its message carries it (the
+    sender's settings stamp it), so a live worker never loses its lease even where the
+    sender and this worker were configured differently."""
+    hard = (task.request.timelimit or (None, None))[0] or settings.OUTBOX_TIME_LIMIT
+    return max(settings.OUTBOX_LEASE_SECONDS, float(hard) + 1)
 
 
 def follow_lease(task, model, row_id: str) -> None:

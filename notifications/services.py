@@ -231,11 +231,14 @@ def _enqueue_sends(ids: list[str]) -> None:
 # ---------------------------------------------------------------- sending
 
 
-def notification_claim(*, notification_id, now: datetime | None = None) -> Notification | None:
-    """Take a due row for sending (compare-and-swap to SENDING with a lease), or None when
-    it is gone, sent, failed, not due, or being sent by someone else."""
+def notification_claim(
+    *, notification_id, lease_seconds: float | None = None, now: datetime | None = None
+) -> Notification | None:
+    """Take a due row for sending (compare-and-swap to SENDING with a lease of
+    `lease_seconds`, by default OUTBOX_LEASE_SECONDS), or None when it is gone, sent,
+    failed, not due, or being sent by someone else."""
     now = now or timezone.now()
-    lease = now + timedelta(seconds=settings.OUTBOX_LEASE_SECONDS)
+    lease = now + timedelta(seconds=lease_seconds or settings.OUTBOX_LEASE_SECONDS)
     try:
         claimed = Notification.objects.due(now).filter(pk=notification_id).update(
             status=Notification.Status.SENDING, lease_until=lease

@@ -10,7 +10,7 @@ import logging
 from celery import shared_task
 from django.utils import timezone
 
-from escalations.tasks import OUTBOX_SEND_TASK, enqueue_send, follow_lease
+from escalations.tasks import OUTBOX_SEND_TASK, enqueue_send, follow_lease, lease_seconds
 
 from . import channels, services
 from .models import Notification
@@ -27,7 +27,9 @@ def send_notification_task(self, notification_id: str) -> None:
     transient failure due again within COUNTDOWN_LIMIT_SECONDS is re-enqueued with a
     countdown; a failed channel never holds up another row (each row is its own task). A
     message put back after its worker child died comes back when the lease lapses."""
-    notification = services.notification_claim(notification_id=notification_id)
+    notification = services.notification_claim(
+        notification_id=notification_id, lease_seconds=lease_seconds(self)
+    )
     if notification is None:
         follow_lease(self, Notification, notification_id)
         return

@@ -5,7 +5,9 @@ from a script, one step per request, then `default` once the script runs out:
 - an int: that status code;
 - `Reply(status, delay=..., body=...)`: wait `delay` seconds first (a slow or hanging
   agent; `release()` or `close()` ends the wait early);
-- `CLOSE`: drop the connection without answering.
+- `CLOSE`: drop the connection without answering;
+- `TRICKLE`: the status line, then a header line every 0.5 s until released (a server that
+  never finishes answering, yet never lets a per-read timeout fire).
 
     with Receiver(script=[500, 200]) as receiver:
         agent.resume_url = receiver.url
@@ -32,6 +34,7 @@ class Reply:
 
 
 CLOSE = "close"
+TRICKLE = "trickle"
 
 
 @dataclass
@@ -88,6 +91,15 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if step == TRICKLE:
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+                self.wfile.flush()
+                while not receiver._stopping.wait(0.5):
+                    self.wfile.write(b"X-Still-Thinking: yes\r\n")
+                    self.wfile.flush()
             return
         reply = step if isinstance(step, Reply) else Reply(int(step))
         if reply.delay and receiver._stopping.wait(reply.delay):

@@ -17,7 +17,7 @@ from conftest import free_port, make_package, need
 from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
-from receiver import Reply
+from receiver import TRICKLE, Reply
 from server_stack import Beat, Worker, children_of, is_dead, purge_queue, socket_owner, wait_until
 
 from escalations import webhooks
@@ -202,6 +202,41 @@ def test_a_whole_worker_killed_mid_post_is_retried_within_30_s(
         beat.stop()
     print(f"\nwhole worker SIGKILLed mid-POST -> retried in {crash_to_retry:.1f} s (beat's sweep)")
     assert crash_to_retry < CRASH_TO_RETRY_SECONDS
+
+
+def test_an_attempt_is_cut_at_its_time_limit_so_a_live_worker_never_loses_its_lease(
+    workers, api, hooked, reviewer_api, receiver, settings
+):
+    """A server that trickles its answer slips past every per-read timeout: the send task's
+    soft time limit (timeout + 2 s) cuts the attempt, which is recorded and retried, before
+    the lease (timeout + 5 s) could lapse and let a second worker send it at the same time."""
+    receiver.script(TRICKLE)
+    worker = workers()
+    worker.wait_ready()
+    escalation = escalate(api)
+    assert reviewer_api(escalation.pk).status_code == 201
+    (held,) = receiver.wait_for(1, timeout=10)
+
+    attempt = wait_until(
+        lambda: DeliveryAttempt.objects.filter(delivery__escalation=escalation).first(),
+        timeout=settings.OUTBOX_LEASE_SECONDS + 5,
+        what="the attempt to be cut and recorded",
+        log=worker.log,
+    )
+    recorded = time.monotonic()
+    assert attempt.status_code is None
+    assert "the attempt's time limit" in attempt.error, attempt.error
+    soft_limit_ms = settings.OUTBOX_SOFT_TIME_LIMIT * 1000
+    assert soft_limit_ms - 500 <= attempt.duration_ms < soft_limit_ms + 2000, attempt.duration_ms
+    assert recorded - held.at < settings.OUTBOX_LEASE_SECONDS  # the lease never lapsed
+    assert Delivery.objects.get(escalation=escalation).status == Delivery.Status.RETRYING
+    # Retried by its countdown (a 200 now) by the same live worker: one attempt at a time.
+    wait_until(lambda: status_of(escalation) == "resumed", timeout=15, what="the retry", log=worker.log)
+    first, second = receiver.requests
+    assert first is held and second.at > recorded - 1 and second.answered == 200
+    assert worker.alive()
+    receiver.release()
+    print(f"\na trickling receiver's attempt was cut after {attempt.duration_ms / 1000:.1f} s")
 
 
 def test_a_broker_outage_at_commit_degrades_but_never_loses(
