@@ -1,6 +1,7 @@
 """Handoff's production shape as real subprocesses, for the fault tests: a private
-redis-server that a test may stop and start again, uvicorn (as production serves websockets
-and long-polls), a Celery worker and Celery beat, all on the test database.
+redis-server and a private PostgreSQL cluster that a test may stop and start again, uvicorn
+(as production serves websockets and long-polls), a Celery worker and Celery beat, all on
+the test database unless told otherwise.
 
 Every process writes its output to a file beside the test (shown when an assertion fails)
 and runs in a process group of its own, so stop() ends it with whatever it forked.
@@ -10,12 +11,17 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
 
@@ -56,6 +62,69 @@ def children_of(pid: int) -> list[int]:
         if int(fields[1]) == pid:
             found.append(int(entry.name))
     return found
+
+
+def is_dead(pid: int) -> bool:
+    """Gone, or a zombie waiting for its parent."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return True
+    return state == "Z"
+
+
+def socket_owner(local_port: int, remote_port: int, pids: list[int]) -> int | None:
+    """The pid among `pids` holding the TCP connection 127.0.0.1:local_port -> :remote_port."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(table) as lines:
+            next(lines)
+            for line in lines:
+                parts = line.split()
+                local, remote, inode = parts[1], parts[2], parts[9]
+                if int(local.rsplit(":", 1)[1], 16) == local_port and int(
+                    remote.rsplit(":", 1)[1], 16
+                ) == remote_port:
+                    inodes.add(f"socket:[{inode}]")
+    for pid in pids:
+        fd_dir = Path(f"/proc/{pid}/fd")
+        with contextlib.suppress(OSError):
+            for fd in fd_dir.iterdir():
+                with contextlib.suppress(OSError):
+                    if os.readlink(fd) in inodes:
+                        return pid
+    return None
+
+
+def wait_until(
+    condition: Callable[[], object],
+    *,
+    timeout: float,
+    what: str,
+    log: Callable[[], str] | None = None,
+    tick: Callable[[], object] | None = None,
+    every: float = 0.05,
+):
+    """Poll `condition` until it is truthy (returns it), or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            extra = f"\n{log()}" if log else ""
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}{extra}")
+        if tick:
+            tick()
+        time.sleep(every)
+
+
+def purge_queue() -> None:
+    """Stale messages of other tests (their ids are not in this database) go first."""
+    from handoff_site.celery import app
+
+    with app.connection_for_write() as conn:
+        conn.default_channel.queue_purge("celery")
 
 
 def command_line(pid: int) -> str:
@@ -103,6 +172,13 @@ class Process:
         with contextlib.suppress(OSError):
             return self.log_path.read_text(errors="replace")[-tail:]
         return ""
+
+    def kill(self) -> None:
+        """SIGKILL for the whole group, as a crash or the OOM killer would."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(5)
 
     def stop(self, timeout: float = 15) -> None:
         """SIGTERM (a warm shutdown: a worker finishes its tasks), then SIGKILL for the whole
@@ -227,3 +303,128 @@ def celery(role: str, env: dict[str, str], log_dir: Path) -> Process:
         argv += ["-P", "prefork", "-c", "2", "-n", f"{role}-{free_port()}@%h"]
         argv += ["--without-gossip", "--without-mingle"]
     return Process(role, argv, env, log_dir)
+
+
+class Worker(Process):
+    """`celery -A handoff_site worker -P prefork -c 2` under a name of its own, so that a
+    test can wait for this one to answer a ping."""
+
+    def __init__(self, log_dir: Path, env: dict[str, str] | None = None):
+        self.node = f"test-{uuid.uuid4().hex[:8]}@%h"
+        environment = production_env(redis_url=os.environ["REDIS_URL"], var_dir=log_dir, **(env or {}))
+        super().__init__(
+            f"worker-{self.node.split('@')[0]}",
+            [
+                str(BIN / "celery"), "-A", "handoff_site", "worker", "-P", "prefork", "-c", "2",
+                "--without-gossip", "--without-mingle", "--without-heartbeat",
+                "-Q", "celery", "-n", self.node, "--loglevel", "INFO",
+            ],
+            environment,
+            log_dir,
+        )  # fmt: skip
+
+    def ping(self, timeout: float = 0.5) -> bool:
+        from handoff_site.celery import app
+
+        hostname = self.node.replace("%h", os.uname().nodename)
+        return bool(app.control.ping(destination=[hostname], timeout=timeout))
+
+    def wait_ready(self, timeout: float = 30) -> float:
+        """Until the worker answers a ping over the broker; returns how long it took."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            if not self.alive():
+                raise AssertionError(f"the worker exited ({self.process.returncode}):\n{self.log()}")
+            if self.ping():
+                return time.monotonic() - started
+        raise AssertionError(f"the worker was not ready within {timeout:g} s:\n{self.log()}")
+
+
+def manage(*args: str, env: dict[str, str], timeout: float = 120) -> str:
+    """`manage.py <args>` in a subprocess with `env`; its standard output."""
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if result.returncode != 0:
+        raise AssertionError(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result.stdout
+
+
+def postgres_bin() -> Path | None:
+    """The newest installed PostgreSQL's server binaries (Debian's layout), if any."""
+    versions = sorted(
+        (p for p in Path("/usr/lib/postgresql").glob("*/bin") if (p / "initdb").exists()),
+        key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
+    )
+    return versions[-1] if versions else None
+
+
+class PostgresCluster:
+    """A throwaway PostgreSQL cluster (initdb) in a temp dir, on a free port of 127.0.0.1,
+    trusting local connections; never the shared server. Run as the `postgres` user when
+    this process is root (initdb and the server refuse root). stop() and start() as often as
+    a test likes; destroy() stops it (immediately) and removes its files."""
+
+    def __init__(self, bin_dir: Path):
+        self.bin = bin_dir
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="handoff-pg-"))
+        self.data = self.dir / "data"
+        self.log_path = self.dir / "server.log"
+        self._user = None
+        if os.geteuid() == 0:
+            self._user = "postgres"
+            record = pwd.getpwnam(self._user)
+            os.chown(self.dir, record.pw_uid, record.pw_gid)
+        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
+
+    def _run(self, tool: str, *args: str, timeout: float = 60) -> None:
+        result = subprocess.run(
+            [str(self.bin / tool), *args],
+            user=self._user,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=self.dir,
+        )
+        if result.returncode != 0:
+            raise AssertionError(f"{tool} failed:\n{result.stdout}\n{result.stderr}\n{self.log()}")
+
+    def log(self) -> str:
+        with contextlib.suppress(OSError):
+            return self.log_path.read_text()[-3000:]
+        return ""
+
+    def start(self) -> None:
+        options = (
+            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        )
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log_path), "-o", options, "-w", "-t", "60", "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "-t", "60", "stop")
+
+    def running(self) -> bool:
+        return (self.data / "postmaster.pid").exists()
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgres://postgres@127.0.0.1:{self.port}/{database}"
+
+    def create_database(self, name: str) -> str:
+        import psycopg
+
+        with psycopg.connect(self.url(), autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    def destroy(self) -> None:
+        with contextlib.suppress(Exception):
+            if self.running():
+                self.stop("immediate")
+        shutil.rmtree(self.dir, ignore_errors=True)

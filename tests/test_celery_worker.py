@@ -4,7 +4,7 @@ HTTP receiver, a worker child or the whole worker killed with SIGKILL mid-POST (
 is retried within 30 s), and a broker outage at commit time.
 
 Needs Redis and PostgreSQL (REDIS_URL, DATABASE_URL): skipped locally without them, a
-failure in CI. The processes come from server_stack."""
+failure in CI. The processes come from tests/processes.py."""
 
 import os
 import signal
@@ -17,8 +17,17 @@ from conftest import free_port, make_package, need
 from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
+from processes import (
+    Worker,
+    celery,
+    children_of,
+    is_dead,
+    production_env,
+    purge_queue,
+    socket_owner,
+    wait_until,
+)
 from receiver import TRICKLE, Reply
-from server_stack import Beat, Worker, children_of, is_dead, purge_queue, socket_owner, wait_until
 
 from escalations import webhooks
 from escalations.models import Delivery, DeliveryAttempt, Escalation, Event
@@ -187,7 +196,7 @@ def test_a_whole_worker_killed_mid_post_is_retried_within_30_s(
     """The worker and its children SIGKILLed (its messages stay unacknowledged in Redis for
     the visibility timeout, an hour): a new worker (its supervisor's restart) and beat's
     sweep send the row once the lease lapses."""
-    beat = Beat(tmp_path)
+    beat = celery("beat", production_env(redis_url=os.environ["REDIS_URL"], var_dir=tmp_path), tmp_path)
     try:
         worker, escalation, delivery, _ = hang_first_post(receiver, workers, api, reviewer_api)
         worker.kill()

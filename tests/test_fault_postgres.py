@@ -20,16 +20,17 @@ import time
 import httpx
 import pytest
 from conftest import make_package, need
-from receiver import Receiver
-from server_stack import (
+from processes import (
     PostgresCluster,
-    WebServer,
     Worker,
     manage,
     postgres_bin,
+    production_env,
     purge_queue,
+    uvicorn,
     wait_until,
 )
+from receiver import Receiver
 
 from escalations import webhooks
 from escalations.tasks import sweep_deliveries_task
@@ -74,7 +75,7 @@ def cluster():
 def var_dir(tmp_path_factory):
     """Production settings hash the static files' names: collect them once."""
     path = tmp_path_factory.mktemp("var")
-    manage("collectstatic", "--noinput", "-v", "0", env={"HANDOFF_VAR_DIR": str(path)})
+    manage("collectstatic", "--noinput", "-v", "0", env=production_env(redis_url="", var_dir=path))
     return path
 
 
@@ -82,10 +83,8 @@ def var_dir(tmp_path_factory):
 def stack(cluster, var_dir, tmp_path):
     """The private database migrated, an agent (its resume_url at a receiver), a reviewer
     with a session and an API token, and the app's web server and worker on it."""
-    env = {
-        "DATABASE_URL": cluster.create_database(f"handoff_{os.getpid()}_{time.monotonic_ns()}"),
-        "HANDOFF_VAR_DIR": str(var_dir),
-    }
+    database_url = cluster.create_database(f"handoff_{os.getpid()}_{time.monotonic_ns()}")
+    env = production_env(redis_url=os.environ["REDIS_URL"], var_dir=var_dir, DATABASE_URL=database_url)
     manage("migrate", "--noinput", "-v", "0", env=env)
     purge_queue()
     with Receiver() as receiver:
@@ -94,13 +93,14 @@ def stack(cluster, var_dir, tmp_path):
         )
         session_key = manage("shell", "-c", SESSION, env=env).strip().splitlines()[-1]
         reviewer_token = manage("reviewer_token", "rita", env=env).strip().splitlines()[-1]
-        web = WebServer(tmp_path, env)
-        worker = Worker(tmp_path, env)
+        worker = Worker(tmp_path, {"DATABASE_URL": database_url})
+        web = None
         try:
-            web.wait_ready()
+            web, url = uvicorn(env, tmp_path)
             worker.wait_ready()
             yield {
                 "web": web,
+                "url": url,
                 "worker": worker,
                 "receiver": receiver,
                 "agent": agent,
@@ -111,14 +111,15 @@ def stack(cluster, var_dir, tmp_path):
             if not cluster.running():
                 cluster.start()
             worker.stop()
-            web.stop()
+            if web is not None:
+                web.stop()
             purge_queue()
 
 
 @pytest.fixture
 def clients(stack):
     """HTTP clients of the web server: the agent, the reviewer's API, a signed-in browser."""
-    url = stack["web"].url
+    url = stack["url"]
     made = {
         "agent": httpx.Client(base_url=url, headers={"Authorization": f"Bearer {stack['agent']['token']}"}),
         "reviewer": httpx.Client(base_url=url, headers={"Authorization": f"Bearer {stack['reviewer']}"}),

@@ -524,7 +524,7 @@ def test_a_real_worker_fans_out_and_sends_without_holding_up_the_request(
     import time
 
     from django.db import connection
-    from server_stack import Worker, purge_queue
+    from processes import Worker, purge_queue
 
     need(bool(os.environ.get("REDIS_URL")), "Redis (REDIS_URL)")
     need(connection.vendor == "postgresql", "PostgreSQL (DATABASE_URL)")
@@ -623,16 +623,17 @@ def test_a_broker_outage_at_commit_delays_a_notification_but_never_loses_it(
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_a_crash_between_commit_and_enqueue_never_loses_a_notification(agent_with_token, reviewer):
+def test_a_crash_between_commit_and_enqueue_never_loses_a_notification(agent_with_token, reviewer, tmp_path):
     """Issue 9: a process creates a halt and is SIGKILLed by the first thing that runs after
     its commit, before anything is enqueued. The outbox row committed with the escalation,
     and beat's sweep sends it."""
+    import os
     import signal
     import subprocess
     import sys
 
     from django.db import connection
-    from server_stack import BASE_DIR, app_env
+    from processes import BASE_DIR, production_env
 
     need(connection.vendor == "postgresql", "PostgreSQL (DATABASE_URL)")
     agent = agent_with_token[0]
@@ -658,7 +659,12 @@ raise SystemExit("still alive after the commit")
         died = subprocess.run(
             [sys.executable, "-c", code],
             cwd=BASE_DIR,
-            env=app_env(DB_POOL="0", DJANGO_SETTINGS_MODULE="handoff_site.settings"),
+            env=production_env(
+                redis_url=os.environ.get("REDIS_URL", ""),
+                var_dir=tmp_path,
+                DB_POOL="0",
+                DJANGO_SETTINGS_MODULE="handoff_site.settings",
+            ),
             capture_output=True,
             text=True,
             timeout=60,
