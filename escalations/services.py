@@ -20,6 +20,8 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Case, F, Q, When
 from django.utils import timezone
 
+from operations import metrics
+
 from . import events, levels, policy, selectors, signals
 from .models import (
     Agent,
@@ -817,6 +819,7 @@ def _decide_open(
     agent = escalation.agent
     if agent.resume_url:
         _queue_delivery(escalation, agent.resume_url, now)
+    metrics.count_on_commit(metrics.DECISIONS, kind=kind, decided_by=decided_by_type)
     human = decided_by_type == Decision.DecidedBy.HUMAN
     events.announce(escalation, "decided", actor=decided_by_name if human else decided_by_type)
     return decision
@@ -1040,11 +1043,16 @@ def delivery_record_attempt(
         escalation = Escalation.objects.only("id", "agent_id", "status", "updated_at", "priority").get(
             pk=delivery.escalation_id
         )
-        if status_code is not None and 200 <= status_code < 300:
+        ok = status_code is not None and 200 <= status_code < 300
+        metrics.count_on_commit(metrics.WEBHOOK_ATTEMPTS, result="success" if ok else "failure")
+        if ok:
             delivery.status = Delivery.Status.DELIVERED
             delivery.delivered_at = now
             delivery.last_error = ""
-            _mark_resumed(escalation, actor="webhook", now=now, data={"delivery": str(delivery.id)})
+            if _mark_resumed(escalation, actor="webhook", now=now, data={"delivery": str(delivery.id)}):
+                decision = Decision.objects.only("decided_at").get(escalation_id=escalation.pk)
+                latency = (now - decision.decided_at).total_seconds()
+                metrics.observe_on_commit(metrics.DECISION_TO_WEBHOOK, latency)
         elif finished:
             pass
         else:
@@ -1066,6 +1074,7 @@ def _delivery_failed(escalation: Escalation, delivery: Delivery, now: datetime) 
     notifications are told (their outbox rows commit with it)."""
     data = {"delivery": str(delivery.id), "error": delivery.last_error, "attempts": delivery.attempt_count}
     _record(escalation, Event.Kind.DELIVERY_FAILED, actor="webhook", now=now, data=data)
+    metrics.count_on_commit(metrics.WEBHOOK_FAILURES)
     signals.notable_in_transaction("delivery_failed", escalation=escalation, data=data)
 
 

@@ -5,13 +5,14 @@ from django.contrib.auth.middleware import LoginRequiredMiddleware as BaseLoginR
 
 
 class LoginRequiredMiddleware(BaseLoginRequired):
-    """Every page needs a login, except the agent API (token auth), health and static.
+    """Every page needs a login, except the agent API (token auth) and static files
+    (/healthz, /readyz and /metrics answer before this: operations.middleware).
 
     ninja views cannot carry @login_not_required (vitalik/django-ninja#1461), so the API
     is exempted by path here.
     """
 
-    OPEN_PREFIXES = ("/api/", "/healthz", "/static/")
+    OPEN_PREFIXES = ("/api/", "/static/")
 
     def process_view(self, request, view_func, view_args, view_kwargs):
         if request.path.startswith(self.OPEN_PREFIXES):

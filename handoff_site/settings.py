@@ -8,6 +8,7 @@ Two shapes, chosen by the environment alone:
   channels-redis, and Celery on Redis with separate worker and beat processes.
 """
 
+import ipaddress
 import os
 import sys
 from datetime import timedelta
@@ -17,6 +18,9 @@ import dj_database_url
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 from limits import parse_many
+from django_guid.integrations import CeleryIntegration
+
+from handoff_site import logs
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("HANDOFF_VAR_DIR", BASE_DIR / "var"))
@@ -59,8 +63,24 @@ def env_rate(name: str, default: str) -> str:
     return value
 
 
+def env_float(name: str, default: float) -> float:
+    value = env(name, str(default))
+    try:
+        return float(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, not {value!r}") from None
+
+
 def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in env(name, default).split(",") if item.strip()]
+
+
+def env_networks(name: str, default: str = "") -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """Comma-separated addresses or CIDR networks, e.g. 10.0.0.0/8,127.0.0.1."""
+    try:
+        return [ipaddress.ip_network(item, strict=False) for item in env_list(name, default)]
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name}: {exc}") from None
 
 
 # ---------------------------------------------------------------- mode
@@ -141,9 +161,15 @@ INSTALLED_APPS = [
     "reviews",
     "insights",
     "notifications",
+    "operations",
+    "django_guid",
 ]
 
 MIDDLEWARE = [
+    # /healthz, /readyz and /metrics answer here, before everything below.
+    "operations.middleware.operations_middleware",
+    # The request id (X-Request-ID, or a new one) in every log line and in Celery tasks.
+    "django_guid.middleware.guid_middleware",
     "escalations.middleware.ApiProblemMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -428,16 +454,28 @@ STORAGES = {
     },
 }
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
-    "loggers": {
-        "django.request": {"level": "ERROR"},
-        "httpx": {"level": "WARNING"},
-        "celery": {"level": "WARNING"},
-        "axes": {"level": "WARNING"},  # not a line per sign-in
-    },
+# ---------------------------------------------------------------- operating
+# /metrics: open to the bearer token METRICS_TOKEN, and without it to connections from
+# METRICS_ALLOWED_IPS (addresses or CIDR networks; by default this host only).
+METRICS_TOKEN = env("METRICS_TOKEN")
+METRICS_ALLOWED_NETWORKS = env_networks("METRICS_ALLOWED_IPS", "127.0.0.1,::1")
+# /readyz: how long each check (database, Redis) may take before it counts as failed.
+READYZ_TIMEOUT_SECONDS = env_float("READYZ_TIMEOUT_SECONDS", 2.0)
+# Closed escalations (decided, resumed, withdrawn) unchanged for this many days are purged
+# with their timeline, deliveries and decision; the insights keep their figures. 0: keep.
+RETENTION_DAYS = env_int("RETENTION_DAYS", 0)
+if RETENTION_DAYS < 0:
+    raise ImproperlyConfigured("RETENTION_DAYS must be 0 (keep everything) or more")
+
+try:
+    LOG_FORMAT = logs.check_format(env("LOG_FORMAT", "plain"))
+except ValueError as exc:
+    raise ImproperlyConfigured(str(exc)) from None
+LOGGING = logs.logging_config(log_format=LOG_FORMAT, level=env("LOG_LEVEL", "INFO"))
+DJANGO_GUID = {
+    # nginx sends its $request_id here (deploy/nginx.conf); answers carry it back.
+    "GUID_HEADER_NAME": "X-Request-ID",
+    # A task enqueued by a request logs with that request's id; the worker and beat log
+    # through LOGGING above (not Celery's own handlers; their -l flag sets no level then).
+    "INTEGRATIONS": [CeleryIntegration(use_django_logging=True)],
 }

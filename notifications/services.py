@@ -18,6 +18,7 @@ from django.utils import timezone
 from escalations import events
 from escalations.models import Agent, Escalation, Event
 from escalations.services import outbox_retry_wait, outbox_sweep
+from operations import metrics
 
 from . import rules, selectors
 from .messages import Message, compose, slack_body, webhook_body
@@ -269,6 +270,8 @@ def notification_record(
                 row.next_attempt_at = now + outbox_retry_wait(row.attempts)
             else:
                 row.status = Notification.Status.FAILED
+            final = "true" if row.status == Notification.Status.FAILED else "false"
+            metrics.count_on_commit(metrics.NOTIFICATION_FAILURES, channel=row.channel, final=final)
         row.save(update_fields=["attempts", "lease_until", "status", "sent_at", "last_error", "next_attempt_at"])
     return row
 

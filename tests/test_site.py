@@ -10,7 +10,7 @@ def test_the_asgi_server_serves_static_files_and_pages(live_server_asgi):
     css = httpx.get(f"{live_server_asgi}/static/css/handoff.css")
     assert css.status_code == 200
     assert "text/css" in css.headers["content-type"]
-    assert httpx.get(f"{live_server_asgi}/healthz").json() == {"ok": True}
+    assert httpx.get(f"{live_server_asgi}/healthz").json() == {"status": "ok"}
     login = httpx.get(f"{live_server_asgi}/", follow_redirects=True)
     assert login.status_code == 200
     assert "/accounts/login/" in str(login.url)

@@ -1,0 +1,237 @@
+"""What Handoff counts for Prometheus (GET /metrics; operations.views renders it).
+
+Two kinds of figures:
+
+- Gauges of what stands now (queue depth by tier and status, the oldest open escalation,
+  the webhook and notification outboxes by status) are read from the database at scrape
+  time, with counts that indexes answer (operations.gauges).
+- Counters and a histogram of what happened (decisions, webhook attempts and failures,
+  decision-to-webhook latency, notification failures, rate-limit refusals) are added,
+  after commit, by whichever process made them happen, into one store that every
+  process shares: a Redis hash in production (HINCRBY; a scrape reads it with one
+  HGETALL), this process's memory in the embedded mode (one process does everything).
+
+Why a shared store and not the alternatives:
+- prometheus_client's multiprocess mode keeps one file per process id in a directory.
+  Our processes live in separate containers (web-http, web-async, worker), whose process
+  ids collide and whose directories are not shared, and a scrape of web-http would never
+  see what the worker counted; dead gunicorn workers (recycled every 5,000 requests) also
+  leave files behind. It would take one scrape target per container and a shared volume.
+- Counting recorded rows at scrape time is exact but grows with history (every decision,
+  attempt and delivery joined to its decision, at each scrape) and goes backwards when
+  retention purges rows, which Prometheus reads as a reset. Rate-limit refusals have no
+  rows at all, and should not get any.
+The price of the Redis hash: it counts from the moment the process counts, not from the
+rows, so a Redis restart without persistence starts the counters again from zero (the
+usual counter reset, which rate() and increase() handle). An increment that cannot reach
+Redis (an outage) is kept in the process and added with the next one that can, so an
+outage delays counts but loses them only if that process dies before Redis is back.
+"""
+
+import logging
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from functools import lru_cache
+
+import redis
+from django.conf import settings
+from django.db import transaction
+
+log = logging.getLogger(__name__)
+
+REDIS_KEY = "handoff:metrics"
+# After a failed write to Redis, increments stay in the process for this long before the
+# next try, so an outage costs one timeout per process and period, not one per count.
+RETRY_SECONDS = 5.0
+REDIS_TIMEOUT_SECONDS = 0.5
+SEP = "\t"
+
+
+@dataclass(frozen=True)
+class Family:
+    """A counter: its name (without _total), help text and label names."""
+
+    name: str
+    help: str
+    labels: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Histogram:
+    name: str
+    help: str
+    buckets: tuple[float, ...]  # upper bounds, ascending; +Inf is implied
+
+
+DECISIONS = Family(
+    "handoff_decisions",
+    "Decisions made, by kind and by who decided (human, machine, policy, timeout).",
+    ("kind", "decided_by"),
+)
+WEBHOOK_ATTEMPTS = Family(
+    "handoff_webhook_attempts",
+    "Attempts at POSTing a decision to an agent's resume_url, by result "
+    "(success: a 2xx answer; failure: another status, a timeout or a network error).",
+    ("result",),
+)
+WEBHOOK_FAILURES = Family(
+    "handoff_webhook_deliveries_failed",
+    "Decision deliveries given up for good (retries exhausted, a 4xx, or a poison delivery).",
+)
+NOTIFICATION_FAILURES = Family(
+    "handoff_notification_failures",
+    "Notification attempts that failed, by channel; final=true when the notification was "
+    "given up for good, false when it will be retried.",
+    ("channel", "final"),
+)
+RATE_LIMIT_REFUSALS = Family(
+    "handoff_rate_limit_refusals",
+    "Requests refused with 429 by a rate limit, by the limit that refused them.",
+    ("limit",),
+)
+COUNTERS = (DECISIONS, WEBHOOK_ATTEMPTS, WEBHOOK_FAILURES, NOTIFICATION_FAILURES, RATE_LIMIT_REFUSALS)
+
+DECISION_TO_WEBHOOK = Histogram(
+    "handoff_decision_to_webhook_seconds",
+    "Seconds from a decision to the webhook delivery that resumed its agent (the first 2xx).",
+    (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 24 * 3600),
+)
+
+
+# ---------------------------------------------------------------- counting
+
+
+def count(family: Family, amount: int = 1, **labels: str) -> None:
+    """Add to a counter now. For something a transaction does, use count_on_commit."""
+    if set(labels) != set(family.labels):
+        raise ValueError(f"{family.name} takes the labels {family.labels}, not {tuple(labels)}")
+    _store().add({field(family.name, *(labels[name] for name in family.labels)): amount})
+
+
+def count_on_commit(family: Family, amount: int = 1, **labels: str) -> None:
+    """Add to a counter once the current transaction commits (never for a rollback)."""
+    transaction.on_commit(lambda: count(family, amount, **labels))
+
+
+def observe_on_commit(histogram: Histogram, value: float) -> None:
+    """Put one observation in a histogram once the current transaction commits."""
+    index = next((i for i, bound in enumerate(histogram.buckets) if value <= bound), len(histogram.buckets))
+    # One count per bucket (not cumulative: the scrape adds them up), and the sum.
+    deltas = {field(histogram.name, "bucket", str(index)): 1, field(histogram.name, "sum"): float(value)}
+    transaction.on_commit(lambda: _store().add(deltas))
+
+
+def rate_limit_refused(limit: str) -> None:
+    """Count one request refused by a rate limit (call it where the 429 is answered).
+    `limit` names the limit, from a small fixed set (e.g. "agent", "reviewer", "address",
+    "sign-in"): it becomes a label, so never a token, a user or an address."""
+    count(RATE_LIMIT_REFUSALS, limit=limit)
+
+
+def field(name: str, *values: str) -> str:
+    """The store's key of one series: the name and its label values, tab-separated."""
+    return SEP.join([name, *(str(value).replace(SEP, " ") for value in values)])
+
+
+def parse_field(field: str) -> tuple[str, tuple[str, ...]]:
+    """(name, label values) of a stored field."""
+    name, *values = field.split(SEP)
+    return name, tuple(values)
+
+
+def snapshot() -> dict[str, float]:
+    """Every stored figure: field -> value (operations.views turns them into families)."""
+    return _store().read()
+
+
+# ---------------------------------------------------------------- the stores
+
+
+class LocalStore:
+    """This process's memory: the embedded mode, where one process does everything."""
+
+    def __init__(self) -> None:
+        self._values: Counter = Counter()
+        self._lock = threading.Lock()
+
+    def add(self, deltas: dict[str, float]) -> None:
+        with self._lock:
+            self._values.update(deltas)
+
+    def read(self) -> dict[str, float]:
+        with self._lock:
+            return dict(self._values)
+
+
+class RedisStore:
+    """One Redis hash shared by every process. Increments that fail to reach Redis wait in
+    the process (`pending`) and go with the next write after RETRY_SECONDS."""
+
+    def __init__(self, url: str, key: str = REDIS_KEY) -> None:
+        self.url, self.key = url, key
+        self._client: redis.Redis | None = None
+        self._pending: Counter = Counter()
+        self._lock = threading.Lock()
+        self._retry_at = 0.0
+
+    def client(self) -> redis.Redis:
+        if self._client is None:
+            self._client = redis.Redis.from_url(
+                self.url,
+                socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+                socket_timeout=REDIS_TIMEOUT_SECONDS,
+            )
+        return self._client
+
+    def add(self, deltas: dict[str, float]) -> None:
+        with self._lock:
+            self._pending.update(deltas)
+            if time.monotonic() < self._retry_at:
+                return
+            batch, self._pending = self._pending, Counter()
+        self._write(batch)
+
+    def _write(self, batch: Counter) -> bool:
+        try:
+            pipe = self.client().pipeline(transaction=True)
+            for field, value in batch.items():
+                if isinstance(value, float):
+                    pipe.hincrbyfloat(self.key, field, value)
+                else:
+                    pipe.hincrby(self.key, field, value)
+            pipe.execute()
+        except redis.RedisError as exc:
+            with self._lock:
+                self._pending.update(batch)
+                self._retry_at = time.monotonic() + RETRY_SECONDS
+                waiting = len(self._pending)
+            log.warning(
+                "metrics: Redis refused %d counts (%s: %s); kept in this process (%d waiting)",
+                len(batch), type(exc).__name__, exc, waiting,
+            )
+            return False
+        return True
+
+    def read(self) -> dict[str, float]:
+        """The shared figures (this process's waiting increments are written first, and
+        added to the answer if Redis still refuses them). Raises redis.RedisError."""
+        with self._lock:
+            batch, self._pending = self._pending, Counter()
+        if batch:
+            self._write(batch)
+        raw = self.client().hgetall(self.key)
+        values = Counter({field.decode(): float(value) for field, value in raw.items()})
+        with self._lock:
+            values.update(self._pending)
+        return dict(values)
+
+
+@lru_cache(maxsize=4)
+def _store_for(url: str) -> LocalStore | RedisStore:
+    return RedisStore(url) if url else LocalStore()
+
+
+def _store() -> LocalStore | RedisStore:
+    return _store_for(settings.REDIS_URL)

@@ -1,0 +1,40 @@
+"""The database's side of /metrics: what stands now, counted at scrape time.
+
+Each count is answered by an index over the rows it counts (open escalations, or outbox
+rows not yet finished), never by a scan of history: bench/metrics_bench.py times them.
+"""
+
+from datetime import datetime
+
+from django.db.models import Count
+
+from escalations.models import Delivery, Escalation
+from notifications.models import Notification
+
+# Outbox rows still to be sent (sent, delivered and failed rows are history).
+UNFINISHED = ("pending", "sending", "retrying")
+
+
+def queue_depth() -> dict[tuple[int, str], int]:
+    """{(tier, status): open escalations} (esc_open_tier_idx, an index-only scan)."""
+    rows = Escalation.objects.open().values_list("tier", "status").annotate(n=Count("pk")).order_by()
+    return {(tier, status): n for tier, status, n in rows}
+
+
+def oldest_open_created_at() -> datetime | None:
+    """When the oldest open escalation was created (esc_open_age_idx: one index entry)."""
+    return Escalation.objects.open().order_by("created_at").values_list("created_at", flat=True).first()
+
+
+def outbox_by_status(model) -> dict[str, int]:
+    """{status: rows} of an outbox's unfinished rows (its (status, next_attempt_at) index)."""
+    rows = model.objects.filter(status__in=UNFINISHED).values_list("status").annotate(n=Count("pk"))
+    return dict(rows.order_by())
+
+
+def webhook_outbox() -> dict[str, int]:
+    return outbox_by_status(Delivery)
+
+
+def notification_outbox() -> dict[str, int]:
+    return outbox_by_status(Notification)
