@@ -5,11 +5,17 @@ ASGI server on the same box (see README, "Serving shape"). Long-polls (`?wait=N`
 websockets never reach here: nginx sends them to web-async (uvicorn).
 
 Every knob can be overridden from the environment: GUNICORN_BIND, GUNICORN_WORKERS,
-GUNICORN_TIMEOUT, GUNICORN_MAX_REQUESTS.
+GUNICORN_TIMEOUT, GUNICORN_MAX_REQUESTS. LOG_FORMAT=json makes gunicorn's own error and
+access logs JSON lines too (handoff_site.logs), as Django's are.
 """
 
 import multiprocessing
 import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from handoff_site import logs
 
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
 # (2 x cores) + 1 is gunicorn's own rule of thumb; at least 2.
@@ -28,4 +34,6 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "*")
 accesslog = "-"
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
+if logs.check_format(os.environ.get("LOG_FORMAT", "")) == "json":
+    logconfig_dict = logs.gunicorn_config(level=loglevel.upper())
 proc_name = "handoff-web-http"

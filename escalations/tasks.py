@@ -79,6 +79,16 @@ def deliver_webhook_task(self, delivery_id: str) -> None:
     except Delivery.DoesNotExist:
         log.info("delivery %s vanished during its attempt", delivery_id)
         return
+    log.info(
+        "delivery %s attempt %d: %s, now %s",
+        delivery_id, delivery.attempt_count, outcome.status_code or outcome.error, delivery.status,
+        extra={
+            "delivery_id": delivery_id,
+            "escalation_id": str(delivery.escalation_id),
+            "http_status": outcome.status_code,
+            "delivery_status": delivery.status,
+        },
+    )
     if delivery.status == Delivery.Status.RETRYING:
         wait = (delivery.next_attempt_at - timezone.now()).total_seconds()
         if wait <= COUNTDOWN_LIMIT_SECONDS:

@@ -3,6 +3,7 @@
 import os
 
 from celery import Celery
+from celery.signals import celeryd_after_setup
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
@@ -32,3 +33,13 @@ def _follow_settings(*, setting: str, value, enter: bool, **kwargs) -> None:
     if key in _BROKER_KEYS:
         app._pool = None  # kombu keeps its pools per broker; only our references go
         app.amqp._producer_pool = None
+
+
+@celeryd_after_setup.connect
+def _no_banner_in_json_logs(*, instance, **kwargs) -> None:
+    """With LOG_FORMAT=json every line a worker writes is a JSON log record: its startup
+    banner (printed, not logged) is left out, as `celery worker --quiet` would."""
+    from django.conf import settings
+
+    if settings.LOG_FORMAT == "json":
+        instance.quiet = True

@@ -1,41 +1,33 @@
 #!/usr/bin/env python3
-"""Container health check: GET /healthz on this container's server; exit 0 only on 200.
+"""Container health check: GET a probe of this container's server; exit 0 only on 200.
 
-Sends a Host header Django accepts (the first concrete name in ALLOWED_HOSTS) and
-`X-Forwarded-Proto: https`, so neither ALLOWED_HOSTS nor SECURE_SSL_REDIRECT turn the
-probe into a 400 or a redirect. Standard library only; no curl in the image.
+    python scripts/healthcheck.py [PORT] [PATH]   (default 8000 /readyz)
 
-Usage: python scripts/healthcheck.py [PORT]   (default 8000)
+/readyz answers 200 when the process reaches PostgreSQL and Redis, 503 naming what failed
+(printed here); /healthz only says the process answers. Both are served ahead of Django's
+host check and HTTPS redirect, so no Host or X-Forwarded-Proto header is needed. Standard
+library only; no curl in the image.
 """
 
 import http.client
-import os
 import sys
-
-
-def probe_host() -> str:
-    for host in os.environ.get("ALLOWED_HOSTS", "").split(","):
-        host = host.strip()
-        if host and host != "*":
-            return host.lstrip(".") or "localhost"
-    return "localhost"
 
 
 def main() -> int:
     port = int(sys.argv[1]) if len(sys.argv) > 1 else 8000
+    path = sys.argv[2] if len(sys.argv) > 2 else "/readyz"
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     try:
-        conn.request(
-            "GET", "/healthz", headers={"Host": probe_host(), "X-Forwarded-Proto": "https"}
-        )
-        status = conn.getresponse().status
+        conn.request("GET", path)
+        response = conn.getresponse()
+        status, body = response.status, response.read(2000).decode(errors="replace")
     except OSError as exc:
         print(f"unhealthy: {exc}", file=sys.stderr)
         return 1
     finally:
         conn.close()
     if status != 200:
-        print(f"unhealthy: /healthz answered {status}", file=sys.stderr)
+        print(f"unhealthy: {path} answered {status}: {body}", file=sys.stderr)
         return 1
     return 0
 

@@ -11,6 +11,10 @@ def test_the_asgi_server_serves_static_files_and_pages(live_server_asgi):
     assert css.status_code == 200
     assert "text/css" in css.headers["content-type"]
     assert httpx.get(f"{live_server_asgi}/healthz").json() == {"status": "ok"}
+    ready = httpx.get(f"{live_server_asgi}/readyz")
+    assert ready.status_code == 200, ready.text
+    assert ready.json()["checks"]["database"]["status"] == "ok"
+    assert httpx.get(f"{live_server_asgi}/metrics").status_code == 200
     login = httpx.get(f"{live_server_asgi}/", follow_redirects=True)
     assert login.status_code == 200
     assert "/accounts/login/" in str(login.url)
