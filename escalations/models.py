@@ -225,6 +225,7 @@ class Escalation(models.Model):
         CRITICAL = "critical"
 
     OPEN_STATUSES = (Status.PENDING, Status.CLAIMED)
+    CLOSED_STATUSES = (Status.DECIDED, Status.RESUMED, Status.WITHDRAWN)
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="escalations")
@@ -316,6 +317,18 @@ class Escalation(models.Model):
                 fields=["claimed_by", "claimed_until"],
                 condition=Q(status__in=["pending", "claimed"]),
                 name="esc_open_claim_idx",
+            ),
+            # /metrics' queue depth by tier and status: an index-only count of open rows.
+            models.Index(
+                fields=["tier", "status"],
+                condition=Q(status__in=["pending", "claimed"]),
+                name="esc_open_tier_idx",
+            ),
+            # Retention: closed escalations, oldest change first (operations.services).
+            models.Index(
+                fields=["updated_at"],
+                condition=Q(status__in=["decided", "resumed", "withdrawn"]),
+                name="esc_closed_updated_idx",
             ),
         ]
         constraints = [

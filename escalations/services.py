@@ -1540,6 +1540,15 @@ def idempotency_keys_purge(*, now: datetime | None = None) -> int:
     return Escalation.objects.filter(pk__in=stale).update(idempotency_key=None)
 
 
+def escalations_delete(*, ids) -> int:
+    """Delete escalations with everything that hangs off them: decision, timeline events,
+    approvals, flag review, deliveries and their attempts, notifications. Their runs stay
+    (other escalations and the insights' run counts use them), and so does the agent's
+    decisions feed cursor (Agent.decision_seq). Only retention calls this (operations
+    .services.retention_purge), after the insights kept the figures. Returns how many."""
+    return Escalation.objects.filter(pk__in=list(ids)).delete()[1].get(Escalation._meta.label, 0)
+
+
 # ---------------------------------------------------------------- escalation levels
 
 

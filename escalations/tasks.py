@@ -155,14 +155,14 @@ def sweep_deliveries_task() -> int:
     return enqueued
 
 
-def _repeat(job, name: str) -> int:
+def repeat(job, name: str, batch_size: int = services.BATCH_SIZE) -> int:
     """Run a batch job while it returns full batches, within PERIODIC_BUDGET_SECONDS."""
     deadline = time.monotonic() + PERIODIC_BUDGET_SECONDS
     total = 0
     while True:
         count = job()
         total += count
-        if count < services.BATCH_SIZE or time.monotonic() > deadline:
+        if count < batch_size or time.monotonic() > deadline:
             break
     if total:
         log.info("%s: %d", name, total)
@@ -173,20 +173,20 @@ def _repeat(job, name: str) -> int:
 def apply_timeouts_task() -> int:
     """Decide, by "timeout", open escalations past respond_by with their timeout_option
     (services.timeouts_apply, repeated while batches are full). Returns how many."""
-    return _repeat(services.timeouts_apply, "timeouts applied")
+    return repeat(services.timeouts_apply, "timeouts applied")
 
 
 @shared_task(ignore_result=True)
 def expire_claims_task() -> int:
     """Return lapsed claims to the queue (services.claims_expire). Returns how many."""
-    return _repeat(services.claims_expire, "claims expired")
+    return repeat(services.claims_expire, "claims expired")
 
 
 @shared_task(ignore_result=True)
 def advance_levels_task() -> int:
     """Move open escalations up the escalation levels whose delay has passed
     (services.levels_advance, repeated while batches are full). Returns how many moved."""
-    return _repeat(services.levels_advance, "escalation levels raised")
+    return repeat(services.levels_advance, "escalation levels raised")
 
 
 @shared_task(ignore_result=True)
@@ -198,4 +198,4 @@ def refresh_priorities_task() -> int:
 @shared_task(ignore_result=True)
 def purge_idempotency_keys_task() -> int:
     """Forget idempotency keys past IDEMPOTENCY_RETENTION_SECONDS. Returns how many."""
-    return _repeat(services.idempotency_keys_purge, "idempotency keys purged")
+    return repeat(services.idempotency_keys_purge, "idempotency keys purged")

@@ -343,6 +343,8 @@ CELERY_BEAT_SCHEDULE = {
         "task": "escalations.tasks.purge_idempotency_keys_task",
         "schedule": 3600.0,
     },
+    # Retention (RETENTION_DAYS; returns at once when it is 0, the default).
+    "purge-expired-escalations": {"task": "operations.tasks.purge_expired_task", "schedule": 900.0},
 }
 # In embedded mode the web process runs a worker and beat in threads (handoff_site.embedded).
 CELERY_EMBEDDED_WORKER = env_bool("CELERY_EMBEDDED_WORKER", default=EMBEDDED and not TESTING)

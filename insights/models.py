@@ -4,6 +4,10 @@ drift alerts. Written only by insights.services; the insights page reads nothing
 Every rollup is keyed by (day, agent, domain, ...) so any date range, agent and domain
 filter is a SUM over an index range. Rows of a day are replaced as a whole when the day
 is recomputed (services.rollups_refresh), so the tables hold no running counters.
+
+Except archived rows: what escalations purged by retention (RETENTION_DAYS) contributed
+to their day, kept beside the live rows (archived=True) and never recomputed, since the
+rows they came from are gone. Readers sum both alike.
 """
 
 from django.db import models
@@ -18,6 +22,8 @@ class RollupBase(models.Model):
     day = models.DateField()
     agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="+")
     domain = models.SlugField(max_length=64)
+    # The figures of purged escalations (services.rollups_archive), kept for good.
+    archived = models.BooleanField(default=False)
 
     class Meta:
         abstract = True
@@ -38,7 +44,7 @@ class ActivityRollup(RollupBase):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["day", "agent", "domain"], name="activity_rollup_key")
+            models.UniqueConstraint(fields=["day", "agent", "domain", "archived"], name="activity_rollup_key")
         ]
 
 
@@ -51,7 +57,7 @@ class EscalationRollup(RollupBase):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["day", "agent", "domain", "reason"], name="escalation_rollup_key"
+                fields=["day", "agent", "domain", "archived", "reason"], name="escalation_rollup_key"
             )
         ]
 
@@ -75,7 +81,7 @@ class OutcomeRollup(RollupBase):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["day", "agent", "domain", "tier"], name="outcome_rollup_key"
+                fields=["day", "agent", "domain", "archived", "tier"], name="outcome_rollup_key"
             )
         ]
 
@@ -94,7 +100,7 @@ class CalibrationRollup(RollupBase):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["day", "agent", "domain", "bin"], name="calibration_rollup_key"
+                fields=["day", "agent", "domain", "archived", "bin"], name="calibration_rollup_key"
             )
         ]
 
@@ -110,7 +116,7 @@ class ReviewerRollup(RollupBase):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["day", "agent", "domain", "reviewer"], name="reviewer_rollup_key"
+                fields=["day", "agent", "domain", "archived", "reviewer"], name="reviewer_rollup_key"
             )
         ]
 

@@ -6,7 +6,8 @@ the (agent, created_at) index; the page itself reads only the rollups (selectors
 
 import logging
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, time, timedelta
 
 from django.db import transaction
@@ -165,33 +166,43 @@ def aggregate_escalations(rows: Iterable[tuple], day: date) -> dict[type, list]:
 
 def _escalation_rows(day: date, agent_ids: list[int]):
     start, end = day_bounds(day)
+    # agent_id IN (...) lets the (agent, created_at) index serve the day's range.
+    return _rows_of(
+        Escalation.objects.filter(agent_id__in=agent_ids, created_at__gte=start, created_at__lt=end)
+    )
+
+
+def _rows_of(escalations):
+    """aggregate_escalations' rows for a queryset of escalations."""
     claims = Event.objects.filter(escalation=OuterRef("pk"), kind=Event.Kind.CLAIMED)
     return (
-        # agent_id IN (...) lets the (agent, created_at) index serve the day's range.
-        Escalation.objects.filter(agent_id__in=agent_ids, created_at__gte=start, created_at__lt=end)
-        .annotate(
+        escalations.annotate(
             first_claim_at=Subquery(claims.order_by("at").values("at")[:1]),
             last_claim_at=Subquery(claims.order_by("-at").values("at")[:1]),
         )
         .order_by()
-        .values_list(
-            "agent_id",
-            "domain",
-            "reason",
-            "tier",
-            "confidence",
-            "created_at",
-            "respond_by",
-            "first_claim_at",
-            "last_claim_at",
-            "decision__decided_at",
-            "decision__decided_by_type",
-            "decision__decided_by_name",
-            "decision__took_recommended",
-            "flag_review__verdict",
-        )
+        .values_list(*ROW_FIELDS)
         .iterator(chunk_size=5000)
     )
+
+
+ROW_FIELDS = (
+    "agent_id",
+    "domain",
+    "reason",
+    "tier",
+    "confidence",
+    "created_at",
+    "respond_by",
+    "first_claim_at",
+    "last_claim_at",
+    "decision__decided_at",
+    "decision__decided_by_type",
+    "decision__decided_by_name",
+    "decision__took_recommended",
+    "flag_review__verdict",
+)
+CREATED_AT = ROW_FIELDS.index("created_at")
 
 
 def _daily_counts(queryset, field: str, domain_field: str, first: date, last: date) -> dict:
@@ -233,9 +244,75 @@ def rollups_rebuild(*, days: Iterable[date]) -> int:
         built[ActivityRollup] = list(activity.values())
         with transaction.atomic():
             for model in ROLLUP_MODELS:
-                model.objects.filter(day=day).delete()
+                model.objects.filter(day=day, archived=False).delete()
                 model.objects.bulk_create(built[model], batch_size=BULK_BATCH)
     return len(days)
+
+
+def rollups_archive(*, escalations) -> set[date]:
+    """Keep what `escalations` (a queryset, about to be purged) contribute to the rollups:
+    their figures are added to the archived rows of their days, which no rebuild touches.
+    Run it in the purge's transaction under the rollup lease (rollup_lease), then delete
+    the escalations, then rebuild the returned days (their live rows still count them).
+    Returns the UTC days the escalations were created on."""
+    by_day: dict[date, list[tuple]] = defaultdict(list)
+    for row in _rows_of(escalations):
+        by_day[_utc_day(row[CREATED_AT])].append(row)
+    for day, rows in by_day.items():
+        for model, built in aggregate_escalations(rows, day).items():
+            _add_to_archived(model, built)
+    return set(by_day)
+
+
+def _add_to_archived(model, rows: list) -> None:
+    """Add `rows` (unsaved, archived or not) to the model's archived rows of the same key."""
+    if not rows:
+        return
+    (constraint,) = model._meta.constraints
+    key_fields = [name for name in constraint.fields if name != "archived"]
+    key_fields = [f"{name}_id" if name == "agent" else name for name in key_fields]
+    counted = [
+        f.attname for f in model._meta.concrete_fields
+        if not f.primary_key and f.attname not in key_fields and f.name != "archived"
+    ]
+
+    def key(row) -> tuple:
+        return tuple(getattr(row, name) for name in key_fields)
+
+    days = {row.day for row in rows}
+    existing = {
+        key(row): row
+        for row in model.objects.select_for_update().filter(day__in=days, archived=True)
+    }
+    new, changed = [], []
+    for row in rows:
+        kept = existing.get(key(row))
+        if kept is None:
+            row.archived = True
+            new.append(row)
+            continue
+        for name in counted:
+            setattr(kept, name, getattr(kept, name) + getattr(row, name))
+        changed.append(kept)
+    if changed:
+        model.objects.bulk_update(changed, counted, batch_size=BULK_BATCH)
+    model.objects.bulk_create(new, batch_size=BULK_BATCH)
+
+
+@contextmanager
+def rollup_lease(now: datetime) -> Iterator[bool]:
+    """Hold the rollups' lease (one writer of rollup days at a time: two would race on a
+    day) for the block, by compare-and-swap on the RollupState row. Yields False at once,
+    holding nothing, while another holds it."""
+    RollupState.objects.get_or_create(pk=1)
+    free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
+    if not RollupState.objects.filter(free, pk=1).update(lease_until=now + REFRESH_LEASE):
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        RollupState.objects.filter(pk=1).update(lease_until=None)
 
 
 def _days_between(first: date, last: date) -> list[date]:
@@ -268,12 +345,11 @@ def rollups_refresh(*, now: datetime | None = None) -> int:
     """
     now = now or timezone.now()
     today = _utc_day(now)
-    state, _ = RollupState.objects.get_or_create(pk=1)
-    free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
-    if not RollupState.objects.filter(free, pk=1).update(lease_until=now + REFRESH_LEASE):
-        log.info("rollups: another refresh holds the lease")
-        return 0
-    try:
+    with rollup_lease(now) as held:
+        if not held:
+            log.info("rollups: another refresh holds the lease")
+            return 0
+        state = RollupState.objects.get(pk=1)
         if state.refreshed_at is None:
             firsts = [
                 Escalation.objects.aggregate(m=Min("created_at"))["m"],
@@ -287,10 +363,7 @@ def rollups_refresh(*, now: datetime | None = None) -> int:
             start = min(_utc_day(since), today - timedelta(days=RECENT_DAYS))
             days = set(_days_between(start, today)) | _dirty_days(since)
         done = rollups_rebuild(days=days)
-    except BaseException:
-        RollupState.objects.filter(pk=1).update(lease_until=None)
-        raise
-    RollupState.objects.filter(pk=1).update(refreshed_at=now, lease_until=None)
+        RollupState.objects.filter(pk=1).update(refreshed_at=now)
     return done
 
 

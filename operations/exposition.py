@@ -45,6 +45,7 @@ def known_series() -> dict[str, list[tuple[str, ...]]]:
             (c, f) for c in Channel.values for f in ("false", "true")
         ],
         metrics.RATE_LIMIT_REFUSALS.name: [],
+        metrics.RETENTION_PURGED.name: [()],
     }
 
 

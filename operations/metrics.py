@@ -91,7 +91,18 @@ RATE_LIMIT_REFUSALS = Family(
     "Requests refused with 429 by a rate limit, by the limit that refused them.",
     ("limit",),
 )
-COUNTERS = (DECISIONS, WEBHOOK_ATTEMPTS, WEBHOOK_FAILURES, NOTIFICATION_FAILURES, RATE_LIMIT_REFUSALS)
+RETENTION_PURGED = Family(
+    "handoff_retention_purged_escalations",
+    "Escalations purged by retention (RETENTION_DAYS), with their timeline and deliveries.",
+)
+COUNTERS = (
+    DECISIONS,
+    WEBHOOK_ATTEMPTS,
+    WEBHOOK_FAILURES,
+    NOTIFICATION_FAILURES,
+    RATE_LIMIT_REFUSALS,
+    RETENTION_PURGED,
+)
 
 DECISION_TO_WEBHOOK = Histogram(
     "handoff_decision_to_webhook_seconds",

@@ -6,7 +6,7 @@ rows not yet finished), never by a scan of history: bench/metrics_bench.py times
 
 from datetime import datetime
 
-from django.db.models import Count
+from django.db.models import Count, Exists, OuterRef, QuerySet
 
 from escalations.models import Delivery, Escalation
 from notifications.models import Notification
@@ -38,3 +38,17 @@ def webhook_outbox() -> dict[str, int]:
 
 def notification_outbox() -> dict[str, int]:
     return outbox_by_status(Notification)
+
+
+def expired_escalations(*, before: datetime) -> QuerySet[Escalation]:
+    """Closed escalations (decided, resumed, withdrawn) last changed before `before`, with
+    nothing still on its way out (a delivery or a notification not yet sent or given up),
+    oldest change first (esc_closed_updated_idx)."""
+    unsent_deliveries = Delivery.objects.filter(escalation=OuterRef("pk"), status__in=UNFINISHED)
+    unsent_notifications = Notification.objects.filter(escalation=OuterRef("pk"), status__in=UNFINISHED)
+    return (
+        Escalation.objects.filter(status__in=Escalation.CLOSED_STATUSES, updated_at__lt=before)
+        .exclude(Exists(unsent_deliveries))
+        .exclude(Exists(unsent_notifications))
+        .order_by("updated_at")
+    )
