@@ -31,7 +31,7 @@ export HOST PORT
 
 CLIENT_VENV ?= .venv-client
 
-.PHONY: help run serve test test-client lint format lock bench bench-insights bench-queue bench-all migrate seed worker beat check venv install install-test clean
+.PHONY: help run serve test test-client lint format lock bench bench-insights bench-queue bench-metrics bench-all migrate seed worker beat check venv install install-test clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -152,7 +152,10 @@ bench-insights: $(STAMP_TEST) ## the insights page at 1,000,000 escalations (Pos
 bench-queue: $(STAMP_TEST) ## the queue at 100,000 open escalations and live notices on 100 sockets (PostgreSQL, Redis; ~5 min)
 	$(PY) bench/queue_bench.py $(ARGS)
 
-bench-all: bench bench-queue bench-insights ## every benchmark, one after the other
+bench-metrics: $(STAMP_TEST) ## GET /metrics and the retention purge at 100,000 escalations (PostgreSQL, Redis; ~5 min)
+	$(PY) bench/metrics_bench.py $(ARGS)
+
+bench-all: bench bench-queue bench-insights bench-metrics ## every benchmark, one after the other
 
 clean: ## remove .venv and local state under var/ (the embedded database too)
 	rm -rf $(VENV) var

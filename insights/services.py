@@ -284,19 +284,19 @@ def _add_to_archived(model, rows: list) -> None:
         key(row): row
         for row in model.objects.select_for_update().filter(day__in=days, archived=True)
     }
-    new, changed = [], []
+    # Rows that grow are replaced (a delete and an insert cost less than bulk_update's
+    # CASE per column and row).
+    replaced, written = [], []
     for row in rows:
         kept = existing.get(key(row))
-        if kept is None:
-            row.archived = True
-            new.append(row)
-            continue
-        for name in counted:
-            setattr(kept, name, getattr(kept, name) + getattr(row, name))
-        changed.append(kept)
-    if changed:
-        model.objects.bulk_update(changed, counted, batch_size=BULK_BATCH)
-    model.objects.bulk_create(new, batch_size=BULK_BATCH)
+        if kept is not None:
+            replaced.append(kept.pk)
+            for name in counted:
+                setattr(row, name, getattr(kept, name) + getattr(row, name))
+        row.archived = True
+        written.append(row)
+    model.objects.filter(pk__in=replaced).delete()
+    model.objects.bulk_create(written, batch_size=BULK_BATCH)
 
 
 @contextmanager
