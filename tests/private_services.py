@@ -10,7 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from conftest import free_port
+from conftest import free_port, need
 
 PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
 
@@ -39,6 +39,7 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> "RedisServer":
+        need(bool(shutil.which("redis-server")), "redis-server (a private one is started)")
         self.process = subprocess.Popen(
             [
                 shutil.which("redis-server") or "redis-server", "--port", str(self.port),
@@ -84,6 +85,7 @@ class PostgresCluster:
         subprocess.run(args, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
 
     def init(self) -> "PostgresCluster":
+        need((PG_BIN / "initdb").exists(), f"PostgreSQL's initdb in {PG_BIN} (PG_BIN)")
         if os.geteuid() == 0:
             shutil.chown(self.directory, "postgres")
         self._run(str(PG_BIN / "initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust", "--no-sync")

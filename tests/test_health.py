@@ -47,6 +47,17 @@ class Gunicorn:
             start_new_session=True,
         )
         wait_for_port(self.port, timeout=30, process=self.process)
+        self._wait_serving(timeout=30)
+
+    def _wait_serving(self, timeout: float) -> None:
+        """Until the worker (which loads Django after the port opens) answers /healthz."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if self.get("/healthz").status_code == 200:
+                    return
+            time.sleep(0.1)
+        raise AssertionError(f"gunicorn did not serve /healthz within {timeout:g} s:\n{self.log()}")
 
     def get(self, path: str) -> httpx.Response:
         return httpx.get(f"http://127.0.0.1:{self.port}{path}", timeout=10)
