@@ -8,8 +8,9 @@ Two kinds of figures:
 - Counters and a histogram of what happened (decisions, webhook attempts and failures,
   decision-to-webhook latency, notification failures, rate-limit refusals) are added,
   after commit, by whichever process made them happen, into one store that every
-  process shares: a Redis hash in production (HINCRBY; a scrape reads it with one
-  HGETALL), this process's memory in the embedded mode (one process does everything).
+  process shares: a Redis hash in production (each process writes its counts with
+  HINCRBY once a second, off the request path; a scrape reads it with one HGETALL),
+  this process's memory in the embedded mode (one process does everything).
 
 Why a shared store and not the alternatives:
 - prometheus_client's multiprocess mode keeps one file per process id in a directory.
@@ -23,12 +24,15 @@ Why a shared store and not the alternatives:
   rows at all, and should not get any.
 The price of the Redis hash: it counts from the moment the process counts, not from the
 rows, so a Redis restart without persistence starts the counters again from zero (the
-usual counter reset, which rate() and increase() handle). An increment that cannot reach
-Redis (an outage) is kept in the process and added with the next one that can, so an
-outage delays counts but loses them only if that process dies before Redis is back.
+usual counter reset, which rate() and increase() handle). Counts that cannot reach Redis
+(an outage) are kept in the process and written once it is back, so an outage delays
+counts but loses them only if that process dies before Redis returns; a process killed
+outright (SIGKILL) loses at most its last second of counts.
 """
 
+import atexit
 import logging
+import os
 import threading
 import time
 from collections import Counter
@@ -42,9 +46,8 @@ from django.db import transaction
 log = logging.getLogger(__name__)
 
 REDIS_KEY = "handoff:metrics"
-# After a failed write to Redis, increments stay in the process for this long before the
-# next try, so an outage costs one timeout per process and period, not one per count.
-RETRY_SECONDS = 5.0
+# How often a process writes what it counted to Redis (and retries, during an outage).
+FLUSH_SECONDS = 1.0
 REDIS_TIMEOUT_SECONDS = 0.5
 SEP = "\t"
 
@@ -146,9 +149,9 @@ def field(name: str, *values: str) -> str:
     return SEP.join([name, *(str(value).replace(SEP, " ") for value in values)])
 
 
-def parse_field(field: str) -> tuple[str, tuple[str, ...]]:
+def parse_field(key: str) -> tuple[str, tuple[str, ...]]:
     """(name, label values) of a stored field."""
-    name, *values = field.split(SEP)
+    name, *values = key.split(SEP)
     return name, tuple(values)
 
 
@@ -177,15 +180,32 @@ class LocalStore:
 
 
 class RedisStore:
-    """One Redis hash shared by every process. Increments that fail to reach Redis wait in
-    the process (`pending`) and go with the next write after RETRY_SECONDS."""
+    """One Redis hash shared by every process.
+
+    Counting costs the caller a dict update: a daemon thread of the process writes what
+    was counted to Redis every FLUSH_SECONDS (and at exit), in one MULTI/EXEC. What Redis
+    refuses (an outage) stays in the process and goes with the next flush. A scrape
+    flushes its own process first, so it sees its own counts at once and other
+    processes' within FLUSH_SECONDS.
+    """
 
     def __init__(self, url: str, key: str = REDIS_KEY) -> None:
         self.url, self.key = url, key
         self._client: redis.Redis | None = None
         self._pending: Counter = Counter()
         self._lock = threading.Lock()
-        self._retry_at = 0.0
+        self._flusher_pid: int | None = None
+        self._failing = False
+        os.register_at_fork(after_in_child=self._forget_parent)
+        atexit.register(self.flush)
+
+    def _forget_parent(self) -> None:
+        """In a forked child: the parent's counts are the parent's to write; its lock and
+        flusher thread did not come along."""
+        self._lock = threading.Lock()
+        self._pending = Counter()
+        self._client = None
+        self._flusher_pid = None
 
     def client(self) -> redis.Redis:
         if self._client is None:
@@ -199,12 +219,22 @@ class RedisStore:
     def add(self, deltas: dict[str, float]) -> None:
         with self._lock:
             self._pending.update(deltas)
-            if time.monotonic() < self._retry_at:
-                return
-            batch, self._pending = self._pending, Counter()
-        self._write(batch)
+            if self._flusher_pid != os.getpid():
+                self._flusher_pid = os.getpid()
+                threading.Thread(target=self._flush_forever, name="handoff-metrics", daemon=True).start()
 
-    def _write(self, batch: Counter) -> bool:
+    def _flush_forever(self) -> None:
+        pid = os.getpid()
+        while self._flusher_pid == pid:
+            time.sleep(FLUSH_SECONDS)
+            self.flush()
+
+    def flush(self) -> bool:
+        """Write the waiting counts to Redis now. False (and they wait) if Redis refuses."""
+        with self._lock:
+            batch, self._pending = self._pending, Counter()
+        if not batch:
+            return True
         try:
             pipe = self.client().pipeline(transaction=True)
             for field, value in batch.items():
@@ -216,22 +246,23 @@ class RedisStore:
         except redis.RedisError as exc:
             with self._lock:
                 self._pending.update(batch)
-                self._retry_at = time.monotonic() + RETRY_SECONDS
                 waiting = len(self._pending)
-            log.warning(
-                "metrics: Redis refused %d counts (%s: %s); kept in this process (%d waiting)",
-                len(batch), type(exc).__name__, exc, waiting,
-            )
+            if not self._failing:  # once per outage, not once per second
+                log.warning(
+                    "metrics: Redis refused the counts (%s: %s); they wait in this process "
+                    "(%d series) until it is back", type(exc).__name__, exc, waiting,
+                )
+            self._failing = True
             return False
+        if self._failing:
+            log.warning("metrics: Redis is back; the counts that waited are written")
+            self._failing = False
         return True
 
     def read(self) -> dict[str, float]:
-        """The shared figures (this process's waiting increments are written first, and
-        added to the answer if Redis still refuses them). Raises redis.RedisError."""
-        with self._lock:
-            batch, self._pending = self._pending, Counter()
-        if batch:
-            self._write(batch)
+        """The shared figures, this process's waiting counts included. Raises
+        redis.RedisError when Redis does not answer."""
+        self.flush()
         raw = self.client().hgetall(self.key)
         values = Counter({field.decode(): float(value) for field, value in raw.items()})
         with self._lock:
