@@ -10,6 +10,8 @@ served, or of the request whose commit enqueued the Celery task; null elsewhere)
 `extra` fields, and `exc_info` with the traceback.
 """
 
+from pythonjsonlogger.core import RESERVED_ATTRS
+
 FORMATS = ("plain", "json")
 
 # The request id comes from django-guid's context variable (set by its middleware, and in
@@ -23,6 +25,8 @@ JSON_FORMATTER = {
     "fmt": ["levelname", "name", "message", "request_id"],
     "rename_fields": {"levelname": "level", "name": "logger"},
     "timestamp": "time",
+    # uvicorn's copy of the message with terminal colours.
+    "reserved_attrs": [*RESERVED_ATTRS, "color_message"],
 }
 PLAIN_FORMATTER = {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}
 
