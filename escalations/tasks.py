@@ -155,14 +155,15 @@ def sweep_deliveries_task() -> int:
     return enqueued
 
 
-def repeat(job, name: str, batch_size: int = services.BATCH_SIZE) -> int:
-    """Run a batch job while it returns full batches, within PERIODIC_BUDGET_SECONDS."""
+def repeat(job, name: str, batch_size: int | None = None) -> int:
+    """Run a batch job while it returns full batches (of `batch_size`, by default
+    services.BATCH_SIZE), within PERIODIC_BUDGET_SECONDS."""
     deadline = time.monotonic() + PERIODIC_BUDGET_SECONDS
     total = 0
     while True:
         count = job()
         total += count
-        if count < batch_size or time.monotonic() > deadline:
+        if count < (batch_size or services.BATCH_SIZE) or time.monotonic() > deadline:
             break
     if total:
         log.info("%s: %d", name, total)
