@@ -281,6 +281,21 @@ def uvicorn(env: dict[str, str], log_dir: Path, port: int | None = None) -> tupl
     return process, url
 
 
+def gunicorn(env: dict[str, str], log_dir: Path, port: int | None = None) -> tuple[Process, str]:
+    """gunicorn with deploy/gunicorn.conf.py and one worker, as docker-compose's web-http
+    runs it; (process, URL) once the worker answers /healthz."""
+    port = port or free_port()
+    process = Process(
+        "gunicorn",
+        [str(BIN / "gunicorn"), "handoff_site.wsgi:application", "-c", "deploy/gunicorn.conf.py"],
+        {**env, "GUNICORN_BIND": f"127.0.0.1:{port}", "GUNICORN_WORKERS": "1"},
+        log_dir,
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_http(url + "/healthz", process)
+    return process, url
+
+
 def wait_http(url: str, process: Process, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

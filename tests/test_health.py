@@ -1,88 +1,53 @@
 """/healthz and /readyz (issue 9, "Operable"), on a real gunicorn (the production web-http)
 whose database and Redis are private servers of this test, stopped and started again."""
 
-import contextlib
 import os
-import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import httpx
 import pytest
-from conftest import free_port
-from private_services import PostgresCluster, RedisServer, wait_for_port
+from conftest import free_port, need
+from processes import PostgresCluster, Process, RedisServer, gunicorn, postgres_bin
 
-ROOT = Path(__file__).resolve().parent.parent
-GUNICORN = Path(sys.executable).with_name("gunicorn")
 READY_TIMEOUT = 1.0
 
 
-class Gunicorn:
-    """`gunicorn -c deploy/gunicorn.conf.py` on a free port with the given environment."""
+def serve(log_dir, **env: str) -> tuple[Process, str]:
+    """The production web-http (gunicorn) with `env` (DATABASE_URL, REDIS_URL)."""
+    return gunicorn(
+        {
+            "PATH": os.environ["PATH"],
+            "DEBUG": "0",
+            "SECRET_KEY": "test-health-" + "x" * 40,
+            # Probes come by an internal name: no host check may stand in their way.
+            "ALLOWED_HOSTS": "handoff.example.com",
+            "SECURE_SSL_REDIRECT": "1",
+            "READYZ_TIMEOUT_SECONDS": str(READY_TIMEOUT),
+            "HANDOFF_VAR_DIR": str(log_dir / "var"),
+            **env,
+        },
+        log_dir,
+    )
 
-    def __init__(self, log: Path, **env: str) -> None:
-        self.port = free_port()
-        self.log_path = log
-        self._log = open(log, "w")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
-            [str(GUNICORN), "handoff_site.wsgi:application", "-c", "deploy/gunicorn.conf.py"],
-            cwd=ROOT,
-            env={
-                "PATH": os.environ["PATH"],
-                "DEBUG": "0",
-                "SECRET_KEY": "test-health-" + "x" * 40,
-                # Probes come by an internal name: no host check may stand in their way.
-                "ALLOWED_HOSTS": "handoff.example.com",
-                "SECURE_SSL_REDIRECT": "1",
-                "GUNICORN_BIND": f"127.0.0.1:{self.port}",
-                "GUNICORN_WORKERS": "1",
-                "READYZ_TIMEOUT_SECONDS": str(READY_TIMEOUT),
-                "HANDOFF_VAR_DIR": str(log.parent / "var"),
-                **env,
-            },
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        wait_for_port(self.port, timeout=30, process=self.process)
-        self._wait_serving(timeout=30)
 
-    def _wait_serving(self, timeout: float) -> None:
-        """Until the worker (which loads Django after the port opens) answers /healthz."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with contextlib.suppress(httpx.HTTPError):
-                if self.get("/healthz").status_code == 200:
-                    return
-            time.sleep(0.1)
-        raise AssertionError(f"gunicorn did not serve /healthz within {timeout:g} s:\n{self.log()}")
+class Server:
+    def __init__(self, process: Process, url: str) -> None:
+        self.process, self.url = process, url
 
     def get(self, path: str) -> httpx.Response:
-        return httpx.get(f"http://127.0.0.1:{self.port}{path}", timeout=10)
+        return httpx.get(self.url + path, timeout=10)
 
     def log(self) -> str:
-        return self.log_path.read_text()[-4000:]
-
-    def stop(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(5)
-        self._log.close()
+        return self.process.log()
 
 
-def readiness(server: Gunicorn) -> tuple[int, dict, float]:
+def readiness(server: Server) -> tuple[int, dict, float]:
     started = time.monotonic()
     response = server.get("/readyz")
     return response.status_code, response.json(), time.monotonic() - started
 
 
-def wait_ready(server: Gunicorn, timeout: float) -> float:
+def wait_ready(server: Server, timeout: float) -> float:
     """Seconds until /readyz answers 200."""
     started = time.monotonic()
     while time.monotonic() - started < timeout:
@@ -94,20 +59,22 @@ def wait_ready(server: Gunicorn, timeout: float) -> float:
 
 @pytest.fixture
 def private(tmp_path):
-    pg = PostgresCluster()
+    bin_dir = postgres_bin()
+    need(bin_dir is not None, "PostgreSQL's server binaries (initdb)")
+    pg = PostgresCluster(bin_dir)
     redis = RedisServer(tmp_path)
     try:
-        pg.init().start()
+        pg.start()
         redis.start()
         yield pg, redis
     finally:
         redis.stop()
-        pg.remove()
+        pg.destroy()
 
 
 def test_readyz_names_what_is_down_and_recovers_on_its_own(private, tmp_path):
     pg, redis = private
-    server = Gunicorn(tmp_path / "gunicorn.log", DATABASE_URL=pg.url, REDIS_URL=redis.url)
+    server = Server(*serve(tmp_path, DATABASE_URL=pg.url(), REDIS_URL=redis.url))
     try:
         status, body, _ = readiness(server)
         assert status == 200, body
@@ -137,15 +104,17 @@ def test_readyz_names_what_is_down_and_recovers_on_its_own(private, tmp_path):
         db_back_in = wait_ready(server, timeout=30)
         print(f"\n/readyz 200 again {back_in:.1f} s after Redis returned, {db_back_in:.1f} s after PostgreSQL")
     finally:
-        server.stop()
+        server.process.stop()
 
 
 def test_readyz_fails_in_bounded_time_when_nothing_answers(tmp_path):
     """Neither server exists (nothing listens on their ports): 503 naming both, at once."""
-    server = Gunicorn(
-        tmp_path / "gunicorn.log",
-        DATABASE_URL=f"postgres://postgres@127.0.0.1:{free_port()}/none",
-        REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",
+    server = Server(
+        *serve(
+            tmp_path,
+            DATABASE_URL=f"postgres://postgres@127.0.0.1:{free_port()}/none",
+            REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",
+        )
     )
     try:
         status, body, took = readiness(server)
@@ -154,4 +123,4 @@ def test_readyz_fails_in_bounded_time_when_nothing_answers(tmp_path):
         assert took < READY_TIMEOUT + 1.5
         assert server.get("/healthz").status_code == 200
     finally:
-        server.stop()
+        server.process.stop()

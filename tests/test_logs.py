@@ -10,8 +10,7 @@ import httpx
 import pytest
 from conftest import make_package, need
 from django.db import connection
-from test_celery_worker import Worker, purge_queue, test_database_url, wait_until
-from test_health import Gunicorn
+from processes import Worker, gunicorn, production_env, purge_queue, wait_until
 
 from escalations.models import Delivery
 from handoff_site import logs
@@ -67,22 +66,17 @@ def test_gunicorn_and_the_worker_log_json_lines_with_the_request_id(
     agent.resume_url = receiver.url
     agent.save(update_fields=["resume_url"])
     token = reviewer_token_issue(user=reviewer)
-    env = {
-        "DATABASE_URL": test_database_url(),
-        "REDIS_URL": os.environ["REDIS_URL"],
-        "DB_POOL": "0",
-        "LOG_FORMAT": "json",
-        "ALLOWED_HOSTS": "127.0.0.1",
-        "SECURE_SSL_REDIRECT": "0",
-    }
+    env = production_env(
+        redis_url=os.environ["REDIS_URL"], var_dir=tmp_path, LOG_FORMAT="json", DB_POOL="0"
+    )
     purge_queue()
     # PYTHONWARNINGS: Celery warns a root user before logging is set up (the image runs as
     # a user of its own; this test may run as root).
     worker = Worker(tmp_path, {"LOG_FORMAT": "json", "PYTHONWARNINGS": "ignore::UserWarning"})
-    server = Gunicorn(tmp_path / "gunicorn.log", **env)
+    server, url = gunicorn(env, tmp_path)
     try:
         worker.wait_ready()
-        base = f"http://127.0.0.1:{server.port}/api/v1"
+        base = f"{url}/api/v1"
         created = httpx.post(
             f"{base}/escalations", json=make_package(), headers={"Authorization": f"Bearer {agent_token}"}
         )
@@ -102,7 +96,7 @@ def test_gunicorn_and_the_worker_log_json_lines_with_the_request_id(
         wait_until(
             lambda: Delivery.objects.filter(status="delivered").exists()
             and request_id in worker.log_path.read_text(),
-            timeout=15, what="the worker to log the delivery", worker=worker,
+            timeout=15, what="the worker to log the delivery", log=worker.log,
         )
     finally:
         server.stop()

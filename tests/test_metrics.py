@@ -13,10 +13,10 @@ import pytest
 import redis
 from conftest import make_package, need
 from django.db import connection
-from private_services import RedisServer
+from processes import RedisServer, wait_until
 from prometheus_client.parser import text_string_to_metric_families
 from receiver import Receiver
-from test_celery_worker import escalate, purge_queue, reviewer_api, wait_until, workers  # noqa: F401
+from test_celery_worker import escalate, reviewer_api, workers  # noqa: F401
 
 from escalations.models import Delivery, Escalation
 from notifications.models import Notification
@@ -171,7 +171,7 @@ def test_a_scrape_sees_what_a_real_worker_delivered(
         wait_until(
             lambda: Delivery.objects.filter(status__in=["delivered", "failed"]).count() == 3
             and Notification.objects.filter(status="failed").count() == 1,
-            timeout=20, what="deliveries and the notification to finish", worker=worker,
+            timeout=20, what="deliveries and the notification to finish", log=worker.log,
         )
     latest = {}
 
@@ -184,7 +184,7 @@ def test_a_scrape_sees_what_a_real_worker_delivered(
             "handoff_notification_failures_total", channel="webhook", final="true"
         ) == 1 and changed("handoff_webhook_attempts_total", result="failure") == 1
 
-    wait_until(worker_counts_written, timeout=10, what="the worker's counts", worker=worker)
+    wait_until(worker_counts_written, timeout=10, what="the worker's counts", log=worker.log)
     after = latest
 
     assert changed("handoff_decisions_total", kind="option", decided_by="human") == 2
@@ -205,7 +205,8 @@ def test_a_scrape_sees_what_a_real_worker_delivered(
 def test_counts_made_while_redis_is_down_are_added_once_it_is_back(tmp_path):
     """An outage delays counts in the process that made them; it does not lose them, and
     counting never waits for Redis."""
-    server = RedisServer(tmp_path).start()
+    server = RedisServer(tmp_path)
+    server.start()
     try:
         store = metrics.RedisStore(server.url, key="test:metrics")
         store.add({"a": 1})
@@ -235,7 +236,8 @@ def test_counts_made_while_redis_is_down_are_added_once_it_is_back(tmp_path):
 def test_one_store_is_shared_by_every_process(tmp_path):
     """Two processes count into the same Redis hash: a scrape anywhere sees both (each
     writes what it counted when it exits, too)."""
-    server = RedisServer(tmp_path).start()
+    server = RedisServer(tmp_path)
+    server.start()
     try:
         code = (
             "from operations.metrics import RedisStore;"
