@@ -17,8 +17,8 @@ from pathlib import Path
 import dj_database_url
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
-from limits import parse_many
 from django_guid.integrations import CeleryIntegration
+from limits import parse_many
 
 from handoff_site import logs
 

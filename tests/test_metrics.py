@@ -119,17 +119,44 @@ def test_the_scrape_counts_decisions_and_reads_the_queue_from_the_database(clien
     assert value(after, "handoff_scrape_source_up", source="counters") == 1
 
 
+def refusals(samples, limit: str) -> float:  # a limit's series appears with its first refusal
+    return samples.get(("handoff_rate_limit_refusals_total", (("limit", limit),)), 0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_rate_limit_refusals_are_counted(client, agent_with_token, settings):
+    """The API's rate limiter (in front of Django, here the WSGI application) refuses the
+    third call in a minute; the counter says so, under the limit's name."""
+    import io
+
+    from handoff_site import ratelimit
+    from handoff_site.wsgi import application
+
+    settings.RATE_LIMIT_AGENT = "2/minute"
+    ratelimit._limiter = None  # this process's limiter, made afresh on the test's settings
+    environ = {
+        "REQUEST_METHOD": "GET", "PATH_INFO": "/api/v1/decisions", "QUERY_STRING": "",
+        "HTTP_AUTHORIZATION": f"Bearer {agent_with_token[1]}", "REMOTE_ADDR": "192.0.2.1",
+        "SERVER_NAME": "testserver", "SERVER_PORT": "80", "wsgi.url_scheme": "http",
+        "wsgi.errors": io.StringIO(),
+    }  # fmt: skip
+    before = scrape(client)
+    statuses = []
+    for _ in range(3):
+        b"".join(application({**environ, "wsgi.input": io.BytesIO()}, lambda s, h: statuses.append(s)))
+    assert statuses[-1].startswith("429")
+    after = scrape(client)
+    assert refusals(after, "agent") - refusals(before, "agent") == 1
+    ratelimit._limiter = None
+
+
 @pytest.mark.django_db
 def test_rate_limit_refusals_have_a_named_hook(client):
-    def refusals(samples, limit):  # a limit's series appears with its first refusal
-        return samples.get(("handoff_rate_limit_refusals_total", (("limit", limit),)), 0)
-
     before = scrape(client)
-    metrics.rate_limit_refused("agent")
     metrics.rate_limit_refused("agent")
     metrics.rate_limit_refused("address")
     after = scrape(client)
-    assert refusals(after, "agent") - refusals(before, "agent") == 2
+    assert refusals(after, "agent") - refusals(before, "agent") == 1
     assert refusals(after, "address") - refusals(before, "address") == 1
     with pytest.raises(ValueError):
         metrics.count(metrics.RATE_LIMIT_REFUSALS, scope="agent")
