@@ -35,7 +35,7 @@ class Rules:
     version: int = 1
 
 
-# What a manager edits and a PolicyVersion snapshots (migration 0005 saved these first).
+# What a manager edits and a PolicyVersion snapshots (escalations migration 0002 keeps its own copy).
 RULE_FIELDS = (
     "autonomous_threshold",
     "flag_threshold",

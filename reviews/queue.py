@@ -83,7 +83,7 @@ def tab_counts(user, *, now: datetime) -> dict[str, int]:
     """How many escalations each tab holds (before the filters), one query each.
 
     Each count reads at most COUNT_CAP + 1 entries of an index (the open escalations'
-    partial indexes of 0006 and 0007, the tier-2 one, decisions by time); a count above
+    partial indexes in Escalation.Meta, the tier-2 one, decisions by time); a count above
     COUNT_CAP means "more than COUNT_CAP".
     """
     visible = escalations_for_reviewer(user).select_related(None)

@@ -1,3 +1,5 @@
+"""The shipped domain policies, each with its first saved version (as policy_create saves)."""
+
 from django.db import migrations
 
 DEFAULTS = [
@@ -7,18 +9,33 @@ DEFAULTS = [
     ("db-migration", 0.95, 0.80, 0.60, "Database migrations: people look at almost everything."),
     ("research", 0.70, 0.55, 0.40, "Research and reading: mistakes are cheap to undo."),
 ]
+# escalations.policy.RULE_FIELDS as of this migration (a migration does not follow the code).
+RULE_FIELDS = ("autonomous_threshold", "flag_threshold", "escalate_threshold", "retry_cap",
+               "scope_tolerance", "auto_decide", "novelty_escalates", "respond_minutes_tier3",
+               "respond_minutes_tier4", "approvals_required")
 
 
 def seed(apps, schema_editor):
+    """Idempotent: tests/conftest.py runs it again after a transactional test's flush."""
     Policy = apps.get_model("escalations", "Policy")
+    PolicyVersion = apps.get_model("escalations", "PolicyVersion")
     for domain, autonomous, flag, escalate, description in DEFAULTS:
-        Policy.objects.get_or_create(
+        policy, _ = Policy.objects.get_or_create(
             domain=domain,
             defaults={
                 "autonomous_threshold": autonomous,
                 "flag_threshold": flag,
                 "escalate_threshold": escalate,
                 "description": description,
+            },
+        )
+        rules = {name: getattr(policy, name) for name in RULE_FIELDS}
+        PolicyVersion.objects.get_or_create(
+            policy=policy,
+            version=policy.version,
+            defaults={
+                "rules": {**rules, "description": policy.description, "managers": []},
+                "note": "shipped with Handoff",
             },
         )
 

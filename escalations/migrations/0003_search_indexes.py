@@ -1,4 +1,4 @@
-"""The queue's "mine" index, and on PostgreSQL trigram indexes for its free-text search.
+"""On PostgreSQL, trigram indexes for the queue's free-text search.
 
 The search (reviews.filters: every word, case-insensitive, in the title or the uncertainty)
 is `UPPER(col::text) LIKE UPPER('%word%')`, which only a trigram index can serve. pg_trgm
@@ -8,8 +8,7 @@ then the search stays a scan (correct, slower) and the migration says so.
 
 import logging
 
-from django.conf import settings
-from django.db import DatabaseError, migrations, models, transaction
+from django.db import DatabaseError, migrations, transaction
 
 log = logging.getLogger(__name__)
 
@@ -45,20 +44,6 @@ def drop_trigram_indexes(apps, schema_editor) -> None:
 
 
 class Migration(migrations.Migration):
+    dependencies = [("escalations", "0002_default_policies")]
 
-    dependencies = [
-        ("escalations", "0006_queue_indexes"),
-        migrations.swappable_dependency(settings.AUTH_USER_MODEL),
-    ]
-
-    operations = [
-        migrations.AddIndex(
-            model_name="escalation",
-            index=models.Index(
-                condition=models.Q(("status__in", ["pending", "claimed"])),
-                fields=["claimed_by", "claimed_until"],
-                name="esc_open_claim_idx",
-            ),
-        ),
-        migrations.RunPython(create_trigram_indexes, drop_trigram_indexes),
-    ]
+    operations = [migrations.RunPython(create_trigram_indexes, drop_trigram_indexes)]
