@@ -31,7 +31,7 @@ export HOST PORT
 
 CLIENT_VENV ?= .venv-client
 
-.PHONY: help run serve test test-client lint format lock bench bench-insights bench-queue bench-metrics bench-all migrate seed worker beat check venv install install-test clean
+.PHONY: help run serve test test-client lint typecheck format lock bench bench-insights bench-queue bench-metrics bench-all migrate seed worker beat check venv install install-test clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -135,6 +135,13 @@ lock: $(STAMP_TEST) ## refresh the lock files from pyproject.toml (UPGRADE=1: ne
 lint: $(STAMP_TEST) ## ruff
 	$(VENV)/bin/ruff check .
 
+# bench/ and scripts/ are folders of scripts, not packages: each is checked on its own so
+# their module names (run, lib) do not clash with each other's or the apps'.
+typecheck: $(STAMP_TEST) ## mypy with django-stubs: the apps and tests, then bench/ and scripts/
+	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy bench
+	$(VENV)/bin/mypy scripts
+
 format: $(STAMP_TEST) ## ruff format + import sorting
 	$(VENV)/bin/ruff check --select I --fix .
 	$(VENV)/bin/ruff format .
@@ -147,7 +154,7 @@ bench: $(STAMP_TEST) ## the benchmarks in bench/ (best with DATABASE_URL and RED
 	$(PY) bench/run.py $(ARGS)
 
 bench-insights: $(STAMP_TEST) ## the insights page at 1,000,000 escalations (PostgreSQL; ~10 min)
-	$(PY) bench/insights.py $(ARGS)
+	$(PY) bench/insights_bench.py $(ARGS)
 
 bench-queue: $(STAMP_TEST) ## the queue at 100,000 open escalations and live notices on 100 sockets (PostgreSQL, Redis; ~5 min)
 	$(PY) bench/queue_bench.py $(ARGS)

@@ -301,7 +301,9 @@ class Bench:
                 agent=agent, package=EscalationIn.model_validate(body), body=body
             )
             template = created.escalation
-            assert created.created and template.tier >= 3 and template.is_open, template.tier
+            assert created.created, template.tier
+            assert template.tier >= 3, template.tier
+            assert template.is_open, template.tier
             event = Event.objects.get(escalation=template, kind=Event.Kind.CREATED)
             runs = Run.objects.bulk_create(
                 [Run(agent=agent, run_id=f"{role}-{self.nonce}-{i}") for i in range(1, count)]
@@ -334,8 +336,7 @@ class Bench:
         """A valid tier-3 package of about 3 KB (tests/conftest.make_package, padded history)."""
         if self._package_base is None:
             try:
-                sys.path.insert(0, str(ROOT / "tests"))
-                from conftest import make_package  # the tests' own valid package
+                from tests.conftest import make_package  # the tests' own valid package
             except Exception:
                 make_package = None
             t = datetime.now(UTC)
@@ -970,7 +971,7 @@ def source_stamp() -> str:
     """A fingerprint of the app's code (other engineers edit this tree while the bench runs)."""
     import hashlib
 
-    digest = hashlib.sha1()
+    digest = hashlib.sha1(usedforsecurity=False)
     for package in ("escalations", "reviews", "handoff_site"):
         for path in sorted((ROOT / package).rglob("*.py")):
             stat = path.stat()

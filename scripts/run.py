@@ -78,7 +78,8 @@ class Child:
 
     def _pump(self) -> None:
         """Copy the child's output to ours, each line prefixed with the child's name."""
-        assert self.proc is not None and self.proc.stdout is not None
+        assert self.proc is not None
+        assert self.proc.stdout is not None
         prefix = f"{self.name:>6} | ".encode()
         out = sys.stdout.buffer
         for line in iter(self.proc.stdout.readline, b""):
@@ -115,7 +116,7 @@ def wait_until_serving(url: str, children: list[Child], timeout: float = 60.0) -
         if not all(child.alive() for child in children):
             return False
         try:
-            with urllib.request.urlopen(url, timeout=2) as response:
+            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - our own http URL
                 if response.status == 200:
                     return True
         except (urllib.error.URLError, OSError):
@@ -206,7 +207,7 @@ def main() -> int:
     for child in children:
         child.start()
 
-    display_host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
+    display_host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host  # noqa: S104
     if ":" in display_host:
         display_host = f"[{display_host}]"
     url = f"http://{display_host}:{args.port}"

@@ -117,7 +117,7 @@ def api(agent_with_token) -> AgentClient:
 @pytest.fixture
 def receiver():
     """A real HTTP server on 127.0.0.1 standing in for an agent's webhook endpoint."""
-    from receiver import Receiver
+    from tests.receiver import Receiver
 
     with Receiver() as receiver:
         yield receiver

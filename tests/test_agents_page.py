@@ -12,13 +12,13 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
-from receiver import Receiver
 
 from escalations import services, webhooks
 from escalations.models import Agent, AgentToken, Delivery, Escalation, GateCheck
 from escalations.tasks import deliver_webhook_task
 from tests import test_browser
 from tests.conftest import AgentClient, ensure_default_policies, make_package, make_user
+from tests.receiver import Receiver
 
 pytestmark = pytest.mark.django_db
 
@@ -132,7 +132,8 @@ def test_the_list_shows_budget_open_escalations_health_and_last_seen(
     assert agent.name in row
     assert "3 / 50" in row  # three escalations today against a budget of 50
     assert "<strong>2</strong>" in row  # two still open
-    assert "1 delivered" in row and "0 failed" in row
+    assert "1 delivered" in row
+    assert "0 failed" in row
     assert "never" not in row  # seen: it escalated a moment ago
 
 
@@ -148,7 +149,8 @@ def test_the_list_flags_an_agent_over_budget_and_counts_gate_checks_as_seen(agen
     def row(a: Agent) -> str:
         return re.search(rf'<tr id="agent-{a.pk}".*?</tr>', page, flags=re.S).group(0)
 
-    assert "3 / 2" in row(agent) and "over budget" in row(agent)
+    assert "3 / 2" in row(agent)
+    assert "over budget" in row(agent)
     assert "over budget" not in row(checker)
     assert "under a minute ago" in row(checker)
     assert "never" in row(quiet)
@@ -211,7 +213,8 @@ def test_register_shows_the_token_once_and_it_works_against_the_api(manager_clie
     # never again: not on its page, not in the list
     for url in (reverse("reviews:agent", args=[agent.pk]), reverse("reviews:agents")):
         page = text(manager_client.get(url))
-        assert token not in page and secret not in page
+        assert token not in page
+        assert secret not in page
         assert token[:10] in page or url == reverse("reviews:agents")
 
 
@@ -409,7 +412,8 @@ def test_a_failed_delivery_is_listed_and_redeliver_resends_it_to_the_receiver(
         assert "HTTP 410" in page
         assert re.search(r"Failed \(given up\)</dt><dd[^>]*>1</dd>", page)
         listed = text(manager_client.get(reverse("reviews:agents")))
-        assert "1 failed" in listed and "last failure" in listed
+        assert "1 failed" in listed
+        assert "last failure" in listed
 
         # the button: a new delivery, sent at once to the real receiver (eager worker)
         settings.CELERY_TASK_ALWAYS_EAGER = True
@@ -425,7 +429,8 @@ def test_a_failed_delivery_is_listed_and_redeliver_resends_it_to_the_receiver(
     assert webhooks.verify(agent.signing_secret, second.body, second.header("handoff-signature"))
     page = text(manager_client.get(response["Location"]))
     assert "Queued a new delivery" in page
-    assert "redelivered since" in page and "dstatus-delivered" in page
+    assert "redelivered since" in page
+    assert "dstatus-delivered" in page
     assert Escalation.objects.get(pk=escalation.pk).status == Escalation.Status.RESUMED
 
 
@@ -510,7 +515,8 @@ def test_a_manager_registers_an_agent_in_the_browser_and_sees_its_token_once(
     assert "Shown once" in page.text_content(".reveal-warning")
     token = page.input_value("#new-token")
     secret = page.input_value("#new-secret")
-    assert token.startswith("hnd_") and secret.startswith("whsec_")
+    assert token.startswith("hnd_")
+    assert secret.startswith("whsec_")
 
     # the copy button copies the token
     copy = page.locator("button[data-copy='#new-token']")
@@ -529,7 +535,8 @@ def test_a_manager_registers_an_agent_in_the_browser_and_sees_its_token_once(
     page.click("text=I have stored them")
     page.wait_for_selector("#tokens-heading")
     content = page.content()
-    assert token not in content and secret not in content
+    assert token not in content
+    assert secret not in content
     assert token[:10] in page.text_content(".tokens")
     # not even by going back: the answer was no-store, so the browser kept no copy
     from playwright.sync_api import Error as PlaywrightError

@@ -98,7 +98,8 @@ def test_other_decision_kinds(api, reviewer, kind, extra):
     decide(escalation_id, reviewer, kind=kind, **extra)
     decision = api.get(f"/api/v1/escalations/{escalation_id}").json()["decision"]
     assert decision["kind"] == kind
-    assert decision["option"] is None and decision["args"] is None
+    assert decision["option"] is None
+    assert decision["args"] is None
     escalation = Escalation.objects.select_related("run").get(pk=escalation_id)
     expected_run = {"instruction": "active", "take_over": "taken_over", "halt": "halted"}[kind]
     assert escalation.run.status == expected_run

@@ -42,7 +42,8 @@ def test_tier_reasons_are_the_gates_reasons_and_are_kept(api, irreversible):
         "action": package["action"], "confidence": package["confidence"], "attempts": 0,
     })).json()
     assert body["tier"] == gate["tier"]
-    assert body["tier_reasons"] == gate["reasons"] and body["tier_reasons"]
+    assert body["tier_reasons"] == gate["reasons"]
+    assert body["tier_reasons"]
     if irreversible:
         assert "irreversible action needs approval" in body["tier_reasons"]
     assert Escalation.objects.get(pk=body["id"]).tier_reasons == body["tier_reasons"]

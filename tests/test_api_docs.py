@@ -62,7 +62,8 @@ def test_every_answer_to_an_agent_documents_its_budget_headers(document):
 def test_etags_cursors_and_the_escalation_object_are_described(document):
     paths = document["paths"]
     get = paths["/api/v1/escalations/{escalation_id}"]["get"]["responses"]
-    assert "ETag" in get["200"]["headers"] and "ETag" in get["304"]["headers"]
+    assert "ETag" in get["200"]["headers"]
+    assert "ETag" in get["304"]["headers"]
     created = paths["/api/v1/escalations"]["post"]["responses"]["201"]
     assert {"ETag", "Location"} <= set(created["headers"])
     assert created["links"]["GetEscalation"]["parameters"] == {"escalation_id": "$response.body#/id"}
@@ -76,7 +77,8 @@ def test_etags_cursors_and_the_escalation_object_are_described(document):
 def test_the_queue_documents_the_dashboards_filters(document):
     parameters = {p["name"]: p for p in document["paths"]["/api/v1/review/queue"]["get"]["parameters"]}
     assert set(QueueFilter.base_filters) | {"tab", "sort", "limit", "cursor"} == set(parameters)
-    assert "" in parameters["reason"]["schema"]["enum"] and "novelty" in parameters["reason"]["schema"]["enum"]
+    assert "" in parameters["reason"]["schema"]["enum"]
+    assert "novelty" in parameters["reason"]["schema"]["enum"]
 
 
 def test_the_webhook_events_are_openapi_webhooks(document):

@@ -21,7 +21,8 @@ def assert_problem(response, status: int) -> dict:
     problem = response.json()
     assert problem["status"] == status
     assert problem["type"].startswith("https://handoff.dev/problems/")
-    assert problem["title"] and problem["detail"]
+    assert problem["title"]
+    assert problem["detail"]
     return problem
 
 

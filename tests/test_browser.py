@@ -162,7 +162,8 @@ def test_a_decision_elsewhere_closes_the_other_reviewers_controls_live(
     assert bob.locator("#decision-panel input[name=option]").count() == 0
     assert bob.text_content("#escalation-status").strip() == "Decided"
     assert bob.evaluate("window.__sameDocument") is True
-    assert alice.js_errors == [] and bob.js_errors == []
+    assert alice.js_errors == []
+    assert bob.js_errors == []
     assert Decision.objects.filter(escalation_id=escalation["id"]).count() == 1
 
 

@@ -13,11 +13,16 @@ from datetime import timedelta
 
 import pytest
 import time_machine
-from conftest import free_port, make_package, need
 from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
-from processes import (
+
+from escalations import webhooks
+from escalations.models import Delivery, DeliveryAttempt, Escalation, Event
+from escalations.tasks import sweep_deliveries_task
+from reviews.services import reviewer_token_issue
+from tests.conftest import free_port, make_package, need
+from tests.processes import (
     Worker,
     celery,
     children_of,
@@ -27,12 +32,7 @@ from processes import (
     socket_owner,
     wait_until,
 )
-from receiver import TRICKLE, Reply
-
-from escalations import webhooks
-from escalations.models import Delivery, DeliveryAttempt, Escalation, Event
-from escalations.tasks import sweep_deliveries_task
-from reviews.services import reviewer_token_issue
+from tests.receiver import TRICKLE, Reply
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -120,7 +120,8 @@ def test_a_real_worker_delivers_a_reviewers_decision(workers, api, hooked, revie
     assert reviewer_api(second.pk).status_code == 201
     wait_until(lambda: status_of(second) == "resumed", timeout=15, what="the retry", log=worker.log)
     failed, ok = receiver.requests[1:]
-    assert failed.answered == 500 and ok.answered == 200
+    assert failed.answered == 500
+    assert ok.answered == 200
     assert failed.header("handoff-delivery") == ok.header("handoff-delivery")
     attempts = DeliveryAttempt.objects.filter(delivery__escalation=second).order_by("number")
     assert [a.status_code for a in attempts] == [500, 200]
@@ -242,7 +243,9 @@ def test_an_attempt_is_cut_at_its_time_limit_so_a_live_worker_never_loses_its_le
     # Retried by its countdown (a 200 now) by the same live worker: one attempt at a time.
     wait_until(lambda: status_of(escalation) == "resumed", timeout=15, what="the retry", log=worker.log)
     first, second = receiver.requests
-    assert first is held and second.at > recorded - 1 and second.answered == 200
+    assert first is held
+    assert second.at > recorded - 1
+    assert second.answered == 200
     assert worker.alive()
     receiver.release()
     print(f"\na trickling receiver's attempt was cut after {attempt.duration_ms / 1000:.1f} s")
@@ -260,7 +263,8 @@ def test_a_broker_outage_at_commit_degrades_but_never_loses(
     assert response.status_code == 201, response.content  # the decision committed
     assert took < 10
     delivery = Delivery.objects.get(escalation=escalation)
-    assert delivery.status == Delivery.Status.PENDING and delivery.attempt_count == 0
+    assert delivery.status == Delivery.Status.PENDING
+    assert delivery.attempt_count == 0
     assert status_of(escalation) == "decided"
 
     worker = workers()  # the broker is back, a worker runs: nothing was enqueued

@@ -9,15 +9,15 @@ from datetime import timedelta
 
 import pytest
 import time_machine
-from conftest import free_port, make_package
 from django.conf import settings
 from django.utils import timezone
-from receiver import CLOSE, Receiver
 
 from escalations import services, webhooks
 from escalations.models import Decision, Delivery, DeliveryAttempt, Escalation, Event
 from escalations.tasks import deliver_webhook_task, sweep_deliveries_task
 from escalations.wire import escalation_dict
+from tests.conftest import free_port, make_package
+from tests.receiver import CLOSE, Receiver
 
 pytestmark = pytest.mark.django_db
 
@@ -73,9 +73,12 @@ def test_a_decision_is_posted_signed_and_the_escalation_resumed(api, hooked, rev
     escalation.refresh_from_db()
     delivery.refresh_from_db()
     assert escalation.status == Escalation.Status.RESUMED
-    assert delivery.status == Delivery.Status.DELIVERED and delivery.delivered_at
+    assert delivery.status == Delivery.Status.DELIVERED
+    assert delivery.delivered_at
     (attempt,) = delivery.attempts.all()
-    assert attempt.number == 1 and attempt.status_code == 200 and attempt.ok
+    assert attempt.number == 1
+    assert attempt.status_code == 200
+    assert attempt.ok
     assert Event.objects.filter(escalation=escalation, kind=Event.Kind.RESUMED).count() == 1
     # The agent sees it resumed through the API as well.
     assert api.get(f"/api/v1/escalations/{escalation.pk}").json()["status"] == "resumed"
@@ -128,7 +131,8 @@ def test_a_refused_connection_retries_until_a_server_listens(api, agent, reviewe
     delivery.refresh_from_db()
     assert delivery.status == Delivery.Status.RETRYING
     (attempt,) = delivery.attempts.all()
-    assert attempt.status_code is None and "Connect" in attempt.error
+    assert attempt.status_code is None
+    assert "Connect" in attempt.error
     assert delivery.last_error == attempt.error
 
     with Receiver(port=port) as receiver, time_machine.travel(
@@ -176,7 +180,8 @@ def test_other_4xx_stop_the_retries(api, hooked, reviewer, receiver, status):
     assert delivery.status == Delivery.Status.FAILED
     assert delivery.last_error == f"HTTP {status}"
     event = Event.objects.get(escalation=escalation, kind=Event.Kind.DELIVERY_FAILED)
-    assert event.data["delivery"] == str(delivery.id) and event.data["attempts"] == 1
+    assert event.data["delivery"] == str(delivery.id)
+    assert event.data["attempts"] == 1
     escalation.refresh_from_db()
     assert escalation.status == Escalation.Status.DECIDED  # the agent may still poll it
     with time_machine.travel(timezone.now() + timedelta(hours=2), tick=False):

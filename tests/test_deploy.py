@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import need
+
+from tests.conftest import need
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -94,7 +94,8 @@ def test_only_the_drifting_agent_is_flagged(synthetic_weeks):
     drifting = by_name["agent-007"]
     assert (drifting.escalations, drifting.exposure) == (40, 200)  # 4 days x 50, 10 a day
     assert (drifting.baseline_escalations, drifting.baseline_exposure) == (112, 1400)  # 28 x 4
-    assert drifting.is_drifting and drifting.p_value < 0.01
+    assert drifting.is_drifting
+    assert drifting.p_value < 0.01
     assert not by_name["steady"].is_drifting
     assert by_name["steady"].p_value > 0.01
     assert by_name["tiny"].p_value is None  # 8 escalations and 8 gate checks: too little volume

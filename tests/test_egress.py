@@ -86,7 +86,7 @@ def production(settings):
         ("100.100.100.200", True, "a cloud metadata address"),
         ("169.254.10.1", True, "a link-local address"),
         ("fe80::1", True, "a link-local address"),
-        ("0.0.0.0", True, "not a unicast address"),
+        ("0.0.0.0", True, "not a unicast address"),  # noqa: S104 - an address refused here
         ("224.0.0.1", True, "not a unicast address"),
         ("127.0.0.1", True, None),
         ("::1", True, None),
@@ -132,7 +132,8 @@ def test_production_settings_refuse_loopback_and_private_resume_urls(dns, manage
         ("https://intranet.test/hook", "a private address"),
     ]:
         errors = field_errors(register(manager_client, resume_url=url))
-        assert list(errors) == ["resume_url"] and reason in errors["resume_url"], (url, errors)
+        assert list(errors) == ["resume_url"], (url, errors)
+        assert reason in errors["resume_url"], (url, errors)
     assert registered(manager_client, "https://public.test/hook")
 
 
@@ -178,8 +179,10 @@ def test_a_delivery_to_a_metadata_name_is_refused_before_connecting(dns, loopbac
 
 def test_production_settings_refuse_loopback_at_connect_time(dns, receiver, production, loopback_only):
     outcome = post(receiver.url)
-    assert outcome.status_code is None and "a loopback address" in outcome.error
-    assert loopback_only == [] and receiver.requests == []
+    assert outcome.status_code is None
+    assert "a loopback address" in outcome.error
+    assert loopback_only == []
+    assert receiver.requests == []
 
 
 def test_a_name_that_changes_its_answer_cannot_rebind(dns, receiver, loopback_only):
@@ -191,7 +194,8 @@ def test_a_name_that_changes_its_answer_cannot_rebind(dns, receiver, loopback_on
     assert dns.lookups == ["rebind.test"]
 
     refused = post(url)  # the second answer: 169.254.169.254
-    assert refused.status_code is None and "169.254.169.254, a cloud metadata address" in refused.error
+    assert refused.status_code is None
+    assert "169.254.169.254, a cloud metadata address" in refused.error
     assert loopback_only == []
 
     delivered = post(url)  # the third answer: 127.0.0.1 again

@@ -136,7 +136,8 @@ def test_reassigning_an_unclaimed_escalation_gives_the_assignee_a_lease(
         )
     escalation.refresh_from_db()
     assert escalation.status == Escalation.Status.CLAIMED
-    assert escalation.claimed_by == other_reviewer and escalation.claim_is_live()
+    assert escalation.claimed_by == other_reviewer
+    assert escalation.claim_is_live()
     [event] = events(escalation, Event.Kind.REASSIGNED)
     assert (event.actor, event.data["from"], event.data["to"]) == ("alice", None, "bob")
     assert len(callbacks) == 1  # the live announcement
@@ -208,7 +209,8 @@ def test_reassign_by_htmx_and_without_javascript(escalation, reviewer_client, ot
     done = reviewer_client.post(url("reassign", escalation), {"assignee": "bob"}, **HX)
     assert done.status_code == 200
     assert text(done).lstrip().startswith('<div id="claim-box"')
-    assert "Assigned to bob." in text(done) and "<strong>bob</strong> is on this" in text(done)
+    assert "Assigned to bob." in text(done)
+    assert "<strong>bob</strong> is on this" in text(done)
 
     refused = reviewer_client.post(url("reassign", escalation), {"assignee": "alice"})
     assert refused.status_code == 302
@@ -324,10 +326,12 @@ def test_commenting_by_htmx_returns_a_fresh_form_and_the_timeline(escalation, re
     body = response.content.decode()
     assert body.lstrip().startswith('<form id="comment-form"')
     assert "Comment added." in body
-    assert 'id="activity"' in body and 'hx-swap-oob="true"' in body
+    assert 'id="activity"' in body
+    assert 'hx-swap-oob="true"' in body
     assert "&lt;script&gt;alert(1)&lt;/script&gt; looks risky" in body
     assert "<script>alert(1)" not in body
-    assert "</textarea>" in body and "looks risky</textarea>" not in body  # the form is emptied
+    assert "</textarea>" in body
+    assert "looks risky</textarea>" not in body  # the form is emptied
 
 
 def test_commenting_without_javascript_and_with_errors(escalation, reviewer_client):
@@ -339,7 +343,8 @@ def test_commenting_without_javascript_and_with_errors(escalation, reviewer_clie
     done = reviewer_client.post(url("comment", escalation), {"body": "Checked the logs."})
     assert done.status_code == 302
     page = text(reviewer_client.get(done["Location"]))
-    assert "Comment added." in page and "Checked the logs." in page
+    assert "Comment added." in page
+    assert "Checked the logs." in page
     assert "Ctrl+Enter posts it." in page
 
 
@@ -355,7 +360,8 @@ def test_comments_are_not_sent_to_the_agent(escalation, reviewer, api):
 def flagged(api) -> Escalation:
     """A tier-2 escalation the policy decided at once (0.80 in the default domain)."""
     escalation = post_package(api, run_id="flagged", confidence=0.80)
-    assert escalation.tier == 2 and escalation.decision.decided_by_type == "policy"
+    assert escalation.tier == 2
+    assert escalation.decision.decided_by_type == "policy"
     return escalation
 
 
@@ -368,7 +374,8 @@ def test_a_flag_review_is_recorded_once(flagged, reviewer, other_reviewer):
     assert event.data == {"verdict": "other", "option": "shim"}
     with pytest.raises(Problem) as again:
         services.flag_review_record(escalation_id=flagged.pk, user=other_reviewer, verdict="fine")
-    assert again.value.status == 409 and "alice has already reviewed" in again.value.detail
+    assert again.value.status == 409
+    assert "alice has already reviewed" in again.value.detail
     assert FlagReview.objects.count() == 1
 
 
@@ -382,7 +389,8 @@ def test_a_flag_review_names_what_is_wrong(flagged, reviewer, verdict, option, f
         services.flag_review_record(
             escalation_id=flagged.pk, user=reviewer, verdict=verdict, option_key=option
         )
-    assert refused.value.status == 422 and refused.value.errors[0].field == field
+    assert refused.value.status == 422
+    assert refused.value.errors[0].field == field
 
 
 def test_only_policy_decided_tier_two_escalations_are_flag_reviewed(escalation, reviewer):
@@ -407,11 +415,13 @@ def test_flag_review_controls_on_the_page(flagged, reviewer_client, escalation):
         url("flag_review", flagged), {"verdict": "other", "option_key": "shim"}, **HX
     )
     assert done.status_code == 200
-    assert "says it should have been" in text(done) and "Add a compatibility shim" in text(done)
+    assert "says it should have been" in text(done)
+    assert "Add a compatibility shim" in text(done)
     assert 'id="activity"' in text(done)
 
     again = reviewer_client.post(url("flag_review", flagged), {"verdict": "fine"}, **HX)
-    assert again.status_code == 409 and "alice has already reviewed this one." in text(again)
+    assert again.status_code == 409
+    assert "alice has already reviewed this one." in text(again)
 
     plain = reviewer_client.post(url("flag_review", escalation), {"verdict": "fine"})
     assert plain.status_code == 302
@@ -478,8 +488,10 @@ def test_my_runs_lists_taken_over_runs_and_closes_them(
     assert "The run is yours now: close it from" in detail
     assert "The run is yours now" not in text(bob_client.get(url("detail", escalation)))
     page = text(reviewer_client.get(reverse("reviews:my_runs")))
-    assert "run-42" in page and "Yours to finish" in page
-    assert escalation.title in page and "I'll finish the migration by hand." in page
+    assert "run-42" in page
+    assert "Yours to finish" in page
+    assert escalation.title in page
+    assert "I'll finish the migration by hand." in page
     assert "No runs taken over" in text(bob_client.get(reverse("reviews:my_runs")))
     close_url = reverse("reviews:run_close", args=[escalation.run_id])
     assert bob_client.post(close_url, {"note": "mine now"}).status_code == 404
@@ -498,7 +510,8 @@ def test_my_runs_lists_taken_over_runs_and_closes_them(
     assert again.status_code == 302
     assert "This run is already closed." in text(reviewer_client.get(again["Location"]))
     detail = text(reviewer_client.get(url("detail", escalation)))
-    assert "Run Closed" in detail and "Done <b>by hand</b>." in detail
+    assert "Run Closed" in detail
+    assert "Done <b>by hand</b>." in detail
 
 
 def test_my_runs_close_form_errors_without_javascript(escalation, reviewer, reviewer_client):
@@ -516,7 +529,8 @@ def test_a_package_of_another_agent_does_not_leak_into_my_runs(api, reviewer, re
     post_package(api, run_id="r-2", title="Other run")
     take_over(first, reviewer)
     page = text(reviewer_client.get(reverse("reviews:my_runs")))
-    assert "r-1" in page and "r-2" not in page
+    assert "r-1" in page
+    assert "r-2" not in page
 
 
 def test_the_page_reads_the_same_number_of_queries_however_long_the_timeline(

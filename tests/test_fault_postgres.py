@@ -19,8 +19,11 @@ import time
 
 import httpx
 import pytest
-from conftest import make_package, need
-from processes import (
+
+from escalations import webhooks
+from escalations.tasks import sweep_deliveries_task
+from tests.conftest import make_package, need
+from tests.processes import (
     PostgresCluster,
     Worker,
     manage,
@@ -30,10 +33,7 @@ from processes import (
     uvicorn,
     wait_until,
 )
-from receiver import Receiver
-
-from escalations import webhooks
-from escalations.tasks import sweep_deliveries_task
+from tests.receiver import Receiver
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres]
 
@@ -143,7 +143,8 @@ def assert_unavailable_problem(response: httpx.Response) -> None:
     assert response.headers["content-type"] == "application/problem+json"
     assert int(response.headers["retry-after"]) > 0
     body = response.json()
-    assert body["status"] == 503 and body["title"] == "Service unavailable"
+    assert body["status"] == 503
+    assert body["title"] == "Service unavailable"
 
 
 def test_a_postgresql_restart_fails_fast_with_503_and_recovers_on_its_own(cluster, stack, clients):

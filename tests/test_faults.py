@@ -29,12 +29,18 @@ from datetime import timedelta
 import httpx
 import pytest
 from channels.layers import get_channel_layer
-from conftest import free_port, make_package, make_user, need
 from django.conf import settings
 from django.db import connection
 from django.test import Client
 from django.utils import timezone
-from processes import (
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import connect
+
+from escalations import services
+from escalations.models import Delivery
+from reviews.services import reviewer_token_issue
+from tests.conftest import free_port, make_package, make_user, need
+from tests.processes import (
     Process,
     RedisServer,
     celery,
@@ -45,13 +51,7 @@ from processes import (
     wait_http,
     workers_answering,
 )
-from receiver import Receiver
-from websockets.exceptions import ConnectionClosed, InvalidStatus
-from websockets.sync.client import connect
-
-from escalations import services
-from escalations.models import Delivery
-from reviews.services import reviewer_token_issue
+from tests.receiver import Receiver
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -145,7 +145,7 @@ def is_notice(escalation_id: str, kind: str):
 
 def agent_named(name: str, url: str) -> str:
     """An agent in the default domain resuming at `url`; its API token."""
-    from conftest import ensure_default_policies
+    from tests.conftest import ensure_default_policies
 
     ensure_default_policies()
     return services.agent_create(name=name, domain="default", resume_url=url).token
@@ -417,9 +417,10 @@ def test_a_redis_outage_loses_no_decision_and_answers_no_5xx(tmp_path):
                     max(0.0, down_at + (n + 1) * OUTAGE_SECONDS / len(in_outage) - time.monotonic())
                 )
             closed = page.first.wait_closed(timeout=5)
-            assert worker.alive() and beat.alive() and web.alive(), "".join(
-                p.log() for p in processes
-            )
+            logs = "".join(p.log() for p in processes)
+            assert worker.alive(), logs
+            assert beat.alive(), logs
+            assert web.alive(), logs
 
             broker.start()
             up_at = time.monotonic()
@@ -447,12 +448,15 @@ def test_a_redis_outage_loses_no_decision_and_answers_no_5xx(tmp_path):
                 logs=processes,
             )
             retries_done = max(delivered(flaky_ids).values()) - up_at
-            assert worker.alive() and worker.pid == worker_pid, worker.log()
+            assert worker.alive(), worker.log()
+            assert worker.pid == worker_pid, worker.log()
 
             # ---- sockets: refused cleanly in the outage, closed with 1013, back and caught up
             status, body = refused.value.response.status_code, bytes(refused.value.response.body)
-            assert status == 503 and b"Traceback" not in body, (status, body)
-            assert closed is not None and closed[1] == 1013, closed
+            assert status == 503, (status, body)
+            assert b"Traceback" not in body, (status, body)
+            assert closed is not None, closed
+            assert closed[1] == 1013, closed
             assert all(status == 503 for status, _ in page.refusals), page.refusals
             wait_until(
                 lambda: page.reconnected_at is not None, timeout=10, what="the page to reconnect"
@@ -541,7 +545,8 @@ def test_make_run_restarts_a_killed_worker_and_beat_and_says_so(tmp_path):
             assert f"{role} restarted (pid {child(role)})" in log, log
             print(f"\n{role} killed: restarted after {back:.1f} s", end="")
         print(f"; the worker answered again {answering:.1f} s after it was killed")
-        assert child("uvicorn") == web and runner.alive(), runner.log()
+        assert child("uvicorn") == web, runner.log()
+        assert runner.alive(), runner.log()
     finally:
         if runner.alive():
             runner.process.send_signal(signal.SIGTERM)  # as Ctrl-C would: the runner stops all

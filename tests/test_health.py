@@ -6,8 +6,9 @@ import time
 
 import httpx
 import pytest
-from conftest import free_port, need
-from processes import PostgresCluster, Process, RedisServer, gunicorn, postgres_bin
+
+from tests.conftest import free_port, need
+from tests.processes import PostgresCluster, Process, RedisServer, gunicorn, postgres_bin
 
 READY_TIMEOUT = 1.0
 

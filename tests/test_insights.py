@@ -260,7 +260,8 @@ def test_plotly_js_is_served_from_the_installed_package(db):
     from django.contrib.staticfiles import finders
 
     found = finders.find("plotly/plotly.min.js")
-    assert found and Path(found).stat().st_size > 1_000_000
+    assert found
+    assert Path(found).stat().st_size > 1_000_000
     assert "site-packages" in found or "dist-packages" in found
     assert finders.find("plotly/templates/plotly.json") is None  # only that one file
 

@@ -6,13 +6,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
-from conftest import make_user, post_package
-from test_concurrency import run_at_once
 
 from escalations import levels, policy, services
 from escalations.levels import Step
 from escalations.models import Escalation, EscalationLevel, Event, Policy
 from escalations.tasks import advance_levels_task
+from tests.conftest import make_user, post_package
+from tests.test_concurrency import run_at_once
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 LADDER = [Step(2, 30, 10), Step(3, 120, 20), Step(4, 24 * 60, 5)]
@@ -175,7 +175,7 @@ def test_a_stale_read_cannot_raise_a_level_twice(api):
 
 @pytest.mark.django_db(transaction=True)
 def test_runs_at_once_raise_each_escalation_exactly_once(agent_with_token):
-    from conftest import AgentClient, ensure_default_policies
+    from tests.conftest import AgentClient, ensure_default_policies
 
     ensure_default_policies()
     api = AgentClient(agent_with_token[1])
@@ -296,7 +296,8 @@ def test_managers_edit_a_domains_levels(manager_client, reviewer, agent):
     assert list(rows[0].notify.all()) == [reviewer]
     page = manager_client.get("/policies/default/levels").content.decode()
     assert "Saved 2 levels for default." in page
-    assert "after 2 h" in page and "after 30 min" in page
+    assert "after 2 h" in page
+    assert "after 30 min" in page
 
     # Removing one renumbers nothing else; the rest stays.
     response = manager_client.post(

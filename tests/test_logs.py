@@ -8,13 +8,13 @@ import uuid
 
 import httpx
 import pytest
-from conftest import make_package, need
 from django.db import connection
-from processes import Worker, gunicorn, production_env, purge_queue, wait_until
 
 from escalations.models import Delivery
 from handoff_site import logs
 from reviews.services import reviewer_token_issue
+from tests.conftest import make_package, need
+from tests.processes import Worker, gunicorn, production_env, purge_queue, wait_until
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 

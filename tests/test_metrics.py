@@ -11,17 +11,17 @@ import time
 
 import pytest
 import redis
-from conftest import make_package, need
 from django.db import connection
-from processes import RedisServer, wait_until
 from prometheus_client.parser import text_string_to_metric_families
-from receiver import Receiver
-from test_celery_worker import escalate, reviewer_api, workers  # noqa: F401
 
 from escalations.models import Delivery, Escalation
 from notifications.models import Notification
 from notifications.services import preferences_save
 from operations import metrics
+from tests.conftest import make_package, need
+from tests.processes import RedisServer, wait_until
+from tests.receiver import Receiver
+from tests.test_celery_worker import escalate, reviewer_api, workers  # noqa: F401
 
 Sample = tuple[str, tuple[tuple[str, str], ...]]
 
@@ -158,7 +158,7 @@ def test_rate_limit_refusals_have_a_named_hook(client):
     after = scrape(client)
     assert refusals(after, "agent") - refusals(before, "agent") == 1
     assert refusals(after, "address") - refusals(before, "address") == 1
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="takes the labels"):
         metrics.count(metrics.RATE_LIMIT_REFUSALS, scope="agent")
 
 
@@ -186,7 +186,8 @@ def test_a_scrape_sees_what_a_real_worker_delivered(
         human = escalate(api, run_id="run-1")
         assert reviewer_api(human.pk, option="update-callers").status_code == 201
         auto = api.escalate(make_package(run_id="run-2", confidence=0.97))
-        assert auto.status_code == 201 and auto.json()["status"] == "decided"
+        assert auto.status_code == 201
+        assert auto.json()["status"] == "decided"
         receiver.wait_for(2, timeout=20)  # the two 200s go to these two
         refused = escalate(api, run_id="run-3")
         assert reviewer_api(refused.pk, option="shim").status_code == 201

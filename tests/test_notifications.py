@@ -9,19 +9,10 @@ from datetime import timedelta
 
 import pytest
 import time_machine
-from conftest import (
-    AgentClient,
-    ensure_default_policies,
-    make_package,
-    make_user,
-    need,
-    post_package,
-)
 from django.contrib.auth.models import Group
 from django.core import mail
 from django.db import transaction
 from django.utils import timezone
-from receiver import Receiver, Reply
 
 from escalations import services, signals, webhooks
 from escalations.models import Escalation, Event, Policy
@@ -29,6 +20,15 @@ from escalations.schemas import EscalationIn
 from notifications import services as notify
 from notifications.models import Notification, NotificationPreference
 from notifications.tasks import send_notification_task, sweep_notifications_task
+from tests.conftest import (
+    AgentClient,
+    ensure_default_policies,
+    make_package,
+    make_user,
+    need,
+    post_package,
+)
+from tests.receiver import Receiver, Reply
 
 pytestmark = pytest.mark.django_db
 
@@ -339,12 +339,17 @@ def test_an_events_outbox_rows_commit_or_roll_back_with_its_change(agent_with_to
     prefer(reviewer, {"halt_created": ["email"]})
     api = AgentClient(agent_with_token[1])
     package = make_package(**HALT)
-    with pytest.raises(RuntimeError), transaction.atomic():
-        services.escalation_create(
-            agent=agent_with_token[0], package=EscalationIn.model_validate(package), body=package
-        )
-        assert Notification.objects.count() == 1  # written in the change's transaction
-        raise RuntimeError("rolled back")
+
+    def create_then_fail() -> None:
+        with transaction.atomic():
+            services.escalation_create(
+                agent=agent_with_token[0], package=EscalationIn.model_validate(package), body=package
+            )
+            assert Notification.objects.count() == 1  # written in the change's transaction
+            raise RuntimeError("rolled back")
+
+    with pytest.raises(RuntimeError, match="rolled back"):
+        create_then_fail()
     assert not Escalation.objects.exists()
     assert not Notification.objects.exists()
 
@@ -452,7 +457,8 @@ def test_the_webhook_secret_is_shown_once(reviewer_client, reviewer):
     assert secret.startswith("whsec_")
 
     first = reviewer_client.get("/settings/notifications").content.decode()
-    assert secret in first and "Shown once." in first
+    assert secret in first
+    assert "Shown once." in first
     second = reviewer_client.get("/settings/notifications").content.decode()
     assert secret not in second
     assert secret[:10] in second  # its start, to tell which one is set
@@ -474,7 +480,8 @@ def test_send_a_test_to_every_channel_set_up(
 
         assert response.status_code == 200
         html = response.content.decode()
-        assert 'id="recent"' in html and "<html" not in html
+        assert 'id="recent"' in html
+        assert "<html" not in html
         assert "Test queued: Email, Slack." in html
         hook.wait_for(1)
     assert [m.subject for m in mail.outbox] == ["Test notification from Handoff"]
@@ -524,7 +531,8 @@ def test_a_real_worker_fans_out_and_sends_without_holding_up_the_request(
     import time
 
     from django.db import connection
-    from processes import Worker, purge_queue
+
+    from tests.processes import Worker, purge_queue
 
     need(bool(os.environ.get("REDIS_URL")), "Redis (REDIS_URL)")
     need(connection.vendor == "postgresql", "PostgreSQL (DATABASE_URL)")
@@ -596,8 +604,9 @@ def test_operators_read_failed_notifications_in_the_admin(client, django_user_mo
 def test_a_broker_outage_at_commit_delays_a_notification_but_never_loses_it(
     api, reviewer, django_capture_on_commit_callbacks
 ):
-    from conftest import free_port
     from django.test import override_settings
+
+    from tests.conftest import free_port
 
     with Receiver() as hook:
         prefer(reviewer, {"halt_created": ["slack"]}, slack_url=hook.url)
@@ -633,7 +642,8 @@ def test_a_crash_between_commit_and_enqueue_never_loses_a_notification(agent_wit
     import sys
 
     from django.db import connection
-    from processes import BASE_DIR, production_env
+
+    from tests.processes import BASE_DIR, production_env
 
     need(connection.vendor == "postgresql", "PostgreSQL (DATABASE_URL)")
     agent = agent_with_token[0]

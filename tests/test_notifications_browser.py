@@ -3,10 +3,10 @@ reviewer sets up Slack with the keyboard and sends a test that reaches a real re
 a manager adds a level from the policy page."""
 
 import pytest
-from test_browser import browser, sign_in  # noqa: F401 - the fixture is used by name
 
 from escalations.models import EscalationLevel
 from notifications.models import NotificationPreference
+from tests.test_browser import browser, sign_in  # noqa: F401 - the fixture is used by name
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -111,13 +111,16 @@ def test_queue_shows_open_escalations_in_priority_order(api, agent, reviewer_cli
     assert "Already decided one" not in page
     assert f'href="/escalations/{high.pk}"' in page
     assert "agent-007" in page
-    assert "T4 · Halt" in page and "T3 · Escalated" in page
-    assert f">{high.priority}<" in page and f">{low.priority}<" in page
+    assert "T4 · Halt" in page
+    assert "T3 · Escalated" in page
+    assert f">{high.priority}<" in page
+    assert f">{low.priority}<" in page
     # the priority's reasons: on hover (title) and visibly
     assert f'title="{", ".join(high.priority_reasons)}"' in page
     assert "blocks 5 tasks" in page
     assert "Approach choice" in page
-    assert "blocking 5 tasks" in page and "not blocking" in page
+    assert "blocking 5 tasks" in page
+    assert "not blocking" in page
     assert "unclaimed" in page
 
 
@@ -301,13 +304,16 @@ def test_escalation_page_shows_the_whole_package(full, reviewer_client):
     assert "Reads fail loudly; data stays." in page
     assert "&quot;table&quot;: &quot;orders_archive&quot;" in page
     # cost of delay
-    assert "Yes: other work waits on this" in page and ">critical<" in page
+    assert "Yes: other work waits on this" in page
+    assert ">critical<" in page
     assert "Release 47 waits on this." in page
     assert re.search(r"(59 min|1 h) left", page)
     # action, attempts, scope
-    assert "DROP TABLE orders_archive" in page and "larger than planned" in page
+    assert "DROP TABLE orders_archive" in page
+    assert "larger than planned" in page
     # history with the failed step visible
-    assert "3 steps" in page and "1 failed" in page
+    assert "3 steps" in page
+    assert "1 failed" in page
     assert re.search(r'class="step step-failed".*?checked readers in pg_stat', page, re.S)
     assert "permission denied for pg_stat_statements" in page
     # links open safely
@@ -392,7 +398,8 @@ def test_decide_an_option_with_edited_args_by_plain_post(escalation, reviewer_cl
     assert (decision.kind, decision.option_key) == ("option", "update-callers")
     assert decision.args == {"paths": ["billing/"], "skip": ["billing/legacy"]}
     assert decision.instruction == "Leave billing/legacy alone."
-    assert decision.decided_by_name == "alice" and decision.took_recommended
+    assert decision.decided_by_name == "alice"
+    assert decision.took_recommended
 
     page = text(reviewer_client.get(response["Location"]))
     assert "Decision recorded." in page  # the message
@@ -414,7 +421,9 @@ def test_decide_by_htmx_returns_the_closed_panel(escalation, reviewer_client):
     assert 'id="escalation-status" class="status status-decided" hx-swap-oob="true"' in page
     assert "<form" not in page.split('id="activity"')[0]
     decision = Decision.objects.get(escalation=escalation)
-    assert decision.option_key == "shim" and decision.args is None and not decision.took_recommended
+    assert decision.option_key == "shim"
+    assert decision.args is None
+    assert not decision.took_recommended
 
 
 def test_untouched_args_are_sent_as_the_agent_gave_them(escalation, reviewer_client):
@@ -473,7 +482,8 @@ def test_form_errors_without_javascript_render_the_page(escalation, reviewer_cli
         {"kind": "option", "option": "update-callers", "args-update-callers": "{"},
     )
     assert response.status_code == 422
-    assert "<html" in text(response) and "is not valid JSON" in text(response)
+    assert "<html" in text(response)
+    assert "is not valid JSON" in text(response)
 
 
 def test_an_unknown_option_is_refused(escalation, reviewer_client):
@@ -528,7 +538,8 @@ def test_a_different_instruction_is_required_text(escalation, reviewer_client):
         "Revert and open an issue.",
         "",
     )
-    assert "Follow an instruction" in text(done) and "Revert and open an issue." in text(done)
+    assert "Follow an instruction" in text(done)
+    assert "Revert and open an issue." in text(done)
 
 
 @pytest.mark.parametrize(("kind", "run_status"), [("take_over", "taken_over"), ("halt", "halted")])
@@ -567,7 +578,8 @@ def test_a_concurrent_decision_shows_who_decided_and_changes_nothing(
     page = text(response)
     assert "Not recorded: bob decided first." in page
     assert "Decided by <strong>bob</strong>" in page
-    assert "Halt the run" in page and "Stop: billing freeze." in page
+    assert "Halt the run" in page
+    assert "Stop: billing freeze." in page
     decision = Decision.objects.get(escalation=escalation)
     assert (decision.kind, decision.decided_by_name) == ("halt", "bob")
 
@@ -621,7 +633,8 @@ def test_claim_and_release_by_htmx(escalation, reviewer_client):
     released = reviewer_client.post(reverse("reviews:release", args=[escalation.pk]), **HX)
     assert "Nobody has claimed this yet." in text(released)
     escalation.refresh_from_db()
-    assert escalation.status == Escalation.Status.PENDING and escalation.claimed_by is None
+    assert escalation.status == Escalation.Status.PENDING
+    assert escalation.claimed_by is None
 
 
 def test_claim_without_javascript_redirects_back(escalation, reviewer_client):
@@ -639,9 +652,11 @@ def test_someone_elses_claim_is_shown_and_kept(escalation, reviewer_client, bob_
     assert "You can still decide." in page
 
     taken = reviewer_client.post(reverse("reviews:claim", args=[escalation.pk]), **HX)
-    assert taken.status_code == 409 and "bob has already claimed this." in text(taken)
+    assert taken.status_code == 409
+    assert "bob has already claimed this." in text(taken)
     refused = reviewer_client.post(reverse("reviews:release", args=[escalation.pk]), **HX)
-    assert refused.status_code == 409 and "Only bob can release it." in text(refused)
+    assert refused.status_code == 409
+    assert "Only bob can release it." in text(refused)
     escalation.refresh_from_db()
     assert escalation.claimed_by.username == "bob"
 
@@ -687,7 +702,8 @@ def test_live_update_closes_the_panel_once_decided_elsewhere(
     )
     page = text(reviewer_client.get(reverse("reviews:live", args=[escalation.pk]), **HX))
     assert re.search(r'<section id="decision-panel"[^>]*hx-swap-oob="true"', page)
-    assert "Decided by <strong>bob</strong>" in page and "Ship the shim." in page
+    assert "Decided by <strong>bob</strong>" in page
+    assert "Ship the shim." in page
 
 
 # ---------------------------------------------------------------- deliveries
@@ -730,12 +746,19 @@ def test_deliveries_show_their_attempts_and_can_be_redelivered(
         error="connection refused",
     )
     page = text(reviewer_client.get(reverse("reviews:detail", args=[e.pk])))
-    assert "Webhook deliveries" in page and "http://127.0.0.1:9/resume" in page
+    assert "Webhook deliveries" in page
+    assert "http://127.0.0.1:9/resume" in page
     assert (
         "<td>503</td>" in page
-        and "37 ms" in page
-        and "connection refused" in page
-        and "10002 ms" in page
+    )
+    assert (
+        "37 ms" in page
+    )
+    assert (
+        "connection refused" in page
+    )
+    assert (
+        "10002 ms" in page
     )
     assert "Redeliver</button>" in page
 

@@ -8,13 +8,13 @@ from datetime import timedelta
 
 import pytest
 import time_machine
-from conftest import make_package
 from django.conf import settings
 from django.utils import timezone
-from receiver import Receiver
 
 from escalations import services, tasks, webhooks
 from escalations.models import Decision, Delivery, Escalation, Event
+from tests.conftest import make_package
+from tests.receiver import Receiver
 
 
 def escalate(api, headers=None, **overrides) -> Escalation:
@@ -51,7 +51,8 @@ def test_timeout_option_is_applied_at_respond_by_and_not_before(api):
     assert escalation.status == Escalation.Status.DECIDED
     decision = escalation.decision
     assert decision.decided_by_type == Decision.DecidedBy.TIMEOUT
-    assert decision.kind == Decision.Kind.OPTION and decision.option_key == "shim"
+    assert decision.kind == Decision.Kind.OPTION
+    assert decision.option_key == "shim"
     assert decision.decided_at == escalation.respond_by
     assert decision.took_recommended is False
     event = Event.objects.get(escalation=escalation, kind=Event.Kind.DECIDED)
@@ -83,7 +84,8 @@ def test_a_claimed_escalation_still_times_out(api, reviewer):
     with time_machine.travel(escalation.respond_by, tick=False):
         assert services.timeouts_apply() == 1
     escalation.refresh_from_db()
-    assert escalation.status == Escalation.Status.DECIDED and escalation.claimed_by is None
+    assert escalation.status == Escalation.Status.DECIDED
+    assert escalation.claimed_by is None
 
 
 @pytest.mark.django_db
@@ -153,9 +155,11 @@ def test_lapsed_claims_return_to_the_queue_with_an_event(api, reviewer, other_re
         assert services.claims_expire() == 0
     lapsing.refresh_from_db()
     live.refresh_from_db()
-    assert lapsing.status == Escalation.Status.PENDING and lapsing.claimed_by is None
+    assert lapsing.status == Escalation.Status.PENDING
+    assert lapsing.claimed_by is None
     assert lapsing.claimed_until is None
-    assert live.status == Escalation.Status.CLAIMED and live.claimed_by == other_reviewer
+    assert live.status == Escalation.Status.CLAIMED
+    assert live.claimed_by == other_reviewer
     event = Event.objects.get(escalation=lapsing, kind=Event.Kind.CLAIM_EXPIRED)
     assert event.actor == "alice"
 

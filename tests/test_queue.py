@@ -109,7 +109,8 @@ def test_each_filter_narrows_the_queue(agent, other_agent, reviewer, other_revie
     assert shown(q="backup orders") == {"Risky one"}  # every word, title or uncertainty
     assert shown(q="RISKY") == {"Risky one"}
     assert shown(q="one", agent="agent-007", impact="critical") == {"Halt one"}
-    assert plain.pk and risky.pk
+    assert plain.pk
+    assert risky.pk
 
 
 def test_a_lapsed_claim_counts_as_unclaimed(agent, reviewer, reviewer_client):
@@ -120,7 +121,8 @@ def test_a_lapsed_claim_counts_as_unclaimed(agent, reviewer, reviewer_client):
     assert titles(get(reviewer_client, claimed="unclaimed")) == ["Lapsed claim"]
     assert titles(get(reviewer_client, claimed="me")) == []
     page = get(reviewer_client)
-    assert "unclaimed" in page and "claimer" not in page
+    assert "unclaimed" in page
+    assert "claimer" not in page
 
 
 def test_invalid_filters_name_the_field_and_never_widen_the_list(agent, reviewer_client):
@@ -183,7 +185,8 @@ def test_tabs_list_their_rows_and_count_them(agent, reviewer, other_reviewer, re
     }
     flagged_page = get(reviewer_client, tab="flagged")
     assert "by policy:default" in flagged_page  # who decided, in place of a claim
-    assert "asked " in flagged_page and "waiting " not in flagged_page  # decided: no longer waiting
+    assert "asked " in flagged_page
+    assert "waiting " not in flagged_page  # decided: no longer waiting
     assert 'aria-current="page">Flagged' in flagged_page
 
 
@@ -200,7 +203,8 @@ def test_counts_stop_at_the_cap(agent, reviewer_client, monkeypatch):
         create(agent, run_id=f"f{n}", title=f"Flag {n}", confidence=0.8)
     create(agent, run_id="open", title="Open one")
     page = get(reviewer_client)
-    assert 'data-count="flagged">2+<' in page and 'data-count="decided">2+<' in page
+    assert 'data-count="flagged">2+<' in page
+    assert 'data-count="decided">2+<' in page
     assert 'data-count="open">1<' in page
     for n in range(3):
         create(agent, run_id=f"more-{n}", title=f"More {n}")
@@ -291,7 +295,8 @@ def test_each_sort_pages_with_a_keyset_cursor(spread, reviewer_client, monkeypat
         if not found:
             break
         url = html.unescape(found.group(1))
-        assert "sort=" + sort in url and "after=" in url
+        assert "sort=" + sort in url
+        assert "after=" in url
     assert seen == expected(spread, sort)
 
 
@@ -328,7 +333,7 @@ def test_cursors_round_trip_with_and_without_a_deadline(spread):
         for sort in queue.SORTS:
             cursor = queue.Cursor.of(e, sort)
             assert queue.Cursor.decode(cursor.encode(), sort) == cursor
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="a cursor of another sort"):
         queue.Cursor.decode(queue.Cursor.of(spread[0], "age").encode(), "time_left")
 
 
@@ -360,7 +365,8 @@ def test_the_row_view_answers_empty_when_the_filters_do_not_match(spread, review
     services.escalation_decide(escalation_id=e.pk, request=services.DecisionRequest(kind="halt"), user=reviewer)
     page = reviewer_client.get(row_url(e)).content.decode()
     assert "<tr" not in page
-    assert '<li data-count="open">4</li>' in page and '<li data-count="mine">0</li>' in page
+    assert '<li data-count="open">4</li>' in page
+    assert '<li data-count="mine">0</li>' in page
     assert "<tr" in reviewer_client.get(row_url(e, tab="decided")).content.decode()
 
 

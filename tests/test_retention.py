@@ -7,7 +7,6 @@ from datetime import timedelta
 
 import pytest
 import time_machine
-from conftest import make_package
 
 from escalations import services
 from escalations.models import (
@@ -25,6 +24,7 @@ from insights.models import ActivityRollup
 from operations import metrics
 from operations import services as retention
 from operations.tasks import purge_expired_task
+from tests.conftest import make_package
 from tests.insights_data import DAY, NEXT_DAY, at, build_day, create, decide
 
 pytestmark = pytest.mark.django_db

@@ -132,7 +132,8 @@ def test_two_reviewers_see_each_other_a_claim_and_the_decision_live(
     agent["thread"].join(timeout=10)
     assert agent["status"] == 200
     decision = agent["body"]["decision"]
-    assert decision["kind"] == "option" and decision["option"] == "update-callers"
+    assert decision["kind"] == "option"
+    assert decision["option"] == "update-callers"
     assert decision["decided_by"] == {"type": "human", "name": "alice"}
     assert agent["at"] - decided_at < 5
 
@@ -142,7 +143,8 @@ def test_two_reviewers_see_each_other_a_claim_and_the_decision_live(
         "!document.querySelector('#presence .presence-list').textContent.includes('bob')",
         timeout=LIVE_MS,
     )
-    assert alice.errors == [] and bob.errors == []
+    assert alice.errors == []
+    assert bob.errors == []
 
 
 def test_html_in_a_package_stays_text_on_the_page_and_in_live_updates(

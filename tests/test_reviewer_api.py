@@ -150,7 +150,8 @@ def test_the_escalation_carries_the_whole_package_and_the_claim(api, review, rev
 
     assert body["status"] == "claimed"
     assert body["uncertainty"] == package["uncertainty"]
-    assert len(body["history"]) == 2 and body["history"][1]["outcome"] == "failed"
+    assert len(body["history"]) == 2
+    assert body["history"][1]["outcome"] == "failed"
     assert [o["key"] for o in body["options"]] == ["update-callers", "shim"]
     assert body["cost_of_delay"]["impact"] == "high"
     assert body["links"] == package["links"]

@@ -34,7 +34,8 @@ def test_seed_demo_is_idempotent_and_covers_every_reason_and_tier(db):
     assert {e.reason for e in escalations} == set(Escalation.Reason.values)
     assert {e.tier for e in escalations} == {1, 2, 3, 4}
     assert {e.domain for e in escalations} >= {"default", "code", "db-migration", "research"}
-    assert any(e.blocking for e in escalations) and any(not e.blocking for e in escalations)
+    assert any(e.blocking for e in escalations)
+    assert any(not e.blocking for e in escalations)
     assert any(e.is_overdue() for e in escalations)
     assert any(len(e.history) >= 30 and e.failed_steps for e in escalations)
     assert any(o.get("irreversible") for e in escalations for o in e.options)

@@ -239,4 +239,5 @@ def test_two_reviewers_in_the_browser_the_first_approves_the_second_decides(
     decision = Decision.objects.get(escalation_id=escalation["id"])
     assert (decision.option_key, decision.args) == ("drop", {"table": "users_old"})
     assert Approval.objects.filter(escalation_id=escalation["id"]).count() == 2
-    assert alice.js_errors == [] and bob.js_errors == []
+    assert alice.js_errors == []
+    assert bob.js_errors == []

@@ -106,7 +106,7 @@ class Command(BaseCommand):
         total = 0
         for agent in agents:
             profile = PROFILES[agent.name]
-            rng = random.Random(f"history-{agent.name}")
+            rng = random.Random(f"history-{agent.name}")  # noqa: S311 - demo data, not secrets
             with transaction.atomic():
                 Agent.objects.filter(pk=agent.pk).update(daily_budget=profile.budget)
                 total += self._agent_history(
@@ -165,10 +165,10 @@ class Command(BaseCommand):
             rate *= math.exp(rng.gauss(0, 0.15))
             n_esc = sum(1 for _ in range(n_gates) if rng.random() < rate)
             moments = sorted(start + span * rng.random() for _ in range(n_gates))
-            for at in moments:
-                gates.append(
-                    GateCheck(agent=agent, domain=agent.domain, verdict="proceed", tier=1, at=at)
-                )
+            gates.extend(
+                GateCheck(agent=agent, domain=agent.domain, verdict="proceed", tier=1, at=at)
+                for at in moments
+            )
             day_runs = []
             for i in range(max(1, n_gates // 6)):
                 run = Run(

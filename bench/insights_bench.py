@@ -11,7 +11,7 @@ the periodic refresh, and times the page (GET /insights/ through Django's full r
 cycle in this process: middleware, auth, view, selectors, template) for a few filters:
 20 warm-up requests, then N timed ones each. Production settings (DEBUG=0, psycopg's pool).
 
-    .venv/bin/python bench/insights.py [--escalations N] [--requests N] [--keep]
+    .venv/bin/python bench/insights_bench.py [--escalations N] [--requests N] [--keep]
 
 --keep reuses the generated database of a previous run (skips generation, and the
 rollups unless a migration asked for a rebuild).
@@ -30,7 +30,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
 _VENV_PY = ROOT / ".venv" / "bin" / "python"
 
-try:  # `python bench/insights.py` from any interpreter: hop into the project's venv
+try:  # `python bench/insights_bench.py` from any interpreter: hop into the project's venv
     import django
 except ImportError:
     if _VENV_PY.exists() and Path(sys.prefix).resolve() != (ROOT / ".venv").resolve():
