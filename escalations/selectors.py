@@ -31,6 +31,7 @@ from .models import (
     DeliveryAttempt,
     Escalation,
     EscalationLevel,
+    EscalationQuerySet,
     GateCheck,
     Policy,
     PolicyVersion,
@@ -40,7 +41,7 @@ from .policy import rules_changes
 from .wire import escalation_url, iso
 
 
-def escalations_for_reviewer(user) -> QuerySet[Escalation]:
+def escalations_for_reviewer(user) -> EscalationQuerySet:
     """Everything a reviewer may see. Every signed-in reviewer sees every escalation today;
     narrowing by team or domain starts here."""
     return Escalation.objects.select_related("agent", "run", "claimed_by", "decision")

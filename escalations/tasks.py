@@ -7,6 +7,7 @@ a vanished row; state lives in the database, never in the message.
 
 import logging
 import time
+from typing import Any
 
 from celery import shared_task
 from django.conf import settings
@@ -34,7 +35,7 @@ LEASE_SLACK_SECONDS = 0.5
 # acknowledged after it ran, and put back when the child running it dies (the DB claim
 # makes a second run harmless). One attempt is bounded (settings, "one attempt of the
 # outboxes"), so the claim's lease outlasts it.
-OUTBOX_SEND_TASK = {
+OUTBOX_SEND_TASK: dict[str, Any] = {
     "bind": True,
     "ignore_result": True,
     "acks_late": True,

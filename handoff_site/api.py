@@ -35,7 +35,7 @@ class JsonParser(Parser):
         bad = unstorable(data, "")
         if bad is not None:
             raise invalid([bad])
-        request._handoff_json = data  # the fingerprint of idempotent creates uses it
+        request._handoff_json = data  # type: ignore[attr-defined]  # the fingerprint of idempotent creates uses it
         return data
 
 

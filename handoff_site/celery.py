@@ -31,8 +31,9 @@ def _follow_settings(*, setting: str, value, enter: bool, **kwargs) -> None:
     else:
         app.conf.pop(key, None)
     if key in _BROKER_KEYS:
-        app._pool = None  # kombu keeps its pools per broker; only our references go
-        app.amqp._producer_pool = None
+        # kombu keeps its pools per broker; only our references go (private attributes).
+        app._pool = None  # type: ignore[attr-defined]
+        app.amqp._producer_pool = None  # type: ignore[attr-defined]
 
 
 @celeryd_after_setup.connect

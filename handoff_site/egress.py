@@ -45,8 +45,8 @@ class OutboundRefused(httpcore.ConnectError):
 
 def refusal(ip: IPAddress, *, allow_private: bool) -> str | None:
     """Why Handoff will not connect to `ip`, or None."""
-    if ip.version == 6 and (ip.ipv4_mapped or ip.sixtofour):
-        ip = ip.ipv4_mapped or ip.sixtofour
+    if isinstance(ip, ipaddress.IPv6Address):
+        ip = ip.ipv4_mapped or ip.sixtofour or ip
     if ip in METADATA:
         return "a cloud metadata address"
     if ip.is_link_local:

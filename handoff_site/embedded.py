@@ -84,7 +84,7 @@ def stop(timeout: float = 10) -> None:
             _beat.stop()
             _beat, _beat_thread = None, None
         if _worker_thread is not None:
-            worker_state.should_stop = 0  # the consumer loop ends at its next turn
+            worker_state.should_stop = 0  # type: ignore[assignment]  # the loop ends at its next turn
             try:
                 _worker_thread.join(timeout)
             finally:

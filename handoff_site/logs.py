@@ -10,6 +10,8 @@ served, or of the request whose commit enqueued the Celery task; null elsewhere)
 `extra` fields, and `exc_info` with the traceback.
 """
 
+from typing import Any
+
 from pythonjsonlogger.core import RESERVED_ATTRS
 
 FORMATS = ("plain", "json")
@@ -41,10 +43,21 @@ def check_format(value: str) -> str:
     return value
 
 
-def logging_config(*, log_format: str, level: str) -> dict:
+def logging_config(*, log_format: str, level: str) -> dict[str, Any]:
     """The dictConfig of the Django processes (web and Celery)."""
-    json = log_format == "json"
-    config = {
+    loggers: dict[str, dict[str, Any]] = {
+        "django.request": {"level": "ERROR"},
+        "httpx": {"level": "WARNING"},
+        "celery": {"level": "WARNING"},
+        # It logs every request's id at INFO.
+        "django_guid": {"level": "WARNING"},
+        "axes": {"level": "WARNING"},  # not a line per sign-in
+    }
+    if log_format == "json":
+        # uvicorn's loggers have handlers of their own: in JSON mode they log through ours.
+        for name in SERVER_LOGGERS:
+            loggers[name] = {"handlers": ["console"], "level": "INFO", "propagate": False}
+    return {
         "version": 1,
         "disable_existing_loggers": False,
         "filters": {"request_id": REQUEST_ID_FILTER},
@@ -57,20 +70,8 @@ def logging_config(*, log_format: str, level: str) -> dict:
             }
         },
         "root": {"handlers": ["console"], "level": level},
-        "loggers": {
-            "django.request": {"level": "ERROR"},
-            "httpx": {"level": "WARNING"},
-            "celery": {"level": "WARNING"},
-            # It logs every request's id at INFO.
-            "django_guid": {"level": "WARNING"},
-            "axes": {"level": "WARNING"},  # not a line per sign-in
-        },
+        "loggers": loggers,
     }
-    if json:
-        # uvicorn's loggers have handlers of their own: in JSON mode they log through ours.
-        for name in SERVER_LOGGERS:
-            config["loggers"][name] = {"handlers": ["console"], "level": "INFO", "propagate": False}
-    return config
 
 
 def gunicorn_config(*, level: str) -> dict:

@@ -89,8 +89,8 @@ def _complete_operation(operation: dict, problem_ref: str) -> None:
     extra = dict(ANY_OPERATION)
     if "requestBody" in operation:
         extra.update(WITH_BODY)
-    for status, description in extra.items():
-        responses.setdefault(str(status), {"description": description})
+    for code, description in extra.items():
+        responses.setdefault(str(code), {"description": description})
     for status, response in responses.items():
         if int(status) >= 400:
             described = response.get("description") or TITLES.get(int(status), ("", "Error"))[1]

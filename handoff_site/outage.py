@@ -43,7 +43,7 @@ def page() -> HttpResponse:
     """The product's 503 page. Rendered without the request: its context processors and
     the signed-in user all need the database."""
     try:
-        body = render_to_string("503.html", {"detail": UNAVAILABLE_DETAIL})
+        body: str = render_to_string("503.html", {"detail": UNAVAILABLE_DETAIL})
     except Exception:  # a template that grew a database lookup must not turn this into a 500
         log.exception("the 503 page could not be rendered; sending the plain one")
         body = _FALLBACK_PAGE
@@ -68,7 +68,7 @@ def server_error(request: HttpRequest) -> HttpResponse:
     database outage is a 503 here too; anything else is Django's plain 500 (which the API
     middleware turns into problem+json under /api/)."""
     exc = sys.exc_info()[1]  # handler500 runs inside the except block (asgiref keeps it)
-    if is_database_down(exc):
+    if exc is not None and is_database_down(exc):
         return response(request, exc)
     return defaults.server_error(request)
 

@@ -233,7 +233,8 @@ class Limiter:
 
     def __init__(self) -> None:
         self.breaker = _Breaker()
-        self.script = self.memory = None
+        self.script: redis.commands.core.Script | None = None
+        self.memory: MovingWindowRateLimiter | None = None
         if settings.REDIS_URL:
             client = redis.Redis.from_url(settings.REDIS_URL, **_redis_options())
             self.script = client.register_script(ACQUIRE_SCRIPT)
@@ -247,21 +248,22 @@ class Limiter:
             return None
         if self.memory is not None:
             with self.memory_lock:
-                return self._check_memory(windows)
+                return _check_memory(self.memory, windows)
         try:
-            return _script_refusal(windows, self.script(*_script_call(windows)))
+            return _script_refusal(windows, self.script(*_script_call(windows)))  # type: ignore[misc]
         except Exception as exc:  # Redis down or slow: never refuse, never fail the request
             self.breaker.trip(exc)
         return None
 
-    def _check_memory(self, windows) -> Refusal | None:
-        for name, item, identity in windows:
-            if not self.memory.test(item, name, identity):
-                stats = self.memory.get_window_stats(item, name, identity)
-                return Refusal(name, item, _retry_after(stats.reset_time))
-        for name, item, identity in windows:
-            self.memory.hit(item, name, identity)
-        return None
+
+def _check_memory(memory: MovingWindowRateLimiter, windows) -> Refusal | None:
+    for name, item, identity in windows:
+        if not memory.test(item, name, identity):
+            stats = memory.get_window_stats(item, name, identity)
+            return Refusal(name, item, _retry_after(stats.reset_time))
+    for name, item, identity in windows:
+        memory.hit(item, name, identity)
+    return None
 
 
 class AsyncLimiter:
@@ -269,7 +271,8 @@ class AsyncLimiter:
 
     def __init__(self) -> None:
         self.breaker = _Breaker()
-        self.script = self.memory = None
+        self.script: redis.commands.core.AsyncScript | None = None
+        self.memory: AsyncMovingWindow | None = None
         if settings.REDIS_URL:
             client = aioredis.Redis.from_url(settings.REDIS_URL, **_redis_options())
             self.script = client.register_script(ACQUIRE_SCRIPT)
@@ -283,21 +286,22 @@ class AsyncLimiter:
             return None
         if self.memory is not None:
             async with self.memory_lock:
-                return await self._check_memory(windows)
+                return await _check_memory_async(self.memory, windows)
         try:
-            return _script_refusal(windows, await self.script(*_script_call(windows)))
+            return _script_refusal(windows, await self.script(*_script_call(windows)))  # type: ignore[misc]
         except Exception as exc:
             self.breaker.trip(exc)
         return None
 
-    async def _check_memory(self, windows) -> Refusal | None:
-        for name, item, identity in windows:
-            if not await self.memory.test(item, name, identity):
-                stats = await self.memory.get_window_stats(item, name, identity)
-                return Refusal(name, item, _retry_after(stats.reset_time))
-        for name, item, identity in windows:
-            await self.memory.hit(item, name, identity)
-        return None
+
+async def _check_memory_async(memory: AsyncMovingWindow, windows) -> Refusal | None:
+    for name, item, identity in windows:
+        if not await memory.test(item, name, identity):
+            stats = await memory.get_window_stats(item, name, identity)
+            return Refusal(name, item, _retry_after(stats.reset_time))
+    for name, item, identity in windows:
+        await memory.hit(item, name, identity)
+    return None
 
 
 _lock = threading.Lock()

@@ -244,7 +244,7 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": VAR_DIR / "handoff.sqlite3",
+            "NAME": str(VAR_DIR / "handoff.sqlite3"),
             "OPTIONS": {
                 # WAL lets readers run beside the one writer; IMMEDIATE takes the write
                 # lock at BEGIN so two writers queue instead of failing mid-transaction.
@@ -254,7 +254,7 @@ else:
                 "transaction_mode": "IMMEDIATE",
                 "timeout": 20,
             },
-            "TEST": {"NAME": VAR_DIR / "test-handoff.sqlite3"},
+            "TEST": {"NAME": str(VAR_DIR / "test-handoff.sqlite3")},
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -6,7 +6,7 @@ from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "handoff_site.settings")
 
-application = get_wsgi_application()
+django_application = get_wsgi_application()
 
 # A long-poll that reaches gunicorn still waits (holding a worker); the proxy normally sends
 # them to the ASGI server, where waiting is cheap.
@@ -16,4 +16,4 @@ from escalations.bodylimit import SyncBodyLimitMiddleware  # noqa: E402
 from escalations.longpoll import SyncLongPollMiddleware  # noqa: E402
 from handoff_site.ratelimit import SyncRateLimitMiddleware  # noqa: E402
 
-application = SyncRateLimitMiddleware(SyncBodyLimitMiddleware(SyncLongPollMiddleware(application)))
+application = SyncRateLimitMiddleware(SyncBodyLimitMiddleware(SyncLongPollMiddleware(django_application)))

@@ -548,7 +548,7 @@ def budget_chart(f: Filters) -> Chart:
 
 def reviewer_chart(f: Filters) -> Chart:
     hists = selectors.reviewer_histograms(f)
-    rows = sorted(
+    rows: list[list[Any]] = sorted(
         ([name, sum(h), stats.quantile(h, 0.5)] for name, h in hists.items()),
         key=lambda r: (-r[1], r[0]),
     )

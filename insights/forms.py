@@ -1,6 +1,7 @@
 """The insights page's filter form: a date range, an agent and a domain, all in the URL."""
 
 from datetime import date, timedelta
+from typing import cast
 
 from django import forms
 from django.core.exceptions import ValidationError
@@ -50,7 +51,10 @@ class InsightsFilterForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.today = today
         domains = Policy.objects.order_by("domain").values_list("domain", flat=True)
-        self.fields["domain"].choices = [("", "All domains"), *((d, d) for d in domains)]
+        cast(forms.ChoiceField, self.fields["domain"]).choices = [
+            ("", "All domains"),
+            *((d, d) for d in domains),
+        ]
         start, end = default_range(today)
         self.fields["start"].widget.attrs["placeholder"] = start.isoformat()
         self.fields["end"].widget.attrs["placeholder"] = end.isoformat()
@@ -69,7 +73,8 @@ class InsightsFilterForm(forms.Form):
         return self._within_bounds("end")
 
     def clean(self):
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         default_start, default_end = default_range(self.today)
         start, end = data.get("start"), data.get("end")
         if end is None:

@@ -378,9 +378,9 @@ def drift_check(*, now: datetime | None = None) -> list[DriftAlert]:
     report = selectors.drift_report(now=now or timezone.now())
     created = []
     for row in report.rows:
-        if not row.result.is_drifting:
-            continue
         r = row.result
+        if not r.is_drifting or r.p_value is None:  # drifting: p_value was tested
+            continue
         with transaction.atomic():
             alert, was_created = DriftAlert.objects.get_or_create(
                 agent_id=row.agent_id,

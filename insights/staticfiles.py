@@ -25,7 +25,7 @@ class PlotlyFinder(BaseFinder):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.storage = FileSystemStorage(location=_package_data())
-        self.storage.prefix = "plotly"
+        self.storage.prefix = "plotly"  # type: ignore[attr-defined]  # as FileSystemFinder does
 
     def check(self, **kwargs):
         return []

@@ -1,10 +1,11 @@
 """The managers' insights page and the CSV export of each of its tables."""
 
 import csv
+from typing import cast
 
 from csp.constants import UNSAFE_INLINE
 from csp.decorators import csp_update
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
@@ -44,7 +45,7 @@ def insights_page(request: HtmxHttpRequest) -> HttpResponse:
         "drift_table": charts.drift_table(drift),
         "default_weeks": DEFAULT_WEEKS,
         "rule": stats,
-        "query": form.data.urlencode() if form.is_valid() else "",
+        "query": cast(QueryDict, form.data).urlencode() if form.is_valid() else "",
     }
     template = f"{PAGE}#insights-body" if request.htmx else PAGE
     return TemplateResponse(request, template, context)
@@ -54,6 +55,7 @@ def insights_page(request: HtmxHttpRequest) -> HttpResponse:
 @require_GET
 def export_csv(request: HttpRequest, key: str) -> HttpResponse:
     filters = _form(request).filters()
+    table: charts.Table | None
     if key == charts.DRIFT_TABLE:
         table = charts.drift_table(selectors.drift_report(now=timezone.now()))
     else:

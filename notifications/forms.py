@@ -59,7 +59,8 @@ class PreferencesForm(forms.Form):
         return [(kind, self[event_field(kind)]) for kind in self.kinds]
 
     def clean(self) -> dict:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         needs = {Channel.SLACK: "slack_url", Channel.WEBHOOK: "webhook_url"}
         for kind in self.kinds:
             chosen = data.get(event_field(kind)) or []

@@ -28,7 +28,7 @@ def kinds_for(*, is_manager: bool) -> list[Kind]:
 
 def target(channel: str, *, email: str, slack_url: str, webhook_url: str) -> str:
     """Where a channel goes for a person ("" when they have not set it up)."""
-    return {Channel.EMAIL: email, Channel.SLACK: slack_url, Channel.WEBHOOK: webhook_url}[channel]
+    return {Channel.EMAIL: email, Channel.SLACK: slack_url, Channel.WEBHOOK: webhook_url}[Channel(channel)]
 
 
 def channels_for(

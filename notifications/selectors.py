@@ -37,6 +37,8 @@ def recipients(kind: str, *, domain: str | None, level: int | None = None) -> li
             EscalationLevel.objects.filter(policy__domain=domain, level=level)
             .prefetch_related("notify__notification_preference")
             .first()
+            if level is not None
+            else None
         )
         if row is None:
             return []

@@ -114,7 +114,7 @@ def notifications_fan_out(
     # Agent events are about the agent (one over-budget message a day, whichever escalation
     # went over); the rest about their escalation.
     agent_event = kind in (Kind.OVER_BUDGET, Kind.DRIFT_ALERT) or escalation is None
-    subject = f"agent-{agent.pk}" if agent_event else str(escalation.pk)
+    subject = str(escalation.pk) if escalation is not None and not agent_event else f"agent-{agent.pk}"
     event_key = rules.event_key(kind, subject, data)
     # A drift alert is about the agent alone; over budget names (and links to) the
     # escalation that went over.

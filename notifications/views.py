@@ -1,6 +1,9 @@
 """The notification settings page: what reaches a person, where, a test, and what was sent."""
 
+from typing import cast
+
 from django.contrib import messages
+from django.contrib.auth.models import AbstractUser
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
@@ -27,7 +30,7 @@ def _form(request: HttpRequest, data=None) -> PreferencesForm:
         data,
         initial=PreferencesForm.initial_for(preference),
         kinds=rules.kinds_for(is_manager=is_manager(request.user)),
-        email=request.user.email,
+        email=cast(AbstractUser, request.user).email,  # the views need a signed-in user
     )
 
 

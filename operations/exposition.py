@@ -76,9 +76,9 @@ def counter_families(stored: dict[str, float]) -> Iterator[Metric]:
     for index, bound in enumerate((*histogram.buckets, float("inf"))):
         running += histogram_buckets.get(index, 0.0)
         cumulative.append((_bound(bound), running))
-    family = HistogramMetricFamily(histogram.name, histogram.help)
-    family.add_metric([], cumulative, sum_value=histogram_sum)
-    yield family
+    webhook_latency = HistogramMetricFamily(histogram.name, histogram.help)
+    webhook_latency.add_metric([], cumulative, sum_value=histogram_sum)
+    yield webhook_latency
 
 
 def _bound(bound: float) -> str:
@@ -111,8 +111,8 @@ def gauge_families(now=None) -> Iterator[Metric]:
         outbox = GaugeMetricFamily(
             name, f"{what} not yet sent, by status (pending, sending, retrying).", labels=("status",)
         )
-        for status in selectors.UNFINISHED:
-            outbox.add_metric([status], rows.get(status, 0))
+        for state in selectors.UNFINISHED:
+            outbox.add_metric([state], rows.get(state, 0))
         yield outbox
 
 

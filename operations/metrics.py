@@ -38,6 +38,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import cast
 
 import redis
 from django.conf import settings
@@ -263,11 +264,12 @@ class RedisStore:
         """The shared figures, this process's waiting counts included. Raises
         redis.RedisError when Redis does not answer."""
         self.flush()
-        raw = self.client().hgetall(self.key)
-        values = Counter({field.decode(): float(value) for field, value in raw.items()})
+        raw = cast("dict[bytes, bytes]", self.client().hgetall(self.key))
+        values = {field.decode(): float(value) for field, value in raw.items()}
         with self._lock:
-            values.update(self._pending)
-        return dict(values)
+            for field, count in self._pending.items():
+                values[field] = values.get(field, 0.0) + count
+        return values
 
 
 @lru_cache(maxsize=4)

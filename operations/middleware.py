@@ -22,18 +22,18 @@ def operations_middleware(get_response):
     (and, under ASGI, without a thread hop)."""
     if iscoroutinefunction(get_response):
 
-        async def middleware(request: HttpRequest) -> HttpResponse:
+        async def async_middleware(request: HttpRequest) -> HttpResponse:
             view = ROUTES.get(request.path_info)
             if view is None:
                 return await get_response(request)
             return await sync_to_async(_answer)(request, view)
 
-    else:
+        return async_middleware
 
-        def middleware(request: HttpRequest) -> HttpResponse:
-            view = ROUTES.get(request.path_info)
-            if view is None:
-                return get_response(request)
-            return _answer(request, view)
+    def middleware(request: HttpRequest) -> HttpResponse:
+        view = ROUTES.get(request.path_info)
+        if view is None:
+            return get_response(request)
+        return _answer(request, view)
 
     return middleware

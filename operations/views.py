@@ -7,6 +7,7 @@ name), no HTTPS redirect. Nothing they answer builds a URL from the Host header.
 
 import hmac
 import ipaddress
+from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -27,7 +28,7 @@ def readyz(request: HttpRequest) -> HttpResponse:
     """Readiness: 200 when the database and Redis answer, else 503 naming what failed."""
     results = health.readiness()
     failed = [check.name for check in results if not check.ok]
-    body = {
+    body: dict[str, Any] = {
         "status": "unavailable" if failed else "ok",
         "checks": {check.name: check.as_dict() for check in results},
     }

@@ -97,7 +97,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             await self._announce("presence.leave")
         await self.channel_layer.group_discard(self.group, self.channel_name)
 
-    async def receive(self, text_data=None, bytes_data=None) -> None:
+    async def receive(self, text_data=None, bytes_data=None, **kwargs) -> None:
         """Pages only ever say "ping" (still here); anything else is ignored."""
         if self.presence and text_data == PRESENCE_PING:
             await self._announce("presence.here")
@@ -110,7 +110,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     # ------------------------------------------------------------ presence
 
     async def _announce(self, kind: str, **extra) -> None:
-        await self.channel_layer.group_send(self.group, {"type": kind, **self.presence, **extra})
+        await self.channel_layer.group_send(self.group, {"type": kind, **(self.presence or {}), **extra})
 
     def _about_someone_else(self, event: dict) -> bool:
         return self.presence is not None and event["user"] != self.presence["user"]
@@ -122,7 +122,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         if not self._about_someone_else(event):
             return
         # Tell the newcomer we are here, directly: it heard nothing of what came before.
-        await self.channel_layer.send(event["reply_to"], {"type": "presence.here", **self.presence})
+        await self.channel_layer.send(event["reply_to"], {"type": "presence.here", **(self.presence or {})})
         await self._forward("join", event)
 
     async def presence_here(self, event: dict) -> None:

@@ -7,13 +7,14 @@ API (reviews.api) takes the same parameters and answers 400 for any invalid one.
 """
 
 from datetime import datetime
+from typing import cast
 
 import django_filters
 from django import forms
-from django.db.models import Q, QuerySet
+from django.db.models import Q
 from django.utils import timezone
 
-from escalations.models import Agent, Escalation, Policy
+from escalations.models import Agent, Escalation, EscalationQuerySet, Policy
 from escalations.selectors import escalations_for_reviewer
 from reviews.templatetags.review_tags import TIER_NAMES
 
@@ -120,7 +121,7 @@ class QueueFilter(django_filters.FilterSet):
             1 for name in self.filters if self.form.cleaned_data.get(name) not in (None, "")
         )
 
-    def filter_queryset(self, queryset: QuerySet[Escalation]) -> QuerySet[Escalation]:
+    def filter_queryset(self, queryset: EscalationQuerySet) -> EscalationQuerySet:
         queryset = queue.in_tab(queryset, self.tab, user=self.request.user, now=self.now)
         for name, value in self.form.cleaned_data.items():
             if name in self.filters:  # the tab and the sort are form fields, not filters
@@ -191,7 +192,7 @@ def queue_parameters() -> list[dict]:
     }
     labels = {name: filter_.extra.get("help_text") or filter_.label for name, filter_ in QueueFilter.base_filters.items()}
     for name, field in QueueForm.base_fields.items():
-        schemas[name] = _parameter_schema(field.choices)
+        schemas[name] = _parameter_schema(cast(forms.ChoiceField, field).choices)
         labels[name] = field.label
     return [
         {

@@ -6,6 +6,7 @@ over, halt). Each posts its `kind` so one URL takes them all.
 
 import json
 from dataclasses import dataclass
+from typing import cast
 
 from django import forms
 from django.forms import BoundField
@@ -36,7 +37,7 @@ def _pretty(args) -> str:
     return "" if args is None else json.dumps(args, indent=2, ensure_ascii=False)
 
 
-class ServiceErrorsMixin:
+class ServiceErrorsMixin(forms.BaseForm):
     """Shows a service's Problem on the form: field errors next to the fields they name."""
 
     def service_field(self, name: str) -> str | None:
@@ -76,9 +77,10 @@ class DecisionForm(ServiceErrorsMixin, forms.Form):
         escalation = self.escalation
         if self.user is None or not escalation.claim_is_live():
             return ""
-        if escalation.claimed_by_id == self.user.pk:
+        holder = escalation.claimed_by
+        if holder is None or holder.pk == self.user.pk:
             return ""
-        return escalation.claimed_by.get_username()
+        return holder.get_username()
 
     def clean_kind(self) -> str:
         if self.cleaned_data["kind"] != self.KIND:
@@ -86,7 +88,8 @@ class DecisionForm(ServiceErrorsMixin, forms.Form):
         return self.KIND
 
     def clean(self):
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         if self.claim_holder and not data.get("override_claim"):
             self.add_error(
                 "override_claim",
@@ -123,7 +126,9 @@ class OptionDecisionForm(DecisionForm):
 
     def __init__(self, *args, escalation: Escalation, **kwargs) -> None:
         super().__init__(*args, escalation=escalation, **kwargs)
-        self.fields["option"].choices = [(o["key"], o["label"]) for o in escalation.options]
+        cast(forms.ChoiceField, self.fields["option"]).choices = [
+            (o["key"], o["label"]) for o in escalation.options
+        ]
         self.fields["option"].initial = escalation.recommended_option["key"]
         for option in escalation.options:
             initial = _pretty(option.get("args"))
@@ -161,11 +166,12 @@ class OptionDecisionForm(DecisionForm):
         ]
 
     def clean(self):
-        data = super().clean()
-        key = data.get("option")
-        if not key:
+        super().clean()
+        data = self.cleaned_data
+        key: str = data.get("option") or ""
+        option = self.escalation.option(key) if key else None
+        if option is None:  # no valid option chosen: its field says so
             return data
-        option = self.escalation.option(key)
         data["args"] = self._parse_args(key, data.get(args_field(key)) or "")
         if option.get("irreversible") and not data.get(confirm_field(key)):
             self.add_error(
@@ -323,12 +329,13 @@ class FlagReviewForm(ServiceErrorsMixin, forms.Form):
 
     def __init__(self, *args, escalation: Escalation, decided_option: str = "", **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["option_key"].choices = [("", "Pick an option…")] + [
+        cast(forms.ChoiceField, self.fields["option_key"]).choices = [("", "Pick an option…")] + [
             (o["key"], o["label"]) for o in escalation.options if o["key"] != decided_option
         ]
 
     def clean(self):
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         if data.get("verdict") == FlagReview.Verdict.OTHER and not data.get("option_key"):
             self.add_error("option_key", "Pick the option it should have been.")
         return data

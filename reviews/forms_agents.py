@@ -1,6 +1,8 @@
 """Forms of the managers' agents page: register, settings, token rotation. They validate
 and shape input; the views call escalations.services, whose field errors land here too."""
 
+from typing import cast
+
 from django import forms
 from django.core.validators import URLValidator
 
@@ -45,7 +47,7 @@ class AgentSettingsForm(forms.Form):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         domains = selectors.policy_domains()
-        self.fields["domain"].choices = [(d, d) for d in domains]
+        cast(forms.ChoiceField, self.fields["domain"]).choices = [(d, d) for d in domains]
         self.fields["domain"].error_messages["invalid_choice"] = (
             f"Unknown domain %(value)s; known: {', '.join(domains) or 'none yet'}."
         )

@@ -3,6 +3,8 @@
 Forms only validate and shape input; views_levels calls services.policy_levels_replace.
 """
 
+from typing import cast
+
 from django import forms
 
 from escalations import levels, selectors
@@ -51,7 +53,8 @@ class BaseLevelFormSet(forms.BaseFormSet):
         return [
             form
             for index, form in enumerate(self.forms)
-            if (index < initial or form.has_changed()) and not self._should_delete_form(form)
+            if (index < initial or form.has_changed())
+            and not self._should_delete_form(form)  # type: ignore[attr-defined]
         ]
 
     def clean(self) -> None:
@@ -92,11 +95,11 @@ class BaseLevelFormSet(forms.BaseFormSet):
             self._non_form_errors = self.error_class([*self.non_form_errors(), problem.detail])
 
 
-LevelFormSet = forms.formset_factory(
+LevelFormSet = cast(type[BaseLevelFormSet], forms.formset_factory(
     LevelForm,
     formset=BaseLevelFormSet,
     extra=1,
     can_delete=True,
     max_num=levels.MAX_LEVELS,
     validate_max=True,
-)
+))

@@ -5,7 +5,7 @@ shared with the services, so a form and a direct service call refuse the same th
 error next to the field it names.
 """
 
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.contrib.auth import get_user_model
@@ -95,7 +95,7 @@ class PolicyForm(forms.Form):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["managers"].queryset = (
+        cast(forms.ModelMultipleChoiceField, self.fields["managers"]).queryset = (
             get_user_model().objects.filter(groups__name=MANAGER, is_active=True).order_by("username")
         )
 
@@ -107,7 +107,8 @@ class PolicyForm(forms.Form):
         return initial
 
     def clean(self):
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         if all(name in data for name in RULE_FIELDS if name not in ("auto_decide", "novelty_escalates")):
             for name, message in rules_errors(self.rules()):
                 if name not in self.errors:
@@ -116,7 +117,8 @@ class PolicyForm(forms.Form):
 
     def rules(self, domain: str = "", version: int = 0) -> Rules:
         """The rules as typed (valid fields only), for the backtest and the services."""
-        return Rules(domain=domain, version=version, **{name: self.cleaned_data.get(name) for name in RULE_FIELDS})
+        typed: dict[str, Any] = {name: self.cleaned_data.get(name) for name in RULE_FIELDS}
+        return Rules(domain=domain, version=version, **typed)
 
     def settings(self) -> dict[str, Any]:
         """What the services take: the rule fields, the description and the managers."""

@@ -13,10 +13,10 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from django.db.models import Exists, F, OuterRef, Q, QuerySet
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
-from escalations.models import Decision, Escalation, FlagReview
+from escalations.models import Decision, Escalation, EscalationQuerySet, FlagReview
 from escalations.selectors import escalations_for_reviewer
 
 # ---------------------------------------------------------------- tabs
@@ -62,7 +62,7 @@ def flagged() -> Q:
     return Q(tier=2, decision__decided_by_type=Decision.DecidedBy.POLICY) & ~Q(Exists(looked_at))
 
 
-def in_tab(queryset: QuerySet[Escalation], tab: str, *, user, now: datetime) -> QuerySet[Escalation]:
+def in_tab(queryset: EscalationQuerySet, tab: str, *, user, now: datetime) -> EscalationQuerySet:
     if tab == "mine":
         return queryset.open().filter(live_claim_by(user, now))
     if tab == "flagged":
@@ -103,7 +103,7 @@ def tab_counts(user, *, now: datetime) -> dict[str, int]:
 HEAVY = ("history", "options", "uncertainty", "action", "links", "metadata", "delay_note")
 
 
-def for_rows(queryset: QuerySet[Escalation]) -> QuerySet[Escalation]:
+def for_rows(queryset: EscalationQuerySet) -> EscalationQuerySet:
     """What a queue row reads: no run, none of the package's bulk (rows are kilobytes)."""
     return queryset.select_related(None).select_related("agent", "claimed_by", "decision").defer(*HEAVY)
 
@@ -210,7 +210,7 @@ def _equal(name: str, value) -> Q:
     return Q(**{f"{name}__isnull": True}) if value is None else Q(**{name: value})
 
 
-def after_cursor(queryset: QuerySet[Escalation], cursor: Cursor) -> QuerySet[Escalation]:
+def after_cursor(queryset: EscalationQuerySet, cursor: Cursor) -> EscalationQuerySet:
     """Rows after `cursor`: (a > x) or (a = x and b > y) or ..., for the sort's fields."""
     fields = SORTS[cursor.sort].fields
     condition, same = Q(pk__in=[]), Q()
@@ -225,7 +225,7 @@ def after_cursor(queryset: QuerySet[Escalation], cursor: Cursor) -> QuerySet[Esc
 
 
 def page(
-    queryset: QuerySet[Escalation], sort: str, cursor: Cursor | None, limit: int
+    queryset: EscalationQuerySet, sort: str, cursor: Cursor | None, limit: int
 ) -> tuple[list[Escalation], Cursor | None]:
     """(rows, the cursor of the next page or None): one query of limit + 1 rows, in `sort`'s
     order. The queryset says what each row loads (for_rows for the queue page)."""

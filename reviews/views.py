@@ -148,6 +148,12 @@ def decide(request: HtmxHttpRequest, escalation_id) -> HttpResponse:
     return _respond(request, escalation.pk, form=form, status=422)
 
 
+def _holder(escalation: Escalation) -> str:
+    """Who holds the claim a service refused over (its error always names one)."""
+    holder = escalation.claimed_by
+    return holder.get_username() if holder is not None else "someone else"
+
+
 @reviewer_required
 @require_POST
 def claim(request: HtmxHttpRequest, escalation_id) -> HttpResponse:
@@ -155,7 +161,7 @@ def claim(request: HtmxHttpRequest, escalation_id) -> HttpResponse:
     try:
         services.escalation_claim(escalation_id=escalation.pk, user=request.user)
     except services.ClaimedByOther as exc:
-        holder = exc.escalation.claimed_by.get_username()
+        holder = _holder(exc.escalation)
         return _claim_refused(request, escalation.pk, f"{holder} has already claimed this.")
     except services.AlreadyDecided as exc:
         return _claim_refused(request, escalation.pk, _closed_notice(exc.escalation))
@@ -169,7 +175,7 @@ def release(request: HtmxHttpRequest, escalation_id) -> HttpResponse:
     try:
         services.escalation_release(escalation_id=escalation.pk, user=request.user)
     except services.ClaimedByOther as exc:
-        holder = exc.escalation.claimed_by.get_username()
+        holder = _holder(exc.escalation)
         return _claim_refused(request, escalation.pk, f"Only {holder} can release it.")
     return _respond_claim(request, escalation.pk, notice="Released back to the queue.")
 
@@ -234,7 +240,7 @@ def claim_renew(request: HtmxHttpRequest, escalation_id) -> HttpResponse:
         services.escalation_claim_renew(escalation_id=escalation.pk, user=request.user)
     except services.ClaimLost as exc:
         if exc.escalation.claim_is_live():
-            notice = f"Your claim has passed to {exc.escalation.claimed_by.get_username()}."
+            notice = f"Your claim has passed to {_holder(exc.escalation)}."
         else:
             notice = "Your claim lapsed: claim it again if you are still on it."
         return _claim_refused(request, escalation.pk, notice)
@@ -259,7 +265,7 @@ def reassign(request: HtmxHttpRequest, escalation_id) -> HttpResponse:
             override=is_manager(request.user),
         )
     except services.ClaimedByOther as exc:
-        holder = exc.escalation.claimed_by.get_username()
+        holder = _holder(exc.escalation)
         return _claim_refused(
             request, escalation.pk, f"{holder} holds the claim: only they or a manager can hand it on."
         )
@@ -341,7 +347,8 @@ def _my_runs(request, *, bound: forms.RunCloseForm | None = None, bound_run: int
     with its errors)."""
     runs = list(selectors.runs_taken_over_by(request.user))
     for run in runs:
-        run.close_form = bound if bound is not None and run.pk == bound_run else _close_form(run)
+        close = bound if bound is not None and run.pk == bound_run else _close_form(run)
+        run.close_form = close  # type: ignore[attr-defined]  # for the template
     return runs
 
 
@@ -375,7 +382,7 @@ def run_close(request: HtmxHttpRequest, run_id: int) -> HttpResponse:
             context = {"run": run, "row_notice": "Closed. It stays listed here for the record."}
             return TemplateResponse(request, f"{MY_RUNS}#run-row", context)
     if request.htmx:
-        run.close_form = form
+        run.close_form = form  # type: ignore[attr-defined]  # for the template
         return TemplateResponse(request, f"{MY_RUNS}#run-row", {"run": run}, status=422)
     context = {"runs": _my_runs(request, bound=form, bound_run=run.pk)}
     return TemplateResponse(request, MY_RUNS, context, status=422)

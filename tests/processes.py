@@ -46,7 +46,7 @@ def test_database_url() -> str:
     return f"postgres://{auth}@{host}:{port}/{db['NAME']}"
 
 
-test_database_url.__test__ = False  # a helper, not a test
+test_database_url.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
 
 
 def children_of(pid: int) -> list[int]:
@@ -125,7 +125,7 @@ def purge_queue() -> None:
     from handoff_site.celery import app
 
     with app.connection_for_write() as conn:
-        conn.default_channel.queue_purge("celery")
+        conn.default_channel.queue_purge("celery")  # type: ignore[attr-defined]
 
 
 def command_line(pid: int) -> str:
@@ -140,7 +140,7 @@ def workers_answering(broker_url: str, timeout: float = 1.0) -> list[str]:
 
     probe = Celery("probe", broker=broker_url, set_as_current=False)
     try:
-        return [name for reply in probe.control.ping(timeout=timeout) for name in reply]
+        return [name for reply in probe.control.ping(timeout=timeout) or [] for name in reply]
     finally:
         probe.close()
 

@@ -122,7 +122,7 @@ class Receiver:
         self,
         script: list | None = None,
         *,
-        default: int | Reply = 200,
+        default: int | Reply | str = 200,
         port: int = 0,
         on_request: Callable[[Recorded], None] | None = None,
     ):

@@ -147,7 +147,9 @@ def test_the_list_flags_an_agent_over_budget_and_counts_gate_checks_as_seen(agen
     page = text(manager_client.get(reverse("reviews:agents")))
 
     def row(a: Agent) -> str:
-        return re.search(rf'<tr id="agent-{a.pk}".*?</tr>', page, flags=re.S).group(0)
+        found = re.search(rf'<tr id="agent-{a.pk}".*?</tr>', page, flags=re.S)
+        assert found is not None, f"no row for {a.name}"
+        return found.group(0)
 
     assert "3 / 2" in row(agent)
     assert "over budget" in row(agent)

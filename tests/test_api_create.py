@@ -2,6 +2,7 @@
 
 import json
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -99,7 +100,7 @@ def test_the_domain_selects_the_policy(api):
 def with_(path: str, value):
     """A package with the value at a dotted path replaced (or deleted when value is DELETE)."""
     package = make_package()
-    target = package
+    target: Any = package
     parts = path.split(".")
     for part in parts[:-1]:
         target = target[int(part)] if part.isdigit() else target[part]

@@ -17,7 +17,7 @@ application = URLRouter(websocket_urlpatterns)
 
 def communicator(path: str, user) -> WebsocketCommunicator:
     socket = WebsocketCommunicator(application, path)
-    socket.scope["user"] = user
+    socket.scope["user"] = user  # type: ignore[typeddict-unknown-key]  # what AuthMiddleware sets
     return socket
 
 

@@ -27,7 +27,10 @@ def pages() -> list[tuple[str, str]]:
     escalation = Escalation.objects.filter(status="pending").order_by("created_at").first()
     decided = Escalation.objects.exclude(decision=None).order_by("created_at").first()
     agent = Agent.objects.order_by("pk").first()
-    domain = Policy.objects.order_by("domain").first().domain
+    domain = Policy.objects.order_by("domain").values_list("domain", flat=True)[0]
+    assert escalation is not None
+    assert decided is not None
+    assert agent is not None
     return [
         ("/", "body[data-live=live]"),
         (f"/escalations/{escalation.pk}", "body[data-live=live]"),

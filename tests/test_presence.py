@@ -17,7 +17,7 @@ application = URLRouter(websocket_urlpatterns)
 
 async def open_page(escalation, user) -> WebsocketCommunicator:
     socket = WebsocketCommunicator(application, f"/ws/escalations/{escalation.pk}/")
-    socket.scope["user"] = user
+    socket.scope["user"] = user  # type: ignore[typeddict-unknown-key]  # what AuthMiddleware sets
     connected, _ = await socket.connect()
     assert connected
     return socket

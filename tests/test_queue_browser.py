@@ -33,7 +33,11 @@ def open_queue(browser, base: str, username: str, path: str = "/"):  # noqa: F81
         page.goto(base + path)
     page.mouse.move(2, 2)  # the pointer rests outside the list
     dialogs: list[str] = []
-    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    def dismiss(dialog) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", dismiss)
     page.dialogs = dialogs
     wait_live(page)
     # the re-render every (re)connect makes has landed

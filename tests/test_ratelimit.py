@@ -234,7 +234,7 @@ def _serve(command: list[str], port: int, env: dict) -> subprocess.Popen:
             return process
         except httpx.HTTPError:
             if process.poll() is not None:
-                raise RuntimeError(process.stderr.read().decode()[-2000:]) from None
+                raise RuntimeError(process.communicate()[1].decode()[-2000:]) from None
             time.sleep(0.2)
     os.killpg(process.pid, signal.SIGKILL)
     raise RuntimeError(f"{command[2]} did not start")

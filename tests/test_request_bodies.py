@@ -47,7 +47,7 @@ def gunicorn_server(transactional_db) -> Iterator[str]:
                 break
             except OSError:
                 if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"gunicorn did not start: {process.stderr.read().decode()[-2000:]}") from None
+                    raise RuntimeError(f"gunicorn did not start: {process.communicate()[1].decode()[-2000:]}") from None
                 time.sleep(0.1)
         yield f"http://127.0.0.1:{port}"
     finally:

@@ -141,7 +141,8 @@ class Command(BaseCommand):
         return users
 
     def _agent_history(self, agent, profile, policy, reviewers, days, week_start, now, rng) -> int:
-        gates, runs, escalations, decisions, events, flags = [], [], [], [], [], []
+        gates: list[GateCheck] = []
+        runs, escalations, decisions, events, flags = [], [], [], [], []
         seq = agent.decision_seq
         thresholds = (
             (policy.autonomous_threshold, policy.flag_threshold, policy.escalate_threshold)
