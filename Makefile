@@ -31,7 +31,7 @@ export HOST PORT
 
 CLIENT_VENV ?= .venv-client
 
-.PHONY: help run serve test test-client lint typecheck format lock bench bench-insights bench-queue bench-metrics bench-all migrate seed worker beat check venv install install-test clean
+.PHONY: help run serve test test-client lint typecheck screenshots format lock bench bench-insights bench-queue bench-metrics bench-all migrate seed worker beat check venv install install-test clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -104,8 +104,11 @@ beat: $(STAMP_RUN) ## Celery beat on REDIS_URL (production shape only; run exact
 
 # ---------------------------------------------------------------- checking
 # pytest's exit 5 means it collected no test: that is a failure here, with a message.
+# Locally the test database is kept between runs (--reuse-db: only new migrations are
+# applied); with CI set it is created afresh. ARGS=--create-db recreates it locally.
+REUSE_DB := $(if $(CI),,--reuse-db)
 test: $(STAMP_TEST) ## run the tests (ARGS / PYTEST_ARGS pass through to pytest)
-	@set +e; $(PY) -m pytest $(ARGS) $(PYTEST_ARGS); rc=$$?; \
+	@set +e; $(PY) -m pytest $(REUSE_DB) $(ARGS) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests (exit 5): nothing was tested" >&2; fi; \
 	exit $$rc
 
@@ -139,7 +142,7 @@ lint: $(STAMP_TEST) ## ruff
 # (run) do not clash with the apps'.
 typecheck: $(STAMP_TEST) ## mypy with django-stubs: the apps and tests, then scripts/
 	$(VENV)/bin/mypy
-	$(VENV)/bin/mypy scripts
+	$(VENV)/bin/mypy --cache-dir .mypy_cache/scripts scripts
 
 format: $(STAMP_TEST) ## ruff format + import sorting
 	$(VENV)/bin/ruff check --select I --fix .
@@ -148,6 +151,9 @@ format: $(STAMP_TEST) ## ruff format + import sorting
 check: $(STAMP_RUN) ## Django system checks and a missing-migration check
 	$(PY) manage.py check
 	$(PY) manage.py makemigrations --check --dry-run
+
+screenshots: $(STAMP_TEST) ## refresh docs/screenshots/ from the demo data (a fresh embedded instance; Debian chromium)
+	$(PY) scripts/screenshots.py $(ARGS)
 
 bench: $(STAMP_TEST) ## the benchmarks in bench/ (best with DATABASE_URL and REDIS_URL)
 	$(PY) bench/run.py $(ARGS)

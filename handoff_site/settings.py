@@ -10,7 +10,6 @@ Two shapes, chosen by the environment alone:
 
 import ipaddress
 import os
-import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -88,12 +87,12 @@ DATABASE_URL = env("DATABASE_URL")
 REDIS_URL = env("REDIS_URL")
 EMBEDDED = not REDIS_URL
 DEBUG = env_bool("DEBUG", default=not DATABASE_URL)
-TESTING = "pytest" in sys.modules
+TESTING = False  # handoff_site.settings_test, the test suite's settings, says True
 
 # ---------------------------------------------------------------- security
 SECRET_KEY = env("SECRET_KEY")
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS")
-if not DEBUG and not TESTING:
+if not DEBUG:
     if not SECRET_KEY:
         raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
     if not ALLOWED_HOSTS:
@@ -115,8 +114,8 @@ if not DEBUG:
     # to https, and browsers are told to use https for a year (HSTS, sent over https only;
     # `preload` matters only if the domain's owner submits it to the browsers' list).
     # docker-compose's plain-http demo on localhost turns the redirect and HSTS off, and so
-    # do the tests (their servers speak plain http on 127.0.0.1).
-    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", default=not TESTING)
+    # do the tests (their servers speak plain http on 127.0.0.1: settings_test.py).
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", default=True)
     SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 365 * 24 * 3600)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
     SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", default=True)
@@ -347,7 +346,7 @@ CELERY_BEAT_SCHEDULE = {
     "purge-expired-escalations": {"task": "operations.tasks.purge_expired_task", "schedule": 900.0},
 }
 # In embedded mode the web process runs a worker and beat in threads (handoff_site.embedded).
-CELERY_EMBEDDED_WORKER = env_bool("CELERY_EMBEDDED_WORKER", default=EMBEDDED and not TESTING)
+CELERY_EMBEDDED_WORKER = env_bool("CELERY_EMBEDDED_WORKER", default=EMBEDDED)
 
 # ---------------------------------------------------------------- handoff
 # Webhooks: timeout per attempt, and how long a failing delivery keeps retrying.
@@ -402,7 +401,7 @@ RATE_LIMIT_ADDRESS = env_rate("RATE_LIMIT_ADDRESS", "3000/minute")
 # Resume URLs, notification webhooks and Slack URLs never reach link-local or cloud-metadata
 # addresses; loopback and private ones only with this on (default: on in the embedded mode,
 # with DEBUG and in tests, so local agents work; off in production). handoff_site.egress.
-OUTBOUND_ALLOW_PRIVATE = env_bool("OUTBOUND_ALLOW_PRIVATE", default=EMBEDDED or DEBUG or TESTING)
+OUTBOUND_ALLOW_PRIVATE = env_bool("OUTBOUND_ALLOW_PRIVATE", default=EMBEDDED or DEBUG)
 # Proxies in front of the app that append to X-Forwarded-For (nginx in docker-compose: 1).
 # 0: the TCP peer is the client. Rate limits and sign-in throttling count per this address.
 TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
@@ -412,8 +411,6 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
-if TESTING:  # a slow hash only slows the tests down
-    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Sign-in throttling (django-axes): after SIGN_IN_FAILURE_LIMIT failed sign-ins for one
 # account, or from one address (handoff_site.ratelimit's client address), sign-in is
 # refused for SIGN_IN_LOCKOUT_MINUTES; the login page says so (handoff_site.signin).
@@ -451,7 +448,7 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
         "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
-        if DEBUG or TESTING
+        if DEBUG
         else "django.contrib.staticfiles.storage.ManifestStaticFilesStorage"
     },
 }

@@ -206,6 +206,14 @@ def live_server_asgi(transactional_db) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _processes_run_the_production_settings() -> None:
+    """This process runs handoff_site.settings_test (pyproject.toml); the servers, workers and
+    commands the tests start inherit the environment and run handoff_site.settings, as they
+    do in production."""
+    os.environ["DJANGO_SETTINGS_MODULE"] = "handoff_site.settings"
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _close_connection_pools(django_db_setup, django_db_blocker):
     """Threads of live servers leave connections in psycopg's pool; close it before the test
     database is dropped (teardown runs in reverse order, so this runs first)."""

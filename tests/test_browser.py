@@ -3,7 +3,6 @@ ASGI application (uvicorn, websockets included)."""
 
 import os
 import re
-from pathlib import Path
 
 import httpx
 import pytest
@@ -165,30 +164,3 @@ def test_a_decision_elsewhere_closes_the_other_reviewers_controls_live(
     assert alice.js_errors == []
     assert bob.js_errors == []
     assert Decision.objects.filter(escalation_id=escalation["id"]).count() == 1
-
-
-@pytest.mark.skipif(
-    not os.environ.get("HANDOFF_SCREENSHOTS"), reason="set HANDOFF_SCREENSHOTS=1 to refresh docs/"
-)
-def test_screenshots_of_the_demo(live_server_asgi, browser):
-    """Refreshes docs/screenshots/{queue,escalation}.png from the seed_demo data."""
-    from django.contrib.auth import get_user_model
-    from django.core.management import call_command
-
-    call_command("seed_demo", stdout=open(os.devnull, "w"))  # noqa: SIM115
-    out = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
-    out.mkdir(parents=True, exist_ok=True)
-    get_user_model().objects.filter(username="demo").get()
-    context = browser.new_context(viewport={"width": 1440, "height": 900}, bypass_csp=True)
-    page = context.new_page()
-    page.goto(f"{live_server_asgi}/accounts/login/")
-    page.fill("input[name=username]", "demo")
-    page.fill("input[name=password]", "handoff-demo")
-    page.click("button[type=submit]")
-    page.wait_for_selector("table.queue")
-    wait_live(page)
-    page.screenshot(path=str(out / "queue.png"), full_page=True)
-    page.click("text=Update the 14 callers")
-    page.wait_for_selector("#decision-panel")
-    wait_live(page)
-    page.screenshot(path=str(out / "escalation.png"))

@@ -273,7 +273,7 @@ def test_plotly_js_is_served_from_the_installed_package(db):
 @pytest.mark.django_db(transaction=True)
 def test_the_page_draws_every_chart_from_the_demo_data(live_server_asgi, monkeypatch):
     """Demo data (seed_demo, which ends with seed_history); every figure is drawn by
-    plotly.js without errors. HANDOFF_SCREENSHOTS=1 refreshes docs/screenshots/insights.png."""
+    plotly.js without errors. (`make screenshots` refreshes docs/screenshots/insights.png.)"""
     chromium = "/usr/bin/chromium"
     need(os.path.exists(chromium), "Debian chromium")
     from django.core.management import call_command
@@ -316,12 +316,5 @@ def test_the_page_draws_every_chart_from_the_demo_data(live_server_asgi, monkeyp
                 " && document.querySelector('[data-figure] .main-svg')"
             )
             assert errors == []
-            if os.environ.get("HANDOFF_SCREENSHOTS"):
-                page.goto(f"{live_server_asgi}/insights/")
-                page.wait_for_function(
-                    "[...document.querySelectorAll('[data-figure]')].every(e => e.querySelector('.main-svg'))"
-                )
-                out = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
-                page.screenshot(path=str(out / "insights.png"), full_page=True)
         finally:
             browser.close()
