@@ -81,12 +81,8 @@ run serve migrate seed worker beat check: export DEBUG ?= 1
 migrate: $(STAMP_RUN) ## apply database migrations
 	$(PY) manage.py migrate --noinput
 
-seed: migrate ## load the demo data (idempotent)
-	@if $(PY) manage.py help seed_demo >/dev/null 2>&1; then \
-	  $(PY) manage.py seed_demo; \
-	else \
-	  echo "note: this tree has no seed_demo command yet; starting without demo data"; \
-	fi
+seed: migrate ## load the demo data (idempotent; the demo app, demo/data/)
+	$(PY) manage.py seed_demo
 
 run: seed ## migrate, load demo data and serve on http://$(HOST):$(PORT); Ctrl-C stops all
 	@$(PY) scripts/run.py --host "$(HOST)" --port "$(PORT)"

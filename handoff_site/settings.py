@@ -161,6 +161,7 @@ INSTALLED_APPS = [
     "insights",
     "notifications",
     "operations",
+    "demo",  # seed_demo and seed_history: the data of `make run` and the screenshots
     "django_guid",
 ]
 
