@@ -134,10 +134,11 @@ lock: $(STAMP_TEST) ## refresh the lock files from pyproject.toml (UPGRADE=1: ne
 lint: $(STAMP_TEST) ## ruff
 	$(VENV)/bin/ruff check .
 
-# scripts/ is a folder of scripts, not a package: checked on its own so its module names
-# (run) do not clash with the apps'.
-typecheck: $(STAMP_TEST) ## mypy with django-stubs: the apps and tests, then scripts/
+# bench/ and scripts/ are folders of scripts, not packages: each is checked on its own so
+# their module names (run, lib) do not clash with each other's or the apps'.
+typecheck: $(STAMP_TEST) ## mypy with django-stubs: the apps and tests, then bench/ and scripts/
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy --cache-dir .mypy_cache/bench bench
 	$(VENV)/bin/mypy --cache-dir .mypy_cache/scripts scripts
 
 format: $(STAMP_TEST) ## ruff format + import sorting

@@ -1,7 +1,7 @@
 """A decider for figures 3 and 4: human decisions through services.escalation_decide, on a
 schedule, with the commit time stamped.
 
-Started by bench/run.py with the app's environment (production settings, bench database).
+Started by bench/app.py (DeciderPool) with the app's environment (production settings, bench database).
 Protocol on stdin/stdout, one JSON object per line:
   -> prints {"ready": true} once Django is set up
   <- {"t0": unix seconds, "interval": s, "items": [[slot, escalation_id], ...]}
@@ -41,7 +41,7 @@ def main() -> None:
         original()
         stamps.append(time.time())
 
-    conn.commit = commit
+    conn.commit = commit  # type: ignore[method-assign]  # the bench's stamp, in this process only
     user = get_user_model().objects.get(username=os.environ.get("BENCH_REVIEWER", "bench-reviewer"))
     request = services.DecisionRequest(kind="option", option="update-callers")
     print(json.dumps({"ready": True}), flush=True)

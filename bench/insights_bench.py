@@ -24,24 +24,19 @@ import argparse
 import os
 import sys
 import time
-from pathlib import Path
+from typing import Any
 
-BENCH_DIR = Path(__file__).resolve().parent
-ROOT = BENCH_DIR.parent
-_VENV_PY = ROOT / ".venv" / "bin" / "python"
+from lib import ROOT, use_the_project_venv
 
-try:  # `python bench/insights_bench.py` from any interpreter: hop into the project's venv
-    import django
-except ImportError:
-    if _VENV_PY.exists() and Path(sys.prefix).resolve() != (ROOT / ".venv").resolve():
-        os.execv(str(_VENV_PY), [str(_VENV_PY), *sys.argv])
-    raise
+use_the_project_venv()
+
+import django  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(BENCH_DIR))
+from app import recreate_database  # noqa: E402
 from lib import RESULTS, loadavg, log, percentile  # noqa: E402
 
-PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
+PG: dict[str, Any] = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 DB = "handoff_bench_insights"
 DOMAINS = ["code", "db-migration", "research", "default"]
 AGENTS = 20
@@ -66,14 +61,6 @@ def setup_django() -> None:
     # DEBUG=0 serves hashed names from a manifest, as the Dockerfile's build step makes it.
     call_command("collectstatic", "--noinput", verbosity=0)
     call_command("migrate", verbosity=0)
-
-
-def recreate_database() -> None:
-    import psycopg
-
-    with psycopg.connect(dbname="postgres", autocommit=True, **PG) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {DB}")
 
 
 GENERATE = """
@@ -149,7 +136,7 @@ def generate(n: int) -> dict:
         for i in range(AGENTS)
     ]
     started = time.monotonic()
-    params = {
+    params: dict[str, Any] = {
         "agents": [a.pk for a in agents],
         "domains": [a.domain for a in agents],
         "n_agents": AGENTS,
@@ -209,7 +196,7 @@ def time_page(requests: int) -> list[dict]:
     client = Client()
     client.force_login(manager)
     today = timezone.now().date()
-    agent = Agent.objects.order_by("name").first().name
+    agent = Agent.objects.order_by("name").values_list("name", flat=True)[0]
     cases = [
         ("default: last 8 weeks, everything", {}),
         ("one agent", {"agent": agent}),
@@ -287,7 +274,7 @@ def main() -> int:
     timings: dict = {}
     if not args.keep:
         log(f"creating {DB}")
-        recreate_database()
+        recreate_database(DB)
     setup_django()
     if not args.keep:
         log(f"generating {args.escalations:,} escalations and {3 * args.escalations:,} gate checks")

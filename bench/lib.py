@@ -1,6 +1,7 @@
-"""Helpers for bench/run.py: processes in their own groups, ports, wrk, percentiles, /proc.
+"""Helpers for every bench script: the project's venv, processes in their own groups, ports,
+wrk, percentiles, /proc, py-spy profiles.
 
-Nothing here imports Django: run.py sets the environment up first.
+Nothing here imports Django: each script sets the environment up first.
 """
 
 from __future__ import annotations
@@ -24,8 +25,31 @@ RESULTS = BENCH_DIR / "results"
 LOGS = RESULTS / "logs"
 
 
+def use_the_project_venv() -> None:
+    """`python bench/x.py` from any interpreter: run again under the project's venv (Django
+    and the app's dependencies are there), unless this is it already."""
+    venv_python = ROOT / ".venv" / "bin" / "python"
+    try:
+        import django  # noqa: F401
+    except ImportError:
+        if venv_python.exists() and Path(sys.prefix).resolve() != (ROOT / ".venv").resolve():
+            os.execv(str(venv_python), [str(venv_python), *sys.argv])
+        raise
+
+
 def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def wait_for(done, timeout: float, what: str, proc: subprocess.Popen | None = None) -> None:
+    """Until done() is true; a RuntimeError when `proc` exits first or `timeout` s pass."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{what}: process exited with {proc.returncode} (see {LOGS})")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what}: not done after {timeout:.0f} s")
+        time.sleep(0.05)
 
 
 # ---------------------------------------------------------------- processes
@@ -90,7 +114,7 @@ def wait_for_port(port: int, proc: subprocess.Popen | None = None, timeout: floa
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process {proc.args[:3]} exited with {proc.returncode} before listening")
+            raise RuntimeError(f"process {proc.args!r:.80} exited with {proc.returncode} before listening")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 return
@@ -291,9 +315,12 @@ def read_line(proc: subprocess.Popen, timeout: float, what: str) -> str:
         left = deadline - time.monotonic()
         if left <= 0:
             raise RuntimeError(f"{what}: nothing said in {timeout:.0f} s")
-        ready, _, _ = select.select([proc.stdout], [], [], min(left, 1.0))
+        stdout = proc.stdout
+        if stdout is None:
+            raise RuntimeError(f"{what}: its output is not piped to the bench")
+        ready, _, _ = select.select([stdout], [], [], min(left, 1.0))
         if ready:
-            line = proc.stdout.readline()
+            line = stdout.readline()
             if not line:
                 raise RuntimeError(f"{what}: exited ({proc.poll()}); see {LOGS}")
             return line.decode().strip()

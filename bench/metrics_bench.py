@@ -28,24 +28,19 @@ import os
 import sys
 import time
 from datetime import date
-from pathlib import Path
+from typing import Any
 
-BENCH_DIR = Path(__file__).resolve().parent
-ROOT = BENCH_DIR.parent
-_VENV_PY = ROOT / ".venv" / "bin" / "python"
+from lib import ROOT, use_the_project_venv
 
-try:  # `python bench/metrics_bench.py` from any interpreter: hop into the project's venv
-    import django
-except ImportError:
-    if _VENV_PY.exists() and Path(sys.prefix).resolve() != (ROOT / ".venv").resolve():
-        os.execv(str(_VENV_PY), [str(_VENV_PY), *sys.argv])
-    raise
+use_the_project_venv()
+
+import django  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(BENCH_DIR))
+from app import recreate_database  # noqa: E402
 from lib import RESULTS, loadavg, log, percentile  # noqa: E402
 
-PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
+PG: dict[str, Any] = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 DB = "handoff_bench_metrics"
 AGENTS = 10
 TARGET_MS = 250.0  # "well under 1 s"
@@ -65,14 +60,6 @@ def setup_django() -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-
-
-def recreate_database() -> None:
-    import psycopg
-
-    with psycopg.connect(dbname="postgres", autocommit=True, **PG) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {DB}")
 
 
 GENERATE = """
@@ -173,7 +160,7 @@ def generate(n: int, open_count: int) -> float:
 
     agents = [services.agent_create(name=f"bench-agent-{i:02d}").agent for i in range(AGENTS)]
     started = time.monotonic()
-    params = {"agents": [a.pk for a in agents], "n_agents": AGENTS, "n": n, "open": open_count}
+    params: dict[str, Any] = {"agents": [a.pk for a in agents], "n_agents": AGENTS, "n": n, "open": open_count}
     with connection.cursor() as cursor:
         for statement in GENERATE.split(";\n"):
             if statement.strip():
@@ -260,7 +247,7 @@ def main() -> int:
     args = parser.parse_args()
     loads = [loadavg()]
     log(f"creating {DB}")
-    recreate_database()
+    recreate_database(DB)
     setup_django()
     log(f"generating {args.escalations:,} escalations ({args.open:,} open)")
     generated_s = generate(args.escalations, args.open)

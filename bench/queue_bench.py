@@ -23,27 +23,19 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
-BENCH_DIR = Path(__file__).resolve().parent
-ROOT = BENCH_DIR.parent
-_VENV_PY = ROOT / ".venv" / "bin" / "python"
+from lib import ROOT, use_the_project_venv
 
-try:  # `python bench/queue_bench.py` from any interpreter: hop into the project's venv
-    import django
-except ImportError:
-    if _VENV_PY.exists() and Path(sys.prefix).resolve() != (ROOT / ".venv").resolve():
-        os.execv(str(_VENV_PY), [str(_VENV_PY), *sys.argv])
-    raise
+use_the_project_venv()
 
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
 import json  # noqa: E402
 import time  # noqa: E402
 
-sys.path.insert(0, str(BENCH_DIR))
+import django  # noqa: E402
+from app import PG_HOST, PG_PORT, PG_USER, app_env, pg, subprocess_run  # noqa: E402
 from lib import RESULTS, Processes, free_port, loadavg, log, percentile, python, wait_for_port  # noqa: E402
-from run import PG_HOST, PG_PORT, PG_USER, app_env, pg, subprocess_run  # noqa: E402
 
 QUEUE_DB = "handoff_bench_queue"
 REDIS_QUEUE = "redis://127.0.0.1:6379/12"
@@ -115,8 +107,8 @@ def seed(rows: int):
     ).escalation
     ids = "ARRAY[" + ",".join(str(a.agent.id) for a in agents) + "]"
     agent = f"({ids})[1 + g % {AGENTS}]"
-    run_fields = [f.column for f in Run._meta.concrete_fields if not f.primary_key]
-    esc_fields = [f.column for f in Escalation._meta.concrete_fields]
+    run_fields = [str(f.column) for f in Run._meta.concrete_fields if not f.primary_key]
+    esc_fields = [str(f.column) for f in Escalation._meta.concrete_fields]
     template_run = f"(SELECT * FROM escalations_run WHERE id = {template.run_id}) t"
     template_row = f"(SELECT * FROM escalations_escalation WHERE id = '{template.id}') t"
     with connection.cursor() as cursor:
@@ -261,6 +253,7 @@ def server_time(reviewer, samples: int) -> list[dict]:
 async def live(port: int, cookie: str, token: str, clients: int, posts: int, warm: int, interval: float) -> dict:
     import httpx
     import websockets
+    from websockets.typing import Origin
 
     from tests.conftest import make_package
 
@@ -285,7 +278,7 @@ async def live(port: int, cookie: str, token: str, clients: int, posts: int, war
                     asyncio.get_running_loop().create_task(fetch_row(notice["id"]))
 
     sockets = [
-        await websockets.connect(ws_url, additional_headers=headers, origin=base, max_queue=None)
+        await websockets.connect(ws_url, additional_headers=headers, origin=Origin(base), max_queue=None)
         for _ in range(clients)
     ]
     listeners = [asyncio.create_task(listen(n, s)) for n, s in enumerate(sockets)]
