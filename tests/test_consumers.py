@@ -45,6 +45,7 @@ async def test_anonymous_sockets_are_refused():
     connected, code = await socket.connect()
     assert not connected
     assert code == 4401
+    await socket.disconnect()  # as a server does after a close: the consumer stops listening
 
 
 async def test_the_queue_hears_new_and_decided_escalations(reviewer):

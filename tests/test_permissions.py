@@ -59,3 +59,4 @@ async def test_sockets_of_users_without_a_role_are_refused():
     connected, code = await socket.connect()
     assert not connected
     assert code == 4403
+    await socket.disconnect()  # as a server does after a close: the consumer stops listening
