@@ -201,7 +201,7 @@ def _escalation(w: Writer, run: Run, created: datetime) -> None:
         created_at=created,
         updated_at=created,
     )
-    # As escalation_create ranks a new escalation (services._urgency).
+    # As escalation_create ranks a new escalation (escalations.services.intake.urgency).
     priority = policy.priority_for(
         policy.Urgency(
             tier=tier,

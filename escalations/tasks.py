@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from . import services, webhooks
 from .models import Delivery
+from .services import outbox, periodic
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +135,7 @@ def follow_lease(task, model, row_id: str) -> None:
     delivery_info = task.request.delivery_info or {}
     if not delivery_info.get("redelivered"):
         return
-    left = services.outbox_lease_left(model, row_id)
+    left = outbox.outbox_lease_left(model, row_id)
     if left is not None:
         log.info("%s %s: its sender died; again in %.1f s, when its lease lapses", task.name, row_id, left)
         enqueue_send(task, row_id, countdown=left + LEASE_SLACK_SECONDS)
@@ -158,13 +159,13 @@ def sweep_deliveries_task() -> int:
 
 def repeat(job, name: str, batch_size: int | None = None) -> int:
     """Run a batch job while it returns full batches (of `batch_size`, by default
-    services.BATCH_SIZE), within PERIODIC_BUDGET_SECONDS."""
+    periodic.BATCH_SIZE), within PERIODIC_BUDGET_SECONDS."""
     deadline = time.monotonic() + PERIODIC_BUDGET_SECONDS
     total = 0
     while True:
         count = job()
         total += count
-        if count < (batch_size or services.BATCH_SIZE) or time.monotonic() > deadline:
+        if count < (batch_size or periodic.BATCH_SIZE) or time.monotonic() > deadline:
             break
     if total:
         log.info("%s: %d", name, total)

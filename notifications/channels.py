@@ -11,7 +11,7 @@ from django.conf import settings
 from django.core.mail import EmailMessage
 
 from escalations import webhooks
-from escalations.services import RETRYABLE
+from escalations.services.deliveries import RETRYABLE
 
 from .messages import Message, email_body
 from .models import Channel, Notification

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from escalations import events
 from escalations.models import Agent, Escalation, Event
-from escalations.services import outbox_retry_wait, outbox_sweep
+from escalations.services.outbox import outbox_retry_wait, outbox_sweep
 from operations import metrics
 
 from . import rules, selectors

@@ -14,7 +14,8 @@ from django.forms import BoundField
 from escalations import selectors
 from escalations.models import Decision, Escalation, FlagReview
 from escalations.problems import BadJson, Problem, read_json
-from escalations.services import COMMENT_MAX_CHARS, DecisionRequest
+from escalations.services import DecisionRequest
+from escalations.services.comments import COMMENT_MAX_CHARS
 
 JSON_TYPES = {
     list: "an array",

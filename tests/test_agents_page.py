@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from escalations import services, webhooks
 from escalations.models import Agent, AgentToken, Delivery, Escalation, GateCheck
+from escalations.problems import Problem
 from escalations.tasks import deliver_webhook_task
 from tests import test_browser
 from tests.conftest import AgentClient, ensure_default_policies, make_package, make_user
@@ -263,7 +264,7 @@ def test_register_escapes_what_the_manager_typed(manager_client):
 
 
 def test_the_service_names_the_field_when_a_concurrent_registration_took_the_name(agent):
-    with pytest.raises(services.Problem) as refused:
+    with pytest.raises(Problem) as refused:
         services.agent_create(name=agent.name)
     assert [e.field for e in refused.value.errors] == ["name"]
 
@@ -384,7 +385,7 @@ def test_settings_errors_name_the_field_and_keep_what_was_typed(agent, manager_c
 
 
 def test_the_service_refuses_what_the_form_would(agent):
-    with pytest.raises(services.Problem) as refused:
+    with pytest.raises(Problem) as refused:
         services.agent_update(agent=agent, domain="nope", resume_url="", daily_budget=-1, is_active=True)
     assert [e.field for e in refused.value.errors] == ["domain", "daily_budget"]
 

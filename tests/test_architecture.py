@@ -51,11 +51,12 @@ def enqueue_calls_outside_on_commit(path: Path) -> list[str]:
     return offending
 
 
-@pytest.mark.parametrize("module", ["escalations/services.py", "reviews/services.py", "reviews/views.py"])
-def test_writes_enqueue_tasks_only_after_commit(module):
-    path = ROOT / module
-    if path.exists():
-        assert enqueue_calls_outside_on_commit(path) == []
+WRITERS = [*python_files("escalations/services"), ROOT / "reviews" / "services.py", ROOT / "reviews" / "views.py"]
+
+
+@pytest.mark.parametrize("path", WRITERS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_writes_enqueue_tasks_only_after_commit(path):
+    assert enqueue_calls_outside_on_commit(path) == []
 
 
 def test_views_do_not_write_to_the_database_directly():

@@ -14,6 +14,8 @@ from django.utils import timezone
 
 from escalations import services, webhooks
 from escalations.models import Decision, Delivery, DeliveryAttempt, Escalation, Event
+from escalations.problems import Problem
+from escalations.services import deliveries
 from escalations.tasks import deliver_webhook_task, sweep_deliveries_task
 from escalations.wire import escalation_dict
 from tests.conftest import free_port, make_package
@@ -301,7 +303,7 @@ def test_redeliver_creates_a_new_delivery_with_a_new_id(api, hooked, reviewer, r
 
 def test_redeliver_refuses_an_open_escalation(api, hooked, reviewer):
     escalation = escalate(api)
-    with pytest.raises(services.Problem):
+    with pytest.raises(Problem):
         services.delivery_redeliver(escalation=escalation, user=reviewer)
 
 
@@ -395,7 +397,7 @@ def test_a_delivery_that_kills_every_worker_is_given_up_as_poison(api, hooked, r
     """Celery keeps no redelivery count: the row does. Claims that never recorded an attempt
     are workers that died mid-send."""
     delivery = decide(escalate(api), reviewer)
-    for _ in range(services.MAX_CRASHED_CLAIMS):
+    for _ in range(deliveries.MAX_CRASHED_CLAIMS):
         assert services.delivery_claim(delivery_id=delivery.id) is not None
         Delivery.objects.filter(pk=delivery.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
 

@@ -12,6 +12,7 @@ from django.core.management import call_command
 from escalations import policy, services
 from escalations.models import Agent, Decision, Escalation, Event, FlagReview, PolicyVersion, Run
 from escalations.schemas import EscalationIn
+from escalations.services import intake
 from tests.conftest import make_package, make_user, now
 
 
@@ -102,7 +103,7 @@ def violations(e: Escalation) -> list[str]:
 
     events = list(e.events.order_by("at", "id"))
     created = events[0]
-    at_creation = policy.priority_for(services._urgency(e), e.created_at).score
+    at_creation = policy.priority_for(intake.urgency(e), e.created_at).score
     check(
         (created.kind, created.actor, created.at) == (Event.Kind.CREATED, e.agent.name, e.created_at),
         "the timeline does not start with the agent's creation",

@@ -7,9 +7,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import time_machine
 
-from escalations import levels, policy, services
+from escalations import levels, policy, selectors, services
 from escalations.levels import Step
 from escalations.models import Escalation, EscalationLevel, Event, Policy
+from escalations.services import intake, periodic
 from escalations.tasks import advance_levels_task
 from tests.conftest import make_user, post_package
 from tests.test_concurrency import run_at_once
@@ -129,7 +130,7 @@ def test_an_unclaimed_escalation_moves_up_after_each_delay_and_only_once(api):
     top = reload(escalation)
     assert top.level == 3
     # 3 hours stuck adds 3 points of its own; the boosts of levels 2 and 3 add up.
-    assert top.priority == policy.priority_for(services._urgency(top), later).score + 30
+    assert top.priority == policy.priority_for(intake.urgency(top), later).score + 30
     assert [e.data["level"] for e in level_events(escalation)] == [2, 3]
 
 
@@ -164,12 +165,12 @@ def test_domains_without_levels_stay_in_the_queue(api):
 def test_a_stale_read_cannot_raise_a_level_twice(api):
     make_levels()
     escalation = post_package(api)
-    steps = services.selectors.level_steps_by_domain()["default"]
+    steps = selectors.level_steps_by_domain()["default"]
     stale = Escalation.objects.get(pk=escalation.pk)  # read before another run moved it
     at = escalation.created_at + timedelta(minutes=45)
 
     assert services.levels_advance(now=at) == 1
-    assert services._level_raise(stale, steps, 2, at) is False
+    assert periodic._level_raise(stale, steps, 2, at) is False
     assert len(level_events(escalation)) == 1
 
 

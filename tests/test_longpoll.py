@@ -10,6 +10,7 @@ import pytest
 from django.db import connection
 
 from escalations import services
+from escalations.models import Escalation
 from tests.conftest import make_package
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -153,7 +154,7 @@ def test_waiting_requests_hold_no_database_connection(agent_http, reviewer):
         )
         busy = cursor.fetchone()[0]
     for escalation_id in ids:
-        services.escalation_withdraw(escalation=services.Escalation.objects.get(pk=escalation_id))
+        services.escalation_withdraw(escalation=Escalation.objects.get(pk=escalation_id))
     for thread in threads:
         thread.join()
     assert busy == 0

@@ -13,6 +13,8 @@ from django.utils import timezone
 
 from escalations import services, tasks, webhooks
 from escalations.models import Decision, Delivery, Escalation, Event
+from escalations.schemas import EscalationIn
+from escalations.services import periodic
 from tests.conftest import make_package
 from tests.receiver import Receiver
 
@@ -129,7 +131,7 @@ def test_never_an_irreversible_option(api):
 
 @pytest.mark.django_db
 def test_timeouts_work_in_batches_and_the_task_drains_them(api, monkeypatch):
-    monkeypatch.setattr(services, "BATCH_SIZE", 2)
+    monkeypatch.setattr(periodic, "BATCH_SIZE", 2)
     escalations = [with_deadline(api, run_id=f"run-{i}") for i in range(5)]
     latest = max(e.respond_by for e in escalations)
     with time_machine.travel(latest + timedelta(seconds=1), tick=False):
@@ -195,7 +197,7 @@ def test_priority_rises_as_respond_by_approaches(api):
 
 @pytest.mark.django_db
 def test_priority_refresh_walks_every_batch(api, monkeypatch):
-    monkeypatch.setattr(services, "BATCH_SIZE", 2)
+    monkeypatch.setattr(periodic, "BATCH_SIZE", 2)
     rows = [with_deadline(api, hours=6, timeout_option=None, run_id=f"run-{i}") for i in range(5)]
     with time_machine.travel(rows[-1].respond_by - timedelta(minutes=5), tick=False):
         assert services.priorities_refresh() == 5
@@ -254,7 +256,7 @@ def test_the_embedded_worker_runs_tasks_in_process(embedded_worker, agent, revie
         agent.save(update_fields=["resume_url"])
         created = services.escalation_create(
             agent=agent,
-            package=services.EscalationIn.model_validate(make_package()),
+            package=EscalationIn.model_validate(make_package()),
             body=make_package(),
         ).escalation
         # The decision commits; its on-commit delay() goes to the in-memory broker, and the

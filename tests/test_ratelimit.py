@@ -16,6 +16,7 @@ import pytest
 from django.db import connection
 
 from escalations import services
+from escalations.models import Escalation
 from handoff_site import ratelimit
 from handoff_site.ratelimit import client_address, counted
 from tests.conftest import free_port, make_package, make_user, need
@@ -106,7 +107,7 @@ def test_long_polls_count_too(live_server_asgi, agent_with_token, settings):
     headers = {"Authorization": f"Bearer {token}"}
     with httpx.Client(base_url=live_server_asgi, headers=headers, timeout=30) as client:
         escalation_id = client.post("/api/v1/escalations", json=make_package()).json()["id"]
-        services.escalation_withdraw(escalation=services.Escalation.objects.get(pk=escalation_id))
+        services.escalation_withdraw(escalation=Escalation.objects.get(pk=escalation_id))
         answers = [
             client.get(f"/api/v1/escalations/{escalation_id}", params={"wait": 5}).status_code
             for _ in range(4)

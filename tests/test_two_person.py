@@ -6,7 +6,7 @@ import threading
 import pytest
 from django.db import connection
 
-from escalations import services
+from escalations import selectors, services
 from escalations.models import Approval, Decision, Escalation, Event, Policy
 from reviews.services import reviewer_token_issue
 from tests.conftest import make_user, post_package
@@ -64,7 +64,7 @@ class TestService:
         escalation = post_package(api, options=OPTIONS)
         option(escalation, reviewer)
         assert option(escalation, other_reviewer, args={"table": "users_older"}).is_open
-        state = services.selectors.approval_state(Escalation.objects.get(pk=escalation.pk))
+        state = selectors.approval_state(Escalation.objects.get(pk=escalation.pk))
         assert (state.required, state.missing, len(state.approvals)) == (2, 1, 2)
         # alice comes round to bob's args: her approval is replaced and the two agree
         decided = option(escalation, reviewer, args={"table": "users_older"})

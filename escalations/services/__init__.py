@@ -1,0 +1,104 @@
+"""Every write of the domain. Views, the API, tasks and commands call these; nothing else writes.
+
+One module an entity (agents and tokens, policies and the gate, intake, decisions and
+approvals, claims, comments and flag reviews, agent callbacks, deliveries, the outbox,
+the timeline, periodic jobs); this package re-exports what callers outside it use, so
+`services.escalation_decide(...)` reads the same wherever it is called.
+
+Each service runs in one transaction and announces its change after commit (events.announce,
+tasks enqueued on commit). Decisions are written once, by a conditional UPDATE that only an
+open escalation passes, under a one-to-one constraint.
+"""
+
+from escalations.errors import AlreadyDecided, ClaimedByOther, ClaimLost
+
+from .agents import (
+    NewAgent,
+    agent_create,
+    agent_for_token,
+    agent_secret_roll,
+    agent_update,
+    token_issue,
+    token_revoke,
+    token_rotate,
+)
+from .callbacks import escalation_acknowledge, escalation_withdraw
+from .claims import (
+    escalation_claim,
+    escalation_claim_renew,
+    escalation_reassign,
+    escalation_release,
+)
+from .comments import escalation_comment, flag_review_record, run_close
+from .decisions import DecisionRequest, decision_errors, escalation_decide, needs_approvals
+from .deliveries import (
+    deliveries_sweep,
+    delivery_claim,
+    delivery_record_attempt,
+    delivery_redeliver,
+)
+from .intake import Created, escalation_create, fingerprint
+from .periodic import (
+    claims_expire,
+    escalations_delete,
+    idempotency_keys_purge,
+    levels_advance,
+    priorities_refresh,
+    timeouts_apply,
+)
+from .policies import (
+    LevelSpec,
+    gate_check,
+    policy_create,
+    policy_levels_replace,
+    policy_update,
+    rules_for,
+    rules_of,
+)
+
+__all__ = [
+    "AlreadyDecided",
+    "ClaimLost",
+    "ClaimedByOther",
+    "Created",
+    "DecisionRequest",
+    "LevelSpec",
+    "NewAgent",
+    "agent_create",
+    "agent_for_token",
+    "agent_secret_roll",
+    "agent_update",
+    "claims_expire",
+    "decision_errors",
+    "deliveries_sweep",
+    "delivery_claim",
+    "delivery_record_attempt",
+    "delivery_redeliver",
+    "escalation_acknowledge",
+    "escalation_claim",
+    "escalation_claim_renew",
+    "escalation_comment",
+    "escalation_create",
+    "escalation_decide",
+    "escalation_reassign",
+    "escalation_release",
+    "escalation_withdraw",
+    "escalations_delete",
+    "fingerprint",
+    "flag_review_record",
+    "gate_check",
+    "idempotency_keys_purge",
+    "levels_advance",
+    "needs_approvals",
+    "policy_create",
+    "policy_levels_replace",
+    "policy_update",
+    "priorities_refresh",
+    "rules_for",
+    "rules_of",
+    "run_close",
+    "timeouts_apply",
+    "token_issue",
+    "token_revoke",
+    "token_rotate",
+]

@@ -1,0 +1,65 @@
+"""What the agent tells us about its own escalation: it resumed (acknowledge), or it solved
+the problem alone (withdraw)."""
+
+from datetime import datetime
+
+from django.db import transaction
+from django.utils import timezone
+
+from escalations.models import Escalation, Event
+from escalations.problems import Problem
+
+from . import timeline
+
+
+def mark_resumed(escalation: Escalation, *, actor: str, now: datetime, data: dict) -> bool:
+    flipped = Escalation.objects.filter(pk=escalation.pk, status=Escalation.Status.DECIDED).update(
+        status=Escalation.Status.RESUMED, updated_at=now
+    )
+    if flipped:
+        escalation.status, escalation.updated_at = Escalation.Status.RESUMED, now
+        timeline.record(escalation, Event.Kind.RESUMED, actor=actor, now=now, data=data)
+    return bool(flipped)
+
+
+def escalation_acknowledge(*, escalation: Escalation, now: datetime | None = None) -> Escalation:
+    """The agent resumed with the decision. Idempotent; 409 before a decision."""
+    now = now or timezone.now()
+    if escalation.is_open or escalation.status == Escalation.Status.WITHDRAWN:
+        raise Problem(
+            409,
+            f"The escalation is {escalation.status}: there is no decision to acknowledge yet.",
+            type="not-decided",
+        )
+    with transaction.atomic():
+        flipped = mark_resumed(
+            escalation, actor=escalation.agent.name, now=now, data={"via": "ack"}
+        )
+    if not flipped:  # resumed meanwhile (the webhook got there first): answer what stands
+        escalation.refresh_from_db(fields=["status", "updated_at"])
+    return escalation
+
+
+def escalation_withdraw(*, escalation: Escalation, now: datetime | None = None) -> Escalation:
+    """The agent solved it alone: an open escalation leaves the queue. 409 once decided."""
+    now = now or timezone.now()
+    if escalation.status == Escalation.Status.WITHDRAWN:
+        return escalation
+    with transaction.atomic():
+        flipped = Escalation.objects.filter(
+            pk=escalation.pk, status__in=Escalation.OPEN_STATUSES
+        ).update(
+            status=Escalation.Status.WITHDRAWN, claimed_by=None, claimed_until=None, updated_at=now
+        )
+        if not flipped:
+            escalation.refresh_from_db()
+            if escalation.status == Escalation.Status.WITHDRAWN:
+                return escalation
+            raise Problem(
+                409,
+                f"The escalation is already {escalation.status}; it can no longer be withdrawn.",
+                type="already-decided",
+            )
+        escalation.status, escalation.updated_at = Escalation.Status.WITHDRAWN, now
+        timeline.record(escalation, Event.Kind.WITHDRAWN, actor=escalation.agent.name, now=now)
+    return escalation

@@ -1,0 +1,130 @@
+"""Claims: a reviewer takes an escalation (a lease), renews, releases, or reassigns it."""
+
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from escalations.errors import AlreadyDecided, ClaimedByOther, ClaimLost
+from escalations.models import Escalation, Event
+from escalations.problems import FieldError, invalid
+
+from . import timeline
+
+
+def lock_open(escalation_id) -> Escalation:
+    """Inside a transaction: the escalation, row-locked, with its claimer; AlreadyDecided
+    (with the decision loaded) once it is no longer open."""
+    escalation = (
+        Escalation.objects.select_for_update(of=("self",))
+        .select_related("claimed_by")
+        .get(pk=escalation_id)
+    )
+    if not escalation.is_open:
+        raise AlreadyDecided(
+            Escalation.objects.select_related("run", "decision", "agent").get(pk=escalation.pk)
+        )
+    return escalation
+
+
+def escalation_claim(*, escalation_id, user, now: datetime | None = None) -> Escalation:
+    """Claim (or renew) the lease on an open escalation. ClaimedByOther if someone holds it."""
+    now = now or timezone.now()
+    until = now + timedelta(seconds=settings.CLAIM_LEASE_SECONDS)
+    with transaction.atomic():
+        escalation = lock_open(escalation_id)
+        if escalation.claim_is_live(now) and escalation.claimed_by_id != user.pk:
+            raise ClaimedByOther(escalation)
+        renewing = escalation.claimed_by_id == user.pk and escalation.claim_is_live(now)
+        escalation.status = Escalation.Status.CLAIMED
+        escalation.claimed_by, escalation.claimed_until, escalation.updated_at = user, until, now
+        escalation.save(update_fields=["status", "claimed_by", "claimed_until", "updated_at"])
+        if not renewing:
+            timeline.record(
+                escalation,
+                Event.Kind.CLAIMED,
+                actor=user.get_username(),
+                now=now,
+                data={"until": until.isoformat()},
+            )
+    return escalation
+
+
+def escalation_release(*, escalation_id, user, now: datetime | None = None) -> Escalation:
+    """Give a claim back to the queue. Only its holder can release it."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        escalation = (
+            Escalation.objects.select_for_update(of=("self",))
+            .select_related("claimed_by")
+            .get(pk=escalation_id)
+        )
+        if escalation.claimed_by_id and escalation.claimed_by_id != user.pk:
+            raise ClaimedByOther(escalation)
+        if escalation.status != Escalation.Status.CLAIMED:
+            return escalation
+        escalation.status = Escalation.Status.PENDING
+        escalation.claimed_by, escalation.claimed_until, escalation.updated_at = None, None, now
+        escalation.save(update_fields=["status", "claimed_by", "claimed_until", "updated_at"])
+        timeline.record(escalation, Event.Kind.RELEASED, actor=user.get_username(), now=now)
+    return escalation
+
+
+def escalation_claim_renew(*, escalation_id, user, now: datetime | None = None) -> Escalation:
+    """Extend the holder's live lease to CLAIM_LEASE_SECONDS from now (the open page's heartbeat).
+
+    One conditional UPDATE: only the holder of a lease that has not lapsed renews it. No event
+    and no announcement: nothing others see changes but a time. Raises ClaimLost otherwise.
+    """
+    now = now or timezone.now()
+    until = now + timedelta(seconds=settings.CLAIM_LEASE_SECONDS)
+    renewed = Escalation.objects.filter(
+        pk=escalation_id,
+        status=Escalation.Status.CLAIMED,
+        claimed_by=user,
+        claimed_until__gte=now,
+    ).update(claimed_until=until)
+    escalation = Escalation.objects.select_related("claimed_by").get(pk=escalation_id)
+    if not renewed:
+        raise ClaimLost(escalation)
+    return escalation
+
+
+def escalation_reassign(
+    *, escalation_id, user, assignee, override: bool = False, now: datetime | None = None
+) -> Escalation:
+    """Hand the claim on an open escalation to `assignee`, with a fresh lease.
+
+    The holder of a live claim may hand it on, and anyone may assign an unclaimed one;
+    someone else's live claim needs `override` (a manager's call). Locks the row. Raises
+    AlreadyDecided, ClaimedByOther, or Problem(422) naming `assignee` for an inactive user.
+    On commit: a REASSIGNED event ({"from", "to", "until"}) is announced.
+    """
+    now = now or timezone.now()
+    if not assignee.is_active:
+        raise invalid(
+            [FieldError("assignee", f"{assignee.get_username()} cannot sign in any more")]
+        )
+    until = now + timedelta(seconds=settings.CLAIM_LEASE_SECONDS)
+    with transaction.atomic():
+        escalation = lock_open(escalation_id)
+        live = escalation.claim_is_live(now)
+        if live and escalation.claimed_by_id != user.pk and not override:
+            raise ClaimedByOther(escalation)
+        previous = escalation.claimed_by.get_username() if live and escalation.claimed_by else None
+        escalation.status = Escalation.Status.CLAIMED
+        escalation.claimed_by, escalation.claimed_until, escalation.updated_at = (
+            assignee,
+            until,
+            now,
+        )
+        escalation.save(update_fields=["status", "claimed_by", "claimed_until", "updated_at"])
+        timeline.record(
+            escalation,
+            Event.Kind.REASSIGNED,
+            actor=user.get_username(),
+            now=now,
+            data={"from": previous, "to": assignee.get_username(), "until": until.isoformat()},
+        )
+    return escalation

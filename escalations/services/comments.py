@@ -1,0 +1,167 @@
+"""The team's side of an escalation: comments, reviews of flagged (policy-decided) ones, and
+closing a run a reviewer took over."""
+
+from datetime import datetime
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from escalations.models import Decision, Escalation, Event, FlagReview, Run
+from escalations.problems import FieldError, Problem, invalid, unstorable
+
+from . import timeline
+
+COMMENT_MAX_CHARS = 4000
+
+
+def _text_errors(field: str, text: str, *, required: str, max_chars: int) -> list[FieldError]:
+    """A free-text field people type: required, bounded, and storable."""
+    if not text.strip():
+        return [FieldError(field, required)]
+    if len(text) > max_chars:
+        return [FieldError(field, f"must be at most {max_chars} characters ({len(text)} given)")]
+    bad = unstorable(text, field)
+    return [bad] if bad else []
+
+
+def escalation_comment(*, escalation_id, user, body: str, now: datetime | None = None) -> Event:
+    """A comment for the team on an escalation (never sent to the agent), in its timeline.
+
+    Any status: people discuss decided escalations too. Raises Problem(422) naming `body`,
+    Problem(404) for an unknown escalation. On commit: announced as "commented".
+    """
+    now = now or timezone.now()
+    errors = _text_errors(
+        "body", body, required="Write something first.", max_chars=COMMENT_MAX_CHARS
+    )
+    if errors:
+        raise invalid(errors)
+    escalation = (
+        Escalation.objects.only("id", "agent_id", "status", "priority")
+        .filter(pk=escalation_id)
+        .first()
+    )
+    if escalation is None:
+        raise Problem(404, f"No escalation {escalation_id}.")
+    with transaction.atomic():
+        event = timeline.record(
+            escalation,
+            Event.Kind.COMMENTED,
+            actor=user.get_username(),
+            now=now,
+            data={"body": body.strip()},
+        )
+    return event
+
+
+def flag_review_record(
+    *,
+    escalation_id,
+    user,
+    verdict: str,
+    option_key: str = "",
+    note: str = "",
+    now: datetime | None = None,
+) -> FlagReview:
+    """A person's look at a tier-2 escalation the policy decided: "fine", or "should have
+    been" another of its options. One per escalation (the first one stands).
+
+    Raises Problem(422) naming verdict/option_key/note, Problem(409) when the escalation is
+    not a policy-decided tier 2 or was reviewed already. On commit: FLAG_REVIEWED announced.
+    """
+    now = now or timezone.now()
+    escalation = (
+        Escalation.objects.select_related("decision", "flag_review")
+        .filter(pk=escalation_id)
+        .first()
+    )
+    if escalation is None:
+        raise Problem(404, f"No escalation {escalation_id}.")
+    decision = getattr(escalation, "decision", None)
+    if (
+        escalation.tier != 2
+        or decision is None
+        or decision.decided_by_type != Decision.DecidedBy.POLICY
+    ):
+        raise Problem(409, "Only tier-2 escalations the policy decided are reviewed as flagged.")
+    existing = getattr(escalation, "flag_review", None)
+    if existing is not None:
+        raise Problem(409, f"{existing.reviewer_name} has already reviewed this one.")
+    errors = []
+    if verdict not in FlagReview.Verdict.values:
+        errors.append(FieldError("verdict", "must be “fine” or “other”"))
+    elif verdict == FlagReview.Verdict.OTHER:
+        if escalation.option(option_key) is None:
+            errors.append(FieldError("option_key", "Pick the option it should have been."))
+        elif option_key == decision.option_key:
+            errors.append(
+                FieldError("option_key", "is the option the policy chose: mark it fine instead")
+            )
+    if note.strip():
+        errors += _text_errors("note", note, required="", max_chars=COMMENT_MAX_CHARS)
+    if errors:
+        raise invalid(errors)
+    option_key = option_key if verdict == FlagReview.Verdict.OTHER else ""
+    try:
+        with transaction.atomic():
+            review = FlagReview.objects.create(
+                escalation=escalation,
+                reviewer=user,
+                reviewer_name=user.get_username(),
+                verdict=verdict,
+                option_key=option_key,
+                note=note.strip(),
+                at=now,
+            )
+            timeline.record(
+                escalation,
+                Event.Kind.FLAG_REVIEWED,
+                actor=user.get_username(),
+                now=now,
+                data={"verdict": verdict, "option": option_key or None},
+            )
+    except IntegrityError:  # a concurrent review got there first
+        other = FlagReview.objects.get(escalation=escalation)
+        raise Problem(409, f"{other.reviewer_name} has already reviewed this one.") from None
+    return review
+
+
+def run_close(*, run_id, user, note: str, now: datetime | None = None) -> Run:
+    """Close a run `user` took over, with a note on how it ended.
+
+    Locks the run. Raises Problem(422) naming `note`, Problem(404) when it is not a run this
+    user took over, Problem(409) when it is already closed. The escalation whose decision
+    took it over gets a RUN_CLOSED event ({"note"}), announced on commit.
+    """
+    now = now or timezone.now()
+    errors = _text_errors(
+        "note",
+        note,
+        required="Say how the run ended (a line is enough).",
+        max_chars=COMMENT_MAX_CHARS,
+    )
+    if errors:
+        raise invalid(errors)
+    with transaction.atomic():
+        run = Run.objects.select_for_update().filter(pk=run_id, taken_over_by=user).first()
+        if run is None:
+            raise Problem(404, "You have not taken over this run.")
+        if run.status != Run.Status.TAKEN_OVER:
+            raise Problem(409, f"This run is already {run.get_status_display().lower()}.")
+        run.status, run.closed_at, run.close_note = Run.Status.CLOSED, now, note.strip()
+        run.save(update_fields=["status", "closed_at", "close_note"])
+        escalation = (
+            Escalation.objects.filter(run=run, decision__kind=Decision.Kind.TAKE_OVER)
+            .only("id", "agent_id", "status", "priority")
+            .order_by("-created_at")
+            .first()
+        )
+        if escalation is not None:
+            timeline.record(
+                escalation,
+                Event.Kind.RUN_CLOSED,
+                actor=user.get_username(),
+                now=now,
+                data={"note": run.close_note},
+            )
+    return run

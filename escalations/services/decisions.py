@@ -1,0 +1,264 @@
+"""Decisions and the two-person rule: a decision checked against the package, approvals
+counted, and the one conditional write that turns an open escalation into a decided one."""
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from escalations import events, selectors
+from escalations.errors import AlreadyDecided
+from escalations.models import Agent, Approval, Decision, Escalation, Event, Policy, Run
+from escalations.problems import FieldError, Problem, invalid, unstorable
+from escalations.schemas import JSON_OBJECT_MAX_BYTES
+from operations import metrics
+
+from . import deliveries
+
+
+@dataclass
+class DecisionRequest:
+    kind: str
+    option: str | None = None
+    args: dict | None = None
+    instruction: str | None = None
+
+
+def decision_errors(escalation: Escalation, request: DecisionRequest) -> list[FieldError]:
+    """What is wrong with a decision on this escalation, as named fields."""
+    errors = []
+    if request.kind not in Decision.Kind.values:
+        errors.append(FieldError("kind", "must be one of " + ", ".join(Decision.Kind.values)))
+        return errors
+    if request.kind == Decision.Kind.OPTION:
+        if not request.option:
+            errors.append(FieldError("option", "is required when kind is option"))
+        elif escalation.option(request.option) is None:
+            keys = ", ".join(o["key"] for o in escalation.options)
+            errors.append(FieldError("option", f"is not an option of this escalation ({keys})"))
+        if request.args is not None and not isinstance(request.args, dict):
+            errors.append(FieldError("args", "must be an object"))
+        elif request.args is not None:
+            size = len(json.dumps(request.args, ensure_ascii=False).encode())
+            if size > JSON_OBJECT_MAX_BYTES:
+                errors.append(
+                    FieldError("args", f"must be at most 16 KiB of JSON ({size} bytes given)")
+                )
+            elif bad := unstorable(request.args, "args"):
+                errors.append(bad)
+    elif request.kind == Decision.Kind.INSTRUCTION and not (request.instruction or "").strip():
+        errors.append(FieldError("instruction", "is required when kind is instruction"))
+    # The dashboard's forms reach here without the API's parser: check what it checks.
+    if len(request.instruction or "") > 4000:
+        errors.append(FieldError("instruction", "must be at most 4000 characters"))
+    elif bad := unstorable(request.instruction or "", "instruction"):
+        errors.append(bad)
+    return errors
+
+
+def escalation_decide(
+    *,
+    escalation_id,
+    request: DecisionRequest,
+    user=None,
+    decided_by_type: str = Decision.DecidedBy.HUMAN,
+    now: datetime | None = None,
+) -> Escalation:
+    """Record the one decision on an open escalation.
+
+    Raises Problem(422) for an invalid decision and AlreadyDecided when someone else got
+    there first (concurrent callers: exactly one succeeds). On commit: the timeline,
+    live updates, wake-ups and the webhook delivery task.
+
+    Under the two-person rule (needs_approvals > 1) a person's option is an approval
+    (see _approve): the escalation is returned still open until the approval that
+    completes the count decides it. Callers tell the two apart by `is_open`.
+    """
+    now = now or timezone.now()
+    escalation = (
+        Escalation.objects.select_related("run", "agent", "decision")
+        .filter(pk=escalation_id)
+        .first()
+    )
+    if escalation is None:
+        raise Problem(404, f"No escalation {escalation_id}.")
+    if not escalation.is_open:
+        raise AlreadyDecided(escalation)
+    errors = decision_errors(escalation, request)
+    if errors:
+        raise invalid(errors)
+    args = request.args
+    if request.kind == Decision.Kind.OPTION and args is None:
+        args = escalation.option(request.option).get("args")
+    name = user.get_username() if user is not None else decided_by_type
+    if user is not None and needs_approvals(escalation, request) > 1:
+        return _approve(escalation, request=request, args=args, user=user, now=now)
+    with transaction.atomic():
+        decide_open(
+            escalation,
+            kind=request.kind,
+            option_key=request.option if request.kind == Decision.Kind.OPTION else "",
+            args=args if request.kind == Decision.Kind.OPTION else None,
+            instruction=(request.instruction or "").strip(),
+            decided_by_type=decided_by_type,
+            decided_by_name=name,
+            user=user,
+            now=now,
+        )
+    return escalation
+
+
+def needs_approvals(escalation: Escalation, request: DecisionRequest) -> int:
+    """How many distinct reviewers must approve this decision before it is made (1: none).
+
+    The two-person rule gates a person's choice of an option that is irreversible, or of
+    any option when the action at stake is irreversible, by the domain's
+    approvals_required. Instructions, take-overs and halts are never gated.
+    """
+    if request.kind != Decision.Kind.OPTION:
+        return 1
+    option = escalation.option(request.option or "") or {}
+    if not (option.get("irreversible") or (escalation.action or {}).get("irreversible")):
+        return 1
+    found = Policy.objects.filter(domain=escalation.domain).values_list(
+        "approvals_required", flat=True
+    )
+    return next(iter(found), 1)
+
+
+def _approve(
+    escalation: Escalation, *, request: DecisionRequest, args, user, now: datetime
+) -> Escalation:
+    """Record `user`'s approval of an option; the approval that completes the count decides.
+
+    Approvals agree when they name the same option with the same args (what the agent
+    would act with): a reviewer who edits the args starts a new count that the others
+    must approve. A reviewer has one approval per escalation; approving again replaces
+    it (the same reviewer twice counts once). The instruction sent is the latest one
+    given among the agreeing approvals. The escalation row is locked while counting, so
+    concurrent approvals are counted one after the other and exactly one of them decides
+    (AlreadyDecided for anyone after it). On commit: an `approved` event and a live update.
+    """
+    with transaction.atomic():
+        locked = Escalation.objects.select_for_update(of=("self",)).filter(pk=escalation.pk).first()
+        if locked is None or not locked.is_open:
+            raise AlreadyDecided(
+                Escalation.objects.select_related("run", "decision", "agent").get(pk=escalation.pk)
+            )
+        required = needs_approvals(escalation, request)
+        instruction = (request.instruction or "").strip()
+        Approval.objects.update_or_create(
+            escalation=escalation,
+            user=user,
+            defaults={
+                "user_name": user.get_username(),
+                "option_key": request.option,
+                "args": args,
+                "instruction": instruction,
+                "at": now,
+            },
+        )
+        agreeing = selectors.agreeing(
+            Approval.objects.filter(escalation=escalation), request.option, args
+        )
+        Event.objects.create(
+            escalation=escalation,
+            kind=Event.Kind.APPROVED,
+            actor=user.get_username(),
+            at=now,
+            data={"option": request.option, "approvals": len(agreeing), "required": required},
+        )
+        if len(agreeing) < required:
+            escalation.updated_at = now
+            Escalation.objects.filter(pk=escalation.pk).update(updated_at=now)
+            events.announce(escalation, "approved")
+            return escalation
+        given = [approval.instruction for approval in agreeing if approval.instruction]
+        decide_open(
+            escalation,
+            kind=Decision.Kind.OPTION,
+            option_key=request.option,
+            args=args,
+            instruction=given[-1] if given else "",
+            decided_by_type=Decision.DecidedBy.HUMAN,
+            decided_by_name=user.get_username(),
+            user=user,
+            now=now,
+            approved_by=[approval.user_name for approval in agreeing],
+        )
+    return escalation
+
+
+def decide_open(
+    escalation: Escalation,
+    *,
+    kind: str,
+    option_key: str,
+    args: dict | None,
+    instruction: str,
+    decided_by_type: str,
+    decided_by_name: str,
+    user,
+    now: datetime,
+    approved_by: list[str] | None = None,
+) -> Decision:
+    """Inside a transaction: flip an open escalation to decided and write the decision.
+
+    The conditional UPDATE is the gate: only one caller finds the row open.
+    """
+    flipped = Escalation.objects.filter(
+        pk=escalation.pk, status__in=Escalation.OPEN_STATUSES
+    ).update(status=Escalation.Status.DECIDED, claimed_by=None, claimed_until=None, updated_at=now)
+    if not flipped:
+        raise AlreadyDecided(
+            Escalation.objects.select_related("run", "decision", "agent").get(pk=escalation.pk)
+        )
+    escalation.status = Escalation.Status.DECIDED
+    escalation.claimed_by, escalation.claimed_until, escalation.updated_at = None, None, now
+    # Taking the agent's next feed number locks its row: the feed sees decisions in commit order.
+    Agent.objects.filter(pk=escalation.agent_id).update(decision_seq=F("decision_seq") + 1)
+    seq = Agent.objects.filter(pk=escalation.agent_id).values_list("decision_seq", flat=True).get()
+    recommended = escalation.recommended_option["key"]
+    decision = Decision.objects.create(
+        escalation=escalation,
+        agent_id=escalation.agent_id,
+        seq=seq,
+        kind=kind,
+        option_key=option_key,
+        args=args,
+        instruction=instruction,
+        decided_by_type=decided_by_type,
+        decided_by_user=user,
+        decided_by_name=decided_by_name,
+        decided_at=now,
+        took_recommended=kind == Decision.Kind.OPTION and option_key == recommended,
+    )
+    escalation.decision = decision
+    if kind in (Decision.Kind.TAKE_OVER, Decision.Kind.HALT):
+        status = Run.Status.TAKEN_OVER if kind == Decision.Kind.TAKE_OVER else Run.Status.HALTED
+        Run.objects.filter(pk=escalation.run_id).update(
+            status=status, taken_over_by=user if kind == Decision.Kind.TAKE_OVER else None
+        )
+    Event.objects.create(
+        escalation=escalation,
+        kind=Event.Kind.DECIDED,
+        actor=decided_by_name,
+        at=now,
+        data={
+            "kind": kind,
+            "option": option_key or None,
+            "by": decided_by_type,
+            "instruction": instruction or None,
+            **({"approved_by": approved_by} if approved_by else {}),
+        },
+    )
+    agent = escalation.agent
+    if agent.resume_url:
+        deliveries.queue_delivery(escalation, agent.resume_url, now)
+    metrics.count_on_commit(metrics.DECISIONS, kind=kind, decided_by=decided_by_type)
+    human = decided_by_type == Decision.DecidedBy.HUMAN
+    events.announce(escalation, "decided", actor=decided_by_name if human else decided_by_type)
+    return decision

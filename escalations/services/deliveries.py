@@ -1,0 +1,275 @@
+"""Webhook deliveries of decisions: queued in the decision's transaction, claimed by a worker,
+each attempt recorded, retried with backoff, given up on, redelivered by hand."""
+
+import logging
+import uuid
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from escalations import selectors, signals
+from escalations.models import Agent, Decision, Delivery, DeliveryAttempt, Escalation, Event
+from escalations.problems import Problem
+from escalations.wire import escalation_dict
+from operations import metrics
+
+from . import callbacks, outbox, timeline
+
+log = logging.getLogger(__name__)
+
+
+def queue_delivery(escalation: Escalation, url: str, now: datetime) -> Delivery:
+    """An outbox row, written in the decision's transaction, and a task after commit.
+
+    If the enqueue is lost (broker down, crash after commit), the periodic sweep sends it.
+    """
+    from escalations.tasks import deliver_webhook_task
+
+    delivery = Delivery(
+        escalation=escalation, url=url, payload={}, next_attempt_at=now, created_at=now
+    )
+    delivery.payload = {
+        "event": "escalation.decided",
+        "delivery_id": str(delivery.id),
+        "escalation": escalation_dict(escalation),
+    }
+    delivery.save(force_insert=True)
+    delivery_id = str(delivery.id)
+    transaction.on_commit(lambda: _enqueue_delivery(deliver_webhook_task, delivery_id))
+    return delivery
+
+
+def _enqueue_delivery(task, delivery_id: str) -> None:
+    """After commit: the fast path. A broker outage is logged, never raised: the decision
+    has committed, and the sweep sends the outbox row once the broker is back."""
+    try:
+        task.delay(delivery_id)
+    except Exception as exc:
+        log.warning(
+            "delivery %s not enqueued (%s: %s); the sweep will send it",
+            delivery_id,
+            type(exc).__name__,
+            exc,
+        )
+
+
+def delivery_claim(
+    *, delivery_id, lease_seconds: float | None = None, now: datetime | None = None
+) -> Delivery | None:
+    """Take a due delivery for sending (compare-and-swap), or None if it is not ours to send.
+
+    None when the row is gone, already delivered or failed, not yet due, or held by a live
+    lease (another worker is sending it). The lease (`lease_seconds`, by default
+    OUTBOX_LEASE_SECONDS) outlives one attempt; when it lapses, the row is sent again.
+    """
+    now = now or timezone.now()
+    try:
+        delivery_id = uuid.UUID(str(delivery_id))
+    except ValueError:
+        return None
+    lease = now + timedelta(seconds=lease_seconds or settings.OUTBOX_LEASE_SECONDS)
+    at = connection.ops.adapt_datetimefield_value
+    with connection.cursor() as cursor:
+        cursor.execute(
+            CLAIM_SQL,
+            [
+                at(lease),
+                Delivery._meta.pk.get_db_prep_value(delivery_id, connection),
+                at(now),
+                at(now),
+            ],
+        )
+        claimed = cursor.fetchone()
+        if claimed is None:
+            return None
+        url, payload, attempt_count, claim_count, created_at, escalation_id = claimed
+        cursor.execute(AGENT_SECRET_SQL, [escalation_id])
+        agent_id, secret = cursor.fetchone()
+    escalation = Escalation(
+        id=selectors.as_uuid(escalation_id), agent=Agent(id=agent_id, signing_secret=secret)
+    )
+    delivery = Delivery(
+        id=delivery_id,
+        escalation=escalation,
+        url=url,
+        payload=selectors.as_json(payload),
+        status=Delivery.Status.SENDING,
+        attempt_count=attempt_count,
+        claim_count=claim_count,
+        created_at=selectors.as_time(created_at),
+        lease_until=lease,
+    )
+    delivery._state.adding = False  # built from its row: a save() updates, never inserts
+    if claim_count - attempt_count > MAX_CRASHED_CLAIMS:
+        _fail_poison_delivery(delivery, now)
+        return None
+    return delivery
+
+
+# The claim is the webhook's hot path, so it is one statement: the compare-and-swap of
+# OutboxQuerySet.due() (keep the two alike) that returns what sending needs.
+CLAIM_SQL = """
+UPDATE escalations_delivery
+SET status = 'sending', lease_until = %s, claim_count = claim_count + 1
+WHERE id = %s AND (
+    (status IN ('pending', 'retrying') AND next_attempt_at <= %s)
+    OR (status = 'sending' AND lease_until < %s)
+)
+RETURNING url, payload, attempt_count, claim_count, created_at, escalation_id
+"""
+
+
+AGENT_SECRET_SQL = """
+SELECT a.id, a.signing_secret FROM escalations_escalation e
+JOIN escalations_agent a ON a.id = e.agent_id WHERE e.id = %s
+"""
+
+
+# What recording an attempt changes (the payload is never rewritten).
+ATTEMPT_FIELDS = (
+    "status",
+    "attempt_count",
+    "lease_until",
+    "last_error",
+    "next_attempt_at",
+    "delivered_at",
+)
+
+
+# Workers that may die sending one delivery before it is given up as poison.
+MAX_CRASHED_CLAIMS = 5
+
+
+def _fail_poison_delivery(delivery: Delivery, now: datetime) -> None:
+    crashed = delivery.claim_count - delivery.attempt_count - 1
+    with transaction.atomic():
+        delivery.status, delivery.lease_until = Delivery.Status.FAILED, None
+        delivery.last_error = f"given up: {crashed} workers died while sending it"
+        delivery.save(update_fields=["status", "lease_until", "last_error"])
+        escalation = Escalation.objects.only("id", "agent_id", "status", "priority").get(
+            pk=delivery.escalation_id
+        )
+        _delivery_failed(escalation, delivery, now)
+
+
+def deliveries_sweep(*, now: datetime | None = None, grace_seconds: float = 10) -> list[str]:
+    """The ids of deliveries to (re-)enqueue: due ones a lost message or a crashed worker
+    left behind. At most periodic.BATCH_SIZE, oldest due first.
+
+    Fresh pending rows (younger than `grace_seconds`) are left to their on-commit task. Each
+    row returned is marked as enqueued for one lease (lease_until), so a backed-up queue is
+    not flooded with copies every sweep; a lapsed SENDING lease goes back to retrying.
+    """
+    return outbox.outbox_sweep(Delivery, now=now or timezone.now(), grace_seconds=grace_seconds)
+
+
+RETRYABLE = {408, 429}
+
+
+def delivery_record_attempt(
+    *,
+    delivery: Delivery,
+    started_at: datetime,
+    duration_ms: int,
+    status_code: int | None,
+    error: str = "",
+    response_excerpt: str = "",
+    now: datetime | None = None,
+) -> Delivery:
+    """Record one attempt and move the delivery on: delivered, retrying or failed.
+
+    A 2xx marks the escalation resumed. Network errors, 408, 429 and 5xx retry with
+    exponential backoff and jitter until WEBHOOK_RETRY_FOR_SECONDS have passed; other
+    4xx stop. Returns the delivery; `next_attempt_at` tells when to try again.
+    Raises Delivery.DoesNotExist if the row is gone.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        delivery = (
+            Delivery.objects.select_for_update()
+            .only("id", "escalation_id", "created_at", *ATTEMPT_FIELDS)
+            .get(pk=delivery.pk)
+        )
+        # Someone else finished it meanwhile (our lease lapsed mid-attempt): timeline.record the
+        # attempt, and only a success may still change the outcome.
+        finished = delivery.status in (Delivery.Status.DELIVERED, Delivery.Status.FAILED)
+        number = delivery.attempt_count + 1
+        DeliveryAttempt.objects.create(
+            delivery=delivery,
+            number=number,
+            started_at=started_at,
+            duration_ms=duration_ms,
+            status_code=status_code,
+            error=error[:500],
+            response_excerpt=response_excerpt[:500],
+        )
+        delivery.attempt_count = number
+        delivery.lease_until = None
+        escalation = Escalation.objects.only(
+            "id", "agent_id", "status", "updated_at", "priority"
+        ).get(pk=delivery.escalation_id)
+        ok = status_code is not None and 200 <= status_code < 300
+        metrics.count_on_commit(metrics.WEBHOOK_ATTEMPTS, result="success" if ok else "failure")
+        if ok:
+            delivery.status = Delivery.Status.DELIVERED
+            delivery.delivered_at = now
+            delivery.last_error = ""
+            if callbacks.mark_resumed(
+                escalation, actor="webhook", now=now, data={"delivery": str(delivery.id)}
+            ):
+                decision = Decision.objects.only("decided_at").get(escalation_id=escalation.pk)
+                latency = (now - decision.decided_at).total_seconds()
+                metrics.observe_on_commit(metrics.DECISION_TO_WEBHOOK, latency)
+        elif finished:
+            pass
+        else:
+            retryable = status_code is None or status_code >= 500 or status_code in RETRYABLE
+            delivery.last_error = (error or f"HTTP {status_code}")[:500]
+            next_at = now + outbox.outbox_retry_wait(number)
+            if retryable and next_at <= delivery.give_up_at():
+                delivery.status = Delivery.Status.RETRYING
+                delivery.next_attempt_at = next_at
+            else:
+                delivery.status = Delivery.Status.FAILED
+                _delivery_failed(escalation, delivery, now)
+        delivery.save(update_fields=ATTEMPT_FIELDS)
+    return delivery
+
+
+def _delivery_failed(escalation: Escalation, delivery: Delivery, now: datetime) -> None:
+    """Inside a transaction: a delivery failed for good. The timeline says so, and
+    notifications are told (their outbox rows commit with it)."""
+    data = {
+        "delivery": str(delivery.id),
+        "error": delivery.last_error,
+        "attempts": delivery.attempt_count,
+    }
+    timeline.record(escalation, Event.Kind.DELIVERY_FAILED, actor="webhook", now=now, data=data)
+    metrics.count_on_commit(metrics.WEBHOOK_FAILURES)
+    signals.notable_in_transaction("delivery_failed", escalation=escalation, data=data)
+
+
+def delivery_redeliver(
+    *, escalation: Escalation, user=None, now: datetime | None = None
+) -> Delivery:
+    """Send a decided escalation's decision again, as a new delivery (new delivery_id)."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        escalation = Escalation.objects.select_related("agent", "run", "decision").get(
+            pk=escalation.pk
+        )
+        if escalation.status not in (Escalation.Status.DECIDED, Escalation.Status.RESUMED):
+            raise Problem(409, "Only a decided escalation can be redelivered.")
+        if not escalation.agent.resume_url:
+            raise Problem(409, "The agent has no resume_url to deliver to.")
+        delivery = queue_delivery(escalation, escalation.agent.resume_url, now)
+        timeline.record(
+            escalation,
+            Event.Kind.REDELIVERY,
+            actor=user.get_username() if user else "",
+            now=now,
+            data={"delivery": str(delivery.id)},
+        )
+    return delivery

@@ -1,0 +1,310 @@
+"""A new escalation: the package checked, the policy's verdict and priority, idempotent
+replays, the open-run and budget rules, and the tier-1 decision the policy takes itself."""
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Case, F, When
+from django.utils import timezone
+
+from escalations import events, policy, signals
+from escalations.models import Agent, Decision, Escalation, Event, Run
+from escalations.problems import FieldError, Problem, invalid
+from escalations.schemas import EscalationIn
+from escalations.wire import escalation_dict
+
+from . import decisions, policies
+
+
+def fingerprint(body: Any) -> str:
+    """The same body, whatever its key order or spacing, gives the same fingerprint."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+# How far ahead of the server's clock an agent's times may be (its clock may run fast).
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+def _cross_field_errors(package: EscalationIn, now: datetime) -> list[FieldError]:
+    errors = []
+    delay = package.cost_of_delay
+    if delay.respond_by is not None and delay.respond_by <= now:
+        errors.append(FieldError("cost_of_delay.respond_by", "must be in the future"))
+    if delay.stuck_since is not None and delay.stuck_since > now + CLOCK_SKEW:
+        errors.append(FieldError("cost_of_delay.stuck_since", "must not be in the future"))
+    if package.timeout_option is not None:
+        option = next((o for o in package.options if o.key == package.timeout_option), None)
+        if option is None:
+            keys = ", ".join(o.key for o in package.options)
+            errors.append(FieldError("timeout_option", f"must be the key of an option ({keys})"))
+        elif option.irreversible:
+            errors.append(FieldError("timeout_option", "must name a reversible option"))
+        if delay.respond_by is None:
+            errors.append(FieldError("timeout_option", "needs cost_of_delay.respond_by"))
+    for i, step in enumerate(package.history):
+        if step.at > now + CLOCK_SKEW:
+            errors.append(FieldError(f"history.{i}.at", "must not be in the future"))
+            break
+    return errors
+
+
+def urgency(escalation: Escalation, level_boost: int = 0) -> policy.Urgency:
+    return policy.Urgency(
+        tier=escalation.tier,
+        impact=escalation.impact,
+        blocking=escalation.blocking,
+        blocked_tasks=escalation.blocked_tasks,
+        irreversible=escalation.is_irreversible,
+        respond_by=escalation.respond_by,
+        stuck_since=escalation.stuck_since,
+        level=escalation.level,
+        level_boost=level_boost,
+    )
+
+
+@dataclass
+class Created:
+    escalation: Escalation
+    created: bool
+
+
+def escalation_create(
+    *,
+    agent: Agent,
+    package: EscalationIn,
+    body: Any,
+    idempotency_key: str | None = None,
+    now: datetime | None = None,
+) -> Created:
+    """Store a package, tier it, and (tier 1-2 with auto-decide) decide it at once.
+
+    One transaction: the run, the escalation, its events, the budget count and, when the
+    policy decides, the decision and its delivery. Idempotency: the same key and body
+    answer the stored escalation (created=False); another body is a 409. A new request
+    just inserts: a used key meets the unique constraint, and only then is the stored one
+    looked up, so concurrent requests with one key create exactly one escalation.
+    Raises Problem (409 open escalation for the run, 422 invalid or unknown domain).
+    """
+    now = now or timezone.now()
+    body_fingerprint = fingerprint(body)
+    errors = _cross_field_errors(package, now)
+    domain = package.domain or agent.domain
+    rules = policies.rules_for(domain)
+    if rules is None:
+        field = "domain" if package.domain else "domain (the agent's default)"
+        errors.append(policies.unknown_domain(domain, field))
+    if errors:
+        # A replay is answered even if time has made its body invalid (respond_by passed).
+        replay = _replay(agent, idempotency_key, body_fingerprint, now) if idempotency_key else None
+        if replay is not None:
+            return Created(replay, created=False)
+        raise invalid(errors, type="incomplete-package", title="Escalation package is incomplete")
+    assert rules is not None
+
+    action = package.action
+    irreversible = bool(action and action.irreversible) or any(
+        o.irreversible for o in package.options
+    )
+    verdict = policy.verdict_for(
+        rules,
+        policy.Situation(
+            confidence=package.confidence,
+            irreversible=irreversible,
+            attempts=package.attempts,
+            planned_scope=action.planned_scope if action else None,
+            actual_scope=action.actual_scope if action else None,
+            novel=package.reason == Escalation.Reason.NOVELTY,
+        ),
+    )
+    delay = package.cost_of_delay
+    respond_by = delay.respond_by
+    if respond_by is None and (minutes := policy.default_respond_minutes(rules, verdict.tier)):
+        # The policy's deadline for a tier that waits for a person. It only raises the
+        # priority as it nears: timeout_option needs the package's own respond_by.
+        respond_by = now + timedelta(minutes=minutes)
+    escalation = Escalation(
+        agent=agent,
+        title=package.title,
+        uncertainty=package.uncertainty,
+        reason=package.reason,
+        confidence=package.confidence,
+        history=[step.model_dump(mode="json", exclude_none=True) for step in package.history],
+        options=[option.model_dump(mode="json", exclude_none=True) for option in package.options],
+        blocking=delay.blocking,
+        impact=delay.impact,
+        blocked_tasks=delay.blocked_tasks,
+        stuck_since=delay.stuck_since or now,
+        respond_by=respond_by,
+        delay_note=delay.note or "",
+        action=action.model_dump(mode="json", exclude_none=True) if action else None,
+        attempts=package.attempts,
+        domain=domain,
+        timeout_option=package.timeout_option or "",
+        links=[link.model_dump(mode="json") for link in package.links],
+        metadata=package.metadata,
+        is_irreversible=irreversible,
+        tier=verdict.tier,
+        tier_reasons=verdict.reasons,
+        policy_version=rules.version,
+        idempotency_key=idempotency_key or None,
+        request_fingerprint=body_fingerprint,
+        created_at=now,
+        updated_at=now,
+    )
+    priority = policy.priority_for(urgency(escalation), now)
+    escalation.priority, escalation.priority_reasons = priority.score, priority.reasons
+
+    for attempt in range(2):
+        try:
+            _insert(escalation, agent, package.run_id, verdict, priority, rules, domain, now)
+            return Created(escalation, created=True)
+        except IntegrityError:
+            # Another request with this key, or an open escalation for the run.
+            if idempotency_key:
+                replay = _replay(agent, idempotency_key, body_fingerprint, now)
+                if replay is not None:
+                    return Created(replay, created=False)
+                if attempt == 0 and _free_expired_key(agent, idempotency_key, now):
+                    continue  # the key was past retention: it is new again
+            raise _open_run_conflict(agent, package.run_id) from None
+    raise AssertionError("unreachable")
+
+
+def _insert(escalation, agent, run_id, verdict, priority, rules, domain, now) -> None:
+    """The create transaction: one commit for the run, the escalation, its event, the
+    budget count and (tiers 1-2) the policy's decision and its delivery."""
+    with transaction.atomic():
+        run = Run(agent=agent, run_id=run_id)
+        # An upsert (one statement, pk returned): a run is created on its first escalation.
+        Run.objects.bulk_create(
+            [run],
+            update_conflicts=True,
+            unique_fields=["agent", "run_id"],
+            update_fields=["run_id"],
+        )
+        escalation.run = run
+        escalation.save(force_insert=True)
+        _count_against_budget(agent, now)
+        Event.objects.create(
+            escalation=escalation,
+            kind=Event.Kind.CREATED,
+            actor=agent.name,
+            at=now,
+            data={
+                "tier": verdict.tier,
+                "tier_reasons": verdict.reasons,
+                "priority": priority.score,
+            },
+        )
+        _notable_create(escalation, agent, verdict, now)
+        if verdict.decided_by_policy and rules.auto_decide:
+            decisions.decide_open(
+                escalation,
+                kind=Decision.Kind.OPTION,
+                option_key=escalation.recommended_option["key"],
+                args=escalation.recommended_option.get("args"),
+                instruction="",
+                decided_by_type=Decision.DecidedBy.POLICY,
+                decided_by_name=f"policy:{domain}",
+                user=None,
+                now=now,
+            )
+        else:
+            # Known to have no decision: spare escalation_dict a query to find out.
+            Escalation.decision.related.set_cached_value(escalation, None)
+            events.announce(escalation, "created", actor=agent.name)
+
+
+def _replay(agent: Agent, key: str, body_fingerprint: str, now: datetime) -> Escalation | None:
+    found = next(
+        iter(
+            Escalation.objects.filter(agent=agent, idempotency_key=key)
+            .only("id", "request_fingerprint", "created_at")
+            .order_by()[:1]
+        ),
+        None,
+    )
+    if found is None or found.created_at < now - timedelta(
+        seconds=settings.IDEMPOTENCY_RETENTION_SECONDS
+    ):
+        return None  # unknown, or past retention: not a replay
+    if found.request_fingerprint != body_fingerprint:
+        raise Problem(
+            409,
+            "This Idempotency-Key was used with a different body. Use a new key for a new request.",
+            type="idempotency-key-reused",
+            title="Idempotency key reused with another body",
+            extra={"escalation": escalation_dict(_full(found.pk))},
+        )
+    return _full(found.pk)
+
+
+def _free_expired_key(agent: Agent, key: str, now: datetime) -> bool:
+    """Past retention a key is new again: take it off the old escalation."""
+    cutoff = now - timedelta(seconds=settings.IDEMPOTENCY_RETENTION_SECONDS)
+    return bool(
+        Escalation.objects.filter(agent=agent, idempotency_key=key, created_at__lt=cutoff).update(
+            idempotency_key=None
+        )
+    )
+
+
+def _full(pk) -> Escalation:
+    return Escalation.objects.select_related("run", "decision").get(pk=pk)
+
+
+def _open_run_conflict(agent: Agent, run_id: str) -> Problem:
+    open_one = (
+        Escalation.objects.open()
+        .select_related("run")
+        .filter(agent=agent, run__run_id=run_id)
+        .first()
+    )
+    if open_one is None:  # the conflict resolved itself meanwhile; the agent may retry
+        return Problem(409, "A concurrent request conflicted; retry.", type="conflict")
+    return Problem(
+        409,
+        f"Run {run_id!r} already has an open escalation. Wait for its decision or withdraw it.",
+        type="run-has-open-escalation",
+        title="The run already has an open escalation",
+        extra={"open_escalation": escalation_dict(open_one)},
+    )
+
+
+def _count_against_budget(agent: Agent, now: datetime) -> None:
+    today = now.date()
+    Agent.objects.filter(pk=agent.pk).update(
+        budget_used=Case(When(budget_day=today, then=F("budget_used") + 1), default=1),
+        budget_day=today,
+    )
+    agent.budget_used = agent.budget_used_on(today) + 1
+    agent.budget_day = today
+
+
+def _notable_create(escalation: Escalation, agent: Agent, verdict, now: datetime) -> None:
+    """In the create transaction, tell notifications of a new halt and of an agent over its
+    budget (their outbox rows commit with the escalation).
+
+    Over budget is sent for every escalation past the budget (the count read at
+    authentication may be stale under concurrency, so "the one that crossed" is not
+    knowable here); notifications keeps one per agent and day.
+    """
+    if verdict.tier == policy.HALT:
+        signals.notable_in_transaction("halt_created", escalation=escalation)
+    if agent.budget_used > agent.daily_budget:
+        signals.notable_in_transaction(
+            "over_budget",
+            agent=agent,
+            escalation=escalation,
+            data={
+                "day": now.date().isoformat(),
+                "used": agent.budget_used,
+                "budget": agent.daily_budget,
+            },
+        )
