@@ -1,6 +1,6 @@
 """The agent API (API.md): escalate, poll or long-poll, the decisions feed, ack, withdraw, gate.
 
-Long-polls (`wait`) are held by escalations.longpoll in front of Django under ASGI, with no
+Long-polls (`wait`) are held by escalations.transport.longpoll in front of Django under ASGI, with no
 database connection; the views here always answer at once.
 """
 

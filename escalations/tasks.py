@@ -13,7 +13,9 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from . import services, webhooks
+from escalations.transport import webhooks
+
+from . import services
 from .models import Delivery
 from .services import outbox, periodic
 

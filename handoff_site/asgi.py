@@ -17,8 +17,8 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
-from escalations.bodylimit import BodyLimitMiddleware  # noqa: E402
-from escalations.longpoll import LongPollMiddleware  # noqa: E402
+from escalations.transport.bodylimit import BodyLimitMiddleware  # noqa: E402
+from escalations.transport.longpoll import LongPollMiddleware  # noqa: E402
 from handoff_site.ratelimit import RateLimitMiddleware  # noqa: E402
 from handoff_site.websocket import SameOriginValidator  # noqa: E402
 from reviews.routing import websocket_urlpatterns  # noqa: E402

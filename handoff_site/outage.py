@@ -9,7 +9,7 @@ database is back the next requests succeed, without restarting the app (settings
 One rule (escalations.problems.DATABASE_DOWN), applied wherever such an error surfaces: a
 page's view, middleware or session (handler500: `server_error`; with DEBUG on, Django's
 debug page instead), the agent API (its exception handler) and the long-poll front
-(escalations.longpoll).
+(escalations.transport.longpoll).
 """
 
 import logging

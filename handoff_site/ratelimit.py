@@ -1,7 +1,7 @@
 """Rate limits on the API: per agent token, per reviewer token and per client address.
 
 Every request under /api/ is counted before Django sees it, by a wrapper around the ASGI
-application (uvicorn: long-polls included, which escalations.longpoll holds in front of
+application (uvicorn: long-polls included, which escalations.transport.longpoll holds in front of
 Django) and one around the WSGI application (gunicorn). Gate checks count like any call.
 
 - A request with a bearer token counts against that token (RATE_LIMIT_REVIEWER under

@@ -170,7 +170,7 @@ MIDDLEWARE = [
     "operations.middleware.operations_middleware",
     # The request id (X-Request-ID, or a new one) in every log line and in Celery tasks.
     "django_guid.middleware.guid_middleware",
-    "escalations.middleware.ApiProblemMiddleware",
+    "escalations.transport.middleware.ApiProblemMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

@@ -10,10 +10,10 @@ django_application = get_wsgi_application()
 
 # A long-poll that reaches gunicorn still waits (holding a worker); the proxy normally sends
 # them to the ASGI server, where waiting is cheap.
-from escalations.bodylimit import SyncBodyLimitMiddleware  # noqa: E402
+from escalations.transport.bodylimit import SyncBodyLimitMiddleware  # noqa: E402
 
 # Rate limits count every API call, long-polls included, before Django sees it.
-from escalations.longpoll import SyncLongPollMiddleware  # noqa: E402
+from escalations.transport.longpoll import SyncLongPollMiddleware  # noqa: E402
 from handoff_site.ratelimit import SyncRateLimitMiddleware  # noqa: E402
 
 application = SyncRateLimitMiddleware(SyncBodyLimitMiddleware(SyncLongPollMiddleware(django_application)))

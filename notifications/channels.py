@@ -1,5 +1,5 @@
 """Sending one notification on its channel: e-mail (Django's mail backend), a Slack-style
-incoming webhook, or a signed generic webhook (the signature of escalations.webhooks).
+incoming webhook, or a signed generic webhook (the signature of escalations.transport.webhooks).
 
 `send` never raises: every failure comes back as a Result saying whether to retry.
 """
@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.mail import EmailMessage
 
-from escalations import webhooks
 from escalations.services.deliveries import RETRYABLE
+from escalations.transport import webhooks
 
 from .messages import Message, email_body
 from .models import Channel, Notification

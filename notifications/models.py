@@ -45,7 +45,7 @@ class NotificationPreference(models.Model):
     choices = models.JSONField(default=dict)
     slack_url = models.URLField("Slack incoming webhook URL", max_length=500, blank=True)
     webhook_url = models.URLField("Webhook URL", max_length=500, blank=True)
-    # Signs generic webhooks like agents' deliveries (escalations.webhooks); shown once.
+    # Signs generic webhooks like agents' deliveries (escalations.transport.webhooks); shown once.
     webhook_secret = models.CharField(max_length=100, blank=True)
     updated_at = models.DateTimeField(default=timezone.now)
 

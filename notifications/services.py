@@ -15,9 +15,9 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from escalations import events
 from escalations.models import Agent, Escalation, Event
 from escalations.services.outbox import outbox_retry_wait, outbox_sweep
+from escalations.transport import events
 from operations import metrics
 
 from . import rules, selectors

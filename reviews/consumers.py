@@ -18,8 +18,8 @@ import uuid
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from escalations.events import QUEUE_GROUP, escalation_group, serve_on_running_loop
-from escalations.wakeup import REDIS_UNAVAILABLE
+from escalations.transport.events import QUEUE_GROUP, escalation_group, serve_on_running_loop
+from escalations.transport.wakeup import REDIS_UNAVAILABLE
 
 from .permissions import is_reviewer
 
@@ -103,7 +103,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             await self._announce("presence.here")
 
     async def escalation_changed(self, event: dict) -> None:
-        # An escalations.events.Notice, all but the layer's "type".
+        # An escalations.transport.events.Notice, all but the layer's "type".
         keys = ("id", "kind", "status", "actor", "priority")
         await self.send_json({k: event[k] for k in keys if k in event})
 

@@ -13,10 +13,11 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from escalations import services, webhooks
+from escalations import services
 from escalations.models import Agent, AgentToken, Delivery, Escalation, GateCheck
 from escalations.problems import Problem
 from escalations.tasks import deliver_webhook_task
+from escalations.transport import webhooks
 from tests import test_browser
 from tests.conftest import AgentClient, ensure_default_policies, make_package, make_user
 from tests.receiver import Receiver

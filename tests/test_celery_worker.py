@@ -17,9 +17,9 @@ from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
 
-from escalations import webhooks
 from escalations.models import Delivery, DeliveryAttempt, Escalation, Event
 from escalations.tasks import sweep_deliveries_task
+from escalations.transport import webhooks
 from reviews.services import reviewer_token_issue
 from tests.conftest import free_port, make_package, need
 from tests.processes import (

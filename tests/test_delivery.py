@@ -12,11 +12,12 @@ import time_machine
 from django.conf import settings
 from django.utils import timezone
 
-from escalations import services, webhooks
+from escalations import services
 from escalations.models import Decision, Delivery, DeliveryAttempt, Escalation, Event
 from escalations.problems import Problem
 from escalations.services import deliveries
 from escalations.tasks import deliver_webhook_task, sweep_deliveries_task
+from escalations.transport import webhooks
 from escalations.wire import escalation_dict
 from tests.conftest import free_port, make_package
 from tests.receiver import CLOSE, Receiver

@@ -9,8 +9,8 @@ import socket
 
 import pytest
 
-from escalations import webhooks
 from escalations.models import Agent
+from escalations.transport import webhooks
 from handoff_site import egress
 from notifications.forms import PreferencesForm
 from notifications.models import Kind

@@ -20,8 +20,8 @@ import time
 import httpx
 import pytest
 
-from escalations import webhooks
 from escalations.tasks import sweep_deliveries_task
+from escalations.transport import webhooks
 from tests.conftest import make_package, need
 from tests.processes import (
     PostgresCluster,

@@ -217,7 +217,7 @@ def test_a_long_poll_reaching_the_wsgi_app_still_waits(agent_with_token, reviewe
 
 def test_a_lost_wake_up_costs_latency_not_the_decision(agent_http, reviewer, monkeypatch):
     """A Redis blip can drop the wake-up: the waiter's periodic re-read still finds it."""
-    from escalations import wakeup
+    from escalations.transport import wakeup
 
     monkeypatch.setattr(wakeup, "notify", lambda **kwargs: None)  # the message is lost
     monkeypatch.setattr(wakeup, "RECHECK_SECONDS", 0.5)

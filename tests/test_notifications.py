@@ -14,9 +14,10 @@ from django.core import mail
 from django.db import transaction
 from django.utils import timezone
 
-from escalations import services, signals, webhooks
+from escalations import services, signals
 from escalations.models import Escalation, Event, Policy
 from escalations.schemas import EscalationIn
+from escalations.transport import webhooks
 from notifications import services as notify
 from notifications.models import Notification, NotificationPreference
 from notifications.tasks import send_notification_task, sweep_notifications_task

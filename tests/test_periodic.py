@@ -11,10 +11,11 @@ import time_machine
 from django.conf import settings
 from django.utils import timezone
 
-from escalations import services, tasks, webhooks
+from escalations import services, tasks
 from escalations.models import Decision, Delivery, Escalation, Event
 from escalations.schemas import EscalationIn
 from escalations.services import periodic
+from escalations.transport import webhooks
 from tests.conftest import make_package
 from tests.receiver import Receiver
 

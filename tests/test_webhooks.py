@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from escalations import webhooks
+from escalations.transport import webhooks
 from tests.conftest import free_port
 from tests.receiver import CLOSE, Receiver, Reply
 

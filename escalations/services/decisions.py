@@ -9,11 +9,12 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from escalations import events, selectors
+from escalations import selectors
 from escalations.errors import AlreadyDecided
 from escalations.models import Agent, Approval, Decision, Escalation, Event, Policy, Run
 from escalations.problems import FieldError, Problem, invalid, unstorable
 from escalations.schemas import JSON_OBJECT_MAX_BYTES
+from escalations.transport import events
 from operations import metrics
 
 from . import deliveries

@@ -12,10 +12,11 @@ from django.db import IntegrityError, transaction
 from django.db.models import Case, F, When
 from django.utils import timezone
 
-from escalations import events, policy, signals
+from escalations import policy, signals
 from escalations.models import Agent, Decision, Escalation, Event, Run
 from escalations.problems import FieldError, Problem, invalid
 from escalations.schemas import EscalationIn
+from escalations.transport import events
 from escalations.wire import escalation_dict
 
 from . import decisions, policies

@@ -11,10 +11,11 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from escalations import events, levels, policy, selectors, signals
+from escalations import levels, policy, selectors, signals
 from escalations.errors import AlreadyDecided
 from escalations.models import Decision, Escalation, Event
 from escalations.problems import Problem
+from escalations.transport import events
 
 from . import decisions, intake
 

@@ -2,8 +2,8 @@
 
 from datetime import datetime
 
-from escalations import events
 from escalations.models import Escalation, Event
+from escalations.transport import events
 
 
 def record(escalation: Escalation, kind: str, *, actor: str, now: datetime, data=None) -> Event:

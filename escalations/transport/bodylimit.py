@@ -18,8 +18,9 @@ import io
 
 from django.conf import settings
 
+from escalations.problems import Problem
+
 from .middleware import API_PREFIX
-from .problems import Problem
 
 DRAIN_BYTES = 16 * 1024 * 1024
 DRAIN_SECONDS = 5.0

@@ -2,7 +2,7 @@
 
 `GET /api/v1/escalations/{id}?wait=N` and `GET /api/v1/decisions?wait=N` are caught here:
 a short read decides whether there is anything to wait for; if so the request waits on a
-wake-up (escalations.wakeup) for at most N seconds, then goes on to the ordinary Django
+wake-up (escalations.transport.wakeup) for at most N seconds, then goes on to the ordinary Django
 view, which answers with the state as it is then. Anything unusual (bad token, bad
 parameters, not found) goes straight to Django, which answers it properly.
 
@@ -22,10 +22,12 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 from django.http import HttpResponse
 
-from . import selectors, wakeup
-from .api import agent_read_answer
-from .models import AgentToken, Decision, Escalation, hash_token
-from .problems import DATABASE_DOWN, database_unavailable
+from escalations import selectors
+from escalations.api import agent_read_answer
+from escalations.models import AgentToken, Decision, Escalation, hash_token
+from escalations.problems import DATABASE_DOWN, database_unavailable
+
+from . import wakeup
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ import logging
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 
-from .problems import CONTENT_TYPE, Problem
+from escalations.problems import CONTENT_TYPE, Problem
 
 log = logging.getLogger(__name__)
 
