@@ -31,6 +31,7 @@
     indicator.querySelector(".live-text").textContent =
       state === "live" ? "Live" : state === "offline" ? "Reconnecting…" : "Connecting…";
     document.body.dataset.live = state;
+    document.dispatchEvent(new CustomEvent("handoff:live", { detail: { state: state } }));
   }
 
   document.addEventListener("htmx:wsConnecting", function () { indicate("connecting"); });

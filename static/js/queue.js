@@ -236,6 +236,10 @@
   function claim(form) {
     var row = form.closest("tr[data-row]");
     var title = row ? row.querySelector(".row-title").textContent : "the escalation";
+    var button = form.querySelector("button");
+    if (button.disabled) return; // already on its way
+    button.disabled = true;
+    function done() { button.disabled = false; }
     fetch(form.action, {
       method: "POST",
       body: new FormData(form),
@@ -251,7 +255,8 @@
         var notice = new DOMParser().parseFromString(html, "text/html").querySelector(".notice");
         say(notice ? notice.textContent.trim() : "Could not claim it (" + response.status + ").");
       });
-    }).catch(function () { say("Could not claim it: the server did not answer."); });
+    }).catch(function () { say("Could not claim it: the connection to Handoff was lost. Try again."); })
+      .then(done, done);
   }
 
   root.addEventListener("submit", function (event) {

@@ -1,0 +1,110 @@
+"""The reviewer's day in a real browser (Playwright driving Debian's Chromium against the
+real ASGI application): a decision that fails says so, the phone layout, long histories,
+the keyboard, truthful labels and the dark theme."""
+
+import pytest
+
+from tests.test_browser import PASSWORD, browser, post_escalation, wait_live  # noqa: F401 (browser: a fixture)
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+DESKTOP = {"width": 1440, "height": 900}
+PHONE = {"width": 390, "height": 844}
+
+
+def sign_in(chromium, base: str, username: str = "alice", *, viewport=DESKTOP, dark: bool = False):
+    """A signed-in page (bypass_csp: wait_for_function evaluates with eval)."""
+    context = chromium.new_context(
+        viewport=viewport,
+        bypass_csp=True,
+        color_scheme="dark" if dark else "light",
+        is_mobile=viewport["width"] < 500,
+        has_touch=viewport["width"] < 500,
+    )
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(f"{base}/accounts/login/")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base}/")
+    page.js_errors = errors
+    return page
+
+
+# ---------------------------------------------------------------- a decision that fails says so
+
+
+def test_a_server_error_and_a_lost_connection_on_decide_keep_the_form_and_say_so(
+    live_server_asgi,
+    browser,  # noqa: F811
+    agent_with_token,
+    reviewer,
+):
+    base, token = live_server_asgi, agent_with_token[1]
+    escalation = post_escalation(base, token)
+    page = sign_in(browser, base)
+    page.goto(f"{base}/escalations/{escalation['id']}")
+    wait_live(page)
+    instruction = "Keep the shim for one release, then remove it."
+    page.check("input[name=option][value=shim]")
+    page.fill(".decide-form textarea[name=instruction]", instruction)
+    decide = page.locator(".decide-form button[type=submit]")
+
+    # a 500: the form stays as typed, a message with a retry appears beside the button
+    seen: list[bool] = []
+
+    def server_error(route):
+        seen.append(decide.is_disabled())  # disabled while the request is on its way
+        route.fulfill(status=500, body="Internal Server Error", content_type="text/plain")
+
+    page.route("**/decide", server_error)
+    decide.click()
+    alert = page.locator(".decide-form [data-write-error]")
+    alert.wait_for(timeout=5000)
+    assert "server had a problem (500)" in alert.text_content()
+    assert seen == [True]
+    assert page.input_value(".decide-form textarea[name=instruction]") == instruction
+    assert page.is_checked("input[name=option][value=shim]")
+    assert decide.is_enabled()
+    assert "Internal Server Error" not in page.text_content("body")
+
+    # the connection drops: the same, with its own words
+    page.unroute("**/decide")
+    page.route("**/decide", lambda route: route.abort("connectionreset"))
+    page.click(".decide-form [data-write-error] button:has-text('Try again')")
+    page.wait_for_function(
+        "(document.querySelector('.decide-form [data-write-error]')?.textContent || '').includes('connection')"
+    )
+    assert page.locator(".decide-form [data-write-error]").count() == 1
+    assert page.input_value(".decide-form textarea[name=instruction]") == instruction
+
+    # back online: "Try again" decides, with what was typed
+    page.unroute("**/decide")
+    page.click(".decide-form [data-write-error] button:has-text('Try again')")
+    page.locator("#decision-panel .decided").wait_for(timeout=5000)
+    assert instruction in page.text_content("#decision-panel")
+    assert page.js_errors == []
+
+
+def test_the_offline_banner_shows_while_the_socket_is_down(
+    live_server_asgi,
+    browser,  # noqa: F811
+    agent_with_token,
+    reviewer,
+):
+    base = live_server_asgi
+    page = sign_in(browser, base)
+    wait_live(page)
+    assert page.locator("#offline-banner").is_hidden()
+    assert page.locator("[data-live-indicator]").is_visible()
+    page.context.set_offline(True)
+    page.evaluate("window.dispatchEvent(new Event('offline'))")
+    page.locator("#offline-banner").wait_for(state="visible", timeout=5000)
+    assert "offline" in page.text_content("#offline-banner")
+    page.context.set_offline(False)
+    page.evaluate("window.dispatchEvent(new Event('online'))")
+    # pages without a socket carry no "Live" indicator at all
+    page.goto(f"{base}/runs/mine")
+    assert page.locator("[data-live-indicator]").is_hidden()
