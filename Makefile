@@ -2,7 +2,8 @@
 #
 #   make run     venv + install + migrate + demo data, then serve on http://$(HOST):$(PORT)
 #                (no env: one embedded process; DATABASE_URL + REDIS_URL: web, worker, beat)
-#   make test    venv + install with the test extra, then pytest (ARGS="-k foo -x" passes through)
+#   make test    venv + install with the test extra, then pytest (ARGS="-k foo -x" passes through),
+#                then the TypeScript client's tests (make test-ts; skipped when ARGS selects tests)
 #
 # Installs come from the lock files only (requirements/*.lock, exact versions with hashes):
 # every install path (make, CI, the Dockerfile) gets the same packages. A stamp file in the
@@ -31,7 +32,7 @@ export HOST PORT
 
 CLIENT_VENV ?= .venv-client
 
-.PHONY: help run serve test test-client lint typecheck screenshots format lock bench bench-insights bench-queue bench-metrics bench-all migrate seed worker beat check venv install install-test clean
+.PHONY: help run serve test test-client test-ts ts-install lint typecheck screenshots format lock bench bench-insights bench-queue bench-metrics bench-all migrate seed worker beat check venv install install-test clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -103,9 +104,11 @@ beat: $(STAMP_RUN) ## Celery beat on REDIS_URL (production shape only; run exact
 # Locally the test database is kept between runs (--reuse-db: only new migrations are
 # applied); with CI set it is created afresh. ARGS=--create-db recreates it locally.
 REUSE_DB := $(if $(CI),,--reuse-db)
-test: $(STAMP_TEST) ## run the tests (ARGS / PYTEST_ARGS pass through to pytest)
+# Then the TypeScript client's live tests (make test-ts), unless ARGS/PYTEST_ARGS pick tests.
+test: $(STAMP_TEST) ## run the tests: pytest (ARGS / PYTEST_ARGS pass through), then make test-ts
 	@set +e; $(PY) -m pytest $(REUSE_DB) $(ARGS) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests (exit 5): nothing was tested" >&2; fi; \
+	if [ -z "$(strip $(ARGS)$(PYTEST_ARGS))" ]; then $(MAKE) --no-print-directory test-ts || { [ $$rc -ne 0 ] || rc=1; }; fi; \
 	exit $$rc
 
 # The agent client (clients/python) has a venv of its own: it must not lean on the server's
@@ -119,6 +122,23 @@ $(CLIENT_VENV)/.installed: $(CLIENT_LOCK) clients/python/pyproject.toml | $(PY)
 
 test-client: $(STAMP_TEST) $(CLIENT_VENV)/.installed ## the agent client's tests, live ones against a real server
 	cd clients/python && ../../$(CLIENT_VENV)/bin/python -m pytest $(ARGS)
+
+# The TypeScript client (clients/typescript): Node 20+ and npm, its packages from
+# package-lock.json only (npm ci). Its tests start the real server with the server's venv
+# (embedded SQLite in a temporary directory, or DATABASE_URL + REDIS_URL when both are set).
+TS_DIR := clients/typescript
+TS_STAMP := $(TS_DIR)/node_modules/.installed
+$(TS_STAMP): $(TS_DIR)/package-lock.json $(TS_DIR)/package.json
+	@command -v npm >/dev/null 2>&1 && node -e 'process.exit(Number(process.versions.node.split(".")[0]) < 20 ? 1 : 0)' || \
+	  { echo "error: the TypeScript client needs Node 20+ and npm (node is $$(node --version 2>&1 || echo missing))" >&2; exit 1; }
+	@echo "==> installing the TypeScript client's packages from $(TS_DIR)/package-lock.json (npm ci)"
+	cd $(TS_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+ts-install: $(TS_STAMP) ## the TypeScript client's packages, from its lockfile (npm ci)
+
+test-ts: $(STAMP_TEST) $(TS_STAMP) ## the TypeScript client's tests (node:test), live ones against a real server
+	cd $(TS_DIR) && npm test --silent
 
 # The only way the lock files change: exact versions with hashes, for every platform and
 # Python 3.11+, from the ranges in pyproject.toml (and clients/python/pyproject.toml).
