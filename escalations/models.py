@@ -146,6 +146,14 @@ class Agent(models.Model):
         return self.budget_used if self.budget_day == day else 0
 
 
+class AgentTokenQuerySet(models.QuerySet):
+    def live(self, token: str) -> "AgentTokenQuerySet":
+        """The one definition of a live agent token: its hash matches, it is not revoked
+        and its agent is active. selectors.AGENT_READ_SQL writes the same condition by hand
+        for the hot read; tests/test_live_token.py holds the two equal."""
+        return self.filter(token_hash=hash_token(token), revoked_at__isnull=True, agent__is_active=True)
+
+
 class AgentToken(models.Model):
     agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="tokens")
     token_hash = models.CharField(max_length=64, unique=True)
@@ -153,6 +161,8 @@ class AgentToken(models.Model):
     prefix = models.CharField(max_length=12)
     created_at = models.DateTimeField(auto_now_add=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = AgentTokenQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]

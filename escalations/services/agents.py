@@ -106,7 +106,6 @@ def token_revoke(*, token: AgentToken, now: datetime | None = None) -> None:
 
 
 def agent_for_token(token: str) -> Agent | None:
-    found = Agent.objects.filter(
-        tokens__token_hash=hash_token(token), tokens__revoked_at__isnull=True, is_active=True
-    ).order_by()[:1]
-    return next(iter(found), None)
+    """The agent of a live token (AgentToken.objects.live), or None."""
+    found = AgentToken.objects.live(token).select_related("agent").order_by()[:1]
+    return next((live.agent for live in found), None)

@@ -74,14 +74,7 @@ def plan(method: str, path: str, query_string: str, authorization: str | None) -
 
 
 def _agent_id(token: str) -> int | None:
-    return (
-        AgentToken.objects.filter(
-            token_hash=hash_token(token), revoked_at__isnull=True, agent__is_active=True
-        )
-        .order_by()
-        .values_list("agent_id", flat=True)
-        .first()
-    )
+    return AgentToken.objects.live(token).order_by().values_list("agent_id", flat=True).first()
 
 
 @dataclass(frozen=True)
@@ -101,9 +94,7 @@ def _target(wait: Wait) -> Target | None:
         row = (
             Escalation.objects.filter(
                 pk=wait.escalation_id,
-                agent__tokens__token_hash=hash_token(wait.token),
-                agent__tokens__revoked_at__isnull=True,
-                agent__is_active=True,
+                agent_id__in=AgentToken.objects.live(wait.token).values("agent_id"),
             )
             .order_by()
             .values_list("status", "agent_id")
