@@ -203,7 +203,7 @@ def test_filters_change_the_url_and_the_list_without_a_reload(
     # "?" shows the shortcuts; Escape closes them
     page.evaluate("document.activeElement.blur()")
     page.keyboard.press("?")
-    assert page.locator("#queue-help").is_visible()
+    assert page.locator("#shortcuts").is_visible()
     page.keyboard.press("Escape")
-    assert not page.locator("#queue-help").is_visible()
+    assert not page.locator("#shortcuts").is_visible()
     assert page.js_errors == []

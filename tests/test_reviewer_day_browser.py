@@ -108,3 +108,87 @@ def test_the_offline_banner_shows_while_the_socket_is_down(
     # pages without a socket carry no "Live" indicator at all
     page.goto(f"{base}/runs/mine")
     assert page.locator("[data-live-indicator]").is_hidden()
+
+
+# ---------------------------------------------------------------- on a phone
+
+
+def no_sideways_scroll(page) -> None:
+    widths = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    assert widths[0] == widths[1] == PHONE["width"], (page.url, widths)
+
+
+def test_at_390_px_no_page_scrolls_sideways_and_the_uncertainty_comes_before_decide(
+    live_server_asgi,
+    browser,  # noqa: F811
+    agent_with_token,
+    reviewer,
+    manager,
+):
+    base, token = live_server_asgi, agent_with_token[1]
+    escalation = post_escalation(
+        base,
+        token,
+        title="A long title that wraps " * 6,
+        run_id="run-with-a-very-long-identifier-" * 3,
+    )
+    page = sign_in(browser, base, viewport=PHONE)
+    wait_live(page)
+    no_sideways_scroll(page)
+    # the queue: cards, the filters folded behind one button, the menu collapsed
+    assert page.locator("#filter-grid").is_hidden()
+    page.click("[data-fold-toggle]")
+    assert page.locator("#filter-grid select[name=tier]").is_visible()
+    assert page.locator("#topbar-menu").is_hidden()
+    page.click("[data-menu-toggle]")
+    assert page.locator("#topbar-menu nav a:has-text('My runs')").is_visible()
+    card = page.locator(f"#escalation-{escalation['id']}")
+    for cell in (
+        ".col-priority .priority",
+        ".row-title",
+        ".col-tier .tier",
+        ".col-deadline",
+        ".col-claim button",
+    ):
+        assert card.locator(cell).is_visible(), cell
+    assert card.bounding_box()["width"] <= PHONE["width"]
+
+    page.goto(f"{base}/escalations/{escalation['id']}")
+    wait_live(page)
+    no_sideways_scroll(page)
+    uncertainty = page.locator(".uncertainty").bounding_box()
+    options = page.locator(".options-section").bounding_box()
+    decide = page.locator("#decide-form [data-decide]").bounding_box()
+    assert uncertainty["y"] < options["y"] < decide["y"]
+    # the action bar keeps Decide in reach from the top of the page, naming the choice
+    bar = page.locator("[data-action-bar]")
+    assert bar.is_visible()
+    assert bar.bounding_box()["y"] + bar.bounding_box()["height"] <= PHONE["height"]
+    assert "Update all 14 callers" in bar.text_content()
+    page.check("input[name=option][value=shim]")
+    assert "Add a compatibility shim" in bar.text_content()
+    bar.locator("button:has-text('Decide')").click()
+    page.locator("#decision-panel .decided").wait_for(timeout=5000)
+    assert "Add a compatibility shim" in page.text_content("#decision-panel")
+    assert page.locator("[data-action-bar]").count() == 0
+
+    manager_page = sign_in(browser, base, "maya", viewport=PHONE)
+    for path in ("/insights/", "/policies/", "/policies/default", "/agents/"):
+        manager_page.goto(base + path)
+        no_sideways_scroll(manager_page)
+    assert page.js_errors == manager_page.js_errors == []
+
+
+def test_the_app_is_installable(live_server_asgi, browser, reviewer):  # noqa: F811
+    page = sign_in(browser, live_server_asgi)
+    href = page.get_attribute("link[rel=manifest]", "href")
+    manifest = page.evaluate("href => fetch(href).then(r => r.json())", href)
+    assert manifest["display"] == "standalone"
+    assert manifest["start_url"] == "/"
+    sizes = {icon["sizes"] for icon in manifest["icons"]}
+    assert {"192x192", "512x512"} <= sizes
+    for icon in manifest["icons"]:
+        url = page.evaluate(
+            "([src, base]) => new URL(src, new URL(base, location.href)).href", [icon["src"], href]
+        )
+        assert page.request.get(url).status == 200, url

@@ -166,6 +166,22 @@
     field.closest("form").requestSubmit();
   });
 
-  document.addEventListener("DOMContentLoaded", armLapse);
-  document.addEventListener("htmx:afterSettle", armLapse);
+  // ------------------------------------------------------------ the phone's action bar
+
+  // The bar's Decide submits the decision form (form="decide-form"); it names the choice.
+  function showChoice() {
+    var slot = document.querySelector("[data-action-choice]");
+    if (!slot) return;
+    var chosen = document.querySelector("#decide-form input[name=option]:checked");
+    var label = chosen && chosen.closest(".choice-head").querySelector(".choice-label");
+    slot.textContent = label ? label.textContent : "Pick an option";
+  }
+
+  document.addEventListener("change", function (event) {
+    if (event.target.matches && event.target.matches("#decide-form input[name=option]")) showChoice();
+  });
+
+  function settled() { armLapse(); showChoice(); }
+  document.addEventListener("DOMContentLoaded", settled);
+  document.addEventListener("htmx:afterSettle", settled);
 })();

@@ -16,7 +16,6 @@
   var ZERO = "00000000-0000-0000-0000-000000000000";
   var REFRESH_MS = 60000;
   var statusLine = document.getElementById("queue-status");
-  var help = document.getElementById("queue-help");
 
   var pointerIn = false;
   var focusIn = false;
@@ -288,14 +287,6 @@
     say(claimer ? "Already claimed by " + claimer.textContent.trim() + "." : "This escalation is closed.");
   }
 
-  function toggleHelp() {
-    if (help.open) help.close(); else help.showModal();
-  }
-
-  document.addEventListener("click", function (event) {
-    if (event.target.closest("[data-queue-help-open]")) toggleHelp();
-  });
-
   document.addEventListener("keydown", function (event) {
     if (event.defaultPrevented || event.ctrlKey || event.metaKey || event.altKey) return;
     var target = event.target;
@@ -304,7 +295,6 @@
       case "j": move(1); break;
       case "k": move(-1); break;
       case "c": claimSelected(); break;
-      case "?": toggleHelp(); break;
       case "/": document.getElementById("id_q").focus(); break;
       default: return;
     }
