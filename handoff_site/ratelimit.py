@@ -45,6 +45,7 @@ from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
 from escalations.problems import CONTENT_TYPE, Problem
+from operations import metrics
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,13 @@ RETRY_REDIS_AFTER_SECONDS = 1.0
 # Sent once per refused request, with sender = the limit's name ("agent", "reviewer" or
 # "address"). Receivers run on the request's path: keep them cheap (a counter).
 refused = Signal()
+
+
+def _count_refusal(sender: str, **kwargs) -> None:
+    metrics.rate_limit_refused(sender)
+
+
+refused.connect(_count_refusal, dispatch_uid="handoff_site.ratelimit.metrics")
 
 _WHO = {
     "agent": "with this agent token",

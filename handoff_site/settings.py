@@ -401,7 +401,7 @@ RATE_LIMIT_REVIEWER = env_rate("RATE_LIMIT_REVIEWER", "600/minute")
 RATE_LIMIT_ADDRESS = env_rate("RATE_LIMIT_ADDRESS", "3000/minute")
 # Resume URLs, notification webhooks and Slack URLs never reach link-local or cloud-metadata
 # addresses; loopback and private ones only with this on (default: on in the embedded mode,
-# with DEBUG and in tests, so local agents work; off in production). handoff_site.egress.
+# with DEBUG and in tests, so local agents work; off in production). operations.egress.
 OUTBOUND_ALLOW_PRIVATE = env_bool("OUTBOUND_ALLOW_PRIVATE", default=EMBEDDED or DEBUG)
 # Proxies in front of the app that append to X-Forwarded-For (nginx in docker-compose: 1).
 # 0: the TCP peer is the client. Rate limits and sign-in throttling count per this address.

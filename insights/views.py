@@ -11,7 +11,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 from django_htmx.middleware import HtmxDetails
 
-from reviews.permissions import manager_required
+from people.roles import manager_required
 
 from . import charts, selectors, stats
 from .forms import DEFAULT_WEEKS, InsightsFilterForm, with_default_range

@@ -3,7 +3,7 @@
 from django import forms
 from django.core.validators import URLValidator
 
-from handoff_site.egress import validate_outbound_url
+from operations.egress import validate_outbound_url
 
 from .models import Channel, Kind, NotificationPreference
 from .rules import DEFAULT_CHOICES
@@ -11,7 +11,7 @@ from .rules import DEFAULT_CHOICES
 
 class HttpUrlField(forms.URLField):
     """A URL Handoff can POST to: http or https only (no ftp, no javascript:), on an
-    address the SSRF rules allow (handoff_site.egress)."""
+    address the SSRF rules allow (operations.egress)."""
 
     default_validators = [URLValidator(schemes=["http", "https"]), validate_outbound_url]
 

@@ -10,7 +10,7 @@ from django.template.response import TemplateResponse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.middleware import HtmxDetails
 
-from reviews.permissions import is_manager, reviewer_required
+from people.roles import is_manager, reviewer_required
 
 from . import rules, selectors, services
 from .forms import PreferencesForm

@@ -18,10 +18,10 @@ from escalations.schemas import (
     ReviewerEscalationOut,
 )
 from escalations.wire import escalation_dict, iso, package_dict
+from people.roles import is_reviewer
 
 from .filters import QueueFilter, queue_parameters
 from .models import ReviewerToken
-from .permissions import is_reviewer
 from .queue import Cursor, for_rows, page
 
 

@@ -20,8 +20,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from escalations.transport.events import QUEUE_GROUP, escalation_group, serve_on_running_loop
 from escalations.transport.wakeup import REDIS_UNAVAILABLE
-
-from .permissions import is_reviewer
+from people.roles import is_reviewer
 
 log = logging.getLogger(__name__)
 

@@ -1,10 +1,10 @@
-from . import permissions
+from people.roles import is_manager, is_reviewer
 
 
 def roles(request) -> dict:
     """`is_reviewer` and `is_manager` for the navigation; computed only when a template asks."""
     user = getattr(request, "user", None)
     return {
-        "is_reviewer": lambda: permissions.is_reviewer(user),
-        "is_manager": lambda: permissions.is_manager(user),
+        "is_reviewer": lambda: is_reviewer(user),
+        "is_manager": lambda: is_manager(user),
     }

@@ -9,7 +9,7 @@ from django.core.validators import URLValidator
 from escalations import selectors
 from escalations.models import Agent
 from escalations.problems import Problem
-from handoff_site.egress import validate_outbound_url
+from operations.egress import validate_outbound_url
 
 # The largest budget the column stores (PositiveIntegerField on every backend).
 MAX_BUDGET = 2_147_483_647

@@ -13,8 +13,7 @@ from django.contrib.auth import get_user_model
 from escalations.models import Policy
 from escalations.policy import RULE_FIELDS, Rules, rules_errors
 from escalations.problems import Problem
-
-from .permissions import MANAGER
+from people.roles import MANAGER
 
 THRESHOLD_ATTRS = {"step": "0.01", "min": "0", "max": "1", "inputmode": "decimal"}
 

@@ -13,9 +13,10 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 
+from people.roles import reviewer_required
+
 from . import queue
 from .filters import QueueFilter
-from .permissions import reviewer_required
 from .views import HtmxHttpRequest
 
 QUEUE_PAGE_SIZE = 50

@@ -16,9 +16,9 @@ from django_htmx.middleware import HtmxDetails
 from escalations import selectors, services
 from escalations.models import Decision, Escalation
 from escalations.problems import Problem
+from people.roles import is_manager, reviewer_required
 
 from . import forms
-from .permissions import is_manager, reviewer_required
 
 DETAIL = "reviews/detail.html"
 

@@ -18,9 +18,9 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from escalations import selectors, services
 from escalations.models import Agent, AgentToken
 from escalations.problems import Problem
+from people.roles import manager_required
 
 from .forms_agents import AgentEditForm, AgentRegisterForm, TokenRotateForm
-from .permissions import manager_required
 
 LIST = "reviews/agents/list.html"
 NEW = "reviews/agents/new.html"

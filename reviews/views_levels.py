@@ -8,9 +8,9 @@ from django.views.decorators.http import require_http_methods
 
 from escalations import levels, selectors, services
 from escalations.problems import Problem
+from people.roles import manager_required
 
 from .forms_levels import LevelForm, LevelFormSet
-from .permissions import manager_required
 
 PAGE = "reviews/levels.html"
 PREFIX = "levels"

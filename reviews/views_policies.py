@@ -15,9 +15,9 @@ from escalations import selectors, services
 from escalations.backtest import WINDOW_DAYS, backtest
 from escalations.models import Policy
 from escalations.problems import Problem
+from people.roles import manager_required
 
 from .forms_policies import PolicyCreateForm, PolicyEditForm
-from .permissions import manager_required
 
 PAGE = "reviews/policies/detail.html"
 

@@ -254,7 +254,7 @@ def production_env(*, redis_url: str, var_dir: Path, **extra: str) -> dict[str, 
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "SECURE_COOKIES": "0",
         # plain http on 127.0.0.1 (no redirect to https), webhooks to the tests' receivers
-        # on loopback (production refuses private addresses: handoff_site.egress)
+        # on loopback (production refuses private addresses: operations.egress)
         "SECURE_SSL_REDIRECT": "0",
         "OUTBOUND_ALLOW_PRIVATE": "1",
         "HANDOFF_VAR_DIR": str(var_dir),  # beat's schedule file

@@ -11,9 +11,9 @@ import pytest
 
 from escalations.models import Agent
 from escalations.transport import webhooks
-from handoff_site import egress
 from notifications.forms import PreferencesForm
 from notifications.models import Kind
+from operations import egress
 from tests.conftest import make_user
 from tests.test_agents_page import field_errors, register
 

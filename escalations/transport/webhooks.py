@@ -17,7 +17,7 @@ import httpx
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
-from handoff_site.egress import GuardedTransport
+from operations.egress import GuardedTransport
 
 SIGNATURE_HEADER = "Handoff-Signature"
 DEFAULT_TOLERANCE_SECONDS = 300
@@ -90,7 +90,7 @@ def _http() -> httpx.Client:
     global _client, _client_pid
     with _client_lock:
         if _client is None or _client_pid != os.getpid():
-            # Connections only to addresses the SSRF rules allow (handoff_site.egress).
+            # Connections only to addresses the SSRF rules allow (operations.egress).
             _client = httpx.Client(
                 follow_redirects=False,
                 headers={"User-Agent": "Handoff-Webhook/1"},

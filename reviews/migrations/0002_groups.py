@@ -1,4 +1,4 @@
-"""The two roles as groups: reviewer and manager (reviews.permissions)."""
+"""The two roles as groups: reviewer and manager (people.roles)."""
 
 from django.db import migrations
 

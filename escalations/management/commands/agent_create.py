@@ -6,7 +6,7 @@ from django.core.validators import URLValidator
 
 from escalations import services
 from escalations.models import Agent, Policy
-from handoff_site.egress import validate_outbound_url
+from operations.egress import validate_outbound_url
 
 
 class Command(BaseCommand):
