@@ -16,6 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from escalations.models import Agent, Escalation, Event
+from escalations.services import timeline
 from escalations.services.outbox import outbox_retry_wait, outbox_sweep
 from escalations.transport import events
 from operations import metrics
@@ -200,11 +201,12 @@ def _insert(rows: list[Notification], *, escalation: Escalation | None, kind: st
         # A concurrent fan-out of the same event may insert first: its rows win, quietly.
         Notification.objects.bulk_create(new, ignore_conflicts=True)
         if escalation is not None and new:
-            Event.objects.create(
-                escalation=escalation,
-                kind=Event.Kind.NOTIFIED,
+            timeline.record(
+                escalation,
+                Event.Kind.NOTIFIED,
                 actor="notifications",
-                at=now,
+                now=now,
+                announce=False,
                 data={
                     "event": kind,
                     "people": sorted({row.recipient for row in new}),

@@ -17,7 +17,7 @@ from escalations.schemas import JSON_OBJECT_MAX_BYTES
 from escalations.transport import events
 from operations import metrics
 
-from . import deliveries
+from . import deliveries, timeline
 
 
 @dataclass
@@ -165,12 +165,13 @@ def _approve(
         agreeing = selectors.agreeing(
             Approval.objects.filter(escalation=escalation), request.option, args
         )
-        Event.objects.create(
-            escalation=escalation,
-            kind=Event.Kind.APPROVED,
+        timeline.record(
+            escalation,
+            Event.Kind.APPROVED,
             actor=user.get_username(),
-            at=now,
+            now=now,
             data={"option": request.option, "approvals": len(agreeing), "required": required},
+            announce=False,  # below, unless the approval decides it
         )
         if len(agreeing) < required:
             escalation.updated_at = now
@@ -243,11 +244,11 @@ def decide_open(
         Run.objects.filter(pk=escalation.run_id).update(
             status=status, taken_over_by=user if kind == Decision.Kind.TAKE_OVER else None
         )
-    Event.objects.create(
-        escalation=escalation,
-        kind=Event.Kind.DECIDED,
+    timeline.record(
+        escalation,
+        Event.Kind.DECIDED,
         actor=decided_by_name,
-        at=now,
+        now=now,
         data={
             "kind": kind,
             "option": option_key or None,
@@ -255,6 +256,7 @@ def decide_open(
             "instruction": instruction or None,
             **({"approved_by": approved_by} if approved_by else {}),
         },
+        announce=False,  # below, once the delivery is queued
     )
     agent = escalation.agent
     if agent.resume_url:

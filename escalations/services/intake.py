@@ -19,7 +19,7 @@ from escalations.schemas import EscalationIn
 from escalations.transport import events
 from escalations.wire import escalation_dict
 
-from . import decisions, policies
+from . import decisions, policies, timeline
 
 
 def fingerprint(body: Any) -> str:
@@ -192,16 +192,17 @@ def _insert(escalation, agent, run_id, verdict, priority, rules, domain, now) ->
         escalation.run = run
         escalation.save(force_insert=True)
         _count_against_budget(agent, now)
-        Event.objects.create(
-            escalation=escalation,
-            kind=Event.Kind.CREATED,
+        timeline.record(
+            escalation,
+            Event.Kind.CREATED,
             actor=agent.name,
-            at=now,
+            now=now,
             data={
                 "tier": verdict.tier,
                 "tier_reasons": verdict.reasons,
                 "priority": priority.score,
             },
+            announce=False,  # below, unless the policy decides it at once
         )
         _notable_create(escalation, agent, verdict, now)
         if verdict.decided_by_policy and rules.auto_decide:

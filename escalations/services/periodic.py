@@ -17,7 +17,7 @@ from escalations.models import Decision, Escalation, Event
 from escalations.problems import Problem
 from escalations.transport import events
 
-from . import decisions, intake
+from . import decisions, intake, timeline
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +51,8 @@ def claims_expire(*, now: datetime | None = None) -> int:
                 updated_at=now,
             ):
                 escalation.status = Escalation.Status.PENDING
-                Event.objects.create(
-                    escalation=escalation, kind=Event.Kind.CLAIM_EXPIRED, actor=holder, at=now
+                timeline.record(
+                    escalation, Event.Kind.CLAIM_EXPIRED, actor=holder, now=now, announce=False
                 )
                 events.announce(escalation, "released", actor="timeout")
                 expired += 1
@@ -246,11 +246,12 @@ def _level_raise(
         )
         if not moved:
             return False
-        Event.objects.create(
-            escalation=escalation,
-            kind=Event.Kind.LEVEL_RAISED,
+        timeline.record(
+            escalation,
+            Event.Kind.LEVEL_RAISED,
             actor="escalation levels",
-            at=now,
+            now=now,
+            announce=False,
             data={
                 "from": was,
                 "level": target,
