@@ -1,12 +1,13 @@
 """Errors as RFC 9457 problem details, and pydantic errors as named fields."""
 
 import json
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import InterfaceError, OperationalError
 from django.http import HttpResponse
+
+from escalations.errors import Conflict, DomainError, FieldError, Forbidden, Invalid, NotFound
 
 PROBLEM_BASE = "https://handoff.dev/problems/"
 # What a value failing a pattern is told (the patterns are escalations.schemas').
@@ -27,12 +28,6 @@ TITLES = {
     500: ("server-error", "Server error"),
     503: ("unavailable", "Service unavailable"),
 }
-
-
-@dataclass
-class FieldError:
-    field: str
-    message: str
 
 
 @dataclass
@@ -84,13 +79,29 @@ def database_unavailable() -> Problem:
 
 
 def invalid(errors: list[FieldError], *, type: str = "", title: str = "") -> Problem:
-    count = len(errors)
+    return from_domain(Invalid(errors, type=type, title=title))
+
+
+# What each kind of domain error answers; the first class that matches wins.
+STATUS_OF: tuple[tuple[type[DomainError], int], ...] = (
+    (Invalid, 422),
+    (NotFound, 404),
+    (Conflict, 409),
+    (Forbidden, 403),
+)
+
+
+def from_domain(error: DomainError) -> Problem:
+    """A service's refusal (escalations.errors) as the API answers it: the status its class
+    says, its detail, type, title, field errors and extra members."""
+    status = next((code for kind, code in STATUS_OF if isinstance(error, kind)), 400)
     return Problem(
-        422,
-        f"{count} field{'s' if count != 1 else ''} need{'s' if count == 1 else ''} attention",
-        type=type,
-        title=title,
-        errors=errors,
+        status,
+        error.detail,
+        type=error.type,
+        title=error.title,
+        errors=list(error.errors) if isinstance(error, Invalid) else [],
+        extra=dict(error.extra),
     )
 
 
@@ -167,76 +178,3 @@ def from_pydantic(errors: list[dict[str, Any]], strip: int = 0) -> list[FieldErr
             seen.add((item.field, item.message))
             result.append(item)
     return result
-
-
-MAX_JSON_DEPTH = 64
-
-
-class BadJson(ValueError):
-    """Text that is not JSON we take; its message says why, for a person to read."""
-
-
-def _reject_constant(name: str):
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _depth(value, limit: int) -> int:
-    depth, level = 0, [value]
-    while level:
-        depth += 1
-        if depth > limit:
-            return depth
-        level = [
-            child
-            for item in level
-            if isinstance(item, dict | list)
-            for child in (item.values() if isinstance(item, dict) else item)
-        ]
-    return depth
-
-
-def read_json(raw: bytes | str):
-    """JSON as the API and the dashboard take it: UTF-8, no NaN or Infinity, nested at most
-    64 levels. Raises BadJson. What the database cannot store is checked after, by
-    `unstorable` (so that its error names the field)."""
-    try:
-        value = json.loads(raw, parse_constant=_reject_constant)
-    except UnicodeDecodeError:
-        raise BadJson("is not valid UTF-8") from None
-    except RecursionError:
-        raise BadJson("is nested too deeply") from None
-    except json.JSONDecodeError as exc:
-        raise BadJson(f"is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
-    except ValueError as exc:  # NaN / Infinity, or an integer of over 4300 digits
-        raise BadJson(f"is not valid JSON: {exc}") from None
-    if _depth(value, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
-        raise BadJson(f"is nested too deeply (over {MAX_JSON_DEPTH} levels)")
-    return value
-
-
-def unstorable(value, path: str) -> FieldError | None:
-    """What the database cannot store, anywhere in a JSON value: NUL characters, lone
-    surrogates, and numbers out of a double's range (JSON's 1e400 reads as infinity, which
-    PostgreSQL refuses and a JSON encoder would write as null)."""
-    stack = [(value, path)]
-    while stack:
-        item, where = stack.pop()
-        if isinstance(item, float) and not math.isfinite(item):
-            return FieldError(where or "body", "must be a number within ±1.7976931348623157e308")
-        if isinstance(item, str):
-            if "\x00" in item:
-                return FieldError(where or "body", "must not contain NUL characters")
-            try:
-                item.encode("utf-8")
-            except UnicodeEncodeError:
-                return FieldError(where or "body", "must be valid Unicode (no lone surrogates)")
-        elif isinstance(item, dict):
-            for key, child in item.items():
-                child_path = f"{where}.{key}" if where else str(key)
-                if "\x00" in key:
-                    return FieldError(where or "body", "keys must not contain NUL characters")
-                stack.append((key, where))
-                stack.append((child, child_path))
-        elif isinstance(item, list):
-            stack.extend((child, f"{where}.{i}" if where else str(i)) for i, child in enumerate(item))
-    return None

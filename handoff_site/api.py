@@ -10,7 +10,9 @@ from ninja.parser import Parser
 
 from escalations.api import budget_headers
 from escalations.api import router as agent_router
-from escalations.problems import BadJson, Problem, from_pydantic, invalid, read_json, unstorable
+from escalations.errors import DomainError
+from escalations.jsontext import BadJson, read_json, unstorable
+from escalations.problems import Problem, from_domain, from_pydantic, invalid
 from reviews.api import router as review_router
 
 from . import openapi, outage
@@ -71,6 +73,12 @@ def _problem(request: HttpRequest, problem: Problem) -> HttpResponse:
 @api.exception_handler(Problem)
 def on_problem(request: HttpRequest, exc: Problem) -> HttpResponse:
     return _problem(request, exc)
+
+
+@api.exception_handler(DomainError)
+def on_domain_error(request: HttpRequest, exc: DomainError) -> HttpResponse:
+    """A service's refusal, for both routers: the one place it becomes problem+json."""
+    return _problem(request, from_domain(exc))
 
 
 @api.exception_handler(ValidationError)

@@ -12,10 +12,13 @@ from django import forms
 from django.forms import BoundField
 
 from escalations import selectors
+from escalations.errors import FieldError
+from escalations.jsontext import BadJson, read_json
 from escalations.models import Decision, Escalation, FlagReview
-from escalations.problems import BadJson, Problem, read_json
 from escalations.services import DecisionRequest
 from escalations.services.comments import COMMENT_MAX_CHARS
+
+from .refusals import ShowsRefusals
 
 JSON_TYPES = {
     list: "an array",
@@ -38,23 +41,22 @@ def _pretty(args) -> str:
     return "" if args is None else json.dumps(args, indent=2, ensure_ascii=False)
 
 
-class ServiceErrorsMixin(forms.BaseForm):
-    """Shows a service's Problem on the form: field errors next to the fields they name."""
+class ServiceErrorsMixin(ShowsRefusals, forms.BaseForm):
+    """Shows a service's refusal on the form: field errors next to the fields they name."""
 
     def service_field(self, name: str) -> str | None:
         """The form field a service's FieldError names, or None (shown above the form)."""
         return name if name in self.fields else None
 
-    def add_problem(self, problem: Problem) -> None:
-        """Show a service's 422 field errors next to the fields they name."""
-        if not problem.errors:
-            self.add_error(None, problem.detail)
-        for error in problem.errors:
-            field = self.service_field(error.field)
-            # A field's own error reads alone; one inside it (args.paths.0) says where.
-            nested = field and "." in error.field
-            message = error.message if field and not nested else f"{error.field}: {error.message}"
-            self.add_error(field, message)
+    def add_field_error(self, error: FieldError) -> None:
+        field = self.service_field(error.field)
+        # A field's own error reads alone; one inside it (args.paths.0) says where.
+        nested = field and "." in error.field
+        message = error.message if field and not nested else f"{error.field}: {error.message}"
+        self.add_error(field, message)
+
+    def add_form_error(self, message: str) -> None:
+        self.add_error(None, message)
 
 
 class DecisionForm(ServiceErrorsMixin, forms.Form):

@@ -8,14 +8,15 @@ from django.core.validators import URLValidator
 
 from escalations import selectors
 from escalations.models import Agent
-from escalations.problems import Problem
 from operations.egress import validate_outbound_url
+
+from .forms import ServiceErrorsMixin
 
 # The largest budget the column stores (PositiveIntegerField on every backend).
 MAX_BUDGET = 2_147_483_647
 
 
-class AgentSettingsForm(forms.Form):
+class AgentSettingsForm(ServiceErrorsMixin, forms.Form):
     """What a manager sets on an agent: where it is resumed, its domain and its budget."""
 
     domain = forms.ChoiceField(
@@ -51,14 +52,6 @@ class AgentSettingsForm(forms.Form):
         self.fields["domain"].error_messages["invalid_choice"] = (
             f"Unknown domain %(value)s; known: {', '.join(domains) or 'none yet'}."
         )
-
-    def add_problem(self, problem: Problem) -> None:
-        """A service's 422 errors next to the fields they name (others above the form)."""
-        if not problem.errors:
-            self.add_error(None, problem.detail)
-        for error in problem.errors:
-            field = error.field if error.field in self.fields else None
-            self.add_error(field, error.message if field else f"{error.field}: {error.message}")
 
 
 class AgentRegisterForm(AgentSettingsForm):

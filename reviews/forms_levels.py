@@ -8,9 +8,11 @@ from typing import cast
 from django import forms
 
 from escalations import levels, selectors
+from escalations.errors import FieldError
 from escalations.models import EscalationLevel
-from escalations.problems import Problem
 from escalations.services import LevelSpec
+
+from .refusals import ShowsRefusals
 
 
 class LevelForm(forms.Form):
@@ -45,7 +47,7 @@ class LevelForm(forms.Form):
         }
 
 
-class BaseLevelFormSet(forms.BaseFormSet):
+class BaseLevelFormSet(ShowsRefusals, forms.BaseFormSet):
     def kept(self) -> list[LevelForm]:
         """The forms that make a level: the existing ones and the filled-in new ones, less
         those marked for deletion."""
@@ -82,17 +84,17 @@ class BaseLevelFormSet(forms.BaseFormSet):
             for form in self.kept()
         ]
 
-    def add_problem(self, problem: Problem) -> None:
-        """A service's 422 errors (`levels.<row>.<field>`) next to the fields they name."""
+    def add_field_error(self, error: FieldError) -> None:
+        """A service's error (`levels.<row>.<field>`) next to the field it names."""
         kept = self.kept()
-        for error in problem.errors or []:
-            _, row, field = [*error.field.split("."), "", ""][:3]
-            if row.isdigit() and int(row) < len(kept) and field in LevelForm.base_fields:
-                kept[int(row)].add_error(field, error.message)
-            else:
-                self._non_form_errors = self.error_class([*self.non_form_errors(), error.message])
-        if not problem.errors:
-            self._non_form_errors = self.error_class([*self.non_form_errors(), problem.detail])
+        _, row, field = [*error.field.split("."), "", ""][:3]
+        if row.isdigit() and int(row) < len(kept) and field in LevelForm.base_fields:
+            kept[int(row)].add_error(field, error.message)
+        else:
+            self.add_form_error(error.message)
+
+    def add_form_error(self, message: str) -> None:
+        self._non_form_errors = self.error_class([*self.non_form_errors(), message])
 
 
 LevelFormSet = cast(type[BaseLevelFormSet], forms.formset_factory(

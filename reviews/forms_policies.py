@@ -10,10 +10,12 @@ from typing import Any, cast
 from django import forms
 from django.contrib.auth import get_user_model
 
+from escalations.errors import FieldError
 from escalations.models import Policy
 from escalations.policy import RULE_FIELDS, Rules, rules_errors
-from escalations.problems import Problem
 from people.roles import MANAGER
+
+from .forms import ServiceErrorsMixin
 
 THRESHOLD_ATTRS = {"step": "0.01", "min": "0", "max": "1", "inputmode": "decimal"}
 
@@ -39,7 +41,7 @@ def _minutes(label: str) -> forms.IntegerField:
     )
 
 
-class PolicyForm(forms.Form):
+class PolicyForm(ServiceErrorsMixin, forms.Form):
     """A domain policy's settings, as a manager edits them."""
 
     description = forms.CharField(
@@ -128,12 +130,9 @@ class PolicyForm(forms.Form):
             "managers": list(data["managers"]),
         }
 
-    def add_problem(self, problem: Problem) -> None:
-        """A service's 422, each error next to its field (above the form otherwise)."""
-        if not problem.errors:
-            self.add_error(None, problem.detail)
-        for error in problem.errors:
-            self.add_error(error.field if error.field in self.fields else None, error.message)
+    def add_field_error(self, error: FieldError) -> None:
+        """Each error next to its field (above the form otherwise), as the message alone."""
+        self.add_error(error.field if error.field in self.fields else None, error.message)
 
 
 class PolicyEditForm(PolicyForm):

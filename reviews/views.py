@@ -14,11 +14,11 @@ from django_htmx.http import retarget
 from django_htmx.middleware import HtmxDetails
 
 from escalations import selectors, services
+from escalations.errors import DomainError, Invalid
 from escalations.models import Decision, Escalation
-from escalations.problems import Problem
 from people.roles import is_manager, reviewer_required
 
-from . import forms
+from . import forms, refusals
 
 DETAIL = "reviews/detail.html"
 
@@ -135,8 +135,8 @@ def decide(request: HtmxHttpRequest, escalation_id) -> HttpResponse:
             return _respond(
                 request, escalation.pk, notice=notice, level=messages.WARNING, status=409
             )
-        except Problem as problem:
-            form.add_problem(problem)
+        except DomainError as refusal:
+            form.add_refusal(refusal)
         else:
             # Under the two-person rule an approval leaves the escalation open.
             notice = (
@@ -190,8 +190,8 @@ def redeliver(request: HtmxHttpRequest, escalation_id) -> HttpResponse:
     escalation = _escalation(request, escalation_id)
     try:
         services.delivery_redeliver(escalation=escalation, user=request.user)
-    except Problem as problem:
-        notice, level = problem.detail, messages.ERROR
+    except DomainError as refusal:
+        notice, level = refusals.notice(refusal), messages.ERROR
     else:
         notice, level = "Queued a new delivery of the decision.", messages.SUCCESS
     if not request.htmx:
@@ -271,8 +271,9 @@ def reassign(request: HtmxHttpRequest, escalation_id) -> HttpResponse:
         )
     except services.AlreadyDecided as exc:
         return _claim_refused(request, escalation.pk, _closed_notice(exc.escalation))
-    except Problem as problem:
-        form.add_error("assignee", problem.errors[0].message if problem.errors else problem.detail)
+    except DomainError as refusal:
+        errors = refusals.field_errors(refusal)
+        form.add_error("assignee", errors[0].message if errors else refusals.notice(refusal))
         return _respond_claim(request, escalation.pk, reassign_form=form, status=422)
     return _respond_claim(
         request, escalation.pk, notice=f"Assigned to {assignee.get_username()}.", level=messages.SUCCESS
@@ -301,8 +302,8 @@ def comment(request: HtmxHttpRequest, escalation_id) -> HttpResponse:
             services.escalation_comment(
                 escalation_id=escalation.pk, user=request.user, body=form.cleaned_data["body"]
             )
-        except Problem as problem:
-            form.add_problem(problem)
+        except DomainError as refusal:
+            form.add_refusal(refusal)
         else:
             return _respond_form(request, escalation.pk, "comment-update", "Comment added.")
     return _respond_form(request, escalation.pk, "comment-update", "", 422, comment_form=form)
@@ -324,10 +325,10 @@ def flag_review(request: HtmxHttpRequest, escalation_id) -> HttpResponse:
                 option_key=data.get("option_key") or "",
                 note=data.get("note") or "",
             )
-        except Problem as problem:
-            if problem.status != 422:
-                return _respond_form(request, escalation.pk, "flag-update", problem.detail, 409)
-            form.add_problem(problem)
+        except DomainError as refusal:
+            if not isinstance(refusal, Invalid):
+                return _respond_form(request, escalation.pk, "flag-update", refusals.notice(refusal), 409)
+            form.add_refusal(refusal)
         else:
             return _respond_form(request, escalation.pk, "flag-update", "Thanks: review recorded.")
     return _respond_form(request, escalation.pk, "flag-update", "", 422, flag_form=form)
@@ -366,14 +367,14 @@ def run_close(request: HtmxHttpRequest, run_id: int) -> HttpResponse:
     if form.is_valid():
         try:
             run = services.run_close(run_id=run.pk, user=request.user, note=form.cleaned_data["note"])
-        except Problem as problem:
-            if problem.status == 422:
-                form.add_problem(problem)
+        except DomainError as refusal:
+            if isinstance(refusal, Invalid):
+                form.add_refusal(refusal)
             elif not request.htmx:
-                messages.warning(request, problem.detail)
+                messages.warning(request, refusals.notice(refusal))
                 return redirect("reviews:my_runs")
             else:
-                form.add_error(None, problem.detail)
+                form.add_error(None, refusals.notice(refusal))
         else:
             if not request.htmx:
                 messages.success(request, f"Closed run {run.run_id}.")

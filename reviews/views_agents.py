@@ -16,10 +16,11 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from escalations import selectors, services
+from escalations.errors import DomainError
 from escalations.models import Agent, AgentToken
-from escalations.problems import Problem
 from people.roles import manager_required
 
+from . import refusals
 from .forms_agents import AgentEditForm, AgentRegisterForm, TokenRotateForm
 
 LIST = "reviews/agents/list.html"
@@ -43,8 +44,8 @@ def agent_register(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         try:
             new = services.agent_create(**form.cleaned_data)
-        except Problem as problem:
-            form.add_problem(problem)
+        except DomainError as refusal:
+            form.add_refusal(refusal)
         else:
             context = {"agent": new.agent, "token": new.token, "secret": new.agent.signing_secret}
             return TemplateResponse(request, NEW, context)
@@ -89,8 +90,8 @@ def agent_settings(request: HttpRequest, agent_id: int) -> HttpResponse:
     if form.is_valid():
         try:
             services.agent_update(agent=agent, **form.cleaned_data)
-        except Problem as problem:
-            form.add_problem(problem)
+        except DomainError as refusal:
+            form.add_refusal(refusal)
         else:
             messages.success(request, f"Saved the settings of {agent.name}.")
             return redirect("reviews:agent", agent_id=agent.pk)
@@ -140,8 +141,8 @@ def agent_redeliver(request: HttpRequest, agent_id: int, delivery_id) -> HttpRes
         return redirect("reviews:agent", agent_id=agent.pk)
     try:
         services.delivery_redeliver(escalation=delivery.escalation, user=request.user)
-    except Problem as problem:
-        messages.error(request, f"Not redelivered: {problem.detail}")
+    except DomainError as refusal:
+        messages.error(request, f"Not redelivered: {refusals.notice(refusal)}")
     else:
         messages.success(request, f"Queued a new delivery of “{delivery.escalation.title}”.")
     return redirect("reviews:agent", agent_id=agent.pk)

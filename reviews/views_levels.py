@@ -7,7 +7,7 @@ from django.template.response import TemplateResponse
 from django.views.decorators.http import require_http_methods
 
 from escalations import levels, selectors, services
-from escalations.problems import Problem
+from escalations.errors import DomainError
 from people.roles import manager_required
 
 from .forms_levels import LevelForm, LevelFormSet
@@ -27,8 +27,8 @@ def policy_levels(request: HttpRequest, domain: str) -> HttpResponse:
         if formset.is_valid():
             try:
                 saved = services.policy_levels_replace(policy_row=policy, specs=formset.specs())
-            except Problem as problem:
-                formset.add_problem(problem)
+            except DomainError as refusal:
+                formset.add_refusal(refusal)
             else:
                 count = len(saved)
                 messages.success(

@@ -13,8 +13,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from escalations import selectors, services
 from escalations.backtest import WINDOW_DAYS, backtest
+from escalations.errors import DomainError
 from escalations.models import Policy
-from escalations.problems import Problem
 from people.roles import manager_required
 
 from .forms_policies import PolicyCreateForm, PolicyEditForm
@@ -73,8 +73,8 @@ def policy_detail(request: HttpRequest, domain: str) -> HttpResponse:
                 user=request.user,
                 note=form.cleaned_data["note"],
             )
-        except Problem as problem:
-            form.add_problem(problem)
+        except DomainError as refusal:
+            form.add_refusal(refusal)
         else:
             if changes:
                 summary = "; ".join(_describe(change) for change in changes)
@@ -122,8 +122,8 @@ def policy_create(request: HttpRequest) -> HttpResponse:
             policy = services.policy_create(
                 domain=form.cleaned_data["domain"], user=request.user, **form.settings()
             )
-        except Problem as problem:
-            form.add_problem(problem)
+        except DomainError as refusal:
+            form.add_refusal(refusal)
         else:
             messages.success(request, f"Created the “{policy.domain}” policy (version 1).")
             return redirect("reviews:policy", domain=policy.domain)

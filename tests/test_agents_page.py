@@ -14,8 +14,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from escalations import services
+from escalations.errors import Invalid
 from escalations.models import Agent, AgentToken, Delivery, Escalation, GateCheck
-from escalations.problems import Problem
 from escalations.tasks import deliver_webhook_task
 from escalations.transport import webhooks
 from tests import test_browser
@@ -265,7 +265,7 @@ def test_register_escapes_what_the_manager_typed(manager_client):
 
 
 def test_the_service_names_the_field_when_a_concurrent_registration_took_the_name(agent):
-    with pytest.raises(Problem) as refused:
+    with pytest.raises(Invalid) as refused:
         services.agent_create(name=agent.name)
     assert [e.field for e in refused.value.errors] == ["name"]
 
@@ -386,7 +386,7 @@ def test_settings_errors_name_the_field_and_keep_what_was_typed(agent, manager_c
 
 
 def test_the_service_refuses_what_the_form_would(agent):
-    with pytest.raises(Problem) as refused:
+    with pytest.raises(Invalid) as refused:
         services.agent_update(agent=agent, domain="nope", resume_url="", daily_budget=-1, is_active=True)
     assert [e.field for e in refused.value.errors] == ["domain", "daily_budget"]
 

@@ -13,8 +13,8 @@ from django.conf import settings
 from django.utils import timezone
 
 from escalations import services
+from escalations.errors import Conflict
 from escalations.models import Decision, Delivery, DeliveryAttempt, Escalation, Event
-from escalations.problems import Problem
 from escalations.services import deliveries
 from escalations.tasks import deliver_webhook_task, sweep_deliveries_task
 from escalations.transport import webhooks
@@ -304,7 +304,7 @@ def test_redeliver_creates_a_new_delivery_with_a_new_id(api, hooked, reviewer, r
 
 def test_redeliver_refuses_an_open_escalation(api, hooked, reviewer):
     escalation = escalate(api)
-    with pytest.raises(Problem):
+    with pytest.raises(Conflict):
         services.delivery_redeliver(escalation=escalation, user=reviewer)
 
 

@@ -13,8 +13,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from escalations import services
+from escalations.errors import Conflict, Invalid, NotFound
 from escalations.models import Decision, Escalation, Event, FlagReview, Run
-from escalations.problems import Problem
 from tests.conftest import make_user, post_package
 
 HX = {"HTTP_HX_REQUEST": "true"}
@@ -172,7 +172,7 @@ def test_reassigning_refuses_inactive_people_and_decided_escalations(
 ):
     other_reviewer.is_active = False
     other_reviewer.save()
-    with pytest.raises(Problem) as refused:
+    with pytest.raises(Invalid) as refused:
         services.escalation_reassign(
             escalation_id=escalation.pk, user=reviewer, assignee=other_reviewer
         )
@@ -312,7 +312,7 @@ def test_a_comment_lands_in_the_timeline_with_its_author(
     ],
 )
 def test_a_comment_must_be_storable_text(escalation, reviewer, body, message):
-    with pytest.raises(Problem) as refused:
+    with pytest.raises(Invalid) as refused:
         services.escalation_comment(escalation_id=escalation.pk, user=reviewer, body=body)
     assert refused.value.errors[0].field == "body"
     assert message in refused.value.errors[0].message
@@ -372,9 +372,9 @@ def test_a_flag_review_is_recorded_once(flagged, reviewer, other_reviewer):
     assert (review.verdict, review.option_key, review.reviewer_name) == ("other", "shim", "alice")
     [event] = events(flagged, Event.Kind.FLAG_REVIEWED)
     assert event.data == {"verdict": "other", "option": "shim"}
-    with pytest.raises(Problem) as again:
+    with pytest.raises(Conflict) as again:
         services.flag_review_record(escalation_id=flagged.pk, user=other_reviewer, verdict="fine")
-    assert again.value.status == 409
+    assert isinstance(again.value, Conflict)
     assert "alice has already reviewed" in again.value.detail
     assert FlagReview.objects.count() == 1
 
@@ -385,18 +385,18 @@ def test_a_flag_review_is_recorded_once(flagged, reviewer, other_reviewer):
      ("other", "update-callers", "option_key"), ("maybe", "", "verdict")],
 )
 def test_a_flag_review_names_what_is_wrong(flagged, reviewer, verdict, option, field):
-    with pytest.raises(Problem) as refused:
+    with pytest.raises(Invalid) as refused:
         services.flag_review_record(
             escalation_id=flagged.pk, user=reviewer, verdict=verdict, option_key=option
         )
-    assert refused.value.status == 422
+    assert isinstance(refused.value, Invalid)
     assert refused.value.errors[0].field == field
 
 
 def test_only_policy_decided_tier_two_escalations_are_flag_reviewed(escalation, reviewer):
-    with pytest.raises(Problem) as refused:
+    with pytest.raises(Conflict) as refused:
         services.flag_review_record(escalation_id=escalation.pk, user=reviewer, verdict="fine")
-    assert refused.value.status == 409
+    assert isinstance(refused.value, Conflict)
 
 
 def test_flag_review_controls_on_the_page(flagged, reviewer_client, escalation):
@@ -457,12 +457,12 @@ def test_taking_over_marks_the_run_and_tells_the_agent_to_stop(escalation, revie
 
 def test_closing_a_taken_over_run(escalation, reviewer, other_reviewer, django_capture_on_commit_callbacks):
     take_over(escalation, reviewer)
-    with pytest.raises(Problem) as empty:
+    with pytest.raises(Invalid) as empty:
         services.run_close(run_id=escalation.run_id, user=reviewer, note=" ")
     assert empty.value.errors[0].field == "note"
-    with pytest.raises(Problem) as not_theirs:
+    with pytest.raises(NotFound) as not_theirs:
         services.run_close(run_id=escalation.run_id, user=other_reviewer, note="done")
-    assert not_theirs.value.status == 404
+    assert isinstance(not_theirs.value, NotFound)
 
     with django_capture_on_commit_callbacks() as callbacks:
         run = services.run_close(run_id=escalation.run_id, user=reviewer, note="Migrated by hand.")
@@ -471,9 +471,9 @@ def test_closing_a_taken_over_run(escalation, reviewer, other_reviewer, django_c
     [event] = events(escalation, Event.Kind.RUN_CLOSED)
     assert (event.actor, event.data) == ("alice", {"note": "Migrated by hand."})
     assert len(callbacks) == 1
-    with pytest.raises(Problem) as again:
+    with pytest.raises(Conflict) as again:
         services.run_close(run_id=escalation.run_id, user=reviewer, note="twice")
-    assert again.value.status == 409
+    assert isinstance(again.value, Conflict)
 
 
 def test_my_runs_lists_taken_over_runs_and_closes_them(

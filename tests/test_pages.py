@@ -11,8 +11,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from escalations import services
+from escalations.errors import FieldError, Invalid
 from escalations.models import Decision, Delivery, Escalation
-from escalations.problems import FieldError, Problem
 from escalations.schemas import EscalationIn
 from reviews import queue_views
 from reviews.forms import OptionDecisionForm
@@ -594,16 +594,12 @@ def test_a_service_problem_is_shown_next_to_the_field_it_names(escalation):
         {"kind": "option", "option": "shim", "args-shim": "{}"}, escalation=escalation
     )
     assert form.is_valid()
-    form.add_problem(
-        Problem(
-            422,
-            "1 field",
-            errors=[FieldError("args", "must be an object"), FieldError("kind", "odd")],
-        )
+    form.add_refusal(
+        Invalid([FieldError("args", "must be an object"), FieldError("kind", "odd")])
     )
     assert form.errors["args-shim"] == ["must be an object"]
     assert form.errors["kind"] == ["odd"]
-    form.add_problem(Problem(422, "1 field", errors=[FieldError("history.3.at", "bad")]))
+    form.add_refusal(Invalid([FieldError("history.3.at", "bad")]))
     assert "history.3.at: bad" in form.non_field_errors()
 
 

@@ -7,6 +7,7 @@ import pytest
 from django.utils import timezone
 
 from escalations import services
+from escalations.errors import Invalid
 from escalations.models import Policy, PolicyVersion
 from escalations.policy import (
     Change,
@@ -17,7 +18,6 @@ from escalations.policy import (
     rules_errors,
     verdict_for,
 )
-from escalations.problems import Problem
 from tests.conftest import make_package, make_user, post_package
 
 # ---------------------------------------------------------------- pure rules (no database)
@@ -126,9 +126,9 @@ def test_a_save_that_changes_nothing_makes_no_version(agent, manager):
 
 def test_an_invalid_save_is_refused_naming_the_field_and_changes_nothing(agent, manager):
     policy = Policy.objects.get(domain="default")
-    with pytest.raises(Problem) as raised:
+    with pytest.raises(Invalid) as raised:
         services.policy_update(policy_id=policy.pk, changes={"flag_threshold": 0.95}, user=manager)
-    assert raised.value.status == 422
+    assert isinstance(raised.value, Invalid)
     assert [e.field for e in raised.value.errors] == ["flag_threshold"]
     policy.refresh_from_db()
     assert (policy.version, policy.flag_threshold) == (1, 0.70)

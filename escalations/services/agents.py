@@ -7,8 +7,8 @@ from datetime import datetime
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from escalations.errors import FieldError, Invalid
 from escalations.models import Agent, AgentToken, Policy, hash_token
-from escalations.problems import FieldError, invalid
 
 from . import policies
 
@@ -24,12 +24,12 @@ def agent_create(
 ) -> NewAgent:
     """Register an agent with its first token. The token is returned once, stored hashed.
 
-    Raises a 422 Problem naming the field for an unknown domain, a negative budget or a
+    Raises Invalid naming the field for an unknown domain, a negative budget or a
     name already taken (also when a concurrent registration took it first).
     """
     errors = _agent_setting_errors(domain=domain, daily_budget=daily_budget)
     if errors:
-        raise invalid(errors)
+        raise Invalid(errors)
     try:
         with transaction.atomic():
             agent = Agent.objects.create(
@@ -41,7 +41,7 @@ def agent_create(
             )
             token = token_issue(agent=agent)
     except IntegrityError:  # the name's unique constraint: the only one a new row can break
-        raise invalid([FieldError("name", f"an agent named {name!r} already exists")]) from None
+        raise Invalid([FieldError("name", f"an agent named {name!r} already exists")]) from None
     return NewAgent(agent, token)
 
 
@@ -58,11 +58,11 @@ def agent_update(
     *, agent: Agent, domain: str, resume_url: str, daily_budget: int, is_active: bool
 ) -> Agent:
     """Change an agent's settings. Takes effect on its next request: a deactivated agent's
-    tokens answer 401 at once. Raises a 422 Problem naming the field (unknown domain,
+    tokens answer 401 at once. Raises Invalid naming the field (unknown domain,
     negative budget). Deliveries already queued keep the URL they were queued with."""
     errors = _agent_setting_errors(domain=domain, daily_budget=daily_budget)
     if errors:
-        raise invalid(errors)
+        raise Invalid(errors)
     agent.domain, agent.resume_url = domain, resume_url
     agent.daily_budget, agent.is_active = daily_budget, is_active
     agent.save(update_fields=["domain", "resume_url", "daily_budget", "is_active"])

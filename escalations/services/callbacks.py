@@ -6,8 +6,8 @@ from datetime import datetime
 from django.db import transaction
 from django.utils import timezone
 
+from escalations.errors import Conflict
 from escalations.models import Escalation, Event
-from escalations.problems import Problem
 
 from . import timeline
 
@@ -26,8 +26,7 @@ def escalation_acknowledge(*, escalation: Escalation, now: datetime | None = Non
     """The agent resumed with the decision. Idempotent; 409 before a decision."""
     now = now or timezone.now()
     if escalation.is_open or escalation.status == Escalation.Status.WITHDRAWN:
-        raise Problem(
-            409,
+        raise Conflict(
             f"The escalation is {escalation.status}: there is no decision to acknowledge yet.",
             type="not-decided",
         )
@@ -55,8 +54,7 @@ def escalation_withdraw(*, escalation: Escalation, now: datetime | None = None) 
             escalation.refresh_from_db()
             if escalation.status == Escalation.Status.WITHDRAWN:
                 return escalation
-            raise Problem(
-                409,
+            raise Conflict(
                 f"The escalation is already {escalation.status}; it can no longer be withdrawn.",
                 type="already-decided",
             )

@@ -6,9 +6,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from escalations.errors import AlreadyDecided, ClaimedByOther, ClaimLost
+from escalations.errors import AlreadyDecided, ClaimedByOther, ClaimLost, FieldError, Invalid
 from escalations.models import Escalation, Event
-from escalations.problems import FieldError, invalid
 
 from . import timeline
 
@@ -98,12 +97,12 @@ def escalation_reassign(
 
     The holder of a live claim may hand it on, and anyone may assign an unclaimed one;
     someone else's live claim needs `override` (a manager's call). Locks the row. Raises
-    AlreadyDecided, ClaimedByOther, or Problem(422) naming `assignee` for an inactive user.
+    AlreadyDecided, ClaimedByOther, or Invalid naming `assignee` for an inactive user.
     On commit: a REASSIGNED event ({"from", "to", "until"}) is announced.
     """
     now = now or timezone.now()
     if not assignee.is_active:
-        raise invalid(
+        raise Invalid(
             [FieldError("assignee", f"{assignee.get_username()} cannot sign in any more")]
         )
     until = now + timedelta(seconds=settings.CLAIM_LEASE_SECONDS)

@@ -6,8 +6,9 @@ from datetime import datetime
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from escalations.errors import Conflict, FieldError, Invalid, NotFound
+from escalations.jsontext import unstorable
 from escalations.models import Decision, Escalation, Event, FlagReview, Run
-from escalations.problems import FieldError, Problem, invalid, unstorable
 
 from . import timeline
 
@@ -27,22 +28,22 @@ def _text_errors(field: str, text: str, *, required: str, max_chars: int) -> lis
 def escalation_comment(*, escalation_id, user, body: str, now: datetime | None = None) -> Event:
     """A comment for the team on an escalation (never sent to the agent), in its timeline.
 
-    Any status: people discuss decided escalations too. Raises Problem(422) naming `body`,
-    Problem(404) for an unknown escalation. On commit: announced as "commented".
+    Any status: people discuss decided escalations too. Raises Invalid naming `body`,
+    NotFound for an unknown escalation. On commit: announced as "commented".
     """
     now = now or timezone.now()
     errors = _text_errors(
         "body", body, required="Write something first.", max_chars=COMMENT_MAX_CHARS
     )
     if errors:
-        raise invalid(errors)
+        raise Invalid(errors)
     escalation = (
         Escalation.objects.only("id", "agent_id", "status", "priority")
         .filter(pk=escalation_id)
         .first()
     )
     if escalation is None:
-        raise Problem(404, f"No escalation {escalation_id}.")
+        raise NotFound(f"No escalation {escalation_id}.")
     with transaction.atomic():
         event = timeline.record(
             escalation,
@@ -66,7 +67,7 @@ def flag_review_record(
     """A person's look at a tier-2 escalation the policy decided: "fine", or "should have
     been" another of its options. One per escalation (the first one stands).
 
-    Raises Problem(422) naming verdict/option_key/note, Problem(409) when the escalation is
+    Raises Invalid naming verdict/option_key/note, Conflict when the escalation is
     not a policy-decided tier 2 or was reviewed already. On commit: FLAG_REVIEWED announced.
     """
     now = now or timezone.now()
@@ -76,17 +77,17 @@ def flag_review_record(
         .first()
     )
     if escalation is None:
-        raise Problem(404, f"No escalation {escalation_id}.")
+        raise NotFound(f"No escalation {escalation_id}.")
     decision = getattr(escalation, "decision", None)
     if (
         escalation.tier != 2
         or decision is None
         or decision.decided_by_type != Decision.DecidedBy.POLICY
     ):
-        raise Problem(409, "Only tier-2 escalations the policy decided are reviewed as flagged.")
+        raise Conflict("Only tier-2 escalations the policy decided are reviewed as flagged.")
     existing = getattr(escalation, "flag_review", None)
     if existing is not None:
-        raise Problem(409, f"{existing.reviewer_name} has already reviewed this one.")
+        raise Conflict(f"{existing.reviewer_name} has already reviewed this one.")
     errors = []
     if verdict not in FlagReview.Verdict.values:
         errors.append(FieldError("verdict", "must be “fine” or “other”"))
@@ -100,7 +101,7 @@ def flag_review_record(
     if note.strip():
         errors += _text_errors("note", note, required="", max_chars=COMMENT_MAX_CHARS)
     if errors:
-        raise invalid(errors)
+        raise Invalid(errors)
     option_key = option_key if verdict == FlagReview.Verdict.OTHER else ""
     try:
         with transaction.atomic():
@@ -122,15 +123,15 @@ def flag_review_record(
             )
     except IntegrityError:  # a concurrent review got there first
         other = FlagReview.objects.get(escalation=escalation)
-        raise Problem(409, f"{other.reviewer_name} has already reviewed this one.") from None
+        raise Conflict(f"{other.reviewer_name} has already reviewed this one.") from None
     return review
 
 
 def run_close(*, run_id, user, note: str, now: datetime | None = None) -> Run:
     """Close a run `user` took over, with a note on how it ended.
 
-    Locks the run. Raises Problem(422) naming `note`, Problem(404) when it is not a run this
-    user took over, Problem(409) when it is already closed. The escalation whose decision
+    Locks the run. Raises Invalid naming `note`, NotFound when it is not a run this
+    user took over, Conflict when it is already closed. The escalation whose decision
     took it over gets a RUN_CLOSED event ({"note"}), announced on commit.
     """
     now = now or timezone.now()
@@ -141,13 +142,13 @@ def run_close(*, run_id, user, note: str, now: datetime | None = None) -> Run:
         max_chars=COMMENT_MAX_CHARS,
     )
     if errors:
-        raise invalid(errors)
+        raise Invalid(errors)
     with transaction.atomic():
         run = Run.objects.select_for_update().filter(pk=run_id, taken_over_by=user).first()
         if run is None:
-            raise Problem(404, "You have not taken over this run.")
+            raise NotFound("You have not taken over this run.")
         if run.status != Run.Status.TAKEN_OVER:
-            raise Problem(409, f"This run is already {run.get_status_display().lower()}.")
+            raise Conflict(f"This run is already {run.get_status_display().lower()}.")
         run.status, run.closed_at, run.close_note = Run.Status.CLOSED, now, note.strip()
         run.save(update_fields=["status", "closed_at", "close_note"])
         escalation = (

@@ -10,9 +10,9 @@ from django.db.models import F
 from django.utils import timezone
 
 from escalations import selectors
-from escalations.errors import AlreadyDecided
+from escalations.errors import AlreadyDecided, FieldError, Invalid, NotFound
+from escalations.jsontext import unstorable
 from escalations.models import Agent, Approval, Decision, Escalation, Event, Policy, Run
-from escalations.problems import FieldError, Problem, invalid, unstorable
 from escalations.schemas import JSON_OBJECT_MAX_BYTES
 from escalations.transport import events
 from operations import metrics
@@ -70,7 +70,7 @@ def escalation_decide(
 ) -> Escalation:
     """Record the one decision on an open escalation.
 
-    Raises Problem(422) for an invalid decision and AlreadyDecided when someone else got
+    Raises Invalid for an invalid decision and AlreadyDecided when someone else got
     there first (concurrent callers: exactly one succeeds). On commit: the timeline,
     live updates, wake-ups and the webhook delivery task.
 
@@ -85,12 +85,12 @@ def escalation_decide(
         .first()
     )
     if escalation is None:
-        raise Problem(404, f"No escalation {escalation_id}.")
+        raise NotFound(f"No escalation {escalation_id}.")
     if not escalation.is_open:
         raise AlreadyDecided(escalation)
     errors = decision_errors(escalation, request)
     if errors:
-        raise invalid(errors)
+        raise Invalid(errors)
     args = request.args
     if request.kind == Decision.Kind.OPTION and args is None:
         args = escalation.option(request.option).get("args")

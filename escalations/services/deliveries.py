@@ -10,8 +10,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from escalations import selectors, signals
+from escalations.errors import Conflict
 from escalations.models import Agent, Decision, Delivery, DeliveryAttempt, Escalation, Event
-from escalations.problems import Problem
 from escalations.wire import escalation_dict
 from operations import metrics
 
@@ -261,9 +261,9 @@ def delivery_redeliver(
             pk=escalation.pk
         )
         if escalation.status not in (Escalation.Status.DECIDED, Escalation.Status.RESUMED):
-            raise Problem(409, "Only a decided escalation can be redelivered.")
+            raise Conflict("Only a decided escalation can be redelivered.")
         if not escalation.agent.resume_url:
-            raise Problem(409, "The agent has no resume_url to deliver to.")
+            raise Conflict("The agent has no resume_url to deliver to.")
         delivery = queue_delivery(escalation, escalation.agent.resume_url, now)
         timeline.record(
             escalation,

@@ -13,8 +13,8 @@ from django.db.models import Case, F, When
 from django.utils import timezone
 
 from escalations import policy, signals
+from escalations.errors import Conflict, FieldError, Invalid
 from escalations.models import Agent, Decision, Escalation, Event, Run
-from escalations.problems import FieldError, Problem, invalid
 from escalations.schemas import EscalationIn
 from escalations.transport import events
 from escalations.wire import escalation_dict
@@ -90,7 +90,8 @@ def escalation_create(
     answer the stored escalation (created=False); another body is a 409. A new request
     just inserts: a used key meets the unique constraint, and only then is the stored one
     looked up, so concurrent requests with one key create exactly one escalation.
-    Raises Problem (409 open escalation for the run, 422 invalid or unknown domain).
+    Raises Conflict (an open escalation for the run, a key reused with another body) or
+    Invalid (the package, or an unknown domain).
     """
     now = now or timezone.now()
     body_fingerprint = fingerprint(body)
@@ -105,7 +106,7 @@ def escalation_create(
         replay = _replay(agent, idempotency_key, body_fingerprint, now) if idempotency_key else None
         if replay is not None:
             return Created(replay, created=False)
-        raise invalid(errors, type="incomplete-package", title="Escalation package is incomplete")
+        raise Invalid(errors, type="incomplete-package", title="Escalation package is incomplete")
     assert rules is not None
 
     action = package.action
@@ -237,8 +238,7 @@ def _replay(agent: Agent, key: str, body_fingerprint: str, now: datetime) -> Esc
     ):
         return None  # unknown, or past retention: not a replay
     if found.request_fingerprint != body_fingerprint:
-        raise Problem(
-            409,
+        raise Conflict(
             "This Idempotency-Key was used with a different body. Use a new key for a new request.",
             type="idempotency-key-reused",
             title="Idempotency key reused with another body",
@@ -261,7 +261,7 @@ def _full(pk) -> Escalation:
     return Escalation.objects.select_related("run", "decision").get(pk=pk)
 
 
-def _open_run_conflict(agent: Agent, run_id: str) -> Problem:
+def _open_run_conflict(agent: Agent, run_id: str) -> Conflict:
     open_one = (
         Escalation.objects.open()
         .select_related("run")
@@ -269,9 +269,8 @@ def _open_run_conflict(agent: Agent, run_id: str) -> Problem:
         .first()
     )
     if open_one is None:  # the conflict resolved itself meanwhile; the agent may retry
-        return Problem(409, "A concurrent request conflicted; retry.", type="conflict")
-    return Problem(
-        409,
+        return Conflict("A concurrent request conflicted; retry.", type="conflict")
+    return Conflict(
         f"Run {run_id!r} already has an open escalation. Wait for its decision or withdraw it.",
         type="run-has-open-escalation",
         title="The run already has an open escalation",

@@ -12,9 +12,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from escalations import levels, policy, selectors, signals
-from escalations.errors import AlreadyDecided
+from escalations.errors import AlreadyDecided, DomainError
 from escalations.models import Decision, Escalation, Event
-from escalations.problems import Problem
 from escalations.transport import events
 
 from . import decisions, intake, timeline
@@ -93,7 +92,7 @@ def timeouts_apply(*, now: datetime | None = None) -> int:
             applied += 1
         except (AlreadyDecided, Escalation.DoesNotExist):
             pass  # a person decided first, or the row is gone
-        except Problem as exc:
+        except DomainError as exc:
             log.warning("escalation %s: timeout not applied: %s", pk, exc)
     return applied
 

@@ -10,8 +10,8 @@ from django.db.models import F
 from django.utils import timezone
 
 from escalations import levels, policy
+from escalations.errors import FieldError, Invalid
 from escalations.models import Agent, EscalationLevel, GateCheck, Policy, PolicyVersion
-from escalations.problems import FieldError, invalid
 from escalations.schemas import GateIn
 
 
@@ -42,7 +42,7 @@ def _policy_snapshot(row: Policy) -> dict[str, Any]:
 def _policy_errors(rules: policy.Rules) -> None:
     errors = policy.rules_errors(rules)
     if errors:
-        raise invalid([FieldError(name, message) for name, message in errors])
+        raise Invalid([FieldError(name, message) for name, message in errors])
 
 
 def policy_create(
@@ -51,7 +51,7 @@ def policy_create(
     """A new domain policy at version 1, with its first PolicyVersion.
 
     `rules` are Policy fields of policy.RULE_FIELDS (defaults for the rest) and optionally
-    `managers` (users). Raises Problem(422) naming the field: a taken domain, rules out of
+    `managers` (users). Raises Invalid naming the field: a taken domain, rules out of
     order.
     """
     now = now or timezone.now()
@@ -64,7 +64,7 @@ def policy_create(
             row.managers.set(managers)
             _policy_version_write(row, user=user, note="created", now=now)
     except IntegrityError:
-        raise invalid([FieldError("domain", f"a policy for {domain!r} exists already")]) from None
+        raise Invalid([FieldError("domain", f"a policy for {domain!r} exists already")]) from None
     return row
 
 
@@ -79,7 +79,7 @@ def policy_update(
     """Save a manager's edit of a policy as its next version.
 
     `changes` maps fields of policy.RULE_FIELDS, `description` and `managers` (users) to
-    new values. Under a lock on the policy row: validate the rules (Problem 422 naming the
+    new values. Under a lock on the policy row: validate the rules (Invalid naming the
     field), apply, bump Policy.version and write the PolicyVersion (snapshot, who, note).
     An edit that changes nothing is saved as nothing: (policy, []) and no new version.
     Escalations created after the commit record the new version.
@@ -135,7 +135,7 @@ def unknown_domain(domain: str, field: str) -> FieldError:
 def _rules_or_422(domain: str, field: str) -> policy.Rules:
     rules = rules_for(domain)
     if rules is None:
-        raise invalid([unknown_domain(domain, field)])
+        raise Invalid([unknown_domain(domain, field)])
     return rules
 
 
@@ -179,13 +179,13 @@ def policy_levels_replace(*, policy_row: Policy, specs: list[LevelSpec]) -> list
     """Replace a domain's escalation levels; they are numbered 2, 3, … by delay.
 
     Locks the policy row, so two saves at once apply one after the other. Raises
-    Problem(422) naming `levels.<row>.<field>` for a bad delay or boost. Escalations
+    Invalid naming `levels.<row>.<field>` for a bad delay or boost. Escalations
     already above level 1 keep their level; the next priority refresh applies the new
     boosts, and levels_advance moves them on by the new delays.
     """
     errors = levels.rows_errors([(spec.after_minutes, spec.priority_boost) for spec in specs])
     if errors:
-        raise invalid(
+        raise Invalid(
             [FieldError(f"levels.{row}.{name}", message) for row, name, message in errors]
         )
     numbers = levels.numbered([spec.after_minutes for spec in specs])
