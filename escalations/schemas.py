@@ -240,6 +240,11 @@ class DecisionIn(Strict):
     option: Text(1, 64) | None = None
     args: JsonObject | None = None
     instruction: Text(0, 4000) | None = None
+    override_claim: StrictBool = Field(
+        False,
+        description="Decide over another reviewer's live claim (the dashboard's "
+        "\"Decide anyway\"); without it such a decision is 409 naming the holder.",
+    )
 
 
 # ---------------------------------------------------------------- output (OpenAPI)

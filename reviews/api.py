@@ -134,11 +134,11 @@ def detail(request, escalation_id: str):
 CLAIM_RESPONSES = {200: ReviewerEscalationOut, 403: ProblemOut, 404: ProblemOut, 409: ProblemOut}
 
 
-def _claim_conflict(exc: services.ClaimedByOther) -> Problem:
+def _claim_conflict(exc: services.ClaimedByOther, hint: str = "") -> Problem:
     holder = exc.escalation.claimed_by.get_username() if exc.escalation.claimed_by else "someone"
     return Problem(
         409,
-        f"Claimed by {holder} until {iso(exc.escalation.claimed_until)}.",
+        f"Claimed by {holder} until {iso(exc.escalation.claimed_until)}.{hint}",
         type="claimed",
         title="Claimed by another reviewer",
         extra={"claimed_by": {"name": holder, "until": iso(exc.escalation.claimed_until)}},
@@ -188,6 +188,9 @@ def release(request, escalation_id: str):
 def decide(request, escalation_id: str, payload: DecisionIn):
     """201 with the escalation and its decision; 409 carries the decision that stands.
 
+    Someone else's live claim: 409 naming the holder (`claimed_by`), unless
+    `"override_claim": true` (the dashboard's "Decide anyway").
+
     The two-person rule: when the option is irreversible (or the action at stake is) and the
     domain's policy needs N > 1 approvals, the call records this reviewer's approval and
     answers 202 with the escalation (still open, `decision` null) and `approvals`:
@@ -203,9 +206,12 @@ def decide(request, escalation_id: str, payload: DecisionIn):
                 kind=payload.kind, option=payload.option, args=payload.args, instruction=payload.instruction
             ),
             user=request.auth,
+            override_claim=payload.override_claim,
         )
     except services.AlreadyDecided as exc:
         raise _decided_conflict(exc) from None
+    except services.ClaimedByOther as exc:
+        raise _claim_conflict(exc, ' Send "override_claim": true to decide anyway.') from None
     escalation = _escalation(request, escalation_id)
     if result.is_open:
         data = escalation_dict(escalation)

@@ -16,6 +16,7 @@ from escalations.errors import FieldError
 from escalations.jsontext import BadJson, read_json
 from escalations.models import Decision, Escalation, FlagReview
 from escalations.services import DecisionRequest
+from escalations.services.claims import claimed_by_other
 from escalations.services.comments import COMMENT_MAX_CHARS
 
 from .refusals import ShowsRefusals
@@ -76,29 +77,23 @@ class DecisionForm(ServiceErrorsMixin, forms.Form):
 
     @property
     def claim_holder(self) -> str:
-        """Who else holds a live claim on the escalation ("" when nobody else does)."""
+        """Who else holds a live claim on the escalation ("" when nobody else does): the
+        decision service's rule (claims.claimed_by_other), shown before it refuses."""
         escalation = self.escalation
-        if self.user is None or not escalation.claim_is_live():
+        if self.user is None or not claimed_by_other(escalation, self.user):
             return ""
-        holder = escalation.claimed_by
-        if holder is None or holder.pk == self.user.pk:
-            return ""
-        return holder.get_username()
+        return escalation.claimed_by.get_username() if escalation.claimed_by else ""
 
     def clean_kind(self) -> str:
         if self.cleaned_data["kind"] != self.KIND:
             raise forms.ValidationError("does not match this form")
         return self.KIND
 
-    def clean(self):
-        super().clean()
-        data = self.cleaned_data
-        if self.claim_holder and not data.get("override_claim"):
-            self.add_error(
-                "override_claim",
-                f"{self.claim_holder} has claimed this: tick the box to decide over their claim.",
-            )
-        return data
+    def add_claimed(self, holder: str) -> None:
+        """The decision service refused over `holder`'s live claim: ask to decide anyway."""
+        self.add_error(
+            "override_claim", f"{holder} has claimed this: tick the box to decide over their claim."
+        )
 
     def decision_request(self) -> DecisionRequest:
         return DecisionRequest(

@@ -128,13 +128,18 @@ def decide(request: HtmxHttpRequest, escalation_id) -> HttpResponse:
     if form.is_valid():
         try:
             result = services.escalation_decide(
-                escalation_id=escalation.pk, request=form.decision_request(), user=request.user
+                escalation_id=escalation.pk,
+                request=form.decision_request(),
+                user=request.user,
+                override_claim=form.cleaned_data["override_claim"],
             )
         except services.AlreadyDecided as exc:
             notice = _closed_notice(exc.escalation)
             return _respond(
                 request, escalation.pk, notice=notice, level=messages.WARNING, status=409
             )
+        except services.ClaimedByOther as exc:
+            form.add_claimed(_holder(exc.escalation))
         except DomainError as refusal:
             form.add_refusal(refusal)
         else:

@@ -272,6 +272,58 @@ def test_the_holder_decides_without_confirmation(escalation, reviewer, reviewer_
     assert Decision.objects.get(escalation=escalation).kind == "halt"
 
 
+def test_the_decision_service_refuses_to_decide_over_someone_elses_live_claim(
+    api, reviewer, other_reviewer
+):
+    """The rule lived in the dashboard's form alone: any other caller of the service decided
+    over a live claim. It is the service's now, under the row lock of the decision."""
+    halt = services.DecisionRequest(kind="halt")
+    escalation = post_package(api)
+    services.escalation_claim(escalation_id=escalation.pk, user=other_reviewer)
+    with pytest.raises(services.ClaimedByOther) as refused:
+        services.escalation_decide(escalation_id=escalation.pk, request=halt, user=reviewer)
+    assert refused.value.escalation.claimed_by == other_reviewer
+    assert not Decision.objects.filter(escalation=escalation).exists()
+
+    services.escalation_decide(
+        escalation_id=escalation.pk, request=halt, user=reviewer, override_claim=True
+    )
+    assert Decision.objects.get(escalation=escalation).decided_by_name == "alice"
+
+
+def test_an_approval_over_someone_elses_live_claim_asks_too(api, reviewer, other_reviewer):
+    from escalations.models import Approval, Policy
+
+    Policy.objects.filter(domain="default").update(approvals_required=2)
+    escalation = post_package(
+        api,
+        options=[
+            {"key": "drop", "label": "Drop it", "irreversible": True},
+            {"key": "keep", "label": "Keep it", "recommended": True},
+        ],
+    )
+    services.escalation_claim(escalation_id=escalation.pk, user=other_reviewer)
+    drop = services.DecisionRequest(kind="option", option="drop")
+    with pytest.raises(services.ClaimedByOther):
+        services.escalation_decide(escalation_id=escalation.pk, request=drop, user=reviewer)
+    assert not Approval.objects.exists()
+    services.escalation_decide(
+        escalation_id=escalation.pk, request=drop, user=reviewer, override_claim=True
+    )
+    assert Approval.objects.get().user_name == "alice"
+
+
+def test_a_timeout_or_policy_decision_ignores_claims(api, reviewer):
+    escalation = post_package(api)
+    services.escalation_claim(escalation_id=escalation.pk, user=reviewer)
+    services.escalation_decide(
+        escalation_id=escalation.pk,
+        request=services.DecisionRequest(kind="halt"),
+        decided_by_type=Decision.DecidedBy.TIMEOUT,
+    )
+    assert Decision.objects.get(escalation=escalation).decided_by_type == "timeout"
+
+
 def test_an_irreversible_option_says_what_cannot_be_undone(api, reviewer_client):
     escalation = post_package(
         api,

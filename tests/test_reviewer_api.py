@@ -188,6 +188,34 @@ def test_deciding_answers_201_and_a_second_decision_409_with_the_one_that_stands
     assert Decision.objects.count() == 1
 
 
+def test_deciding_over_someone_elses_live_claim_is_409_naming_them_unless_override_claim(
+    api, review, review_bob
+):
+    """The "decide anyway" rule lived only in the dashboard's form: the API decided over
+    another reviewer's live claim without asking."""
+    escalation_id = api.escalate(make_package()).json()["id"]
+    assert review.post(f"/api/v1/review/escalations/{escalation_id}/claim").status_code == 200
+    url = f"/api/v1/review/escalations/{escalation_id}/decision"
+
+    refused = review_bob.post_json(url, {"kind": "halt"})
+    assert refused.status_code == 409, refused.content
+    assert refused["Content-Type"] == "application/problem+json"
+    assert refused.json()["claimed_by"]["name"] == "alice"
+    assert "alice" in refused.json()["detail"]
+    assert not Decision.objects.exists()
+
+    decided = review_bob.post_json(url, {"kind": "halt", "override_claim": True})
+    assert decided.status_code == 201, decided.content
+    assert decided.json()["decision"]["decided_by"]["name"] == "bob"
+
+
+def test_the_claims_holder_decides_without_override_claim(api, review):
+    escalation_id = api.escalate(make_package()).json()["id"]
+    review.post(f"/api/v1/review/escalations/{escalation_id}/claim")
+    decided = review.post_json(f"/api/v1/review/escalations/{escalation_id}/decision", {"kind": "halt"})
+    assert decided.status_code == 201, decided.content
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [

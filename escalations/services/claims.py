@@ -27,13 +27,19 @@ def lock_open(escalation_id) -> Escalation:
     return escalation
 
 
+def claimed_by_other(escalation: Escalation, user, now: datetime | None = None) -> bool:
+    """The claim rule: someone other than `user` holds a live claim on the escalation (a
+    claim, or a decision without "decide anyway", is refused; the dashboard asks first)."""
+    return escalation.claim_is_live(now) and escalation.claimed_by_id != user.pk
+
+
 def escalation_claim(*, escalation_id, user, now: datetime | None = None) -> Escalation:
     """Claim (or renew) the lease on an open escalation. ClaimedByOther if someone holds it."""
     now = now or timezone.now()
     until = now + timedelta(seconds=settings.CLAIM_LEASE_SECONDS)
     with transaction.atomic():
         escalation = lock_open(escalation_id)
-        if escalation.claim_is_live(now) and escalation.claimed_by_id != user.pk:
+        if claimed_by_other(escalation, user, now):
             raise ClaimedByOther(escalation)
         renewing = escalation.claimed_by_id == user.pk and escalation.claim_is_live(now)
         escalation.status = Escalation.Status.CLAIMED

@@ -10,14 +10,14 @@ from django.db.models import F
 from django.utils import timezone
 
 from escalations import selectors
-from escalations.errors import AlreadyDecided, FieldError, Invalid, NotFound
+from escalations.errors import AlreadyDecided, ClaimedByOther, FieldError, Invalid, NotFound
 from escalations.jsontext import unstorable
 from escalations.models import Agent, Approval, Decision, Escalation, Event, Policy, Run
 from escalations.schemas import JSON_OBJECT_MAX_BYTES
 from escalations.transport import events
 from operations import metrics
 
-from . import deliveries, timeline
+from . import claims, deliveries, timeline
 
 
 @dataclass
@@ -65,6 +65,7 @@ def escalation_decide(
     escalation_id,
     request: DecisionRequest,
     user=None,
+    override_claim: bool = False,
     decided_by_type: str = Decision.DecidedBy.HUMAN,
     now: datetime | None = None,
 ) -> Escalation:
@@ -73,6 +74,10 @@ def escalation_decide(
     Raises Invalid for an invalid decision and AlreadyDecided when someone else got
     there first (concurrent callers: exactly one succeeds). On commit: the timeline,
     live updates, wake-ups and the webhook delivery task.
+
+    A person (or machine reviewer) deciding over someone else's live claim gets
+    ClaimedByOther unless `override_claim` ("decide anyway"), checked under the row lock
+    the decision is written under. Timeouts and the policy (no user) ignore claims.
 
     Under the two-person rule (needs_approvals > 1) a person's option is an approval
     (see _approve): the escalation is returned still open until the approval that
@@ -96,8 +101,12 @@ def escalation_decide(
         args = escalation.option(request.option).get("args")
     name = user.get_username() if user is not None else decided_by_type
     if user is not None and needs_approvals(escalation, request) > 1:
-        return _approve(escalation, request=request, args=args, user=user, now=now)
+        return _approve(
+            escalation, request=request, args=args, user=user, override_claim=override_claim, now=now
+        )
     with transaction.atomic():
+        if user is not None:
+            check_claim(claims.lock_open(escalation.pk), user, override_claim, now)
         decide_open(
             escalation,
             kind=request.kind,
@@ -110,6 +119,13 @@ def escalation_decide(
             now=now,
         )
     return escalation
+
+
+def check_claim(locked: Escalation, user, override_claim: bool, now: datetime) -> None:
+    """Inside a transaction, on the locked row: ClaimedByOther when someone else holds a live
+    claim and the caller did not ask to decide anyway."""
+    if not override_claim and claims.claimed_by_other(locked, user, now):
+        raise ClaimedByOther(locked)
 
 
 def needs_approvals(escalation: Escalation, request: DecisionRequest) -> int:
@@ -131,7 +147,13 @@ def needs_approvals(escalation: Escalation, request: DecisionRequest) -> int:
 
 
 def _approve(
-    escalation: Escalation, *, request: DecisionRequest, args, user, now: datetime
+    escalation: Escalation,
+    *,
+    request: DecisionRequest,
+    args,
+    user,
+    override_claim: bool,
+    now: datetime,
 ) -> Escalation:
     """Record `user`'s approval of an option; the approval that completes the count decides.
 
@@ -144,11 +166,7 @@ def _approve(
     (AlreadyDecided for anyone after it). On commit: an `approved` event and a live update.
     """
     with transaction.atomic():
-        locked = Escalation.objects.select_for_update(of=("self",)).filter(pk=escalation.pk).first()
-        if locked is None or not locked.is_open:
-            raise AlreadyDecided(
-                Escalation.objects.select_related("run", "decision", "agent").get(pk=escalation.pk)
-            )
+        check_claim(claims.lock_open(escalation.pk), user, override_claim, now)
         required = needs_approvals(escalation, request)
         instruction = (request.instruction or "").strip()
         Approval.objects.update_or_create(
