@@ -156,6 +156,7 @@ INSTALLED_APPS = [
     "ninja",  # /api/v1/docs from its own static files (no CDN)
     "axes",
     "csp",
+    "people",
     "escalations",
     "reviews",
     "insights",

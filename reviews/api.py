@@ -20,6 +20,7 @@ from escalations.schemas import (
 from escalations.wire import escalation_dict, iso, package_dict
 from people.roles import is_reviewer
 
+from . import services as reviewer_services
 from .filters import QueueFilter, queue_parameters
 from .models import ReviewerToken
 from .queue import Cursor, for_rows, page
@@ -41,6 +42,7 @@ class ReviewerBearer(HttpBearer):
             if not is_reviewer(found.user):
                 raise Problem(403, "This token's user is not in the reviewer or manager group.")
             request.user = found.user  # the dashboard's code the API shares reads request.user
+            reviewer_services.reviewer_token_used(token=found)
             return found.user
         if AgentToken.objects.filter(token_hash=digest).exists():
             raise Problem(403, "Agent tokens cannot use the reviewer API; use a reviewer token.")

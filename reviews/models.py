@@ -15,6 +15,8 @@ class ReviewerToken(models.Model):
     label = models.CharField(max_length=100, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # When the reviewer API last accepted it, to the minute (reviews.services.reviewer_token_used).
+    last_used_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

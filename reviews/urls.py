@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import queue_views, views, views_agents, views_levels, views_policies
+from . import queue_views, views, views_account, views_agents, views_levels, views_policies
 
 app_name = "reviews"
 
@@ -19,6 +19,10 @@ urlpatterns = [
     path("escalations/<uuid:escalation_id>/flag-review", views.flag_review, name="flag_review"),
     path("runs/mine", views.my_runs, name="my_runs"),
     path("runs/<int:run_id>/close", views.run_close, name="run_close"),
+    # everyone's own page: reviewer tokens
+    path("account/", views_account.account, name="account"),
+    path("account/tokens", views_account.token_create, name="token_create"),
+    path("account/tokens/<int:token_id>/revoke", views_account.token_revoke, name="token_revoke"),
     # the managers' agents page
     path("agents/", views_agents.agents, name="agents"),
     path("agents/new", views_agents.agent_register, name="agent_new"),

@@ -1,0 +1,21 @@
+"""What Handoff knows about a person's account beyond Django's user: whether it is a machine."""
+
+from django.conf import settings
+from django.db import models
+
+
+class Profile(models.Model):
+    """One per account that has been given one; an account without a row is a person."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="profile")
+    # A machine reviewer (a stronger model or a script deciding through the reviewer API):
+    # its decisions are marked `machine` and kept apart from human figures (DESIGN.md).
+    is_machine = models.BooleanField(default=False)
+
+    def __str__(self) -> str:
+        return f"{self.user} ({'machine' if self.is_machine else 'person'})"
+
+
+def is_machine(user) -> bool:
+    """Whether the account is marked as a machine reviewer (no profile: a person)."""
+    return Profile.objects.filter(user_id=user.pk, is_machine=True).exists()
