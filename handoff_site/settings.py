@@ -378,8 +378,9 @@ EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", default=False)
 EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", default=False)
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL") or "Handoff <handoff@localhost>"
-# Attempts per notification before it is given up (transient failures only).
-NOTIFICATION_MAX_ATTEMPTS = env_int("NOTIFICATION_MAX_ATTEMPTS", 8)
+# How long a failing notification keeps retrying (transient failures only; the outboxes'
+# one give-up rule, escalations.services.outbox, as WEBHOOK_RETRY_FOR_SECONDS for deliveries).
+NOTIFICATION_RETRY_FOR_SECONDS = env_int("NOTIFICATION_RETRY_FOR_SECONDS", 3600)
 
 # ---------------------------------------------------------------- one attempt of the outboxes
 # One attempt at sending an outbox row (a decision's webhook, a notification) is bounded by

@@ -6,6 +6,7 @@ retries, and records how it went. Rows are the truth: the dashboard reads them, 
 
 import secrets
 import uuid
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import models
@@ -107,3 +108,7 @@ class Notification(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} to {self.recipient} by {self.channel} ({self.status})"
+
+    def give_up_at(self) -> datetime:
+        """The end of its retry window (escalations.services.outbox: the give-up rule)."""
+        return self.created_at + timedelta(seconds=settings.NOTIFICATION_RETRY_FOR_SECONDS)

@@ -6,18 +6,16 @@ periodic sweep sends whatever a lost message or a crashed worker left behind.
 """
 
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
 from escalations.models import Agent, Escalation, Event
-from escalations.services import timeline
-from escalations.services.outbox import outbox_retry_wait, outbox_sweep
+from escalations.services import outbox, timeline
 from escalations.transport import events
 from operations import metrics
 
@@ -240,15 +238,7 @@ def notification_claim(
     """Take a due row for sending (compare-and-swap to SENDING with a lease of
     `lease_seconds`, by default OUTBOX_LEASE_SECONDS), or None when it is gone, sent,
     failed, not due, or being sent by someone else."""
-    now = now or timezone.now()
-    lease = now + timedelta(seconds=lease_seconds or settings.OUTBOX_LEASE_SECONDS)
-    try:
-        claimed = Notification.objects.due(now).filter(pk=notification_id).update(
-            status=Notification.Status.SENDING, lease_until=lease
-        )
-    except (ValidationError, ValueError, TypeError):  # not an id at all
-        return None
-    if not claimed:
+    if outbox.claim(Notification, notification_id, now=now or timezone.now(), lease_seconds=lease_seconds) is None:
         return None
     return Notification.objects.select_related("user__notification_preference").get(pk=notification_id)
 
@@ -257,7 +247,8 @@ def notification_record(
     *, notification: Notification, ok: bool, retryable: bool, error: str = "", now: datetime | None = None
 ) -> Notification:
     """Record one attempt: sent; retrying with exponential backoff and jitter (a transient
-    failure, fewer than NOTIFICATION_MAX_ATTEMPTS attempts); or failed for good."""
+    failure whose next attempt falls within the row's retry window, NOTIFICATION_RETRY_FOR_SECONDS:
+    the outbox's one give-up rule); or failed for good."""
     now = now or timezone.now()
     with transaction.atomic():
         row = Notification.objects.select_for_update().get(pk=notification.pk)
@@ -267,9 +258,10 @@ def notification_record(
             row.status, row.sent_at, row.last_error = Notification.Status.SENT, now, ""
         else:
             row.last_error = (error or "failed")[:500]
-            if retryable and row.attempts < settings.NOTIFICATION_MAX_ATTEMPTS:
+            next_at = outbox.retry_at(row.attempts, now=now, give_up_at=row.give_up_at())
+            if retryable and next_at is not None:
                 row.status = Notification.Status.RETRYING
-                row.next_attempt_at = now + outbox_retry_wait(row.attempts)
+                row.next_attempt_at = next_at
             else:
                 row.status = Notification.Status.FAILED
             final = "true" if row.status == Notification.Status.FAILED else "false"
@@ -282,4 +274,4 @@ def notifications_sweep(*, now: datetime | None = None, grace_seconds: float = 1
     """Ids of rows to (re-)enqueue: due ones a lost message or a crashed worker left behind,
     at most BATCH_SIZE, oldest due first. Fresh pending rows are left to their own task;
     each row returned is marked for one lease so the next sweeps leave it alone."""
-    return outbox_sweep(Notification, now=now or timezone.now(), grace_seconds=grace_seconds)
+    return outbox.outbox_sweep(Notification, now=now or timezone.now(), grace_seconds=grace_seconds)

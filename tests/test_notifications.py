@@ -205,8 +205,8 @@ def test_a_failing_receiver_is_retried_with_backoff_until_it_answers(reviewer, a
         assert len({r.body for r in hook.requests}) == 1
 
 
-def test_a_notification_is_given_up_after_its_attempts_or_at_once_when_refused(reviewer, agent, settings):
-    settings.NOTIFICATION_MAX_ATTEMPTS = 2
+def test_a_notification_is_given_up_after_its_retry_window_or_at_once_when_refused(reviewer, agent, settings):
+    settings.NOTIFICATION_RETRY_FOR_SECONDS = 60
     settings.WEBHOOK_BACKOFF_BASE_SECONDS = 0
     with Receiver(script=[500, 500, 404]) as hook:
         prefer(reviewer, {"halt_created": ["slack"]}, slack_url=hook.url)
@@ -214,7 +214,8 @@ def test_a_notification_is_given_up_after_its_attempts_or_at_once_when_refused(r
         first = post_package(api, run_id="one", **HALT)
         row_id = str(Notification.objects.get(escalation=first).pk)
         send_notification_task(row_id)
-        send_notification_task(row_id)
+        with time_machine.travel(Notification.objects.get(pk=row_id).give_up_at() + timedelta(seconds=1), tick=False):
+            send_notification_task(row_id)
         assert Notification.objects.get(pk=row_id).status == "failed"
         assert Notification.objects.get(pk=row_id).attempts == 2
 

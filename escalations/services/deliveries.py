@@ -3,9 +3,8 @@ each attempt recorded, retried with backoff, given up on, redelivered by hand.""
 
 import logging
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -65,33 +64,20 @@ def delivery_claim(
     OUTBOX_LEASE_SECONDS) outlives one attempt; when it lapses, the row is sent again.
     """
     now = now or timezone.now()
-    try:
-        delivery_id = uuid.UUID(str(delivery_id))
-    except ValueError:
+    claimed = outbox.claim(
+        Delivery, delivery_id, now=now, lease_seconds=lease_seconds, returning=CLAIMED, count_claim=True
+    )
+    if claimed is None:
         return None
-    lease = now + timedelta(seconds=lease_seconds or settings.OUTBOX_LEASE_SECONDS)
-    at = connection.ops.adapt_datetimefield_value
+    url, payload, attempt_count, claim_count, created_at, escalation_id, lease = claimed
     with connection.cursor() as cursor:
-        cursor.execute(
-            CLAIM_SQL,
-            [
-                at(lease),
-                Delivery._meta.pk.get_db_prep_value(delivery_id, connection),
-                at(now),
-                at(now),
-            ],
-        )
-        claimed = cursor.fetchone()
-        if claimed is None:
-            return None
-        url, payload, attempt_count, claim_count, created_at, escalation_id = claimed
         cursor.execute(AGENT_SECRET_SQL, [escalation_id])
         agent_id, secret = cursor.fetchone()
     escalation = Escalation(
         id=selectors.as_uuid(escalation_id), agent=Agent(id=agent_id, signing_secret=secret)
     )
     delivery = Delivery(
-        id=delivery_id,
+        id=uuid.UUID(str(delivery_id)),
         escalation=escalation,
         url=url,
         payload=selectors.as_json(payload),
@@ -99,7 +85,7 @@ def delivery_claim(
         attempt_count=attempt_count,
         claim_count=claim_count,
         created_at=selectors.as_time(created_at),
-        lease_until=lease,
+        lease_until=selectors.as_time(lease),
     )
     delivery._state.adding = False  # built from its row: a save() updates, never inserts
     if claim_count - attempt_count > MAX_CRASHED_CLAIMS:
@@ -108,17 +94,8 @@ def delivery_claim(
     return delivery
 
 
-# The claim is the webhook's hot path, so it is one statement: the compare-and-swap of
-# OutboxQuerySet.due() (keep the two alike) that returns what sending needs.
-CLAIM_SQL = """
-UPDATE escalations_delivery
-SET status = 'sending', lease_until = %s, claim_count = claim_count + 1
-WHERE id = %s AND (
-    (status IN ('pending', 'retrying') AND next_attempt_at <= %s)
-    OR (status = 'sending' AND lease_until < %s)
-)
-RETURNING url, payload, attempt_count, claim_count, created_at, escalation_id
-"""
+# What the claim (the webhook's hot path, one statement: outbox.claim) returns for sending.
+CLAIMED = ("url", "payload", "attempt_count", "claim_count", "created_at", "escalation_id", "lease_until")
 
 
 AGENT_SECRET_SQL = """
@@ -181,7 +158,8 @@ def delivery_record_attempt(
     """Record one attempt and move the delivery on: delivered, retrying or failed.
 
     A 2xx marks the escalation resumed. Network errors, 408, 429 and 5xx retry with
-    exponential backoff and jitter until WEBHOOK_RETRY_FOR_SECONDS have passed; other
+    exponential backoff and jitter within the retry window (outbox's give-up rule:
+    WEBHOOK_RETRY_FOR_SECONDS after the delivery was queued); other
     4xx stop. Returns the delivery; `next_attempt_at` tells when to try again.
     Raises Delivery.DoesNotExist if the row is gone.
     """
@@ -227,8 +205,8 @@ def delivery_record_attempt(
         else:
             retryable = status_code is None or status_code >= 500 or status_code in RETRYABLE
             delivery.last_error = (error or f"HTTP {status_code}")[:500]
-            next_at = now + outbox.outbox_retry_wait(number)
-            if retryable and next_at <= delivery.give_up_at():
+            next_at = outbox.retry_at(number, now=now, give_up_at=delivery.give_up_at())
+            if retryable and next_at is not None:
                 delivery.status = Delivery.Status.RETRYING
                 delivery.next_attempt_at = next_at
             else:

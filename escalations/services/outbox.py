@@ -1,17 +1,78 @@
-"""The outbox both deliveries and notifications use: rows due again, their lease, the wait
-before the next attempt."""
+"""The outbox both deliveries and notifications use: the claim of a due row, rows due again,
+their lease, the wait before the next attempt and the one give-up rule.
 
+An outbox model has a Status with PENDING, SENDING and RETRYING, next_attempt_at,
+lease_until, created_at, and give_up_at() (the end of its retry window), and uses
+OutboxQuerySet: Delivery here, notifications.Notification there.
+
+The give-up rule, one for every outbox: a transient failure is retried with backoff
+(outbox_retry_wait) while the next attempt still falls within the row's retry window
+(created_at + WEBHOOK_RETRY_FOR_SECONDS for a delivery, + NOTIFICATION_RETRY_FOR_SECONDS for
+a notification); the first failure whose next attempt would fall after it gives the row up.
+A window of time, not a count of attempts: the agents' contract promises at least 24 hours
+of retries, and with jittered backoff a count promises no length of time.
+"""
+
+import functools
 import random
+import uuid
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from escalations import policy
 
 from . import periodic
+
+
+def claim(
+    model, row_id, *, now: datetime, lease_seconds: float | None = None,
+    returning: tuple[str, ...] = ("id",), count_claim: bool = False,
+) -> tuple | None:
+    """Take a due row for sending: the compare-and-swap of OutboxQuerySet.due() on one row
+    (to SENDING, leased for `lease_seconds`, by default OUTBOX_LEASE_SECONDS), in one
+    statement that returns the `returning` columns. None when the row is gone, sent or
+    failed, not yet due, held by a live lease, or `row_id` is not an id at all.
+    `count_claim` adds one to the row's claim_count (deliveries stop poison rows by it)."""
+    try:
+        row_id = uuid.UUID(str(row_id))
+    except ValueError:
+        return None
+    lease = now + timedelta(seconds=lease_seconds or settings.OUTBOX_LEASE_SECONDS)
+    at = connection.ops.adapt_datetimefield_value
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _claim_sql(model, returning, count_claim),
+            [at(lease), model._meta.pk.get_db_prep_value(row_id, connection), at(now), at(now)],
+        )
+        return cursor.fetchone()
+
+
+@functools.cache
+def _claim_sql(model, returning: tuple[str, ...], count_claim: bool) -> str:
+    """One hand-written statement (the claim is the webhook's hot path); it must select
+    exactly what OutboxQuerySet.due() selects: tests/test_outbox.py holds them equal."""
+    status = model.Status
+    return f"""
+UPDATE {model._meta.db_table}
+SET status = '{status.SENDING}', lease_until = %s{", claim_count = claim_count + 1" if count_claim else ""}
+WHERE id = %s AND (
+    (status IN ('{status.PENDING}', '{status.RETRYING}') AND next_attempt_at <= %s)
+    OR (status = '{status.SENDING}' AND lease_until < %s)
+)
+RETURNING {", ".join(returning)}
+"""  # noqa: S608 (the table and columns are the model's own, never input)
+
+
+def retry_at(attempt: int, *, now: datetime, give_up_at: datetime) -> datetime | None:
+    """The one give-up rule (see the module's docstring): when a row that failed for the
+    `attempt`-th time is tried again, or None when that would fall after `give_up_at`,
+    the end of its retry window, and the row is given up."""
+    next_at = now + outbox_retry_wait(attempt)
+    return next_at if next_at <= give_up_at else None
 
 
 def outbox_sweep(model, *, now: datetime, grace_seconds: float) -> list[str]:
