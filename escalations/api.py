@@ -234,7 +234,7 @@ def withdraw(request: AgentRequest, escalation_id: str):
     summary="Ask the governance policy before acting",
 )
 def gate(request: AgentRequest, payload: GateIn):
-    verdict, rules = services.gate_check(agent=request.auth, data=payload)
+    verdict, rules = services.gate_check(agent=request.auth, data=payload.to_input())
     return json_response(
         request,
         {"verdict": verdict.name, "tier": verdict.tier, "reasons": verdict.reasons, "policy": rules.domain},

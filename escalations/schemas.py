@@ -23,6 +23,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from .inputs import ActionInput, GateInput
 from .models import Decision, Escalation
 from .problems import PATTERN_MESSAGES
 
@@ -227,6 +228,25 @@ class GateIn(Strict):
     attempts: Count(1_000_000) = 0
     novel: StrictBool = False
     run_id: Text(1, 200) | None = None
+
+    def to_input(self) -> GateInput:
+        """The service's input (escalations.inputs): the same values, no transport."""
+        action = self.action
+        return GateInput(
+            confidence=self.confidence,
+            domain=self.domain,
+            action=ActionInput(
+                name=action.name,
+                irreversible=action.irreversible,
+                planned_scope=action.planned_scope,
+                actual_scope=action.actual_scope,
+            )
+            if action
+            else None,
+            attempts=self.attempts,
+            novel=self.novel,
+            run_id=self.run_id,
+        )
 
 
 class DecisionIn(Strict):

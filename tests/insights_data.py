@@ -6,8 +6,9 @@ from datetime import UTC, date, datetime, timedelta
 import time_machine
 
 from escalations import services
+from escalations.inputs import GateInput
 from escalations.models import Decision, FlagReview
-from escalations.schemas import EscalationIn, GateIn
+from escalations.schemas import EscalationIn
 from tests.conftest import make_package
 
 DAY = date(2026, 3, 2)  # a Monday
@@ -43,7 +44,7 @@ def decide(escalation, user, when: datetime, option: str) -> None:
 def gate(agent, when: datetime, n: int) -> None:
     with time_machine.travel(when, tick=False):
         for _ in range(n):
-            services.gate_check(agent=agent, data=GateIn.model_validate({"confidence": 0.95}))
+            services.gate_check(agent=agent, data=GateInput(confidence=0.95))
 
 
 def build_day(agent, reviewer) -> dict:

@@ -11,8 +11,8 @@ from django.utils import timezone
 
 from escalations import levels, policy
 from escalations.errors import FieldError, Invalid
+from escalations.inputs import GateInput
 from escalations.models import Agent, EscalationLevel, GateCheck, Policy, PolicyVersion
-from escalations.schemas import GateIn
 
 
 def rules_for(domain: str) -> policy.Rules | None:
@@ -139,7 +139,7 @@ def _rules_or_422(domain: str, field: str) -> policy.Rules:
     return rules
 
 
-def gate_check(*, agent: Agent, data: GateIn) -> tuple[policy.Verdict, policy.Rules]:
+def gate_check(*, agent: Agent, data: GateInput) -> tuple[policy.Verdict, policy.Rules]:
     """Answer POST /gate from the same policy code as escalations, and count the call."""
     domain = data.domain or agent.domain
     rules = _rules_or_422(domain, "domain")
