@@ -7,7 +7,7 @@
  * database in a temporary HANDOFF_VAR_DIR. It serves on a free port; a webhook receiver
  * in this process records deliveries for the tests. Extra arguments go to `node --test`
  * (e.g. a file name). HANDOFF_TEST_OFFLINE=1 runs only the tests that need no server. */
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import { type AddressInfo, createServer as createNetServer } from "node:net";
@@ -97,21 +97,32 @@ class HandoffServer {
     this.env = env;
   }
 
-  manage(args: string[], extraEnv: Record<string, string> = {}): string {
-    const done = spawnSync(serverPython(), ["manage.py", ...args], {
-      cwd: SERVER_ROOT,
-      env: { ...this.env, ...extraEnv },
-      encoding: "utf8",
-      timeout: 120_000,
+  /** `python manage.py ARGS` against the server's database; its stdout. */
+  manage(args: string[], extraEnv: Record<string, string> = {}): Promise<string> {
+    return new Promise((done, fail) => {
+      const child = spawn(serverPython(), ["manage.py", ...args], {
+        cwd: SERVER_ROOT,
+        env: { ...this.env, ...extraEnv },
+        stdio: ["ignore", "pipe", "pipe"],
+        timeout: 120_000,
+      });
+      let out = "";
+      let err = "";
+      child.stdout.on("data", (chunk: Buffer) => (out += chunk.toString()));
+      child.stderr.on("data", (chunk: Buffer) => (err += chunk.toString()));
+      child.once("error", fail);
+      child.once("exit", (code) =>
+        code === 0 ? done(out) : fail(new Error(`manage.py ${args.join(" ")} failed (${code}):\n${out}${err}`)),
+      );
     });
-    if (done.status !== 0) {
-      throw new Error(`manage.py ${args.join(" ")} failed:\n${done.stdout}${done.stderr}${done.error ?? ""}`);
-    }
-    return done.stdout;
   }
 
-  async start(): Promise<void> {
-    this.manage(["migrate", "--noinput", "-v0"]);
+  async migrate(): Promise<void> {
+    await this.manage(["migrate", "--noinput", "-v0"]);
+  }
+
+  /** Start the web server (and, in production mode, a worker); resolve once it answers. */
+  async serve(): Promise<void> {
     const log = openSync(join(this.varDir, "server.log"), "a");
     if (this.env["REDIS_URL"]) {
       // Production mode: webhooks go out from a Celery worker.
@@ -144,18 +155,18 @@ class HandoffServer {
     throw new Error(`the server did not start; its log:\n${this.logTail()}`);
   }
 
-  createAgent(name: string, resumeUrl = ""): { token: string; signing_secret: string } {
+  async createAgent(name: string, resumeUrl = ""): Promise<{ token: string; signing_secret: string }> {
     const args = ["agent_create", name, ...(resumeUrl ? ["--resume-url", resumeUrl] : [])];
-    const lines = this.manage(args).trim().split("\n");
+    const lines = (await this.manage(args)).trim().split("\n");
     return JSON.parse(lines[lines.length - 1]!) as { token: string; signing_secret: string };
   }
 
-  reviewerToken(): string {
+  async reviewerToken(): Promise<string> {
     const username = `ts-r-${globalThis.crypto.randomUUID().slice(0, 8)}`;
-    this.manage(["createsuperuser", "--noinput", "--username", username, "--email", `${username}@example.com`], {
+    await this.manage(["createsuperuser", "--noinput", "--username", username, "--email", `${username}@example.com`], {
       DJANGO_SUPERUSER_PASSWORD: globalThis.crypto.randomUUID(),
     });
-    const lines = this.manage(["reviewer_token", username]).trim().split("\n");
+    const lines = (await this.manage(["reviewer_token", username])).trim().split("\n");
     return lines[lines.length - 1]!.trim();
   }
 
@@ -205,18 +216,26 @@ async function main(): Promise<number> {
     if (!offline) {
       if (!existsSync(join(SERVER_ROOT, "manage.py"))) throw new Error(`no Handoff server at ${SERVER_ROOT}`);
       server = new HandoffServer(varDir, await freePort());
-      await server.start();
       const hooks = await webhookReceiver();
       receiver = hooks.server;
       const suffix = globalThis.crypto.randomUUID().slice(0, 8);
-      const agent = server.createAgent(`ts-live-${suffix}`, `${hooks.url}/handoff`);
-      const other = server.createAgent(`ts-other-${suffix}`);
+      // Migrate, then start the server and make the accounts at once (each manage.py is a
+      // Django start: seconds on a busy machine).
+      await server.migrate();
+      const [, agent, other, reviewerToken] = await Promise.all([
+        server.serve(),
+        server.createAgent(`ts-live-${suffix}`, `${hooks.url}/handoff`),
+        server.createAgent(`ts-other-${suffix}`),
+        server.reviewerToken(),
+      ]);
       Object.assign(env, {
-        HANDOFF_URL: server.baseUrl,
         HANDOFF_TOKEN: agent.token,
         HANDOFF_SECRET: agent.signing_secret,
         HANDOFF_OTHER_TOKEN: other.token,
-        HANDOFF_REVIEWER_TOKEN: server.reviewerToken(),
+        HANDOFF_REVIEWER_TOKEN: reviewerToken,
+      });
+      Object.assign(env, {
+        HANDOFF_URL: server.baseUrl,
         HANDOFF_HOOKS_URL: `${hooks.url}/deliveries`,
         HANDOFF_SERVER_ROOT: SERVER_ROOT,
       });
