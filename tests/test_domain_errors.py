@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 SERVICE_MODULES = [
     *sorted((ROOT / "escalations" / "services").glob("*.py")),
-    *(ROOT / part / "services.py" for part in ("reviews", "notifications", "insights")),
+    *(ROOT / part / "services.py" for part in ("reviews", "notifications", "insights", "people")),
     ROOT / "escalations" / "errors.py",
     ROOT / "escalations" / "jsontext.py",
 ]
