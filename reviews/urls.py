@@ -1,6 +1,14 @@
 from django.urls import path
 
-from . import queue_views, views, views_account, views_agents, views_levels, views_policies
+from . import (
+    queue_views,
+    views,
+    views_account,
+    views_agents,
+    views_flagged,
+    views_levels,
+    views_policies,
+)
 
 app_name = "reviews"
 
@@ -17,6 +25,9 @@ urlpatterns = [
     path("escalations/<uuid:escalation_id>/reassign", views.reassign, name="reassign"),
     path("escalations/<uuid:escalation_id>/comment", views.comment, name="comment"),
     path("escalations/<uuid:escalation_id>/flag-review", views.flag_review, name="flag_review"),
+    path("flagged/", views_flagged.flagged_backlog, name="flagged"),
+    path("flagged/fine", views_flagged.flagged_fine, name="flagged_fine"),
+    path("flagged/<uuid:escalation_id>/fine", views_flagged.flagged_fine_one, name="flagged_fine_one"),
     path("runs/mine", views.my_runs, name="my_runs"),
     path("runs/<int:run_id>/close", views.run_close, name="run_close"),
     # everyone's own page: reviewer tokens

@@ -29,7 +29,7 @@ from .claims import (
     escalation_reassign,
     escalation_release,
 )
-from .comments import escalation_comment, flag_review_record, run_close
+from .comments import escalation_comment, flag_review_record, flag_reviews_mark_fine, run_close
 from .decisions import DecisionRequest, decision_errors, escalation_decide, needs_approvals
 from .deliveries import (
     deliveries_sweep,
@@ -86,6 +86,7 @@ __all__ = [
     "escalations_delete",
     "fingerprint",
     "flag_review_record",
+    "flag_reviews_mark_fine",
     "gate_check",
     "idempotency_keys_purge",
     "levels_advance",

@@ -127,6 +127,22 @@ def flag_review_record(
     return review
 
 
+def flag_reviews_mark_fine(*, escalation_ids, user, now: datetime | None = None) -> int:
+    """Mark each of `escalation_ids` fine (the flagged backlog's bulk action): one
+    flag_review_record each, in its own transaction. Those someone reviewed meanwhile, or
+    that are not policy-decided tier 2, or unknown, are passed over. Returns how many this
+    call marked. On commit: FLAG_REVIEWED announced for each.
+    """
+    marked = 0
+    for escalation_id in dict.fromkeys(escalation_ids):  # once each, in the order given
+        try:
+            flag_review_record(escalation_id=escalation_id, user=user, verdict=FlagReview.Verdict.FINE, now=now)
+        except (Conflict, NotFound):
+            continue
+        marked += 1
+    return marked
+
+
 def run_close(*, run_id, user, note: str, now: datetime | None = None) -> Run:
     """Close a run `user` took over, with a note on how it ended.
 
