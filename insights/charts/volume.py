@@ -1,0 +1,150 @@
+"""How many escalations: the rate per agent, by reason, by tier."""
+
+from insights import selectors
+from insights.selectors import Filters
+
+from .base import (
+    PALETTE,
+    REASONS,
+    TIER_COLOURS,
+    TIER_NAMES,
+    Chart,
+    Column,
+    Table,
+    period_label,
+    ratio,
+    series_key,
+    time_layout,
+)
+
+
+def rate_chart(f: Filters) -> Chart:
+    cells: dict = {}
+    for row in selectors.activity_rows(f):
+        key = (row["period"], row["agent__name"], row["domain"])
+        cell = cells.setdefault(key, [0, 0, 0])
+        cell[0] += row["escalations"]
+        cell[1] += row["gate_checks"]
+        cell[2] += row["runs"]
+    rows = [
+        [period.isoformat(), agent, domain, e, g, r, ratio(e, g), ratio(e, r)]
+        for (period, agent, domain), (e, g, r) in sorted(cells.items())
+    ]
+    table = Table(
+        "escalation-rate",
+        "Escalations, gate checks and runs per period",
+        [
+            Column("period", period_label(f), "date"),
+            Column("agent", "Agent", "text"),
+            Column("domain", "Domain", "text"),
+            Column("escalations", "Escalations"),
+            Column("gate_checks", "Gate checks"),
+            Column("runs", "Runs"),
+            Column("rate_per_gate_check", "Per gate check", "rate"),
+            Column("rate_per_run", "Per run", "rate"),
+        ],
+        rows,
+    )
+    series = sorted({series_key(r[1], r[2]) for r in rows})
+    periods = [p.isoformat() for p in f.periods()]
+    figures = []
+    for index, title in ((6, "Escalations per gate check"), (7, "Escalations per run")):
+        by_key = {(r[0], series_key(r[1], r[2])): r[index] for r in rows}
+        traces = [
+            {
+                "type": "scatter",
+                "mode": "lines+markers",
+                "name": name,
+                "x": periods,
+                "y": [by_key.get((p, name)) for p in periods],
+                "line": {"color": PALETTE[i % len(PALETTE)], "width": 2},
+                "connectgaps": False,
+            }
+            for i, name in enumerate(series)
+        ]
+        figures.append(
+            {
+                "data": traces,
+                "layout": time_layout(f, title),
+            }
+        )
+    return Chart(
+        "rate",
+        "Escalation rate over time",
+        "Escalations (all tiers) per gate check and per run, per agent and domain. "
+        "Runs count in their agent's domain; a gap means no gate checks or runs that period.",
+        [table],
+        figures,
+    )
+
+
+def _stacked(
+    f: Filters, key: str, names: dict, colours: dict | None, csv: str, caption: str
+) -> tuple[Table, dict]:
+    counts = selectors.escalations_by_period(f, key)
+    present = sorted(
+        {k for (_, k) in counts}, key=lambda k: (list(names).index(k) if k in names else 99, str(k))
+    )
+    periods = f.periods()
+    rows = (
+        [
+            [
+                p.isoformat(),
+                *(counts.get((p, k), 0) for k in present),
+                sum(counts.get((p, k), 0) for k in present),
+            ]
+            for p in periods
+        ]
+        if present
+        else []
+    )
+    table = Table(
+        csv,
+        caption,
+        [
+            Column("period", period_label(f), "date"),
+            *(Column(str(k), names.get(k, str(k))) for k in present),
+            Column("total", "Total"),
+        ],
+        rows,
+    )
+    traces = [
+        {
+            "type": "bar",
+            "name": names.get(k, str(k)),
+            "x": [p.isoformat() for p in periods],
+            "y": [counts.get((p, k), 0) for p in periods],
+            "marker": {"color": (colours or {}).get(k, PALETTE[i % len(PALETTE)])},
+        }
+        for i, k in enumerate(present)
+    ]
+    return table, {
+        "data": traces,
+        "layout": time_layout(f, "Escalations", barmode="stack"),
+    }
+
+
+def reason_chart(f: Filters) -> Chart:
+    table, figure = _stacked(
+        f, "reason", REASONS, None, "escalations-by-reason", "Escalations per period by reason"
+    )
+    return Chart(
+        "reasons",
+        "Escalations by reason",
+        "Why agents asked, per period (all tiers).",
+        [table],
+        [figure],
+    )
+
+
+def tier_chart(f: Filters) -> Chart:
+    table, figure = _stacked(
+        f, "tier", TIER_NAMES, TIER_COLOURS, "escalations-by-tier", "Escalations per period by tier"
+    )
+    return Chart(
+        "tiers",
+        "Escalations by tier",
+        "Tiers 1 and 2 were decided by the policy; 3 and 4 waited for a person.",
+        [table],
+        [figure],
+    )
