@@ -180,7 +180,7 @@ def _fixtures(ctx: Context) -> None:
         agent = ctx.agents[role].agent
         body = ctx.package(f"{role}-{ctx.nonce}-0")
         created = services.escalation_create(
-            agent=agent, package=EscalationIn.model_validate(body), body=body
+            agent=agent, package=EscalationIn.model_validate(body).to_input(body)
         )
         template = created.escalation
         assert created.created, template.tier

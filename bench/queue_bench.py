@@ -103,7 +103,7 @@ def seed(rows: int):
     ]
     body = make_package(run_id="template")
     template = services.escalation_create(
-        agent=agents[0].agent, package=EscalationIn.model_validate(body), body=body
+        agent=agents[0].agent, package=EscalationIn.model_validate(body).to_input(body)
     ).escalation
     ids = "ARRAY[" + ",".join(str(a.agent.id) for a in agents) + "]"
     agent = f"({ids})[1 + g % {AGENTS}]"

@@ -131,6 +131,6 @@ def _escalation(demo: data.DemoEscalation, agent: Agent, now: datetime) -> tuple
     }
     with transaction.atomic():
         result = services.escalation_create(
-            agent=agent, package=EscalationIn.model_validate(body), body=body, now=posted
+            agent=agent, package=EscalationIn.model_validate(body).to_input(body), now=posted
         )
     return result.escalation, True

@@ -133,7 +133,7 @@ def create_escalation(
     if body is None:
         body = json.loads(request.body)
     result = services.escalation_create(
-        agent=request.auth, package=payload, body=body, idempotency_key=idempotency_key
+        agent=request.auth, package=payload.to_input(body), idempotency_key=idempotency_key
     )
     escalation = result.escalation
     status = 201 if result.created else 200

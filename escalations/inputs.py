@@ -2,7 +2,11 @@
 the transport (the agent API's ninja schemas build these in the view; a test or a command
 builds them directly)."""
 
-from dataclasses import dataclass
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -25,3 +29,62 @@ class GateInput:
     attempts: int = 0
     novel: bool = False
     run_id: str | None = None
+
+
+@dataclass(frozen=True)
+class StepInput:
+    """One step of the agent's history: `at` for the clock checks, `record` as it is stored."""
+
+    at: datetime
+    record: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class OptionInput:
+    """One option the agent sees; `record` is the option as it is stored and shown."""
+
+    key: str
+    irreversible: bool
+    record: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class DelayInput:
+    """The cost of delay: what waiting costs, and by when a person should answer."""
+
+    blocking: bool
+    impact: str
+    blocked_tasks: int = 0
+    stuck_since: datetime | None = None
+    respond_by: datetime | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class PackageInput:
+    """An escalation package, checked field by field (escalations.schemas.EscalationIn
+    builds it); the service checks what spans fields or needs the clock and the policy.
+    `fingerprint` identifies the request body for idempotent replays (intake.fingerprint)."""
+
+    run_id: str
+    title: str
+    uncertainty: str
+    reason: str
+    confidence: float
+    history: tuple[StepInput, ...]
+    options: tuple[OptionInput, ...]
+    cost_of_delay: DelayInput
+    fingerprint: str
+    action: ActionInput | None = None
+    action_record: dict[str, Any] | None = None
+    attempts: int = 0
+    domain: str | None = None
+    timeout_option: str | None = None
+    links: tuple[dict[str, Any], ...] = ()
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def fingerprint(body: Any) -> str:
+    """The same body, whatever its key order or spacing, gives the same fingerprint."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()

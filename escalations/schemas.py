@@ -23,7 +23,15 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from .inputs import ActionInput, GateInput
+from .inputs import (
+    ActionInput,
+    DelayInput,
+    GateInput,
+    OptionInput,
+    PackageInput,
+    StepInput,
+    fingerprint,
+)
 from .models import Decision, Escalation
 from .problems import PATTERN_MESSAGES
 
@@ -139,6 +147,14 @@ class ActionIn(Strict):
     planned_scope: Count() | None = None
     actual_scope: Count() | None = None
 
+    def to_input(self) -> ActionInput:
+        return ActionInput(
+            name=self.name,
+            irreversible=self.irreversible,
+            planned_scope=self.planned_scope,
+            actual_scope=self.actual_scope,
+        )
+
 
 class LinkIn(Strict):
     label: Text(1, 200)
@@ -216,6 +232,46 @@ class EscalationIn(Strict):
             )
         return options
 
+    def to_input(self, body: Any) -> PackageInput:
+        """The service's input (escalations.inputs), with the fingerprint of `body` (the
+        request's JSON as parsed: an idempotent replay must send the same body)."""
+        action, delay = self.action, self.cost_of_delay
+        return PackageInput(
+            run_id=self.run_id,
+            title=self.title,
+            uncertainty=self.uncertainty,
+            reason=self.reason,
+            confidence=self.confidence,
+            history=tuple(
+                StepInput(at=step.at, record=step.model_dump(mode="json", exclude_none=True))
+                for step in self.history
+            ),
+            options=tuple(
+                OptionInput(
+                    key=option.key,
+                    irreversible=option.irreversible,
+                    record=option.model_dump(mode="json", exclude_none=True),
+                )
+                for option in self.options
+            ),
+            cost_of_delay=DelayInput(
+                blocking=delay.blocking,
+                impact=delay.impact,
+                blocked_tasks=delay.blocked_tasks,
+                stuck_since=delay.stuck_since,
+                respond_by=delay.respond_by,
+                note=delay.note,
+            ),
+            fingerprint=fingerprint(body),
+            action=action.to_input() if action else None,
+            action_record=action.model_dump(mode="json", exclude_none=True) if action else None,
+            attempts=self.attempts,
+            domain=self.domain,
+            timeout_option=self.timeout_option,
+            links=tuple(link.model_dump(mode="json") for link in self.links),
+            metadata=self.metadata,
+        )
+
 
 class GateIn(Strict):
     model_config = ConfigDict(extra="ignore", json_schema_extra={"examples": [{
@@ -235,14 +291,7 @@ class GateIn(Strict):
         return GateInput(
             confidence=self.confidence,
             domain=self.domain,
-            action=ActionInput(
-                name=action.name,
-                irreversible=action.irreversible,
-                planned_scope=action.planned_scope,
-                actual_scope=action.actual_scope,
-            )
-            if action
-            else None,
+            action=action.to_input() if action else None,
             attempts=self.attempts,
             novel=self.novel,
             run_id=self.run_id,

@@ -24,7 +24,7 @@ def create(agent, run_id: str, confidence: float, when: datetime, **overrides):
     with time_machine.travel(when, tick=False):
         body = make_package(run_id=run_id, confidence=confidence, **overrides)
         return services.escalation_create(
-            agent=agent, package=EscalationIn.model_validate(body), body=body
+            agent=agent, package=EscalationIn.model_validate(body).to_input(body)
         ).escalation
 
 

@@ -29,7 +29,7 @@ def create_escalation(**overrides):
 
     package = make_package(**overrides)
     return services.escalation_create(
-        agent=agent, package=EscalationIn.model_validate(package), body=package
+        agent=agent, package=EscalationIn.model_validate(package).to_input(package)
     ).escalation
 
 

@@ -186,7 +186,7 @@ def decided_through_the_services() -> list[Escalation]:
         step = {"at": (at - timedelta(minutes=10)).isoformat(), "action": "read the code", "outcome": "ok"}
         body = make_package(run_id=run_id, history=[step], **overrides)
         return services.escalation_create(
-            agent=agent, package=EscalationIn.model_validate(body), body=body, now=at
+            agent=agent, package=EscalationIn.model_validate(body).to_input(body), now=at
         ).escalation
 
     autonomous = create("inv-tier1", 0, confidence=0.97)

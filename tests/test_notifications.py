@@ -345,7 +345,7 @@ def test_an_events_outbox_rows_commit_or_roll_back_with_its_change(agent_with_to
     def create_then_fail() -> None:
         with transaction.atomic():
             services.escalation_create(
-                agent=agent_with_token[0], package=EscalationIn.model_validate(package), body=package
+                agent=agent_with_token[0], package=EscalationIn.model_validate(package).to_input(package)
             )
             assert Notification.objects.count() == 1  # written in the change's transaction
             raise RuntimeError("rolled back")
@@ -664,7 +664,7 @@ with transaction.atomic():
     # The first callback after the commit kills the process: nothing is ever enqueued.
     transaction.on_commit(lambda: os.kill(os.getpid(), signal.SIGKILL))
     services.escalation_create(
-        agent=Agent.objects.get(pk={agent.pk}), package=EscalationIn.model_validate(package), body=package
+        agent=Agent.objects.get(pk={agent.pk}), package=EscalationIn.model_validate(package).to_input(package)
     )
 raise SystemExit("still alive after the commit")
 """

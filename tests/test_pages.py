@@ -26,7 +26,7 @@ def create(agent, *, now=None, **overrides) -> Escalation:
     """Through the service (lets a test choose the clock)."""
     body = json.loads(json.dumps(make_package(**overrides), default=str))
     package = EscalationIn.model_validate(body)
-    return services.escalation_create(agent=agent, package=package, body=body, now=now).escalation
+    return services.escalation_create(agent=agent, package=package.to_input(body), now=now).escalation
 
 
 @pytest.fixture

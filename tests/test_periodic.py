@@ -257,8 +257,7 @@ def test_the_embedded_worker_runs_tasks_in_process(embedded_worker, agent, revie
         agent.save(update_fields=["resume_url"])
         created = services.escalation_create(
             agent=agent,
-            package=EscalationIn.model_validate(make_package()),
-            body=make_package(),
+            package=EscalationIn.model_validate(make_package()).to_input(make_package()),
         ).escalation
         # The decision commits; its on-commit delay() goes to the in-memory broker, and the
         # worker thread of this process sends it.

@@ -37,7 +37,7 @@ from .deliveries import (
     delivery_record_attempt,
     delivery_redeliver,
 )
-from .intake import Created, escalation_create, fingerprint
+from .intake import Created, escalation_create
 from .periodic import (
     claims_expire,
     escalations_delete,
@@ -84,7 +84,6 @@ __all__ = [
     "escalation_release",
     "escalation_withdraw",
     "escalations_delete",
-    "fingerprint",
     "flag_review_record",
     "flag_reviews_mark_fine",
     "gate_check",

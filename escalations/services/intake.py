@@ -1,11 +1,8 @@
 """A new escalation: the package checked, the policy's verdict and priority, idempotent
 replays, the open-run and budget rules, and the tier-1 decision the policy takes itself."""
 
-import hashlib
-import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -14,25 +11,18 @@ from django.utils import timezone
 
 from escalations import policy, signals
 from escalations.errors import Conflict, FieldError, Invalid
+from escalations.inputs import PackageInput
 from escalations.models import Agent, Decision, Escalation, Event, Run
-from escalations.schemas import EscalationIn
 from escalations.transport import events
 from escalations.wire import escalation_dict
 
 from . import decisions, policies, timeline
 
-
-def fingerprint(body: Any) -> str:
-    """The same body, whatever its key order or spacing, gives the same fingerprint."""
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
 # How far ahead of the server's clock an agent's times may be (its clock may run fast).
 CLOCK_SKEW = timedelta(minutes=5)
 
 
-def _cross_field_errors(package: EscalationIn, now: datetime) -> list[FieldError]:
+def _cross_field_errors(package: PackageInput, now: datetime) -> list[FieldError]:
     errors = []
     delay = package.cost_of_delay
     if delay.respond_by is not None and delay.respond_by <= now:
@@ -78,8 +68,7 @@ class Created:
 def escalation_create(
     *,
     agent: Agent,
-    package: EscalationIn,
-    body: Any,
+    package: PackageInput,
     idempotency_key: str | None = None,
     now: datetime | None = None,
 ) -> Created:
@@ -94,7 +83,7 @@ def escalation_create(
     Invalid (the package, or an unknown domain).
     """
     now = now or timezone.now()
-    body_fingerprint = fingerprint(body)
+    body_fingerprint = package.fingerprint
     errors = _cross_field_errors(package, now)
     domain = package.domain or agent.domain
     rules = policies.rules_for(domain)
@@ -136,19 +125,19 @@ def escalation_create(
         uncertainty=package.uncertainty,
         reason=package.reason,
         confidence=package.confidence,
-        history=[step.model_dump(mode="json", exclude_none=True) for step in package.history],
-        options=[option.model_dump(mode="json", exclude_none=True) for option in package.options],
+        history=[step.record for step in package.history],
+        options=[option.record for option in package.options],
         blocking=delay.blocking,
         impact=delay.impact,
         blocked_tasks=delay.blocked_tasks,
         stuck_since=delay.stuck_since or now,
         respond_by=respond_by,
         delay_note=delay.note or "",
-        action=action.model_dump(mode="json", exclude_none=True) if action else None,
+        action=package.action_record,
         attempts=package.attempts,
         domain=domain,
         timeout_option=package.timeout_option or "",
-        links=[link.model_dump(mode="json") for link in package.links],
+        links=list(package.links),
         metadata=package.metadata,
         is_irreversible=irreversible,
         tier=verdict.tier,
