@@ -148,7 +148,7 @@ UV_COMPILE = $(VENV)/bin/uv pip compile --universal --python-version 3.11 --gene
 lock: $(STAMP_TEST) ## refresh the lock files from pyproject.toml (UPGRADE=1: newest allowed)
 	$(UV_COMPILE) pyproject.toml -o $(LOCK)
 	$(UV_COMPILE) pyproject.toml --extra test -c $(LOCK) -o $(DEV_LOCK)
-	$(UV_COMPILE) clients/python/pyproject.toml --extra langgraph --extra openai-agents --extra test -o $(CLIENT_LOCK)
+	$(UV_COMPILE) clients/python/pyproject.toml --extra langgraph --extra openai-agents --extra mcp --extra pydantic-ai --extra test -o $(CLIENT_LOCK)
 	@echo "==> lock files refreshed: review 'git diff requirements/ $(CLIENT_LOCK)' and commit"
 
 lint: $(STAMP_TEST) ## ruff

@@ -102,14 +102,19 @@ def escalation_pk(escalation_id: str) -> uuid.UUID:
 
 
 def get_own_escalation(request: AgentRequest, escalation_id: str) -> Escalation:
-    """The agent's own escalation, or 404 (another agent's is not found, never forbidden)."""
+    return own_escalation(request.auth, escalation_id)
+
+
+def own_escalation(agent: Agent, escalation_id: str) -> Escalation:
+    """The agent's own escalation, or 404 (another agent's is not found, never forbidden).
+    The REST views and the MCP tools (escalations.mcp_api) both ask here."""
     pk = escalation_pk(escalation_id)
     found = list(
-        Escalation.objects.select_related("run", "decision").filter(pk=pk, agent=request.auth).order_by()[:1]
+        Escalation.objects.select_related("run", "decision").filter(pk=pk, agent=agent).order_by()[:1]
     )
     if not found:
         raise Problem(404, f"No escalation {escalation_id} for this agent.")
-    found[0].agent = request.auth
+    found[0].agent = agent
     return found[0]
 
 

@@ -298,6 +298,14 @@ class GateIn(Strict):
         )
 
 
+class AnswerIn(Strict):
+    """POST /escalations/{id}/answer: the agent's answer to a reviewer's question."""
+
+    text: Text(1, 4000)
+    history: Annotated[list[StepIn], Field(max_length=2000)] = []
+    links: Annotated[list[LinkIn], Field(max_length=20)] = []
+
+
 class DecisionIn(Strict):
     model_config = ConfigDict(extra="ignore", json_schema_extra={"examples": [
         {"kind": "option", "option": "update-callers", "args": {"paths": ["billing/"]},

@@ -1,7 +1,7 @@
 """ASGI entry point: websockets, long-polls, and (in the embedded mode) everything else.
 
 In production, plain HTTP is served by gunicorn (handoff_site.wsgi) and the proxy sends
-websockets and `?wait=` long-polls here. In the embedded mode this one process serves all,
+websockets, `?wait=` long-polls and /mcp (the agent API as MCP tools) here. In the embedded mode this one process serves all,
 and runs the Celery worker and beat in threads (handoff_site.embedded).
 """
 
@@ -17,6 +17,7 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
+from escalations import mcp_api  # noqa: E402
 from escalations.transport.bodylimit import BodyLimitMiddleware  # noqa: E402
 from escalations.transport.longpoll import LongPollMiddleware  # noqa: E402
 from handoff_site.ratelimit import RateLimitMiddleware  # noqa: E402
@@ -33,7 +34,8 @@ if settings.DEBUG or settings.EMBEDDED or settings.TESTING:
 
 application = ProtocolTypeRouter(
     {
-        "http": RateLimitMiddleware(BodyLimitMiddleware(LongPollMiddleware(http_app))),
+        # /mcp: the agent API as MCP tools (escalations.mcp_api), rate-limited as /api/ is.
+        "http": RateLimitMiddleware(mcp_api.route(BodyLimitMiddleware(LongPollMiddleware(http_app)))),
         "websocket": SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

@@ -50,6 +50,8 @@ from operations import metrics
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/"
+# The agent API over MCP (escalations.mcp_api) counts as the agent API does.
+LIMITED_PREFIXES = (API_PREFIX, "/mcp")
 REVIEWER_PREFIX = "/api/v1/review/"
 KEY_PREFIX = "handoff-limits"
 REDIS_TIMEOUT_SECONDS = 0.5  # a request's worst case while Redis hangs (then the breaker)
@@ -130,8 +132,9 @@ def bearer_token(authorization: str | None) -> str | None:
 
 
 def counted(path: str, authorization: str | None, address: str) -> list[tuple[str, str]]:
-    """(limit name, identity) pairs this request counts against, in order; [] outside /api/."""
-    if not path.startswith(API_PREFIX):
+    """(limit name, identity) pairs this request counts against, in order; [] outside /api/
+    and /mcp."""
+    if not path.startswith(LIMITED_PREFIXES):
         return []
     pairs = []
     token = bearer_token(authorization)
@@ -358,7 +361,7 @@ class RateLimitMiddleware:
         self.app = app
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith(API_PREFIX):
+        if scope["type"] == "http" and scope["path"].startswith(LIMITED_PREFIXES):
             authorization = forwarded = None
             for key, value in scope.get("headers", ()):
                 if key == b"authorization":

@@ -137,6 +137,9 @@ def test_nginx_routes_long_polls_and_websockets_to_the_asgi_server():
     assert "map $arg_wait $api_upstream" in conf
     assert "proxy_pass http://$api_upstream;" in conf
     assert "proxy_set_header Upgrade $http_upgrade;" in conf
+    mcp = conf.split("location = /mcp {", 1)[1].split("}", 1)[0]  # MCP tools: uvicorn, unbuffered
+    assert "proxy_pass http://web_async;" in mcp
+    assert "proxy_buffering off;" in mcp
 
 
 # ---------------------------------------------------------------- settings

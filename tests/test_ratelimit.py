@@ -53,6 +53,7 @@ def test_api_calls_count_against_their_token_then_their_address():
     assert counted("/api/v1/openapi.json", None, "203.0.113.9") == [("address", "203.0.113.9")]
     assert counted("/api/v1/gate", "Basic abc", "a") == [("address", "a")]
     assert counted("/queue/", "Bearer abc", "a") == []  # pages: sign-in throttling, not these
+    assert [name for name, _ in counted("/mcp", "Bearer abc", "a")] == ["agent", "address"]
 
 
 # ---------------------------------------------------------------- through the ASGI server

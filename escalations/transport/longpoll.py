@@ -138,6 +138,18 @@ SECURITY_HEADERS = {
 _still_waiting_async = database_sync_to_async(_still_waiting, thread_sensitive=False)
 
 
+async def wait_for_escalation(token: str, escalation_id: uuid.UUID, seconds: int) -> bool:
+    """Wait, holding no database connection, until the agent's escalation leaves the open
+    states or `seconds` pass. False at once when there is nothing to wait for (not open,
+    not this token's, or the token is not live). The caller reads the answer after: the
+    long-poll here, the MCP tool (escalations.mcp_api) too."""
+    target = await _target_async(Wait(token, seconds, escalation_id=escalation_id))
+    if target is None:
+        return False
+    await wakeup.wait_for([target.key], seconds, lambda: _still_waiting_async(target))
+    return True
+
+
 class LongPollMiddleware:
     """ASGI middleware in front of Django's HTTP application."""
 
@@ -164,13 +176,14 @@ class LongPollMiddleware:
 
     async def _wait(self, wait: Wait, headers: dict, send) -> bool:
         """Wait when there is something to wait for; True when the answer has been sent."""
+        if wait.escalation_id is not None:
+            return await wait_for_escalation(wait.token, wait.escalation_id, wait.seconds) and (
+                await self._answer(wait, headers.get(b"if-none-match", b"").decode("latin-1"), send)
+            )
         target = await _target_async(wait)
-        if target is None:
-            return False
-        await wakeup.wait_for([target.key], wait.seconds, lambda: _still_waiting_async(target))
-        return target.escalation_id is not None and await self._answer(
-            wait, headers.get(b"if-none-match", b"").decode("latin-1"), send
-        )
+        if target is not None:
+            await wakeup.wait_for([target.key], wait.seconds, lambda: _still_waiting_async(target))
+        return False
 
     async def _answer(self, wait: Wait, if_none_match: str, send) -> bool:
         """Answer a finished escalation wait here, as the view would, without Django's

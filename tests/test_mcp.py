@@ -1,0 +1,265 @@
+"""/mcp: the agent API as MCP tools (API.md, "MCP: the same API as tools"), through the
+official MCP Python SDK's client over Streamable HTTP, against uvicorn serving
+handoff_site.asgi in a subprocess (production settings, the test database, Redis).
+
+The client lists the tools and their schemas (the REST API's own pydantic schemas),
+escalates, waits while a reviewer decides through the reviewer API, gets the decision and
+acknowledges it; a bad token is refused; an incomplete package is a tool error naming each
+field. The wait holds no database connection (counted in pg_stat_activity).
+"""
+
+import asyncio
+import os
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import httpx2
+import pytest
+from django.db import connection
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
+
+from escalations import services
+from escalations.schemas import EscalationIn, GateIn
+from reviews.services import reviewer_token_issue
+from tests.conftest import ensure_default_policies, make_package, make_user, need
+from tests.processes import production_env, uvicorn
+
+pytestmark = [pytest.mark.redis, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+TOOLS = {
+    "escalate",
+    "wait_for_decision",
+    "check_gate",
+    "answer_question",
+    "acknowledge",
+    "withdraw",
+}
+
+
+@pytest.fixture(autouse=True)
+def _services():
+    need(bool(os.environ.get("REDIS_URL")), "Redis (REDIS_URL)")
+    need(connection.vendor == "postgresql", "PostgreSQL (DATABASE_URL)")
+
+
+@pytest.fixture
+def server(tmp_path) -> Iterator[str]:
+    env = production_env(redis_url=os.environ["REDIS_URL"], var_dir=tmp_path)
+    process, url = uvicorn(env, tmp_path)
+    try:
+        yield url
+    finally:
+        process.stop()
+        print(process.log())
+
+
+@pytest.fixture
+def agent_token() -> str:
+    ensure_default_policies()
+    return services.agent_create(name="mcp-agent", domain="default").token
+
+
+@pytest.fixture
+def reviewer_token() -> str:
+    return reviewer_token_issue(user=make_user("alice", "reviewer"))
+
+
+def connect(url: str, token: str) -> Client:
+    http = httpx2.AsyncClient(
+        headers={"Authorization": f"Bearer {token}"}, timeout=httpx2.Timeout(30, read=120)
+    )
+    return Client(streamable_http_client(url + "/mcp", http_client=http))
+
+
+async def call(client: Client, name: str, arguments: dict[str, Any]):
+    return await client.call_tool(name, arguments)
+
+
+def decide_later(
+    url: str, token: str, escalation_id: str, delay: float, args: dict
+) -> threading.Thread:
+    """A reviewer deciding through the reviewer API after `delay` seconds."""
+
+    def run() -> None:
+        time.sleep(delay)
+        response = httpx.post(
+            f"{url}/api/v1/review/escalations/{escalation_id}/decision",
+            headers={"Authorization": f"Bearer {token}"},
+            json={
+                "kind": "option",
+                "option": "update-callers",
+                "args": args,
+                "instruction": "Leave legacy alone.",
+            },
+            timeout=10,
+        )
+        assert response.status_code == 201, response.text
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def connections_of(application_name_like: str = "%") -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        return cursor.fetchone()[0]
+
+
+def test_tools_schemas_escalate_wait_decide_ack(server, agent_token, reviewer_token):
+    async def scenario():
+        async with connect(server, agent_token) as client:
+            listed = {tool.name: tool for tool in (await client.list_tools()).tools}
+            assert set(listed) == TOOLS
+            # One definition: the REST API's pydantic schemas, as JSON Schema.
+            escalate_schema = listed["escalate"].input_schema
+            assert escalate_schema["required"] == EscalationIn.model_json_schema()["required"]
+            assert "idempotency_key" in escalate_schema["properties"]
+            assert listed["check_gate"].input_schema == GateIn.model_json_schema()
+            assert listed["wait_for_decision"].input_schema["properties"]["wait"]["maximum"] == 60
+            assert listed["escalate"].output_schema["properties"]["decision"]
+
+            gate = await call(
+                client,
+                "check_gate",
+                {"action": {"name": "drop table", "irreversible": True}, "confidence": 0.9},
+            )
+            assert not gate.is_error, gate.content
+            assert gate.structured_content["verdict"] == "escalate"
+
+            package = {**make_package(run_id="mcp-run"), "idempotency_key": "k-1"}
+            created = await call(client, "escalate", package)
+            assert not created.is_error, created.content
+            escalation = created.structured_content
+            assert escalation["status"] == "pending"
+            assert escalation["id"] in created.content[0].text  # the object as text too
+            replay = await call(client, "escalate", package)
+            assert replay.structured_content["id"] == escalation["id"]
+            reused = await call(client, "escalate", {**package, "title": "Another body"})
+            assert reused.is_error
+            assert (
+                "Idempotency-Key" in reused.content[0].text
+                or "idempotency" in reused.content[0].text.lower()
+            )
+
+            # Waiting while nothing is decided: the state after `wait` seconds, still open.
+            started = time.monotonic()
+            still = await call(client, "wait_for_decision", {"id": escalation["id"], "wait": 1})
+            assert still.structured_content["status"] == "pending"
+            assert 0.9 < time.monotonic() - started < 10
+
+            before = await asyncio.to_thread(connections_of)
+            decider = decide_later(
+                server, reviewer_token, escalation["id"], 2.0, {"paths": ["billing/new"]}
+            )
+            waiting = asyncio.create_task(
+                call(client, "wait_for_decision", {"id": escalation["id"], "wait": 30})
+            )
+            await asyncio.sleep(1.0)
+            during = await asyncio.to_thread(connections_of)
+            started = time.monotonic()
+            decided = await waiting
+            took = time.monotonic() - started
+            await asyncio.to_thread(decider.join, 10)
+            assert not decided.is_error, decided.content
+            result = decided.structured_content
+            assert result["status"] == "decided"
+            assert result["decision"]["option"] == "update-callers"
+            assert result["decision"]["args"] == {"paths": ["billing/new"]}
+            assert result["decision"]["decided_by"] == {"type": "human", "name": "alice"}
+            assert took < 5, f"the wake-up took {took:.1f} s"
+            assert during <= before, (
+                f"a waiting tool call held a database connection ({before} -> {during})"
+            )
+
+            acked = await call(client, "acknowledge", {"id": escalation["id"]})
+            assert acked.structured_content["status"] == "resumed"
+
+            # The REST API sees the same escalation.
+            rest = httpx.get(
+                f"{server}/api/v1/escalations/{escalation['id']}",
+                headers={"Authorization": f"Bearer {agent_token}"},
+            )
+            assert rest.json()["status"] == "resumed"
+
+    asyncio.run(scenario())
+
+
+def test_incomplete_package_is_a_tool_error_naming_each_field(server, agent_token):
+    async def scenario():
+        async with connect(server, agent_token) as client:
+            package = make_package(run_id="bad-run")
+            del package["options"]
+            package["cost_of_delay"]["impact"] = "huge"
+            package["confidence"] = 3
+            result = await call(client, "escalate", package)
+            assert result.is_error
+            text = result.content[0].text
+            assert text.startswith("3 fields need attention"), text
+            assert "- options: is required" in text
+            assert "- cost_of_delay.impact: must be one of low, medium, high, critical" in text
+            assert "- confidence: must be at most 1" in text
+
+            generic = await call(
+                client,
+                "escalate",
+                make_package(run_id="r2", uncertainty="I'm stuck, need help please now"),
+            )
+            assert generic.is_error
+            assert "- uncertainty: is too generic" in generic.content[0].text
+
+            unknown = await call(
+                client, "acknowledge", {"id": "00000000-0000-0000-0000-000000000000"}
+            )
+            assert unknown.is_error
+            assert "No escalation" in unknown.content[0].text
+
+            open_one = await call(client, "escalate", make_package(run_id="r3"))
+            early = await call(client, "acknowledge", {"id": open_one.structured_content["id"]})
+            assert early.is_error
+            assert "no decision to acknowledge" in early.content[0].text
+            withdrawn = await call(client, "withdraw", {"id": open_one.structured_content["id"]})
+            assert withdrawn.structured_content["status"] == "withdrawn"
+
+            missing = await call(
+                client, "answer_question", {"id": open_one.structured_content["id"]}
+            )
+            assert missing.is_error
+            assert "- text: is required" in missing.content[0].text
+            answer = await call(
+                client,
+                "answer_question",
+                {"id": open_one.structured_content["id"], "text": "The logs say 3 rows."},
+            )
+            assert answer.is_error
+            assert "not available on this server yet" in answer.content[0].text
+
+    asyncio.run(scenario())
+
+
+def test_a_bad_token_is_refused(server, agent_token):
+    response = httpx.post(
+        server + "/mcp",
+        headers={"Authorization": "Bearer nope", "Accept": "application/json, text/event-stream"},
+        json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+    )
+    assert response.status_code == 401
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    assert httpx.post(server + "/mcp", json={}).status_code == 401
+
+    async def scenario():
+        # The official client gets no session: its first request is answered 401.
+        with pytest.raises(BaseExceptionGroup) as refused:
+            async with connect(server, "not-a-token") as client:
+                await client.list_tools()
+        assert refused.value.subgroup(MCPError) is not None, refused.value
+
+    asyncio.run(scenario())
