@@ -204,7 +204,7 @@ def _escalate(caller: Caller, arguments: dict[str, Any]) -> dict[str, Any]:
         EscalationIn, body, type="incomplete-package", title="Escalation package is incomplete"
     )
     result = services.escalation_create(
-        agent=caller.agent, package=package, body=body, idempotency_key=key
+        agent=caller.agent, package=package.to_input(body), idempotency_key=key
     )
     return escalation_dict(result.escalation)
 
