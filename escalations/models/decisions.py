@@ -1,0 +1,104 @@
+"""Decisions, the approvals of the two-person rule, and reviews of flagged (policy-decided)
+escalations."""
+
+
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from .agents import Agent
+from .escalations import Escalation
+
+
+class Decision(models.Model):
+    """The one decision on an escalation. Written once; never updated."""
+
+    class Kind(models.TextChoices):
+        OPTION = "option", "Proceed with an option"
+        INSTRUCTION = "instruction", "Follow an instruction"
+        TAKE_OVER = "take_over", "Take the run over"
+        HALT = "halt", "Halt the run"
+
+    class DecidedBy(models.TextChoices):
+        HUMAN = "human"
+        POLICY = "policy"
+        TIMEOUT = "timeout"
+
+    escalation = models.OneToOneField(Escalation, on_delete=models.CASCADE, related_name="decision")
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="decisions")
+    seq = models.PositiveBigIntegerField()
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    option_key = models.CharField(max_length=64, blank=True)
+    args = models.JSONField(null=True, blank=True)
+    instruction = models.TextField(blank=True)
+    decided_by_type = models.CharField(max_length=10, choices=DecidedBy.choices)
+    decided_by_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decided_by_name = models.CharField(max_length=150)
+    decided_at = models.DateTimeField(default=timezone.now)
+    # Did the decision take the agent's recommended option? Feeds calibration.
+    took_recommended = models.BooleanField()
+
+    class Meta:
+        indexes = [models.Index(fields=["decided_at"], name="decision_decided_at_idx")]
+        constraints = [
+            models.UniqueConstraint(fields=["agent", "seq"], name="decision_feed_seq"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} by {self.decided_by_name}"
+
+
+class Approval(models.Model):
+    """One reviewer's approval of an irreversible option under the two-person rule.
+
+    When the policy's approvals_required distinct reviewers have approved the same option,
+    the decision is made; until then the escalation stays open.
+    """
+
+    escalation = models.ForeignKey(Escalation, on_delete=models.CASCADE, related_name="approvals")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    user_name = models.CharField(max_length=150)
+    option_key = models.CharField(max_length=64)
+    args = models.JSONField(null=True, blank=True)
+    instruction = models.TextField(blank=True)
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["escalation", "user"], name="approval_one_per_reviewer")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_name} approved {self.option_key}"
+
+
+class FlagReview(models.Model):
+    """A person's look at a tier-2 escalation the policy decided: fine, or another option.
+
+    Feeds calibration: "should have been X" counts as the recommended option not taken.
+    """
+
+    class Verdict(models.TextChoices):
+        FINE = "fine", "Fine"
+        OTHER = "other", "Should have been another option"
+
+    escalation = models.OneToOneField(
+        Escalation, on_delete=models.CASCADE, related_name="flag_review"
+    )
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reviewer_name = models.CharField(max_length=150)
+    verdict = models.CharField(max_length=10, choices=Verdict.choices)
+    option_key = models.CharField(max_length=64, blank=True)
+    note = models.TextField(blank=True)
+    at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.verdict} by {self.reviewer_name}"
