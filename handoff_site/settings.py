@@ -200,6 +200,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "reviews.context_processors.roles",
+                "people.context_processors.sign_in",
             ],
         },
     }
@@ -429,6 +430,37 @@ AXES_LOCKOUT_CALLABLE = "handoff_site.signin.locked_out"
 AXES_RESET_ON_SUCCESS = True
 AXES_DISABLE_ACCESS_LOG = True  # failures are recorded; successful sign-ins need no row
 AXES_VERBOSE = False
+
+# Sign-in through an OpenID Connect provider (people.oidc, mozilla-django-oidc): on when
+# OIDC_RP_CLIENT_ID is set, beside the password sign-in. The provider's endpoints are given
+# one by one (its /.well-known/openid-configuration lists them). Roles come from a groups
+# claim on every sign-in: any of OIDC_MANAGER_GROUPS makes a manager, any of
+# OIDC_REVIEWER_GROUPS a reviewer.
+OIDC_RP_CLIENT_ID = env("OIDC_RP_CLIENT_ID")
+OIDC_RP_CLIENT_SECRET = env("OIDC_RP_CLIENT_SECRET")
+OIDC_OP_AUTHORIZATION_ENDPOINT = env("OIDC_OP_AUTHORIZATION_ENDPOINT")
+OIDC_OP_TOKEN_ENDPOINT = env("OIDC_OP_TOKEN_ENDPOINT")
+OIDC_OP_USER_ENDPOINT = env("OIDC_OP_USER_ENDPOINT")
+OIDC_OP_JWKS_ENDPOINT = env("OIDC_OP_JWKS_ENDPOINT")
+OIDC_RP_SIGN_ALGO = env("OIDC_RP_SIGN_ALGO", "RS256")
+OIDC_RP_SCOPES = env("OIDC_RP_SCOPES", "openid email profile")
+OIDC_PROVIDER_NAME = env("OIDC_PROVIDER_NAME", "single sign-on")
+OIDC_GROUPS_CLAIM = env("OIDC_GROUPS_CLAIM", "groups")
+OIDC_REVIEWER_GROUPS = env_list("OIDC_REVIEWER_GROUPS", "reviewer")
+OIDC_MANAGER_GROUPS = env_list("OIDC_MANAGER_GROUPS", "manager")
+OIDC_TIMEOUT = env_int("OIDC_TIMEOUT", 10)
+OIDC_AUTHENTICATION_CALLBACK_URL = "people:oidc_callback"
+LOGIN_REDIRECT_URL_FAILURE = "/accounts/login/?sso=failed"
+if OIDC_RP_CLIENT_ID:
+    missing = [
+        name
+        for name in ("OIDC_RP_CLIENT_SECRET", "OIDC_OP_AUTHORIZATION_ENDPOINT", "OIDC_OP_TOKEN_ENDPOINT",
+                     "OIDC_OP_USER_ENDPOINT", "OIDC_OP_JWKS_ENDPOINT")
+        if not globals()[name]
+    ]
+    if missing:
+        raise ImproperlyConfigured(f"OIDC_RP_CLIENT_ID is set: set {', '.join(missing)} too")
+    AUTHENTICATION_BACKENDS.append("people.oidc.HandoffOIDCBackend")
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "reviews:queue"

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import oidc, views
 
 app_name = "people"
 
@@ -13,4 +13,6 @@ urlpatterns = [
     path("accounts/set-password/<uidb64>/<token>/", views.SetPasswordView.as_view(), name="set_password"),
     path("accounts/password-set", views.password_set, name="password_set"),
     path("accounts/no-role", views.no_role, name="no_role"),
+    path("accounts/oidc/start", oidc.oidc_start, name="oidc_start"),
+    path("accounts/oidc/callback", oidc.oidc_callback, name="oidc_callback"),
 ]
