@@ -8,7 +8,6 @@ Two shapes, chosen by the environment alone:
   channels-redis, and Celery on Redis with separate worker and beat processes.
 """
 
-import ipaddress
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -17,69 +16,20 @@ import dj_database_url
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 from django_guid.integrations import CeleryIntegration
-from limits import parse_many
 
 from handoff_site import logs
+from handoff_site.environment import (
+    env,
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+    env_networks,
+    env_rate,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("HANDOFF_VAR_DIR", BASE_DIR / "var"))
-
-
-def env(name: str, default: str = "") -> str:
-    """A setting from the environment, or from the file named by NAME_FILE (docker secrets)."""
-    file_name = os.environ.get(f"{name}_FILE")
-    if file_name:
-        return Path(file_name).read_text().strip()
-    return os.environ.get(name, default)
-
-
-def env_bool(name: str, default: bool) -> bool:
-    value = env(name, "1" if default else "0").strip().lower()
-    if value in {"1", "true", "yes", "on"}:
-        return True
-    if value in {"0", "false", "no", "off", ""}:
-        return False
-    raise ImproperlyConfigured(f"{name} must be a boolean (1/0, true/false), not {value!r}")
-
-
-def env_int(name: str, default: int) -> int:
-    value = env(name, str(default))
-    try:
-        return int(value)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name} must be an integer, not {value!r}") from None
-
-
-def env_rate(name: str, default: str) -> str:
-    """A rate limit in the `limits` notation ("1200/minute", "20/second;1200/minute"), or ""."""
-    value = env(name, default).strip()
-    try:
-        parse_many(value) if value else None
-    except ValueError:
-        raise ImproperlyConfigured(
-            f"{name} must look like 1200/minute or 20/second;1200/minute, not {value!r}"
-        ) from None
-    return value
-
-
-def env_float(name: str, default: float) -> float:
-    value = env(name, str(default))
-    try:
-        return float(value)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name} must be a number, not {value!r}") from None
-
-
-def env_list(name: str, default: str = "") -> list[str]:
-    return [item.strip() for item in env(name, default).split(",") if item.strip()]
-
-
-def env_networks(name: str, default: str = "") -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-    """Comma-separated addresses or CIDR networks, e.g. 10.0.0.0/8,127.0.0.1."""
-    try:
-        return [ipaddress.ip_network(item, strict=False) for item in env_list(name, default)]
-    except ValueError as exc:
-        raise ImproperlyConfigured(f"{name}: {exc}") from None
 
 
 # ---------------------------------------------------------------- mode
