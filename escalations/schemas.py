@@ -4,7 +4,6 @@ Field rules that pydantic can check alone live here; rules that look at several 
 the clock or the database live in escalations.validation.
 """
 
-import json
 import re
 import uuid
 from datetime import UTC, datetime
@@ -32,6 +31,7 @@ from .inputs import (
     StepInput,
     fingerprint,
 )
+from .limits import JSON_OBJECT_MAX_BYTES, JSON_OBJECT_TOO_LARGE, TEXT_MAX_CHARS, json_size
 from .models import Decision, Escalation
 from .problems import PATTERN_MESSAGES
 
@@ -47,7 +47,6 @@ PATTERN_MESSAGES.update({
     DECISIONS_CURSOR_RE: "must be a next_cursor (digits)",
     QUEUE_CURSOR_RE: "must be a next_cursor",
 })
-JSON_OBJECT_MAX_BYTES = 16 * 1024
 
 Reason = Literal[
     "approach_choice",
@@ -80,11 +79,9 @@ def _to_utc(value: datetime) -> datetime:
 
 
 def _json_object(value: dict[str, Any]) -> dict[str, Any]:
-    size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
+    size = json_size(value)
     if size > JSON_OBJECT_MAX_BYTES:
-        raise PydanticCustomError(
-            "object_too_large", "must be at most 16 KiB of JSON ({size} bytes given)", {"size": size}
-        )
+        raise PydanticCustomError("object_too_large", JSON_OBJECT_TOO_LARGE, {"size": size})
     return value
 
 
@@ -126,7 +123,7 @@ class StepIn(Strict):
 class OptionIn(Strict):
     key: Annotated[StrictStr, Field(pattern=SLUG_RE)]
     label: Text(1, 200)
-    description: Text(0, 4000) | None = None
+    description: Text(0, TEXT_MAX_CHARS) | None = None
     irreversible: StrictBool = False
     recommended: StrictBool = False
     args: JsonObject | None = None
@@ -200,7 +197,7 @@ class EscalationIn(Strict):
 
     run_id: Text(1, 200)
     title: Text(1, 200)
-    uncertainty: Annotated[Text(20, 4000), AfterValidator(_not_generic)]
+    uncertainty: Annotated[Text(20, TEXT_MAX_CHARS), AfterValidator(_not_generic)]
     reason: Reason
     confidence: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False, strict=True)]
     history: Annotated[list[StepIn], Field(min_length=1, max_length=2000)]
@@ -316,7 +313,7 @@ class DecisionIn(Strict):
     kind: DecisionKind
     option: Text(1, 64) | None = None
     args: JsonObject | None = None
-    instruction: Text(0, 4000) | None = None
+    instruction: Text(0, TEXT_MAX_CHARS) | None = None
     override_claim: StrictBool = Field(
         False,
         description="Decide over another reviewer's live claim (the dashboard's "

@@ -14,10 +14,10 @@ from django.forms import BoundField
 from escalations import selectors
 from escalations.errors import FieldError
 from escalations.jsontext import BadJson, read_json
+from escalations.limits import TEXT_MAX_CHARS
 from escalations.models import Decision, Escalation, FlagReview
 from escalations.services import DecisionRequest
 from escalations.services.claims import claimed_by_other
-from escalations.services.comments import COMMENT_MAX_CHARS
 
 from .refusals import ShowsRefusals
 
@@ -116,7 +116,7 @@ class OptionDecisionForm(DecisionForm):
     option = forms.ChoiceField(error_messages={"required": "Pick one of the options."})
     instruction = forms.CharField(
         required=False,
-        max_length=4000,
+        max_length=TEXT_MAX_CHARS,
         label="Instruction (optional)",
         help_text="Sent to the agent with the option, e.g. a constraint to respect.",
         widget=forms.Textarea(attrs={"rows": 2}),
@@ -214,7 +214,7 @@ class OptionDecisionForm(DecisionForm):
 class InstructionDecisionForm(DecisionForm):
     KIND = Decision.Kind.INSTRUCTION
     instruction = forms.CharField(
-        max_length=4000,
+        max_length=TEXT_MAX_CHARS,
         label="Instruction",
         help_text="None of the options: tell the agent what to do instead.",
         error_messages={"required": "Write the instruction the agent should follow."},
@@ -231,7 +231,7 @@ class StopDecisionForm(DecisionForm):
     )
     instruction = forms.CharField(
         required=False,
-        max_length=4000,
+        max_length=TEXT_MAX_CHARS,
         label="Note to the agent (optional)",
         widget=forms.Textarea(attrs={"rows": 2}),
     )
@@ -298,7 +298,7 @@ class ReassignForm(forms.Form):
 
 class CommentForm(ServiceErrorsMixin, forms.Form):
     body = forms.CharField(
-        max_length=COMMENT_MAX_CHARS,
+        max_length=TEXT_MAX_CHARS,
         strip=False,
         label="Comment for the team",
         help_text="Seen by reviewers in the timeline; never sent to the agent.",
@@ -320,7 +320,7 @@ class FlagReviewForm(ServiceErrorsMixin, forms.Form):
     option_key = forms.ChoiceField(required=False, label="It should have been")
     note = forms.CharField(
         required=False,
-        max_length=COMMENT_MAX_CHARS,
+        max_length=TEXT_MAX_CHARS,
         label="Note (optional)",
         widget=forms.Textarea(attrs={"rows": 2}),
     )
@@ -341,7 +341,7 @@ class FlagReviewForm(ServiceErrorsMixin, forms.Form):
 
 class RunCloseForm(ServiceErrorsMixin, forms.Form):
     note = forms.CharField(
-        max_length=COMMENT_MAX_CHARS,
+        max_length=TEXT_MAX_CHARS,
         label="How did it end?",
         help_text="Kept with the run and shown on its escalation's timeline.",
         error_messages={"required": "Say how the run ended (a line is enough)."},

@@ -247,6 +247,21 @@ def test_edited_args_beyond_a_double_are_422_naming_the_field(api, review):
     assert Decision.objects.count() == 0
 
 
+def test_args_the_package_could_carry_can_be_decided_with(api, review):
+    """The 16 KiB limit was measured twice: compact JSON in the schema, with spaces after
+    every comma and colon in the decision service, which refused the agent's own args."""
+    args = {"paths": ["a" * 7] * 1600}  # ~16,000 bytes compact, ~17,600 with spaces
+    package = make_package()
+    package["options"][0]["args"] = args
+    created = api.escalate(package)
+    assert created.status_code == 201, created.content
+    response = review.post_json(
+        f"/api/v1/review/escalations/{created.json()['id']}/decision",
+        {"kind": "option", "option": package["options"][0]["key"], "args": args},
+    )
+    assert response.status_code == 201, response.content
+
+
 def test_reviewer_token_command_prints_the_token_on_its_last_line(reviewer, capsys):
     call_command("reviewer_token", "alice")
     token = capsys.readouterr().out.strip().splitlines()[-1]

@@ -8,11 +8,10 @@ from django.utils import timezone
 
 from escalations.errors import Conflict, FieldError, Invalid, NotFound
 from escalations.jsontext import unstorable
+from escalations.limits import TEXT_MAX_CHARS, too_long
 from escalations.models import Decision, Escalation, Event, FlagReview, Run
 
 from . import timeline
-
-COMMENT_MAX_CHARS = 4000
 
 
 def _text_errors(field: str, text: str, *, required: str, max_chars: int) -> list[FieldError]:
@@ -20,7 +19,7 @@ def _text_errors(field: str, text: str, *, required: str, max_chars: int) -> lis
     if not text.strip():
         return [FieldError(field, required)]
     if len(text) > max_chars:
-        return [FieldError(field, f"must be at most {max_chars} characters ({len(text)} given)")]
+        return [FieldError(field, too_long(max_chars, len(text)))]
     bad = unstorable(text, field)
     return [bad] if bad else []
 
@@ -33,7 +32,7 @@ def escalation_comment(*, escalation_id, user, body: str, now: datetime | None =
     """
     now = now or timezone.now()
     errors = _text_errors(
-        "body", body, required="Write something first.", max_chars=COMMENT_MAX_CHARS
+        "body", body, required="Write something first.", max_chars=TEXT_MAX_CHARS
     )
     if errors:
         raise Invalid(errors)
@@ -99,7 +98,7 @@ def flag_review_record(
                 FieldError("option_key", "is the option the policy chose: mark it fine instead")
             )
     if note.strip():
-        errors += _text_errors("note", note, required="", max_chars=COMMENT_MAX_CHARS)
+        errors += _text_errors("note", note, required="", max_chars=TEXT_MAX_CHARS)
     if errors:
         raise Invalid(errors)
     option_key = option_key if verdict == FlagReview.Verdict.OTHER else ""
@@ -155,7 +154,7 @@ def run_close(*, run_id, user, note: str, now: datetime | None = None) -> Run:
         "note",
         note,
         required="Say how the run ended (a line is enough).",
-        max_chars=COMMENT_MAX_CHARS,
+        max_chars=TEXT_MAX_CHARS,
     )
     if errors:
         raise Invalid(errors)

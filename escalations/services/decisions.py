@@ -1,7 +1,6 @@
 """Decisions and the two-person rule: a decision checked against the package, approvals
 counted, and the one conditional write that turns an open escalation into a decided one."""
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -12,8 +11,14 @@ from django.utils import timezone
 from escalations import selectors
 from escalations.errors import AlreadyDecided, ClaimedByOther, FieldError, Invalid, NotFound
 from escalations.jsontext import unstorable
+from escalations.limits import (
+    JSON_OBJECT_MAX_BYTES,
+    JSON_OBJECT_TOO_LARGE,
+    TEXT_MAX_CHARS,
+    json_size,
+    too_long,
+)
 from escalations.models import Agent, Approval, Decision, Escalation, Event, Policy, Run
-from escalations.schemas import JSON_OBJECT_MAX_BYTES
 from escalations.transport import events
 from operations import metrics
 
@@ -43,18 +48,18 @@ def decision_errors(escalation: Escalation, request: DecisionRequest) -> list[Fi
         if request.args is not None and not isinstance(request.args, dict):
             errors.append(FieldError("args", "must be an object"))
         elif request.args is not None:
-            size = len(json.dumps(request.args, ensure_ascii=False).encode())
+            size = json_size(request.args)
             if size > JSON_OBJECT_MAX_BYTES:
-                errors.append(
-                    FieldError("args", f"must be at most 16 KiB of JSON ({size} bytes given)")
-                )
+                errors.append(FieldError("args", JSON_OBJECT_TOO_LARGE.format(size=size)))
             elif bad := unstorable(request.args, "args"):
                 errors.append(bad)
     elif request.kind == Decision.Kind.INSTRUCTION and not (request.instruction or "").strip():
         errors.append(FieldError("instruction", "is required when kind is instruction"))
     # The dashboard's forms reach here without the API's parser: check what it checks.
-    if len(request.instruction or "") > 4000:
-        errors.append(FieldError("instruction", "must be at most 4000 characters"))
+    if len(request.instruction or "") > TEXT_MAX_CHARS:
+        errors.append(
+            FieldError("instruction", too_long(TEXT_MAX_CHARS, len(request.instruction or "")))
+        )
     elif bad := unstorable(request.instruction or "", "instruction"):
         errors.append(bad)
     return errors
