@@ -45,6 +45,19 @@ def _cross_field_errors(package: PackageInput, now: datetime) -> list[FieldError
     return errors
 
 
+# The fields `urgency` reads: what a batch job loads to re-rank an escalation.
+URGENCY_FIELDS = (
+    "tier",
+    "impact",
+    "blocking",
+    "blocked_tasks",
+    "is_irreversible",
+    "respond_by",
+    "stuck_since",
+    "level",
+)
+
+
 def urgency(escalation: Escalation, level_boost: int = 0) -> policy.Urgency:
     return policy.Urgency(
         tier=escalation.tier,

@@ -125,16 +125,9 @@ def _priorities_refresh_batch(
     batch = list(
         rows.only(
             "pk",
-            "tier",
-            "impact",
-            "blocking",
-            "blocked_tasks",
-            "is_irreversible",
-            "respond_by",
-            "stuck_since",
+            *intake.URGENCY_FIELDS,
             "priority",
             "priority_reasons",
-            "level",
             "domain",
         )[:BATCH_SIZE]
     )
@@ -202,15 +195,8 @@ def levels_advance(*, now: datetime | None = None) -> int:
             "agent_id",
             "status",
             "domain",
-            "level",
             "created_at",
-            "tier",
-            "impact",
-            "blocking",
-            "blocked_tasks",
-            "is_irreversible",
-            "respond_by",
-            "stuck_since",
+            *intake.URGENCY_FIELDS,
         )[:BATCH_SIZE]
     )
     moved = 0
