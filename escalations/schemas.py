@@ -325,8 +325,8 @@ class DecisionIn(Strict):
 # What the server answers, for the OpenAPI document: the views build their JSON by hand
 # (escalations.wire), and tests/test_schemathesis.py holds every answer to these shapes.
 
-Status = Literal["pending", "claimed", "decided", "resumed", "withdrawn"]
-DecidedByType = Literal["human", "policy", "timeout"]
+Status = Literal["pending", "claimed", "decided", "resumed", "withdrawn", "expired"]
+DecidedByType = Literal["human", "machine", "policy", "timeout"]
 assert set(Status.__args__) == set(Escalation.Status.values)
 assert set(DecidedByType.__args__) == set(Decision.DecidedBy.values)
 
@@ -343,6 +343,16 @@ class DecisionOut(Schema):
     instruction: str | None
     decided_by: DecidedByOut
     decided_at: datetime
+    valid_until: datetime | None = Field(
+        None, description="Not to act on after this (the domain's decision lifetime); null: no limit."
+    )
+    receipt: str | None = Field(
+        None,
+        description="`<payload>.<signature>`: base64url (unpadded) of the JSON {escalation, run_id,"
+        " kind, option, args_sha256, decided_by, decided_at, valid_until} and the hex HMAC-SHA256"
+        " of that payload under the agent's signing secret. args_sha256 hashes the args as"
+        " canonical JSON (docs/receipts.md).",
+    )
 
 
 class EscalationOut(Schema):

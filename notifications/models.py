@@ -23,6 +23,7 @@ class Kind(models.TextChoices):
     DELIVERY_FAILED = "delivery_failed", "A decision's delivery to its agent failed for good"
     OVER_BUDGET = "over_budget", "An agent went over its daily escalation budget"
     DRIFT_ALERT = "drift_alert", "An agent's escalation rate climbed (drift alert)"
+    FIRST_LOOK_ENDED = "first_look_ended", "A machine's first look ended undecided: a person is needed"
     TEST = "test", "Test message"
 
 

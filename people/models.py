@@ -11,6 +11,10 @@ class Profile(models.Model):
     # A machine reviewer (a stronger model or a script deciding through the reviewer API):
     # its decisions are marked `machine` and kept apart from human figures (DESIGN.md).
     is_machine = models.BooleanField(default=False)
+    # Where a machine reviewer is offered first looks (a signed webhook, as agents get their
+    # decisions), and the secret that signs them (shown once, by reviewer_token --machine).
+    webhook_url = models.URLField(max_length=500, blank=True)
+    signing_secret = models.CharField(max_length=100, blank=True)
 
     def __str__(self) -> str:
         return f"{self.user} ({'machine' if self.is_machine else 'person'})"

@@ -6,8 +6,8 @@ Escalation`), as migrations and the other apps do.
 """
 
 from .agents import TOKEN_PREFIX, Agent, AgentToken, AgentTokenQuerySet, hash_token
-from .decisions import Approval, Decision, FlagReview
-from .deliveries import Delivery, DeliveryAttempt, OutboxQuerySet
+from .decisions import Approval, Decision, FlagReview, Recommendation
+from .deliveries import Delivery, DeliveryAttempt, MachineOffer, OutboxQuerySet
 from .escalations import Escalation, EscalationQuerySet, Event, Run
 from .policies import EscalationLevel, GateCheck, Policy, PolicyVersion
 
@@ -26,9 +26,11 @@ __all__ = [
     "Event",
     "FlagReview",
     "GateCheck",
+    "MachineOffer",
     "OutboxQuerySet",
     "Policy",
     "PolicyVersion",
+    "Recommendation",
     "Run",
     "hash_token",
 ]

@@ -22,6 +22,8 @@ class Decision(models.Model):
 
     class DecidedBy(models.TextChoices):
         HUMAN = "human"
+        # A machine reviewer (people.Profile.is_machine): kept apart from human figures.
+        MACHINE = "machine"
         POLICY = "policy"
         TIMEOUT = "timeout"
 
@@ -38,6 +40,8 @@ class Decision(models.Model):
     )
     decided_by_name = models.CharField(max_length=150)
     decided_at = models.DateTimeField(default=timezone.now)
+    # The decision's lifetime (the policy's decision_lifetime_seconds): not to act on after.
+    valid_until = models.DateTimeField(null=True, blank=True)
     # Did the decision take the agent's recommended option? Feeds calibration.
     took_recommended = models.BooleanField()
 
@@ -102,3 +106,33 @@ class FlagReview(models.Model):
 
     def __str__(self) -> str:
         return f"{self.verdict} by {self.reviewer_name}"
+
+
+class Recommendation(models.Model):
+    """A reviewer's advice that decides nothing: a machine's first look, or a person's note.
+
+    Shown beside the agent's recommendation on the escalation's page (API.md's
+    `recommendations`, newest first). `agreed` is filled when a person decides it: did they
+    choose the recommended option (the machine's agreement with people, in insights)?
+    """
+
+    escalation = models.ForeignKey(
+        Escalation, on_delete=models.CASCADE, related_name="recommendations"
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    name = models.CharField(max_length=150)
+    is_machine = models.BooleanField(default=False)
+    option_key = models.CharField(max_length=64)
+    args = models.JSONField(null=True, blank=True)
+    note = models.TextField()
+    confidence = models.FloatField(null=True, blank=True)
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["escalation", "at"], name="recommendation_esc_at_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.name} recommends {self.option_key}"

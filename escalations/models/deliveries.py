@@ -95,3 +95,42 @@ class DeliveryAttempt(models.Model):
     @property
     def ok(self) -> bool:
         return self.status_code is not None and 200 <= self.status_code < 300
+
+
+class MachineOffer(models.Model):
+    """The offer of a first look to a machine reviewer: a signed webhook to its URL (an outbox
+    row like Delivery, sent by the same claim and the same POST). Its retry window is the
+    look itself: past the escalation's first_look_until it is given up."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SENDING = "sending"
+        RETRYING = "retrying"
+        DELIVERED = "delivered"
+        FAILED = "failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    escalation = models.ForeignKey(Escalation, on_delete=models.CASCADE, related_name="offers")
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    url = models.URLField(max_length=500)
+    payload = models.JSONField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempt_count = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    give_up_after = models.DateTimeField()
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    objects = OutboxQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["created_at"]
+        indexes = [models.Index(fields=["status", "next_attempt_at"], name="offer_due_idx")]
+
+    def __str__(self) -> str:
+        return f"first-look offer {self.id} ({self.status})"
+
+    def give_up_at(self) -> datetime:
+        return self.give_up_after

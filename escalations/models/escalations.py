@@ -55,6 +55,8 @@ class Escalation(models.Model):
         DECIDED = "decided"
         RESUMED = "resumed"
         WITHDRAWN = "withdrawn"
+        # Decided, but not acknowledged before the decision's valid_until: not to act on.
+        EXPIRED = "expired"
 
     class Reason(models.TextChoices):
         APPROACH_CHOICE = "approach_choice", "Approach choice"
@@ -73,7 +75,7 @@ class Escalation(models.Model):
         CRITICAL = "critical"
 
     OPEN_STATUSES = (Status.PENDING, Status.CLAIMED)
-    CLOSED_STATUSES = (Status.DECIDED, Status.RESUMED, Status.WITHDRAWN)
+    CLOSED_STATUSES = (Status.DECIDED, Status.RESUMED, Status.WITHDRAWN, Status.EXPIRED)
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="escalations")
@@ -115,6 +117,13 @@ class Escalation(models.Model):
     # The escalation level it has reached (1 = the queue; see EscalationLevel).
     level = models.PositiveSmallIntegerField(default=1)
     level_changed_at = models.DateTimeField(null=True, blank=True)
+    # A machine reviewer's first look (services.first_look): who was offered it and until
+    # when it runs (set to the moment it ended when the machine passed or advised early).
+    # Notifications and levels start when it ends.
+    first_look_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    first_look_until = models.DateTimeField(null=True, blank=True)
 
     # NULL, not "", so the unique constraint only covers requests that sent a key.
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
@@ -246,6 +255,10 @@ class Event(models.Model):
         NOTIFIED = "notified"
         FLAG_REVIEWED = "flag_reviewed"
         RUN_CLOSED = "run_closed"
+        FIRST_LOOK = "first_look"
+        FIRST_LOOK_ENDED = "first_look_ended"
+        RECOMMENDED = "recommended"
+        EXPIRED = "expired"
 
     escalation = models.ForeignKey(Escalation, on_delete=models.CASCADE, related_name="events")
     kind = models.CharField(max_length=32, choices=Kind.choices)

@@ -30,6 +30,15 @@ class Policy(models.Model):
     respond_minutes_tier4 = models.PositiveIntegerField(null=True, blank=True)
     # The two-person rule: an irreversible option needs this many distinct reviewers.
     approvals_required = models.PositiveSmallIntegerField(default=1)
+    # Machine reviewers: the tiers they may decide (none by default; never an irreversible
+    # option), the machine offered a first look at new tier-3 escalations, for how long, and
+    # the lifetime of every decision in the domain (None: decisions do not expire).
+    machine_tiers = models.JSONField(default=list, blank=True)
+    first_look_reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    first_look_seconds = models.PositiveIntegerField(default=60)
+    decision_lifetime_seconds = models.PositiveIntegerField(null=True, blank=True)
     # The people at the end of the domain's escalation levels.
     managers = models.ManyToManyField(
         settings.AUTH_USER_MODEL, blank=True, related_name="managed_policies"
