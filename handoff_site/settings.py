@@ -332,6 +332,20 @@ DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL") or "Handoff <handoff@localhost>"
 # How long a failing notification keeps retrying (transient failures only; the outboxes'
 # one give-up rule, escalations.services.outbox, as WEBHOOK_RETRY_FOR_SECONDS for deliveries).
 NOTIFICATION_RETRY_FOR_SECONDS = env_int("NOTIFICATION_RETRY_FOR_SECONDS", 3600)
+# Deciding from the message itself (README, "Notifications"). Slack: a Slack app's bot token
+# (chat:write, users:read, users:read.email) posts Block Kit messages with decide buttons, and
+# its signing secret verifies the clicks Slack posts to /integrations/slack/interactivity.
+# SLACK_API_URL is Slack's Web API (the tests point it at a local stand-in).
+SLACK_BOT_TOKEN = env("SLACK_BOT_TOKEN")
+SLACK_SIGNING_SECRET = env("SLACK_SIGNING_SECRET")
+SLACK_API_URL = env("SLACK_API_URL") or "https://slack.com/api/"
+# E-mail action links: signed, single use, valid this long after the message was sent.
+ACTION_LINK_MAX_AGE_SECONDS = env_int("ACTION_LINK_MAX_AGE_SECONDS", 24 * 3600)
+# Web push (VAPID): the key pair as base64url (public: the uncompressed point; private: the
+# raw 32-byte scalar), e.g. from `manage.py vapid_keys`; no keys, no push channel.
+VAPID_PUBLIC_KEY = env("VAPID_PUBLIC_KEY")
+VAPID_PRIVATE_KEY = env("VAPID_PRIVATE_KEY")
+VAPID_SUBJECT = env("VAPID_SUBJECT") or "mailto:handoff@localhost"
 
 # ---------------------------------------------------------------- one attempt of the outboxes
 # One attempt at sending an outbox row (a decision's webhook, a notification) is bounded by

@@ -1,5 +1,7 @@
-"""Sending one notification on its channel: e-mail (Django's mail backend), a Slack-style
-incoming webhook, or a signed generic webhook (the signature of escalations.transport.webhooks).
+"""Sending one notification on its channel: e-mail (Django's mail backend; text and HTML,
+with action links), Slack (the Slack app's chat.postMessage with Block Kit, or an incoming
+webhook), a signed generic webhook (the signature of escalations.transport.webhooks), or
+web push to the person's browsers.
 
 `send` never raises: every failure comes back as a Result saying whether to retry.
 """
@@ -8,12 +10,15 @@ import smtplib
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.core.mail import EmailMessage
+from django.core.mail import EmailMultiAlternatives
+from django.template.loader import render_to_string
+from django.urls import reverse
 
 from escalations.services.deliveries import RETRYABLE
 from escalations.transport import webhooks
 
-from .messages import Message, email_body
+from . import inbound, push, rules, slack
+from .messages import Message, absolute, email_body
 from .models import Channel, Notification
 
 
@@ -28,6 +33,14 @@ def send(notification: Notification) -> Result:
     """One attempt at sending `notification` (its user's preferences loaded)."""
     if notification.channel == Channel.EMAIL:
         return _email(notification)
+    if notification.channel == Channel.PUSH:
+        sent = push.send(notification)
+        return Result(sent.ok, sent.retryable, sent.error)
+    if notification.channel == Channel.SLACK and not notification.target.startswith(("https://", "http://")):
+        if not slack.configured():
+            return Result(False, error="the Slack app is not set up (SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET)")
+        ok, retryable, error = slack.post_message(notification.target, notification.payload)
+        return Result(ok, retryable, error)
     secret = None
     if notification.channel == Channel.WEBHOOK:
         preference = getattr(notification.user, "notification_preference", None)
@@ -44,14 +57,45 @@ def send(notification: Notification) -> Result:
     return Result(False, retryable, outcome.error or f"HTTP {code}: {outcome.excerpt[:200]}")
 
 
+def action_links(notification: Notification) -> list[dict[str, str]]:
+    """One signed link per option its recipient may decide from the message (an open
+    escalation's reversible options), each with its label."""
+    escalation = notification.escalation
+    if escalation is None or notification.user is None or not escalation.is_open:
+        return []
+    links = []
+    for option in escalation.options:
+        if not rules.decidable_outside(escalation.options, escalation.action, option["key"]):
+            continue
+        token = inbound.link_token(user=notification.user, escalation=escalation, option_key=option["key"])
+        links.append({
+            "label": option.get("label") or option["key"],
+            "recommended": bool(option.get("recommended")),
+            "url": absolute(reverse("notifications:action", args=[token])),
+        })
+    return links
+
+
 def _email(notification: Notification) -> Result:
     message = Message(notification.subject, notification.text, notification.link)
-    email = EmailMessage(
+    links = action_links(notification)
+    text = email_body(message, links)
+    html = render_to_string(
+        "notifications/email.html",
+        {
+            "message": message,
+            "links": links,
+            "escalation": notification.escalation,
+            "settings_link": absolute(reverse("notifications:preferences")),
+        },
+    )
+    email = EmailMultiAlternatives(
         subject=notification.subject,
-        body=email_body(message),
+        body=text,
         from_email=settings.DEFAULT_FROM_EMAIL,
         to=[notification.target],
     )
+    email.attach_alternative(html, "text/html")
     try:
         email.send()
     except smtplib.SMTPRecipientsRefused as exc:  # the address itself: retrying will not help

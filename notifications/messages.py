@@ -30,7 +30,7 @@ def absolute(path: str) -> str:
     return settings.PUBLIC_URL + path
 
 
-def _escalation_link(escalation) -> str:
+def absolute_escalation_link(escalation) -> str:
     return absolute(reverse("reviews:detail", args=[escalation.pk]))
 
 
@@ -90,7 +90,7 @@ def _drift_text(name: str, data: dict[str, Any]) -> str:
 def _about_escalation(kind: str, escalation, data: dict[str, Any]) -> Message:
     title, agent, domain = escalation.title, escalation.agent.name, escalation.domain
     where = f"{agent} in {domain}"
-    link = _escalation_link(escalation)
+    link = absolute_escalation_link(escalation)
     if kind == Kind.HALT_CREATED:
         text = (
             f"{where} halted run {escalation.run.run_id} and needs a person "
@@ -160,9 +160,21 @@ def webhook_body(
     return body
 
 
-def email_body(message: Message) -> str:
+def email_body(message: Message, links: list[dict[str, str]] | None = None) -> str:
+    """The plain-text part: the text, a link per option that may be decided from the message
+    (each opens a confirmation page first), and the escalation's page."""
     settings_link = absolute(reverse("notifications:preferences"))
+    decide = ""
+    if links:
+        lines = [
+            f"  {link['label']}{' (recommended)' if link.get('recommended') else ''}: {link['url']}" for link in links
+        ]
+        hours = settings.ACTION_LINK_MAX_AGE_SECONDS // 3600
+        decide = (
+            "Decide from here (each link asks you to confirm, works once, for "
+            f"{hours} hours):\n" + "\n".join(lines) + "\n\n"
+        )
     return (
-        f"{message.text}\n\nOpen in Handoff: {message.link}\n\n"
+        f"{message.text}\n\n{decide}Open in Handoff: {message.link}\n\n"
         f"-- \nHandoff. Choose what reaches you: {settings_link}\n"
     )

@@ -31,6 +31,7 @@ class Channel(models.TextChoices):
     EMAIL = "email", "Email"
     SLACK = "slack", "Slack"
     WEBHOOK = "webhook", "Webhook"
+    PUSH = "push", "Browser push"
 
 
 class NotificationPreference(models.Model):
@@ -46,6 +47,9 @@ class NotificationPreference(models.Model):
     # Event kind -> the channels chosen for it, e.g. {"halt_created": ["email", "slack"]}.
     choices = models.JSONField(default=dict)
     slack_url = models.URLField("Slack incoming webhook URL", max_length=500, blank=True)
+    # The person's Slack member id (U…): the Slack app messages them there, and a click in
+    # Slack by this member decides as this person (notifications.inbound).
+    slack_user_id = models.CharField("Slack member id", max_length=32, blank=True, db_index=True)
     webhook_url = models.URLField("Webhook URL", max_length=500, blank=True)
     # Signs generic webhooks like agents' deliveries (escalations.transport.webhooks); shown once.
     webhook_secret = models.CharField(max_length=100, blank=True)
@@ -113,3 +117,67 @@ class Notification(models.Model):
     def give_up_at(self) -> datetime:
         """The end of its retry window (escalations.services.outbox: the give-up rule)."""
         return self.created_at + timedelta(seconds=settings.NOTIFICATION_RETRY_FOR_SECONDS)
+
+
+class PushSubscription(models.Model):
+    """One browser's Web Push subscription (PushSubscription.toJSON() of the Push API)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="push_subscriptions")
+    endpoint = models.URLField(max_length=1000, unique=True)
+    p256dh = models.CharField(max_length=200)
+    auth = models.CharField(max_length=100)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"push subscription of {self.user_id}"
+
+    def info(self) -> dict:
+        return {"endpoint": self.endpoint, "keys": {"p256dh": self.p256dh, "auth": self.auth}}
+
+
+class ActionLinkUse(models.Model):
+    """An e-mail action link that was used: its nonce, once (the primary key makes it so)."""
+
+    nonce = models.CharField(max_length=64, primary_key=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    escalation = models.ForeignKey("escalations.Escalation", on_delete=models.CASCADE, related_name="+")
+    option_key = models.CharField(max_length=64)
+    used_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"action link {self.nonce} used"
+
+
+class InboundAction(models.Model):
+    """Every attempt to decide from outside the dashboard (a Slack click, an e-mail link),
+    decided or refused, and why: the audit of what came in. The decision itself is on the
+    escalation's timeline like any other."""
+
+    class Via(models.TextChoices):
+        SLACK = "slack", "Slack"
+        EMAIL = "email", "E-mail link"
+
+    class Outcome(models.TextChoices):
+        DECIDED = "decided"
+        ALREADY_DECIDED = "already_decided"
+        REFUSED = "refused"
+
+    via = models.CharField(max_length=10, choices=Via.choices)
+    outcome = models.CharField(max_length=20, choices=Outcome.choices)
+    reason = models.CharField(max_length=300, blank=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Who it came from outside: a Slack member id, or the link's user.
+    external_user = models.CharField(max_length=64, blank=True)
+    escalation = models.ForeignKey(
+        "escalations.Escalation", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    option_key = models.CharField(max_length=64, blank=True)
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-at"]
+
+    def __str__(self) -> str:
+        return f"{self.via} {self.outcome} {self.option_key}"

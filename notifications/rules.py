@@ -26,13 +26,32 @@ def kinds_for(*, is_manager: bool) -> list[Kind]:
     return kinds + list(MANAGER_KINDS) if is_manager else kinds
 
 
-def target(channel: str, *, email: str, slack_url: str, webhook_url: str) -> str:
-    """Where a channel goes for a person ("" when they have not set it up)."""
-    return {Channel.EMAIL: email, Channel.SLACK: slack_url, Channel.WEBHOOK: webhook_url}[Channel(channel)]
+PUSH_TARGET = "browser"  # a push row goes to every browser the person subscribed
+
+
+def target(
+    channel: str, *, email: str, slack_url: str, webhook_url: str, slack_member: str = "", push: bool = False
+) -> str:
+    """Where a channel goes for a person ("" when they have not set it up). Slack goes to
+    the person's member id through the Slack app when both are set up (`slack_member`: the
+    id, given only when the app is configured), else to their incoming webhook URL."""
+    return {
+        Channel.EMAIL: email,
+        Channel.SLACK: slack_member or slack_url,
+        Channel.WEBHOOK: webhook_url,
+        Channel.PUSH: PUSH_TARGET if push else "",
+    }[Channel(channel)]
 
 
 def channels_for(
-    kind: str, *, choices: dict | None, email: str, slack_url: str, webhook_url: str
+    kind: str,
+    *,
+    choices: dict | None,
+    email: str,
+    slack_url: str,
+    webhook_url: str,
+    slack_member: str = "",
+    push: bool = False,
 ) -> list[str]:
     """The channels `kind` goes out on for a person: chosen (or the default) and set up.
 
@@ -50,7 +69,9 @@ def channels_for(
         channel
         for channel in Channel.values
         if channel in chosen
-        and target(channel, email=email, slack_url=slack_url, webhook_url=webhook_url)
+        and target(
+            channel, email=email, slack_url=slack_url, webhook_url=webhook_url, slack_member=slack_member, push=push
+        )
     ]
 
 
@@ -80,3 +101,15 @@ def event_key(kind: str, subject: str, data: dict) -> str:
 def slack_escape(text: str) -> str:
     """Slack's mrkdwn treats &, < and > as markup: escape them in anything quoted."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def decidable_outside(escalation_options: list[dict], action: dict | None, option_key: str) -> bool:
+    """May this option be decided from a message (a Slack button, an e-mail link)?
+
+    Only a reversible option of a reversible action, with its own args: irreversible
+    choices (and so the two-person rule), edited args and take-overs need the dashboard.
+    """
+    if (action or {}).get("irreversible"):
+        return False
+    option = next((o for o in escalation_options if o.get("key") == option_key), None)
+    return option is not None and not option.get("irreversible")

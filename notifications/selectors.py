@@ -6,7 +6,7 @@ from django.db.models import Q, QuerySet
 from escalations.models import EscalationLevel
 from escalations.selectors import reviewers_assignable
 
-from .models import Kind, Notification, NotificationPreference
+from .models import Kind, Notification, NotificationPreference, PushSubscription
 
 
 def _with_preferences(users: QuerySet) -> QuerySet:
@@ -56,3 +56,10 @@ def preference_of(user) -> NotificationPreference | None:
 def recent_for(user, *, limit: int = 10) -> list[Notification]:
     return list(Notification.objects.filter(user=user).order_by("-created_at")[:limit])
 
+
+
+def with_push_subscriptions(user_ids: list) -> set:
+    """Those of `user_ids` with at least one browser subscribed to push."""
+    if not user_ids:
+        return set()
+    return set(PushSubscription.objects.filter(user_id__in=user_ids).values_list("user_id", flat=True).distinct())

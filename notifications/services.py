@@ -19,7 +19,7 @@ from escalations.services import outbox, timeline
 from escalations.transport import events
 from operations import metrics
 
-from . import rules, selectors
+from . import push, rules, selectors, slack
 from .messages import Message, compose, slack_body, webhook_body
 from .models import Channel, Kind, Notification, NotificationPreference
 
@@ -155,13 +155,17 @@ def _rows(
     data: dict | None = None,
 ) -> list[Notification]:
     subject = " ".join(message.subject.split())[:SUBJECT_CHARS]  # no header injection
+    pushable = selectors.with_push_subscriptions([user.pk for user in people])
     rows = []
     for user in people:
         preference = _preference(user)
-        where = {
+        where: dict[str, Any] = {
             "email": user.email or "",
             "slack_url": preference.slack_url if preference else "",
             "webhook_url": preference.webhook_url if preference else "",
+            # Through the Slack app when it is set up and the person linked their member id.
+            "slack_member": preference.slack_user_id if preference and slack.configured() else "",
+            "push": push.configured() and user.pk in pushable,
         }
         choices = preference.choices if preference else None
         for channel in rules.channels_for(kind, choices=choices, **where):
@@ -179,7 +183,9 @@ def _rows(
                 created_at=now,
                 next_attempt_at=now,
             )
-            if channel == Channel.SLACK:
+            if channel == Channel.SLACK and where["slack_member"]:
+                row.payload = slack.message_payload(message, escalation)
+            elif channel == Channel.SLACK:
                 row.payload = slack_body(message)
             elif channel == Channel.WEBHOOK:
                 row.payload = webhook_body(

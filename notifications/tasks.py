@@ -59,3 +59,11 @@ def sweep_notifications_task() -> int:
             break
         enqueued += 1
     return enqueued
+
+
+@shared_task(ignore_result=True, soft_time_limit=30, time_limit=40)
+def slack_reply_task(reply: dict) -> None:
+    """After a Slack click: update the message in place, explain a refusal ephemerally."""
+    from . import inbound
+
+    inbound.slack_reply(**reply)

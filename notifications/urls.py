@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import views, views_inbound
 
 app_name = "notifications"
 
@@ -9,4 +9,6 @@ urlpatterns = [
     path("settings/notifications/secret", views.secret_rotate, name="secret"),
     path("settings/notifications/test", views.send_test, name="test"),
     path("settings/notifications/recent", views.recent, name="recent"),
+    path("integrations/slack/interactivity", views_inbound.slack_interactivity, name="slack-interactivity"),
+    path("notifications/act/<str:token>", views_inbound.action_link, name="action"),
 ]

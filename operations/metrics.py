@@ -99,6 +99,12 @@ RETENTION_PURGED = Family(
     "handoff_retention_purged_escalations",
     "Escalations purged by retention (RETENTION_DAYS), with their timeline and deliveries.",
 )
+INBOUND_ACTIONS = Family(
+    "handoff_inbound_actions",
+    "Decisions attempted from outside the dashboard (via: slack, email), by outcome (decided, "
+    "already_decided, refused; bad_signature: a Slack request whose signature did not verify).",
+    ("via", "outcome"),
+)
 COUNTERS = (
     DECISIONS,
     WEBHOOK_ATTEMPTS,
@@ -106,6 +112,7 @@ COUNTERS = (
     NOTIFICATION_FAILURES,
     RATE_LIMIT_REFUSALS,
     RETENTION_PURGED,
+    INBOUND_ACTIONS,
 )
 
 DECISION_TO_WEBHOOK = Histogram(

@@ -1,0 +1,470 @@
+"""Deciding from the message (issue 12): Slack buttons, e-mail action links, web push.
+
+Slack's Web API is a local stand-in (tests/slack_standin.py) that records calls; clicks
+are posted to /integrations/slack/interactivity signed as Slack signs them. E-mail goes
+through Django's locmem backend; push to a local endpoint, its payload decrypted here with
+the subscription's private key."""
+
+import base64
+import json
+import os
+import threading
+import time
+from datetime import timedelta
+
+import http_ece
+import httpx
+import pytest
+import time_machine
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from django.core import mail
+from django.db import connection
+from django.test import Client
+
+from escalations.models import Decision, Escalation
+from notifications import inbound
+from notifications import push as web_push
+from notifications import services as notify
+from notifications.models import ActionLinkUse, InboundAction, Notification
+from notifications.tasks import send_notification_task
+from tests.conftest import make_package, make_user, post_package
+from tests.receiver import Receiver, Reply
+from tests.slack_standin import SlackStandIn, signed_click
+
+SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+TOKEN = "xoxb-test"
+URL = "/integrations/slack/interactivity"
+HALT = {"confidence": 0.2}
+IRREVERSIBLE_OPTIONS = [
+    {"key": "update-callers", "label": "Update all 14 callers", "recommended": True},
+    {"key": "shim", "label": "Add a <b>shim</b> & go"},
+    {"key": "drop-table", "label": "Drop the legacy table", "irreversible": True},
+]
+
+
+@pytest.fixture
+def slack_api(settings):
+    with SlackStandIn(token=TOKEN, members={"UEMAIL": {"email": "Alice@Example.com"}}) as standin:
+        settings.SLACK_API_URL = standin.url
+        settings.SLACK_BOT_TOKEN = TOKEN
+        settings.SLACK_SIGNING_SECRET = SECRET
+        settings.CELERY_TASK_ALWAYS_EAGER = True
+        settings.CELERY_TASK_EAGER_PROPAGATES = True
+        yield standin
+
+
+def link_slack(user, member: str) -> None:
+    notify.preferences_save(user=user, choices={"halt_created": ["slack", "email"]})
+    inbound.slack_member_save(user=user, member_id=member)
+
+
+def click(client: Client, escalation, option: str, *, member: str = "UALICE", **signing):
+    value = json.dumps({"escalation": str(escalation.pk), "option": option})
+    body, headers = signed_click(
+        signing.pop("secret", SECRET), member=member, value=value, action_id=f"handoff_decide:{option}", **signing
+    )
+    return client.generic(
+        "POST", URL, body, content_type=headers.pop("Content-Type"),
+        headers=dict(headers),
+    )
+
+
+@pytest.fixture
+def clicks(client, django_capture_on_commit_callbacks):
+    """click() whose after-commit work (the Slack reply task) runs, as it does outside a
+    test's transaction."""
+
+    def run(escalation, option: str, **kwargs):
+        with django_capture_on_commit_callbacks(execute=True):
+            return click(client, escalation, option, **kwargs)
+
+    return run
+
+
+def send_all() -> None:
+    for row in Notification.objects.filter(status__in=["pending", "retrying"]):
+        send_notification_task(str(row.pk))
+
+
+# ---------------------------------------------------------------- Slack: the message
+
+
+@pytest.mark.django_db
+def test_a_halt_reaches_slack_as_block_kit_with_buttons_for_reversible_options_only(api, reviewer, slack_api):
+    link_slack(reviewer, "UALICE")
+    escalation = post_package(api, options=IRREVERSIBLE_OPTIONS, **HALT)
+    send_all()
+
+    (call,) = slack_api.wait_for("chat.postMessage")
+    assert call.args["channel"] == "UALICE"
+    blocks = call.args["blocks"]
+    text = json.dumps(blocks)
+    assert "*Unsure:*" in text
+    assert "Cost of delay: priority" in text
+    assert "blocking 3 tasks" in text
+    assert "(recommended)" in text
+    assert "Add a &lt;b&gt;shim&lt;/b&gt; &amp; go" in text  # escaped for mrkdwn
+    (actions,) = [block for block in blocks if block["type"] == "actions"]
+    ids = [element["action_id"] for element in actions["elements"]]
+    # The irreversible option has no decide button: only the dashboard decides it.
+    assert ids == ["handoff_decide:update-callers", "handoff_decide:shim", "handoff_open"]
+    assert actions["elements"][0]["style"] == "primary"
+    assert actions["elements"][-1]["url"].endswith(f"/escalations/{escalation.pk}")
+    assert json.loads(actions["elements"][1]["value"]) == {"escalation": str(escalation.pk), "option": "shim"}
+    assert Notification.objects.get(channel="slack").status == "sent"
+
+
+@pytest.mark.django_db
+def test_an_irreversible_action_offers_no_decide_button_at_all(api, reviewer, slack_api):
+    link_slack(reviewer, "UALICE")
+    post_package(api, action={"name": "deploy", "irreversible": True}, **HALT)
+    send_all()
+
+    (call,) = slack_api.wait_for("chat.postMessage")
+    (actions,) = [block for block in call.args["blocks"] if block["type"] == "actions"]
+    assert [element["action_id"] for element in actions["elements"]] == ["handoff_open"]
+
+
+# ---------------------------------------------------------------- Slack: the click
+
+
+@pytest.mark.django_db
+def test_a_signed_click_decides_as_the_mapped_user_and_updates_the_message(api, reviewer, slack_api, clicks):
+    link_slack(reviewer, "UALICE")
+    escalation = post_package(api, **HALT)
+
+    response = clicks(escalation, "shim")
+
+    assert response.status_code == 200
+    escalation.refresh_from_db()
+    decision = escalation.decision
+    assert (decision.option_key, decision.decided_by_user, decision.decided_by_type) == ("shim", reviewer, "human")
+    assert escalation.events.filter(kind="decided", actor="alice").exists()
+    (update,) = slack_api.wait_for("chat.update")
+    assert (update.args["channel"], update.args["ts"]) == ("D0001", "1700000000.000001")
+    assert "Decided by alice: Add a compatibility shim." in update.args["text"]
+    assert "handoff_decide" not in json.dumps(update.args["blocks"])  # no buttons left
+    assert slack_api.calls_to("chat.postEphemeral") == []
+    (action,) = InboundAction.objects.all()
+    assert (action.via, action.outcome, action.user, action.external_user) == ("slack", "decided", reviewer, "UALICE")
+
+
+@pytest.mark.django_db
+def test_a_member_is_mapped_by_their_confirmed_slack_email(api, reviewer, slack_api, clicks):
+    escalation = post_package(api, **HALT)  # alice@example.com has no member id saved
+
+    assert clicks(escalation, "shim", member="UEMAIL").status_code == 200
+
+    escalation.refresh_from_db()
+    assert escalation.decision.decided_by_user == reviewer
+    (info,) = slack_api.calls_to("users.info")
+    assert info.args["user"] == "UEMAIL"
+
+
+@pytest.mark.django_db
+def test_an_unconfirmed_slack_email_maps_nobody(api, reviewer, slack_api, clicks):
+    slack_api.members["UEMAIL"]["confirmed"] = False
+    escalation = post_package(api, **HALT)
+
+    assert clicks(escalation, "shim", member="UEMAIL").status_code == 200
+
+    assert Escalation.objects.get(pk=escalation.pk).is_open
+    (ephemeral,) = slack_api.wait_for("chat.postEphemeral")
+    assert "not linked to a Handoff reviewer" in ephemeral.args["text"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("case", ["forged", "stale", "unsigned"])
+def test_a_forged_or_stale_signature_is_401_and_decides_nothing(api, reviewer, slack_api, clicks, case):
+    link_slack(reviewer, "UALICE")
+    escalation = post_package(api, **HALT)
+    signing = {
+        "forged": {"secret": "not-the-signing-secret"},
+        "stale": {"at": time.time() - 5 * 60 - 1},
+        "unsigned": {"signature": ""},
+    }[case]
+
+    response = clicks(escalation, "shim", **signing)
+
+    assert response.status_code == 401
+    assert Escalation.objects.get(pk=escalation.pk).is_open
+    assert not Decision.objects.exists()
+    assert slack_api.calls == []
+
+
+@pytest.mark.django_db
+def test_refusals_are_ephemeral_recorded_and_change_nothing(api, reviewer, slack_api, clicks):
+    link_slack(reviewer, "UALICE")
+    outsider = make_user("olga")  # no role
+    inbound.slack_member_save(user=outsider, member_id="UOLGA")
+    escalation = post_package(api, options=IRREVERSIBLE_OPTIONS, **HALT)
+
+    # An irreversible option, even in a hand-made payload; a member nobody linked; no role.
+    clicks(escalation, "drop-table")
+    clicks(escalation, "shim", member="UNOBODY")
+    clicks(escalation, "shim", member="UOLGA")
+
+    assert Escalation.objects.get(pk=escalation.pk).is_open
+    texts = [call.args["text"] for call in slack_api.wait_for("chat.postEphemeral", 3)]
+    assert "irreversible and is decided in Handoff" in texts[0]
+    assert "not linked to a Handoff reviewer" in texts[1]
+    assert "needs the reviewer role" in texts[2]
+    assert [call.args["user"] for call in slack_api.calls_to("chat.postEphemeral")] == ["UALICE", "UNOBODY", "UOLGA"]
+    assert slack_api.calls_to("chat.update") == []
+    outcomes = InboundAction.objects.order_by("at", "id").values_list("outcome", "external_user", "option_key")
+    assert list(outcomes) == [
+        ("refused", "UALICE", "drop-table"), ("refused", "UNOBODY", "shim"), ("refused", "UOLGA", "shim"),
+    ]
+
+
+@pytest.mark.django_db
+def test_a_click_after_a_dashboard_decision_answers_already_decided_by(api, reviewer, other_reviewer, slack_api, clicks):
+    link_slack(reviewer, "UALICE")
+    escalation = post_package(api, **HALT)
+    dashboard = Client()
+    dashboard.force_login(other_reviewer)
+    dashboard.post(f"/escalations/{escalation.pk}/decide", {"kind": "option", "option": "update-callers"})
+
+    clicks(escalation, "shim")
+
+    escalation.refresh_from_db()
+    assert escalation.decision.option_key == "update-callers"
+    assert Decision.objects.count() == 1
+    (ephemeral,) = slack_api.wait_for("chat.postEphemeral")
+    assert ephemeral.args["text"] == "Already decided. Decided by bob: Update all 14 callers."
+    (update,) = slack_api.wait_for("chat.update")
+    assert "Decided by bob" in update.args["text"]
+    assert InboundAction.objects.get().outcome == "already_decided"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_slack_and_dashboard_decisions_make_exactly_one(api, reviewer, other_reviewer, slack_api):
+    link_slack(reviewer, "UALICE")
+    escalations = [post_package(api, run_id=f"run-{n}", **HALT) for n in range(4)]
+
+    for escalation in escalations:
+        barrier = threading.Barrier(2)
+        answers: dict = {}
+
+        def from_slack(escalation=escalation, barrier=barrier, answers=answers):
+            barrier.wait()
+            answers["slack"] = click(Client(), escalation, "shim").status_code
+            connection.close()
+
+        def from_dashboard(escalation=escalation, barrier=barrier, answers=answers):
+            browser = Client()
+            browser.force_login(other_reviewer)
+            barrier.wait()
+            answers["dashboard"] = browser.post(  # as the page's htmx form posts it
+                f"/escalations/{escalation.pk}/decide", {"kind": "option", "option": "update-callers"},
+                headers={"HX-Request": "true"},
+            ).status_code
+            connection.close()
+
+        threads = [threading.Thread(target=from_slack), threading.Thread(target=from_dashboard)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+
+        assert answers["slack"] == 200
+        assert answers["dashboard"] in (200, 409)
+        assert Decision.objects.filter(escalation=escalation).count() == 1
+        decision = Decision.objects.get(escalation=escalation)
+        outcome = InboundAction.objects.get(escalation=escalation).outcome
+        # Whoever lost was told so: the Slack click is "already decided", or the dashboard 409.
+        assert (outcome == "decided") == (decision.decided_by_name == "alice")
+        assert (answers["dashboard"] == 409) == (decision.decided_by_name == "alice")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_agents_long_poll_returns_after_a_slack_click(live_server_asgi, agent_with_token, reviewer, slack_api):
+    link_slack(reviewer, "UALICE")
+    headers = {"Authorization": f"Bearer {agent_with_token[1]}"}
+    with httpx.Client(base_url=live_server_asgi, headers=headers, timeout=30) as agent:
+        escalation_id = agent.post("/api/v1/escalations", json=make_package(**HALT)).json()["id"]
+        value = json.dumps({"escalation": escalation_id, "option": "shim"})
+        body, signed = signed_click(SECRET, member="UALICE", value=value, action_id="handoff_decide:shim")
+        answers: dict = {}
+
+        def slack_clicks():
+            time.sleep(0.5)
+            answers["click"] = httpx.post(f"{live_server_asgi}{URL}", content=body, headers=signed, timeout=10)
+            answers["clicked"] = time.monotonic()
+
+        thread = threading.Thread(target=slack_clicks)
+        thread.start()
+        started = time.monotonic()
+        response = agent.get(f"/api/v1/escalations/{escalation_id}", params={"wait": 20})
+        answered = time.monotonic()
+        thread.join()
+
+    assert answers["click"].status_code == 200
+    assert response.status_code == 200
+    assert response.json()["status"] == "decided"
+    assert response.json()["decision"]["option"] == "shim"
+    assert answered - started >= 0.4
+    assert answered - answers["clicked"] < 2
+    slack_api.wait_for("chat.update")
+
+
+# ---------------------------------------------------------------- e-mail action links
+
+
+def emailed_links(reviewer, api, **package):
+    notify.preferences_save(user=reviewer, choices={"halt_created": ["email"]})
+    escalation = post_package(api, **{**HALT, **package})
+    send_all()
+    (message,) = mail.outbox
+    return escalation, message
+
+
+def link_of(message, label: str) -> str:
+    line = next(line for line in message.body.splitlines() if line.strip().startswith(label))
+    url = line.split(": ", 1)[1].strip()
+    return "/" + url.split("://", 1)[1].split("/", 1)[1]
+
+
+@pytest.mark.django_db
+def test_an_email_has_escaped_html_and_text_with_a_link_per_reversible_option(api, reviewer):
+    escalation, message = emailed_links(
+        reviewer, api, title="Drop <script>alert(1)</script> & co?", options=IRREVERSIBLE_OPTIONS
+    )
+
+    ((html, kind),) = message.alternatives
+    assert kind == "text/html"
+    assert "<script>alert(1)</script>" not in html
+    assert "Drop &lt;script&gt;alert(1)&lt;/script&gt; &amp; co?" in html
+    assert "Add a &lt;b&gt;shim&lt;/b&gt; &amp; go" in html
+    assert message.body.count("/notifications/act/") == 2  # not the irreversible option
+    assert "Drop the legacy table" not in message.body.split("Open in Handoff")[0]
+    assert html.count("/notifications/act/") == 2
+    assert f"/escalations/{escalation.pk}" in html
+
+
+@pytest.mark.django_db
+def test_an_email_link_get_decides_nothing_its_post_decides_once(api, reviewer):
+    escalation, message = emailed_links(reviewer, api)
+    path = link_of(message, "Add a compatibility shim")
+    anonymous = Client()  # the link is the credential: no session needed
+
+    for _ in range(3):  # a mail scanner following the link, then the person
+        page = anonymous.get(path)
+        assert page.status_code == 200
+        assert b"Confirm your decision" in page.content
+        assert b"Add a compatibility shim" in page.content
+    assert Escalation.objects.get(pk=escalation.pk).is_open
+    assert not ActionLinkUse.objects.exists()
+
+    decided = anonymous.post(path)
+
+    assert decided.status_code == 200
+    assert b"Decided by alice: Add a compatibility shim." in decided.content
+    escalation.refresh_from_db()
+    assert (escalation.decision.option_key, escalation.decision.decided_by_user) == ("shim", reviewer)
+    assert escalation.events.filter(kind="decided", actor="alice").exists()
+    again = anonymous.post(path)
+    assert again.status_code == 410
+    assert b"already been used" in again.content
+    assert anonymous.get(path).status_code == 410
+    assert Decision.objects.count() == 1
+    assert list(InboundAction.objects.values_list("via", "outcome")) == [("email", "decided")]
+
+
+@pytest.mark.django_db
+def test_an_expired_or_tampered_link_is_refused_with_a_clear_page(api, reviewer, settings):
+    escalation, message = emailed_links(reviewer, api)
+    path = link_of(message, "Add a compatibility shim")
+
+    with time_machine.travel(timedelta(seconds=settings.ACTION_LINK_MAX_AGE_SECONDS + 5), tick=False):
+        expired_get, expired_post = Client().get(path), Client().post(path)
+    tampered = Client().post(path[:-3] + "xyz")
+
+    for page in (expired_get, expired_post):
+        assert page.status_code == 410
+        assert b"This link has expired" in page.content
+    assert tampered.status_code == 410
+    assert b"not a valid Handoff link" in tampered.content
+    assert Escalation.objects.get(pk=escalation.pk).is_open
+
+
+@pytest.mark.django_db
+def test_a_link_for_an_escalation_decided_elsewhere_says_who_decided(api, reviewer, other_reviewer):
+    escalation, message = emailed_links(reviewer, api)
+    path = link_of(message, "Add a compatibility shim")
+    dashboard = Client()
+    dashboard.force_login(other_reviewer)
+    dashboard.post(f"/escalations/{escalation.pk}/decide", {"kind": "option", "option": "update-callers"})
+
+    page = Client().post(path)
+
+    assert page.status_code == 409
+    assert b"Decided by bob: Update all 14 callers." in page.content
+    assert Decision.objects.get().option_key == "update-callers"
+
+
+# ---------------------------------------------------------------- web push
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+@pytest.fixture
+def vapid(settings):
+    key = ec.generate_private_key(ec.SECP256R1())
+    settings.VAPID_PRIVATE_KEY = b64(key.private_numbers().private_value.to_bytes(32, "big"))
+    settings.VAPID_PUBLIC_KEY = b64(
+        key.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    )
+    return key
+
+
+@pytest.mark.django_db
+def test_a_push_reaches_the_local_endpoint_and_opens_the_escalation(api, reviewer, vapid, settings):
+    browser_key = ec.generate_private_key(ec.SECP256R1())
+    auth = os.urandom(16)
+    with Receiver(script=[Reply(201, body=b"")]) as endpoint:
+        web_push.subscribe(
+            user=reviewer,
+            endpoint=endpoint.url + "/push/abc",
+            p256dh=b64(browser_key.public_key().public_bytes(
+                serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+            )),
+            auth=b64(auth),
+        )
+        notify.preferences_save(user=reviewer, choices={"halt_created": ["push"]})
+        escalation = post_package(api, **HALT)
+        send_all()
+        (request,) = endpoint.wait_for(1)
+
+    assert request.path.endswith("/push/abc")
+    assert request.header("content-encoding") == "aes128gcm"
+    assert request.header("authorization").startswith("vapid t=")
+    assert f"k={settings.VAPID_PUBLIC_KEY}" in request.header("authorization")
+    data = json.loads(http_ece.decrypt(request.body, private_key=browser_key, auth_secret=auth, version="aes128gcm"))
+    assert data["url"] == f"{settings.PUBLIC_URL}/escalations/{escalation.pk}"
+    assert data["title"].startswith("Halt: ")
+    assert Notification.objects.get(channel="push").status == "sent"
+
+
+@pytest.mark.django_db
+def test_a_subscription_the_push_service_forgot_is_removed(api, reviewer, vapid):
+    browser_key = ec.generate_private_key(ec.SECP256R1())
+    with Receiver(script=[410]) as endpoint:
+        web_push.subscribe(
+            user=reviewer, endpoint=endpoint.url + "/gone",
+            p256dh=b64(browser_key.public_key().public_bytes(
+                serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+            )),
+            auth=b64(os.urandom(16)),
+        )
+        notify.preferences_save(user=reviewer, choices={"halt_created": ["push"]})
+        post_package(api, **HALT)
+        send_all()
+        endpoint.wait_for(1)
+
+    row = Notification.objects.get(channel="push")
+    assert (row.status, "subscription gone (410)" in row.last_error) == ("failed", True)
+    assert not reviewer.push_subscriptions.exists()
