@@ -7,7 +7,7 @@ the clock or the database live in escalations.validation.
 import re
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from ninja import Schema
 from pydantic import (
@@ -20,6 +20,7 @@ from pydantic import (
     StrictStr,
     field_validator,
 )
+from pydantic.config import JsonDict
 from pydantic_core import PydanticCustomError
 
 from .inputs import (
@@ -62,8 +63,8 @@ Impact = Literal["low", "medium", "high", "critical"]
 Outcome = Literal["ok", "failed", "skipped", "info"]
 DecisionKind = Literal["option", "instruction", "take_over", "halt"]
 
-assert set(Reason.__args__) == set(Escalation.Reason.values)
-assert set(DecisionKind.__args__) == set(Decision.Kind.values)
+assert set(get_args(Reason)) == set(Escalation.Reason.values)
+assert set(get_args(DecisionKind)) == set(Decision.Kind.values)
 
 # These say nothing about what, specifically, the agent is unsure of.
 GENERIC_WORDS = frozenset(
@@ -101,12 +102,13 @@ UtcTime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
 JsonObject = Annotated[dict[str, Any], AfterValidator(_json_object)]
 
 
-def Text(min_length: int, max_length: int):
-    return Annotated[StrictStr, Field(min_length=min_length, max_length=max_length)]
-
-
-def Count(le: int = MAX_INT):
-    return Annotated[StrictInt, Field(ge=0, le=le)]
+# Field types as aliases (a call in an annotation is not a type to mypy): a string of at most
+# N characters is Annotated[StrictStr, Field(min_length=..., max_length=N)].
+Line = Annotated[StrictStr, Field(min_length=1, max_length=200)]  # a title, a label, a name, an id
+OptionKey = Annotated[StrictStr, Field(min_length=1, max_length=64)]
+Prose = Annotated[StrictStr, Field(min_length=0, max_length=TEXT_MAX_CHARS)]  # a description, an instruction
+Count = Annotated[StrictInt, Field(ge=0, le=MAX_INT)]
+SmallCount = Annotated[StrictInt, Field(ge=0, le=1_000_000)]  # attempts, blocked tasks
 
 
 class Strict(Schema):
@@ -115,15 +117,15 @@ class Strict(Schema):
 
 class StepIn(Strict):
     at: UtcTime
-    action: Text(1, 200)
+    action: Line
     outcome: Outcome = "info"
-    detail: Text(0, 20000) | None = None
+    detail: Annotated[StrictStr, Field(min_length=0, max_length=20000)] | None = None
 
 
 class OptionIn(Strict):
     key: Annotated[StrictStr, Field(pattern=SLUG_RE)]
-    label: Text(1, 200)
-    description: Text(0, TEXT_MAX_CHARS) | None = None
+    label: Line
+    description: Prose | None = None
     irreversible: StrictBool = False
     recommended: StrictBool = False
     args: JsonObject | None = None
@@ -132,17 +134,17 @@ class OptionIn(Strict):
 class CostOfDelayIn(Strict):
     blocking: StrictBool
     impact: Impact
-    blocked_tasks: Count(1_000_000) = 0
+    blocked_tasks: SmallCount = 0
     stuck_since: UtcTime | None = None
     respond_by: UtcTime | None = None
-    note: Text(0, 500) | None = None
+    note: Annotated[StrictStr, Field(min_length=0, max_length=500)] | None = None
 
 
 class ActionIn(Strict):
-    name: Text(1, 200)
+    name: Line
     irreversible: StrictBool = False
-    planned_scope: Count() | None = None
-    actual_scope: Count() | None = None
+    planned_scope: Count | None = None
+    actual_scope: Count | None = None
 
     def to_input(self) -> ActionInput:
         return ActionInput(
@@ -154,8 +156,8 @@ class ActionIn(Strict):
 
 
 class LinkIn(Strict):
-    label: Text(1, 200)
-    url: Text(1, 2000)
+    label: Line
+    url: Annotated[StrictStr, Field(min_length=1, max_length=2000)]
 
     @field_validator("url")
     @classmethod
@@ -165,7 +167,7 @@ class LinkIn(Strict):
         return value
 
 
-EXAMPLE_PACKAGE = {
+EXAMPLE_PACKAGE: JsonDict = {
     "run_id": "run-42",
     "title": "Update the 14 callers of charge() or add a shim?",
     "uncertainty": "charge() changed signature; 14 callers in billing/ break. Updating them touches "
@@ -195,18 +197,18 @@ ONE_RECOMMENDED = {
 class EscalationIn(Strict):
     model_config = ConfigDict(extra="ignore", json_schema_extra={"examples": [EXAMPLE_PACKAGE]})
 
-    run_id: Text(1, 200)
-    title: Text(1, 200)
-    uncertainty: Annotated[Text(20, TEXT_MAX_CHARS), AfterValidator(_not_generic)]
+    run_id: Line
+    title: Line
+    uncertainty: Annotated[StrictStr, Field(min_length=20, max_length=TEXT_MAX_CHARS), AfterValidator(_not_generic)]
     reason: Reason
     confidence: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False, strict=True)]
     history: Annotated[list[StepIn], Field(min_length=1, max_length=2000)]
     options: Annotated[list[OptionIn], Field(min_length=1, max_length=10, json_schema_extra=ONE_RECOMMENDED)]
     cost_of_delay: CostOfDelayIn
     action: ActionIn | None = None
-    attempts: Count(1_000_000) = 0
+    attempts: SmallCount = 0
     domain: Annotated[StrictStr, Field(pattern=SLUG_RE)] | None = None
-    timeout_option: Text(1, 64) | None = None
+    timeout_option: OptionKey | None = None
     links: Annotated[list[LinkIn], Field(max_length=20)] = []
     metadata: JsonObject = {}
 
@@ -278,9 +280,9 @@ class GateIn(Strict):
     domain: Annotated[StrictStr, Field(pattern=SLUG_RE)] | None = None
     action: ActionIn | None = None
     confidence: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False, strict=True)]
-    attempts: Count(1_000_000) = 0
+    attempts: SmallCount = 0
     novel: StrictBool = False
-    run_id: Text(1, 200) | None = None
+    run_id: Line | None = None
 
     def to_input(self) -> GateInput:
         """The service's input (escalations.inputs): the same values, no transport."""
@@ -298,7 +300,7 @@ class GateIn(Strict):
 class AnswerIn(Strict):
     """POST /escalations/{id}/answer: the agent's answer to a reviewer's question."""
 
-    text: Text(1, 4000)
+    text: Annotated[StrictStr, Field(min_length=1, max_length=4000)]
     history: Annotated[list[StepIn], Field(max_length=2000)] = []
     links: Annotated[list[LinkIn], Field(max_length=20)] = []
 
@@ -311,9 +313,9 @@ class DecisionIn(Strict):
     ]})
 
     kind: DecisionKind
-    option: Text(1, 64) | None = None
+    option: OptionKey | None = None
     args: JsonObject | None = None
-    instruction: Text(0, TEXT_MAX_CHARS) | None = None
+    instruction: Prose | None = None
     override_claim: StrictBool = Field(
         False,
         description="Decide over another reviewer's live claim (the dashboard's "
@@ -327,8 +329,8 @@ class DecisionIn(Strict):
 
 Status = Literal["pending", "claimed", "decided", "resumed", "withdrawn", "expired"]
 DecidedByType = Literal["human", "machine", "policy", "timeout"]
-assert set(Status.__args__) == set(Escalation.Status.values)
-assert set(DecidedByType.__args__) == set(Decision.DecidedBy.values)
+assert set(get_args(Status)) == set(Escalation.Status.values)
+assert set(get_args(DecidedByType)) == set(Decision.DecidedBy.values)
 
 
 class DecidedByOut(Schema):
