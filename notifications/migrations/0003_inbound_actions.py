@@ -10,7 +10,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('escalations', '0003_search_indexes'),
-        ('notifications', '0001_initial'),
+        ('notifications', '0002_first_look_ended'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
