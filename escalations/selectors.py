@@ -319,15 +319,29 @@ class ApprovalState:
         return max(0, self.required - len(self.leading))
 
 
+def approvals_required(escalation: Escalation, option_key: str | None = None) -> int:
+    """The two-person rule, in one place: how many distinct reviewers must approve choosing
+    `option_key` (1: the rule does not apply), the domain's approvals_required when the
+    option, or the action at stake, is irreversible. Without an option: for the
+    escalation's irreversible choices (what its page says about approvals)."""
+    if (escalation.action or {}).get("irreversible"):
+        irreversible = True
+    elif option_key is None:
+        irreversible = any(option.get("irreversible") for option in escalation.options)
+    else:
+        irreversible = bool((escalation.option(option_key) or {}).get("irreversible"))
+    if not irreversible:
+        return 1
+    found = Policy.objects.filter(domain=escalation.domain).values_list("approvals_required", flat=True)
+    return next(iter(found), 1)
+
+
 def approval_state(escalation: Escalation) -> ApprovalState | None:
     """The two-person rule on an open escalation that has something irreversible, or None
     when the rule does not apply (closed, nothing irreversible, or N = 1)."""
-    if not (escalation.is_open and escalation.is_irreversible):
+    if not escalation.is_open:
         return None
-    required = next(
-        iter(Policy.objects.filter(domain=escalation.domain).values_list("approvals_required", flat=True)),
-        1,
-    )
+    required = approvals_required(escalation)
     if required < 2:
         return None
     return ApprovalState(required, list(escalation.approvals.all()))

@@ -113,6 +113,30 @@ class TestService:
             option(escalation, other_reviewer)
 
 
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("action", "key", "gated"),
+    [(False, "drop", True), (False, "keep", False), (True, "keep", True)],
+)
+def test_the_page_and_the_service_answer_the_two_person_rule_alike(
+    api, two_people, reviewer, action, key, gated
+):
+    """services.needs_approvals read the package, selectors.approval_state the stored
+    is_irreversible flag: a row whose flag was out of step with its package (written by
+    another path than intake) was gated by one and not shown by the other."""
+    escalation = post_package(
+        api, options=OPTIONS, **({"action": {"name": "drop_table", "irreversible": True}} if action else {})
+    )
+    Escalation.objects.filter(pk=escalation.pk).update(is_irreversible=False)
+    escalation = Escalation.objects.get(pk=escalation.pk)
+    request = services.DecisionRequest(kind="option", option=key)
+    assert (services.needs_approvals(escalation, request) == 2) is gated
+    state = selectors.approval_state(escalation)
+    assert state is not None  # something here is irreversible
+    assert state.required == 2
+    assert selectors.approvals_required(escalation, key) == services.needs_approvals(escalation, request)
+
+
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("trial", range(3))
 def test_two_reviewers_approving_at_once_make_exactly_one_decision(trial, api, two_people, django_user_model):

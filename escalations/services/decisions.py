@@ -18,7 +18,7 @@ from escalations.limits import (
     json_size,
     too_long,
 )
-from escalations.models import Agent, Approval, Decision, Escalation, Event, Policy, Run
+from escalations.models import Agent, Approval, Decision, Escalation, Event, Run
 from escalations.transport import events
 from operations import metrics
 
@@ -142,13 +142,7 @@ def needs_approvals(escalation: Escalation, request: DecisionRequest) -> int:
     """
     if request.kind != Decision.Kind.OPTION:
         return 1
-    option = escalation.option(request.option or "") or {}
-    if not (option.get("irreversible") or (escalation.action or {}).get("irreversible")):
-        return 1
-    found = Policy.objects.filter(domain=escalation.domain).values_list(
-        "approvals_required", flat=True
-    )
-    return next(iter(found), 1)
+    return selectors.approvals_required(escalation, request.option or "")
 
 
 def _approve(
