@@ -253,3 +253,29 @@ def sort_key(escalation: Escalation, sort: str) -> str:
         else:
             parts.append(str(value))
     return "|".join(parts)
+
+
+# ---------------------------------------------------------------- next and previous
+
+
+def _reversed(sort: str) -> list:
+    """The sort's order backwards (NULL deadlines, last going forward, come first)."""
+    return [
+        F(name).desc(nulls_first=True) if name in NULLABLE else (name if desc else f"-{name}")
+        for name, desc in SORTS[sort].fields
+    ]
+
+
+def neighbour(
+    queryset: EscalationQuerySet, escalation: Escalation, sort: str, *, forward: bool
+) -> Escalation | None:
+    """The escalation after (or before) `escalation` in `sort`'s order among `queryset`,
+    whether or not `escalation` itself is still in it (a decided one has left the open tab,
+    and its place in the order is where the reviewer was)."""
+    others = queryset.exclude(pk=escalation.pk)
+    cursor = Cursor.of(escalation, sort)
+    if forward:
+        rows, _ = page(others, sort, cursor, 1)
+        return rows[0] if rows else None
+    later = after_cursor(queryset, cursor).values("pk")
+    return others.exclude(pk__in=later).order_by(*_reversed(sort)).first()

@@ -7,6 +7,7 @@ the tab counts. The server decides what matches; the script only places the row.
 
 import uuid
 
+from django.contrib import messages
 from django.http import HttpResponse, QueryDict
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
@@ -17,7 +18,7 @@ from people.roles import reviewer_required
 
 from . import queue
 from .filters import QueueFilter
-from .views import HtmxHttpRequest
+from .views import HtmxHttpRequest, _escalation
 
 QUEUE_PAGE_SIZE = 50
 ZERO = uuid.UUID(int=0)
@@ -96,3 +97,19 @@ def queue_row(request: HtmxHttpRequest, escalation_id) -> HttpResponse:
     context = _context(request, filterset, [row] if row else [])
     context["row"] = row
     return TemplateResponse(request, f"{TEMPLATE}#queue-live", context)
+
+
+@reviewer_required
+@require_GET
+def queue_step(request: HtmxHttpRequest, escalation_id, direction: str) -> HttpResponse:
+    """`n` / `p` on an escalation page: the next (previous) escalation in the queue's order
+    under the queue's filters (the page passes the queue's query string), or the queue."""
+    escalation = _escalation(request, escalation_id)
+    filterset = QueueFilter(request.GET, request=request)
+    found = queue.neighbour(
+        filterset.qs, escalation, filterset.sort, forward=direction == "next"
+    )
+    if found is None:
+        messages.info(request, f"No {direction} escalation in this list.")
+        return redirect(queue_url(request.GET, after=None))
+    return redirect("reviews:detail", escalation_id=found.pk)

@@ -17,6 +17,9 @@ urlpatterns = [
     path("queue/rows/<uuid:escalation_id>", queue_views.queue_row, name="queue_row"),
     path("escalations/<uuid:escalation_id>", views.escalation_detail, name="detail"),
     path("escalations/<uuid:escalation_id>/live", views.escalation_live, name="live"),
+    # n / p on an escalation page: its neighbours in the queue's order and filters
+    path("escalations/<uuid:escalation_id>/next", queue_views.queue_step, {"direction": "next"}, name="next"),
+    path("escalations/<uuid:escalation_id>/previous", queue_views.queue_step, {"direction": "previous"}, name="previous"),
     path("escalations/<uuid:escalation_id>/decide", views.decide, name="decide"),
     path("escalations/<uuid:escalation_id>/claim", views.claim, name="claim"),
     path("escalations/<uuid:escalation_id>/release", views.release, name="release"),

@@ -175,6 +175,7 @@ def test_html_in_a_package_stays_text_on_the_page_and_in_live_updates(
     assert f"Go {HOSTILE}" in alice.text("#decision-panel")
 
     # live: bob's comment and bob's decision reach alice as text
+    bob.page.click("#tab-team")  # the team's timeline and comments: a tab beside the history
     bob.page.fill("#comment-form textarea[name=body]", f"Careful: {HOSTILE}")
     bob.page.press("#comment-form textarea[name=body]", "Control+Enter")
     alice.sees("#activity", f"Careful: {HOSTILE}")

@@ -192,3 +192,123 @@ def test_the_app_is_installable(live_server_asgi, browser, reviewer):  # noqa: F
             "([src, base]) => new URL(src, new URL(base, location.href)).href", [icon["src"], href]
         )
         assert page.request.get(url).status == 200, url
+
+
+# ---------------------------------------------------------------- a long history
+
+
+def long_history(steps: int = 200, failed: tuple[int, ...] = (40, 41, 150)) -> list[dict]:
+    from datetime import UTC, datetime, timedelta
+
+    start = datetime.now(UTC) - timedelta(hours=4)
+    return [
+        {
+            "at": (start + timedelta(seconds=50 * n)).isoformat(),
+            "action": f"step {n + 1}: checked shard {n + 1}",
+            "outcome": "failed" if n in failed else "ok",
+            **({"detail": f"shard {n + 1}: lock timeout"} if n in failed else {}),
+        }
+        for n in range(steps)
+    ]
+
+
+def test_a_200_step_history_renders_short_and_its_last_steps_are_one_jump_away(
+    live_server_asgi,
+    browser,  # noqa: F811
+    agent_with_token,
+    reviewer,
+):
+    base, token = live_server_asgi, agent_with_token[1]
+    escalation = post_escalation(base, token, history=long_history())
+    page = sign_in(browser, base)
+    page.goto(f"{base}/escalations/{escalation['id']}")
+    wait_live(page)
+    height = page.evaluate("document.documentElement.scrollHeight")
+    assert height < 5000, height
+    # runs of ok steps fold; the failures and the last steps before the pause are open
+    runs = page.locator("[data-step-run] > summary")
+    assert [" ".join(t.split()) for t in runs.all_text_contents()] == [
+        "40 steps ok (steps 1–40)",
+        "108 steps ok (steps 43–150)",
+        "44 steps ok (steps 152–195)",
+    ]
+    assert page.locator("[data-step][data-outcome=failed]").evaluate_all(
+        "steps => steps.every(s => s.offsetParent !== null)"
+    )
+    # "jump to the last steps": step 200 is on screen after one click
+    page.click("[data-jump-last]")
+    page.wait_for_function(
+        "document.getElementById('last-steps').getBoundingClientRect().top < innerHeight"
+    )
+    last = page.locator("[data-step]:has-text('step 200:')")
+    box = last.bounding_box()
+    assert box["y"] >= 0
+    assert box["y"] + box["height"] <= DESKTOP["height"]
+    # search and outcome filter
+    page.select_option("[data-history-outcome]", "failed")
+    assert page.locator("[data-step]:visible").count() == 3
+    page.select_option("[data-history-outcome]", "")
+    page.fill("[data-history-q]", "shard 77")
+    assert page.locator("[data-step]:visible").all_text_contents()[0].count("shard 77") == 1
+    assert "1 step matches" in page.text_content("[data-history-count]")
+    # the team's timeline is a tab away, not 200 steps down
+    page.click("[role=tab]#tab-team")
+    assert page.locator("#comment-form textarea").is_visible()
+    assert page.locator("#comment-form").bounding_box()["y"] < 2000
+    assert page.js_errors == []
+
+
+# ---------------------------------------------------------------- from the keyboard
+
+
+def test_2_then_d_decides_option_2_and_n_lands_on_the_next_escalation(
+    live_server_asgi,
+    browser,  # noqa: F811
+    agent_with_token,
+    reviewer,
+):
+    base, token = live_server_asgi, agent_with_token[1]
+    first = post_escalation(
+        base, token, title="First in the queue", confidence=0.51, run_id="run-1"
+    )
+    second = post_escalation(
+        base, token, title="Second in the queue", confidence=0.69, run_id="run-2"
+    )
+    third = post_escalation(
+        base, token, title="Third in the queue", confidence=0.69, run_id="run-3"
+    )
+    page = sign_in(browser, base)
+    wait_live(page)
+    rows = page.locator("tr[data-row] .row-title").all_text_contents()
+    assert rows.index("First in the queue") < rows.index("Second in the queue")
+    page.click("text=First in the queue")
+    page.wait_for_url(f"{base}/escalations/{first['id']}")
+    wait_live(page)
+    page.keyboard.press("?")
+    assert page.locator("#shortcuts").is_visible()
+    assert "Next / previous escalation" in page.text_content("#shortcuts")
+    page.keyboard.press("Escape")
+    page.keyboard.press("c")
+    page.wait_for_function(
+        "(document.querySelector('#claim-box')?.textContent || '').includes('have claimed')"
+    )
+    page.keyboard.press("2")
+    assert page.is_checked("input[name=option][value=shim]")
+    page.keyboard.press("i")
+    page.keyboard.type("Shim it for now.")
+    page.keyboard.press("Escape")
+    page.keyboard.press("d")
+    page.locator("#decision-panel .decided").wait_for(timeout=5000)
+    assert "Add a compatibility shim" in page.text_content("#decision-panel")
+    assert page.locator("#decision-panel [data-queue-step=next]").is_visible()
+    page.keyboard.press("n")
+    page.wait_for_url(f"{base}/escalations/{second['id']}")
+    page.keyboard.press("n")
+    page.wait_for_url(f"{base}/escalations/{third['id']}")
+    page.keyboard.press("p")
+    page.wait_for_url(f"{base}/escalations/{second['id']}")
+    # the decided one has left the open list: before the second, nothing is left
+    page.keyboard.press("p")
+    page.wait_for_url(f"{base}/")
+    assert "No previous escalation" in page.text_content(".messages")
+    assert page.js_errors == []

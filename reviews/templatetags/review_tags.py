@@ -108,3 +108,39 @@ def failed_count(history: list) -> int:
 def option_label(escalation, key: str) -> str:
     option = escalation.option(key) if key else None
     return option["label"] if option else key
+
+
+# A long history reads as its failures and its end: runs of this many `ok` steps or more
+# fold into one line ("37 steps ok"); the last LAST_STEPS steps before the pause stay open.
+FOLD_RUN = 3
+LAST_STEPS = 5
+
+
+@register.filter
+def history_groups(history: list) -> list[dict]:
+    """The history as the page shows it, in order: {"step", "number", "last"} for a step
+    shown on its own, {"run": [those], "first", "last_number"} for a folded run of ok steps."""
+    steps = list(history or ())
+    last_from = max(0, len(steps) - LAST_STEPS)
+    shown = [
+        {"step": step, "number": n, "last": n - 1 >= last_from, "first_last": n - 1 == last_from}
+        for n, step in enumerate(steps, start=1)
+    ]
+    groups: list[dict] = []
+    run: list[dict] = []
+
+    def flush() -> None:
+        if len(run) >= FOLD_RUN:
+            groups.append({"run": list(run), "first": run[0]["number"], "last_number": run[-1]["number"]})
+        else:
+            groups.extend(run)
+        run.clear()
+
+    for item in shown:
+        if item["step"].get("outcome") == "ok" and not item["last"]:
+            run.append(item)
+            continue
+        flush()
+        groups.append(item)
+    flush()
+    return groups

@@ -181,7 +181,197 @@
     if (event.target.matches && event.target.matches("#decide-form input[name=option]")) showChoice();
   });
 
-  function settled() { armLapse(); showChoice(); }
+  // ------------------------------------------------------------ history and timeline: tabs
+
+  function selectTab(tab, focus) {
+    var list = tab.closest("[role=tablist]");
+    list.querySelectorAll("[role=tab]").forEach(function (other) {
+      var on = other === tab;
+      other.setAttribute("aria-selected", String(on));
+      other.tabIndex = on ? 0 : -1;
+      document.getElementById(other.getAttribute("aria-controls")).hidden = !on;
+    });
+    if (focus) tab.focus();
+  }
+
+  function setUpTabs() {
+    var list = document.querySelector("[data-tabs] [role=tablist]");
+    if (!list || !list.hidden) return;
+    list.hidden = false;
+    selectTab(list.querySelector("[aria-selected=true]"), false);
+  }
+
+  document.addEventListener("click", function (event) {
+    var tab = event.target.closest && event.target.closest("[data-tabs] [role=tab]");
+    if (tab) selectTab(tab, false);
+  });
+
+  document.addEventListener("keydown", function (event) {
+    var tab = event.target.closest && event.target.closest("[data-tabs] [role=tab]");
+    if (!tab || (event.key !== "ArrowRight" && event.key !== "ArrowLeft")) return;
+    var tabs = Array.prototype.slice.call(tab.parentElement.querySelectorAll("[role=tab]"));
+    var next = tabs[(tabs.indexOf(tab) + (event.key === "ArrowRight" ? 1 : tabs.length - 1)) % tabs.length];
+    selectTab(next, true);
+    event.preventDefault();
+  });
+
+  function showTab(panelId) {
+    var tab = document.querySelector('[data-tabs] [role=tab][aria-controls="' + panelId + '"]');
+    if (tab && !tab.closest("[role=tablist]").hidden) selectTab(tab, false);
+  }
+
+  // ------------------------------------------------------------ a long history
+
+  // Search and outcome filter: matching steps show (their folded runs open), others hide.
+  function filterHistory() {
+    var box = document.querySelector("[data-history]");
+    if (!box) return;
+    var q = box.querySelector("[data-history-q]").value.trim().toLowerCase();
+    var outcome = box.querySelector("[data-history-outcome]").value;
+    var active = q !== "" || outcome !== "";
+    var matches = 0;
+    box.querySelectorAll("[data-step]").forEach(function (step) {
+      var hit = (!outcome || step.dataset.outcome === outcome) &&
+        (!q || step.textContent.toLowerCase().indexOf(q) >= 0);
+      step.hidden = active && !hit;
+      if (hit) matches += 1;
+    });
+    box.querySelectorAll("[data-step-run]").forEach(function (run) {
+      var any = run.querySelector("[data-step]:not([hidden])");
+      if (active) {
+        if (!("wasOpen" in run.dataset)) run.dataset.wasOpen = run.open ? "1" : "";
+        run.open = !!any;
+        run.parentElement.hidden = !any;
+      } else {
+        if ("wasOpen" in run.dataset) { run.open = run.dataset.wasOpen === "1"; delete run.dataset.wasOpen; }
+        run.parentElement.hidden = false;
+      }
+    });
+    box.querySelector("[data-history-count]").textContent = active
+      ? matches + (matches === 1 ? " step matches" : " steps match") : "";
+  }
+
+  document.addEventListener("input", function (event) {
+    if (event.target.matches && event.target.matches("[data-history-q]")) filterHistory();
+  });
+  document.addEventListener("change", function (event) {
+    if (event.target.matches && event.target.matches("[data-history-outcome]")) filterHistory();
+  });
+
+  function jumpToLast() {
+    var last = document.getElementById("last-steps");
+    if (!last) return;
+    showTab("history");
+    last.scrollIntoView({ block: "start" });
+    last.focus({ preventScroll: true });
+  }
+
+  document.addEventListener("click", function (event) {
+    if (!event.target.closest || !event.target.closest("[data-jump-last]")) return;
+    event.preventDefault();
+    jumpToLast();
+  });
+
+  // ------------------------------------------------------------ the keyboard
+
+  function queueQuery() {
+    try { return sessionStorage.getItem("handoff.queue") || ""; } catch (e) { return ""; }
+  }
+
+  function go(direction) {
+    var page = document.querySelector(".escalation-page");
+    if (!page) return;
+    var query = queueQuery();
+    location.assign(page.dataset[direction + "Url"] + (query ? "?" + query : ""));
+  }
+
+  document.addEventListener("click", function (event) {
+    var link = event.target.closest && event.target.closest("[data-queue-step]");
+    if (!link || event.ctrlKey || event.metaKey || event.shiftKey) return;
+    event.preventDefault();
+    go(link.dataset.queueStep);
+  });
+
+  function say(text) {
+    var slot = document.querySelector("[data-key-status]");
+    if (!slot) return;
+    slot.textContent = "";
+    setTimeout(function () { slot.textContent = text; }, 30);
+    clearTimeout(say.timer);
+    say.timer = setTimeout(function () { slot.textContent = ""; }, 7000);
+  }
+
+  function chosenRow() {
+    var chosen = document.querySelector("#decide-form input[name=option]:checked");
+    return chosen && chosen.closest(".choice");
+  }
+
+  function pick(n) {
+    var radios = document.querySelectorAll("#decide-form input[name=option]");
+    var radio = radios[n - 1];
+    if (!radio) { say("There is no option " + n + "."); return; }
+    radio.checked = true;
+    radio.dispatchEvent(new Event("change", { bubbles: true }));
+    radio.focus({ preventScroll: true });
+    radio.closest(".choice").scrollIntoView({ block: "nearest" });
+    say("Option " + n + ": " + radio.closest(".choice-head").querySelector(".choice-label").textContent + ".");
+  }
+
+  function focusField(field, what) {
+    if (!field) { say("Nothing to " + what + " here."); return; }
+    field.scrollIntoView({ block: "center" });
+    field.focus();
+  }
+
+  function decide() {
+    var form = document.getElementById("decide-form");
+    if (!form) { say("This escalation is closed: press n for the next one."); return; }
+    var row = chosenRow();
+    if (!row) { say("Pick an option first (1, 2, …)."); return; }
+    var tick = row.querySelector(".confirm-box input[type=checkbox]");
+    if (tick && !tick.checked) {
+      focusField(tick, "confirm");
+      say("This option cannot be undone: tick the box (space), then press d again.");
+      return;
+    }
+    form.requestSubmit(form.querySelector("[data-decide]"));
+  }
+
+  function claim() {
+    var button = document.querySelector("#claim-box [data-claim-button]");
+    if (button) { button.click(); return; }
+    say(document.querySelector("#decide-form") ? "It is already claimed." : "This escalation is closed.");
+  }
+
+  document.addEventListener("keydown", function (event) {
+    var target = event.target;
+    if (event.key === "Escape" && target.matches && target.matches("textarea, input")) { target.blur(); return; }
+    if (event.defaultPrevented || event.ctrlKey || event.metaKey || event.altKey) return;
+    if (!document.querySelector(".escalation-page")) return;
+    if (target.closest && target.closest("input:not([type=radio]):not([type=checkbox]), select, textarea, [contenteditable], dialog")) return;
+    var key = event.key;
+    if (/^[1-9]$/.test(key)) pick(Number(key));
+    else if (key === "e") { var row = chosenRow(); focusField(row && row.querySelector("textarea"), "edit"); }
+    else if (key === "i") focusField(document.querySelector("#decide-form textarea[name=instruction]"), "write");
+    else if (key === "d") decide();
+    else if (key === "c") claim();
+    else if (key === "n") go("next");
+    else if (key === "p") go("previous");
+    else if (key === "h") { showTab("history"); focusField(document.getElementById("tab-history"), "show"); }
+    else if (key === "t") { showTab("team"); focusField(document.getElementById("tab-team"), "show"); }
+    else return;
+    event.preventDefault();
+  });
+
+  // After a decision, the next escalation is one key (or Enter) away.
+  document.addEventListener("htmx:afterSwap", function (event) {
+    var panel = event.detail.target;
+    if (panel.id !== "decision-panel" || !panel.querySelector(".decided")) return;
+    var next = panel.querySelector("[data-queue-step=next]");
+    if (next) next.focus({ preventScroll: true });
+  });
+
+  function settled() { armLapse(); showChoice(); setUpTabs(); }
   document.addEventListener("DOMContentLoaded", settled);
   document.addEventListener("htmx:afterSettle", settled);
 })();

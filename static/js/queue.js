@@ -303,6 +303,16 @@
 
   // ------------------------------------------------------------ filters
 
+  // The escalation page's n / p follow this list: its filters and order, as last seen.
+  function remember() {
+    var query = new URLSearchParams(location.search);
+    query.delete("after");
+    try { sessionStorage.setItem("handoff.queue", query.toString()); } catch (e) { /* private mode */ }
+  }
+  remember();
+  document.addEventListener("htmx:pushedIntoHistory", remember);
+  window.addEventListener("popstate", remember);
+
   // Empty fields and the default sort stay out of the URL that the filter form pushes
   // (bookmarkable, short).
   document.addEventListener("htmx:configRequest", function (event) {
