@@ -288,6 +288,7 @@ def test_2_then_d_decides_option_2_and_n_lands_on_the_next_escalation(
     assert page.locator("#shortcuts").is_visible()
     assert "Next / previous escalation" in page.text_content("#shortcuts")
     page.keyboard.press("Escape")
+    page.locator("#shortcuts").wait_for(state="hidden")
     page.keyboard.press("c")
     page.wait_for_function(
         "(document.querySelector('#claim-box')?.textContent || '').includes('have claimed')"

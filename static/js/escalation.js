@@ -348,7 +348,7 @@
     if (event.key === "Escape" && target.matches && target.matches("textarea, input")) { target.blur(); return; }
     if (event.defaultPrevented || event.ctrlKey || event.metaKey || event.altKey) return;
     if (!document.querySelector(".escalation-page")) return;
-    if (target.closest && target.closest("input:not([type=radio]):not([type=checkbox]), select, textarea, [contenteditable], dialog")) return;
+    if (target.closest && target.closest("input:not([type=radio]):not([type=checkbox]), select, textarea, [contenteditable], dialog[open]")) return;
     var key = event.key;
     if (/^[1-9]$/.test(key)) pick(Number(key));
     else if (key === "e") { var row = chosenRow(); focusField(row && row.querySelector("textarea"), "edit"); }
