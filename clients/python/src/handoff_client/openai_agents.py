@@ -7,8 +7,11 @@ whose "reject" option declines. Decisions come back as `state.approve(item)` or
 `state.reject(item, rejection_message=<the reviewer's instruction>)`; then continue with
 `Runner.run(agent, state)`.
 
-The SDK cannot run a call with other arguments, so arguments a reviewer edited become a
-rejection whose message gives the model the approved arguments to call with again.
+The SDK cannot run a call with other arguments (`RunState.approve` takes none, and an
+approval is bound to the exact call: openai/openai-agents-python#2695, which would have
+added `override_arguments`, was closed unmerged), so arguments a reviewer edited become a
+rejection whose message gives the model the approved arguments to call with again; that
+call needs a second approval. The pydantic-ai adapter applies edited arguments once.
 A halt or take over raises Halted / TakenOver: don't resume the run. Needs the
 `openai-agents` extra.
 """
