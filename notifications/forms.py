@@ -1,7 +1,7 @@
 """The notification preferences form: one row of channel boxes per event, and where to send."""
 
 from django import forms
-from django.core.validators import URLValidator
+from django.core.validators import RegexValidator, URLValidator
 
 from operations.egress import validate_outbound_url
 
@@ -36,9 +36,23 @@ class PreferencesForm(forms.Form):
         help_text="Receives signed JSON (Handoff-Signature, like agents' resume webhooks).",
     )
 
-    def __init__(self, *args, kinds: list[Kind], email: str, **kwargs) -> None:
+    slack_user_id = forms.CharField(
+        label="Slack member id",
+        required=False,
+        max_length=32,
+        validators=[RegexValidator(r"^[UW][A-Z0-9]{2,31}$", "A Slack member id looks like U012AB3CD.")],
+        help_text="In Slack: your profile → ⋮ → Copy member ID. With Handoff's Slack app, messages come "
+        "to you there with decide buttons, and your clicks decide as you.",
+    )
+
+    def __init__(
+        self, *args, kinds: list[Kind], email: str, slack_app: bool = False, push: tuple[bool, bool] = (False, False),
+        **kwargs,
+    ) -> None:
+        """`slack_app`: the Slack app is set up; `push`: (web push is set up, this person has
+        a subscribed browser)."""
         super().__init__(*args, **kwargs)
-        self.kinds, self.email = kinds, email
+        self.kinds, self.email, self.slack_app, self.push = kinds, email, slack_app, push
         for kind in kinds:
             self.fields[event_field(kind)] = forms.MultipleChoiceField(
                 label=kind.label,
@@ -52,7 +66,10 @@ class PreferencesForm(forms.Form):
         choices = preference.choices if preference else DEFAULT_CHOICES
         initial = {event_field(kind): channels for kind, channels in choices.items()}
         if preference:
-            initial.update(slack_url=preference.slack_url, webhook_url=preference.webhook_url)
+            initial.update(
+                slack_url=preference.slack_url, webhook_url=preference.webhook_url,
+                slack_user_id=preference.slack_user_id,
+            )
         return initial
 
     def rows(self) -> list[tuple[Kind, forms.BoundField]]:
@@ -71,8 +88,17 @@ class PreferencesForm(forms.Form):
                     "or choose another channel.",
                 )
             for channel, field in needs.items():
+                if channel == Channel.SLACK and self.slack_app and data.get("slack_user_id"):
+                    continue  # the Slack app messages the member
                 if channel in chosen and field not in self.errors and not data.get(field):
                     self.add_error(field, f"Needed: {Channel(channel).label} is chosen for “{kind.label}”.")
+            if Channel.PUSH in chosen and not all(self.push):
+                self.add_error(
+                    event_field(kind),
+                    "Turn on browser push on this page first."
+                    if self.push[0]
+                    else "Browser push is not set up on this Handoff (VAPID keys).",
+                )
         return data
 
     def choices(self) -> dict[str, list[str]]:

@@ -58,6 +58,10 @@ def recent_for(user, *, limit: int = 10) -> list[Notification]:
 
 
 
+def push_endpoints(user) -> list[str]:
+    return list(PushSubscription.objects.filter(user=user).values_list("endpoint", flat=True))
+
+
 def with_push_subscriptions(user_ids: list) -> set:
     """Those of `user_ids` with at least one browser subscribed to push."""
     if not user_ids:

@@ -36,12 +36,14 @@ def preferences_save(
     choices: dict[str, list[str]],
     slack_url: str = "",
     webhook_url: str = "",
+    slack_user_id: str | None = None,
     now: datetime | None = None,
 ) -> tuple[NotificationPreference, str | None]:
     """Save a person's choices (event kind -> channels) and where their channels go.
 
     Unknown kinds and channels are dropped. A webhook URL set for the first time gets a
-    signing secret. Returns (preferences, the new secret or None): the secret is shown to
+    signing secret. `slack_user_id` links the person's Slack member id (the Slack app messages
+    them there, and their clicks decide as them). Returns (preferences, the new secret or None): the secret is shown to
     the person once, by the caller.
     """
     now = now or timezone.now()
@@ -54,6 +56,8 @@ def preferences_save(
         preference, _ = NotificationPreference.objects.select_for_update().get_or_create(user=user)
         preference.choices, preference.updated_at = clean, now
         preference.slack_url, preference.webhook_url = slack_url, webhook_url
+        if slack_user_id is not None:  # None: left as it was
+            preference.slack_user_id = slack_user_id.strip()
         secret = None
         if webhook_url and not preference.webhook_secret:
             secret = preference.webhook_secret = NotificationPreference.new_secret()

@@ -1,18 +1,23 @@
 """The notification settings page: what reaches a person, where, a test, and what was sent."""
 
+import json
 from typing import cast
 
+from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.models import AbstractUser
-from django.http import HttpRequest, HttpResponse
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
+from django.templatetags.static import static
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.middleware import HtmxDetails
 
 from people.roles import is_manager, reviewer_required
 
-from . import rules, selectors, services
+from . import push, rules, selectors, services, slack
 from .forms import PreferencesForm
 from .models import Channel, Notification
 
@@ -31,6 +36,8 @@ def _form(request: HttpRequest, data=None) -> PreferencesForm:
         initial=PreferencesForm.initial_for(preference),
         kinds=rules.kinds_for(is_manager=is_manager(request.user)),
         email=cast(AbstractUser, request.user).email,  # the views need a signed-in user
+        slack_app=slack.configured(),
+        push=(push.configured(), bool(selectors.push_endpoints(request.user))),
     )
 
 
@@ -47,6 +54,9 @@ def _context(request: HttpRequest, form: PreferencesForm, **extra) -> dict:
         "form": form,
         "preference": selectors.preference_of(request.user),
         "channels": Channel.choices,
+        "vapid_public_key": settings.VAPID_PUBLIC_KEY if push.configured() else "",
+        "push_endpoints": selectors.push_endpoints(request.user),
+        "slack_app": slack.configured(),
         **_recent(request),
         **extra,
     }
@@ -63,6 +73,7 @@ def preferences(request: HtmxHttpRequest) -> HttpResponse:
                 choices=form.choices(),
                 slack_url=form.cleaned_data["slack_url"],
                 webhook_url=form.cleaned_data["webhook_url"],
+                slack_user_id=form.cleaned_data["slack_user_id"],
             )
             if secret:
                 request.session[REVEAL] = secret
@@ -102,3 +113,44 @@ def recent(request: HtmxHttpRequest) -> HttpResponse:
     if not request.htmx:
         return redirect("notifications:preferences")
     return TemplateResponse(request, f"{PAGE}#recent", _recent(request))
+
+
+@reviewer_required
+@require_POST
+def push_subscribe(request: HtmxHttpRequest) -> HttpResponse:
+    """This browser's Push API subscription (PushSubscription.toJSON()), as JSON."""
+    if not push.configured():
+        return JsonResponse({"detail": "Browser push is not set up on this Handoff."}, status=404)
+    try:
+        body = json.loads(request.body)
+        keys = body.get("keys") or {}
+        push.subscribe(
+            user=request.user, endpoint=str(body["endpoint"]), p256dh=str(keys.get("p256dh", "")),
+            auth=str(keys.get("auth", "")),
+        )
+    except (ValueError, KeyError, AttributeError):
+        return JsonResponse({"detail": "Expected a push subscription as JSON."}, status=400)
+    except ValidationError as exc:
+        return JsonResponse({"detail": " ".join(exc.messages)}, status=422)
+    return JsonResponse({"subscribed": True}, status=201)
+
+
+@reviewer_required
+@require_POST
+def push_unsubscribe(request: HtmxHttpRequest) -> HttpResponse:
+    try:
+        endpoint = str(json.loads(request.body)["endpoint"])
+    except (ValueError, KeyError, TypeError):
+        return JsonResponse({"detail": "Expected {\"endpoint\": …}."}, status=400)
+    return JsonResponse({"removed": push.unsubscribe(user=request.user, endpoint=endpoint)})
+
+
+@login_not_required
+@require_GET
+def service_worker(request: HttpRequest) -> HttpResponse:
+    """The service worker at the site's root (its scope is every page): shows pushes and
+    opens the escalation a notification is about."""
+    icon = static("icons/icon-192.png")
+    response = TemplateResponse(request, "notifications/sw.js", {"icon": icon}, content_type="application/javascript")
+    response["Cache-Control"] = "no-cache"
+    return response

@@ -468,3 +468,60 @@ def test_a_subscription_the_push_service_forgot_is_removed(api, reviewer, vapid)
     row = Notification.objects.get(channel="push")
     assert (row.status, "subscription gone (410)" in row.last_error) == ("failed", True)
     assert not reviewer.push_subscriptions.exists()
+
+
+# ---------------------------------------------------------------- the settings page
+
+
+@pytest.mark.django_db
+def test_the_settings_page_links_a_slack_member_id_when_the_slack_app_is_set_up(reviewer_client, reviewer, slack_api):
+    page = reviewer_client.get("/settings/notifications")
+    assert b'name="slack_user_id"' in page.content
+
+    bad = reviewer_client.post("/settings/notifications", {"slack_user_id": "not an id", "event_halt_created": ["slack"]})
+    saved = reviewer_client.post("/settings/notifications", {"slack_user_id": "U012AB3CD", "event_halt_created": ["slack"]})
+
+    assert bad.status_code == 422
+    assert b"looks like U012AB3CD" in bad.content
+    assert saved.status_code == 302
+    reviewer.notification_preference.refresh_from_db()
+    assert reviewer.notification_preference.slack_user_id == "U012AB3CD"
+    assert inbound.slack_user("U012AB3CD") == reviewer
+
+
+@pytest.mark.django_db
+def test_a_browser_subscribes_to_push_and_push_can_then_be_chosen(reviewer_client, reviewer, vapid, settings):
+    page = reviewer_client.get("/settings/notifications")
+    assert f'data-vapid-key="{settings.VAPID_PUBLIC_KEY}"'.encode() in page.content
+    refused = reviewer_client.post("/settings/notifications", {"event_halt_created": ["push"]})
+    assert refused.status_code == 422
+    assert b"Turn on browser push on this page first." in refused.content
+
+    subscription = {"endpoint": "http://127.0.0.1:9/push/1", "keys": {"p256dh": "BPk", "auth": "c2VjcmV0"}}
+    created = reviewer_client.post("/settings/notifications/push", subscription, content_type="application/json")
+    chosen = reviewer_client.post("/settings/notifications", {"event_halt_created": ["push"]})
+    garbage = reviewer_client.post("/settings/notifications/push", "nope", content_type="application/json")
+    metadata = reviewer_client.post(
+        "/settings/notifications/push", {**subscription, "endpoint": "http://169.254.169.254/latest"},
+        content_type="application/json",
+    )
+
+    assert created.status_code == 201
+    assert chosen.status_code == 302
+    assert reviewer.notification_preference.choices["halt_created"] == ["push"]
+    assert garbage.status_code == 400
+    assert metadata.status_code == 422  # never a cloud-metadata address
+    assert list(reviewer.push_subscriptions.values_list("endpoint", flat=True)) == [subscription["endpoint"]]
+    removed = reviewer_client.post(
+        "/settings/notifications/push/remove", {"endpoint": subscription["endpoint"]}, content_type="application/json"
+    )
+    assert removed.json() == {"removed": 1}
+
+
+@pytest.mark.django_db
+def test_the_service_worker_is_served_at_the_root_and_opens_the_notifications_url(client):
+    response = client.get("/sw.js")
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("application/javascript")
+    assert b"showNotification" in response.content
+    assert b"openWindow(url)" in response.content
