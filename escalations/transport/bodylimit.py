@@ -15,19 +15,32 @@ connection is closed on the client.
 
 import asyncio
 import io
+from collections.abc import Iterable
+from typing import IO
 
 from django.conf import settings
+from django.http import HttpResponse
 
 from escalations.problems import Problem
 
 from .middleware import API_PREFIX
+from .protocols import (
+    ASGIApp,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    StartResponse,
+    WSGIApplication,
+    WSGIEnvironment,
+)
 
 DRAIN_BYTES = 16 * 1024 * 1024
 DRAIN_SECONDS = 5.0
 READ_SIZE = 64 * 1024
 
 
-def _too_large():
+def _too_large() -> HttpResponse:
     response = Problem(413, "The body is over 1 MiB.").response()
     response["Content-Length"] = str(len(response.content))
     return response
@@ -43,25 +56,30 @@ def _declared_length(value: str | None) -> int | None:
 class BodyLimitMiddleware:
     """ASGI: in front of Django's HTTP application."""
 
-    def __init__(self, app) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith(API_PREFIX):
-            return await self.app(scope, receive, send)
+            await self.app(scope, receive, send)
+            return
         limit = settings.API_MAX_BODY_BYTES
         headers = dict(scope.get("headers", ()))
         length = _declared_length(headers.get(b"content-length", b"").decode("latin-1"))
         if length is not None:
             if length <= limit:
-                return await self.app(scope, receive, send)
+                await self.app(scope, receive, send)
+                return
             if length <= limit + DRAIN_BYTES:
                 await _drain(receive, length)
-            return await _refuse(send)
+            await _refuse(send)
+            return
         if b"chunked" not in headers.get(b"transfer-encoding", b"").lower():
-            return await self.app(scope, receive, send)  # no body (a GET, mostly)
+            await self.app(scope, receive, send)  # no body (a GET, mostly)
+            return
         # Chunked: read up to the limit, then hand the body on.
-        messages, size = [], 0
+        messages: list[Message] = []
+        size = 0
         while True:
             message = await receive()
             if message["type"] != "http.request":  # the client went away
@@ -71,18 +89,19 @@ class BodyLimitMiddleware:
             if size > limit:
                 if message.get("more_body", False):
                     await _drain(receive, DRAIN_BYTES)
-                return await _refuse(send)
+                await _refuse(send)
+                return
             messages.append(message)
             if not message.get("more_body", False):
                 break
 
-        async def replay():
+        async def replay() -> Message:
             return messages.pop(0) if messages else await receive()
 
         await self.app(scope, replay, send)
 
 
-async def _drain(receive, budget: int) -> None:
+async def _drain(receive: Receive, budget: int) -> None:
     """Read and drop what the client still sends: up to `budget` bytes, or DRAIN_SECONDS."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + DRAIN_SECONDS
@@ -98,7 +117,7 @@ async def _drain(receive, budget: int) -> None:
             return
 
 
-async def _refuse(send) -> None:
+async def _refuse(send: Send) -> None:
     response = _too_large()
     response["Connection"] = "close"  # what is left of the body is never read
     await send(
@@ -114,10 +133,10 @@ async def _refuse(send) -> None:
 class SyncBodyLimitMiddleware:
     """WSGI: in front of Django's application (gunicorn)."""
 
-    def __init__(self, app) -> None:
+    def __init__(self, app: WSGIApplication) -> None:
         self.app = app
 
-    def __call__(self, environ, start_response):
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if not environ.get("PATH_INFO", "").startswith(API_PREFIX):
             return self.app(environ, start_response)
         limit = settings.API_MAX_BODY_BYTES
@@ -140,7 +159,7 @@ class SyncBodyLimitMiddleware:
         return self.app(environ, start_response)
 
 
-def _read(stream, most: int, *, keep: bool = True) -> bytes:
+def _read(stream: IO[bytes], most: int, *, keep: bool = True) -> bytes:
     """Up to `most` bytes of `stream` (all of them, or none when not `keep`)."""
     kept, count = bytearray(), 0
     while count < most:
@@ -153,7 +172,7 @@ def _read(stream, most: int, *, keep: bool = True) -> bytes:
     return bytes(kept)
 
 
-def _refuse_sync(start_response):
+def _refuse_sync(start_response: StartResponse) -> list[bytes]:
     response = _too_large()
     start_response(f"{response.status_code} {response.reason_phrase}", list(response.items()))
     return [response.content]

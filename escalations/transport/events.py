@@ -12,13 +12,17 @@ import asyncio
 import logging
 import os
 import threading
+import uuid
 import weakref
-from typing import TypedDict
+from typing import TYPE_CHECKING, TypedDict
 
-from channels.layers import InMemoryChannelLayer, get_channel_layer
+from channels.layers import BaseChannelLayer, InMemoryChannelLayer, get_channel_layer
 from django.db import transaction
 
 from . import wakeup
+
+if TYPE_CHECKING:
+    from escalations.models import Escalation
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +35,7 @@ _sender: tuple[int, asyncio.AbstractEventLoop] | None = None
 _sender_lock = threading.Lock()
 
 
-def escalation_group(escalation_id) -> str:
+def escalation_group(escalation_id: uuid.UUID | str) -> str:
     return f"escalation-{escalation_id}"
 
 
@@ -52,7 +56,7 @@ def _sender_loop() -> asyncio.AbstractEventLoop:
         return _sender[1]
 
 
-def _loop_for(layer) -> asyncio.AbstractEventLoop:
+def _loop_for(layer: BaseChannelLayer) -> asyncio.AbstractEventLoop:
     serving = _serving_loop
     if isinstance(layer, InMemoryChannelLayer) and serving is not None and not serving.is_closed():
         return serving
@@ -67,7 +71,7 @@ _send_limits: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Sema
 )
 
 
-async def _group_send_all(layer, groups: list[str], message: dict) -> None:
+async def _group_send_all(layer: BaseChannelLayer, groups: list[str], message: dict[str, object]) -> None:
     loop = asyncio.get_running_loop()
     limit = _send_limits.get(loop)
     if limit is None:
@@ -116,7 +120,7 @@ def _send(notice: Notice, agent_id: int) -> None:
         log.warning("live update for %s (%s) not sent", notice["id"], notice["kind"], exc_info=True)
 
 
-def announce(escalation, kind: str, *, actor: str = "") -> None:
+def announce(escalation: "Escalation", kind: str, *, actor: str = "") -> None:
     """Tell everyone watching that `escalation` changed, once the transaction commits.
 
     `actor` names who changed it (see Notice); the notice is built now, from the row as

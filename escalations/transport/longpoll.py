@@ -13,7 +13,7 @@ that reaches gunicorn still honours the contract, holding a worker while it wait
 import logging
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import parse_qs
 
@@ -28,6 +28,15 @@ from escalations.models import AgentToken, Decision, Escalation, hash_token
 from escalations.problems import DATABASE_DOWN, database_unavailable
 
 from . import wakeup
+from .protocols import (
+    ASGIApp,
+    Receive,
+    Scope,
+    Send,
+    StartResponse,
+    WSGIApplication,
+    WSGIEnvironment,
+)
 
 log = logging.getLogger(__name__)
 
@@ -153,10 +162,10 @@ async def wait_for_escalation(token: str, escalation_id: uuid.UUID, seconds: int
 class LongPollMiddleware:
     """ASGI middleware in front of Django's HTTP application."""
 
-    def __init__(self, app) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             headers = dict(scope.get("headers", ()))
             authorization = headers.get(b"authorization", b"").decode("latin-1") or None
@@ -174,22 +183,24 @@ class LongPollMiddleware:
                     return
         await self.app(scope, receive, send)
 
-    async def _wait(self, wait: Wait, headers: dict, send) -> bool:
+    async def _wait(self, wait: Wait, headers: dict[bytes, bytes], send: Send) -> bool:
         """Wait when there is something to wait for; True when the answer has been sent."""
         if wait.escalation_id is not None:
             return await wait_for_escalation(wait.token, wait.escalation_id, wait.seconds) and (
-                await self._answer(wait, headers.get(b"if-none-match", b"").decode("latin-1"), send)
+                await self._answer(
+                    wait.escalation_id, wait.token, headers.get(b"if-none-match", b"").decode("latin-1"), send
+                )
             )
         target = await _target_async(wait)
         if target is not None:
             await wakeup.wait_for([target.key], wait.seconds, lambda: _still_waiting_async(target))
         return False
 
-    async def _answer(self, wait: Wait, if_none_match: str, send) -> bool:
+    async def _answer(self, escalation_id: uuid.UUID, token: str, if_none_match: str, send: Send) -> bool:
         """Answer a finished escalation wait here, as the view would, without Django's
         request cycle: a thousand woken agents must not queue behind its thread hops.
         False when the view should answer instead (the token was revoked meanwhile)."""
-        found = await _agent_read_async(wait.escalation_id, hash_token(wait.token))
+        found = await _agent_read_async(escalation_id, hash_token(token))
         if found is None:
             return False
         status, headers, body = agent_read_answer(found, if_none_match)
@@ -197,11 +208,11 @@ class LongPollMiddleware:
         return True
 
 
-async def _send(send, response: HttpResponse) -> None:
+async def _send(send: Send, response: HttpResponse) -> None:
     await _send_raw(send, response.status_code, dict(response.items()), response.content)
 
 
-async def _send_raw(send, status: int, headers: dict[str, str], body: bytes) -> None:
+async def _send_raw(send: Send, status: int, headers: dict[str, str], body: bytes) -> None:
     headers = {**SECURITY_HEADERS, **headers, "Content-Length": str(len(body))}
     await send(
         {
@@ -216,10 +227,10 @@ async def _send_raw(send, status: int, headers: dict[str, str], body: bytes) -> 
 class SyncLongPollMiddleware:
     """The same in front of Django's WSGI application (gunicorn)."""
 
-    def __init__(self, app: Callable) -> None:
+    def __init__(self, app: WSGIApplication) -> None:
         self.app = app
 
-    def __call__(self, environ, start_response):
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         wait = plan(
             environ.get("REQUEST_METHOD", ""),
             environ.get("PATH_INFO", ""),

@@ -1,6 +1,7 @@
 """Every answer under /api/ is JSON; every error there is application/problem+json."""
 
 import logging
+from collections.abc import Callable
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
@@ -17,7 +18,7 @@ class ApiProblemMiddleware:
     over 1 MiB before reading them, and turns Django's own error pages (404 for unknown
     paths, 405, crashes) into problem+json."""
 
-    def __init__(self, get_response):
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
@@ -42,7 +43,7 @@ class ApiProblemMiddleware:
             return problem.response()
         return response
 
-    def process_exception(self, request: HttpRequest, exception: Exception):
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if not request.path.startswith(API_PREFIX):
             return None
         log.error("unhandled error on %s %s", request.method, request.path, exc_info=exception)

@@ -10,9 +10,10 @@ import contextlib
 import logging
 import random
 import threading
+import uuid
 import weakref
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 
 import redis
@@ -31,15 +32,15 @@ _hubs: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub]" = weakref.Wea
 _publisher: redis.Redis | None = None
 
 
-def escalation_key(escalation_id) -> str:
+def escalation_key(escalation_id: uuid.UUID | str) -> str:
     return f"esc:{escalation_id}"
 
 
-def agent_key(agent_id) -> str:
+def agent_key(agent_id: int) -> str:
     return f"agent:{agent_id}"
 
 
-def notify(*, escalation_id, agent_id) -> None:
+def notify(*, escalation_id: uuid.UUID | str, agent_id: int) -> None:
     """Wake whoever waits on this escalation or on this agent's decisions feed."""
     keys = [escalation_key(escalation_id), agent_key(agent_id)]
     if settings.REDIS_URL:
@@ -67,7 +68,7 @@ class Hub:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
-        self.listener: asyncio.Task | None = None
+        self.listener: asyncio.Task[None] | None = None
         self.subscribed = asyncio.Event()
 
     def dispatch(self, keys: Iterable[str]) -> None:
@@ -141,7 +142,7 @@ def _recheck_interval() -> float:
     return RECHECK_SECONDS * (0.75 + random.random() / 2)
 
 
-async def wait_for(keys: list[str], timeout: float, still_waiting) -> None:
+async def wait_for(keys: list[str], timeout: float, still_waiting: Callable[[], Awaitable[bool]]) -> None:
     """Wait until a key is notified or `timeout` passes.
 
     `still_waiting` is an async callable re-reading the database; it runs once after the
@@ -163,7 +164,7 @@ async def wait_for(keys: list[str], timeout: float, still_waiting) -> None:
                 continue
 
 
-def wait_for_sync(keys: list[str], timeout: float, still_waiting) -> None:
+def wait_for_sync(keys: list[str], timeout: float, still_waiting: Callable[[], bool]) -> None:
     """The blocking twin of wait_for, for a WSGI worker: its own Redis subscription (or,
     without Redis, periodic re-reads), and the database re-read every few seconds."""
     import time

@@ -12,6 +12,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 from celery.exceptions import SoftTimeLimitExceeded
@@ -114,7 +115,7 @@ def _drop_client(client: httpx.Client) -> None:
             _client = None
 
 
-def post(url: str, payload: dict, *, delivery_id: str, secret: str | None) -> Outcome:
+def post(url: str, payload: dict[str, Any], *, delivery_id: str, secret: str | None) -> Outcome:
     """POST one signed delivery. Never raises: failures come back as an Outcome.
 
     With `secret=None` the body goes unsigned and without Handoff headers (a Slack-style
