@@ -21,7 +21,7 @@ import json
 import logging
 import uuid
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -48,6 +48,7 @@ from .problems import (
 )
 from .schemas import AnswerIn, EscalationIn, EscalationOut, GateIn, GateOut
 from .transport import longpoll
+from .transport.protocols import ASGIApp, Receive, Scope, Send
 from .wire import escalation_dict
 
 log = logging.getLogger(__name__)
@@ -358,8 +359,9 @@ def _agent_for(token: str) -> Agent | None:
 _agent_for_async = database_sync_to_async(_agent_for, thread_sensitive=False)
 
 
-def bearer(scope) -> str | None:
-    for name, value in scope.get("headers", ()):
+def bearer(scope: Scope) -> str | None:
+    headers: list[tuple[bytes, bytes]] = scope.get("headers", [])
+    for name, value in headers:
         if name == b"authorization":
             scheme, _, token = value.decode("latin-1").partition(" ")
             token = token.strip()
@@ -369,7 +371,7 @@ def bearer(scope) -> str | None:
     return None
 
 
-async def _send_problem(send, problem: Problem, **headers: str) -> None:
+async def _send_problem(send: Send, problem: Problem, **headers: str) -> None:
     body = json.dumps(problem.body(), ensure_ascii=False).encode()
     all_headers = {
         "content-type": "application/problem+json",
@@ -395,7 +397,7 @@ class McpEndpoint:
         self._managers: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, StreamableHTTPSessionManager
         ] = weakref.WeakKeyDictionary()
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def _manager(self) -> StreamableHTTPSessionManager:
         loop = asyncio.get_running_loop()
@@ -427,7 +429,7 @@ class McpEndpoint:
                 await asyncio.sleep(0.01)
         return manager
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         token = bearer(scope)
         try:
             agent = await _agent_for_async(token) if token else None
@@ -456,10 +458,10 @@ class McpEndpoint:
 endpoint = McpEndpoint()
 
 
-def route(app: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+def route(app: ASGIApp) -> ASGIApp:
     """ASGI HTTP: /mcp to the MCP endpoint, everything else to `app`."""
 
-    async def routed(scope, receive, send) -> None:
+    async def routed(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].rstrip("/") == PATH:
             await endpoint(scope, receive, send)
             return

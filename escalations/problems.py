@@ -1,6 +1,7 @@
 """Errors as RFC 9457 problem details, and pydantic errors as named fields."""
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,7 +106,7 @@ def from_domain(error: DomainError) -> Problem:
     )
 
 
-def field_path(loc: tuple | list) -> str:
+def field_path(loc: Sequence[object]) -> str:
     return ".".join(str(part) for part in loc) or "body"
 
 
@@ -134,7 +135,7 @@ _PLAIN = {
 }
 
 
-def message_for(error: dict[str, Any]) -> str:
+def message_for(error: Mapping[str, Any]) -> str:
     kind = error.get("type", "")
     ctx = error.get("ctx") or {}
     if kind in _PLAIN:
@@ -157,13 +158,13 @@ def message_for(error: dict[str, Any]) -> str:
     if kind in ("less_than_equal", "less_than"):
         return f"must be at most {ctx.get('le', ctx.get('lt'))}"
     if kind == "string_pattern_mismatch":
-        pattern = ctx.get("pattern")
+        pattern = str(ctx.get("pattern"))
         return PATTERN_MESSAGES.get(pattern) or f"must match {pattern}"
     message = str(error.get("msg", "is invalid"))
     return message.removeprefix("Value error, ")
 
 
-def from_pydantic(errors: list[dict[str, Any]], strip: int = 0) -> list[FieldError]:
+def from_pydantic(errors: Sequence[Mapping[str, Any]], strip: int = 0) -> list[FieldError]:
     """Pydantic/ninja errors as FieldErrors; `strip` drops leading loc parts (e.g. 'body')."""
     result = []
     seen = set()

@@ -6,8 +6,9 @@ from ninja.security import HttpBearer
 
 from escalations import selectors, services
 from escalations.api import escalation_pk, json_response
+from escalations.errors import FieldError
 from escalations.models import AgentToken, Escalation, hash_token
-from escalations.problems import FieldError, Problem
+from escalations.problems import Problem
 from escalations.schemas import (
     QUEUE_CURSOR_RE,
     DecisionIn,
