@@ -525,3 +525,30 @@ def test_the_service_worker_is_served_at_the_root_and_opens_the_notifications_ur
     assert response["Content-Type"].startswith("application/javascript")
     assert b"showNotification" in response.content
     assert b"openWindow(url)" in response.content
+
+
+@pytest.mark.django_db
+def test_vapid_keys_prints_a_pair_that_signs_pushes(api, reviewer, settings):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    out = StringIO()
+    call_command("vapid_keys", stdout=out)
+    pair = dict(line.split("=", 1) for line in out.getvalue().split())
+    settings.VAPID_PUBLIC_KEY, settings.VAPID_PRIVATE_KEY = pair["VAPID_PUBLIC_KEY"], pair["VAPID_PRIVATE_KEY"]
+    browser_key = ec.generate_private_key(ec.SECP256R1())
+    with Receiver(script=[201]) as endpoint:
+        web_push.subscribe(
+            user=reviewer, endpoint=endpoint.url + "/k",
+            p256dh=b64(browser_key.public_key().public_bytes(
+                serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+            )),
+            auth=b64(os.urandom(16)),
+        )
+        notify.preferences_save(user=reviewer, choices={"halt_created": ["push"]})
+        post_package(api, **HALT)
+        send_all()
+        (request,) = endpoint.wait_for(1)
+    assert f"k={pair['VAPID_PUBLIC_KEY']}" in request.header("authorization")
+    assert Notification.objects.get(channel="push").status == "sent"
