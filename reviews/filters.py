@@ -129,10 +129,7 @@ class QueueFilter(django_filters.FilterSet):
         return queryset
 
     def search(self, queryset, name, value: str):
-        words = value.split()
-        for word in words:
-            queryset = queryset.filter(Q(title__icontains=word) | Q(uncertainty__icontains=word))
-        return queryset
+        return queue.matching(queryset, value)
 
     def filter_agent(self, queryset, name, value: str):
         """By the agent's id, not a join on its name: the planner then reads that agent's

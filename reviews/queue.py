@@ -79,14 +79,22 @@ def in_tab(queryset: EscalationQuerySet, tab: str, *, user, now: datetime) -> Es
 COUNT_CAP = 999
 
 
-def tab_counts(user, *, now: datetime) -> dict[str, int]:
-    """How many escalations each tab holds (before the filters), one query each.
+def matching(queryset: EscalationQuerySet, search: str) -> EscalationQuerySet:
+    """Every word of `search` in the title or the uncertainty (the queue's search box)."""
+    for word in search.split():
+        queryset = queryset.filter(Q(title__icontains=word) | Q(uncertainty__icontains=word))
+    return queryset
+
+
+def tab_counts(user, *, now: datetime, search: str = "") -> dict[str, int]:
+    """How many escalations each tab holds under the search (before the other filters), one
+    query each.
 
     Each count reads at most COUNT_CAP + 1 entries of an index (the open escalations'
     partial indexes in Escalation.Meta, the tier-2 one, decisions by time); a count above
     COUNT_CAP means "more than COUNT_CAP".
     """
-    visible = escalations_for_reviewer(user).select_related(None)
+    visible = matching(escalations_for_reviewer(user).select_related(None), search)
     opened = visible.open()
     tabs = {
         "open": opened,

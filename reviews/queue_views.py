@@ -40,7 +40,10 @@ def queue_url(params: QueryDict, **changes: str | None) -> str:
 
 
 def _context(request: HtmxHttpRequest, filterset: QueueFilter, rows: list) -> dict:
-    counts = queue.tab_counts(request.user, now=filterset.now)
+    # The tabs count what the search finds (the other filters narrow only the list shown).
+    filterset.is_valid()  # cleaned_data holds the valid fields even when another is not
+    search = filterset.form.cleaned_data.get("q") or ""
+    counts = queue.tab_counts(request.user, now=filterset.now, search=search)
     tabs = [
         {
             "tab": tab,

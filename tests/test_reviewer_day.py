@@ -72,3 +72,25 @@ def test_next_and_previous_follow_the_queues_order_and_filters(api, reviewer_cli
     assert reviewer_client.get(step_url("next", high)).url == reverse(
         "reviews:detail", args=[mid.pk]
     )
+
+
+def test_an_empty_search_is_not_the_all_clear_and_the_tab_counts_follow_it(api, reviewer_client):
+    post_package(api, run_id="r1", title="billing shim")
+    post_package(api, run_id="r2", title="warehouse column")
+    page = reviewer_client.get("/?q=nothing-like-this").content.decode()
+    assert "Nothing matches these filters" in page
+    assert 'class="empty-mark"' not in page  # the green tick means "nothing waits", not "no match"
+    assert 'data-count="open">0<' in page
+    assert 'data-count="open">1<' in reviewer_client.get("/?q=warehouse").content.decode()
+    assert 'data-count="open">2<' in reviewer_client.get("/").content.decode()
+
+
+def test_a_created_event_without_tier_or_priority_leaves_no_dangling_comma(api, reviewer_client):
+    from escalations.models import Event
+
+    escalation = post_package(api)
+    escalation.events.filter(kind="created").update(data={})
+    assert Event.objects.filter(escalation=escalation, kind="created").exists()
+    page = reviewer_client.get(reverse("reviews:detail", args=[escalation.pk])).content.decode()
+    assert "tier ," not in page
+    assert ", priority" not in page

@@ -313,3 +313,31 @@ def test_2_then_d_decides_option_2_and_n_lands_on_the_next_escalation(
     page.wait_for_url(f"{base}/")
     assert "No previous escalation" in page.text_content(".messages")
     assert page.js_errors == []
+
+
+# ---------------------------------------------------------------- truthful labels, the dark theme
+
+
+def test_the_dark_theme_follows_the_system_and_times_show_in_the_readers_zone(
+    live_server_asgi,
+    browser,  # noqa: F811
+    agent_with_token,
+    reviewer,
+):
+    base, token = live_server_asgi, agent_with_token[1]
+    escalation = post_escalation(base, token)
+    page = sign_in(browser, base, dark=True)
+    page.goto(f"{base}/escalations/{escalation['id']}")
+    wait_live(page)
+    background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    red, green, blue = (int(v) for v in background[background.index("(") + 1 : -1].split(",")[:3])
+    assert max(red, green, blue) < 60, background
+    text = page.evaluate("getComputedStyle(document.body).color")
+    assert min(int(v) for v in text[text.index("(") + 1 : -1].split(",")[:3]) > 180, text
+    # times: the reader's zone on the page, UTC on hover
+    stamp = page.locator(".facts time").first
+    assert stamp.get_attribute("title").endswith(" UTC")
+    assert (
+        page.locator(".step-time").first.text_content().strip()[-3:].isalpha()
+    )  # carries its zone
+    assert page.js_errors == []
