@@ -32,9 +32,14 @@ def configured() -> bool:
     return bool(settings.SLACK_BOT_TOKEN and settings.SLACK_SIGNING_SECRET)
 
 
-def client() -> WebClient:
+# users.info runs while Slack waits for the click's answer (three seconds at most).
+LOOKUP_TIMEOUT_SECONDS = 2
+
+
+def client(timeout: float | None = None) -> WebClient:
     base = settings.SLACK_API_URL if settings.SLACK_API_URL.endswith("/") else settings.SLACK_API_URL + "/"
-    return WebClient(token=settings.SLACK_BOT_TOKEN, base_url=base, timeout=int(settings.WEBHOOK_TIMEOUT_SECONDS))
+    seconds = timeout if timeout is not None else settings.WEBHOOK_TIMEOUT_SECONDS
+    return WebClient(token=settings.SLACK_BOT_TOKEN, base_url=base, timeout=max(1, int(seconds)))
 
 
 def signature_valid(body: bytes, timestamp: str | None, signature: str | None) -> bool:
@@ -181,7 +186,7 @@ def member_email(member_id: str) -> str | None:
     """The member's e-mail address when Slack says it is confirmed (users.info, which needs
     the users:read.email scope), else None."""
     try:
-        answer = client().users_info(user=member_id)
+        answer = client(LOOKUP_TIMEOUT_SECONDS).users_info(user=member_id)
     except (SlackApiError, SlackRequestError, OSError) as exc:
         log.warning("slack users.info of %s failed: %s", member_id, exc)
         return None

@@ -8,6 +8,7 @@ import json
 import logging
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_not_required
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -68,7 +69,10 @@ def action_link(request: HttpRequest, token: str) -> HttpResponse:
         gone = inbound.LinkRefused("The escalation this link decides no longer exists.", "Escalation gone")
         return _link_page(request, token, refused=gone, status=410)
     option = escalation.option(link.option_key) or {"key": link.option_key, "label": link.option_key}
-    context: dict[str, Any] = {"escalation": escalation, "option": option}
+    person = get_user_model().objects.filter(pk=link.user_id).first()
+    context: dict[str, Any] = {
+        "escalation": escalation, "option": option, "as_name": person.get_username() if person else "",
+    }
     if request.method == "GET":
         closed = None if escalation.is_open else inbound.decided_text(escalation)
         return _link_page(request, token, closed=closed, **context)

@@ -354,6 +354,7 @@ def test_an_email_link_get_decides_nothing_its_post_decides_once(api, reviewer):
         assert page.status_code == 200
         assert b"Confirm your decision" in page.content
         assert b"Add a compatibility shim" in page.content
+        assert b"as <strong>alice</strong>" in page.content
     assert Escalation.objects.get(pk=escalation.pk).is_open
     assert not ActionLinkUse.objects.exists()
 
