@@ -4,6 +4,7 @@ answers a refusal."""
 
 import json
 import math
+from typing import Any, NoReturn
 
 from escalations.errors import FieldError
 
@@ -14,11 +15,11 @@ class BadJson(ValueError):
     """Text that is not JSON we take; its message says why, for a person to read."""
 
 
-def _reject_constant(name: str):
+def _reject_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _depth(value, limit: int) -> int:
+def _depth(value: object, limit: int) -> int:
     depth, level = 0, [value]
     while level:
         depth += 1
@@ -33,7 +34,7 @@ def _depth(value, limit: int) -> int:
     return depth
 
 
-def read_json(raw: bytes | str):
+def read_json(raw: bytes | str) -> Any:
     """JSON as the API and the dashboard take it: UTF-8, no NaN or Infinity, nested at most
     64 levels. Raises BadJson. What the database cannot store is checked after, by
     `unstorable` (so that its error names the field)."""
@@ -52,7 +53,7 @@ def read_json(raw: bytes | str):
     return value
 
 
-def unstorable(value, path: str) -> FieldError | None:
+def unstorable(value: object, path: str) -> FieldError | None:
     """What the database cannot store, anywhere in a JSON value: NUL characters, lone
     surrogates, and numbers out of a double's range (JSON's 1e400 reads as infinity, which
     PostgreSQL refuses and a JSON encoder would write as null)."""

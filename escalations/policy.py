@@ -259,4 +259,4 @@ def backoff_seconds(attempt: int, *, base: float, cap: float, jitter: float) -> 
     stays pure and testable.
     """
     ceiling = min(cap, base * 2 ** max(0, attempt - 1))
-    return ceiling / 2 + ceiling / 2 * jitter
+    return float(ceiling / 2 + ceiling / 2 * jitter)

@@ -19,6 +19,7 @@ Events (the `event` argument):
 """
 
 import logging
+from typing import Any
 
 from django.db import transaction
 from django.dispatch import Signal
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 notable = Signal()
 
 
-def notable_in_transaction(event: str, **kwargs) -> None:
+def notable_in_transaction(event: str, **kwargs: Any) -> None:
     """Send `notable` now, inside the current transaction (call it inside the change's own
     `transaction.atomic()`); nothing is kept if that transaction rolls back.
 

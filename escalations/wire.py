@@ -1,5 +1,6 @@
 """The escalation object of API.md, built by hand: the API, webhooks and reviewer API share it."""
 
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,7 +26,7 @@ def decision_dict(decision: Decision) -> dict[str, Any]:
     }
 
 
-def escalation_url(escalation_id) -> str:
+def escalation_url(escalation_id: uuid.UUID | str) -> str:
     return f"{settings.PUBLIC_URL}/escalations/{escalation_id}"
 
 

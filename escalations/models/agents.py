@@ -3,6 +3,7 @@
 
 import hashlib
 import secrets
+from datetime import date
 
 from django.db import models
 
@@ -40,11 +41,11 @@ class Agent(models.Model):
     def new_signing_secret() -> str:
         return "whsec_" + secrets.token_urlsafe(32)
 
-    def budget_used_on(self, day) -> int:
+    def budget_used_on(self, day: date) -> int:
         return self.budget_used if self.budget_day == day else 0
 
 
-class AgentTokenQuerySet(models.QuerySet):
+class AgentTokenQuerySet(models.QuerySet["AgentToken"]):
     def live(self, token: str) -> "AgentTokenQuerySet":
         """The one definition of a live agent token: its hash matches, it is not revoked
         and its agent is active. selectors.AGENT_READ_SQL writes the same condition by hand

@@ -3,6 +3,7 @@
 
 import uuid
 from datetime import datetime, timedelta
+from typing import Protocol, TypeVar
 
 from django.conf import settings
 from django.db import models
@@ -12,23 +13,37 @@ from django.utils import timezone
 from .escalations import Escalation
 
 
-class OutboxQuerySet(models.QuerySet):
+class OutboxStatus(Protocol):
+    PENDING: str
+    SENDING: str
+    RETRYING: str
+
+
+OutboxRow = TypeVar("OutboxRow", bound=models.Model)
+
+
+class OutboxQuerySet(models.QuerySet[OutboxRow]):
     """Rows of an outbox: a model whose Status has PENDING, SENDING and RETRYING, with
     next_attempt_at and lease_until (Delivery here, notifications.Notification there)."""
 
-    def due(self, now: datetime):
+    def _status(self) -> OutboxStatus:
+        # Each outbox model has its own Status (a TextChoices); a Model bound cannot say so.
+        status: OutboxStatus = self.model.Status  # type: ignore[attr-defined]
+        return status
+
+    def due(self, now: datetime) -> "OutboxQuerySet[OutboxRow]":
         """Rows to send: waiting and due, or with a lapsed sending lease."""
-        status = self.model.Status
+        status = self._status()
         return self.filter(
             Q(status__in=[status.PENDING, status.RETRYING], next_attempt_at__lte=now)
             | Q(status=status.SENDING, lease_until__lt=now)
         )
 
-    def lease_left(self, pk, now: datetime) -> float | None:
+    def lease_left(self, pk: object, now: datetime) -> float | None:
         """Seconds until the lease on row `pk` lapses while it is being sent; None when it
         is not being sent (or the lease has lapsed)."""
         until = (
-            self.filter(pk=pk, status=self.model.Status.SENDING, lease_until__gte=now)
+            self.filter(pk=pk, status=self._status().SENDING, lease_until__gte=now)
             .values_list("lease_until", flat=True)
             .first()
         )

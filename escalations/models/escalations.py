@@ -4,6 +4,7 @@ their timeline events."""
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 from django.db import models
@@ -40,11 +41,11 @@ class Run(models.Model):
         return self.run_id
 
 
-class EscalationQuerySet(models.QuerySet):
-    def open(self):
+class EscalationQuerySet(models.QuerySet["Escalation"]):
+    def open(self) -> "EscalationQuerySet":
         return self.filter(status__in=Escalation.OPEN_STATUSES)
 
-    def overdue(self, now: datetime):
+    def overdue(self, now: datetime) -> "EscalationQuerySet":
         return self.open().filter(respond_by__lt=now)
 
 
@@ -216,11 +217,11 @@ class Escalation(models.Model):
     def is_overdue(self, now: datetime | None = None) -> bool:
         return bool(self.respond_by and self.is_open and self.respond_by < (now or timezone.now()))
 
-    def option(self, key: str) -> dict | None:
+    def option(self, key: str) -> dict[str, Any] | None:
         return next((o for o in self.options if o["key"] == key), None)
 
     @property
-    def recommended_option(self) -> dict:
+    def recommended_option(self) -> dict[str, Any]:
         return next(o for o in self.options if o.get("recommended"))
 
     @property

@@ -1,4 +1,6 @@
 import json
+from argparse import ArgumentParser
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
@@ -12,13 +14,13 @@ from operations.egress import validate_outbound_url
 class Command(BaseCommand):
     help = "Register an agent. Prints one JSON line with its token and signing secret (shown once)."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("name")
         parser.add_argument("--domain", default="default")
         parser.add_argument("--resume-url", default="")
         parser.add_argument("--budget", type=int, default=50, help="escalations per day")
 
-    def handle(self, *args, name, domain, resume_url, budget, **options):
+    def handle(self, *args: Any, name: str, domain: str, resume_url: str, budget: int, **options: Any) -> None:
         if Agent.objects.filter(name=name).exists():
             raise CommandError(f"An agent named {name!r} already exists.")
         if not Policy.objects.filter(domain=domain).exists():
