@@ -2,10 +2,14 @@
 
 import json
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import Any, overload
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser
 from django.db import connection
 from django.db.models import (
     Case,
@@ -37,17 +41,20 @@ from .models import (
     PolicyVersion,
     Run,
 )
-from .policy import rules_changes
+from .policy import Change, rules_changes
 from .wire import escalation_url, iso
 
+# Who asks: request.user (the views behind sign-in never see an anonymous one).
+Viewer = AbstractBaseUser | AnonymousUser
 
-def escalations_for_reviewer(user) -> EscalationQuerySet:
+
+def escalations_for_reviewer(user: Viewer) -> EscalationQuerySet:
     """Everything a reviewer may see. Every signed-in reviewer sees every escalation today;
     narrowing by team or domain starts here."""
     return Escalation.objects.select_related("agent", "run", "claimed_by", "decision")
 
 
-def escalation_page(user) -> QuerySet[Escalation]:
+def escalation_page(user: Viewer) -> QuerySet[Escalation]:
     """Escalations with everything their page shows: events, deliveries and their attempts."""
     deliveries = Delivery.objects.prefetch_related("attempts").order_by("-created_at")
     return (
@@ -57,14 +64,14 @@ def escalation_page(user) -> QuerySet[Escalation]:
     )
 
 
-def runs_taken_over_by(user) -> QuerySet[Run]:
+def runs_taken_over_by(user: Viewer) -> QuerySet[Run]:
     """The runs `user` took over, still open first, each with the escalation(s) that handed
     them over (`handed_over`) and their agent."""
     handed_over = Escalation.objects.filter(decision__kind=Decision.Kind.TAKE_OVER).select_related(
         "decision"
     )
     return (
-        Run.objects.filter(taken_over_by=user, status__in=[Run.Status.TAKEN_OVER, Run.Status.CLOSED])
+        Run.objects.filter(taken_over_by=user.pk, status__in=[Run.Status.TAKEN_OVER, Run.Status.CLOSED])
         .select_related("agent")
         .prefetch_related(Prefetch("escalations", queryset=handed_over, to_attr="handed_over"))
         .order_by(
@@ -75,7 +82,7 @@ def runs_taken_over_by(user) -> QuerySet[Run]:
     )
 
 
-def reviewers_assignable() -> QuerySet:
+def reviewers_assignable() -> QuerySet[AbstractBaseUser]:
     """Active people who may hold a claim: members of the reviewer or manager groups."""
     return (
         get_user_model()
@@ -111,18 +118,22 @@ WHERE e.id = %s AND t.token_hash = %s AND t.revoked_at IS NULL AND a.is_active
 class AgentRead:
     """An escalation as its agent reads it, and that agent's budget (for the headers)."""
 
-    wire: dict
+    wire: dict[str, Any]  # the escalation object, as wire.escalation_dict answers it
     agent: "Agent"
     status: str
     updated_at: datetime
 
 
 # Raw rows come back as each backend stores them (SQLite: text); these make them Python.
-def as_uuid(value) -> uuid.UUID:
+def as_uuid(value: uuid.UUID | str) -> uuid.UUID:
     return value if isinstance(value, uuid.UUID) else uuid.UUID(value)
 
 
-def as_time(value) -> datetime | None:
+@overload
+def as_time(value: None) -> None: ...
+@overload
+def as_time(value: datetime | str) -> datetime: ...
+def as_time(value: datetime | str | None) -> datetime | None:
     """SQLite gives UTC times back naive (as text or datetime); PostgreSQL, aware."""
     if value is None:
         return None
@@ -130,11 +141,11 @@ def as_time(value) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def as_json(value):
+def as_json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str | bytes) else value
 
 
-def as_day(value) -> date | None:
+def as_day(value: date | str | None) -> date | None:
     return date.fromisoformat(value) if isinstance(value, str) else value
 
 
@@ -192,7 +203,7 @@ HEALTH_DAYS = 7
 FAILED_ATTEMPT = Q(status_code__isnull=True) | Q(status_code__lt=200) | Q(status_code__gte=300)
 
 
-def _count(queryset: QuerySet) -> Coalesce:
+def _count(queryset: QuerySet[Any]) -> Coalesce:
     """A correlated COUNT(*) of `queryset` (filtered on OuterRef) as a column: one statement
     for the whole list, where a join per counted table would multiply the rows."""
     counted = queryset.order_by().annotate(n=Func(F("pk"), function="COUNT", output_field=IntegerField()))
@@ -200,7 +211,7 @@ def _count(queryset: QuerySet) -> Coalesce:
     return Coalesce(Subquery(counted[:1]), 0)
 
 
-def _latest(queryset: QuerySet, field: str) -> Subquery:
+def _latest(queryset: QuerySet[Any], field: str) -> Subquery:
     """The newest `field` of `queryset` (an index on (agent, field) answers it)."""
     return Subquery(queryset.order_by(f"-{field}").values(field)[:1])
 
@@ -260,7 +271,7 @@ def agent_failed_deliveries(agent: Agent, *, limit: int = 10) -> list[Delivery]:
     )
 
 
-def agent_delivery(agent: Agent, delivery_id) -> Delivery | None:
+def agent_delivery(agent: Agent, delivery_id: uuid.UUID | str) -> Delivery | None:
     """One of the agent's deliveries (None if the id names another agent's or none)."""
     return next(
         iter(Delivery.objects.filter(pk=delivery_id, escalation__agent=agent).select_related("escalation")),
@@ -281,21 +292,22 @@ def policies_list() -> QuerySet[Policy]:
     return Policy.objects.prefetch_related("managers").order_by("domain")
 
 
-def policy_versions(policy: Policy) -> list[tuple[PolicyVersion, list]]:
+def policy_versions(policy: Policy) -> list[tuple[PolicyVersion, list[Change]]]:
     """The policy's saved versions, newest first, each with what it changed (field: old → new)."""
     versions = list(policy.versions.select_related("changed_by").order_by("version"))
-    rows, previous = [], None
+    rows: list[tuple[PolicyVersion, list[Change]]] = []
+    previous = None
     for version in versions:
         rows.append((version, rules_changes(previous, version.rules) if previous is not None else []))
         previous = version.rules
     return rows[::-1]
 
 
-def _args_key(args) -> str:
+def _args_key(args: dict[str, Any] | None) -> str:
     return json.dumps(args, sort_keys=True)
 
 
-def agreeing(approvals, option_key: str, args) -> list[Approval]:
+def agreeing(approvals: Iterable[Approval], option_key: str, args: dict[str, Any] | None) -> list[Approval]:
     """The approvals that name this option with these args (the ones that count together)."""
     key = _args_key(args)
     return [a for a in approvals if a.option_key == option_key and _args_key(a.args) == key]
