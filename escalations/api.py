@@ -7,11 +7,16 @@ database connection; the views here always answer at once.
 import hashlib
 import json
 import uuid
+from datetime import datetime
+from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
-from ninja import Header, Query, Router
+from ninja import Router
 from ninja.errors import AuthenticationError
+
+# What ninja's Header and Query shortcuts call: the same parameters, typed for mypy.
+from ninja.params.functions import Header, Query
 
 from . import selectors, services
 from .auth import AgentBearer, AgentBearerInQuery, AgentRequest
@@ -51,7 +56,7 @@ def budget_headers_for(agent: Agent) -> dict[str, str]:
     }
 
 
-def json_response(request: HttpRequest, data, status: int = 200, **headers: str) -> HttpResponse:
+def json_response(request: HttpRequest, data: Any, status: int = 200, **headers: str) -> HttpResponse:
     response = HttpResponse(
         json.dumps(data, ensure_ascii=False, separators=(",", ":")),
         status=status,
@@ -62,7 +67,7 @@ def json_response(request: HttpRequest, data, status: int = 200, **headers: str)
     return response
 
 
-def etag(escalation_id, status: str, updated_at) -> str:
+def etag(escalation_id: uuid.UUID | str, status: str, updated_at: datetime) -> str:
     stamp = f"{escalation_id}:{status}:{updated_at.timestamp()}"
     return '"' + hashlib.sha1(stamp.encode(), usedforsecurity=False).hexdigest()[:20] + '"'
 
@@ -71,7 +76,7 @@ def etag_for(escalation: Escalation) -> str:
     return etag(escalation.id, escalation.status, escalation.updated_at)
 
 
-def read_escalation_as_agent(request, escalation_id: str) -> selectors.AgentRead:
+def read_escalation_as_agent(request: AgentRequest, escalation_id: str) -> selectors.AgentRead:
     """The agent's own escalation, authenticated in the same query (one round trip).
 
     401 for a bad token, 404 for an escalation that is not this agent's.
@@ -132,7 +137,7 @@ def create_escalation(
         pattern=IDEMPOTENCY_KEY_RE,
         description="Replays with the same body answer the same escalation (200), for 24 hours.",
     ),
-):
+) -> HttpResponse:
     """201 with the escalation; 200 for a replay of the same Idempotency-Key and body."""
     body = getattr(request, "_handoff_json", None)
     if body is None:
@@ -161,7 +166,7 @@ def get_escalation(
     request: AgentRequest,
     escalation_id: str,
     wait: int = Query(0, ge=0, le=60, description="Seconds to wait while it is open (0-60)."),
-):
+) -> HttpResponse:
     """With `wait`, the answer comes as soon as the escalation leaves the open states."""
     found = read_escalation_as_agent(request, escalation_id)
     status, headers, body = agent_read_answer(found, request.headers.get("If-None-Match", ""))
@@ -171,7 +176,7 @@ def get_escalation(
     return response
 
 
-def agent_read_answer(found: selectors.AgentRead, if_none_match: str) -> tuple[int, dict, bytes]:
+def agent_read_answer(found: selectors.AgentRead, if_none_match: str) -> tuple[int, dict[str, str], bytes]:
     """(status, headers, body) of GET /escalations/{id}: the view and the long-poll share it."""
     tag = etag(found.wire["id"], found.status, found.updated_at)
     headers = {"ETag": tag, **budget_headers_for(found.agent)}
@@ -195,7 +200,7 @@ def list_decisions(
     ),
     wait: int = Query(0, ge=0, le=60, description="Long-poll until something is decided."),
     limit: int = Query(100, ge=1, le=100),
-):
+) -> HttpResponse:
     cursor = int(after or 0)
     decisions = list(
         Decision.objects.select_related("escalation__run")
@@ -216,7 +221,7 @@ def list_decisions(
     response={200: EscalationOut, 404: ProblemOut, 409: ProblemOut},
     summary="Confirm the run resumed with the decision",
 )
-def acknowledge(request: AgentRequest, escalation_id: str):
+def acknowledge(request: AgentRequest, escalation_id: str) -> HttpResponse:
     escalation = get_own_escalation(request, escalation_id)
     escalation = services.escalation_acknowledge(escalation=escalation)
     return json_response(request, escalation_dict(escalation), ETag=etag_for(escalation))
@@ -227,7 +232,7 @@ def acknowledge(request: AgentRequest, escalation_id: str):
     response={200: EscalationOut, 404: ProblemOut, 409: ProblemOut},
     summary="Take an open escalation back",
 )
-def withdraw(request: AgentRequest, escalation_id: str):
+def withdraw(request: AgentRequest, escalation_id: str) -> HttpResponse:
     escalation = get_own_escalation(request, escalation_id)
     escalation = services.escalation_withdraw(escalation=escalation)
     return json_response(request, escalation_dict(escalation), ETag=etag_for(escalation))
@@ -238,7 +243,7 @@ def withdraw(request: AgentRequest, escalation_id: str):
     response={200: GateOut, 422: ProblemOut},
     summary="Ask the governance policy before acting",
 )
-def gate(request: AgentRequest, payload: GateIn):
+def gate(request: AgentRequest, payload: GateIn) -> HttpResponse:
     verdict, rules = services.gate_check(agent=request.auth, data=payload.to_input())
     return json_response(
         request,
