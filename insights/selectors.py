@@ -17,6 +17,7 @@ from .models import (
     REVIEW_BUCKETS,
     ActivityRollup,
     CalibrationRollup,
+    DriftAlert,
     EscalationRollup,
     OutcomeRollup,
     ReviewerRollup,
@@ -156,6 +157,23 @@ def reviewer_histograms(f: Filters) -> dict[str, list[int]]:
     return {row["reviewer"]: [row[name] for name in REVIEW_BUCKETS] for row in rows}
 
 
+def drift_alerts_sent(f: Filters) -> list[tuple[date, str]]:
+    """(UTC day, agent) of each drift alert raised (and so notified: services.drift_check
+    sends it in the alert's transaction) within the range, for the filters' agent, or the
+    agents of the filters' domain."""
+    start = datetime.combine(f.start, datetime.min.time(), tzinfo=UTC)
+    end = datetime.combine(f.end + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
+    alerts = DriftAlert.objects.filter(created_at__gte=start, created_at__lt=end)
+    if f.agent_id is not None:
+        alerts = alerts.filter(agent_id=f.agent_id)
+    if f.domain:
+        alerts = alerts.filter(agent__domain=f.domain)
+    return [
+        (at.astimezone(UTC).date(), name)
+        for at, name in alerts.order_by("created_at").values_list("created_at", "agent__name")
+    ]
+
+
 def has_data(f: Filters) -> bool:
     return scoped(ActivityRollup, f).exists()
 
@@ -168,6 +186,7 @@ class DriftRow:
     agent_id: int
     agent: str
     result: stats.DriftResult
+    domain: str = ""  # the agent's own domain (its policy)
 
 
 @dataclass(frozen=True)
@@ -195,7 +214,7 @@ def drift_report(*, now: datetime) -> DriftReport:
 
     rows = (
         ActivityRollup.objects.filter(day__gte=baseline_start, day__lte=today)
-        .values("agent_id", "agent__name")
+        .values("agent_id", "agent__name", "agent__domain")
         .annotate(
             esc=part("escalations", this_week),
             gates=part("gate_checks", this_week),
@@ -213,6 +232,7 @@ def drift_report(*, now: datetime) -> DriftReport:
                 r["agent_id"],
                 r["agent__name"],
                 stats.drift_test(r["esc"], r["gates"], r["base_esc"], r["base_gates"]),
+                r["agent__domain"],
             )
             for r in rows
         ],

@@ -13,7 +13,7 @@ from django_htmx.middleware import HtmxDetails
 
 from people.roles import manager_required
 
-from . import charts, selectors, stats
+from . import charts, links, selectors, stats
 from .forms import DEFAULT_WEEKS, InsightsFilterForm, with_default_range
 
 PAGE = "insights/page.html"
@@ -36,13 +36,20 @@ def _form(request: HttpRequest) -> InsightsFilterForm:
 def insights_page(request: HtmxHttpRequest) -> HttpResponse:
     form = _form(request)
     filters = form.filters()
-    drift = selectors.drift_report(now=timezone.now())
+    now = timezone.now()
+    drift = selectors.drift_report(now=now)
+    agent = form.cleaned_data.get("agent") if form.is_valid() else None
     context = {
         "form": form,
         "filters": filters,
         "charts": charts.all_charts(filters),
         "drift": drift,
         "drift_table": charts.drift_table(drift),
+        "drift_links": links.drift_links(drift),
+        "drift_queue": links.QueueLinks(
+            selectors.Filters(drift.week_start, drift.today), drift.today
+        ),
+        "links": links.QueueLinks(filters, drift.today, agent.name if agent else ""),
         "default_weeks": DEFAULT_WEEKS,
         "rule": stats,
         "query": cast(QueryDict, form.data).urlencode() if form.is_valid() else "",

@@ -1,12 +1,12 @@
 """The queue's filters (django-filter): every one a URL parameter, so a view is a link.
 
-The tab (open, mine, flagged, overdue, decided today) and the sort are fields of the same
+The tab (open, mine, flagged, overdue, decided today, closed) and the sort are fields of the same
 form; an invalid value of any field is reported under that field and left out, and an
 invalid tab or sort falls back to the default rather than widening the list. The reviewer
 API (reviews.api) takes the same parameters and answers 400 for any invalid one.
 """
 
-from datetime import datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import cast
 
 import django_filters
@@ -54,6 +54,10 @@ def domain_choices() -> list[tuple[str, str]]:
     return [(domain, domain) for domain in Policy.objects.order_by("domain").values_list("domain", flat=True)]
 
 
+def utc_midnight(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=UTC)
+
+
 class QueueForm(forms.Form):
     tab = forms.ChoiceField(choices=[(t.key, t.label) for t in queue.TABS], required=False)
     sort = forms.ChoiceField(
@@ -89,6 +93,19 @@ class QueueFilter(django_filters.FilterSet):
     )
     irreversible = YesNoFilter(
         field_name="is_irreversible", **yes_no("Irreversible", "Irreversible", "Reversible")
+    )
+    # Whole UTC days, both ends included: the days the insights page counts escalations by.
+    created_from = django_filters.DateFilter(
+        method="filter_created_from",
+        label="Created from",
+        help_text="A UTC day (YYYY-MM-DD), included",
+        widget=forms.DateInput(attrs={"type": "date"}),
+    )
+    created_to = django_filters.DateFilter(
+        method="filter_created_to",
+        label="Created to",
+        help_text="A UTC day (YYYY-MM-DD), included",
+        widget=forms.DateInput(attrs={"type": "date"}),
     )
 
     class Meta:
@@ -142,6 +159,12 @@ class QueueFilter(django_filters.FilterSet):
         late = Q(respond_by__lt=self.now)
         return queryset.filter(late) if value else queryset.exclude(late)
 
+    def filter_created_from(self, queryset, name, value: date):
+        return queryset.filter(created_at__gte=utc_midnight(value))
+
+    def filter_created_to(self, queryset, name, value: date):
+        return queryset.filter(created_at__lt=utc_midnight(value + timedelta(days=1)))
+
     def filter_claimed(self, queryset, name, value: str):
         user, now = self.request.user, self.now
         if value == "me":
@@ -154,8 +177,12 @@ class QueueFilter(django_filters.FilterSet):
 # ---------------------------------------------------------------- the API's description
 
 
-def _parameter_schema(choices, *, boolean: bool = False, max_length: int | None = None) -> dict:
+def _parameter_schema(
+    choices, *, boolean: bool = False, day: bool = False, max_length: int | None = None
+) -> dict:
     """A parameter's values; where it has a set of values, the empty value too (any)."""
+    if day:
+        return {"anyOf": [{"type": "string", "format": "date"}, {"const": ""}]}
     if boolean:
         return {"anyOf": [{"type": "boolean"}, {"const": ""}]}
     if choices is not None and not callable(choices):
@@ -176,13 +203,16 @@ def queue_parameters() -> list[dict]:
         "impact": "The cost of delay's impact. Empty: any.",
         "agent": "An agent's name (unknown: 400). Empty: any.",
         "domain": "A policy's domain (unknown: 400). Empty: any.",
-        "tab": "Which list. Empty: open (the open escalations).",
+        "created_from": "Created on or after this UTC day (YYYY-MM-DD). Empty: any.",
+        "created_to": "Created on or before this UTC day (YYYY-MM-DD). Empty: any.",
+        "tab": "Which list. Empty: open (the open escalations); closed: every escalation no longer open.",
         "sort": f"The order; a cursor belongs to one sort. Empty: {queue.DEFAULT_SORT}.",
     }
     schemas = {
         name: _parameter_schema(
             filter_.extra.get("choices"),
             boolean=isinstance(filter_, django_filters.BooleanFilter),
+            day=isinstance(filter_, django_filters.DateFilter),
             max_length=filter_.extra.get("max_length"),
         )
         for name, filter_ in QueueFilter.base_filters.items()

@@ -47,7 +47,9 @@ def _context(request: HtmxHttpRequest, filterset: QueueFilter, rows: list) -> di
     tabs = [
         {
             "tab": tab,
-            "count": f"{queue.COUNT_CAP}+" if counts[tab.key] > queue.COUNT_CAP else counts[tab.key],
+            "count": None
+            if not tab.counted
+            else (f"{queue.COUNT_CAP}+" if counts[tab.key] > queue.COUNT_CAP else counts[tab.key]),
             "url": queue_url(request.GET, tab=None if tab.key == "open" else tab.key, after=None),
             "active": tab.key == filterset.tab,
         }

@@ -5,7 +5,7 @@ the backtest only reads. An htmx backtest gets the `backtest` partial of the pag
 """
 
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.utils import timezone
@@ -36,8 +36,11 @@ def _value(value) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def _page(request, policy: Policy, form, *, status: int = 200, results=None) -> TemplateResponse:
+def _page(
+    request, policy: Policy, form, *, status: int = 200, results=None, prefilled=()
+) -> TemplateResponse:
     context = {
+        "prefilled": prefilled,
         "policy": policy,
         "form": form,
         "results": results,
@@ -63,6 +66,9 @@ def policy_list(request: HttpRequest) -> HttpResponse:
 def policy_detail(request: HttpRequest, domain: str) -> HttpResponse:
     policy = get_object_or_404(Policy, domain=domain)
     if request.method == "GET":
+        prefilled = [name for name in request.GET if name in PREFILLABLE]
+        if prefilled:
+            return _prefilled_page(request, policy, prefilled)
         return _page(request, policy, PolicyEditForm(initial=PolicyEditForm.initial_for(policy)))
     form = PolicyEditForm(request.POST)
     if form.is_valid():
@@ -82,6 +88,36 @@ def policy_detail(request: HttpRequest, domain: str) -> HttpResponse:
                 return redirect("reviews:policy", domain=policy.domain)
             form.add_error(None, "Nothing changed: edit a setting to save a new version.")
     return _page(request, policy, form, status=422)
+
+
+# Settings a link may prefill (?flag_threshold=0.7&backtest=1): the rules, not the managers.
+PREFILLABLE = frozenset(PolicyEditForm.base_fields) - {"managers", "note"}
+
+
+def _prefilled_page(request, policy: Policy, prefilled: list[str]) -> TemplateResponse:
+    """The page with the form holding the saved settings, those named in the query
+    replaced by the query's values (a drift alert's proposal), and with ?backtest=1 the
+    backtest of them run (a backtest only reads). Nothing is saved."""
+    data = QueryDict(mutable=True)
+    for name, value in PolicyEditForm.initial_for(policy).items():
+        if name == "managers":
+            data.setlist(name, [str(user.pk) for user in value])
+        elif isinstance(value, bool):
+            if value:
+                data[name] = "on"
+        elif value is not None:
+            data[name] = str(value)
+    for name in prefilled:
+        data[name] = request.GET[name]
+    form = PolicyEditForm(data)
+    results = None
+    if request.GET.get("backtest") and form.is_valid():
+        results = backtest(
+            domain=policy.domain,
+            rules=[services.rules_of(policy), form.rules(domain=policy.domain)],
+            now=timezone.now(),
+        )
+    return _page(request, policy, form, results=results, prefilled=prefilled)
 
 
 @manager_required

@@ -45,6 +45,7 @@ def rate_chart(f: Filters) -> Chart:
         ],
         rows,
     )
+    alerts = selectors.drift_alerts_sent(f)
     series = sorted({series_key(r[1], r[2]) for r in rows})
     periods = [p.isoformat() for p in f.periods()]
     figures = []
@@ -65,17 +66,51 @@ def rate_chart(f: Filters) -> Chart:
         figures.append(
             {
                 "data": traces,
-                "layout": time_layout(f, title),
+                "layout": time_layout(f, title, **alert_marks(f, alerts)),
             }
         )
+    sent = "; ".join(f"{agent} on {day:%-d %b}" for day, agent in alerts)
     return Chart(
         "rate",
         "Escalation rate over time",
         "Escalations (all tiers) per gate check and per run, per agent and domain. "
-        "Runs count in their agent's domain; a gap means no gate checks or runs that period.",
+        "Runs count in their agent's domain; a gap means no gate checks or runs that period."
+        + (f" Dotted red lines: drift alerts sent ({sent})." if alerts else ""),
         [table],
         figures,
     )
+
+
+ALERT_COLOUR = "#b42318"
+
+
+def alert_marks(f: Filters, alerts: list) -> dict:
+    """Plotly shapes and annotations: a dotted line at the period of each drift alert sent,
+    labelled with the agents alerted then."""
+    by_period: dict[str, list[str]] = {}
+    for day, agent in alerts:
+        by_period.setdefault(f.period(day).isoformat(), []).append(agent)
+    line = {"color": ALERT_COLOUR, "width": 1.5, "dash": "dot"}
+    return {
+        "shapes": [
+            {"type": "line", "xref": "x", "yref": "paper", "x0": x, "x1": x, "y0": 0, "y1": 1, "line": line}
+            for x in by_period
+        ],
+        "annotations": [
+            {
+                "x": x,
+                "xref": "x",
+                "y": 1,
+                "yref": "paper",
+                "yanchor": "top",
+                "xanchor": "left",
+                "showarrow": False,
+                "text": "drift: " + ", ".join(agents),
+                "font": {"color": ALERT_COLOUR, "size": 11},
+            }
+            for x, agents in by_period.items()
+        ],
+    }
 
 
 def _stacked(

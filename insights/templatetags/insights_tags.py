@@ -5,6 +5,7 @@ from django.urls import reverse
 from django.utils.safestring import mark_safe
 
 from insights.charts import Table, format_seconds
+from insights.links import QueueLinks
 
 register = template.Library()
 
@@ -34,27 +35,33 @@ def cell(value, kind: str) -> str:
 NUM_CLASS = ' class="num"'
 
 
-def _cells(tag: str, items) -> str:
-    """<td>s (or <th>s) of (kind, text) pairs; every text is HTML-escaped here."""
+def _linked(text: str, href: str | None) -> str:
+    """The HTML of a cell's text (escaped), as a link when it leads somewhere."""
+    return f'<a href="{escape(href)}">{escape(text)}</a>' if href else escape(text)
+
+
+def _row(table: Table, row: list, links: QueueLinks | None) -> str:
+    hrefs = links.row([c.key for c in table.columns], row) if links else {}
     return "".join(
-        f"<{tag}{NUM_CLASS if kind in NUMERIC else ''}>{escape(text)}</{tag.split()[0]}>"
-        for kind, text in items
+        f"<td{NUM_CLASS if c.kind in NUMERIC else ''}>{_linked(cell(v, c.kind), hrefs.get(c.key))}</td>"
+        for v, c in zip(row, table.columns, strict=True)
     )
 
 
 @register.simple_tag
-def data_table(table: Table, query: str = ""):
+def data_table(table: Table, query: str = "", links: QueueLinks | None = None):
     """A chart's table with its CSV link. A page holds thousands of cells and a template
     loop (or format_html) per cell costs ~100 ms, so the HTML is joined here, with every
-    value (agent, reviewer and domain names included) passed through escape()."""
+    value (agent, reviewer and domain names included) passed through escape(). With
+    `links`, agents, domains and reasons lead to the queue filtered to them (the CSV
+    keeps the plain values)."""
     href = reverse("insights:export", args=[table.key]) + (f"?{query}" if query else "")
-    head = _cells('th scope="col"', ((c.kind, c.label) for c in table.columns))
-    body = "\n".join(
-        "<tr>"
-        + _cells("td", ((c.kind, cell(v, c.kind)) for v, c in zip(row, table.columns, strict=True)))
-        + "</tr>"
-        for row in table.rows
+    head = "".join(
+        f'<th scope="col"{NUM_CLASS if c.kind in NUMERIC else ""}>'
+        f"{_linked(c.label, links.header(c.key) if links else None)}</th>"
+        for c in table.columns
     )
+    body = "\n".join(f"<tr>{_row(table, row, links)}</tr>" for row in table.rows)
     return mark_safe(  # noqa: S308 - every value in it went through escape() above
         '<div class="table-wrap"><table class="queue insights-data">'
         f'<caption>{escape(table.caption)} <a class="small" href="{escape(href)}" download>'
