@@ -6,6 +6,7 @@ the same page template (`page.html#partial`); without JavaScript, writes redirec
 
 from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
@@ -25,6 +26,7 @@ DETAIL = "reviews/detail.html"
 
 class HtmxHttpRequest(HttpRequest):
     htmx: HtmxDetails
+    user: User  # the login-required middleware lets no anonymous request reach these views
 
 
 # ---------------------------------------------------------------- escalation page

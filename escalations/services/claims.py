@@ -1,8 +1,10 @@
 """Claims: a reviewer takes an escalation (a lease), renews, releases, or reassigns it."""
 
+import uuid
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -12,7 +14,7 @@ from escalations.models import Escalation, Event
 from . import timeline
 
 
-def lock_open(escalation_id) -> Escalation:
+def lock_open(escalation_id: uuid.UUID) -> Escalation:
     """Inside a transaction: the escalation, row-locked, with its claimer; AlreadyDecided
     (with the decision loaded) once it is no longer open."""
     escalation = (
@@ -27,13 +29,13 @@ def lock_open(escalation_id) -> Escalation:
     return escalation
 
 
-def claimed_by_other(escalation: Escalation, user, now: datetime | None = None) -> bool:
+def claimed_by_other(escalation: Escalation, user: User, now: datetime | None = None) -> bool:
     """The claim rule: someone other than `user` holds a live claim on the escalation (a
     claim, or a decision without "decide anyway", is refused; the dashboard asks first)."""
     return escalation.claim_is_live(now) and escalation.claimed_by_id != user.pk
 
 
-def escalation_claim(*, escalation_id, user, now: datetime | None = None) -> Escalation:
+def escalation_claim(*, escalation_id: uuid.UUID, user: User, now: datetime | None = None) -> Escalation:
     """Claim (or renew) the lease on an open escalation. ClaimedByOther if someone holds it."""
     now = now or timezone.now()
     until = now + timedelta(seconds=settings.CLAIM_LEASE_SECONDS)
@@ -56,7 +58,7 @@ def escalation_claim(*, escalation_id, user, now: datetime | None = None) -> Esc
     return escalation
 
 
-def escalation_release(*, escalation_id, user, now: datetime | None = None) -> Escalation:
+def escalation_release(*, escalation_id: uuid.UUID, user: User, now: datetime | None = None) -> Escalation:
     """Give a claim back to the queue. Only its holder can release it."""
     now = now or timezone.now()
     with transaction.atomic():
@@ -76,7 +78,7 @@ def escalation_release(*, escalation_id, user, now: datetime | None = None) -> E
     return escalation
 
 
-def escalation_claim_renew(*, escalation_id, user, now: datetime | None = None) -> Escalation:
+def escalation_claim_renew(*, escalation_id: uuid.UUID, user: User, now: datetime | None = None) -> Escalation:
     """Extend the holder's live lease to CLAIM_LEASE_SECONDS from now (the open page's heartbeat).
 
     One conditional UPDATE: only the holder of a lease that has not lapsed renews it. No event
@@ -97,7 +99,7 @@ def escalation_claim_renew(*, escalation_id, user, now: datetime | None = None) 
 
 
 def escalation_reassign(
-    *, escalation_id, user, assignee, override: bool = False, now: datetime | None = None
+    *, escalation_id: uuid.UUID, user: User, assignee: User, override: bool = False, now: datetime | None = None
 ) -> Escalation:
     """Hand the claim on an open escalation to `assignee`, with a fresh lease.
 
