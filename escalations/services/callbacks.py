@@ -2,6 +2,7 @@
 the problem alone (withdraw)."""
 
 from datetime import datetime
+from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
@@ -12,7 +13,7 @@ from escalations.models import Escalation, Event
 from . import timeline
 
 
-def mark_resumed(escalation: Escalation, *, actor: str, now: datetime, data: dict) -> bool:
+def mark_resumed(escalation: Escalation, *, actor: str, now: datetime, data: dict[str, Any]) -> bool:
     flipped = Escalation.objects.filter(pk=escalation.pk, status=Escalation.Status.DECIDED).update(
         status=Escalation.Status.RESUMED, updated_at=now
     )

@@ -1,8 +1,11 @@
 """The team's side of an escalation: comments, reviews of flagged (policy-decided) ones, and
 closing a run a reviewer took over."""
 
+import uuid
+from collections.abc import Iterable
 from datetime import datetime
 
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -24,7 +27,7 @@ def _text_errors(field: str, text: str, *, required: str, max_chars: int) -> lis
     return [bad] if bad else []
 
 
-def escalation_comment(*, escalation_id, user, body: str, now: datetime | None = None) -> Event:
+def escalation_comment(*, escalation_id: uuid.UUID, user: User, body: str, now: datetime | None = None) -> Event:
     """A comment for the team on an escalation (never sent to the agent), in its timeline.
 
     Any status: people discuss decided escalations too. Raises Invalid naming `body`,
@@ -56,8 +59,8 @@ def escalation_comment(*, escalation_id, user, body: str, now: datetime | None =
 
 def flag_review_record(
     *,
-    escalation_id,
-    user,
+    escalation_id: uuid.UUID,
+    user: User,
     verdict: str,
     option_key: str = "",
     note: str = "",
@@ -126,7 +129,7 @@ def flag_review_record(
     return review
 
 
-def flag_reviews_mark_fine(*, escalation_ids, user, now: datetime | None = None) -> int:
+def flag_reviews_mark_fine(*, escalation_ids: Iterable[uuid.UUID], user: User, now: datetime | None = None) -> int:
     """Mark each of `escalation_ids` fine (the flagged backlog's bulk action): one
     flag_review_record each, in its own transaction. Those someone reviewed meanwhile, or
     that are not policy-decided tier 2, or unknown, are passed over. Returns how many this
@@ -142,7 +145,7 @@ def flag_reviews_mark_fine(*, escalation_ids, user, now: datetime | None = None)
     return marked
 
 
-def run_close(*, run_id, user, note: str, now: datetime | None = None) -> Run:
+def run_close(*, run_id: int, user: User, note: str, now: datetime | None = None) -> Run:
     """Close a run `user` took over, with a note on how it ended.
 
     Locks the run. Raises Invalid naming `note`, NotFound when it is not a run this

@@ -1,13 +1,14 @@
 """The timeline: the one writer of `Event` rows, each announced live after commit."""
 
 from datetime import datetime
+from typing import Any
 
 from escalations.models import Escalation, Event
 from escalations.transport import events
 
 
 def record(
-    escalation: Escalation, kind: str, *, actor: str, now: datetime, data=None, announce: bool = True
+    escalation: Escalation, kind: str, *, actor: str, now: datetime, data: dict[str, Any] | None = None, announce: bool = True
 ) -> Event:
     """Inside a transaction: one timeline event, announced live (as `kind`) on commit.
     Every service that adds to an escalation's timeline goes through here (an architecture
