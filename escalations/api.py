@@ -32,7 +32,7 @@ from .schemas import (
     GateOut,
     ProblemOut,
 )
-from .wire import escalation_dict
+from .wire import escalation_dict, gate_dict
 
 router = Router(auth=AgentBearer(), tags=["agents"])
 
@@ -245,7 +245,4 @@ def withdraw(request: AgentRequest, escalation_id: str) -> HttpResponse:
 )
 def gate(request: AgentRequest, payload: GateIn) -> HttpResponse:
     verdict, rules = services.gate_check(agent=request.auth, data=payload.to_input())
-    return json_response(
-        request,
-        {"verdict": verdict.name, "tier": verdict.tier, "reasons": verdict.reasons, "policy": rules.domain},
-    )
+    return json_response(request, gate_dict(verdict, rules))

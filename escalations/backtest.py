@@ -2,8 +2,10 @@
 
 One aggregate query over the window's escalations, left-joined to their decisions and flag
 reviews: a CASE expression re-tiers every row exactly as policy.verdict_for would (the
-confidence thresholds, then the floors: irreversible, retry cap, scope, novelty), and
-conditional counts add the tiers up. Several rule sets are counted in the same scan, so the
+confidence thresholds, then the floors: irreversible, retry cap, scope, novelty, the reasons'
+floors), and conditional counts add the tiers up. Rules that tier by calibrated confidence
+read each row's confidence through its agent's stored calibration map (today's map, as
+escalations.calibration computes it; the stated confidence where the agent has none). Several rule sets are counted in the same scan, so the
 page shows the saved policy and the thresholds being typed side by side. The SQL is the
 ORM's, so it runs on SQLite and PostgreSQL alike.
 """
@@ -11,11 +13,12 @@ ORM's, so it runs on SQLite and PostgreSQL alike.
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Case, Count, F, FloatField, Q, Value, When
+from django.db.models import Case, Count, F, FloatField, OuterRef, Q, Subquery, Value, When
 from django.db.models.fields.json import KT
-from django.db.models.functions import Cast
+from django.db.models.functions import Cast, Coalesce
 
-from .models import Decision, Escalation, FlagReview
+from .calibration import ALL_DOMAINS, PRIOR_WEIGHT
+from .models import CalibrationBin, Decision, Escalation, FlagReview
 from .policy import AUTONOMOUS, ESCALATE, FLAG, HALT, Rules
 
 WINDOW_DAYS = 30
@@ -34,15 +37,24 @@ class Backtest:
     # Of the auto-decided: escalations where a person chose otherwise than the agent's
     # recommended option (a human decision, or a flag review that says another option).
     overruled: int
+    # The same of tiers 1 and 2 together: what the policy would decide against a person's
+    # later judgement (0 when auto-decide is off).
+    overruled_at_once: int = 0
 
     @property
     def decided_at_once(self) -> int:
         """What the policy would decide without a person (tiers 1-2, when auto-decide is on)."""
         return self.auto_decided + self.flagged if self.rules.auto_decide else 0
 
+    @property
+    def reach_a_person(self) -> int:
+        return self.total - self.decided_at_once
+
 
 def _tier(rules: Rules) -> Case:
-    """The tier of a row under `rules`, as SQL (mirrors policy.verdict_for)."""
+    """The tier of a row under `rules`, as SQL (mirrors policy.verdict_for: the highest of
+    the confidence's tier, the risk floors' tier 3 and the reason's floor)."""
+    confidence = "bt_calibrated" if rules.tier_by_calibrated else "confidence"
     floor = (
         Q(is_irreversible=True)
         | Q(attempts__gte=rules.retry_cap)
@@ -50,13 +62,34 @@ def _tier(rules: Rules) -> Case:
     )
     if rules.novelty_escalates:
         floor |= Q(reason=Escalation.Reason.NOVELTY)
-    return Case(
-        When(confidence__lt=rules.escalate_threshold, then=Value(HALT)),
+    floored = {tier: sorted(r for r, t in rules.reason_floors.items() if t == tier) for tier in (FLAG, ESCALATE, HALT)}
+    if floored[ESCALATE]:
+        floor |= Q(reason__in=floored[ESCALATE])
+    whens = [When(reason__in=floored[HALT], then=Value(HALT))] if floored[HALT] else []
+    whens += [
+        When(**{f"{confidence}__lt": rules.escalate_threshold}, then=Value(HALT)),
         When(floor, then=Value(ESCALATE)),
-        When(confidence__lt=rules.flag_threshold, then=Value(ESCALATE)),
-        When(confidence__lt=rules.autonomous_threshold, then=Value(FLAG)),
-        default=Value(AUTONOMOUS),
+        When(**{f"{confidence}__lt": rules.flag_threshold}, then=Value(ESCALATE)),
+    ]
+    if floored[FLAG]:
+        whens.append(When(reason__in=floored[FLAG], then=Value(FLAG)))
+    whens.append(When(**{f"{confidence}__lt": rules.autonomous_threshold}, then=Value(FLAG)))
+    return Case(*whens, default=Value(AUTONOMOUS))
+
+
+def _calibrated(domain) -> Subquery:
+    """A row's confidence through its agent's map for `domain` (calibration.shrunk), or NULL."""
+    found = CalibrationBin.objects.filter(
+        agent=OuterRef("agent"), domain=domain, low__lte=OuterRef("confidence"), high__gt=OuterRef("confidence")
     )
+    value = (F("agreed") + Value(float(PRIOR_WEIGHT)) * OuterRef("confidence")) / (F("n") + Value(float(PRIOR_WEIGHT)))
+    return Subquery(found.annotate(v=value).values("v")[:1], output_field=FloatField())
+
+
+def calibrated_confidence() -> Coalesce:
+    """The confidence a calibrated policy reads: the domain's map, else the agent's map over
+    all its domains, else the stated confidence (services.calibration_for's choice)."""
+    return Coalesce(_calibrated(OuterRef("domain")), _calibrated(Value(ALL_DOMAINS)), F("confidence"))
 
 
 # A person chose otherwise than the recommended option.
@@ -74,6 +107,8 @@ def backtest(*, domain: str, rules: list[Rules], now: datetime, days: int = WIND
         bt_planned=Cast(KT("action__planned_scope"), FloatField()),
         bt_actual=Cast(KT("action__actual_scope"), FloatField()),
     )
+    if any(one.tier_by_calibrated for one in rules):
+        rows = rows.annotate(bt_calibrated=calibrated_confidence())
     aggregates = {"total": Count("pk")}
     for i, one in enumerate(rules):
         tier = _tier(one)
@@ -83,6 +118,8 @@ def backtest(*, domain: str, rules: list[Rules], now: datetime, days: int = WIND
         aggregates[f"overruled_{i}"] = Count(
             "pk", filter=Q(**{f"bt_tier_{i}": AUTONOMOUS}) & OVERRULED
         )
+        at_once = (AUTONOMOUS, FLAG) if one.auto_decide else ()
+        aggregates[f"at_once_{i}"] = Count("pk", filter=Q(**{f"bt_tier_{i}__in": at_once}) & OVERRULED)
     counts = rows.order_by().aggregate(**aggregates)
     return [
         Backtest(
@@ -93,6 +130,7 @@ def backtest(*, domain: str, rules: list[Rules], now: datetime, days: int = WIND
             escalated=counts[f"t{ESCALATE}_{i}"],
             halted=counts[f"t{HALT}_{i}"],
             overruled=counts[f"overruled_{i}"],
+            overruled_at_once=counts[f"at_once_{i}"],
         )
         for i, one in enumerate(rules)
     ]

@@ -49,7 +49,7 @@ from .problems import (
 from .schemas import AnswerIn, EscalationIn, EscalationOut, GateIn, GateOut
 from .transport import longpoll
 from .transport.protocols import ASGIApp, Receive, Scope, Send
-from .wire import escalation_dict
+from .wire import escalation_dict, gate_dict
 
 log = logging.getLogger(__name__)
 
@@ -213,12 +213,7 @@ def _escalate(caller: Caller, arguments: dict[str, Any]) -> dict[str, Any]:
 def _gate(caller: Caller, arguments: dict[str, Any]) -> dict[str, Any]:
     data = _validate(GateIn, arguments)
     verdict, rules = services.gate_check(agent=caller.agent, data=data.to_input())
-    return {
-        "verdict": verdict.name,
-        "tier": verdict.tier,
-        "reasons": verdict.reasons,
-        "policy": rules.domain,
-    }
+    return gate_dict(verdict, rules)
 
 
 def _acknowledge(caller: Caller, arguments: dict[str, Any]) -> dict[str, Any]:

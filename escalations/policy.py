@@ -3,7 +3,11 @@
 Tiers (DESIGN.md): 1 autonomous, 2 proceed with flag, 3 escalate with context, 4 halt.
 A package is at least tier 3 when anything is irreversible, when attempts reach the
 retry cap, when the actual scope exceeds the planned scope by more than the tolerance,
-or when the situation is novel (while the domain's novelty rule is on).
+or when the situation is novel (while the domain's novelty rule is on); and at least the
+tier its reason's floor names (Rules.reason_floors: value questions such as
+`approach_choice` may deserve a person even at high confidence). With tier_by_calibrated
+on, the thresholds read the agent's calibrated confidence (escalations.calibration) where
+it has one, the stated confidence otherwise.
 """
 
 from dataclasses import asdict, dataclass, field
@@ -32,6 +36,10 @@ class Rules:
     respond_minutes_tier4: int | None = None
     # The two-person rule: distinct reviewers an irreversible option needs.
     approvals_required: int = 1
+    # Tier by the agent's calibrated confidence (when it has enough judged history).
+    tier_by_calibrated: bool = False
+    # reason -> the lowest tier a package with that reason gets (2-4; absent: no floor).
+    reason_floors: dict[str, int] = field(default_factory=dict)
     version: int = 1
 
 
@@ -47,6 +55,8 @@ RULE_FIELDS = (
     "respond_minutes_tier3",
     "respond_minutes_tier4",
     "approvals_required",
+    "tier_by_calibrated",
+    "reason_floors",
 )
 
 
@@ -92,6 +102,9 @@ def rules_errors(rules: Rules) -> list[tuple[str, str]]:
             errors.append((name, "must be at least 1 minute, or empty for no default"))
     if rules.approvals_required < 1:
         errors.append(("approvals_required", "must be at least 1"))
+    for reason, tier in sorted(rules.reason_floors.items()):
+        if tier not in (FLAG, ESCALATE, HALT):
+            errors.append(("reason_floors", f"the floor of {reason} must be tier 2, 3 or 4"))
     return errors
 
 
@@ -127,12 +140,18 @@ class Situation:
     planned_scope: int | None = None
     actual_scope: int | None = None
     novel: bool = False
+    # The package's reason (a gate call has none) and the agent's calibrated confidence
+    # (None: not enough judged history).
+    reason: str = ""
+    calibrated_confidence: float | None = None
 
 
 @dataclass(frozen=True)
 class Verdict:
     tier: int
     reasons: list[str] = field(default_factory=list)
+    # The situation's calibrated confidence, passed through for the answer.
+    calibrated_confidence: float | None = None
 
     @property
     def name(self) -> str:
@@ -149,18 +168,34 @@ def scope_exceeded(rules: Rules, planned: int | None, actual: int | None) -> boo
     return actual > planned * (1 + rules.scope_tolerance)
 
 
-def verdict_for(rules: Rules, situation: Situation) -> Verdict:
-    """The tier of a situation under a domain's rules, with the reasons a person reads."""
+def confidence_tier(rules: Rules, situation: Situation) -> tuple[int, str]:
+    """The tier the thresholds give, with its sentence: the stated confidence, or the
+    calibrated one when the rules tier by it and the agent has one."""
     c = situation.confidence
+    said = f"confidence {c:.2f}"
+    calibrated = situation.calibrated_confidence
+    if rules.tier_by_calibrated and calibrated is not None:
+        c, said = calibrated, f"calibrated confidence {calibrated:.2f} (stated {c:.2f})"
     if c >= rules.autonomous_threshold:
-        tier, reasons = AUTONOMOUS, [f"confidence {c:.2f} ≥ {rules.autonomous_threshold:.2f}"]
-    elif c >= rules.flag_threshold:
-        tier, reasons = FLAG, [f"confidence {c:.2f} below autonomous {rules.autonomous_threshold:.2f}"]
-    elif c >= rules.escalate_threshold:
-        tier, reasons = ESCALATE, [f"confidence {c:.2f} below {rules.flag_threshold:.2f}"]
-    else:
-        tier, reasons = HALT, [f"confidence {c:.2f} below {rules.escalate_threshold:.2f}: halt"]
+        return AUTONOMOUS, f"{said} ≥ {rules.autonomous_threshold:.2f}"
+    if c >= rules.flag_threshold:
+        return FLAG, f"{said} below autonomous {rules.autonomous_threshold:.2f}"
+    if c >= rules.escalate_threshold:
+        return ESCALATE, f"{said} below {rules.flag_threshold:.2f}"
+    return HALT, f"{said} below {rules.escalate_threshold:.2f}: halt"
 
+
+def reason_floor_sentence(reason: str, tier: int) -> str:
+    return f"{reason} escalations are at least tier {tier}"
+
+
+def verdict_for(rules: Rules, situation: Situation) -> Verdict:
+    """The tier of a situation under a domain's rules, with the reasons a person reads.
+
+    The confidence's tier, raised to tier 3 by any risk floor and to the reason's floor;
+    never lowered. The confidence's sentence is kept unless a floor raised the tier.
+    """
+    tier, said = confidence_tier(rules, situation)
     floors = []
     if situation.irreversible:
         floors.append("irreversible action needs approval")
@@ -173,9 +208,13 @@ def verdict_for(rules: Rules, situation: Situation) -> Verdict:
         )
     if situation.novel and rules.novelty_escalates:
         floors.append("novel situation")
-    if floors and tier < ESCALATE:
-        return Verdict(ESCALATE, floors)
-    return Verdict(tier, reasons + floors)
+    final = max(tier, ESCALATE) if floors else tier
+    reason_floor = rules.reason_floors.get(situation.reason, AUTONOMOUS) if situation.reason else AUTONOMOUS
+    if reason_floor > AUTONOMOUS and reason_floor >= tier:
+        floors.append(reason_floor_sentence(situation.reason, reason_floor))
+        final = max(final, reason_floor)
+    reasons = floors if final > tier else [said, *floors]
+    return Verdict(final, reasons, situation.calibrated_confidence)
 
 
 # ---------------------------------------------------------------- priority

@@ -368,6 +368,7 @@ class EscalationOut(Schema):
     priority_reasons: list[str]
     reason: Reason
     confidence: Annotated[float, Field(ge=0, le=1)]
+    calibrated_confidence: float | None = Field(description="`confidence` through the agent's calibration, or null.")
     domain: str
     respond_by: datetime | None
     created_at: datetime
@@ -395,6 +396,7 @@ class GateOut(Schema):
     tier: Annotated[int, Field(ge=1, le=4)]
     reasons: list[str]
     policy: str
+    calibrated_confidence: float | None = Field(description="Through the agent's calibration (null: too little history).")
 
 
 class StepOut(Schema):

@@ -101,7 +101,7 @@ def reviewers_assignable() -> QuerySet[AbstractBaseUser]:
 # answer exactly what wire.escalation_dict answers: tests/test_hot_read.py holds them equal.
 AGENT_READ_SQL = """
 SELECT e.id, e.status, e.title, e.tier, e.tier_reasons, e.priority, e.priority_reasons, e.reason,
-       e.confidence, e.domain, e.respond_by, e.created_at, e.updated_at, r.run_id,
+       e.confidence, e.calibrated_confidence, e.domain, e.respond_by, e.created_at, e.updated_at, r.run_id,
        a.id, a.daily_budget, a.budget_day, a.budget_used,
        d.kind, d.option_key, d.args, d.instruction, d.decided_by_type, d.decided_by_name,
        d.decided_at
@@ -158,7 +158,7 @@ def escalation_read_for_token(escalation_id: uuid.UUID, token_hash: str) -> Agen
         row = cursor.fetchone()
     if row is None:
         return None
-    (pk, status, title, tier, tier_reasons, priority, priority_reasons, reason, confidence, domain,
+    (pk, status, title, tier, tier_reasons, priority, priority_reasons, reason, confidence, calibrated, domain,
      respond_by, created_at, updated_at, run_id, agent_id, daily_budget, budget_day,
      budget_used, kind, option_key, args, instruction, decided_by_type, decided_by_name,
      decided_at) = row
@@ -185,6 +185,7 @@ def escalation_read_for_token(escalation_id: uuid.UUID, token_hash: str) -> Agen
         "priority_reasons": as_json(priority_reasons),
         "reason": reason,
         "confidence": confidence,
+        "calibrated_confidence": calibrated,
         "domain": domain,
         "respond_by": iso(as_time(respond_by)),
         "created_at": iso(as_time(created_at)),

@@ -7,6 +7,7 @@ from typing import Any
 from django.conf import settings
 
 from .models import Decision, Escalation
+from .policy import Rules, Verdict
 
 
 def iso(value: datetime | None) -> str | None:
@@ -47,12 +48,24 @@ def escalation_dict(escalation: Escalation) -> dict[str, Any]:
         "priority_reasons": escalation.priority_reasons,
         "reason": escalation.reason,
         "confidence": escalation.confidence,
+        "calibrated_confidence": escalation.calibrated_confidence,
         "domain": escalation.domain,
         "respond_by": iso(escalation.respond_by),
         "created_at": iso(escalation.created_at),
         "updated_at": iso(escalation.updated_at),
         "url": escalation_url(escalation.id),
         "decision": decision_dict(decision) if decision else None,
+    }
+
+
+def gate_dict(verdict: Verdict, rules: Rules) -> dict[str, Any]:
+    """The gate's answer (POST /gate and the MCP tool)."""
+    return {
+        "verdict": verdict.name,
+        "tier": verdict.tier,
+        "reasons": verdict.reasons,
+        "policy": rules.domain,
+        "calibrated_confidence": verdict.calibrated_confidence,
     }
 
 

@@ -11,11 +11,12 @@ from contextlib import contextmanager
 from datetime import UTC, date, datetime, time, timedelta
 
 from django.db import transaction
-from django.db.models import Count, Min, OuterRef, Q, Subquery
+from django.db.models import Count, Min, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from escalations.models import Agent, Decision, Escalation, Event, FlagReview, GateCheck, Run
+from escalations.services import calibration_store
 from escalations.signals import notable_in_transaction
 
 from . import selectors, stats
@@ -363,8 +364,21 @@ def rollups_refresh(*, now: datetime | None = None) -> int:
             start = min(_utc_day(since), today - timedelta(days=RECENT_DAYS))
             days = set(_days_between(start, today)) | _dirty_days(since)
         done = rollups_rebuild(days=days)
+        calibration_refresh(now=now)
         RollupState.objects.filter(pk=1).update(refreshed_at=now)
     return done
+
+
+def calibration_refresh(*, now: datetime | None = None) -> int:
+    """Store the agents' calibration maps from the calibration rollups (every day, archived
+    ones included): escalations.services.calibration_store. Returns the maps in use."""
+    sums = (
+        CalibrationRollup.objects.values_list("agent_id", "domain", "bin")
+        .annotate(total=Sum("n"), yes=Sum("agreed"))
+        .order_by()
+    )
+    counts = {(agent_id, domain, number): (n, agreed) for agent_id, domain, number, n, agreed in sums}
+    return calibration_store(counts=counts, now=now)
 
 
 # ---------------------------------------------------------------- drift

@@ -8,6 +8,7 @@ from escalations import selectors, services
 from escalations.api import escalation_pk, json_response
 from escalations.errors import FieldError
 from escalations.models import AgentToken, Escalation, hash_token
+from escalations.precedents import similar_dicts
 from escalations.problems import Problem
 from escalations.schemas import (
     QUEUE_CURSOR_RE,
@@ -18,6 +19,7 @@ from escalations.schemas import (
     QueuePageOut,
     ReviewerEscalationOut,
 )
+from escalations.schemas_detail import ReviewerDetailOut
 from escalations.wire import escalation_dict, iso, package_dict
 from people.roles import is_reviewer
 
@@ -128,10 +130,14 @@ def queue(
     )
 
 
-@router.get("/escalations/{escalation_id}", response={200: ReviewerEscalationOut, 403: ProblemOut, 404: ProblemOut})
+@router.get("/escalations/{escalation_id}", response={200: ReviewerDetailOut, 403: ProblemOut, 404: ProblemOut})
 def detail(request, escalation_id: str):
-    """The escalation object, the whole package, and who holds the claim."""
-    return json_response(request, reviewer_dict(_escalation(request, escalation_id)))
+    """The escalation object, the whole package, who holds the claim, and up to five decided
+    escalations most like it (`similar`)."""
+    escalation = _escalation(request, escalation_id)
+    data = reviewer_dict(escalation)
+    data["similar"] = similar_dicts(escalation)
+    return json_response(request, data)
 
 
 CLAIM_RESPONSES = {200: ReviewerEscalationOut, 403: ProblemOut, 404: ProblemOut, 409: ProblemOut}

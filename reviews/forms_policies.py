@@ -11,12 +11,14 @@ from django import forms
 from django.contrib.auth import get_user_model
 
 from escalations.errors import FieldError
-from escalations.models import Policy
+from escalations.models import Escalation, Policy
 from escalations.policy import RULE_FIELDS, Rules, rules_errors
 from people.roles import MANAGER
 
 from .forms import ServiceErrorsMixin
 
+FLOOR_PREFIX = "floor_"
+FLOOR_CHOICES = [("", "no floor"), ("2", "at least tier 2 (flagged)"), ("3", "at least tier 3 (a person)"), ("4", "tier 4 (halt)")]
 THRESHOLD_ATTRS = {"step": "0.01", "min": "0", "max": "1", "inputmode": "decimal"}
 
 
@@ -87,6 +89,14 @@ class PolicyForm(ServiceErrorsMixin, forms.Form):
         max_value=10,
         help_text="The two-person rule: 2 or more distinct reviewers must approve an irreversible option.",
     )
+    tier_by_calibrated = forms.BooleanField(
+        required=False,
+        label="Tier by calibrated confidence",
+        help_text=(
+            "The thresholds read each agent's confidence as its judged history says it means "
+            "(where it has enough: the escalation page says how many); the stated one otherwise."
+        ),
+    )
     managers = forms.ModelMultipleChoiceField(
         queryset=get_user_model().objects.none(),
         required=False,
@@ -99,18 +109,33 @@ class PolicyForm(ServiceErrorsMixin, forms.Form):
         cast(forms.ModelMultipleChoiceField, self.fields["managers"]).queryset = (
             get_user_model().objects.filter(groups__name=MANAGER, is_active=True).order_by("username")
         )
+        for reason, label in Escalation.Reason.choices:
+            self.fields[FLOOR_PREFIX + reason] = forms.TypedChoiceField(
+                label=label, choices=FLOOR_CHOICES, coerce=int, empty_value=None, required=False
+            )
+
+    def floor_fields(self) -> list:
+        """The bound fields of the per-reason floors, in the reasons' order."""
+        return [self[FLOOR_PREFIX + reason] for reason in Escalation.Reason.values]
 
     @staticmethod
     def initial_for(policy: Policy) -> dict[str, Any]:
         initial: dict[str, Any] = {name: getattr(policy, name) for name in RULE_FIELDS}
         initial["description"] = policy.description
         initial["managers"] = list(policy.managers.all()) if policy.pk else []
+        for reason, tier in (policy.reason_floors or {}).items():
+            initial[FLOOR_PREFIX + reason] = tier
         return initial
 
     def clean(self):
         super().clean()
         data = self.cleaned_data
-        if all(name in data for name in RULE_FIELDS if name not in ("auto_decide", "novelty_escalates")):
+        data["reason_floors"] = {
+            reason: data[FLOOR_PREFIX + reason]
+            for reason in Escalation.Reason.values
+            if data.get(FLOOR_PREFIX + reason)
+        }
+        if all(name in data for name in RULE_FIELDS if name not in ("auto_decide", "novelty_escalates", "tier_by_calibrated")):
             for name, message in rules_errors(self.rules()):
                 if name not in self.errors:
                     self.add_error(name, message)

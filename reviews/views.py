@@ -14,7 +14,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import retarget
 from django_htmx.middleware import HtmxDetails
 
-from escalations import selectors, services
+from escalations import calibration, precedents, selectors, services
 from escalations.errors import DomainError, Invalid
 from escalations.models import Decision, Escalation
 from people.roles import is_manager, reviewer_required
@@ -59,8 +59,20 @@ def _context(
         "notice": notice,
         "claim_notice": claim_notice,
         "approvals": selectors.approval_state(escalation),
+        "calibration": _calibration_note(escalation),
+        "precedents": precedents.similar(escalation),
         **page_forms(escalation, decision, **forms_bound),
     }
+
+
+def _calibration_note(escalation: Escalation) -> str:
+    found = services.calibration_for(escalation.agent_id, escalation.domain)
+    if found is None:
+        return (
+            f"{escalation.agent.name} is not calibrated yet: fewer than {calibration.MIN_JUDGED} "
+            "of its escalations have been judged by a person."
+        )
+    return f"{escalation.agent.name} {found.sentence(escalation.confidence)}."
 
 
 def _respond(request, escalation_id, *, form=None, notice="", level=messages.INFO, status=200):

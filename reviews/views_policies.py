@@ -4,6 +4,8 @@ Saving goes through services.policy_update / policy_create (a new version each t
 the backtest only reads. An htmx backtest gets the `backtest` partial of the page.
 """
 
+import dataclasses
+
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect
@@ -27,8 +29,10 @@ def _describe(change) -> str:
 
 
 def _value(value) -> str:
-    if value is None or value == []:
+    if value is None or value == [] or value == {}:
         return "none"
+    if isinstance(value, dict):
+        return ", ".join(f"{key} ≥ tier {tier}" for key, tier in sorted(value.items()))
     if isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(value, list):
@@ -129,11 +133,10 @@ def policy_backtest(request, domain: str) -> HttpResponse:
     results = None
     if form.is_valid():
         saved = services.rules_of(policy)
-        results = backtest(
-            domain=policy.domain,
-            rules=[saved, form.rules(domain=policy.domain)],
-            now=timezone.now(),
-        )
+        typed = form.rules(domain=policy.domain)
+        # Third column: the typed thresholds with the calibration switch the other way.
+        flipped = dataclasses.replace(typed, tier_by_calibrated=not typed.tier_by_calibrated)
+        results = backtest(domain=policy.domain, rules=[saved, typed, flipped], now=timezone.now())
     if request.htmx:
         context = {
             "policy": policy,

@@ -147,3 +147,62 @@ def test_a_backtest_of_invalid_thresholds_names_the_field(manager_client, agent)
 def test_the_backtest_says_when_there_is_nothing_to_test_against(manager_client, agent):
     html = manager_client.post("/policies/default/backtest", FORM, HTTP_HX_REQUEST="true").content.decode()
     assert "nothing to backtest against yet" in html
+
+
+# ---------------------------------------------------------------- SQL and Python agree
+
+GRID_RULES = [
+    Rules(),
+    Rules(reason_floors={"approach_choice": 3, "missing_access": 2}),
+    Rules(reason_floors={"scope_mismatch": 4, "other": 2}, novelty_escalates=False),
+    Rules(tier_by_calibrated=True),
+    Rules(tier_by_calibrated=True, reason_floors={"approach_choice": 2, "novelty": 4}, retry_cap=2),
+    Rules(autonomous_threshold=0.6, flag_threshold=0.55, escalate_threshold=0.3, tier_by_calibrated=True),
+]
+
+
+def test_the_sql_re_tiers_every_row_as_verdict_for_does(api, agent):
+    """The backtest's CASE (floors per reason, calibrated confidence) and policy.verdict_for
+    give every row the same tier, under rule sets that exercise each branch."""
+    from escalations import calibration, policy
+
+    reasons = ["approach_choice", "missing_access", "novelty", "scope_mismatch", "other"]
+    confidences = [0.2, 0.45, 0.58, 0.69, 0.7, 0.75, 0.88, 0.9, 0.97, 1.0]
+    for i, confidence in enumerate(confidences):
+        for j, reason in enumerate(reasons):
+            extra = {}
+            if (i + j) % 4 == 0:
+                extra["action"] = {"name": "refactor", "planned_scope": 4, "actual_scope": 10}
+            if (i + j) % 5 == 1:
+                extra["attempts"] = 2
+            if (i + j) % 7 == 3:
+                extra["options"] = IRREVERSIBLE_OPTIONS
+            post_package(api, run_id=f"g{i}-{j}", confidence=confidence, reason=reason, **extra)
+    # A map for the agent: bins 5-9 judged 40 times each, agreeing less as it is surer.
+    counts = {(agent.pk, "default", b): (40, 40 - 6 * (b - 4)) for b in range(5, 10)}
+    services.calibration_store(counts=counts)
+    found = services.calibration_for(agent.pk, "default")
+    assert found is not None
+
+    rows = list(Escalation.objects.filter(domain="default"))
+    results = backtest(domain="default", rules=GRID_RULES, now=timezone.now())
+    for rules, result in zip(GRID_RULES, results, strict=True):
+        tiers = [
+            policy.verdict_for(
+                rules,
+                policy.Situation(
+                    confidence=e.confidence,
+                    irreversible=e.is_irreversible,
+                    attempts=e.attempts,
+                    planned_scope=(e.action or {}).get("planned_scope"),
+                    actual_scope=(e.action or {}).get("actual_scope"),
+                    novel=e.reason == "novelty",
+                    reason=e.reason,
+                    calibrated_confidence=found.calibrate(e.confidence),
+                ),
+            ).tier
+            for e in rows
+        ]
+        python = [tiers.count(t) for t in (1, 2, 3, 4)]
+        assert [result.auto_decided, result.flagged, result.escalated, result.halted] == python, rules
+    assert calibration.bin_of(0.7) == 7

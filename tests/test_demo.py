@@ -79,6 +79,8 @@ def situation(e: Escalation) -> policy.Situation:
         planned_scope=action.get("planned_scope"),
         actual_scope=action.get("actual_scope"),
         novel=e.reason == Escalation.Reason.NOVELTY,
+        reason=e.reason,
+        calibrated_confidence=e.calibrated_confidence,
     )
 
 
@@ -92,7 +94,7 @@ def violations(e: Escalation) -> list[str]:
 
     rules_row = PolicyVersion.objects.get(policy__domain=e.domain, version=e.policy_version).rules
     rules = policy.Rules(domain=e.domain, version=e.policy_version, **{
-        name: rules_row[name] for name in policy.RULE_FIELDS
+        name: rules_row[name] for name in policy.RULE_FIELDS if name in rules_row  # older snapshots: defaults
     })
     verdict = policy.verdict_for(rules, situation(e))
     check((e.tier, e.tier_reasons) == (verdict.tier, verdict.reasons), "tier is not the policy's verdict")

@@ -6,6 +6,7 @@ Escalation`), as migrations and the other apps do.
 """
 
 from .agents import TOKEN_PREFIX, Agent, AgentToken, AgentTokenQuerySet, hash_token
+from .calibration import CalibrationBin
 from .decisions import Approval, Decision, FlagReview, Recommendation
 from .deliveries import Delivery, DeliveryAttempt, MachineOffer, OutboxQuerySet
 from .escalations import Escalation, EscalationQuerySet, Event, Run
@@ -17,6 +18,7 @@ __all__ = [
     "AgentToken",
     "AgentTokenQuerySet",
     "Approval",
+    "CalibrationBin",
     "Decision",
     "Delivery",
     "DeliveryAttempt",

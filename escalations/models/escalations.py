@@ -88,6 +88,9 @@ class Escalation(models.Model):
     uncertainty = models.TextField()
     reason = models.CharField(max_length=32, choices=Reason.choices)
     confidence = models.FloatField()
+    # The confidence mapped through the agent's calibration at creation (None: too little
+    # judged history then).
+    calibrated_confidence = models.FloatField(null=True, blank=True)
     history = models.JSONField()
     options = models.JSONField()
     blocking = models.BooleanField()

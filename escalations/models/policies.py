@@ -39,6 +39,10 @@ class Policy(models.Model):
     )
     first_look_seconds = models.PositiveIntegerField(default=60)
     decision_lifetime_seconds = models.PositiveIntegerField(null=True, blank=True)
+    # Tier by the agent's calibrated confidence where it has enough judged history.
+    tier_by_calibrated = models.BooleanField(default=False)
+    # reason -> the lowest tier (2-4) its packages get, whatever the confidence.
+    reason_floors = models.JSONField(default=dict, blank=True)
     # The people at the end of the domain's escalation levels.
     managers = models.ManyToManyField(
         settings.AUTH_USER_MODEL, blank=True, related_name="managed_policies"

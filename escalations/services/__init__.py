@@ -22,6 +22,7 @@ from .agents import (
     token_revoke,
     token_rotate,
 )
+from .calibration import calibration_for, calibration_maps, calibration_store
 from .callbacks import escalation_acknowledge, escalation_withdraw
 from .claims import (
     escalation_claim,
@@ -68,6 +69,9 @@ __all__ = [
     "agent_for_token",
     "agent_secret_roll",
     "agent_update",
+    "calibration_for",
+    "calibration_maps",
+    "calibration_store",
     "claims_expire",
     "decision_errors",
     "deliveries_sweep",

@@ -16,7 +16,7 @@ from escalations.models import Agent, Decision, Escalation, Event, Run
 from escalations.transport import events
 from escalations.wire import escalation_dict
 
-from . import decisions, policies, timeline
+from . import calibration, decisions, policies, timeline
 
 # How far ahead of the server's clock an agent's times may be (its clock may run fast).
 CLOCK_SKEW = timedelta(minutes=5)
@@ -115,6 +115,8 @@ def escalation_create(
     irreversible = bool(action and action.irreversible) or any(
         o.irreversible for o in package.options
     )
+    found = calibration.calibration_for(agent.pk, domain)
+    calibrated = found.calibrate(package.confidence) if found else None
     verdict = policy.verdict_for(
         rules,
         policy.Situation(
@@ -124,6 +126,8 @@ def escalation_create(
             planned_scope=action.planned_scope if action else None,
             actual_scope=action.actual_scope if action else None,
             novel=package.reason == Escalation.Reason.NOVELTY,
+            reason=package.reason,
+            calibrated_confidence=calibrated,
         ),
     )
     delay = package.cost_of_delay
@@ -138,6 +142,7 @@ def escalation_create(
         uncertainty=package.uncertainty,
         reason=package.reason,
         confidence=package.confidence,
+        calibrated_confidence=calibrated,
         history=[step.record for step in package.history],
         options=[option.record for option in package.options],
         blocking=delay.blocking,

@@ -14,6 +14,8 @@ from escalations.errors import FieldError, Invalid
 from escalations.inputs import GateInput
 from escalations.models import Agent, EscalationLevel, GateCheck, Policy, PolicyVersion
 
+from .calibration import calibration_for
+
 
 def rules_for(domain: str) -> policy.Rules | None:
     row = next(iter(Policy.objects.filter(domain=domain).order_by()[:1]), None)
@@ -140,9 +142,12 @@ def _rules_or_422(domain: str, field: str) -> policy.Rules:
 
 
 def gate_check(*, agent: Agent, data: GateInput) -> tuple[policy.Verdict, policy.Rules]:
-    """Answer POST /gate from the same policy code as escalations, and count the call."""
+    """Answer POST /gate from the same policy code as escalations (the agent's calibration
+    map included: verdict.calibrated_confidence), and count the call."""
     domain = data.domain or agent.domain
     rules = _rules_or_422(domain, "domain")
+    found = calibration_for(agent.pk, domain)
+    calibrated = found.calibrate(data.confidence) if found else None
     action = data.action
     verdict = policy.verdict_for(
         rules,
@@ -153,6 +158,7 @@ def gate_check(*, agent: Agent, data: GateInput) -> tuple[policy.Verdict, policy
             planned_scope=action.planned_scope if action else None,
             actual_scope=action.actual_scope if action else None,
             novel=data.novel,
+            calibrated_confidence=calibrated,
         ),
     )
     GateCheck.objects.create(

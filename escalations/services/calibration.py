@@ -1,0 +1,63 @@
+"""Calibration maps: stored from the judged counts the insights rollups keep, read at
+intake and by the gate. The arithmetic is escalations.calibration (pure)."""
+
+from collections.abc import Mapping
+from datetime import datetime
+
+from django.db import transaction
+from django.utils import timezone
+
+from escalations import calibration
+from escalations.models import CalibrationBin
+
+
+def calibration_store(
+    *, counts: Mapping[tuple[int, str, int], tuple[int, int]], now: datetime | None = None
+) -> int:
+    """Replace every stored map by those `counts` ({(agent_id, domain, bin): (n, agreed)},
+    all judged history) support (calibration.maps_from_counts). One transaction, so a
+    reader sees the old maps or the new ones. Returns how many maps are in use."""
+    now = now or timezone.now()
+    maps = calibration.maps_from_counts(counts)
+    rows = [
+        CalibrationBin(
+            agent_id=agent_id,
+            domain=domain,
+            bin=number,
+            low=calibration.bin_bounds(number)[0],
+            high=calibration.bin_bounds(number)[1],
+            n=one.n,
+            agreed=one.agreed,
+            judged=found.judged,
+            refreshed_at=now,
+        )
+        for (agent_id, domain), found in sorted(maps.items())
+        for number, one in enumerate(found.bins)
+    ]
+    with transaction.atomic():
+        CalibrationBin.objects.all().delete()
+        CalibrationBin.objects.bulk_create(rows, batch_size=2000)
+    return len(maps)
+
+
+def calibration_maps(agent_id: int, domains: list[str]) -> dict[str, calibration.CalibrationMap]:
+    """An agent's stored maps for `domains` and for all its domains, by domain (one query)."""
+    bins: dict[str, list[CalibrationBin]] = {}
+    rows = CalibrationBin.objects.filter(
+        agent_id=agent_id, domain__in=[*domains, calibration.ALL_DOMAINS]
+    ).order_by("domain", "bin")
+    for row in rows:
+        bins.setdefault(row.domain, []).append(row)
+    return {
+        domain: calibration.CalibrationMap(
+            domain, found[0].judged, tuple(calibration.Bin(r.n, r.agreed) for r in found)
+        )
+        for domain, found in bins.items()
+        if len(found) == calibration.BINS
+    }
+
+
+def calibration_for(agent_id: int, domain: str) -> calibration.CalibrationMap | None:
+    """The map a package of this agent in `domain` is calibrated by (None: too little
+    judged history)."""
+    return calibration.map_for(calibration_maps(agent_id, [domain]), domain)
