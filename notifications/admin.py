@@ -2,7 +2,7 @@
 
 from django.contrib import admin
 
-from .models import Notification
+from .models import InboundAction, Notification
 
 
 @admin.register(Notification)
@@ -12,6 +12,23 @@ class NotificationAdmin(admin.ModelAdmin):
     search_fields = ("recipient", "subject", "target")
     date_hierarchy = "created_at"
     ordering = ("-created_at",)
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(InboundAction)
+class InboundActionAdmin(admin.ModelAdmin):
+    """Every decision attempted from Slack or an e-mail link, decided or refused (read-only)."""
+
+    list_display = ("at", "via", "outcome", "user", "external_user", "escalation", "option_key", "reason")
+    list_filter = ("via", "outcome")
+    search_fields = ("external_user", "option_key", "reason")
+    date_hierarchy = "at"
+    ordering = ("-at",)
 
     def has_add_permission(self, request) -> bool:
         return False

@@ -553,3 +553,20 @@ def test_vapid_keys_prints_a_pair_that_signs_pushes(api, reviewer, settings):
         (request,) = endpoint.wait_for(1)
     assert f"k={pair['VAPID_PUBLIC_KEY']}" in request.header("authorization")
     assert Notification.objects.get(channel="push").status == "sent"
+
+
+@pytest.mark.django_db
+def test_an_operator_reads_the_inbound_actions_in_the_admin(api, reviewer, slack_api, clicks):
+    from django.contrib.auth import get_user_model
+
+    link_slack(reviewer, "UALICE")
+    escalation = post_package(api, **HALT)
+    clicks(escalation, "shim", member="UNOBODY")
+    admin = Client()
+    admin.force_login(get_user_model().objects.create_superuser("root", "root@example.com", "x-correct-horse"))
+
+    page = admin.get("/admin/notifications/inboundaction/")
+
+    assert page.status_code == 200
+    assert b"UNOBODY" in page.content
+    assert admin.get("/admin/notifications/inboundaction/add/").status_code == 403
