@@ -137,21 +137,23 @@ def _day(w: Writer, day: date) -> None:
     drift_rate = profile.get("drift_rate")
     rate = drift_rate if (drift_rate and day >= this_week) else profile["rate"]
     rate *= math.exp(rng.gauss(0, 0.15))
-    n_escalations = sum(1 for _ in range(n_gates) if rng.random() < rate)
     moments = sorted(start + span * rng.random() for _ in range(n_gates))
-    w.rows.gates.extend(
-        GateCheck(agent=w.agent, domain=w.agent.domain, verdict="proceed", tier=1, at=at)
-        for at in moments
-    )
     runs = []
     for i in range(max(1, n_gates // 6)):
         run = Run(agent=w.agent, run_id=f"{RUN_PREFIX}{day:%Y%m%d}-{i}", status=Run.Status.ACTIVE)
         run.created_at = start + span * rng.random()
         runs.append(run)
     w.rows.runs.extend(runs)
-    for _ in range(n_escalations):
-        created = start + span * rng.random()
-        _escalation(w, rng.choice(runs), created)
+    # Each gate call is in a run; the calls the agent escalates after are followed, a few
+    # seconds later, by an escalation in the same run (so it counts per gate check).
+    asked = [(at, rng.choice(runs)) for at in moments]
+    w.rows.gates.extend(
+        GateCheck(agent=w.agent, domain=w.agent.domain, run_id=run.run_id, verdict="proceed", tier=1, at=at)
+        for at, run in asked
+    )
+    for at, run in asked:
+        if rng.random() < rate:
+            _escalation(w, run, min(at + timedelta(seconds=rng.randint(1, 30)), start + span))
 
 
 def _escalation(w: Writer, run: Run, created: datetime) -> None:

@@ -41,6 +41,9 @@ class ActivityRollup(RollupBase):
     gate_checks = models.PositiveIntegerField(default=0)
     runs = models.PositiveIntegerField(default=0)
     escalations = models.PositiveIntegerField(default=0)
+    # Of the escalations, those with no gate call before them in their run (services.
+    # GATE_LOOKBACK): left out of the escalations per gate check, counted here.
+    ungated_escalations = models.PositiveIntegerField(default=0)
 
     class Meta:
         constraints = [

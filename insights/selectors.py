@@ -78,11 +78,12 @@ def _by_period(qs: QuerySet, f: Filters) -> QuerySet:
 
 
 def activity_rows(f: Filters) -> list[dict]:
-    """Gate checks, runs and escalations per period, agent and domain."""
+    """Gate checks, runs and escalations (and of them, those without a gate call) per
+    period, agent and domain."""
     return _sum_by(
         _by_period(scoped(ActivityRollup, f), f),
         ["period", "agent__name", "domain"],
-        ["gate_checks", "runs", "escalations"],
+        ["gate_checks", "runs", "escalations", "ungated_escalations"],
     )
 
 

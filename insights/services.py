@@ -219,6 +219,33 @@ def _daily_counts(queryset, field: str, domain_field: str, first: date, last: da
     return {(r["day"], r["agent_id"], r[domain_field]): r["n"] for r in rows}
 
 
+# An escalation follows a gate call when its agent asked POST /gate for the same run (run_id)
+# at most this long before it; the others are counted apart (ungated_escalations).
+GATE_LOOKBACK = timedelta(hours=24)
+
+
+def ungated_counts(escalations) -> Counter:
+    """{(day, agent_id, domain): escalations with no gate call of their run in the
+    GATE_LOOKBACK before them}, for a queryset of escalations."""
+    rows = list(escalations.order_by().values_list("agent_id", "domain", "run__run_id", "created_at"))
+    if not rows:
+        return Counter()
+    first = min(row[3] for row in rows) - GATE_LOOKBACK
+    last = max(row[3] for row in rows)
+    calls: dict[tuple, list[datetime]] = defaultdict(list)
+    gates = GateCheck.objects.filter(
+        agent_id__in={row[0] for row in rows}, at__gte=first, at__lte=last
+    ).exclude(run_id="")
+    for agent_id, run_id, moment in gates.order_by().values_list("agent_id", "run_id", "at"):
+        calls[(agent_id, run_id)].append(moment)
+    out: Counter = Counter()
+    for agent_id, domain, run_id, created in rows:
+        moments = calls.get((agent_id, run_id), ())
+        if not any(created - GATE_LOOKBACK <= moment <= created for moment in moments):
+            out[(_utc_day(created), agent_id, domain)] += 1
+    return out
+
+
 def rollups_rebuild(*, days: Iterable[date]) -> int:
     """Recompute every rollup row of the given UTC days from the source tables.
 
@@ -233,7 +260,13 @@ def rollups_rebuild(*, days: Iterable[date]) -> int:
     runs = _daily_counts(Run.objects.all(), "created_at", "agent__domain", days[0], days[-1])
     for day in days:
         built = aggregate_escalations(_escalation_rows(day, agent_ids), day)
+        start, end = day_bounds(day)
+        ungated = ungated_counts(
+            Escalation.objects.filter(agent_id__in=agent_ids, created_at__gte=start, created_at__lt=end)
+        )
         activity = {(r.agent_id, r.domain): r for r in built[ActivityRollup]}
+        for row in activity.values():
+            row.ungated_escalations = ungated[(day, row.agent_id, row.domain)]
         for counts, field in ((gate, "gate_checks"), (runs, "runs")):
             for (d, agent_id, domain), n in counts.items():
                 if d != day:
@@ -259,8 +292,11 @@ def rollups_archive(*, escalations) -> set[date]:
     by_day: dict[date, list[tuple]] = defaultdict(list)
     for row in _rows_of(escalations):
         by_day[_utc_day(row[CREATED_AT])].append(row)
+    ungated = ungated_counts(escalations)
     for day, rows in by_day.items():
         for model, built in aggregate_escalations(rows, day).items():
+            for row in built if model is ActivityRollup else ():
+                row.ungated_escalations = ungated[(day, row.agent_id, row.domain)]
             _add_to_archived(model, built)
     return set(by_day)
 

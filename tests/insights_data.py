@@ -41,10 +41,12 @@ def decide(escalation, user, when: datetime, option: str) -> None:
     )
 
 
-def gate(agent, when: datetime, n: int) -> None:
+def gate(agent, when: datetime, n: int, run_ids: tuple[str, ...] = ()) -> None:
+    """n gate checks at `when`, the first ones for the runs named (the others without one)."""
     with time_machine.travel(when, tick=False):
-        for _ in range(n):
-            services.gate_check(agent=agent, data=GateInput(confidence=0.95))
+        for i in range(n):
+            run_id = run_ids[i] if i < len(run_ids) else None
+            services.gate_check(agent=agent, data=GateInput(confidence=0.95, run_id=run_id))
 
 
 def build_day(agent, reviewer) -> dict:
@@ -56,7 +58,7 @@ def build_day(agent, reviewer) -> dict:
        other option (2 h; alice's time 90 min);
     e3 tier 1 (0.95): decided by the policy at once (not judged);
     e4 tier 2 (0.80): decided by the policy, flag-reviewed "should have been another option";
-    and 10 gate checks. Runs: one per escalation (4).
+    and 10 gate checks at 09:00, one in each escalation's run. Runs: one per escalation (4).
     """
     e1 = create(
         agent,
@@ -85,5 +87,5 @@ def build_day(agent, reviewer) -> dict:
         option_key="shim",
         at=at(15),
     )
-    gate(agent, at(9), 10)
+    gate(agent, at(9), 10, run_ids=("r1", "r2", "r3", "r4"))
     return {"e1": e1, "e2": e2, "e3": e3, "e4": e4}

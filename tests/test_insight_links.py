@@ -3,7 +3,9 @@ filtered to them (a past range: its closed escalations), and each link lists exa
 escalations its row counted; a drift alert links to the agent, its policy and a prefilled
 backtest. The queue's created_from / created_to filters and closed tab are tested here too."""
 
+import csv
 import html
+import io
 import re
 from datetime import UTC, timedelta
 
@@ -15,7 +17,7 @@ from escalations import services as escalation_services
 from insights import services
 from insights.links import QueueLinks
 from insights.selectors import Filters
-from tests.insights_data import DAY, NEXT_DAY, at, build_day, create, decide
+from tests.insights_data import DAY, NEXT_DAY, at, build_day, create, decide, gate
 
 RANGE = {"start": DAY.isoformat(), "end": DAY.isoformat()}
 
@@ -203,3 +205,33 @@ def test_the_rate_chart_marks_where_a_drift_alert_was_sent(manager_client, drift
         query = {"start": MONDAY - timedelta(days=7), "end": TODAY, **params}
         [figure, _] = manager_client.get("/insights/", query).context["charts"][0].figures
         assert figure["layout"]["shapes"] == []
+
+
+# ---------------------------------------------------------------- escalations per gate check
+
+
+def test_escalations_without_a_gate_call_are_counted_apart(manager_client, agent, reviewer):
+    build_day(agent, reviewer)  # 4 escalations, each after a gate call of its run; 10 calls
+    create(agent, "no-gate", 0.62, at(16))  # no gate call in its run
+    gate(agent, at(8, day=DAY - timedelta(days=2)), 1, run_ids=("stale",))
+    create(agent, "stale", 0.62, at(17))  # its run's call was 57 h before
+    gate(agent, at(18), 1, run_ids=("after",))
+    create(agent, "after", 0.62, at(17, 59))  # the call came after it
+    services.rollups_rebuild(days=[DAY])
+    exported = manager_client.get("/insights/export/escalation-rate.csv", RANGE)
+    [row] = list(csv.DictReader(io.StringIO(exported.content.decode())))
+    assert (row["escalations"], row["without_gate_call"], row["gate_checks"]) == ("7", "3", "11")
+    assert float(row["rate_per_gate_check"]) == pytest.approx(4 / 11)
+    assert float(row["rate_per_run"]) == pytest.approx(7 / 7)
+    page = manager_client.get("/insights/", RANGE).content.decode()
+    assert "3 escalations in this range had no gate call" in page
+
+
+def test_the_gated_rate_never_exceeds_one_per_escalation_with_a_call(manager_client, agent):
+    """Many escalations and few gate calls: without the ungated ones apart the rate was 5."""
+    gate(agent, at(9), 1, run_ids=("only",))
+    for n in range(5):
+        create(agent, f"loose-{n}", 0.62, at(10, n))
+    services.rollups_rebuild(days=[DAY])
+    [figure, _] = manager_client.get("/insights/", RANGE).context["charts"][0].figures
+    assert figure["data"][0]["y"] == [0.0]

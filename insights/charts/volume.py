@@ -22,14 +22,17 @@ def rate_chart(f: Filters) -> Chart:
     cells: dict = {}
     for row in selectors.activity_rows(f):
         key = (row["period"], row["agent__name"], row["domain"])
-        cell = cells.setdefault(key, [0, 0, 0])
+        cell = cells.setdefault(key, [0, 0, 0, 0])
         cell[0] += row["escalations"]
         cell[1] += row["gate_checks"]
         cell[2] += row["runs"]
+        cell[3] += row["ungated_escalations"]
+    # Per gate check: only the escalations that followed a gate call of their run.
     rows = [
-        [period.isoformat(), agent, domain, e, g, r, ratio(e, g), ratio(e, r)]
-        for (period, agent, domain), (e, g, r) in sorted(cells.items())
+        [period.isoformat(), agent, domain, e, u, g, r, ratio(e - u, g), ratio(e, r)]
+        for (period, agent, domain), (e, g, r, u) in sorted(cells.items())
     ]
+    ungated = sum(row[4] for row in rows)
     table = Table(
         "escalation-rate",
         "Escalations, gate checks and runs per period",
@@ -38,9 +41,10 @@ def rate_chart(f: Filters) -> Chart:
             Column("agent", "Agent", "text"),
             Column("domain", "Domain", "text"),
             Column("escalations", "Escalations"),
+            Column("without_gate_call", "Without a gate call"),
             Column("gate_checks", "Gate checks"),
             Column("runs", "Runs"),
-            Column("rate_per_gate_check", "Per gate check", "rate"),
+            Column("rate_per_gate_check", "Gated per gate check", "rate"),
             Column("rate_per_run", "Per run", "rate"),
         ],
         rows,
@@ -49,7 +53,7 @@ def rate_chart(f: Filters) -> Chart:
     series = sorted({series_key(r[1], r[2]) for r in rows})
     periods = [p.isoformat() for p in f.periods()]
     figures = []
-    for index, title in ((6, "Escalations per gate check"), (7, "Escalations per run")):
+    for index, title in ((7, "Escalations after a gate call, per gate check"), (8, "Escalations per run")):
         by_key = {(r[0], series_key(r[1], r[2])): r[index] for r in rows}
         traces = [
             {
@@ -74,7 +78,10 @@ def rate_chart(f: Filters) -> Chart:
         "rate",
         "Escalation rate over time",
         "Escalations (all tiers) per gate check and per run, per agent and domain. "
-        "Runs count in their agent's domain; a gap means no gate checks or runs that period."
+        "Runs count in their agent's domain; a gap means no gate checks or runs that period. "
+        "Per gate check counts only escalations whose run asked the gate (run_id) in the 24 h "
+        f"before: {ungated:,} escalation{'s' if ungated != 1 else ''} in this range had no gate "
+        "call and are counted apart (Without a gate call)."
         + (f" Dotted red lines: drift alerts sent ({sent})." if alerts else ""),
         [table],
         figures,
