@@ -36,6 +36,8 @@ class DemoEscalation:
     respond_in_minutes: int | None = None  # the deadline, after posting
     decide: dict[str, Any] | None = None  # a decision by the demo reviewer
     claim_by: str | None = None  # a reviewer who holds it (and comments)
+    # A machine reviewer's advice (people.toml's machines): by, option, note, confidence.
+    recommend: dict[str, Any] | None = None
 
 
 @cache

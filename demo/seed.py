@@ -16,6 +16,7 @@ from django.db import transaction
 from escalations import services
 from escalations.models import Agent, Escalation, Event, Policy
 from escalations.schemas import EscalationIn
+from people.services import machine_reviewer_ensure
 
 from . import data
 from .history import seed_history
@@ -27,6 +28,7 @@ def seed_demo(*, now: datetime, say: Callable[[str], None]) -> None:
     """Load the demo set as of `now`, then the insights history; `say` reports."""
     people = data.people()
     users = _reviewers(people)
+    machines = {m["username"]: machine_reviewer_ensure(name=m["username"])[0] for m in people.get("machines", [])}
     agents = _agents(people)
     decided_after = timedelta(minutes=people["decided_after_minutes"])
     created = 0
@@ -39,6 +41,15 @@ def seed_demo(*, now: datetime, say: Callable[[str], None]) -> None:
                 request=services.DecisionRequest(**demo.decide),
                 user=users["demo"],
                 now=min(now, escalation.created_at + decided_after),
+            )
+        if demo.recommend and escalation.is_open and not escalation.recommendations.exists():
+            advice = dict(demo.recommend)
+            services.escalation_recommend(
+                escalation_id=escalation.pk,
+                request=services.RecommendationRequest(
+                    option=advice["option"], note=advice["note"], confidence=advice.get("confidence")
+                ),
+                user=machines[advice["by"]],
             )
         if demo.claim_by and escalation.is_open:
             services.escalation_claim(escalation_id=escalation.pk, user=users[demo.claim_by])

@@ -203,7 +203,7 @@ def list_decisions(
 ) -> HttpResponse:
     cursor = int(after or 0)
     decisions = list(
-        Decision.objects.select_related("escalation__run")
+        Decision.objects.select_related("escalation__run", "escalation__agent")
         .filter(agent=request.auth, seq__gt=cursor)
         .order_by("seq")[:limit]
     )

@@ -11,7 +11,7 @@ it has one, the stated confidence otherwise.
 """
 
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 AUTONOMOUS, FLAG, ESCALATE, HALT = 1, 2, 3, 4
@@ -40,6 +40,13 @@ class Rules:
     tier_by_calibrated: bool = False
     # reason -> the lowest tier a package with that reason gets (2-4; absent: no floor).
     reason_floors: dict[str, int] = field(default_factory=dict)
+    # Machine reviewers (services.first_look): the tiers they may decide (none by default),
+    # the machine offered a first look at new tier-3 escalations and for how many seconds,
+    # and how long a decision stays valid (None: no lifetime).
+    machine_tiers: tuple[int, ...] | list[int] = ()
+    first_look_reviewer_id: int | None = None
+    first_look_seconds: int = 60
+    decision_lifetime_seconds: int | None = None
     version: int = 1
 
 
@@ -57,6 +64,10 @@ RULE_FIELDS = (
     "approvals_required",
     "tier_by_calibrated",
     "reason_floors",
+    "machine_tiers",
+    "first_look_reviewer_id",
+    "first_look_seconds",
+    "decision_lifetime_seconds",
 )
 
 
@@ -105,7 +116,54 @@ def rules_errors(rules: Rules) -> list[tuple[str, str]]:
     for reason, tier in sorted(rules.reason_floors.items()):
         if tier not in (FLAG, ESCALATE, HALT):
             errors.append(("reason_floors", f"the floor of {reason} must be tier 2, 3 or 4"))
+    if any(tier not in (AUTONOMOUS, FLAG, ESCALATE, HALT) for tier in rules.machine_tiers):
+        errors.append(("machine_tiers", "must list tiers from 1 to 4"))
+    if not 5 <= rules.first_look_seconds <= 3600:
+        errors.append(("first_look_seconds", "must be between 5 seconds and an hour"))
+    lifetime = rules.decision_lifetime_seconds
+    if lifetime is not None and lifetime < 10:
+        errors.append(("decision_lifetime_seconds", "must be at least 10 seconds, or empty for no limit"))
     return errors
+
+
+# ---------------------------------------------------------------- machine reviewers
+
+MACHINE_IRREVERSIBLE = "An irreversible option needs a person: a machine reviewer may not choose it."
+MACHINE_TAKE_OVER = "A machine reviewer cannot take a run over: that is a person's call."
+
+
+def machine_refusal(
+    rules: Rules, *, tier: int, kind: str, option_irreversible: bool, action_irreversible: bool
+) -> str | None:
+    """Why a machine reviewer may not make this decision, or None when it may.
+
+    An irreversible option (or any option when the action at stake is irreversible) always
+    needs a person; so does taking a run over; otherwise the policy's machine_tiers say
+    which tiers a machine may decide (none by default).
+    """
+    if kind == "option" and (option_irreversible or action_irreversible):
+        return MACHINE_IRREVERSIBLE
+    if kind == "take_over":
+        return MACHINE_TAKE_OVER
+    if tier not in rules.machine_tiers:
+        allowed = ", ".join(str(t) for t in sorted(rules.machine_tiers)) or "none"
+        return (
+            f"The {rules.domain} policy does not let machine reviewers decide tier {tier}"
+            f" (tiers machines may decide: {allowed}): leave a recommendation instead."
+        )
+    return None
+
+
+def first_look_wanted(rules: Rules, tier: int) -> bool:
+    """A new escalation of `tier` is offered to the policy's machine reviewer first."""
+    return tier == ESCALATE and rules.first_look_reviewer_id is not None
+
+
+def valid_until(rules: Rules, decided_at: datetime) -> datetime | None:
+    """When a decision made at `decided_at` stops being valid (None: it does not expire)."""
+    if rules.decision_lifetime_seconds is None:
+        return None
+    return decided_at + timedelta(seconds=rules.decision_lifetime_seconds)
 
 
 def default_respond_minutes(rules: Rules, tier: int) -> int | None:

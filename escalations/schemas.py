@@ -441,34 +441,6 @@ class ClaimOut(Schema):
     until: datetime | None
 
 
-class ReviewerEscalationOut(EscalationOut):
-    """The escalation object, the whole package as posted, and who holds the claim."""
-
-    uncertainty: str
-    history: list[StepOut]
-    options: list[OptionOut]
-    cost_of_delay: CostOfDelayOut
-    action: ActionOut | None
-    attempts: int
-    timeout_option: str | None
-    links: list[LinkOut]
-    metadata: dict[str, Any]
-    claimed_by: ClaimOut | None
-
-
-class ApprovalsOut(Schema):
-    required: int
-    approved: int
-    option: str | None
-    approved_by: list[str]
-
-
-class PendingApprovalOut(EscalationOut):
-    """202 under the two-person rule: this approval is recorded, the decision waits."""
-
-    approvals: ApprovalsOut | None
-
-
 class WebhookEventOut(Schema):
     """The body of a webhook POST to the agent's resume_url."""
 

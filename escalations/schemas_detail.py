@@ -7,7 +7,8 @@ from datetime import datetime
 from ninja import Schema
 from pydantic import Field
 
-from .schemas import DecisionOut, ReviewerEscalationOut
+from .review_schemas import ReviewerEscalationOut
+from .schemas import DecisionOut
 
 
 class PrecedentOut(Schema):

@@ -25,6 +25,7 @@ from django.db.models import (
     When,
 )
 from django.db.models.functions import Coalesce, Greatest
+from django.utils import timezone
 
 from .levels import Step
 from .models import (
@@ -39,10 +40,11 @@ from .models import (
     GateCheck,
     Policy,
     PolicyVersion,
+    Recommendation,
     Run,
 )
 from .policy import Change, rules_changes
-from .wire import escalation_url, iso
+from .wire import decision_wire, escalation_url, iso
 
 # Who asks: request.user (the views behind sign-in never see an anonymous one).
 Viewer = AbstractBaseUser | AnonymousUser
@@ -51,7 +53,7 @@ Viewer = AbstractBaseUser | AnonymousUser
 def escalations_for_reviewer(user: Viewer) -> EscalationQuerySet:
     """Everything a reviewer may see. Every signed-in reviewer sees every escalation today;
     narrowing by team or domain starts here."""
-    return Escalation.objects.select_related("agent", "run", "claimed_by", "decision")
+    return Escalation.objects.select_related("agent", "run", "claimed_by", "decision", "first_look_by")
 
 
 def escalation_page(user: Viewer) -> QuerySet[Escalation]:
@@ -88,6 +90,7 @@ def reviewers_assignable() -> QuerySet[AbstractBaseUser]:
         get_user_model()
         .objects.filter(is_active=True)
         .filter(Q(groups__name__in=("reviewer", "manager")) | Q(is_superuser=True))
+        .exclude(profile__is_machine=True)  # machine reviewers are told by their webhook
         .distinct()
         .order_by("username")
     )
@@ -104,7 +107,7 @@ SELECT e.id, e.status, e.title, e.tier, e.tier_reasons, e.priority, e.priority_r
        e.confidence, e.calibrated_confidence, e.domain, e.respond_by, e.created_at, e.updated_at, r.run_id,
        a.id, a.daily_budget, a.budget_day, a.budget_used,
        d.kind, d.option_key, d.args, d.instruction, d.decided_by_type, d.decided_by_name,
-       d.decided_at
+       d.decided_at, d.valid_until, a.signing_secret
 FROM escalations_escalation e
 JOIN escalations_run r ON r.id = e.run_id
 JOIN escalations_agent a ON a.id = e.agent_id
@@ -161,19 +164,17 @@ def escalation_read_for_token(escalation_id: uuid.UUID, token_hash: str) -> Agen
     (pk, status, title, tier, tier_reasons, priority, priority_reasons, reason, confidence, calibrated, domain,
      respond_by, created_at, updated_at, run_id, agent_id, daily_budget, budget_day,
      budget_used, kind, option_key, args, instruction, decided_by_type, decided_by_name,
-     decided_at) = row
+     decided_at, valid_until, secret) = row
     escalation_id = as_uuid(pk)
     updated_at = as_time(updated_at)
     decision = None
     if kind is not None:
-        decision = {
-            "kind": kind,
-            "option": option_key or None,
-            "args": as_json(args),
-            "instruction": instruction or None,
-            "decided_by": {"type": decided_by_type, "name": decided_by_name},
-            "decided_at": iso(as_time(decided_at)),
-        }
+        decision = decision_wire(
+            escalation_id=escalation_id, run_id=run_id, kind=kind, option_key=option_key,
+            args=as_json(args), instruction=instruction, decided_by_type=decided_by_type,
+            decided_by_name=decided_by_name, decided_at=as_time(decided_at),
+            valid_until=as_time(valid_until), secret=secret,
+        )
     wire = {
         "id": str(escalation_id),
         "run_id": run_id,
@@ -389,3 +390,34 @@ def open_by_level(domain: str) -> dict[int, int]:
         .order_by()
     )
     return dict(rows)
+
+
+# ---------------------------------------------------------------- machine reviewers
+
+
+@dataclass(frozen=True)
+class FirstLook:
+    name: str
+    until: datetime
+    running: bool
+    seconds_left: int
+
+
+def first_look_of(escalation: Escalation, now: datetime | None = None) -> FirstLook | None:
+    """The machine's first look at the escalation (running or over), or None."""
+    if not escalation.first_look_by_id or escalation.first_look_until is None:
+        return None
+    now = now or timezone.now()
+    running = bool(
+        escalation.is_open
+        and escalation.claimed_by_id == escalation.first_look_by_id
+        and escalation.first_look_until > now
+    )
+    left = max(0, int((escalation.first_look_until - now).total_seconds())) if running else 0
+    name = escalation.first_look_by.get_username() if escalation.first_look_by else "machine"
+    return FirstLook(name, escalation.first_look_until, running, left)
+
+
+def recommendations_of(escalation: Escalation) -> list[Recommendation]:
+    """Advice left on the escalation, newest first."""
+    return list(Recommendation.objects.filter(escalation=escalation).order_by("-at", "-id"))

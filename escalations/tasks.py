@@ -16,7 +16,7 @@ from django.utils import timezone
 from escalations.transport import webhooks
 
 from . import services
-from .models import Delivery
+from .models import Delivery, MachineOffer
 from .services import outbox, periodic
 
 log = logging.getLogger(__name__)
@@ -97,6 +97,22 @@ def deliver_webhook_task(self, delivery_id: str) -> None:
         wait = (delivery.next_attempt_at - timezone.now()).total_seconds()
         if wait <= COUNTDOWN_LIMIT_SECONDS:
             _enqueue(delivery_id, countdown=max(0.0, wait))
+
+
+@shared_task(**OUTBOX_SEND_TASK)
+def offer_first_look_task(self, offer_id: str) -> None:
+    """Send one first-look offer to a machine reviewer (one attempt), signed with the
+    machine's secret; a failure is retried by countdown while the look lasts."""
+    row = services.offer_claim(offer_id=offer_id)
+    if row is None:
+        return
+    outcome = webhooks.post(row.url, row.payload, delivery_id=offer_id, secret=row.secret)  # type: ignore[attr-defined]
+    row = services.offer_record(row=row, status_code=outcome.status_code, error=outcome.error)
+    log.info("first-look offer %s attempt %d: %s, now %s", offer_id, row.attempt_count,
+             outcome.status_code or outcome.error, row.status)
+    if row.status == MachineOffer.Status.RETRYING:
+        wait = (row.next_attempt_at - timezone.now()).total_seconds()
+        enqueue_send(offer_first_look_task, offer_id, countdown=max(0.0, wait))
 
 
 def _enqueue(delivery_id: str, countdown: float = 0) -> bool:

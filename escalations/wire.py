@@ -6,7 +6,8 @@ from typing import Any
 
 from django.conf import settings
 
-from .models import Decision, Escalation
+from . import receipts
+from .models import Agent, Decision, Escalation
 from .policy import Rules, Verdict
 
 
@@ -16,15 +17,46 @@ def iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def decision_dict(decision: Decision) -> dict[str, Any]:
+def decision_wire(
+    *, escalation_id, run_id: str, kind: str, option_key: str, args: Any, instruction: str,
+    decided_by_type: str, decided_by_name: str, decided_at: datetime | None,
+    valid_until: datetime | None, secret: str,
+) -> dict[str, Any]:
+    """The decision object of API.md with its signed receipt (escalations.receipts); the
+    ORM path (decision_dict) and the agents' hot read (selectors) both build it here."""
+    decided_by = {"type": decided_by_type, "name": decided_by_name}
+    payload = receipts.payload_for(
+        escalation_id=str(escalation_id), run_id=run_id, kind=kind, option=option_key or None,
+        args=args, decided_by=decided_by, decided_at=iso(decided_at) or "",
+        valid_until=iso(valid_until),
+    )
     return {
-        "kind": decision.kind,
-        "option": decision.option_key or None,
-        "args": decision.args,
-        "instruction": decision.instruction or None,
-        "decided_by": {"type": decision.decided_by_type, "name": decision.decided_by_name},
-        "decided_at": iso(decision.decided_at),
+        "kind": kind,
+        "option": option_key or None,
+        "args": args,
+        "instruction": instruction or None,
+        "decided_by": decided_by,
+        "decided_at": iso(decided_at),
+        "valid_until": iso(valid_until),
+        "receipt": receipts.sign(payload, secret),
     }
+
+
+def decision_dict(decision: Decision, escalation: Escalation) -> dict[str, Any]:
+    return decision_wire(
+        escalation_id=escalation.id, run_id=escalation.run.run_id, kind=decision.kind,
+        option_key=decision.option_key, args=decision.args, instruction=decision.instruction,
+        decided_by_type=decision.decided_by_type, decided_by_name=decision.decided_by_name,
+        decided_at=decision.decided_at, valid_until=decision.valid_until,
+        secret=_agent_secret(escalation),
+    )
+
+
+def _agent_secret(escalation: Escalation) -> str:
+    """The agent's signing secret: from the loaded agent, else one small query."""
+    if Escalation.agent.is_cached(escalation):
+        return escalation.agent.signing_secret
+    return Agent.objects.filter(pk=escalation.agent_id).values_list("signing_secret", flat=True).get()
 
 
 def escalation_url(escalation_id: uuid.UUID | str) -> str:
@@ -54,7 +86,7 @@ def escalation_dict(escalation: Escalation) -> dict[str, Any]:
         "created_at": iso(escalation.created_at),
         "updated_at": iso(escalation.updated_at),
         "url": escalation_url(escalation.id),
-        "decision": decision_dict(decision) if decision else None,
+        "decision": decision_dict(decision, escalation) if decision else None,
     }
 
 

@@ -108,6 +108,15 @@ def _about_escalation(kind: str, escalation, data: dict[str, Any]) -> Message:
             f"{level}{came_from}; priority {escalation.priority}."
         )
         return Message(f"Level {level}: {title}", text, link)
+    if kind == Kind.FIRST_LOOK_ENDED:
+        machine = data.get("machine") or "The machine reviewer"
+        how = {"timed out": "ran out of time", "passed": "passed", "recommended": "left a recommendation"}
+        text = (
+            f"{machine} {how.get(data.get('outcome', ''), 'finished')} on “{title}” ({where}) "
+            f"without deciding: it waits for a person (tier {escalation.tier}, priority "
+            f"{escalation.priority})."
+        )
+        return Message(f"Needs a person: {title}", text, link)
     if kind == Kind.DELIVERY_FAILED:
         text = (
             f"The decision on “{title}” could not be delivered to {agent} after "

@@ -14,6 +14,8 @@ MANAGER_KINDS = (Kind.DELIVERY_FAILED, Kind.OVER_BUDGET, Kind.DRIFT_ALERT)
 # name them; halts reach only reviewers who opted in (they are many and frequent).
 DEFAULT_CHOICES: dict[str, list[str]] = {
     Kind.LEVEL_RAISED: [Channel.EMAIL],
+    # A machine's first look ran out or passed: the escalation waits for a person now.
+    Kind.FIRST_LOOK_ENDED: [Channel.EMAIL],
     Kind.DELIVERY_FAILED: [Channel.EMAIL],
     Kind.OVER_BUDGET: [Channel.EMAIL],
     Kind.DRIFT_ALERT: [Channel.EMAIL],
@@ -22,7 +24,7 @@ DEFAULT_CHOICES: dict[str, list[str]] = {
 
 def kinds_for(*, is_manager: bool) -> list[Kind]:
     """The events a person may receive, in the order the preferences page shows them."""
-    kinds = [Kind.HALT_CREATED, Kind.LEVEL_RAISED]
+    kinds = [Kind.HALT_CREATED, Kind.LEVEL_RAISED, Kind.FIRST_LOOK_ENDED]
     return kinds + list(MANAGER_KINDS) if is_manager else kinds
 
 
@@ -88,7 +90,7 @@ def event_key(kind: str, subject: str, data: dict) -> str:
         detail = str(data.get("delivery", ""))
     elif kind == Kind.OVER_BUDGET:
         detail = str(data.get("day", ""))
-    elif kind == Kind.HALT_CREATED:
+    elif kind in (Kind.HALT_CREATED, Kind.FIRST_LOOK_ENDED):
         detail = ""
     elif kind == Kind.DRIFT_ALERT and data.get("week_start"):
         detail = str(data["week_start"])

@@ -26,11 +26,11 @@ def managers_of(domain: str | None) -> QuerySet:
 def recipients(kind: str, *, domain: str | None, level: int | None = None) -> list:
     """Who may hear of an event, with their preferences loaded (their choices apply after).
 
-    A halt: every reviewer (only those who opted in get it). A level: the people the level
+    A halt, or a machine's first look that ended undecided: every reviewer (only those who opted in get it). A level: the people the level
     names, and the domain's managers when it says so. The rest: the domain's managers
     (managers_of).
     """
-    if kind == Kind.HALT_CREATED:
+    if kind in (Kind.HALT_CREATED, Kind.FIRST_LOOK_ENDED):
         return list(_with_preferences(reviewers_assignable()))
     if kind == Kind.LEVEL_RAISED:
         row = (

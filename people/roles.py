@@ -34,6 +34,15 @@ def is_manager(user) -> bool:
     return user.is_superuser or MANAGER in _groups(user)
 
 
+def is_machine(user) -> bool:
+    """Whether the account is a machine reviewer (people.Profile.is_machine; no profile: a
+    person). Read through the user's `profile` relation, so this module imports nothing."""
+    if user is None or not getattr(user, "pk", None):
+        return False
+    profile = getattr(user, "profile", None)  # RelatedObjectDoesNotExist is an AttributeError
+    return bool(profile is not None and profile.is_machine)
+
+
 def _role_required(check, role: str):
     def decorator(view):
         @wraps(view)

@@ -5,6 +5,7 @@ password and mails a one-time link to set one (Django's password-reset tokens: t
 stops working once the password is set, or after PASSWORD_RESET_TIMEOUT).
 """
 
+import secrets
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -130,3 +131,31 @@ def member_sync_roles(*, user, roles: set[str]) -> None:
         user.groups.remove(*Group.objects.filter(name__in=set(ROLES) - wanted))
         for role in wanted:
             user.groups.add(Group.objects.get_or_create(name=role)[0])
+
+
+def machine_reviewer_ensure(*, name: str, webhook_url: str | None = None) -> tuple[object, str | None]:
+    """The machine reviewer account `name`, created when missing (a reviewer with no password,
+    marked a machine), with a webhook signing secret. Returns (user, the secret when it was
+    just made, else None: a secret is shown once). `webhook_url` (where first looks are
+    offered) is set when given; "" clears it."""
+    User = get_user_model()
+    with transaction.atomic():
+        user = User.objects.filter(username=name).first()
+        if user is None:
+            user = User(username=name)
+            user.set_unusable_password()
+            user.save()
+        if not user.is_active:
+            user.is_active = True
+            user.save(update_fields=["is_active"])
+        if not user.groups.filter(name__in=ROLES).exists():
+            user.groups.add(Group.objects.get_or_create(name=REVIEWER)[0])
+        profile, _ = Profile.objects.get_or_create(user=user)
+        profile.is_machine = True
+        made = None
+        if not profile.signing_secret:
+            profile.signing_secret = made = "whsec_" + secrets.token_urlsafe(32)
+        if webhook_url is not None:
+            profile.webhook_url = webhook_url
+        profile.save()
+    return user, made

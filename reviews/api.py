@@ -10,15 +10,13 @@ from escalations.errors import FieldError
 from escalations.models import AgentToken, Escalation, hash_token
 from escalations.precedents import similar_dicts
 from escalations.problems import Problem
-from escalations.schemas import (
-    QUEUE_CURSOR_RE,
-    DecisionIn,
-    EscalationOut,
+from escalations.review_schemas import (
     PendingApprovalOut,
-    ProblemOut,
-    QueuePageOut,
+    RecommendationIn,
+    RecommendationOut,
     ReviewerEscalationOut,
 )
+from escalations.schemas import QUEUE_CURSOR_RE, DecisionIn, EscalationOut, ProblemOut, QueuePageOut
 from escalations.schemas_detail import ReviewerDetailOut
 from escalations.wire import escalation_dict, iso, package_dict
 from people.roles import is_reviewer
@@ -63,7 +61,23 @@ def reviewer_dict(escalation: Escalation) -> dict:
         if escalation.claim_is_live() and escalation.claimed_by
         else None
     )
+    data["recommendations"] = [
+        recommendation_dict(r) for r in selectors.recommendations_of(escalation)
+    ]
+    look = selectors.first_look_of(escalation)
+    data["first_look"] = {"name": look.name, "until": iso(look.until)} if look else None
     return data
+
+
+def recommendation_dict(recommendation) -> dict:
+    return {
+        "option": recommendation.option_key,
+        "args": recommendation.args,
+        "note": recommendation.note,
+        "confidence": recommendation.confidence,
+        "by": {"type": "machine" if recommendation.is_machine else "human", "name": recommendation.name},
+        "at": iso(recommendation.at),
+    }
 
 
 def _escalation(request, escalation_id: str) -> Escalation:
@@ -227,6 +241,28 @@ def decide(request, escalation_id: str, payload: DecisionIn):
         data["approvals"] = approvals_dict(selectors.approval_state(escalation))
         return json_response(request, data, status=202)
     return json_response(request, escalation_dict(escalation), status=201)
+
+
+@router.post(
+    "/escalations/{escalation_id}/recommendation",
+    response={201: RecommendationOut, 403: ProblemOut, 404: ProblemOut, 409: ProblemOut, 422: ProblemOut},
+)
+def recommend(request, escalation_id: str, payload: RecommendationIn):
+    """Leave advice without deciding: 201 with it; it shows on the escalation's page and in
+    the detail's `recommendations`. A machine reviewer's advice on its own first look ends
+    the look: people are told, and see it beside the agent's. Decided already: 409."""
+    escalation = _escalation(request, escalation_id)
+    try:
+        recommendation = services.escalation_recommend(
+            escalation_id=escalation.pk,
+            request=services.RecommendationRequest(
+                option=payload.option, args=payload.args, note=payload.note, confidence=payload.confidence
+            ),
+            user=request.auth,
+        )
+    except services.AlreadyDecided as exc:
+        raise _decided_conflict(exc) from None
+    return json_response(request, recommendation_dict(recommendation), status=201)
 
 
 def approvals_dict(state: selectors.ApprovalState | None) -> dict | None:

@@ -19,6 +19,9 @@ from .forms import ServiceErrorsMixin
 
 FLOOR_PREFIX = "floor_"
 FLOOR_CHOICES = [("", "no floor"), ("2", "at least tier 2 (flagged)"), ("3", "at least tier 3 (a person)"), ("4", "tier 4 (halt)")]
+# Rule fields a valid form may leave out of cleaned_data (unticked boxes, empty lists).
+OPTIONAL_RULE_FIELDS = ("auto_decide", "novelty_escalates", "machine_tiers", "tier_by_calibrated")
+
 THRESHOLD_ATTRS = {"step": "0.01", "min": "0", "max": "1", "inputmode": "decimal"}
 
 
@@ -97,6 +100,36 @@ class PolicyForm(ServiceErrorsMixin, forms.Form):
             "(where it has enough: the escalation page says how many); the stated one otherwise."
         ),
     )
+    machine_tiers = forms.TypedMultipleChoiceField(
+        label="Tiers a machine reviewer may decide",
+        choices=[(1, "Tier 1"), (2, "Tier 2"), (3, "Tier 3"), (4, "Tier 4")],
+        coerce=int,
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="None ticked: machines only advise. An irreversible option always needs a person.",
+    )
+    first_look_reviewer_id = forms.TypedChoiceField(
+        label="First look by",
+        coerce=int,
+        empty_value=None,
+        required=False,
+        help_text="A machine reviewer offered each new tier-3 escalation before people are told.",
+    )
+    first_look_seconds = forms.IntegerField(
+        label="First look budget (seconds)",
+        required=False,
+        min_value=5,
+        max_value=3600,
+        help_text="How long the machine has before the escalation goes to people.",
+    )
+    decision_lifetime_seconds = forms.IntegerField(
+        label="Decision lifetime (seconds)",
+        required=False,
+        min_value=10,
+        max_value=31_536_000,
+        help_text="Empty: decisions do not expire. Set: an agent acking later gets 409 and must escalate again.",
+        widget=forms.NumberInput(attrs={"min": "10", "placeholder": "no limit"}),
+    )
     managers = forms.ModelMultipleChoiceField(
         queryset=get_user_model().objects.none(),
         required=False,
@@ -109,6 +142,11 @@ class PolicyForm(ServiceErrorsMixin, forms.Form):
         cast(forms.ModelMultipleChoiceField, self.fields["managers"]).queryset = (
             get_user_model().objects.filter(groups__name=MANAGER, is_active=True).order_by("username")
         )
+        machines = get_user_model().objects.filter(profile__is_machine=True, is_active=True)
+        cast(forms.TypedChoiceField, self.fields["first_look_reviewer_id"]).choices = [
+            ("", "nobody: straight to people"),
+            *((user.pk, user.get_username()) for user in machines.order_by("username")),
+        ]
         for reason, label in Escalation.Reason.choices:
             self.fields[FLOOR_PREFIX + reason] = forms.TypedChoiceField(
                 label=label, choices=FLOOR_CHOICES, coerce=int, empty_value=None, required=False
@@ -127,6 +165,9 @@ class PolicyForm(ServiceErrorsMixin, forms.Form):
             initial[FLOOR_PREFIX + reason] = tier
         return initial
 
+    def clean_first_look_seconds(self) -> int:
+        return self.cleaned_data.get("first_look_seconds") or Rules.first_look_seconds
+
     def clean(self):
         super().clean()
         data = self.cleaned_data
@@ -135,7 +176,7 @@ class PolicyForm(ServiceErrorsMixin, forms.Form):
             for reason in Escalation.Reason.values
             if data.get(FLOOR_PREFIX + reason)
         }
-        if all(name in data for name in RULE_FIELDS if name not in ("auto_decide", "novelty_escalates", "tier_by_calibrated")):
+        if all(name in data for name in RULE_FIELDS if name not in OPTIONAL_RULE_FIELDS):
             for name, message in rules_errors(self.rules()):
                 if name not in self.errors:
                     self.add_error(name, message)

@@ -14,6 +14,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 
+from escalations import selectors
 from people.roles import reviewer_required
 
 from . import queue
@@ -62,6 +63,8 @@ def _context(request: HtmxHttpRequest, filterset: QueueFilter, rows: list) -> di
         row.sort_key = queue.sort_key(row, filterset.sort)
         row.overdue = row.is_overdue(filterset.now)
         row.claim_live = row.claim_is_live(filterset.now)
+        look = selectors.first_look_of(row, filterset.now) if row.first_look_by_id else None
+        row.look_left = look.seconds_left if look and look.running else None
         row.detail_url = detail.replace(str(ZERO), str(row.pk))
         row.claim_url = claim.replace(str(ZERO), str(row.pk))
     return {

@@ -61,6 +61,8 @@ def _context(
         "approvals": selectors.approval_state(escalation),
         "calibration": _calibration_note(escalation),
         "precedents": precedents.similar(escalation),
+        "recommendations": selectors.recommendations_of(escalation),
+        "first_look": selectors.first_look_of(escalation),
         **page_forms(escalation, decision, **forms_bound),
     }
 

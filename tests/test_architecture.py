@@ -22,9 +22,10 @@ PARTS: dict[str, set[str]] = {
     "escalations": set(),  # the domain: only the leaves (metrics, egress)
     "notifications": {"escalations"},
     "insights": {"escalations"},
-    "reviews": {"escalations", "notifications", "insights"},
+    # reviews uses people's services (reviewer_token --machine makes a machine account).
+    "reviews": {"people", "escalations", "notifications", "insights"},
     "operations": {"escalations", "notifications", "insights"},
-    "demo": {"escalations", "insights", "reviews"},
+    "demo": {"people", "escalations", "insights", "reviews"},
     "handoff_site": {"people", "escalations", "notifications", "insights", "reviews", "operations", "demo"},
 }
 PROJECT = set(PARTS) | {"tests", "bench", "scripts", "clients"}

@@ -412,7 +412,7 @@ def test_the_page_shows_and_saves_what_reaches_you(reviewer_client, reviewer):
 
     assert response.status_code == 302
     preference = NotificationPreference.objects.get(user=reviewer)
-    assert preference.choices == {"halt_created": ["email", "slack"], "level_raised": []}
+    assert preference.choices == {"halt_created": ["email", "slack"], "level_raised": [], "first_look_ended": []}
     assert preference.slack_url == "https://hooks.slack.com/services/T/B/x"
     assert "Notification settings saved." in reviewer_client.get("/settings/notifications").content.decode()
 

@@ -38,6 +38,7 @@ from .deliveries import (
     delivery_record_attempt,
     delivery_redeliver,
 )
+from .first_look import offer_claim, offer_record
 from .intake import Created, escalation_create
 from .periodic import (
     claims_expire,
@@ -56,6 +57,7 @@ from .policies import (
     rules_for,
     rules_of,
 )
+from .recommendations import RecommendationRequest, escalation_recommend
 
 __all__ = [
     "AlreadyDecided",
@@ -65,6 +67,7 @@ __all__ = [
     "DecisionRequest",
     "LevelSpec",
     "NewAgent",
+    "RecommendationRequest",
     "agent_create",
     "agent_for_token",
     "agent_secret_roll",
@@ -85,6 +88,7 @@ __all__ = [
     "escalation_create",
     "escalation_decide",
     "escalation_reassign",
+    "escalation_recommend",
     "escalation_release",
     "escalation_withdraw",
     "escalations_delete",
@@ -94,6 +98,8 @@ __all__ = [
     "idempotency_keys_purge",
     "levels_advance",
     "needs_approvals",
+    "offer_claim",
+    "offer_record",
     "policy_create",
     "policy_levels_replace",
     "policy_update",

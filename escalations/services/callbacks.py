@@ -8,7 +8,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from escalations.errors import Conflict
-from escalations.models import Escalation, Event
+from escalations.models import Decision, Escalation, Event
 
 from . import timeline
 
@@ -24,13 +24,17 @@ def mark_resumed(escalation: Escalation, *, actor: str, now: datetime, data: dic
 
 
 def escalation_acknowledge(*, escalation: Escalation, now: datetime | None = None) -> Escalation:
-    """The agent resumed with the decision. Idempotent; 409 before a decision."""
+    """The agent resumed with the decision. Idempotent; 409 before a decision, and 409
+    (`decision-expired`) after the decision's valid_until, when a decided escalation becomes
+    `expired`: the agent must not act on it, and escalates again with fresh context."""
     now = now or timezone.now()
     if escalation.is_open or escalation.status == Escalation.Status.WITHDRAWN:
         raise Conflict(
             f"The escalation is {escalation.status}: there is no decision to acknowledge yet.",
             type="not-decided",
         )
+    if escalation.status == Escalation.Status.EXPIRED or _expire_if_past(escalation, now):
+        raise _expired(escalation)
     with transaction.atomic():
         flipped = mark_resumed(
             escalation, actor=escalation.agent.name, now=now, data={"via": "ack"}
@@ -38,6 +42,45 @@ def escalation_acknowledge(*, escalation: Escalation, now: datetime | None = Non
     if not flipped:  # resumed meanwhile (the webhook got there first): answer what stands
         escalation.refresh_from_db(fields=["status", "updated_at"])
     return escalation
+
+
+def _expire_if_past(escalation: Escalation, now: datetime) -> bool:
+    """A decided escalation whose decision's valid_until has passed becomes expired (one
+    conditional UPDATE: a concurrent ack or webhook that resumed it first wins). True when
+    it is expired now."""
+    valid_until = (
+        Decision.objects.filter(escalation_id=escalation.pk).values_list("valid_until", flat=True).first()
+    )
+    if escalation.status != Escalation.Status.DECIDED or valid_until is None or now <= valid_until:
+        return False
+    with transaction.atomic():
+        flipped = Escalation.objects.filter(
+            pk=escalation.pk, status=Escalation.Status.DECIDED
+        ).update(status=Escalation.Status.EXPIRED, updated_at=now)
+        if flipped:
+            escalation.status, escalation.updated_at = Escalation.Status.EXPIRED, now
+            timeline.record(
+                escalation,
+                Event.Kind.EXPIRED,
+                actor=escalation.agent.name,
+                now=now,
+                data={"valid_until": valid_until.isoformat()},
+            )
+    if not flipped:
+        escalation.refresh_from_db(fields=["status", "updated_at"])
+    return escalation.status == Escalation.Status.EXPIRED
+
+
+def _expired(escalation: Escalation) -> Conflict:
+    until = (
+        Decision.objects.filter(escalation_id=escalation.pk).values_list("valid_until", flat=True).first()
+    )
+    return Conflict(
+        f"The decision expired at {until.isoformat() if until else 'its valid_until'} before it was"
+        " acknowledged: do not act on it. Escalate again with fresh context.",
+        type="decision-expired",
+        title="The decision expired",
+    )
 
 
 def escalation_withdraw(*, escalation: Escalation, now: datetime | None = None) -> Escalation:

@@ -11,7 +11,7 @@ from django.utils import timezone
 from escalations.errors import AlreadyDecided, ClaimedByOther, ClaimLost, FieldError, Invalid
 from escalations.models import Escalation, Event
 
-from . import timeline
+from . import first_look, timeline
 
 
 def lock_open(escalation_id: uuid.UUID) -> Escalation:
@@ -59,8 +59,11 @@ def escalation_claim(*, escalation_id: uuid.UUID, user: User, now: datetime | No
 
 
 def escalation_release(*, escalation_id: uuid.UUID, user: User, now: datetime | None = None) -> Escalation:
-    """Give a claim back to the queue. Only its holder can release it."""
+    """Give a claim back to the queue. Only its holder can release it. A machine releasing
+    its first look passes: the look ends and people are told (first_look.pass_look)."""
     now = now or timezone.now()
+    if first_look.pass_look(escalation_id, user=user, outcome="passed", now=now):
+        return Escalation.objects.select_related("claimed_by").get(pk=escalation_id)
     with transaction.atomic():
         escalation = (
             Escalation.objects.select_for_update(of=("self",))

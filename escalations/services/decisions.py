@@ -8,8 +8,15 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from escalations import selectors
-from escalations.errors import AlreadyDecided, ClaimedByOther, FieldError, Invalid, NotFound
+from escalations import policy, selectors
+from escalations.errors import (
+    AlreadyDecided,
+    ClaimedByOther,
+    FieldError,
+    Forbidden,
+    Invalid,
+    NotFound,
+)
 from escalations.jsontext import unstorable
 from escalations.limits import (
     JSON_OBJECT_MAX_BYTES,
@@ -21,8 +28,9 @@ from escalations.limits import (
 from escalations.models import Agent, Approval, Decision, Escalation, Event, Run
 from escalations.transport import events
 from operations import metrics
+from people.roles import is_machine
 
-from . import claims, deliveries, timeline
+from . import claims, deliveries, policies, timeline
 
 
 @dataclass
@@ -84,6 +92,9 @@ def escalation_decide(
     ClaimedByOther unless `override_claim` ("decide anyway"), checked under the row lock
     the decision is written under. Timeouts and the policy (no user) ignore claims.
 
+    A machine reviewer's decision is marked `machine`; Forbidden when the policy does not
+    let machines decide it (policy.machine_refusal: never an irreversible option).
+
     Under the two-person rule (needs_approvals > 1) a person's option is an approval
     (see _approve): the escalation is returned still open until the approval that
     completes the count decides it. Callers tell the two apart by `is_open`.
@@ -105,7 +116,10 @@ def escalation_decide(
     if request.kind == Decision.Kind.OPTION and args is None:
         args = escalation.option(request.option).get("args")
     name = user.get_username() if user is not None else decided_by_type
-    if user is not None and needs_approvals(escalation, request) > 1:
+    if is_machine(user):
+        decided_by_type = Decision.DecidedBy.MACHINE
+        _check_machine_may_decide(escalation, request)
+    if decided_by_type == Decision.DecidedBy.HUMAN and needs_approvals(escalation, request) > 1:
         return _approve(
             escalation, request=request, args=args, user=user, override_claim=override_claim, now=now
         )
@@ -124,6 +138,19 @@ def escalation_decide(
             now=now,
         )
     return escalation
+
+
+def _check_machine_may_decide(escalation: Escalation, request: DecisionRequest) -> None:
+    option = escalation.option(request.option or "") or {}
+    refusal = policy.machine_refusal(
+        policies.rules_for(escalation.domain) or policy.Rules(domain=escalation.domain),
+        tier=escalation.tier,
+        kind=request.kind,
+        option_irreversible=bool(option.get("irreversible")),
+        action_irreversible=bool((escalation.action or {}).get("irreversible")),
+    )
+    if refusal:
+        raise Forbidden(refusal, type="needs-a-person", title="A person must decide this")
 
 
 def check_claim(locked: Escalation, user, override_claim: bool, now: datetime) -> None:
@@ -223,10 +250,12 @@ def decide_open(
     user,
     now: datetime,
     approved_by: list[str] | None = None,
+    rules: policy.Rules | None = None,
 ) -> Decision:
     """Inside a transaction: flip an open escalation to decided and write the decision.
 
-    The conditional UPDATE is the gate: only one caller finds the row open.
+    The conditional UPDATE is the gate: only one caller finds the row open. The decision's
+    valid_until comes from the domain's `rules` (read here when not given).
     """
     flipped = Escalation.objects.filter(
         pk=escalation.pk, status__in=Escalation.OPEN_STATUSES
@@ -253,6 +282,9 @@ def decide_open(
         decided_by_user=user,
         decided_by_name=decided_by_name,
         decided_at=now,
+        valid_until=policy.valid_until(
+            rules or policies.rules_for(escalation.domain) or policy.Rules(), now
+        ),
         took_recommended=kind == Decision.Kind.OPTION and option_key == recommended,
     )
     escalation.decision = decision

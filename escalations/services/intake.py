@@ -16,7 +16,7 @@ from escalations.models import Agent, Decision, Escalation, Event, Run
 from escalations.transport import events
 from escalations.wire import escalation_dict
 
-from . import calibration, decisions, policies, timeline
+from . import calibration, decisions, first_look, policies, timeline
 
 # How far ahead of the server's clock an agent's times may be (its clock may run fast).
 CLOCK_SKEW = timedelta(minutes=5)
@@ -224,10 +224,13 @@ def _insert(escalation, agent, run_id, verdict, priority, rules, domain, now) ->
                 decided_by_name=f"policy:{domain}",
                 user=None,
                 now=now,
+                rules=rules,
             )
         else:
             # Known to have no decision: spare escalation_dict a query to find out.
             Escalation.decision.related.set_cached_value(escalation, None)
+            if policy.first_look_wanted(rules, verdict.tier):
+                first_look.offer(escalation, rules, now)
             events.announce(escalation, "created", actor=agent.name)
 
 

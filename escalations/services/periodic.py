@@ -9,6 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from escalations import levels, policy, selectors, signals
@@ -16,7 +17,7 @@ from escalations.errors import AlreadyDecided, DomainError
 from escalations.models import Decision, Escalation, Event
 from escalations.transport import events
 
-from . import decisions, intake, timeline
+from . import decisions, first_look, intake, timeline
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +51,14 @@ def claims_expire(*, now: datetime | None = None) -> int:
                 updated_at=now,
             ):
                 escalation.status = Escalation.Status.PENDING
-                timeline.record(
-                    escalation, Event.Kind.CLAIM_EXPIRED, actor=holder, now=now, announce=False
-                )
+                if escalation.first_look_by_id and escalation.first_look_by_id == escalation.claimed_by_id:
+                    # A machine's first look that ran out: people are told now.
+                    escalation.first_look_by = escalation.claimed_by
+                    first_look.end_in_transaction(escalation, outcome="timed out", now=now)
+                else:
+                    timeline.record(
+                        escalation, Event.Kind.CLAIM_EXPIRED, actor=holder, now=now, announce=False
+                    )
                 events.announce(escalation, "released", actor="timeout")
                 expired += 1
     return expired
@@ -183,11 +189,13 @@ def levels_advance(*, now: datetime | None = None) -> int:
     for domain, domain_steps in steps.items():
         for step in domain_steps:
             cutoff = now - timedelta(minutes=step.after_minutes)
-            due |= Q(domain=domain, level__lt=step.level, created_at__lte=cutoff)
+            due |= Q(domain=domain, level__lt=step.level, queued_at__lte=cutoff)
     if not due:
         return 0
     rows = (
         Escalation.objects.open()
+        # Levels count from when people were told: the end of a machine's first look.
+        .annotate(queued_at=Coalesce("first_look_until", "created_at"))
         .filter(due)
         .order_by("created_at")
         .only(
@@ -203,7 +211,7 @@ def levels_advance(*, now: datetime | None = None) -> int:
     for escalation in list(rows):
         domain_steps = steps[escalation.domain]
         target = levels.next_level(
-            domain_steps, current=escalation.level, created_at=escalation.created_at, now=now
+            domain_steps, current=escalation.level, created_at=escalation.queued_at, now=now
         )
         if target is not None and _level_raise(escalation, domain_steps, target, now):
             moved += 1

@@ -13,11 +13,13 @@ from .client import DecisionFeed, Handoff, __version__
 from .errors import (
     BadRequest,
     Conflict,
+    DecisionExpired,
     DecisionOutcome,
     FieldError,
     Halted,
     HandoffError,
     InstructionGiven,
+    InvalidReceipt,
     InvalidSignature,
     NotFound,
     RateLimited,
@@ -42,6 +44,7 @@ from .models import (
     PackageFields,
     Step,
 )
+from .receipts import args_sha256, canonical_json, verify_receipt
 from .webhooks import compute_signature, sign_webhook, verify_webhook
 
 __all__ = [
@@ -54,6 +57,7 @@ __all__ = [
     "CostOfDelay",
     "DecidedBy",
     "Decision",
+    "DecisionExpired",
     "DecisionFeed",
     "DecisionOutcome",
     "Escalation",
@@ -63,6 +67,7 @@ __all__ = [
     "Handoff",
     "HandoffError",
     "InstructionGiven",
+    "InvalidReceipt",
     "InvalidSignature",
     "Link",
     "NotFound",
@@ -79,8 +84,11 @@ __all__ = [
     "WaitTimeout",
     "Withdrawn",
     "__version__",
+    "args_sha256",
+    "canonical_json",
     "compute_signature",
     "requires_approval",
     "sign_webhook",
+    "verify_receipt",
     "verify_webhook",
 ]

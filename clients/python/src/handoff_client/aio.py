@@ -13,6 +13,7 @@ from . import _core
 from ._core import API, Backoff, Emit, Plan, Send, Sleep
 from .client import USER_AGENT, escalation_id, gate_body
 from .models import Action, Escalation, GateVerdict, PackageFields
+from .receipts import check_decided
 
 
 class AsyncHandoff:
@@ -27,8 +28,10 @@ class AsyncHandoff:
         max_retries: int = 5,
         backoff: Backoff | None = None,
         http_client: httpx.AsyncClient | None = None,
+        signing_secret: str | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.signing_secret = signing_secret  # see Handoff: receipts are checked with it
         self.timeout = timeout
         self.backoff = backoff or Backoff(max_retries=max_retries)
         self._http = http_client or httpx.AsyncClient(timeout=timeout)
@@ -65,14 +68,15 @@ class AsyncHandoff:
 
     async def get(self, escalation: Escalation | str) -> Escalation:
         send = Send("GET", f"{API}/escalations/{escalation_id(escalation)}")
-        return Escalation.from_dict(await self._run(_core.call(send, self.backoff)))
+        found = Escalation.from_dict(await self._run(_core.call(send, self.backoff)))
+        return check_decided(found, self.signing_secret)
 
     async def wait(self, escalation: Escalation | str, timeout: float | None = None) -> Escalation:
         """See `Handoff.wait`."""
         current = escalation if isinstance(escalation, Escalation) else None
         plan = _core.wait(escalation_id(escalation), current, timeout, self.backoff, self.timeout)
         decided: Escalation = await self._run(plan)
-        return decided
+        return check_decided(decided, self.signing_secret)
 
     def decisions(
         self, after: str | None = None, *, wait: int = 0, limit: int = 100
@@ -152,5 +156,5 @@ class AsyncDecisionFeed(AsyncIterator[Escalation]):
             self._started = True
             if isinstance(effect, Emit):
                 self.cursor = effect.cursor
-                return effect.escalation
+                return check_decided(effect.escalation, self._client.signing_secret)
             result = await self._client._perform(effect)

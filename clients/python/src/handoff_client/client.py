@@ -12,6 +12,7 @@ import httpx
 from . import _core
 from ._core import API, Backoff, Emit, Plan, Send, Sleep
 from .models import Action, Escalation, GateVerdict, PackageFields
+from .receipts import check_decided
 
 __version__ = "0.1.0"
 USER_AGENT = f"handoff-client-python/{__version__}"
@@ -59,8 +60,12 @@ class Handoff:
         max_retries: int = 5,
         backoff: Backoff | None = None,
         http_client: httpx.Client | None = None,
+        signing_secret: str | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        # The agent's signing secret: with it, every decision handed out is checked against
+        # its receipt (receipts.check_decided) and a tampered or expired one is refused.
+        self.signing_secret = signing_secret
         self.timeout = timeout
         self.backoff = backoff or Backoff(max_retries=max_retries)
         self._http = http_client or httpx.Client(timeout=timeout)
@@ -110,21 +115,24 @@ class Handoff:
     def get(self, escalation: Escalation | str) -> Escalation:
         """The escalation's current state."""
         send = Send("GET", f"{API}/escalations/{escalation_id(escalation)}")
-        return Escalation.from_dict(self._run(_core.call(send, self.backoff)))
+        found = Escalation.from_dict(self._run(_core.call(send, self.backoff)))
+        return check_decided(found, self.signing_secret)
 
     def wait(self, escalation: Escalation | str, timeout: float | None = None) -> Escalation:
         """Block until the escalation is decided (or withdrawn) and return it.
 
         Built on the long-poll (`?wait=N`, N <= 60, looped), with If-None-Match, and
         reconnecting after network errors, 429 and 5xx with backoff, jitter and
-        Retry-After. `timeout=None` waits for ever; otherwise raises WaitTimeout (which
+        Retry-After. With `signing_secret`, a decision whose receipt does not verify raises
+        InvalidReceipt, and one past its valid_until (or expired) DecisionExpired: never act
+        on those. `timeout=None` waits for ever; otherwise raises WaitTimeout (which
         carries the last state) after `timeout` seconds. An already closed Escalation
         object is returned at once without a request.
         """
         current = escalation if isinstance(escalation, Escalation) else None
         plan = _core.wait(escalation_id(escalation), current, timeout, self.backoff, self.timeout)
         decided: Escalation = self._run(plan)
-        return decided
+        return check_decided(decided, self.signing_secret)
 
     def decisions(
         self, after: str | None = None, *, wait: int = 0, limit: int = 100
@@ -217,5 +225,5 @@ class DecisionFeed(Iterator[Escalation]):
             self._started = True
             if isinstance(effect, Emit):
                 self.cursor = effect.cursor
-                return effect.escalation
+                return check_decided(effect.escalation, self._client.signing_secret)
             result = self._client._perform(effect)

@@ -53,6 +53,15 @@ class HandoffError(Exception):
         return text
 
 
+class InvalidReceipt(HandoffError):
+    """A decision's receipt did not verify: forged or altered, or not for the args or the
+    decision at hand. Do not act on the decision."""
+
+
+class DecisionExpired(InvalidReceipt):
+    """The decision's valid_until has passed: do not act on it; escalate again."""
+
+
 class BadRequest(HandoffError):
     """400 (malformed JSON or query), 413 (body over 1 MiB) or 415 (not JSON)."""
 

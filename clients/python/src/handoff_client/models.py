@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, NotRequired, TypedDict
 
-Status = Literal["pending", "claimed", "decided", "resumed", "withdrawn"]
+Status = Literal["pending", "claimed", "decided", "resumed", "withdrawn", "expired"]
 DecisionKind = Literal["option", "instruction", "take_over", "halt"]
 Reason = Literal[
     "approach_choice",
@@ -34,7 +34,7 @@ def parse_time(value: str | None) -> datetime | None:
 
 @dataclass(frozen=True)
 class DecidedBy:
-    type: Literal["human", "policy", "timeout"] | str
+    type: Literal["human", "machine", "policy", "timeout"] | str
     name: str | None = None
 
 
@@ -53,6 +53,10 @@ class Decision:
     instruction: str | None
     decided_by: DecidedBy
     decided_at: datetime | None
+    # Not to act on after this (the domain's decision lifetime); None: no limit.
+    valid_until: datetime | None = None
+    # `<payload>.<signature>`: checked by the client when given the signing secret.
+    receipt: str | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -65,6 +69,8 @@ class Decision:
             instruction=data.get("instruction"),
             decided_by=DecidedBy(type=by.get("type", ""), name=by.get("name")),
             decided_at=parse_time(data.get("decided_at")),
+            valid_until=parse_time(data.get("valid_until")),
+            receipt=data.get("receipt"),
             raw=data,
         )
 

@@ -1,0 +1,87 @@
+"""The reviewer API's own shapes (API.md, "Reviewer API"): what a reviewer or a machine
+reviewer sends beside a decision, and the detail it reads. The escalation object and the
+agents' shapes are escalations.schemas."""
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from ninja import Schema
+from pydantic import ConfigDict, Field
+
+from .limits import TEXT_MAX_CHARS
+from .schemas import (
+    ActionOut,
+    ClaimOut,
+    CostOfDelayOut,
+    DecidedByOut,
+    EscalationOut,
+    JsonObject,
+    LinkOut,
+    OptionOut,
+    StepOut,
+    Strict,
+    Text,
+)
+
+
+class RecommendationIn(Strict):
+    model_config = ConfigDict(extra="ignore", json_schema_extra={"examples": [
+        {"option": "update-callers", "note": "The callers all live in billing/; the change is mechanical.",
+         "confidence": 0.8},
+    ]})
+
+    option: Text(1, 64)
+    args: JsonObject | None = None
+    note: Text(1, TEXT_MAX_CHARS)
+    confidence: Annotated[float, Field(ge=0, le=1)] | None = None
+
+
+
+class RecommendationOut(Schema):
+    """A reviewer's advice (a machine's first look, or a person's) that decided nothing."""
+
+    option: str
+    args: dict[str, Any] | None
+    note: str
+    confidence: Annotated[float, Field(ge=0, le=1)] | None
+    by: DecidedByOut = Field(description="`type` is `machine` or `human`.")
+    at: datetime
+
+
+class FirstLookOut(Schema):
+    name: str = Field(description="The machine reviewer offered the first look.")
+    until: datetime = Field(description="When the look ends (or ended): people are told then.")
+
+
+class ReviewerEscalationOut(EscalationOut):
+    """The escalation object, the whole package as posted, and who holds the claim."""
+
+    uncertainty: str
+    history: list[StepOut]
+    options: list[OptionOut]
+    cost_of_delay: CostOfDelayOut
+    action: ActionOut | None
+    attempts: int
+    timeout_option: str | None
+    links: list[LinkOut]
+    metadata: dict[str, Any]
+    claimed_by: ClaimOut | None
+    recommendations: list[RecommendationOut] = Field(
+        default_factory=list, description="Advice left by reviewers that did not decide, newest first."
+    )
+    first_look: FirstLookOut | None = None
+
+
+class ApprovalsOut(Schema):
+    required: int
+    approved: int
+    option: str | None
+    approved_by: list[str]
+
+
+class PendingApprovalOut(EscalationOut):
+    """202 under the two-person rule: this approval is recorded, the decision waits."""
+
+    approvals: ApprovalsOut | None
+
+
