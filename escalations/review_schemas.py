@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from ninja import Schema
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, StrictStr
 
 from .limits import TEXT_MAX_CHARS
 from .schemas import (
@@ -17,10 +17,10 @@ from .schemas import (
     EscalationOut,
     JsonObject,
     LinkOut,
+    OptionKey,
     OptionOut,
     StepOut,
     Strict,
-    Text,
 )
 
 
@@ -30,9 +30,9 @@ class RecommendationIn(Strict):
          "confidence": 0.8},
     ]})
 
-    option: Text(1, 64)
+    option: OptionKey
     args: JsonObject | None = None
-    note: Text(1, TEXT_MAX_CHARS)
+    note: Annotated[StrictStr, Field(min_length=1, max_length=TEXT_MAX_CHARS)]
     confidence: Annotated[float, Field(ge=0, le=1)] | None = None
 
 
