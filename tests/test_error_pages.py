@@ -42,12 +42,14 @@ def test_an_expired_form_is_the_products_403(reviewer):
     assert "CSRF verification failed" not in body
 
 
-def test_a_reviewer_without_a_role_sees_the_products_403(db, settings):
-    from django.contrib.auth.models import User
-
+def test_a_reviewer_on_a_managers_page_sees_the_products_403(reviewer, settings):
+    """A role, but not this page's: the product's 403 naming the role (a signed-in user with
+    no role at all gets people's no-role page instead: tests/test_members.py)."""
     settings.DEBUG = False
     client = Client()
-    client.force_login(User.objects.create_user("norole", password="x-correct-horse"))
+    client.force_login(reviewer)
     response = client.get("/policies/")
     assert response.status_code == 403
-    assert "can't open this page" in response.content.decode()
+    body = response.content.decode()
+    assert "can't open this page" in body
+    assert "This page is for managers" in body
