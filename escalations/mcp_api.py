@@ -383,46 +383,56 @@ async def _send_problem(send: Send, problem: Problem, **headers: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+@dataclass
+class _Running:
+    """A session manager and the task that keeps it running (its task group's host)."""
+
+    manager: StreamableHTTPSessionManager
+    task: asyncio.Task[None]
+    started: asyncio.Event
+
+    @classmethod
+    def start(cls, loop: asyncio.AbstractEventLoop) -> _Running:
+        manager = StreamableHTTPSessionManager(
+            app=server,
+            stateless=True,
+            # The token travels in a header, never ambiently (no cookies), so a rebound DNS
+            # name gains nothing; host names are the proxy's to check (Django's
+            # ALLOWED_HOSTS does not see /mcp), and answers name PUBLIC_URL, never Host.
+            security_settings=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+            max_request_body_size=settings.API_MAX_BODY_BYTES + 64 * 1024,
+        )
+        started = asyncio.Event()
+
+        async def run() -> None:
+            try:
+                async with manager.run():
+                    started.set()
+                    await asyncio.Event().wait()  # until the loop closes
+            finally:
+                started.set()  # a waiter must not wait for ever on a manager that failed
+
+        return cls(manager, loop.create_task(run(), name="handoff-mcp-sessions"), started)
+
+
 class McpEndpoint:
     """ASGI: /mcp. The bearer token is checked here (401 problem+json otherwise), then the
     SDK's session manager (stateless Streamable HTTP) answers. One manager per event loop,
     started on its first request: the ASGI servers here run without lifespan events."""
 
     def __init__(self) -> None:
-        self._managers: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, StreamableHTTPSessionManager
-        ] = weakref.WeakKeyDictionary()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._running: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Running] = (
+            weakref.WeakKeyDictionary()
+        )
 
     async def _manager(self) -> StreamableHTTPSessionManager:
+        """This event loop's session manager, started (again, should its task have ended)."""
         loop = asyncio.get_running_loop()
-        manager = self._managers.get(loop)
-        if manager is None:
-            manager = StreamableHTTPSessionManager(
-                app=server,
-                stateless=True,
-                # The token travels in a header, never ambiently (no cookies): a rebound DNS
-                # name gains a page nothing it could not send anyway. The proxy and
-                # ALLOWED_HOSTS own the host names.
-                security_settings=TransportSecuritySettings(enable_dns_rebinding_protection=False),
-                max_request_body_size=settings.API_MAX_BODY_BYTES + 64 * 1024,
-            )
-            self._managers[loop] = manager
-            started = asyncio.Event()
-
-            async def run() -> None:
-                async with manager.run():
-                    started.set()
-                    await asyncio.Event().wait()  # until the loop closes
-
-            task = loop.create_task(run(), name="handoff-mcp-sessions")
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-            await started.wait()
-        elif manager._task_group is None:  # still starting (another request started it)
-            while manager._task_group is None:
-                await asyncio.sleep(0.01)
-        return manager
+        running = self._running.get(loop)
+        if running is None or running.task.done():
+            running = self._running[loop] = _Running.start(loop)
+        await running.started.wait()
+        return running.manager
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         token = bearer(scope)
