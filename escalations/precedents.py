@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 from django.db import connection
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.db.models.expressions import RawSQL
 
 from .models import Escalation
@@ -39,7 +39,7 @@ def _has_trigram() -> bool:
 
 def trigrams(text: str) -> set[str]:
     """pg_trgm's trigrams: each lower-cased alphanumeric word padded "  word ", cut in threes."""
-    grams = set()
+    grams: set[str] = set()
     for word in re.findall(r"[^\W_]+", text.lower()):
         padded = f"  {word} "
         grams.update(padded[i : i + 3] for i in range(len(padded) - 2))
@@ -53,12 +53,13 @@ def trigram_similarity(a: str, b: str) -> float:
     return len(left & right) / len(union) if union else 0.0
 
 
-def _candidates(escalation: Escalation):
+def _candidates(escalation: Escalation) -> QuerySet[Escalation]:
     return (
         Escalation.objects.filter(status__in=DECIDED)
         .filter(Q(agent_id=escalation.agent_id) | Q(domain=escalation.domain))
         .exclude(pk=escalation.pk)
-        .select_related("decision")
+        # the decision and what its signed receipt names (run_id, the agent's secret)
+        .select_related("decision", "run", "agent")
     )
 
 
@@ -87,7 +88,7 @@ def similar_dicts(escalation: Escalation, limit: int = LIMIT) -> list[dict[str, 
         {
             "id": str(row.id),
             "title": row.title,
-            "decision": decision_dict(row.decision),
+            "decision": decision_dict(row.decision, row),
             "decided_at": iso(row.decision.decided_at),
             "url": escalation_url(row.id),
         }
