@@ -204,6 +204,13 @@ def expire_claims_task() -> int:
 
 
 @shared_task(ignore_result=True)
+def expire_decisions_task() -> int:
+    """Expire decided escalations left unacknowledged past their decision's valid_until
+    (services.decisions_expire, repeated while batches are full). Returns how many."""
+    return repeat(services.decisions_expire, "decisions expired")
+
+
+@shared_task(ignore_result=True)
 def advance_levels_task() -> int:
     """Move open escalations up the escalation levels whose delay has passed
     (services.levels_advance, repeated while batches are full). Returns how many moved."""

@@ -284,6 +284,7 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-deliveries": {"task": "escalations.tasks.sweep_deliveries_task", "schedule": 5.0},
     "apply-timeouts": {"task": "escalations.tasks.apply_timeouts_task", "schedule": 15.0},
     "expire-claims": {"task": "escalations.tasks.expire_claims_task", "schedule": 30.0},
+    "expire-decisions": {"task": "escalations.tasks.expire_decisions_task", "schedule": 30.0},
     "refresh-priorities": {"task": "escalations.tasks.refresh_priorities_task", "schedule": 60.0},
     "advance-levels": {"task": "escalations.tasks.advance_levels_task", "schedule": 30.0},
     "sweep-notifications": {

@@ -42,6 +42,7 @@ from .first_look import offer_claim, offer_record
 from .intake import Created, escalation_create
 from .periodic import (
     claims_expire,
+    decisions_expire,
     escalations_delete,
     idempotency_keys_purge,
     levels_advance,
@@ -77,6 +78,7 @@ __all__ = [
     "calibration_store",
     "claims_expire",
     "decision_errors",
+    "decisions_expire",
     "deliveries_sweep",
     "delivery_claim",
     "delivery_record_attempt",

@@ -5,6 +5,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from escalations.errors import Conflict
@@ -14,8 +15,13 @@ from . import timeline
 
 
 def mark_resumed(escalation: Escalation, *, actor: str, now: datetime, data: dict[str, Any]) -> bool:
-    flipped = Escalation.objects.filter(pk=escalation.pk, status=Escalation.Status.DECIDED).update(
-        status=Escalation.Status.RESUMED, updated_at=now
+    """A decided escalation whose decision is still valid (no valid_until, or not past it)
+    becomes resumed; False otherwise (resumed or expired already, or past valid_until: the
+    agent must not act on it, and expire_if_past expires it)."""
+    flipped = (
+        Escalation.objects.filter(pk=escalation.pk, status=Escalation.Status.DECIDED)
+        .filter(Q(decision__valid_until__isnull=True) | Q(decision__valid_until__gte=now))
+        .update(status=Escalation.Status.RESUMED, updated_at=now)
     )
     if flipped:
         escalation.status, escalation.updated_at = Escalation.Status.RESUMED, now
@@ -33,7 +39,7 @@ def escalation_acknowledge(*, escalation: Escalation, now: datetime | None = Non
             f"The escalation is {escalation.status}: there is no decision to acknowledge yet.",
             type="not-decided",
         )
-    if escalation.status == Escalation.Status.EXPIRED or _expire_if_past(escalation, now):
+    if escalation.status == Escalation.Status.EXPIRED or expire_if_past(escalation, now):
         raise _expired(escalation)
     with transaction.atomic():
         flipped = mark_resumed(
@@ -41,13 +47,17 @@ def escalation_acknowledge(*, escalation: Escalation, now: datetime | None = Non
         )
     if not flipped:  # resumed meanwhile (the webhook got there first): answer what stands
         escalation.refresh_from_db(fields=["status", "updated_at"])
+        if escalation.status == Escalation.Status.DECIDED and expire_if_past(escalation, timezone.now()):
+            raise _expired(escalation)  # valid_until passed between the two checks
     return escalation
 
 
-def _expire_if_past(escalation: Escalation, now: datetime) -> bool:
+def expire_if_past(escalation: Escalation, now: datetime, *, actor: str = "") -> bool:
     """A decided escalation whose decision's valid_until has passed becomes expired (one
-    conditional UPDATE: a concurrent ack or webhook that resumed it first wins). True when
-    it is expired now."""
+    conditional UPDATE: a concurrent ack or webhook that resumed it first wins), with an
+    `expired` event by `actor` (the agent's name by default). True when it is expired now.
+    Called by the ack, by a webhook answered too late, and by the periodic sweep
+    (periodic.decisions_expire)."""
     valid_until = (
         Decision.objects.filter(escalation_id=escalation.pk).values_list("valid_until", flat=True).first()
     )
@@ -62,7 +72,7 @@ def _expire_if_past(escalation: Escalation, now: datetime) -> bool:
             timeline.record(
                 escalation,
                 Event.Kind.EXPIRED,
-                actor=escalation.agent.name,
+                actor=actor or escalation.agent.name,
                 now=now,
                 data={"valid_until": valid_until.isoformat()},
             )

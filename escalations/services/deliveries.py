@@ -157,7 +157,8 @@ def delivery_record_attempt(
 ) -> Delivery:
     """Record one attempt and move the delivery on: delivered, retrying or failed.
 
-    A 2xx marks the escalation resumed. Network errors, 408, 429 and 5xx retry with
+    A 2xx marks the escalation resumed, unless it came after the decision's valid_until:
+    then the escalation is expired instead (the agent must not act on it). Network errors, 408, 429 and 5xx retry with
     exponential backoff and jitter within the retry window (outbox's give-up rule:
     WEBHOOK_RETRY_FOR_SECONDS after the delivery was queued); other
     4xx stop. Returns the delivery; `next_attempt_at` tells when to try again.
@@ -200,6 +201,9 @@ def delivery_record_attempt(
                 decision = Decision.objects.only("decided_at").get(escalation_id=escalation.pk)
                 latency = (now - decision.decided_at).total_seconds()
                 metrics.observe_on_commit(metrics.DECISION_TO_WEBHOOK, latency)
+            else:
+                # Answered after the decision's valid_until: not resumed, expired.
+                callbacks.expire_if_past(escalation, now, actor="webhook")
         elif finished:
             pass
         else:

@@ -1,5 +1,5 @@
 """Periodic jobs (beat): lapsed claims freed, timeouts applied, priorities refreshed,
-escalation levels advanced, idempotency keys forgotten. Each takes at most BATCH_SIZE rows
+escalation levels advanced, decisions past their lifetime expired, idempotency keys forgotten. Each takes at most BATCH_SIZE rows
 a call, in short transactions."""
 
 import logging
@@ -17,7 +17,7 @@ from escalations.errors import AlreadyDecided, DomainError
 from escalations.models import Decision, Escalation, Event
 from escalations.transport import events
 
-from . import decisions, first_look, intake, timeline
+from . import callbacks, decisions, first_look, intake, timeline
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,23 @@ def claims_expire(*, now: datetime | None = None) -> int:
                 events.announce(escalation, "released", actor="timeout")
                 expired += 1
     return expired
+
+
+def decisions_expire(*, now: datetime | None = None) -> int:
+    """Expire decided escalations the agent never acknowledged (nor took by webhook)
+    before their decision's valid_until: status `expired`, an `expired` event, a live
+    update (callbacks.expire_if_past, a conditional UPDATE per row in its own short
+    transaction: an ack landing first wins). At most BATCH_SIZE rows, the longest past
+    first. Returns how many."""
+    now = now or timezone.now()
+    due = (
+        Escalation.objects.filter(status=Escalation.Status.DECIDED, decision__valid_until__lt=now)
+        .order_by("decision__valid_until")
+        .only("pk", "status", "updated_at", "agent_id", "priority")[:BATCH_SIZE]
+    )
+    return sum(
+        callbacks.expire_if_past(escalation, now, actor="decision lifetime") for escalation in list(due)
+    )
 
 
 def timeouts_apply(*, now: datetime | None = None) -> int:
