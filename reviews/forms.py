@@ -69,6 +69,9 @@ class DecisionForm(ServiceErrorsMixin, forms.Form):
     override_claim = forms.BooleanField(required=False)
 
     def __init__(self, *args, escalation: Escalation, user=None, **kwargs) -> None:
+        # The panel shows one form a kind: each kind's fields get ids of their own, so a
+        # label names its own box (the option form keeps Django's "id_" ids).
+        kwargs.setdefault("auto_id", "id_%s" if self.KIND == Decision.Kind.OPTION else f"{self.KIND}-%s")
         super().__init__(*args, **kwargs)
         self.escalation = escalation
         self.user = user
