@@ -24,6 +24,8 @@ PYTEST_ARGS ?=
 
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_TEST := $(VENV)/.installed-test
+# axe-core for the accessibility test (make axe-install)
+AXE_STAMP := tests/node_modules/.installed
 LOCK := requirements/prod.lock
 DEV_LOCK := requirements/dev.lock
 CLIENT_LOCK := clients/python/requirements.lock
@@ -32,7 +34,7 @@ export HOST PORT
 
 CLIENT_VENV ?= .venv-client
 
-.PHONY: help run serve test test-client test-ts ts-install lint typecheck screenshots format lock bench bench-insights bench-queue bench-metrics bench-all migrate seed worker beat check venv install install-test clean
+.PHONY: help run serve test test-client test-ts ts-install axe-install lint typecheck screenshots format lock bench bench-insights bench-queue bench-metrics bench-all migrate seed worker beat check venv install install-test clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -105,7 +107,7 @@ beat: $(STAMP_RUN) ## Celery beat on REDIS_URL (production shape only; run exact
 # applied); with CI set it is created afresh. ARGS=--create-db recreates it locally.
 REUSE_DB := $(if $(CI),,--reuse-db)
 # Then the TypeScript client's live tests (make test-ts), unless ARGS/PYTEST_ARGS pick tests.
-test: $(STAMP_TEST) ## run the tests: pytest (ARGS / PYTEST_ARGS pass through), then make test-ts
+test: $(STAMP_TEST) $(AXE_STAMP) ## run the tests: pytest (ARGS / PYTEST_ARGS pass through), then make test-ts
 	@set +e; $(PY) -m pytest $(REUSE_DB) $(ARGS) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests (exit 5): nothing was tested" >&2; fi; \
 	if [ -z "$(strip $(ARGS)$(PYTEST_ARGS))" ]; then $(MAKE) --no-print-directory test-ts || { [ $$rc -ne 0 ] || rc=1; }; fi; \
@@ -123,14 +125,25 @@ $(CLIENT_VENV)/.installed: $(CLIENT_LOCK) clients/python/pyproject.toml | $(PY)
 test-client: $(STAMP_TEST) $(CLIENT_VENV)/.installed ## the agent client's tests, live ones against a real server
 	cd clients/python && ../../$(CLIENT_VENV)/bin/python -m pytest $(ARGS)
 
+# The browser tests' npm packages (tests/package.json: axe-core, which the accessibility
+# test injects into each page), from tests/package-lock.json only (npm ci). Node 20+ and npm.
+NEED_NODE = @command -v npm >/dev/null 2>&1 && node -e 'process.exit(Number(process.versions.node.split(".")[0]) < 20 ? 1 : 0)' || \
+	  { echo "error: $(1) needs Node 20+ and npm (node is $$(node --version 2>&1 || echo missing))" >&2; exit 1; }
+$(AXE_STAMP): tests/package-lock.json tests/package.json
+	$(call NEED_NODE,the accessibility test (axe-core))
+	@echo "==> installing the browser tests' packages from tests/package-lock.json (npm ci)"
+	cd tests && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+axe-install: $(AXE_STAMP) ## the browser tests' npm packages (axe-core), from their lockfile (npm ci)
+
 # The TypeScript client (clients/typescript): Node 20+ and npm, its packages from
 # package-lock.json only (npm ci). Its tests start the real server with the server's venv
 # (embedded SQLite in a temporary directory, or DATABASE_URL + REDIS_URL when both are set).
 TS_DIR := clients/typescript
 TS_STAMP := $(TS_DIR)/node_modules/.installed
 $(TS_STAMP): $(TS_DIR)/package-lock.json $(TS_DIR)/package.json
-	@command -v npm >/dev/null 2>&1 && node -e 'process.exit(Number(process.versions.node.split(".")[0]) < 20 ? 1 : 0)' || \
-	  { echo "error: the TypeScript client needs Node 20+ and npm (node is $$(node --version 2>&1 || echo missing))" >&2; exit 1; }
+	$(call NEED_NODE,the TypeScript client)
 	@echo "==> installing the TypeScript client's packages from $(TS_DIR)/package-lock.json (npm ci)"
 	cd $(TS_DIR) && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@

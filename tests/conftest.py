@@ -9,6 +9,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -181,6 +182,13 @@ def free_port() -> int:
 def live_server_asgi(transactional_db) -> Iterator[str]:
     """The real ASGI application under uvicorn on 127.0.0.1, in a thread of this process
     (so it shares the test database and, in the embedded mode, the in-process layers)."""
+    with serve_asgi() as base:
+        yield base
+
+
+@contextmanager
+def serve_asgi() -> Iterator[str]:
+    """live_server_asgi's server, for a fixture of any scope: its base URL while it runs."""
     import uvicorn
 
     from handoff_site.asgi import application
