@@ -19,6 +19,16 @@ def test_the_flagged_list_is_cleared_with_the_keyboard(live_server_asgi, browser
     assert count.text_content() == "3"
     assert page.locator("[data-flagged-row]").first.text_content().count("Flagged 1") == 1
 
+    # `?` lists this page's own keys in the shared dialog, as on every other page
+    page.keyboard.press("?")
+    dialog = page.locator("#shortcuts")
+    assert dialog.is_visible()
+    keys = [" ".join(t.split()) for t in dialog.locator("dt").all_text_contents()]
+    assert keys == ["j / k", "f", "x", "Enter", "?"], keys
+    assert "Fine: mark the selected one fine" in dialog.text_content()
+    page.keyboard.press("Escape")
+    dialog.wait_for(state="hidden")
+
     # x selects the first row, j moves on, f marks the second fine: only the second goes
     page.keyboard.press("x")
     page.keyboard.press("j")

@@ -173,7 +173,7 @@ def test_at_390_px_no_page_scrolls_sideways_and_the_uncertainty_comes_before_dec
     assert page.locator("[data-action-bar]").count() == 0
 
     manager_page = sign_in(browser, base, "maya", viewport=PHONE)
-    for path in ("/insights/", "/policies/", "/policies/default", "/agents/"):
+    for path in ("/insights/", "/policies/", "/policies/default", "/agents/", "/members/", "/account/", "/flagged/"):
         manager_page.goto(base + path)
         no_sideways_scroll(manager_page)
     assert page.js_errors == manager_page.js_errors == []
