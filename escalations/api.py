@@ -25,6 +25,7 @@ from .problems import Problem
 from .schemas import (
     DECISIONS_CURSOR_RE,
     IDEMPOTENCY_KEY_RE,
+    AnswerIn,
     DecisionsPageOut,
     EscalationIn,
     EscalationOut,
@@ -165,9 +166,12 @@ def create_escalation(
 def get_escalation(
     request: AgentRequest,
     escalation_id: str,
-    wait: int = Query(0, ge=0, le=60, description="Seconds to wait while it is open (0-60)."),
+    wait: int = Query(
+        0, ge=0, le=60, description="Seconds to wait while it waits for a reviewer (0-60)."
+    ),
 ) -> HttpResponse:
-    """With `wait`, the answer comes as soon as the escalation leaves the open states."""
+    """With `wait`, the answer comes as soon as the escalation leaves the queue (pending or
+    claimed): decided, withdrawn, or awaiting_agent (a reviewer's question to answer)."""
     found = read_escalation_as_agent(request, escalation_id)
     status, headers, body = agent_read_answer(found, request.headers.get("If-None-Match", ""))
     response = HttpResponse(body, status=status, content_type=headers.pop("Content-Type", None))
@@ -224,6 +228,20 @@ def list_decisions(
 def acknowledge(request: AgentRequest, escalation_id: str) -> HttpResponse:
     escalation = get_own_escalation(request, escalation_id)
     escalation = services.escalation_acknowledge(escalation=escalation)
+    return json_response(request, escalation_dict(escalation), ETag=etag_for(escalation))
+
+
+@router.post(
+    "/escalations/{escalation_id}/answer",
+    response={200: EscalationOut, 404: ProblemOut, 409: ProblemOut, 422: ProblemOut},
+    summary="Answer a reviewer's question",
+)
+def answer(request: AgentRequest, escalation_id: str, payload: AnswerIn):
+    """Status awaiting_agent: the escalation goes back to the queue (pending) with its
+    priority; the answer's history steps and links are appended to the package, and its
+    respond_by moves on by the time the question waited. No open question: 409."""
+    escalation = get_own_escalation(request, escalation_id)
+    escalation = services.escalation_answer(escalation=escalation, answer=payload.to_input())
     return json_response(request, escalation_dict(escalation), ETag=etag_for(escalation))
 
 

@@ -84,6 +84,23 @@ class PackageInput:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class AnswerInput:
+    """The agent's answer to a reviewer's question: text, and history steps and links to
+    append to the package."""
+
+    text: str
+    history: tuple[StepInput, ...] = ()
+    links: tuple[dict[str, Any], ...] = ()
+
+    @classmethod
+    def of(cls, text: str, history: Any, links: Any) -> "AnswerInput":
+        """From the agent API's schema (escalations.schemas.AnswerIn): steps and links as
+        the package stores them."""
+        steps = tuple(StepInput(s.at, s.model_dump(mode="json", exclude_none=True)) for s in history)
+        return cls(text, steps, tuple(link.model_dump(mode="json") for link in links))
+
+
 def fingerprint(body: Any) -> str:
     """The same body, whatever its key order or spacing, gives the same fingerprint."""
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

@@ -118,8 +118,10 @@ def tools() -> list[types.Tool]:
         types.Tool(
             name="wait_for_decision",
             description=(
-                "The escalation, once it leaves the open states (decided, withdrawn...), or "
-                "after `wait` seconds with its state then. Call again while it is open."
+                "The escalation, once it leaves the queue (decided, withdrawn..., or "
+                "awaiting_agent: a reviewer asks a question in `question`, answer it with "
+                "answer_question), or after `wait` seconds with its state then. Call again "
+                "while it is pending or claimed."
             ),
             input_schema={
                 "type": "object",
@@ -228,16 +230,9 @@ def _withdraw(caller: Caller, arguments: dict[str, Any]) -> dict[str, Any]:
 
 def _answer(caller: Caller, arguments: dict[str, Any]) -> dict[str, Any]:
     escalation_id = _require_id(arguments)
-    _validate(AnswerIn, {k: v for k, v in arguments.items() if k != "id"})
-    own_escalation(caller.agent, escalation_id)
-    # API.md's POST /escalations/{id}/answer is not built yet (reviewers cannot ask
-    # questions yet either, so no escalation is awaiting_agent): say so, plainly.
-    raise Problem(
-        501,
-        "answer_question is not available on this server yet: reviewers cannot ask an agent "
-        "a question here, so there is no question to answer.",
-        type="not-implemented",
-    )
+    body = _validate(AnswerIn, {k: v for k, v in arguments.items() if k != "id"})
+    escalation = own_escalation(caller.agent, escalation_id)
+    return escalation_dict(services.escalation_answer(escalation=escalation, answer=body.to_input()))
 
 
 def _read(caller: Caller, pk: uuid.UUID) -> dict[str, Any]:

@@ -85,3 +85,20 @@ class PendingApprovalOut(EscalationOut):
     approvals: ApprovalsOut | None
 
 
+
+
+class QuestionIn(Schema):
+    text: str = Field(min_length=1, max_length=4000, description="What the agent should tell you.")
+
+
+class EventOut(Schema):
+    at: datetime
+    kind: str
+    actor: str = Field(description="Who: a reviewer, the agent's name, policy, timeout, webhook...")
+    data: dict[str, Any]
+
+
+class EventsOut(Schema):
+    """The audit timeline of one escalation, oldest first."""
+
+    items: list[EventOut]

@@ -25,6 +25,7 @@ from pydantic_core import PydanticCustomError
 
 from .inputs import (
     ActionInput,
+    AnswerInput,
     DelayInput,
     GateInput,
     OptionInput,
@@ -304,6 +305,9 @@ class AnswerIn(Strict):
     history: Annotated[list[StepIn], Field(max_length=2000)] = []
     links: Annotated[list[LinkIn], Field(max_length=20)] = []
 
+    def to_input(self) -> AnswerInput:
+        return AnswerInput.of(self.text, self.history, self.links)
+
 
 class DecisionIn(Strict):
     model_config = ConfigDict(extra="ignore", json_schema_extra={"examples": [
@@ -327,7 +331,7 @@ class DecisionIn(Strict):
 # What the server answers, for the OpenAPI document: the views build their JSON by hand
 # (escalations.wire), and tests/test_schemathesis.py holds every answer to these shapes.
 
-Status = Literal["pending", "claimed", "decided", "resumed", "withdrawn", "expired"]
+Status = Literal["pending", "claimed", "awaiting_agent", "decided", "resumed", "withdrawn", "expired"]
 DecidedByType = Literal["human", "machine", "policy", "timeout"]
 assert set(get_args(Status)) == set(Escalation.Status.values)
 assert set(get_args(DecidedByType)) == set(Decision.DecidedBy.values)
@@ -357,6 +361,12 @@ class DecisionOut(Schema):
     )
 
 
+class QuestionOut(Schema):  # asked_by: the reviewer (a person or a machine reviewer)
+    text: str
+    asked_by: str
+    asked_at: datetime
+
+
 class EscalationOut(Schema):
     id: uuid.UUID
     run_id: str
@@ -370,6 +380,7 @@ class EscalationOut(Schema):
     confidence: Annotated[float, Field(ge=0, le=1)]
     calibrated_confidence: float | None = Field(description="`confidence` through the agent's calibration, or null.")
     domain: str
+    question: QuestionOut | None = Field(description="The open question (awaiting_agent) or null.")
     respond_by: datetime | None
     created_at: datetime
     updated_at: datetime
@@ -444,7 +455,7 @@ class ClaimOut(Schema):
 class WebhookEventOut(Schema):
     """The body of a webhook POST to the agent's resume_url."""
 
-    event: Literal["escalation.decided"]
+    event: Literal["escalation.decided", "escalation.question"]
     delivery_id: uuid.UUID = Field(description="Dedupe on it: deliveries are at least once.")
     escalation: EscalationOut
 

@@ -37,6 +37,7 @@ from .models import (
     Escalation,
     EscalationLevel,
     EscalationQuerySet,
+    Event,
     GateCheck,
     Policy,
     PolicyVersion,
@@ -44,7 +45,7 @@ from .models import (
     Run,
 )
 from .policy import Change, rules_changes
-from .wire import decision_wire, escalation_url, iso
+from .wire import decision_wire, escalation_url, iso, question_dict
 
 # Who asks: request.user (the views behind sign-in never see an anonymous one).
 Viewer = AbstractBaseUser | AnonymousUser
@@ -64,6 +65,11 @@ def escalation_page(user: Viewer) -> QuerySet[Escalation]:
         .select_related("flag_review")
         .prefetch_related("events", Prefetch("deliveries", queryset=deliveries))
     )
+
+
+def escalation_events(escalation: Escalation) -> QuerySet[Event]:
+    """The escalation's timeline, oldest first (the reviewer API's audit trail)."""
+    return Event.objects.filter(escalation=escalation).order_by("at", "id")
 
 
 def runs_taken_over_by(user: Viewer) -> QuerySet[Run]:
@@ -105,6 +111,7 @@ def reviewers_assignable() -> QuerySet[AbstractBaseUser]:
 AGENT_READ_SQL = """
 SELECT e.id, e.status, e.title, e.tier, e.tier_reasons, e.priority, e.priority_reasons, e.reason,
        e.confidence, e.calibrated_confidence, e.domain, e.respond_by, e.created_at, e.updated_at, r.run_id,
+       e.question_text, e.question_by, e.question_at,
        a.id, a.daily_budget, a.budget_day, a.budget_used,
        d.kind, d.option_key, d.args, d.instruction, d.decided_by_type, d.decided_by_name,
        d.decided_at, d.valid_until, a.signing_secret
@@ -162,7 +169,8 @@ def escalation_read_for_token(escalation_id: uuid.UUID, token_hash: str) -> Agen
     if row is None:
         return None
     (pk, status, title, tier, tier_reasons, priority, priority_reasons, reason, confidence, calibrated, domain,
-     respond_by, created_at, updated_at, run_id, agent_id, daily_budget, budget_day,
+     respond_by, created_at, updated_at, run_id, question_text, question_by, question_at,
+     agent_id, daily_budget, budget_day,
      budget_used, kind, option_key, args, instruction, decided_by_type, decided_by_name,
      decided_at, valid_until, secret) = row
     escalation_id = as_uuid(pk)
@@ -188,6 +196,7 @@ def escalation_read_for_token(escalation_id: uuid.UUID, token_hash: str) -> Agen
         "confidence": confidence,
         "calibrated_confidence": calibrated,
         "domain": domain,
+        "question": question_dict(status, question_text, question_by, as_time(question_at)),
         "respond_by": iso(as_time(respond_by)),
         "created_at": iso(as_time(created_at)),
         "updated_at": iso(updated_at),

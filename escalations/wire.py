@@ -59,6 +59,13 @@ def _agent_secret(escalation: Escalation) -> str:
     return Agent.objects.filter(pk=escalation.agent_id).values_list("signing_secret", flat=True).get()
 
 
+def question_dict(status: str, text: str, asked_by: str, asked_at: datetime | None) -> dict[str, Any] | None:
+    """The open question (API.md: `question`), only while the escalation awaits the agent."""
+    if status != Escalation.Status.AWAITING_AGENT:
+        return None
+    return {"text": text, "asked_by": asked_by, "asked_at": iso(asked_at)}
+
+
 def escalation_url(escalation_id: uuid.UUID | str) -> str:
     return f"{settings.PUBLIC_URL}/escalations/{escalation_id}"
 
@@ -82,6 +89,9 @@ def escalation_dict(escalation: Escalation) -> dict[str, Any]:
         "confidence": escalation.confidence,
         "calibrated_confidence": escalation.calibrated_confidence,
         "domain": escalation.domain,
+        "question": question_dict(
+            escalation.status, escalation.question_text, escalation.question_by, escalation.question_at
+        ),
         "respond_by": iso(escalation.respond_by),
         "created_at": iso(escalation.created_at),
         "updated_at": iso(escalation.updated_at),

@@ -44,7 +44,7 @@ BUDGET_HEADERS = {
 # Errors answered once the agent is known carry its budget too; the ones that may be answered
 # before (a bad token, an oversized body, a rate limit, a NUL in the query) may not.
 BUDGET_ON = {"2", "304", "404", "409", "415", "422"}
-ETAG_OPERATIONS = {"create_escalation", "get_escalation", "acknowledge", "withdraw"}
+ETAG_OPERATIONS = {"create_escalation", "get_escalation", "acknowledge", "withdraw", "answer"}
 
 # Where an escalation's id leads (OpenAPI links: what a client, or a fuzzer, does next).
 ID_LINKS = {
@@ -59,7 +59,7 @@ ID_LINKS = {
 LINKS_FROM = {"create_escalation": ("200", "201"), "get_escalation": ("200",), "detail": ("200",)}
 
 WEBHOOK_HEADERS = {
-    "Handoff-Event": "The event: escalation.decided.",
+    "Handoff-Event": "The event: escalation.decided or escalation.question.",
     "Handoff-Delivery": "The delivery's id (also `delivery_id` in the body).",
     "Handoff-Signature": 't=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>',
 }
@@ -154,7 +154,21 @@ def _webhooks(schema: dict) -> dict:
             "default": {"description": "Not received: retried as above (other 4xx: not retried)."},
         },
     }
-    return {"escalation.decided": {"post": post}}
+    question = {
+        **post,
+        "summary": "A reviewer's question, pushed to the agent's resume_url",
+        "description": (
+            "Sent when a reviewer (a person or a machine reviewer) asks the agent a question: "
+            "the escalation is awaiting_agent and carries it in `question`. Answer with POST "
+            "/api/v1/escalations/{id}/answer. Signed, retried and recorded as a decision is; "
+            "its 2xx changes no status."
+        ),
+        "responses": {
+            "2XX": {"description": "Received (the status stays awaiting_agent)."},
+            "default": post["responses"]["default"],
+        },
+    }
+    return {"escalation.decided": {"post": post}, "escalation.question": {"post": question}}
 
 
 def complete(document: dict) -> dict:

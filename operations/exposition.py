@@ -95,7 +95,7 @@ def gauge_families(now=None) -> Iterator[Metric]:
     )
     tiers = sorted(set(TIERS) | {tier for tier, _ in depth})
     for tier in tiers:
-        for status in Escalation.OPEN_STATUSES:
+        for status in Escalation.QUEUE_STATUSES:
             queue.add_metric([str(tier), str(status)], depth.get((tier, status), 0))
     yield queue
     oldest = selectors.oldest_open_created_at()

@@ -17,13 +17,13 @@ UNFINISHED = ("pending", "sending", "retrying")
 
 def queue_depth() -> dict[tuple[int, str], int]:
     """{(tier, status): open escalations} (esc_open_tier_idx, an index-only scan)."""
-    rows = Escalation.objects.open().values_list("tier", "status").annotate(n=Count("pk")).order_by()
+    rows = Escalation.objects.in_queue().values_list("tier", "status").annotate(n=Count("pk")).order_by()
     return {(tier, status): n for tier, status, n in rows}
 
 
 def oldest_open_created_at() -> datetime | None:
     """When the oldest open escalation was created (esc_open_age_idx: one index entry)."""
-    return Escalation.objects.open().order_by("created_at").values_list("created_at", flat=True).first()
+    return Escalation.objects.in_queue().order_by("created_at").values_list("created_at", flat=True).first()
 
 
 def outbox_by_status(model) -> dict[str, int]:

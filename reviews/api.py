@@ -11,7 +11,9 @@ from escalations.models import AgentToken, Escalation, hash_token
 from escalations.precedents import similar_dicts
 from escalations.problems import Problem
 from escalations.review_schemas import (
+    EventsOut,
     PendingApprovalOut,
+    QuestionIn,
     RecommendationIn,
     RecommendationOut,
     ReviewerEscalationOut,
@@ -263,6 +265,37 @@ def recommend(request, escalation_id: str, payload: RecommendationIn):
     except services.AlreadyDecided as exc:
         raise _decided_conflict(exc) from None
     return json_response(request, recommendation_dict(recommendation), status=201)
+
+
+@router.post(
+    "/escalations/{escalation_id}/question",
+    response={201: EscalationOut, 403: ProblemOut, 404: ProblemOut, 409: ProblemOut, 422: ProblemOut},
+)
+def question(request, escalation_id: str, payload: QuestionIn):
+    """Ask the agent for more information: 201 with the escalation, status awaiting_agent
+    (out of the queue until the agent answers; the agent gets the `escalation.question`
+    webhook and its long-poll answers). 409 when it is decided, someone else holds a live
+    claim, or a question is already open."""
+    escalation = _escalation(request, escalation_id)
+    try:
+        services.escalation_ask(escalation_id=escalation.pk, user=request.auth, text=payload.text)
+    except services.AlreadyDecided as exc:
+        raise _decided_conflict(exc) from None
+    except services.ClaimedByOther as exc:
+        raise _claim_conflict(exc) from None
+    return json_response(request, escalation_dict(_escalation(request, escalation_id)), status=201)
+
+
+@router.get("/escalations/{escalation_id}/events", response={200: EventsOut, 403: ProblemOut, 404: ProblemOut})
+def timeline(request, escalation_id: str):
+    """The audit timeline, oldest first: every change, who made it (`actor`: a reviewer, the
+    agent's name, policy, timeout, webhook...) and what it carried (`data`)."""
+    escalation = _escalation(request, escalation_id)
+    items = [
+        {"at": iso(event.at), "kind": event.kind, "actor": event.actor, "data": event.data}
+        for event in selectors.escalation_events(escalation)
+    ]
+    return json_response(request, {"items": items})
 
 
 def approvals_dict(state: selectors.ApprovalState | None) -> dict | None:

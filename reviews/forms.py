@@ -310,6 +310,19 @@ class CommentForm(ServiceErrorsMixin, forms.Form):
     )
 
 
+class QuestionForm(ServiceErrorsMixin, forms.Form):
+    """A question to the agent (escalations.services.questions)."""
+
+    text = forms.CharField(
+        max_length=4000,
+        label="Ask the agent",
+        help_text="It leaves the queue until the agent answers (by webhook and its long-poll); "
+        "the answer comes back on the timeline.",
+        error_messages={"required": "Write the question first."},
+        widget=forms.Textarea(attrs={"rows": 2}),
+    )
+
+
 class FlagReviewForm(ServiceErrorsMixin, forms.Form):
     """A look at a tier-2 escalation the policy decided: fine, or which option it should
     have been (any option but the one the policy chose)."""

@@ -33,6 +33,7 @@ class Tab:
 TABS = (
     Tab("open", "Open", "Nothing waits for a human"),
     Tab("mine", "Mine", "You have claimed nothing"),
+    Tab("waiting", "Waiting for agent", "No question waits for an agent's answer"),
     Tab("flagged", "Flagged", "No flagged decisions to look at"),
     Tab("overdue", "Overdue", "Nothing is overdue"),
     Tab("decided", "Decided today", "Nothing decided yet today"),
@@ -69,16 +70,18 @@ def flagged() -> Q:
 
 def in_tab(queryset: EscalationQuerySet, tab: str, *, user, now: datetime) -> EscalationQuerySet:
     if tab == "mine":
-        return queryset.open().filter(live_claim_by(user, now))
+        return queryset.in_queue().filter(live_claim_by(user, now))
     if tab == "flagged":
         return queryset.filter(flagged())
     if tab == "overdue":
         return queryset.overdue(now)
     if tab == "decided":
         return queryset.filter(decision__decided_at__gte=start_of_day(now))
+    if tab == "waiting":
+        return queryset.filter(status=Escalation.Status.AWAITING_AGENT)
     if tab == "closed":
         return queryset.exclude(status__in=Escalation.OPEN_STATUSES)
-    return queryset.open()
+    return queryset.in_queue()
 
 
 # Tabs are counted up to this many; past it a tab says "999+" (a COUNT is linear in the
@@ -102,13 +105,14 @@ def tab_counts(user, *, now: datetime, search: str = "") -> dict[str, int]:
     COUNT_CAP means "more than COUNT_CAP".
     """
     visible = matching(escalations_for_reviewer(user).select_related(None), search)
-    opened = visible.open()
+    opened = visible.in_queue()
     tabs = {
         "open": opened,
         "mine": opened.filter(live_claim_by(user, now)),
         "overdue": opened.filter(respond_by__lt=now),
         "flagged": visible.filter(flagged()),
         "decided": visible.filter(decision__decided_at__gte=start_of_day(now)),
+        "waiting": visible.filter(status=Escalation.Status.AWAITING_AGENT),
     }
     # No ORDER BY (the model's would sort every row before the LIMIT).
     return {key: rows.order_by().values("pk")[: COUNT_CAP + 1].count() for key, rows in tabs.items()}

@@ -27,6 +27,7 @@ urlpatterns = [
     path("escalations/<uuid:escalation_id>/claim/renew", views.claim_renew, name="claim_renew"),
     path("escalations/<uuid:escalation_id>/reassign", views.reassign, name="reassign"),
     path("escalations/<uuid:escalation_id>/comment", views.comment, name="comment"),
+    path("escalations/<uuid:escalation_id>/ask", views.ask, name="ask"),
     path("escalations/<uuid:escalation_id>/flag-review", views.flag_review, name="flag_review"),
     path("flagged/", views_flagged.flagged_backlog, name="flagged"),
     path("flagged/fine", views_flagged.flagged_fine, name="flagged_fine"),

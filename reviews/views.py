@@ -16,7 +16,7 @@ from django_htmx.middleware import HtmxDetails
 
 from escalations import calibration, precedents, selectors, services
 from escalations.errors import DomainError, Invalid
-from escalations.models import Decision, Escalation
+from escalations.models import Decision, Escalation, Event
 from people.roles import is_manager, reviewer_required
 
 from . import forms, refusals
@@ -93,18 +93,15 @@ def _respond(request, escalation_id, *, form=None, notice="", level=messages.INF
     )
 
 
-def _respond_claim(
-    request, escalation_id, *, notice="", level=messages.INFO, status=200, reassign_form=None
-):
-    """After a claim, release or reassign: the claim box for htmx (the forms keep what was
-    typed). Without JS, a redirect; or the page, when the reassign form has errors."""
+def _respond_claim(request, escalation_id, *, notice="", level=messages.INFO, status=200, **bound):
+    """After a claim, release, reassign or question: the claim box for htmx (the forms keep
+    what was typed). Without JS, a redirect; or the page, when a form (`bound`: the reassign
+    or question form) has errors."""
     escalation = _escalation(request, escalation_id)
-    if reassign_form is None and (not request.htmx or not escalation.is_open):
+    if not bound and (not request.htmx or not escalation.is_open):
         response = _respond(request, escalation_id, notice=notice, level=level, status=status)
         return retarget(response, "#decision-panel") if request.htmx else response
-    context = _context(
-        escalation, user=request.user, claim_notice=notice, reassign_form=reassign_form
-    )
+    context = _context(escalation, user=request.user, claim_notice=notice, **bound)
     template = f"{DETAIL}#claim-update" if request.htmx else DETAIL
     return TemplateResponse(request, template, context, status=status)
 
@@ -186,7 +183,33 @@ def claim(request: HtmxHttpRequest, escalation_id) -> HttpResponse:
         return _claim_refused(request, escalation.pk, f"{holder} has already claimed this.")
     except services.AlreadyDecided as exc:
         return _claim_refused(request, escalation.pk, _closed_notice(exc.escalation))
+    except DomainError as refusal:  # it waits for the agent's answer
+        return _claim_refused(request, escalation.pk, refusals.notice(refusal))
     return _respond_claim(request, escalation.pk, notice="Claimed: it is yours for now.")
+
+
+@reviewer_required
+@require_POST
+def ask(request: HtmxHttpRequest, escalation_id) -> HttpResponse:
+    """Ask the agent a question: the escalation waits for its answer, out of the queue."""
+    escalation = _escalation(request, escalation_id)
+    form = forms.QuestionForm(request.POST)
+    if form.is_valid():
+        try:
+            services.escalation_ask(
+                escalation_id=escalation.pk, user=request.user, text=form.cleaned_data["text"]
+            )
+        except services.ClaimedByOther as exc:
+            notice = f"{_holder(exc.escalation)} has claimed this: only they can ask now."
+            return _claim_refused(request, escalation.pk, notice)
+        except services.AlreadyDecided as exc:
+            return _claim_refused(request, escalation.pk, _closed_notice(exc.escalation))
+        except DomainError as refusal:
+            form.add_refusal(refusal)
+        else:
+            notice = "Question sent: this waits for the agent's answer, out of the queue."
+            return _respond_claim(request, escalation.pk, notice=notice, level=messages.SUCCESS)
+    return _respond_claim(request, escalation.pk, status=422, question_form=form)
 
 
 @reviewer_required
@@ -240,12 +263,20 @@ def page_forms(escalation: Escalation, decision, **bound) -> dict:
     return {
         "reassign_form": bound.get("reassign_form") or forms.ReassignForm(),
         "comment_form": bound.get("comment_form") or forms.CommentForm(),
+        "question_form": bound.get("question_form") or forms.QuestionForm(),
+        "last_answer": _last_answer(escalation),
         "flaggable": flaggable,
         "flag_review": flag_review,
         "flag_form": flag_form,
         "claim_renew_seconds": CLAIM_RENEW_SECONDS,
         "claim_lease_minutes": settings.CLAIM_LEASE_SECONDS // 60,
     }
+
+
+def _last_answer(escalation: Escalation):
+    """The agent's latest answer to a question (from the page's prefetched timeline)."""
+    answers = [e for e in escalation.events.all() if e.kind == Event.Kind.QUESTION_ANSWERED]
+    return answers[-1] if answers else None
 
 
 # The open page renews its claim this often; the lease (CLAIM_LEASE_SECONDS) is far longer.

@@ -47,7 +47,7 @@ def test_every_answer_to_an_agent_documents_its_budget_headers(document):
     agent_operations = [
         (name, operation) for name, operation in operations(document) if "/review/" not in name
     ]
-    assert len(agent_operations) == 6
+    assert len(agent_operations) == 7
     for name, operation in agent_operations:
         for status, response in operation["responses"].items():
             if status[0] == "2" or status in ("304", "404", "409", "422"):

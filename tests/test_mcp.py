@@ -161,6 +161,28 @@ def test_tools_schemas_escalate_wait_decide_ack(server, agent_token, reviewer_to
             assert still.structured_content["status"] == "pending"
             assert 0.9 < time.monotonic() - started < 10
 
+            # A reviewer's question: the wait answers with it, answer_question puts it back.
+            asked = httpx.post(
+                f"{server}/api/v1/review/escalations/{escalation['id']}/question",
+                headers={"Authorization": f"Bearer {reviewer_token}"},
+                json={"text": "Which callers did you find?"},
+            )
+            assert asked.status_code == 201, asked.text
+            awaiting = await call(client, "wait_for_decision", {"id": escalation["id"], "wait": 30})
+            assert awaiting.structured_content["status"] == "awaiting_agent"
+            assert awaiting.structured_content["question"]["text"] == "Which callers did you find?"
+            answered = await call(
+                client,
+                "answer_question",
+                {
+                    "id": escalation["id"],
+                    "text": "billing/ and billing/legacy.",
+                    "history": [{"at": "2026-01-01T00:00:00Z", "action": "grep callers"}],
+                },
+            )
+            assert not answered.is_error, answered.content
+            assert answered.structured_content["status"] == "pending"
+            assert answered.structured_content["question"] is None
             decided_at: list[float] = []
             decider = decide_later(
                 server,
@@ -266,7 +288,7 @@ def test_incomplete_package_is_a_tool_error_naming_each_field(server, agent_toke
                 {"id": open_one.structured_content["id"], "text": "The logs say 3 rows."},
             )
             assert answer.is_error
-            assert "not available on this server yet" in answer.content[0].text
+            assert "No question is open on this escalation (it is withdrawn)" in answer.content[0].text
 
     asyncio.run(scenario())
 

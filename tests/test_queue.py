@@ -175,7 +175,7 @@ def test_tabs_list_their_rows_and_count_them(agent, reviewer, other_reviewer, re
 
     page = get(reviewer_client)
     counts = dict(re.findall(r'data-count="(\w+)">(\d+)<', page))
-    assert counts == {"open": "3", "mine": "1", "flagged": "1", "overdue": "1", "decided": "4"}
+    assert counts == {"open": "3", "mine": "1", "waiting": "0", "flagged": "1", "overdue": "1", "decided": "4"}
     assert set(titles(page)) == {"Mine", "Theirs", "Late"}
     assert titles(get(reviewer_client, tab="mine")) == ["Mine"]
     assert titles(get(reviewer_client, tab="flagged")) == ["Flagged by policy"]
@@ -407,9 +407,9 @@ def test_query_count_does_not_grow_with_the_page(api, reviewer, other_reviewer, 
         post_package(api, run_id=f"f{n}", confidence=0.8)
         if n % 2:
             services.escalation_claim(escalation_id=e.pk, user=reviewer if n % 3 else other_reviewer)
-    assert count_queries(reviewer_client, QUEUE + params) == few == 11
+    assert count_queries(reviewer_client, QUEUE + params) == few == 12
     # the row view draws no filter form: no agent and domain choices to read
-    assert count_queries(reviewer_client, row_url(first) + params) == 9
+    assert count_queries(reviewer_client, row_url(first) + params) == 10
 
 
 # ---------------------------------------------------------------- escaping

@@ -3,7 +3,7 @@ their timeline events."""
 
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -43,16 +43,23 @@ class Run(models.Model):
 
 class EscalationQuerySet(models.QuerySet["Escalation"]):
     def open(self) -> "EscalationQuerySet":
+        """Not decided yet: in the queue, or waiting for the agent's answer to a question."""
         return self.filter(status__in=Escalation.OPEN_STATUSES)
 
+    def in_queue(self) -> "EscalationQuerySet":
+        """Open and waiting for a person (pending or claimed): the queue, the periodic jobs'
+        clocks. An escalation awaiting the agent's answer is open but not in the queue."""
+        return self.filter(status__in=Escalation.QUEUE_STATUSES)
+
     def overdue(self, now: datetime) -> "EscalationQuerySet":
-        return self.open().filter(respond_by__lt=now)
+        return self.in_queue().filter(respond_by__lt=now)
 
 
 class Escalation(models.Model):
     class Status(models.TextChoices):
         PENDING = "pending"
         CLAIMED = "claimed"
+        AWAITING_AGENT = "awaiting_agent", "Waiting for agent"
         DECIDED = "decided"
         RESUMED = "resumed"
         WITHDRAWN = "withdrawn"
@@ -75,7 +82,8 @@ class Escalation(models.Model):
         HIGH = "high"
         CRITICAL = "critical"
 
-    OPEN_STATUSES = (Status.PENDING, Status.CLAIMED)
+    OPEN_STATUSES = (Status.PENDING, Status.CLAIMED, Status.AWAITING_AGENT)
+    QUEUE_STATUSES = (Status.PENDING, Status.CLAIMED)
     CLOSED_STATUSES = (Status.DECIDED, Status.RESUMED, Status.WITHDRAWN, Status.EXPIRED)
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -128,6 +136,13 @@ class Escalation(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     first_look_until = models.DateTimeField(null=True, blank=True)
+    # A reviewer's open question to the agent (status awaiting_agent; see
+    # escalations.services.questions), and the time the escalation has spent waiting on the
+    # agent's answers, which the levels' clock leaves out (respond_by moves on by each wait).
+    question_text = models.TextField(blank=True)
+    question_by = models.CharField(max_length=150, blank=True)
+    question_at = models.DateTimeField(null=True, blank=True)
+    waited_on_agent = models.DurationField(default=timedelta(0))
 
     # NULL, not "", so the unique constraint only covers requests that sent a key.
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
@@ -196,7 +211,7 @@ class Escalation(models.Model):
             # A run has at most one open escalation.
             models.UniqueConstraint(
                 fields=["run"],
-                condition=Q(status__in=["pending", "claimed"]),
+                condition=Q(status__in=["pending", "claimed", "awaiting_agent"]),
                 name="escalation_one_open_per_run",
             ),
             models.UniqueConstraint(
@@ -217,8 +232,22 @@ class Escalation(models.Model):
     def is_open(self) -> bool:
         return self.status in self.OPEN_STATUSES
 
+    @property
+    def in_queue(self) -> bool:
+        return self.status in self.QUEUE_STATUSES
+
+    @property
+    def awaiting_agent(self) -> bool:
+        return self.status == self.Status.AWAITING_AGENT
+
     def is_overdue(self, now: datetime | None = None) -> bool:
-        return bool(self.respond_by and self.is_open and self.respond_by < (now or timezone.now()))
+        return bool(self.respond_by and self.in_queue and self.respond_by < (now or timezone.now()))
+
+    def clock_start(self) -> datetime:
+        """Where the levels' clock starts: when people were told (creation, or the end of a
+        machine's first look), moved on by the time spent waiting on the agent
+        (escalations.levels counts from here; periodic.CLOCK_START is the same in SQL)."""
+        return (self.first_look_until or self.created_at) + self.waited_on_agent
 
     def option(self, key: str) -> dict[str, Any] | None:
         return next((o for o in self.options if o["key"] == key), None)
@@ -263,6 +292,8 @@ class Event(models.Model):
         FIRST_LOOK_ENDED = "first_look_ended"
         RECOMMENDED = "recommended"
         EXPIRED = "expired"
+        QUESTION_ASKED = "question_asked"
+        QUESTION_ANSWERED = "question_answered"
 
     escalation = models.ForeignKey(Escalation, on_delete=models.CASCADE, related_name="events")
     kind = models.CharField(max_length=32, choices=Kind.choices)

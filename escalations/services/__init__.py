@@ -1,7 +1,8 @@
 """Every write of the domain. Views, the API, tasks and commands call these; nothing else writes.
 
 One module an entity (agents and tokens, policies and the gate, intake, decisions and
-approvals, claims, comments and flag reviews, agent callbacks, deliveries, the outbox,
+approvals, claims, comments and flag reviews, agent callbacks, questions to the agent,
+deliveries, the outbox,
 the timeline, periodic jobs); this package re-exports what callers outside it use, so
 `services.escalation_decide(...)` reads the same wherever it is called.
 
@@ -58,6 +59,7 @@ from .policies import (
     rules_for,
     rules_of,
 )
+from .questions import escalation_answer, escalation_ask, question_errors
 from .recommendations import RecommendationRequest, escalation_recommend
 
 __all__ = [
@@ -84,6 +86,8 @@ __all__ = [
     "delivery_record_attempt",
     "delivery_redeliver",
     "escalation_acknowledge",
+    "escalation_answer",
+    "escalation_ask",
     "escalation_claim",
     "escalation_claim_renew",
     "escalation_comment",
@@ -106,6 +110,7 @@ __all__ = [
     "policy_levels_replace",
     "policy_update",
     "priorities_refresh",
+    "question_errors",
     "rules_for",
     "rules_of",
     "run_close",

@@ -8,7 +8,14 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
-from escalations.errors import AlreadyDecided, ClaimedByOther, ClaimLost, FieldError, Invalid
+from escalations.errors import (
+    AlreadyDecided,
+    ClaimedByOther,
+    ClaimLost,
+    Conflict,
+    FieldError,
+    Invalid,
+)
 from escalations.models import Escalation, Event
 
 from . import first_look, timeline
@@ -29,6 +36,17 @@ def lock_open(escalation_id: uuid.UUID) -> Escalation:
     return escalation
 
 
+def refuse_awaiting_agent(escalation: Escalation) -> None:
+    """Nobody claims an escalation that waits for the agent's answer (it is out of the queue)."""
+    if escalation.status == Escalation.Status.AWAITING_AGENT:
+        raise Conflict(
+            "This escalation waits for the agent's answer to a question; it comes back to "
+            "the queue when the agent answers.",
+            type="awaiting-agent",
+            title="Waiting for the agent",
+        )
+
+
 def claimed_by_other(escalation: Escalation, user: User, now: datetime | None = None) -> bool:
     """The claim rule: someone other than `user` holds a live claim on the escalation (a
     claim, or a decision without "decide anyway", is refused; the dashboard asks first)."""
@@ -41,6 +59,7 @@ def escalation_claim(*, escalation_id: uuid.UUID, user: User, now: datetime | No
     until = now + timedelta(seconds=settings.CLAIM_LEASE_SECONDS)
     with transaction.atomic():
         escalation = lock_open(escalation_id)
+        refuse_awaiting_agent(escalation)
         if claimed_by_other(escalation, user, now):
             raise ClaimedByOther(escalation)
         renewing = escalation.claimed_by_id == user.pk and escalation.claim_is_live(now)
@@ -119,6 +138,7 @@ def escalation_reassign(
     until = now + timedelta(seconds=settings.CLAIM_LEASE_SECONDS)
     with transaction.atomic():
         escalation = lock_open(escalation_id)
+        refuse_awaiting_agent(escalation)
         live = escalation.claim_is_live(now)
         if live and escalation.claimed_by_id != user.pk and not override:
             raise ClaimedByOther(escalation)

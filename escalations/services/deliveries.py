@@ -19,8 +19,15 @@ from . import callbacks, outbox, timeline
 log = logging.getLogger(__name__)
 
 
-def queue_delivery(escalation: Escalation, url: str, now: datetime) -> Delivery:
-    """An outbox row, written in the decision's transaction, and a task after commit.
+DECIDED = "escalation.decided"
+QUESTION = "escalation.question"
+
+
+def queue_delivery(
+    escalation: Escalation, url: str, now: datetime, *, event: str = DECIDED
+) -> Delivery:
+    """An outbox row, written in the transaction of the change it tells (a decision, or a
+    reviewer's question: `event`), and a task after commit.
 
     If the enqueue is lost (broker down, crash after commit), the periodic sweep sends it.
     """
@@ -30,7 +37,7 @@ def queue_delivery(escalation: Escalation, url: str, now: datetime) -> Delivery:
         escalation=escalation, url=url, payload={}, next_attempt_at=now, created_at=now
     )
     delivery.payload = {
-        "event": "escalation.decided",
+        "event": event,
         "delivery_id": str(delivery.id),
         "escalation": escalation_dict(escalation),
     }
@@ -168,7 +175,7 @@ def delivery_record_attempt(
     with transaction.atomic():
         delivery = (
             Delivery.objects.select_for_update()
-            .only("id", "escalation_id", "created_at", *ATTEMPT_FIELDS)
+            .only("id", "escalation_id", "created_at", "payload", *ATTEMPT_FIELDS)
             .get(pk=delivery.pk)
         )
         # Someone else finished it meanwhile (our lease lapsed mid-attempt): timeline.record the
@@ -195,7 +202,8 @@ def delivery_record_attempt(
             delivery.status = Delivery.Status.DELIVERED
             delivery.delivered_at = now
             delivery.last_error = ""
-            if callbacks.mark_resumed(
+            # Only the decision's 2xx means the agent has it; a question's changes no status.
+            if delivery.payload.get("event", DECIDED) == DECIDED and callbacks.mark_resumed(
                 escalation, actor="webhook", now=now, data={"delivery": str(delivery.id)}
             ):
                 decision = Decision.objects.only("decided_at").get(escalation_id=escalation.pk)

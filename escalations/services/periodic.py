@@ -8,7 +8,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import DateTimeField, ExpressionWrapper, F, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -25,6 +25,13 @@ log = logging.getLogger(__name__)
 # Each periodic job handles at most BATCH_SIZE rows per call (one short transaction per
 # row or batch); its task calls it again while full batches keep coming, within a budget.
 BATCH_SIZE = 200
+
+# Where an escalation's levels' clock starts (Escalation.clock_start), in SQL: when people
+# were told (creation, or the end of a machine's first look) plus the time it spent waiting
+# on the agent's answers to reviewers' questions.
+CLOCK_START = ExpressionWrapper(
+    Coalesce("first_look_until", "created_at") + F("waited_on_agent"), output_field=DateTimeField()
+)
 
 
 def claims_expire(*, now: datetime | None = None) -> int:
@@ -92,7 +99,7 @@ def timeouts_apply(*, now: datetime | None = None) -> int:
     now = now or timezone.now()
     applied = 0
     due = (
-        Escalation.objects.open()
+        Escalation.objects.in_queue()
         .filter(respond_by__lte=now)
         .exclude(timeout_option="")
         .order_by("respond_by")
@@ -142,7 +149,7 @@ def _priorities_refresh_batch(
 
     An escalation above level 1 keeps its level's boost (escalations.levels.boost_at).
     """
-    rows = Escalation.objects.open().order_by("pk")
+    rows = Escalation.objects.in_queue().order_by("pk")
     if after is not None:
         rows = rows.filter(pk__gt=after)
     batch = list(
@@ -190,7 +197,9 @@ def escalations_delete(*, ids) -> int:
 def levels_advance(*, now: datetime | None = None) -> int:
     """Move open escalations whose level's delay has passed up to the level they are due at.
 
-    Open is pending or claimed: a live claim does not pause the clock (escalations.levels).
+    In the queue is pending or claimed: a live claim does not pause the clock
+    (escalations.levels), a question to the agent does (awaiting_agent is left out, and the
+    clock starts later by the time spent waiting on the agent: Escalation.clock_start).
     At most BATCH_SIZE rows per call, oldest first, chosen by one query that matches only
     rows with a level due. Each move is a conditional UPDATE on the level the row was read
     at, so two runs at once move it once, and running again changes nothing. Per move, in
@@ -206,13 +215,14 @@ def levels_advance(*, now: datetime | None = None) -> int:
     for domain, domain_steps in steps.items():
         for step in domain_steps:
             cutoff = now - timedelta(minutes=step.after_minutes)
-            due |= Q(domain=domain, level__lt=step.level, queued_at__lte=cutoff)
+            due |= Q(domain=domain, level__lt=step.level, clock__lte=cutoff)
     if not due:
         return 0
     rows = (
-        Escalation.objects.open()
-        # Levels count from when people were told: the end of a machine's first look.
-        .annotate(queued_at=Coalesce("first_look_until", "created_at"))
+        Escalation.objects.in_queue()
+        # Levels count from when people were told (the end of a machine's first look), less
+        # the time spent waiting on the agent's answers.
+        .alias(clock=CLOCK_START)
         .filter(due)
         .order_by("created_at")
         .only(
@@ -222,13 +232,15 @@ def levels_advance(*, now: datetime | None = None) -> int:
             "domain",
             "created_at",
             *intake.URGENCY_FIELDS,
+            "first_look_until",
+            "waited_on_agent",
         )[:BATCH_SIZE]
     )
     moved = 0
     for escalation in list(rows):
         domain_steps = steps[escalation.domain]
         target = levels.next_level(
-            domain_steps, current=escalation.level, created_at=escalation.queued_at, now=now
+            domain_steps, current=escalation.level, created_at=escalation.clock_start(), now=now
         )
         if target is not None and _level_raise(escalation, domain_steps, target, now):
             moved += 1
@@ -246,7 +258,7 @@ def _level_raise(
     step = next(s for s in steps if s.level == target)
     with transaction.atomic():
         moved = Escalation.objects.filter(
-            pk=escalation.pk, level=was, status__in=Escalation.OPEN_STATUSES
+            pk=escalation.pk, level=was, status__in=Escalation.QUEUE_STATUSES
         ).update(
             level=target,
             level_changed_at=now,

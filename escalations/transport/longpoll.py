@@ -109,7 +109,7 @@ def _target(wait: Wait) -> Target | None:
             .values_list("status", "agent_id")
             .first()
         )
-        if row is None or row[0] not in Escalation.OPEN_STATUSES:
+        if row is None or row[0] not in Escalation.QUEUE_STATUSES:
             return None
         return Target(wakeup.escalation_key(wait.escalation_id), row[1], wait.escalation_id, 0)
     agent_id = _agent_id(wait.token)
@@ -128,7 +128,7 @@ def _still_waiting(target: Target) -> bool:
             .values_list("status", flat=True)
             .first()
         )
-        return status in Escalation.OPEN_STATUSES
+        return status in Escalation.QUEUE_STATUSES
     return not Decision.objects.filter(agent_id=target.agent_id, seq__gt=target.after).exists()
 
 

@@ -46,6 +46,12 @@ def time_left(deadline: datetime | None) -> str:
 
 
 @register.filter
+def duration(seconds: float | None) -> str:
+    """ "45 min", "3 h 20 min": a number of seconds for a person to read."""
+    return span(seconds or 0)
+
+
+@register.filter
 def since(moment: datetime | None) -> str:
     """ "3 h 5 min" since `moment`."""
     if moment is None:
