@@ -224,6 +224,12 @@ class Reviewer:
         assert response.status_code == 201, response.text
         return response.json()
 
+    def ask(self, escalation_id: str, text: str) -> dict:
+        """Ask the agent a question (the escalation becomes awaiting_agent)."""
+        response = self.http.post(f"/escalations/{escalation_id}/question", json={"text": text})
+        assert response.status_code == 201, response.text
+        return response.json()
+
     def find(self, run_id: str, timeout: float = 30) -> str:
         """The id of the open escalation of `run_id` once it is in the queue."""
         deadline = time.monotonic() + timeout

@@ -132,6 +132,33 @@ def test_wait_returns_the_reviewers_decision(client, reviewer):
         client.withdraw(decided)
 
 
+def test_a_question_comes_back_through_wait_and_the_answer_returns_it(client, reviewer):
+    escalation = client.escalate(package())
+    threading.Timer(1.0, reviewer.ask, args=(escalation.id, "How many rows, exactly?")).start()
+    started = time.monotonic()
+    waiting = client.wait(escalation, timeout=30)
+    assert time.monotonic() - started < 10  # the long-poll answers on the question
+    assert waiting.status == "awaiting_agent"
+    assert waiting.is_open and waiting.awaiting_agent and waiting.needs_agent
+    assert waiting.question is not None
+    assert waiting.question.text == "How many rows, exactly?"
+    assert waiting.question.asked_at is not None
+    assert client.wait(waiting) is waiting  # already the agent's turn: no request
+    answered = client.answer(
+        waiting,
+        "Three rows, all written by the nightly export.",
+        history=[{"at": datetime.now(UTC), "action": "counted rows again", "outcome": "ok"}],
+    )
+    assert answered.status == "pending"
+    assert answered.question is None
+    with pytest.raises(Conflict):
+        client.answer(answered, "Nobody asked")
+    with pytest.raises(ValidationFailed) as caught:
+        client.answer(answered, "")
+    assert {e.field for e in caught.value.errors} == {"text"}
+    client.withdraw(answered)
+
+
 def test_wait_times_out_while_open(client):
     escalation = client.escalate(package())
     started = time.monotonic()

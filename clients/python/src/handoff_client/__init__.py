@@ -42,6 +42,7 @@ from .models import (
     Link,
     Option,
     PackageFields,
+    Question,
     Step,
 )
 from .receipts import args_sha256, canonical_json, verify_receipt
@@ -73,6 +74,7 @@ __all__ = [
     "NotFound",
     "Option",
     "PackageFields",
+    "Question",
     "RateLimited",
     "Rejected",
     "ServerError",

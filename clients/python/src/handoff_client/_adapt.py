@@ -91,7 +91,7 @@ def escalate_all(
             if (escalation := open_one(conflict)) is None:  # type: ignore[assignment]
                 raise
         escalations.append(escalation)
-    decided = [client.wait(e, timeout=timeout) for e in escalations]
+    decided = [client.wait(e, timeout=timeout, stop_on_question=False) for e in escalations]
     if ack:
         for escalation in decided:
             if escalation.decision is not None:
@@ -111,7 +111,11 @@ async def aescalate_all(
             if (escalation := open_one(conflict)) is None:  # type: ignore[assignment]
                 raise
         escalations.append(escalation)
-    decided = list(await asyncio.gather(*(client.wait(e, timeout=timeout) for e in escalations)))
+    decided = list(
+        await asyncio.gather(
+            *(client.wait(e, timeout=timeout, stop_on_question=False) for e in escalations)
+        )
+    )
     if ack:
         for escalation in decided:
             if escalation.decision is not None:

@@ -13,7 +13,7 @@ import json
 import math
 import random
 import time
-from collections.abc import Generator, Mapping
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from email.utils import parsedate_to_datetime
@@ -196,15 +196,21 @@ def wait(
     timeout: float | None,
     backoff: Backoff,
     read_margin: float,
+    stop_on_question: bool = True,
 ) -> Plan:
-    """Long-poll until the escalation leaves the open states; return it.
+    """Long-poll until the escalation is decided or withdrawn, or (`stop_on_question`)
+    awaits the agent's answer to a reviewer's question; return it.
 
     Each request waits at most 60 s (`?wait=N`) and sends the last ETag as
     If-None-Match (a 304 means "still the same"). Network errors, 429 and 5xx are
     retried forever within the deadline with backoff, jitter and Retry-After. Raises
     WaitTimeout when `timeout` seconds pass first, NotFound/Unauthorized at once.
     """
-    if current is not None and not current.is_open:
+
+    def done(escalation: Escalation) -> bool:
+        return escalation.needs_agent if stop_on_question else not escalation.is_open
+
+    if current is not None and done(current):
         return current
     deadline = None if timeout is None else time.monotonic() + timeout
     path = f"{API}/escalations/{escalation_id}"
@@ -253,7 +259,7 @@ def wait(
         else:
             current = Escalation.from_dict(result.json())
             etag = result.headers.get("etag")
-            if not current.is_open:
+            if done(current):
                 return current
         if timeout == 0:
             continue  # loops once more only to raise WaitTimeout with the state
@@ -309,6 +315,20 @@ def feed(after: str | None, wait: int, limit: int, backoff: Backoff, read_margin
             if wait == 0:
                 return None
             yield from _pace(started, wait, math.inf)
+
+
+def answer_body(
+    text: str,
+    history: Sequence[Mapping[str, Any]] | None,
+    links: Sequence[Mapping[str, Any]] | None,
+) -> dict[str, Any]:
+    """The body of POST /escalations/{id}/answer (times in the steps may be datetimes)."""
+    body: dict[str, Any] = {"text": text}
+    if history:
+        body["history"] = [dict(step) for step in history]
+    if links:
+        body["links"] = [dict(link) for link in links]
+    return to_json(body)
 
 
 def merge_package(package: Mapping[str, Any] | None, fields: Mapping[str, Any]) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, Unpack
 
 import httpx
@@ -71,10 +71,23 @@ class AsyncHandoff:
         found = Escalation.from_dict(await self._run(_core.call(send, self.backoff)))
         return check_decided(found, self.signing_secret)
 
-    async def wait(self, escalation: Escalation | str, timeout: float | None = None) -> Escalation:
+    async def wait(
+        self,
+        escalation: Escalation | str,
+        timeout: float | None = None,
+        *,
+        stop_on_question: bool = True,
+    ) -> Escalation:
         """See `Handoff.wait`."""
         current = escalation if isinstance(escalation, Escalation) else None
-        plan = _core.wait(escalation_id(escalation), current, timeout, self.backoff, self.timeout)
+        plan = _core.wait(
+            escalation_id(escalation),
+            current,
+            timeout,
+            self.backoff,
+            self.timeout,
+            stop_on_question,
+        )
         decided: Escalation = await self._run(plan)
         return check_decided(decided, self.signing_secret)
 
@@ -101,6 +114,20 @@ class AsyncHandoff:
 
     async def ack(self, escalation: Escalation | str) -> Escalation:
         send = Send("POST", f"{API}/escalations/{escalation_id(escalation)}/ack")
+        return Escalation.from_dict(await self._run(_core.call(send, self.backoff)))
+
+    async def answer(
+        self,
+        escalation: Escalation | str,
+        text: str,
+        *,
+        history: Sequence[Mapping[str, Any]] | None = None,
+        links: Sequence[Mapping[str, Any]] | None = None,
+    ) -> Escalation:
+        """See `Handoff.answer`."""
+        body = _core.answer_body(text, history, links)
+        path = f"{API}/escalations/{escalation_id(escalation)}/answer"
+        send = Send("POST", path, json=body, retry="connect")
         return Escalation.from_dict(await self._run(_core.call(send, self.backoff)))
 
     async def withdraw(self, escalation: Escalation | str) -> Escalation:

@@ -153,7 +153,9 @@ def requires_approval(
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                 bound, _, data = prepare(args, kwargs)
                 escalation = await async_client.escalate(data)
-                escalation = await async_client.wait(escalation, timeout=timeout)
+                escalation = await async_client.wait(
+                    escalation, timeout=timeout, stop_on_question=False
+                )
                 if ack and escalation.decision is not None:
                     try:
                         await async_client.ack(escalation)
@@ -170,7 +172,7 @@ def requires_approval(
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             bound, _, data = prepare(args, kwargs)
             escalation = sync_client.escalate(data)
-            escalation = sync_client.wait(escalation, timeout=timeout)
+            escalation = sync_client.wait(escalation, timeout=timeout, stop_on_question=False)
             if ack and escalation.decision is not None:
                 try:
                     sync_client.ack(escalation)

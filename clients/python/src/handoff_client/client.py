@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Unpack
 
 import httpx
@@ -118,19 +118,36 @@ class Handoff:
         found = Escalation.from_dict(self._run(_core.call(send, self.backoff)))
         return check_decided(found, self.signing_secret)
 
-    def wait(self, escalation: Escalation | str, timeout: float | None = None) -> Escalation:
-        """Block until the escalation is decided (or withdrawn) and return it.
+    def wait(
+        self,
+        escalation: Escalation | str,
+        timeout: float | None = None,
+        *,
+        stop_on_question: bool = True,
+    ) -> Escalation:
+        """Block until the escalation is decided (or withdrawn), or a reviewer asks the
+        agent a question (status awaiting_agent, `.question`: answer it with `answer()`,
+        then wait again), and return it. `stop_on_question=False` waits for the decision
+        only (a question stays unanswered meanwhile; the long-poll is then paced at about
+        one request a second while it is open).
 
         Built on the long-poll (`?wait=N`, N <= 60, looped), with If-None-Match, and
         reconnecting after network errors, 429 and 5xx with backoff, jitter and
         Retry-After. With `signing_secret`, a decision whose receipt does not verify raises
         InvalidReceipt, and one past its valid_until (or expired) DecisionExpired: never act
         on those. `timeout=None` waits for ever; otherwise raises WaitTimeout (which
-        carries the last state) after `timeout` seconds. An already closed Escalation
-        object is returned at once without a request.
+        carries the last state) after `timeout` seconds. An Escalation object that
+        already needs the agent is returned at once without a request.
         """
         current = escalation if isinstance(escalation, Escalation) else None
-        plan = _core.wait(escalation_id(escalation), current, timeout, self.backoff, self.timeout)
+        plan = _core.wait(
+            escalation_id(escalation),
+            current,
+            timeout,
+            self.backoff,
+            self.timeout,
+            stop_on_question,
+        )
         decided: Escalation = self._run(plan)
         return check_decided(decided, self.signing_secret)
 
@@ -166,6 +183,24 @@ class Handoff:
         """Confirm the run resumed with the decision (status becomes resumed). Idempotent;
         Conflict (409) before a decision."""
         send = Send("POST", f"{API}/escalations/{escalation_id(escalation)}/ack")
+        return Escalation.from_dict(self._run(_core.call(send, self.backoff)))
+
+    def answer(
+        self,
+        escalation: Escalation | str,
+        text: str,
+        *,
+        history: Sequence[Mapping[str, Any]] | None = None,
+        links: Sequence[Mapping[str, Any]] | None = None,
+    ) -> Escalation:
+        """Answer a reviewer's question (status awaiting_agent): the escalation goes back
+        to the queue (pending) with `history` steps and `links` appended to the package.
+        Conflict (409) when no question is open; ValidationFailed (422) naming each field.
+        Retried only when the request provably never arrived (a lost answer to a request
+        that did arrive would otherwise come back as 409)."""
+        body = _core.answer_body(text, history, links)
+        path = f"{API}/escalations/{escalation_id(escalation)}/answer"
+        send = Send("POST", path, json=body, retry="connect")
         return Escalation.from_dict(self._run(_core.call(send, self.backoff)))
 
     def withdraw(self, escalation: Escalation | str) -> Escalation:

@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, NotRequired, TypedDict
 
-Status = Literal["pending", "claimed", "decided", "resumed", "withdrawn", "expired"]
+Status = Literal[
+    "pending", "claimed", "awaiting_agent", "decided", "resumed", "withdrawn", "expired"
+]
 DecisionKind = Literal["option", "instruction", "take_over", "halt"]
 Reason = Literal[
     "approach_choice",
@@ -22,7 +24,9 @@ Reason = Literal[
     "repeated_failure",
     "other",
 ]
-OPEN_STATUSES: frozenset[str] = frozenset({"pending", "claimed"})
+# Open: not decided yet. awaiting_agent is open, and waits for the agent's answer to a
+# reviewer's question (Handoff.answer).
+OPEN_STATUSES: frozenset[str] = frozenset({"pending", "claimed", "awaiting_agent"})
 
 
 def parse_time(value: str | None) -> datetime | None:
@@ -76,6 +80,24 @@ class Decision:
 
 
 @dataclass(frozen=True)
+class Question:
+    """A reviewer's open question to the agent (status awaiting_agent): answer it with
+    `Handoff.answer`."""
+
+    text: str
+    asked_by: str | None
+    asked_at: datetime | None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Question:
+        return cls(
+            text=data.get("text", ""),
+            asked_by=data.get("asked_by"),
+            asked_at=parse_time(data.get("asked_at")),
+        )
+
+
+@dataclass(frozen=True)
 class Escalation:
     """The escalation object. `url` is the reviewer's page in the dashboard."""
 
@@ -94,16 +116,27 @@ class Escalation:
     updated_at: datetime | None
     url: str
     decision: Decision | None
+    question: Question | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def is_open(self) -> bool:
-        """Pending or claimed: nobody has decided yet."""
+        """Pending, claimed or awaiting the agent: nobody has decided yet."""
         return self.status in OPEN_STATUSES
+
+    @property
+    def awaiting_agent(self) -> bool:
+        """A reviewer asked a question (`question`): answer it with `Handoff.answer`."""
+        return self.status == "awaiting_agent"
+
+    @property
+    def needs_agent(self) -> bool:
+        """The agent's turn: decided (or withdrawn), or a question to answer."""
+        return not self.is_open or self.awaiting_agent
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Escalation:
-        decision = data.get("decision")
+        decision, question = data.get("decision"), data.get("question")
         return cls(
             id=str(data["id"]),
             run_id=data.get("run_id", ""),
@@ -120,6 +153,7 @@ class Escalation:
             updated_at=parse_time(data.get("updated_at")),
             url=data.get("url", ""),
             decision=Decision.from_dict(decision) if isinstance(decision, dict) else None,
+            question=Question.from_dict(question) if isinstance(question, dict) else None,
             raw=data,
         )
 
