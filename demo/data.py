@@ -38,6 +38,8 @@ class DemoEscalation:
     claim_by: str | None = None  # a reviewer who holds it (and comments)
     # A machine reviewer's advice (people.toml's machines): by, option, note, confidence.
     recommend: dict[str, Any] | None = None
+    # A reviewer's question the agent has not answered yet: {by, text, ago_minutes}.
+    ask: dict[str, Any] | None = None
 
 
 @cache

@@ -51,6 +51,13 @@ def seed_demo(*, now: datetime, say: Callable[[str], None]) -> None:
                 ),
                 user=machines[advice["by"]],
             )
+        if demo.ask and escalation.status == Escalation.Status.PENDING:
+            services.escalation_ask(
+                escalation_id=escalation.pk,
+                user=users[demo.ask["by"]],
+                text=demo.ask["text"],
+                now=now - timedelta(minutes=demo.ask["ago_minutes"]),
+            )
         if demo.claim_by and escalation.is_open:
             services.escalation_claim(escalation_id=escalation.pk, user=users[demo.claim_by])
         if demo.claim_by and not escalation.events.filter(kind=Event.Kind.COMMENTED).exists():

@@ -13,6 +13,7 @@ server does (tests/test_schemathesis.py holds every answer to it):
 """
 
 from copy import deepcopy
+from typing import Any
 
 from escalations.problems import CONTENT_TYPE as PROBLEM_TYPE
 from escalations.problems import TITLES
@@ -135,7 +136,7 @@ def _complete_operation(operation: dict, problem_ref: str) -> None:
 
 def _webhooks(schema: dict) -> dict:
     body_ref = _add_model(schema, WebhookEventOut)
-    post = {
+    post: dict[str, Any] = {
         "summary": "A decision, pushed to the agent's resume_url",
         "description": (
             "Sent after every decision (human, policy or timeout), signed with the agent's "

@@ -54,6 +54,10 @@ def test_seed_demo_is_idempotent_and_covers_every_reason_and_tier(db):
     assert Decision.objects.filter(decided_by_type="human", decided_by_name="demo").count() >= 2
     assert Escalation.objects.filter(claimed_by__username="sam", status="claimed").count() == 1
     assert Escalation.objects.open().count() >= 8
+    # a question waiting for an agent (the "Waiting for agent" tab), asked by sam
+    (waiting,) = Escalation.objects.filter(status="awaiting_agent")
+    assert waiting.question_by == "sam"
+    assert "importers" in waiting.question_text
     # the escalation page's demo: a run the demo reviewer took over, a comment by sam
     assert Run.objects.filter(status="taken_over", taken_over_by__username="demo").exists()
     assert Event.objects.filter(kind="commented", actor="sam").count() == 1
