@@ -19,6 +19,7 @@ from .forms import ServiceErrorsMixin
 
 FLOOR_PREFIX = "floor_"
 FLOOR_CHOICES = [("", "no floor"), ("2", "at least tier 2 (flagged)"), ("3", "at least tier 3 (a person)"), ("4", "tier 4 (halt)")]
+FLOOR_FIELDS = [FLOOR_PREFIX + reason for reason in Escalation.Reason.values]
 # Rule fields a valid form may leave out of cleaned_data (unticked boxes, empty lists).
 OPTIONAL_RULE_FIELDS = ("auto_decide", "novelty_escalates", "machine_tiers", "tier_by_calibrated")
 
@@ -154,7 +155,7 @@ class PolicyForm(ServiceErrorsMixin, forms.Form):
 
     def floor_fields(self) -> list:
         """The bound fields of the per-reason floors, in the reasons' order."""
-        return [self[FLOOR_PREFIX + reason] for reason in Escalation.Reason.values]
+        return [self[name] for name in FLOOR_FIELDS]
 
     @staticmethod
     def initial_for(policy: Policy) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from escalations.errors import DomainError
 from escalations.models import Policy
 from people.roles import manager_required
 
-from .forms_policies import PolicyCreateForm, PolicyEditForm
+from .forms_policies import FLOOR_FIELDS, PolicyCreateForm, PolicyEditForm
 
 PAGE = "reviews/policies/detail.html"
 
@@ -94,8 +94,17 @@ def policy_detail(request: HttpRequest, domain: str) -> HttpResponse:
     return _page(request, policy, form, status=422)
 
 
-# Settings a link may prefill (?flag_threshold=0.7&backtest=1): the rules, not the managers.
-PREFILLABLE = frozenset(PolicyEditForm.base_fields) - {"managers", "note"}
+# Settings a link may prefill (?flag_threshold=0.7&backtest=1): the rules (the reasons'
+# floors too), not the managers.
+PREFILLABLE = (frozenset(PolicyEditForm.base_fields) | frozenset(FLOOR_FIELDS)) - {"managers", "note"}
+
+
+def _backtest(policy: Policy, form: PolicyEditForm) -> list:
+    """The saved rules, the typed ones, and the typed ones with the calibration switch the
+    other way (the page's three columns), in one query."""
+    typed = form.rules(domain=policy.domain)
+    flipped = dataclasses.replace(typed, tier_by_calibrated=not typed.tier_by_calibrated)
+    return backtest(domain=policy.domain, rules=[services.rules_of(policy), typed, flipped], now=timezone.now())
 
 
 def _prefilled_page(request, policy: Policy, prefilled: list[str]) -> TemplateResponse:
@@ -116,11 +125,7 @@ def _prefilled_page(request, policy: Policy, prefilled: list[str]) -> TemplateRe
     form = PolicyEditForm(data)
     results = None
     if request.GET.get("backtest") and form.is_valid():
-        results = backtest(
-            domain=policy.domain,
-            rules=[services.rules_of(policy), form.rules(domain=policy.domain)],
-            now=timezone.now(),
-        )
+        results = _backtest(policy, form)
     return _page(request, policy, form, results=results, prefilled=prefilled)
 
 
@@ -132,11 +137,7 @@ def policy_backtest(request, domain: str) -> HttpResponse:
     form = PolicyEditForm(request.POST)
     results = None
     if form.is_valid():
-        saved = services.rules_of(policy)
-        typed = form.rules(domain=policy.domain)
-        # Third column: the typed thresholds with the calibration switch the other way.
-        flipped = dataclasses.replace(typed, tier_by_calibrated=not typed.tier_by_calibrated)
-        results = backtest(domain=policy.domain, rules=[saved, typed, flipped], now=timezone.now())
+        results = _backtest(policy, form)
     if request.htmx:
         context = {
             "policy": policy,

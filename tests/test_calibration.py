@@ -117,4 +117,24 @@ def test_a_domain_with_its_own_history_uses_its_own_map(agent):
 def _package(**overrides):
     from tests.conftest import make_package
 
-    return make_package(confidence=0.9, **overrides)
+    return make_package(**{"confidence": 0.9, **overrides})
+
+
+def test_a_prefilled_backtest_compares_stated_and_calibrated_without_saving(overconfident, manager_client):
+    rollups_refresh()
+    html = manager_client.get("/policies/default", {"tier_by_calibrated": "on", "backtest": "1"}).content.decode()
+    html = " ".join(html.split())
+    assert "These on stated confidence" in html
+    # saved (stated): all 40 auto-decided, 16 against people; typed (calibrated): none.
+    assert "Decided at once (tiers 1-2), yet a person chose another option</th><td>16</td><td>0</td><td>16</td>" in html
+    assert f"<th scope=\"row\">Reach a person</th><td>0</td><td>{JUDGED}</td><td>0</td>" in html
+    assert Policy.objects.get(domain="default").tier_by_calibrated is False
+
+
+def test_a_reason_floor_is_said_in_tier_reasons_and_prefills_a_backtest(api, manager_client):
+    policy = Policy.objects.get(domain="default")
+    services.policy_update(policy_id=policy.pk, changes={"reason_floors": {"approach_choice": 3}})
+    body = api.escalate(_package(run_id="f", reason="approach_choice", confidence=0.95)).json()
+    assert (body["tier"], body["tier_reasons"]) == (3, ["approach_choice escalations are at least tier 3"])
+    html = manager_client.get("/policies/default", {"floor_approach_choice": "", "backtest": "1"}).content.decode()
+    assert "would have been <strong>1</strong> auto-decided" in " ".join(html.split())
