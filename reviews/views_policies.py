@@ -118,6 +118,10 @@ def _prefilled_page(request, policy: Policy, prefilled: list[str]) -> TemplateRe
         elif isinstance(value, bool):
             if value:
                 data[name] = "on"
+        elif isinstance(value, list):  # machine_tiers
+            data.setlist(name, [str(item) for item in value])
+        elif isinstance(value, dict):  # reason_floors: the form's floor_<reason> fields carry it
+            continue
         elif value is not None:
             data[name] = str(value)
     for name in prefilled:
