@@ -167,7 +167,7 @@ def test_a_drift_alert_links_to_the_agent_its_policy_and_a_prefilled_backtest(
     response = manager_client.get(backtest.split("#")[0])
     assert response.status_code == 200
     assert response.context["form"]["flag_threshold"].value() == "0.65"
-    saved, typed = response.context["results"]
+    saved, typed, _flipped = response.context["results"]
     assert (saved.rules.flag_threshold, typed.rules.flag_threshold) == (0.7, 0.65)
     assert "Prefilled from a link" in response.content.decode()
 
