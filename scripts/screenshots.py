@@ -1,5 +1,8 @@
 #!/usr/bin/env python3
-"""Refresh docs/screenshots/ (queue, escalation, insights) from the demo data: `make screenshots`.
+"""Refresh docs/screenshots/ from the demo data: `make screenshots`.
+
+The queue, an escalation and insights at 1,440 px; the escalation in the dark theme; the queue
+and the escalation on a phone (390 px).
 
 A fresh embedded Handoff in a temporary folder (SQLite, in-memory layers: the environment's
 DATABASE_URL and REDIS_URL are left out, so no database of yours is touched), migrated and
@@ -26,6 +29,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync"]
 LOGIN = ("demo", "handoff-demo")  # seed_demo's reviewer
+DESKTOP = {"width": 1440, "height": 900}
+PHONE = {
+    "viewport": {"width": 390, "height": 844},
+    "device_scale_factor": 2,
+    "is_mobile": True,
+    "has_touch": True,
+}
+SHOTS = ("queue.png", "escalation.png", "insights.png", "escalation-dark.png", "queue-phone.png", "escalation-phone.png")
 ALL_CHARTS_DRAWN = (
     "[...document.querySelectorAll('[data-figure]')].every(e => e.querySelector('.main-svg'))"
 )
@@ -60,27 +71,58 @@ def wait_until_serving(url: str, server: subprocess.Popen, timeout: float = 60) 
     raise SystemExit(f"the server did not answer {url} within {timeout:.0f} s")
 
 
+def sign_in(browser, base: str, **options):
+    """A page of a new browser context (the options: viewport, colour scheme, phone), signed
+    in as the demo reviewer, on the queue with its socket open."""
+    page = browser.new_page(bypass_csp=True, **options)
+    page.goto(f"{base}/accounts/login/")
+    page.fill("input[name=username]", LOGIN[0])
+    page.fill("input[name=password]", LOGIN[1])
+    page.click("button[type=submit]")
+    page.wait_for_selector("table.queue")
+    settle(page)
+    return page
+
+
+def settle(page) -> None:
+    """The socket is open and htmx's requests on arrival are over (an in-flight form's submit
+    button is dimmed)."""
+    page.wait_for_function("document.body.dataset.live === 'live'")
+    page.wait_for_function("!document.querySelector('.htmx-request')")
+
+
+def open_escalation(page, url: str) -> None:
+    page.goto(url)
+    page.wait_for_selector("#decision-panel")
+    settle(page)
+
+
 def take(base: str, out: Path, chromium: str) -> None:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1440, "height": 900}, bypass_csp=True)
-            page.goto(f"{base}/accounts/login/")
-            page.fill("input[name=username]", LOGIN[0])
-            page.fill("input[name=password]", LOGIN[1])
-            page.click("button[type=submit]")
-            page.wait_for_selector("table.queue")
-            page.wait_for_function("document.body.dataset.live === 'live'")
+            page = sign_in(browser, base, viewport=DESKTOP)
             page.screenshot(path=str(out / "queue.png"), full_page=True)
             page.click("text=Update the 14 callers")
-            page.wait_for_selector("#decision-panel")
-            page.wait_for_function("document.body.dataset.live === 'live'")
+            open_escalation(page, page.url)
+            escalation = page.url
             page.screenshot(path=str(out / "escalation.png"))
             page.goto(f"{base}/insights/")
             page.wait_for_function(ALL_CHARTS_DRAWN)
             page.screenshot(path=str(out / "insights.png"), full_page=True)
+
+            # the dark theme (the system's preference), the same escalation
+            dark = sign_in(browser, base, viewport=DESKTOP, color_scheme="dark")
+            open_escalation(dark, escalation)
+            dark.screenshot(path=str(out / "escalation-dark.png"))
+
+            # a phone: the queue's cards, and the escalation with its action bar
+            phone = sign_in(browser, base, **PHONE)
+            phone.screenshot(path=str(out / "queue-phone.png"))
+            open_escalation(phone, escalation)
+            phone.screenshot(path=str(out / "escalation-phone.png"))
         finally:
             browser.close()
 
@@ -112,7 +154,7 @@ def main() -> int:
                 server.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 os.killpg(server.pid, signal.SIGKILL)
-    print(f"screenshots written to {args.out}: queue.png, escalation.png, insights.png")
+    print(f"screenshots written to {args.out}: {', '.join(SHOTS)}")
     return 0
 
 
