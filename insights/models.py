@@ -80,6 +80,8 @@ class OutcomeRollup(RollupBase):
     # Escalations with a respond_by, and those decided (not by timeout) by then.
     with_deadline = models.PositiveIntegerField(default=0)
     within_deadline = models.PositiveIntegerField(default=0)
+    # Decided, but not acknowledged before the decision's valid_until (status expired).
+    expired = models.PositiveIntegerField(default=0)
 
     class Meta:
         constraints = [
@@ -120,6 +122,26 @@ class ReviewerRollup(RollupBase):
         constraints = [
             models.UniqueConstraint(
                 fields=["day", "agent", "domain", "archived", "reviewer"], name="reviewer_rollup_key"
+            )
+        ]
+
+
+class MachineRollup(RollupBase):
+    """A machine reviewer's agreement with people, by the day its escalations were created
+    (insights.machine): its recommendations on escalations a person decided afterwards, and
+    its decisions a person reviewed afterwards; of each, those the person agreed with (chose
+    the recommended option; reviewed the decision as fine)."""
+
+    reviewer = models.CharField(max_length=150)
+    recommended = models.PositiveIntegerField(default=0)
+    recommended_agreed = models.PositiveIntegerField(default=0)
+    decided = models.PositiveIntegerField(default=0)
+    decided_agreed = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["day", "agent", "domain", "archived", "reviewer"], name="machine_rollup_key"
             )
         ]
 

@@ -19,6 +19,7 @@ from .models import (
     CalibrationRollup,
     DriftAlert,
     EscalationRollup,
+    MachineRollup,
     OutcomeRollup,
     ReviewerRollup,
 )
@@ -103,6 +104,7 @@ OUTCOME_FIELDS = [
     "claimed",
     "with_deadline",
     "within_deadline",
+    "expired",
 ]
 
 
@@ -137,6 +139,14 @@ def calibration_bins(f: Filters) -> dict[str, list[stats.BinSums]]:
             row["sum_confidence_agreed"],
         )
     return dict(out)
+
+
+MACHINE_FIELDS = ["recommended", "recommended_agreed", "decided", "decided_agreed"]
+
+
+def machine_agreement(f: Filters) -> list[dict]:
+    """MachineRollup sums per machine reviewer (the escalations' agent and domain filtered)."""
+    return sorted(_sum_by(scoped(MachineRollup, f), ["reviewer"], MACHINE_FIELDS), key=lambda r: r["reviewer"])
 
 
 def daily_escalations_by_agent(f: Filters) -> dict[str, list[int]]:

@@ -19,7 +19,7 @@ from escalations.models import Agent, Decision, Escalation, Event, FlagReview, G
 from escalations.services import calibration_store
 from escalations.signals import notable_in_transaction
 
-from . import selectors, stats
+from . import machine, selectors, stats
 from .models import (
     CLAIM_BUCKETS,
     DECIDE_BUCKETS,
@@ -28,6 +28,7 @@ from .models import (
     CalibrationRollup,
     DriftAlert,
     EscalationRollup,
+    MachineRollup,
     OutcomeRollup,
     ReviewerRollup,
     RollupState,
@@ -41,6 +42,7 @@ ROLLUP_MODELS = (
     OutcomeRollup,
     CalibrationRollup,
     ReviewerRollup,
+    MachineRollup,
 )
 # The periodic refresh always redoes this many most recent days, besides the dirty ones.
 RECENT_DAYS = 2
@@ -68,7 +70,12 @@ def aggregate_escalations(rows: Iterable[tuple], day: date) -> dict[type, list]:
 
     A row: (agent_id, domain, reason, tier, confidence, created_at, respond_by,
     first_claim_at, last_claim_at, decided_at, decided_by_type, decided_by_name,
-    took_recommended, flag_verdict).
+    took_recommended, flag_verdict, status).
+
+    Judged (the agents' calibration): human decisions, and people's reviews of policy
+    decisions. A machine reviewer's decision is no human judgement of the agent, and a
+    review of one judges the machine (insights.machine), so both stay out; so does the
+    machine's time from the people's time to decision.
     """
     by_reason: Counter = Counter()
     activity: Counter = Counter()
@@ -90,6 +97,7 @@ def aggregate_escalations(rows: Iterable[tuple], day: date) -> dict[type, list]:
         decided_by_name,
         took_recommended,
         flag_verdict,
+        status,
     ) in rows:
         key = (agent_id, domain)
         activity[key] += 1
@@ -110,6 +118,8 @@ def aggregate_escalations(rows: Iterable[tuple], day: date) -> dict[type, list]:
                 out["within_deadline"] += 1
         if decided_at is not None:
             out["decided"] += 1
+        if status == Escalation.Status.EXPIRED:
+            out["expired"] += 1
         if decided_at is not None and decided_by_type == Decision.DecidedBy.HUMAN:
             out["human_decided"] += 1
             out["took_recommended"] += bool(took_recommended)
@@ -121,7 +131,7 @@ def aggregate_escalations(rows: Iterable[tuple], day: date) -> dict[type, list]:
             reviewer["decisions"] += 1
             reviewer[REVIEW_BUCKETS[bucket]] += 1
             judged = bool(took_recommended)
-        elif flag_verdict is not None:
+        elif flag_verdict is not None and decided_by_type == Decision.DecidedBy.POLICY:
             judged = flag_verdict == "fine"
         else:
             continue
@@ -202,6 +212,7 @@ ROW_FIELDS = (
     "decision__decided_by_name",
     "decision__took_recommended",
     "flag_review__verdict",
+    "status",
 )
 CREATED_AT = ROW_FIELDS.index("created_at")
 
@@ -261,9 +272,9 @@ def rollups_rebuild(*, days: Iterable[date]) -> int:
     for day in days:
         built = aggregate_escalations(_escalation_rows(day, agent_ids), day)
         start, end = day_bounds(day)
-        ungated = ungated_counts(
-            Escalation.objects.filter(agent_id__in=agent_ids, created_at__gte=start, created_at__lt=end)
-        )
+        of_day = Escalation.objects.filter(agent_id__in=agent_ids, created_at__gte=start, created_at__lt=end)
+        ungated = ungated_counts(of_day)
+        built[MachineRollup] = machine.aggregate(machine.judgements(of_day)).get(day, [])
         activity = {(r.agent_id, r.domain): r for r in built[ActivityRollup]}
         for row in activity.values():
             row.ungated_escalations = ungated[(day, row.agent_id, row.domain)]
@@ -293,6 +304,8 @@ def rollups_archive(*, escalations) -> set[date]:
     for row in _rows_of(escalations):
         by_day[_utc_day(row[CREATED_AT])].append(row)
     ungated = ungated_counts(escalations)
+    for judged in machine.aggregate(machine.judgements(escalations)).values():
+        _add_to_archived(MachineRollup, judged)
     for day, rows in by_day.items():
         for model, built in aggregate_escalations(rows, day).items():
             for row in built if model is ActivityRollup else ():
@@ -357,7 +370,7 @@ def _days_between(first: date, last: date) -> list[date]:
 
 
 def _dirty_days(since: datetime) -> set[date]:
-    """Days whose escalations changed since `since`: decided or flag-reviewed since then
+    """Days whose escalations changed since `since`: decided, flag-reviewed or expired since then
     (decided_at is indexed; flag reviews are few). A claim alone on an older day shows up
     when that escalation is decided."""
     created = set(
@@ -367,6 +380,11 @@ def _dirty_days(since: datetime) -> set[date]:
     )
     created |= set(
         FlagReview.objects.filter(at__gte=since).values_list("escalation__created_at", flat=True)
+    )
+    created |= set(  # expired since (esc_queue_idx leads with status)
+        Escalation.objects.filter(status=Escalation.Status.EXPIRED, updated_at__gte=since).values_list(
+            "created_at", flat=True
+        )
     )
     return {_utc_day(moment) for moment in created}
 

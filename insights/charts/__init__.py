@@ -9,6 +9,7 @@ from insights.selectors import Filters
 from .base import Chart, Column, Table, format_seconds
 from .budget import budget_chart
 from .drift import DRIFT_TABLE, drift_table
+from .machine import machine_chart
 from .quality import calibration_chart, recommended_chart
 from .reviewers import reviewer_chart
 from .timing import timing_chart
@@ -27,6 +28,7 @@ __all__ = [
     "calibration_chart",
     "drift_table",
     "format_seconds",
+    "machine_chart",
     "rate_chart",
     "reason_chart",
     "recommended_chart",
@@ -43,6 +45,7 @@ CHARTS: dict[str, Callable[[Filters], Chart]] = {
     "timing": timing_chart,
     "recommended": recommended_chart,
     "calibration": calibration_chart,
+    "machine": machine_chart,
     "budget": budget_chart,
     "reviewers": reviewer_chart,
 }
@@ -61,6 +64,7 @@ TABLES = {
     "recommended-option": "recommended",
     "calibration-summary": "calibration",
     "calibration-bins": "calibration",
+    "machine-agreement": "machine",
     "budget-use": "budget",
     "reviewer-load": "reviewers",
 }

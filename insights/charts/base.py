@@ -48,6 +48,9 @@ class Chart:
     description: str
     tables: list[Table]
     figures: list[dict] = field(default_factory=list)
+    # What an empty chart says, when "no data" would mislead (a range with activity but
+    # none of what the chart counts).
+    empty: str = ""
 
     @property
     def figure_items(self) -> list[tuple[str, dict]]:

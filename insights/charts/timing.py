@@ -35,6 +35,7 @@ def timing_chart(f: Filters) -> Chart:
                 o["with_deadline"],
                 o["within_deadline"],
                 ratio(o["within_deadline"], o["with_deadline"]),
+                o["expired"],
             ]
         )
     table = Table(
@@ -52,6 +53,7 @@ def timing_chart(f: Filters) -> Chart:
             Column("with_respond_by", "With respond_by"),
             Column("decided_within_respond_by", "Decided in time"),
             Column("share_within_respond_by", "Share in time", "pct"),
+            Column("expired", "Expired"),
         ],
         rows,
     )
@@ -82,7 +84,9 @@ def timing_chart(f: Filters) -> Chart:
         "Time to claim and to decision",
         "From creation to the first claim, and to a person's decision, read from fixed-bucket "
         "histograms (p50/p90 interpolated within a bucket). Decided in time: decided by "
-        "someone (not by the timeout) no later than its respond_by.",
+        "someone (not by the timeout) no later than its respond_by. Only people's decisions are "
+        "timed (not a machine reviewer's, the policy's or the timeout's). Expired: decided, but "
+        "the agent did not take the decision before its valid_until (it must not act on it).",
         [table],
         [figure] if measured else [],
     )
