@@ -12,6 +12,7 @@ reconnects with backoff and re-fetches what changed meanwhile (static/js/live.js
 """
 
 import contextlib
+import json
 import logging
 import uuid
 
@@ -21,6 +22,8 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from escalations.transport.events import QUEUE_GROUP, escalation_group, serve_on_running_loop
 from escalations.transport.wakeup import REDIS_UNAVAILABLE
 from people.roles import is_reviewer
+
+from . import live_rows
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
 
     presence: dict | None = None
     accepted = False
+    view: str | None = None  # the queue view this page shows (its query string), once it said
 
     async def __call__(self, scope, receive, send) -> None:
         try:
@@ -97,14 +101,34 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         await self.channel_layer.group_discard(self.group, self.channel_name)
 
     async def receive(self, text_data=None, bytes_data=None, **kwargs) -> None:
-        """Pages only ever say "ping" (still here); anything else is ignored."""
-        if self.presence and text_data == PRESENCE_PING:
-            await self._announce("presence.here")
+        """An escalation's page says "ping" (still here); a queue page says which view it
+        shows, {"view": "<its query string>"}; anything else is ignored."""
+        if self.presence:
+            if text_data == PRESENCE_PING:
+                await self._announce("presence.here")
+            return
+        if self.group != QUEUE_GROUP or not text_data or len(text_data) > live_rows.MAX_QUERY:
+            return
+        try:
+            message = json.loads(text_data)
+        except ValueError:
+            return
+        view = message.get("view") if isinstance(message, dict) else None
+        if isinstance(view, str):
+            self.view = view.removeprefix("?")
 
     async def escalation_changed(self, event: dict) -> None:
-        # An escalations.transport.events.Notice, all but the layer's "type".
+        # An escalations.transport.events.Notice, all but the layer's "type" and "nonce".
         keys = ("id", "kind", "status", "actor", "priority")
-        await self.send_json({k: event[k] for k in keys if k in event})
+        notice = {k: event[k] for k in keys if k in event}
+        if self.view is not None:
+            # The row under this page's view, rendered once per view (reviews.live_rows).
+            try:
+                notice["html"] = await live_rows.rendered(event, self.view, self.scope["user"])
+                notice["view"] = self.view
+            except Exception:  # the page fetches the row itself, as without a view
+                log.exception("live row %s for %r not rendered", event.get("id"), self.view)
+        await self.send_json(notice)
 
     # ------------------------------------------------------------ presence
 

@@ -1,5 +1,7 @@
 """Websocket consumers on the real channel layer of the mode (in-memory or Redis)."""
 
+import json
+
 import pytest
 from asgiref.sync import sync_to_async
 from channels.routing import URLRouter
@@ -82,3 +84,53 @@ async def test_an_escalation_page_hears_only_its_own_escalation(reviewer):
     assert message["status"] == "decided"
     assert await socket.receive_nothing(timeout=0.3)
     await socket.disconnect()
+
+
+async def test_queue_pages_get_the_row_rendered_once_per_view(reviewer, other_reviewer, monkeypatch):
+    """A queue page that says which view it shows gets the row rendered under that view in
+    the notice; pages of the same view share one render of a new escalation, another view
+    gets its own, and a change that may read differently per reviewer renders per reviewer."""
+    from reviews import live_rows
+
+    renders: list[tuple[str, bool]] = []
+    render = live_rows.render
+
+    def counted(escalation_id, query, user, *, shared):
+        renders.append((query, shared))
+        return render(escalation_id, query, user, shared=shared)
+
+    monkeypatch.setattr(live_rows, "render", counted)
+    views = {"alice": "", "bob": "", "lows": "impact=low&after=x"}
+    users = {"alice": reviewer, "bob": other_reviewer, "lows": other_reviewer}
+    sockets = {}
+    for name, query in views.items():
+        sockets[name] = communicator("/ws/queue/", users[name])
+        assert (await sockets[name].connect())[0]
+        await sockets[name].send_to(text_data=json.dumps({"view": query}))
+    plain = communicator("/ws/queue/", reviewer)  # a page that said nothing: the bare notice
+    assert (await plain.connect())[0]
+
+    escalation = await create_escalation(run_id="v1", title="Row <b>one</b>")
+    created = {name: await socket.receive_json_from(timeout=20) for name, socket in sockets.items()}
+    assert set(await plain.receive_json_from(timeout=3)) == {"id", "kind", "status", "actor", "priority"}
+    for name, query in views.items():
+        assert created[name]["view"] == query
+    row = f'id="escalation-{escalation.pk}"'
+    assert row in created["alice"]["html"]
+    assert created["alice"]["html"] == created["bob"]["html"]
+    assert "Row &lt;b&gt;one&lt;/b&gt;" in created["alice"]["html"]
+    assert 'data-count="open"' in created["alice"]["html"]
+    assert 'data-count="mine"' not in created["alice"]["html"]  # the reader's own: left as it is
+    assert "csrfmiddlewaretoken" not in created["alice"]["html"]
+    assert row not in created["lows"]["html"]  # its impact is not low: an empty template
+    assert sorted(renders) == [("", True), ("impact=low&after=x", True)]
+
+    renders.clear()
+    await decide(escalation, reviewer)
+    for socket in sockets.values():
+        decided = await socket.receive_json_from(timeout=3)
+        assert decided["kind"] == "decided"
+        assert 'data-count="mine"' in decided["html"]
+    assert sorted(renders) == [("", False), ("", False), ("impact=low&after=x", False)]
+    for socket in [*sockets.values(), plain]:
+        await socket.disconnect()

@@ -95,6 +95,7 @@ class Notice(TypedDict):
 
     actor: who made the change: a reviewer's username, the agent's name, "policy",
     "timeout" or "webhook". priority: the escalation's priority after the change.
+    nonce: this change's own id (consumers render a queue row once per change and view).
     """
 
     type: str
@@ -103,6 +104,7 @@ class Notice(TypedDict):
     status: str
     actor: str
     priority: int
+    nonce: str
 
 
 def _send(notice: Notice, agent_id: int) -> None:
@@ -133,6 +135,7 @@ def announce(escalation: "Escalation", kind: str, *, actor: str = "") -> None:
         status=escalation.status,
         actor=actor,
         priority=escalation.priority,
+        nonce=uuid.uuid4().hex,
     )
     agent_id = escalation.agent_id
     transaction.on_commit(lambda: _send(notice, agent_id))

@@ -1,8 +1,11 @@
 // The queue, live and by keyboard.
 //
-// A socket notice ({"id", "kind", "status", "actor", "priority"}) only names an escalation.
-// We ask the server for that one row rendered under this page's own filters (the row view
-// answers an empty <template> when it does not match) and insert, replace or remove it;
+// The page tells its socket which view it shows ({"view": its query string}); a socket
+// notice ({"id", "kind", "status", "actor", "priority"}) then carries that one row rendered
+// under this view ("html", for "view"; an empty <template> when it does not match), which
+// the server renders once per view however many pages show it (reviews/live_rows.py). A
+// notice without it (the view changed meanwhile, a render failed) makes us ask the row view
+// for the same. We insert, replace or remove the row;
 // the server decides what matches, this script only places rows by their data-key (a
 // string that sorts as the page's sort does). While the pointer or the focus is in the
 // table, nothing moves: changes wait behind an "n updates" button and land when the reader
@@ -67,38 +70,63 @@
     if (document.visibilityState === "visible" && document.body.dataset.live === "live") refresh();
   }, REFRESH_MS);
 
-  root.addEventListener("htmx:wsOpen", refresh);
+  // ------------------------------------------------------------ the view, told to the socket
+
+  var socket = null;
+  function view() { return location.search.replace(/^\?/, ""); }
+  function tell() { if (socket) socket.send(JSON.stringify({ view: view() })); }
+
+  root.addEventListener("htmx:wsOpen", function (event) {
+    if (event.detail && event.detail.socketWrapper) socket = event.detail.socketWrapper;
+    tell();
+    refresh();
+  });
+  document.addEventListener("htmx:pushedIntoHistory", tell);
+  window.addEventListener("popstate", tell);
 
   // ------------------------------------------------------------ one row
 
   root.addEventListener("htmx:wsBeforeMessage", function (event) {
     var notice;
     try { notice = JSON.parse(event.detail.message); } catch (e) { return; }
-    if (notice && notice.id && notice.kind) fetchRow(notice);
+    if (!notice || !notice.id || !notice.kind) return;
+    if (typeof notice.html === "string" && notice.view === view()) pushed(notice);
+    else fetchRow(notice);
   });
 
+  function ticket(notice) {
+    if (refreshing) noticedMeanwhile.set(notice.id, notice);
+    var n = (latest.get(notice.id) || 0) + 1;
+    latest.set(notice.id, n);
+    return n;
+  }
+
+  function pushed(notice) {
+    land(notice, ticket(notice), location.search, notice.html);
+  }
+
   function fetchRow(notice) {
-    var id = notice.id;
-    if (refreshing) noticedMeanwhile.set(id, notice);
-    var n = (latest.get(id) || 0) + 1;
-    latest.set(id, n);
+    var n = ticket(notice);
     var search = location.search;
-    var url = root.dataset.rowUrl.replace(ZERO, encodeURIComponent(id)) + search;
+    var url = root.dataset.rowUrl.replace(ZERO, encodeURIComponent(notice.id)) + search;
     fetch(url, { headers: { "HX-Request": "true" }, credentials: "same-origin" })
       .then(function (response) {
         if (!response.ok) throw new Error("row " + response.status);
         return response.text();
       })
-      .then(function (html) {
-        if (latest.get(id) !== n) return; // a newer answer for this row is on its way
-        if (location.search !== search) return; // the filters changed: the list was re-rendered
-        var doc = new DOMParser().parseFromString(html, "text/html");
-        updateCounts(doc);
-        var template = doc.getElementById("live-row");
-        var row = template && template.content.querySelector("tr[data-row]");
-        received(id, row ? document.importNode(row, true) : null, notice);
-      })
+      .then(function (html) { land(notice, n, search, html); })
       .catch(function () { refresh(); });
+  }
+
+  function land(notice, n, search, html) {
+    var id = notice.id;
+    if (latest.get(id) !== n) return; // a newer answer for this row is on its way
+    if (location.search !== search) return; // the filters changed: the list was re-rendered
+    var doc = new DOMParser().parseFromString(html, "text/html");
+    updateCounts(doc);
+    var template = doc.getElementById("live-row");
+    var row = template && template.content.querySelector("tr[data-row]");
+    received(id, row ? document.importNode(row, true) : null, notice);
   }
 
   function updateCounts(doc) {
@@ -239,10 +267,12 @@
     if (button.disabled) return; // already on its way
     button.disabled = true;
     function done() { button.disabled = false; }
+    // A row pushed over the socket carries no CSRF token: send the page's (base.html).
+    var token = JSON.parse(document.body.getAttribute("hx-headers") || "{}")["x-csrftoken"];
     fetch(form.action, {
       method: "POST",
       body: new FormData(form),
-      headers: { "HX-Request": "true" },
+      headers: { "HX-Request": "true", "X-CSRFToken": token || "" },
       credentials: "same-origin",
     }).then(function (response) {
       if (response.ok) {
