@@ -10,10 +10,12 @@
     made, so every column is one the app writes). The view runs in this process through
     Django's handler (middleware, view, template; production settings, DEBUG off): p50/p99
     of the wall time of each request, after a warm-up.
-(L) The time from a package's POST (through the agent API, on uvicorn) to its notice on
-    100 websockets connected to /ws/queue/ (real sockets, the Redis channel layer), p50/p99
-    over every (package, socket) pair; and, for 10 of the sockets, to the row rendered by
-    the row view (what a browser fetches next). Packages go 250 ms apart (--interval).
+(L) The time from a package's POST (through the agent API, on uvicorn) to its notice and its
+    row on websockets connected to /ws/queue/ (real sockets, the Redis channel layer), p50/p99
+    over every (package, socket) pair, and the server's CPU per package: 1 socket and 100
+    (--clients) on one view with the row pushed in the notice (rendered once per view), and
+    100 fetching their own row from the row view (what pages did before). Packages go 250 ms
+    apart (--interval).
 
 It drops and re-creates its own database `handoff_bench_queue`, uses Redis database 12
 (flushed), and stops the server it starts.
@@ -250,9 +252,21 @@ def server_time(reviewer, samples: int) -> list[dict]:
 # ---------------------------------------------------------------- (L) live notices
 
 
-async def live(port: int, cookie: str, token: str, clients: int, posts: int, warm: int, interval: float) -> dict:
+async def live(
+    port: int, pid: int, cookie: str, token: str, *, clients: int, posts: int, warm: int, interval: float, mode: str
+) -> dict:
+    """One round: `clients` queue sockets, packages posted `interval` apart.
+
+    mode "push": every socket says its view (the default queue) and takes the row from the
+    notice, rendered by the server once per view (reviews/live_rows.py). mode "fetch": what
+    pages did before, and still do when a notice has no row: every socket fetches its row
+    from the row view. Row arrival = the row (a <tr>) in hand - the POST's send. The server's
+    CPU (utime + stime of the uvicorn process) is read across the measured posts, plus 2 s
+    for the last rows: robust to the box's load, unlike the wall times.
+    """
     import httpx
     import websockets
+    from lib import cpu_seconds
     from websockets.typing import Origin
 
     from tests.conftest import make_package
@@ -261,40 +275,74 @@ async def live(port: int, cookie: str, token: str, clients: int, posts: int, war
     headers = {"Cookie": f"sessionid={cookie}"}
     seen: dict[str, list[float]] = {}
     rows: dict[str, list[float]] = {}
-    http = httpx.AsyncClient(base_url=base, headers=headers, timeout=10)
+    failed: list[int] = []
+    http = httpx.AsyncClient(
+        base_url=base, headers=headers, timeout=30, limits=httpx.Limits(max_connections=clients)
+    )
 
     async def fetch_row(escalation_id: str) -> None:
-        response = await http.get(f"/queue/rows/{escalation_id}", headers={"HX-Request": "true"})
+        try:
+            response = await http.get(f"/queue/rows/{escalation_id}", headers={"HX-Request": "true"})
+        except httpx.HTTPError:
+            failed.append(0)
+            return
         if response.status_code == 200 and b"<tr" in response.content:
             rows.setdefault(escalation_id, []).append(time.time())
+        else:
+            failed.append(response.status_code)
 
-    async def listen(n: int, socket) -> None:
+    async def listen(socket) -> None:
         async for message in socket:
             now = time.time()
             notice = json.loads(message)
-            if notice.get("kind") == "created":
-                seen.setdefault(notice["id"], []).append(now)
-                if n < 10:
-                    asyncio.get_running_loop().create_task(fetch_row(notice["id"]))
+            if notice.get("kind") != "created":
+                continue
+            seen.setdefault(notice["id"], []).append(now)
+            if mode == "push" and "<tr" in notice.get("html", ""):
+                rows.setdefault(notice["id"], []).append(now)
+            elif mode == "fetch":
+                asyncio.get_running_loop().create_task(fetch_row(notice["id"]))
 
     sockets = [
         await websockets.connect(ws_url, additional_headers=headers, origin=Origin(base), max_queue=None)
         for _ in range(clients)
     ]
-    listeners = [asyncio.create_task(listen(n, s)) for n, s in enumerate(sockets)]
+    if mode == "push":
+        for socket in sockets:
+            await socket.send(json.dumps({"view": ""}))
+    listeners = [asyncio.create_task(listen(s)) for s in sockets]
     posted: dict[str, float] = {}
     answered: list[float] = []
-    agent = httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    agent = httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    async def post(package: dict) -> httpx.Response | None:
+        try:
+            return await agent.post("/api/v1/escalations", json=package)
+        except httpx.HTTPError:
+            return None
+
+    nonce = f"{mode}-{clients}-{time.time():.0f}"
+    cpu_start = 0.0
+    retried = 0
     for i in range(warm + posts):
-        package = make_package(run_id=f"live-{i}", title=f"Live package {i}")
+        if i == warm:
+            await asyncio.sleep(2)  # the warm-up's rows are in
+            cpu_start = cpu_seconds(pid)
+        package = make_package(run_id=f"live-{nonce}-{i}", title=f"Live package {i}")
         started = time.time()
-        response = await agent.post("/api/v1/escalations", json=package)
+        response = await post(package)
+        while response is None or response.status_code == 503:
+            # The row fetches of "fetch" can hold every pooled connection: retry, as agents do.
+            assert time.time() - started < 30, "the server did not take a package for 30 s"
+            retried += 1
+            await asyncio.sleep(0.5)
+            response = await post(package)
         assert response.status_code == 201, response.text
         if i >= warm:
             posted[response.json()["id"]] = started
             answered.append((time.time() - started) * 1000)
         await asyncio.sleep(interval)
     await asyncio.sleep(2)
+    cpu = cpu_seconds(pid) - cpu_start
     for task in listeners:
         task.cancel()
     for socket in sockets:
@@ -304,15 +352,22 @@ async def live(port: int, cookie: str, token: str, clients: int, posts: int, war
     notice_ms = [(t - posted[i]) * 1000 for i in posted for t in seen.get(i, [])]
     row_ms = [(t - posted[i]) * 1000 for i in posted for t in rows.get(i, [])]
     return {
-        "clients": clients, "posts": posts, "interval": interval,
+        "mode": mode, "clients": clients, "posts": posts, "interval": interval,
         "expected": clients * posts, "received": len(notice_ms),
         "notice_p50": percentile(notice_ms, 50), "notice_p99": percentile(notice_ms, 99),
         "row_n": len(row_ms), "row_p50": percentile(row_ms, 50), "row_p99": percentile(row_ms, 99),
         "post_p50": percentile(answered, 50), "post_p99": percentile(answered, 99),
+        "cpu_ms_per_post": cpu * 1000 / posts,
+        "post_retries": retried, "row_fetch_failures": len(failed),
     }
 
 
-def live_phase(reviewer, token: str, clients: int, posts: int, interval: float) -> dict:
+# (mode, sockets, posts, seconds apart): 1 vs many browsers on one view, rows pushed; and the
+# many fetching their own rows, as before (fewer posts, further apart: each costs ~100 fetches).
+ROUNDS = (("push", 1, 40, 0.25), ("push", None, 40, 0.25), ("fetch", None, 10, 1.0))
+
+
+def live_phase(reviewer, token: str, clients: int, posts: int, interval: float) -> list[dict]:
     from django.test import Client
 
     client = Client(HTTP_HOST="127.0.0.1")
@@ -328,7 +383,18 @@ def live_phase(reviewer, token: str, clients: int, posts: int, interval: float) 
     )
     try:
         wait_for_port(port, server)
-        return asyncio.run(live(port, cookie, token, clients, posts, warm=10, interval=interval))
+        results = []
+        for mode, sockets, n, apart in ROUNDS:
+            n = posts if mode == "push" else n
+            apart = interval if mode == "push" else apart
+            results.append(asyncio.run(live(
+                port, server.pid, cookie, token,
+                clients=sockets or clients, posts=n, warm=10, interval=apart, mode=mode,
+            )))
+            r = results[-1]
+            log(f"  {mode} x{r['clients']}: {r['cpu_ms_per_post']:.1f} ms CPU per post, rows {r['row_n']} "
+                f"of {r['expected']}, p50 {r['row_p50']:.0f} ms, p99 {r['row_p99']:.0f} ms")
+        return results
     finally:
         procs.stop_all()
 
@@ -336,7 +402,7 @@ def live_phase(reviewer, token: str, clients: int, posts: int, interval: float) 
 # ---------------------------------------------------------------- report
 
 
-def report(server: list[dict], notices: dict, open_count: int, load: tuple[str, str]) -> str:
+def report(server: list[dict], notices: list[dict], open_count: int, load: tuple[str, str]) -> str:
     lines = [
         f"# Queue figures ({time.strftime('%Y-%m-%d %H:%M')} UTC, load {load[0]} -> {load[1]})",
         "",
@@ -356,18 +422,31 @@ def report(server: list[dict], notices: dict, open_count: int, load: tuple[str, 
         )
     if not notices:
         return "\n".join(lines) + "\n"
-    n = notices
+    one = next((r for r in notices if r["mode"] == "push" and r["clients"] == 1), None)
     lines += [
         "",
-        f"(L) POST -> notice on {n['clients']} websockets ({n['posts']} packages, {n['interval'] * 1000:.0f} ms apart, "
-        "Redis channel layer, one uvicorn process)",
+        "(L) POST -> row on every queue socket (Redis channel layer, one uvicorn process; the",
+        "server's CPU is its utime+stime over the measured posts and 2 s after, per post: the",
+        "POST itself, the notices, and the rows)",
         "",
-        "| what | n | p50 ms | p99 ms |",
-        "| --- | ---: | ---: | ---: |",
-        f"| POST answered (201) | {n['posts']} | {n['post_p50']:.1f} | {n['post_p99']:.1f} |",
-        f"| POST -> notice on each socket | {n['received']} of {n['expected']} | {n['notice_p50']:.1f} | {n['notice_p99']:.1f} |",
-        f"| POST -> row rendered (10 sockets fetch it) | {n['row_n']} | {n['row_p50']:.1f} | {n['row_p99']:.1f} |",
+        "| round | sockets | posts | POST p50 / p99 ms | notices | notice p50 / p99 ms "
+        "| rows | row p50 / p99 ms | server CPU per post ms | vs 1 socket |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
+    for n in notices:
+        what = "rows pushed (one render per view)" if n["mode"] == "push" else "each page fetches its row (before)"
+        ratio = f"{n['cpu_ms_per_post'] / one['cpu_ms_per_post']:.2f} x" if one else "-"
+        lines.append(
+            f"| {what} | {n['clients']} | {n['posts']} | {n['post_p50']:.1f} / {n['post_p99']:.1f} "
+            f"| {n['received']} of {n['expected']} | {n['notice_p50']:.1f} / {n['notice_p99']:.1f} "
+            f"| {n['row_n']} | {n['row_p50']:.1f} / {n['row_p99']:.1f} | {n['cpu_ms_per_post']:.1f} | {ratio} |"
+        )
+    for n in notices:
+        if n["post_retries"] or n["row_fetch_failures"]:
+            lines.append(
+                f"\n{n['mode']} x{n['clients']}: {n['post_retries']} POSTs answered 503 (no pooled "
+                f"connection in time) and were retried; {n['row_fetch_failures']} row fetches failed."
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -384,7 +463,8 @@ def main() -> int:
     prepare()
     reviewer, token, open_count = seed(args.rows)
     skip = {part.strip() for part in args.skip.split(",")}
-    server, notices = [], {}
+    server: list[dict] = []
+    notices: list[dict] = []
     if "q" not in skip:
         log("(Q) queue page server time")
         server = server_time(reviewer, args.samples)
