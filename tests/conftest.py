@@ -83,6 +83,17 @@ def ensure_default_policies() -> None:
     importlib.import_module("escalations.migrations.0002_default_policies").seed(apps, None)
 
 
+def flush_to_migrated() -> None:
+    """Empty every table and put back what the migrations wrote (the default policies, the
+    reviewer and manager groups): the database as the tests that run next expect it."""
+    from django.apps import apps
+    from django.core.management import call_command
+
+    call_command("flush", interactive=False, verbosity=0)
+    ensure_default_policies()
+    importlib.import_module("reviews.migrations.0002_groups").create_groups(apps, None)
+
+
 @pytest.fixture
 def agent_with_token(db):
     """(agent, token) in the `default` domain, without a resume_url."""

@@ -5,8 +5,9 @@ contrast in both palettes).
 axe-core comes from npm (tests/package.json and its lockfile; `make axe-install` runs
 `npm ci`, `make test` and CI do it first) and is injected into each page from
 tests/node_modules, never from a CDN. One browser, one server and one seeded database
-(seed_demo) serve every case; the database is flushed afterwards, as a transactional test
-would leave it. No rule is disabled: a rule that had to be would be named here, with why.
+(seed_demo) serve every case; afterwards the database is emptied back to what the migrations
+wrote, for the tests that run after this module. No rule is disabled: a rule that had to be
+would be named here, with why.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
 
-from tests.conftest import ensure_default_policies, need, serve_asgi
+from tests.conftest import ensure_default_policies, flush_to_migrated, need, serve_asgi
 from tests.test_browser import CHROMIUM, CHROMIUM_ARGS
 
 if TYPE_CHECKING:
@@ -100,7 +101,7 @@ def _paths() -> dict[str, str]:
 @pytest.fixture(scope="module")
 def site(django_db_setup, django_db_blocker) -> Iterator[tuple[str, dict[str, str]]]:
     """The demo data in the test database, served by the real ASGI application (uvicorn in a
-    thread of this process); afterwards the database is emptied again."""
+    thread of this process); afterwards the database is as migrated again."""
     from django.core.management import call_command
 
     with django_db_blocker.unblock():
@@ -111,7 +112,9 @@ def site(django_db_setup, django_db_blocker) -> Iterator[tuple[str, dict[str, st
             with serve_asgi() as base:
                 yield base, paths
         finally:
-            call_command("flush", interactive=False, verbosity=0)
+            # this module runs among the tests that roll back (django_db without
+            # transaction): the ones after it find the database as migrated
+            flush_to_migrated()
 
 
 @pytest.fixture(scope="module")
