@@ -77,7 +77,7 @@ def _tier(rules: Rules) -> Case:
     return Case(*whens, default=Value(AUTONOMOUS))
 
 
-def _calibrated(domain) -> Subquery:
+def _calibrated(domain: OuterRef | Value) -> Subquery:
     """A row's confidence through its agent's map for `domain` (calibration.shrunk), or NULL."""
     found = CalibrationBin.objects.filter(
         agent=OuterRef("agent"), domain=domain, low__lte=OuterRef("confidence"), high__gt=OuterRef("confidence")

@@ -5,12 +5,17 @@ and reject_on_worker_lost put a killed worker's message back). None raises for b
 a vanished row; state lives in the database, never in the message.
 """
 
+# celery-types makes Task generic for the checker only: annotations stay unevaluated.
+from __future__ import annotations
+
 import logging
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Concatenate, ParamSpec
 
-from celery import shared_task
+from celery import Task, shared_task
 from django.conf import settings
+from django.db.models import Model
 from django.utils import timezone
 
 from escalations.transport import webhooks
@@ -47,9 +52,19 @@ OUTBOX_SEND_TASK: dict[str, Any] = {
     "time_limit": settings.OUTBOX_TIME_LIMIT,
 }
 
+_P = ParamSpec("_P")
 
-@shared_task(**OUTBOX_SEND_TASK)
-def deliver_webhook_task(self, delivery_id: str) -> None:
+
+def outbox_send_task(fun: Callable[Concatenate[Task[_P, None], _P], None]) -> Task[_P, None]:
+    """shared_task(**OUTBOX_SEND_TASK) with its type: a bound task (it takes itself first).
+    celery-types types shared_task's options one by one (the time limits as int; ours are
+    seconds as float), so the options spelt as a dict match no overload and give Any."""
+    task: Task[_P, None] = shared_task(**OUTBOX_SEND_TASK)(fun)
+    return task
+
+
+@outbox_send_task
+def deliver_webhook_task(self: Task[[str], None], delivery_id: str) -> None:
     """Send one delivery (one attempt) if it is due and nobody else is sending it.
 
     Claims the row by compare-and-swap (pending/retrying and due, or a lapsed lease ->
@@ -99,8 +114,8 @@ def deliver_webhook_task(self, delivery_id: str) -> None:
             _enqueue(delivery_id, countdown=max(0.0, wait))
 
 
-@shared_task(**OUTBOX_SEND_TASK)
-def offer_first_look_task(self, offer_id: str) -> None:
+@outbox_send_task
+def offer_first_look_task(self: Task[[str], None], offer_id: str) -> None:
     """Send one first-look offer to a machine reviewer (one attempt), signed with the
     machine's secret; a failure is retried by countdown while the look lasts."""
     row = services.offer_claim(offer_id=offer_id)
@@ -120,7 +135,7 @@ def _enqueue(delivery_id: str, countdown: float = 0) -> bool:
     return enqueue_send(deliver_webhook_task, delivery_id, countdown=countdown)
 
 
-def enqueue_send(task, row_id: str, *, countdown: float = 0) -> bool:
+def enqueue_send(task: Task[[str], None], row_id: str, *, countdown: float = 0) -> bool:
     """Enqueue the sending of an outbox row. A broker error is logged, not raised: the
     sweep catches up. Returns whether it was enqueued."""
     try:
@@ -134,7 +149,7 @@ def enqueue_send(task, row_id: str, *, countdown: float = 0) -> bool:
     return True
 
 
-def lease_seconds(task) -> float:
+def lease_seconds(task: Task[Any, Any]) -> float:
     """The lease for this attempt: past its hard time limit as its message carries it (the
     sender's settings stamp it), so a live worker never loses its lease even where the
     sender and this worker were configured differently."""
@@ -142,7 +157,7 @@ def lease_seconds(task) -> float:
     return max(settings.OUTBOX_LEASE_SECONDS, float(hard) + 1)
 
 
-def follow_lease(task, model, row_id: str) -> None:
+def follow_lease(task: Task[[str], None], model: type[Model], row_id: str) -> None:
     """After a refused claim: if this message was put back (its worker child died while
     sending, acks_late + reject_on_worker_lost) and the row is still leased to that dead
     sender, send it again as soon as the lease lapses rather than at the next sweep.
@@ -175,7 +190,7 @@ def sweep_deliveries_task() -> int:
     return enqueued
 
 
-def repeat(job, name: str, batch_size: int | None = None) -> int:
+def repeat(job: Callable[[], int], name: str, batch_size: int | None = None) -> int:
     """Run a batch job while it returns full batches (of `batch_size`, by default
     periodic.BATCH_SIZE), within PERIODIC_BUDGET_SECONDS."""
     deadline = time.monotonic() + PERIODIC_BUDGET_SECONDS

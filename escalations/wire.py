@@ -18,7 +18,7 @@ def iso(value: datetime | None) -> str | None:
 
 
 def decision_wire(
-    *, escalation_id, run_id: str, kind: str, option_key: str, args: Any, instruction: str,
+    *, escalation_id: uuid.UUID | str, run_id: str, kind: str, option_key: str, args: Any, instruction: str,
     decided_by_type: str, decided_by_name: str, decided_at: datetime | None,
     valid_until: datetime | None, secret: str,
 ) -> dict[str, Any]:

@@ -5,12 +5,15 @@ Ids in, services do the work; every task is safe to run twice, late, or on a row
 gone (rows are keyed per event and claimed by compare-and-swap).
 """
 
+# celery-types makes Task generic for the checker only: annotations stay unevaluated.
+from __future__ import annotations
+
 import logging
 
-from celery import shared_task
+from celery import Task, shared_task
 from django.utils import timezone
 
-from escalations.tasks import OUTBOX_SEND_TASK, enqueue_send, follow_lease, lease_seconds
+from escalations.tasks import enqueue_send, follow_lease, lease_seconds, outbox_send_task
 
 from . import channels, services
 from .models import Notification
@@ -21,8 +24,8 @@ log = logging.getLogger(__name__)
 COUNTDOWN_LIMIT_SECONDS = 300
 
 
-@shared_task(**OUTBOX_SEND_TASK)
-def send_notification_task(self, notification_id: str) -> None:
+@outbox_send_task
+def send_notification_task(self: Task[[str], None], notification_id: str) -> None:
     """Send one row if it is due and nobody else is sending it; record the attempt. A
     transient failure due again within COUNTDOWN_LIMIT_SECONDS is re-enqueued with a
     countdown; a failed channel never holds up another row (each row is its own task). A

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, Group
+from django.contrib.auth.models import User as AuthUser
 from django.contrib.auth.tokens import default_token_generator
 from django.core.mail import send_mail
 from django.db import transaction
@@ -133,7 +134,7 @@ def member_sync_roles(*, user, roles: set[str]) -> None:
             user.groups.add(Group.objects.get_or_create(name=role)[0])
 
 
-def machine_reviewer_ensure(*, name: str, webhook_url: str | None = None) -> tuple[object, str | None]:
+def machine_reviewer_ensure(*, name: str, webhook_url: str | None = None) -> tuple[AuthUser, str | None]:
     """The machine reviewer account `name`, created when missing (a reviewer with no password,
     marked a machine), with a webhook signing secret. Returns (user, the secret when it was
     just made, else None: a secret is shown once). `webhook_url` (where first looks are

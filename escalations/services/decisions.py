@@ -1,9 +1,12 @@
 """Decisions and the two-person rule: a decision checked against the package, approvals
 counted, and the one conditional write that turns an open escalation into a decided one."""
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -35,15 +38,51 @@ from . import claims, deliveries, policies, timeline
 
 @dataclass
 class DecisionRequest:
+    """A decision as asked for (the API's body, a form, a message's button): not checked yet
+    (decision_errors); `chosen` gives what it decides once it is valid."""
+
     kind: str
     option: str | None = None
-    args: dict | None = None
+    args: dict[str, Any] | None = None
     instruction: str | None = None
+
+
+@dataclass(frozen=True)
+class OptionChoice:
+    """A valid `option` decision: the escalation's option chosen, the args the agent acts
+    with (the request's, else the option's own) and the instruction (stripped)."""
+
+    option: str
+    args: dict[str, Any] | None
+    instruction: str
+    kind: str = Decision.Kind.OPTION
+
+
+@dataclass(frozen=True)
+class OtherChoice:
+    """A valid instruction, take-over or halt: no option, no args."""
+
+    kind: str
+    instruction: str
+
+
+def chosen(escalation: Escalation, request: DecisionRequest) -> OptionChoice | OtherChoice:
+    """What a request decides on this escalation; Invalid naming the fields when it cannot."""
+    errors = decision_errors(escalation, request)
+    if errors:
+        raise Invalid(errors)
+    instruction = (request.instruction or "").strip()
+    if request.kind != Decision.Kind.OPTION:
+        return OtherChoice(kind=request.kind, instruction=instruction)
+    option = escalation.option(request.option or "")
+    assert option is not None, "decision_errors names a missing or unknown option"
+    args = request.args if request.args is not None else option.get("args")
+    return OptionChoice(option=option["key"], args=args, instruction=instruction)
 
 
 def decision_errors(escalation: Escalation, request: DecisionRequest) -> list[FieldError]:
     """What is wrong with a decision on this escalation, as named fields."""
-    errors = []
+    errors: list[FieldError] = []
     if request.kind not in Decision.Kind.values:
         errors.append(FieldError("kind", "must be one of " + ", ".join(Decision.Kind.values)))
         return errors
@@ -75,9 +114,9 @@ def decision_errors(escalation: Escalation, request: DecisionRequest) -> list[Fi
 
 def escalation_decide(
     *,
-    escalation_id,
+    escalation_id: uuid.UUID | str,
     request: DecisionRequest,
-    user=None,
+    user: User | None = None,
     override_claim: bool = False,
     decided_by_type: str = Decision.DecidedBy.HUMAN,
     now: datetime | None = None,
@@ -109,29 +148,30 @@ def escalation_decide(
         raise NotFound(f"No escalation {escalation_id}.")
     if not escalation.is_open:
         raise AlreadyDecided(escalation)
-    errors = decision_errors(escalation, request)
-    if errors:
-        raise Invalid(errors)
-    args = request.args
-    if request.kind == Decision.Kind.OPTION and args is None:
-        args = escalation.option(request.option).get("args")
+    choice = chosen(escalation, request)
     name = user.get_username() if user is not None else decided_by_type
     if is_machine(user):
         decided_by_type = Decision.DecidedBy.MACHINE
         _check_machine_may_decide(escalation, request)
-    if decided_by_type == Decision.DecidedBy.HUMAN and needs_approvals(escalation, request) > 1:
+    if (
+        decided_by_type == Decision.DecidedBy.HUMAN
+        and isinstance(choice, OptionChoice)  # needs_approvals is 1 for anything else
+        and needs_approvals(escalation, request) > 1
+    ):
+        if user is None:
+            raise ValueError("an approval under the two-person rule is a person's: pass the user")
         return _approve(
-            escalation, request=request, args=args, user=user, override_claim=override_claim, now=now
+            escalation, request=request, choice=choice, user=user, override_claim=override_claim, now=now
         )
     with transaction.atomic():
         if user is not None:
             check_claim(claims.lock_open(escalation.pk), user, override_claim, now)
         decide_open(
             escalation,
-            kind=request.kind,
-            option_key=request.option if request.kind == Decision.Kind.OPTION else "",
-            args=args if request.kind == Decision.Kind.OPTION else None,
-            instruction=(request.instruction or "").strip(),
+            kind=choice.kind,
+            option_key=choice.option if isinstance(choice, OptionChoice) else "",
+            args=choice.args if isinstance(choice, OptionChoice) else None,
+            instruction=choice.instruction,
             decided_by_type=decided_by_type,
             decided_by_name=name,
             user=user,
@@ -153,7 +193,7 @@ def _check_machine_may_decide(escalation: Escalation, request: DecisionRequest) 
         raise Forbidden(refusal, type="needs-a-person", title="A person must decide this")
 
 
-def check_claim(locked: Escalation, user, override_claim: bool, now: datetime) -> None:
+def check_claim(locked: Escalation, user: User, override_claim: bool, now: datetime) -> None:
     """Inside a transaction, on the locked row: ClaimedByOther when someone else holds a live
     claim and the caller did not ask to decide anyway."""
     if not override_claim and claims.claimed_by_other(locked, user, now):
@@ -176,8 +216,8 @@ def _approve(
     escalation: Escalation,
     *,
     request: DecisionRequest,
-    args,
-    user,
+    choice: OptionChoice,
+    user: User,
     override_claim: bool,
     now: datetime,
 ) -> Escalation:
@@ -194,27 +234,26 @@ def _approve(
     with transaction.atomic():
         check_claim(claims.lock_open(escalation.pk), user, override_claim, now)
         required = needs_approvals(escalation, request)
-        instruction = (request.instruction or "").strip()
         Approval.objects.update_or_create(
             escalation=escalation,
             user=user,
             defaults={
                 "user_name": user.get_username(),
-                "option_key": request.option,
-                "args": args,
-                "instruction": instruction,
+                "option_key": choice.option,
+                "args": choice.args,
+                "instruction": choice.instruction,
                 "at": now,
             },
         )
         agreeing = selectors.agreeing(
-            Approval.objects.filter(escalation=escalation), request.option, args
+            Approval.objects.filter(escalation=escalation), choice.option, choice.args
         )
         timeline.record(
             escalation,
             Event.Kind.APPROVED,
             actor=user.get_username(),
             now=now,
-            data={"option": request.option, "approvals": len(agreeing), "required": required},
+            data={"option": choice.option, "approvals": len(agreeing), "required": required},
             announce=False,  # below, unless the approval decides it
         )
         if len(agreeing) < required:
@@ -226,8 +265,8 @@ def _approve(
         decide_open(
             escalation,
             kind=Decision.Kind.OPTION,
-            option_key=request.option,
-            args=args,
+            option_key=choice.option,
+            args=choice.args,
             instruction=given[-1] if given else "",
             decided_by_type=Decision.DecidedBy.HUMAN,
             decided_by_name=user.get_username(),
@@ -243,11 +282,11 @@ def decide_open(
     *,
     kind: str,
     option_key: str,
-    args: dict | None,
+    args: dict[str, Any] | None,
     instruction: str,
     decided_by_type: str,
     decided_by_name: str,
-    user,
+    user: User | None,
     now: datetime,
     approved_by: list[str] | None = None,
     rules: policy.Rules | None = None,

@@ -5,6 +5,9 @@ import logging
 import uuid
 from datetime import datetime
 
+from celery import Task
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -47,7 +50,7 @@ def queue_delivery(
     return delivery
 
 
-def _enqueue_delivery(task, delivery_id: str) -> None:
+def _enqueue_delivery(task: "Task[[str], None]", delivery_id: str) -> None:
     """After commit: the fast path. A broker outage is logged, never raised: the decision
     has committed, and the sweep sends the outbox row once the broker is back."""
     try:
@@ -62,7 +65,7 @@ def _enqueue_delivery(task, delivery_id: str) -> None:
 
 
 def delivery_claim(
-    *, delivery_id, lease_seconds: float | None = None, now: datetime | None = None
+    *, delivery_id: object, lease_seconds: float | None = None, now: datetime | None = None
 ) -> Delivery | None:
     """Take a due delivery for sending (compare-and-swap), or None if it is not ours to send.
 
@@ -242,7 +245,10 @@ def _delivery_failed(escalation: Escalation, delivery: Delivery, now: datetime) 
 
 
 def delivery_redeliver(
-    *, escalation: Escalation, user=None, now: datetime | None = None
+    *,
+    escalation: Escalation,
+    user: AbstractBaseUser | AnonymousUser | None = None,
+    now: datetime | None = None,
 ) -> Delivery:
     """Send a decided escalation's decision again, as a new delivery (new delivery_id)."""
     now = now or timezone.now()

@@ -11,10 +11,12 @@ and escalation levels counted from then (periodic.levels_advance).
 """
 
 import logging
+import uuid
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -43,6 +45,8 @@ def offer(escalation: Escalation, rules: policy.Rules, now: datetime) -> Machine
         .objects.select_related("profile")
         .filter(pk=rules.first_look_reviewer_id, is_active=True)
         .first()
+        if rules.first_look_reviewer_id is not None
+        else None
     )
     if machine is None or not is_machine(machine):
         log.warning("policy %s: first-look reviewer is not an active machine", rules.domain)
@@ -96,7 +100,7 @@ def _enqueue_offer(offer_id: str) -> None:
 OFFER_CLAIMED = ("url", "payload", "attempt_count", "reviewer_id", "give_up_after")
 
 
-def offer_claim(*, offer_id, now: datetime | None = None) -> MachineOffer | None:
+def offer_claim(*, offer_id: str, now: datetime | None = None) -> MachineOffer | None:
     """Take a due offer for sending (outbox.claim), with the machine's signing secret in
     `secret`; None when it is not ours to send (gone, sent, given up, leased, not due)."""
     now = now or timezone.now()
@@ -173,7 +177,7 @@ def end_in_transaction(escalation: Escalation, *, outcome: str, now: datetime) -
     )
 
 
-def pass_look(escalation_id, *, user, outcome: str, now: datetime) -> bool:
+def pass_look(escalation_id: uuid.UUID, *, user: User, outcome: str, now: datetime) -> bool:
     """The machine looking at `escalation_id` is done without deciding: the claim goes back
     to the queue and the look ends (end_in_transaction). False when `user` is not the
     machine whose look is running."""

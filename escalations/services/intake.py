@@ -1,6 +1,7 @@
 """A new escalation: the package checked, the policy's verdict and priority, idempotent
 replays, the open-run and budget rules, and the tier-1 decision the policy takes itself."""
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -185,7 +186,16 @@ def escalation_create(
     raise AssertionError("unreachable")
 
 
-def _insert(escalation, agent, run_id, verdict, priority, rules, domain, now) -> None:
+def _insert(
+    escalation: Escalation,
+    agent: Agent,
+    run_id: str,
+    verdict: policy.Verdict,
+    priority: policy.Priority,
+    rules: policy.Rules,
+    domain: str,
+    now: datetime,
+) -> None:
     """The create transaction: one commit for the run, the escalation, its event, the
     budget count and (tiers 1-2) the policy's decision and its delivery."""
     with transaction.atomic():
@@ -267,7 +277,7 @@ def _free_expired_key(agent: Agent, key: str, now: datetime) -> bool:
     )
 
 
-def _full(pk) -> Escalation:
+def _full(pk: uuid.UUID) -> Escalation:
     return Escalation.objects.select_related("run", "decision").get(pk=pk)
 
 
@@ -298,7 +308,7 @@ def _count_against_budget(agent: Agent, now: datetime) -> None:
     agent.budget_day = today
 
 
-def _notable_create(escalation: Escalation, agent: Agent, verdict, now: datetime) -> None:
+def _notable_create(escalation: Escalation, agent: Agent, verdict: policy.Verdict, now: datetime) -> None:
     """In the create transaction, tell notifications of a new halt and of an agent over its
     budget (their outbox rows commit with the escalation).
 

@@ -17,21 +17,35 @@ import functools
 import random
 import uuid
 from datetime import datetime, timedelta
+from typing import Any, cast
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
+from django.db.models import Model
 from django.utils import timezone
 
 from escalations import policy
+from escalations.models.deliveries import OutboxQuerySet, OutboxStatus
 
 from . import periodic
 
 
+def _rows(model: type[Model]) -> OutboxQuerySet[Any]:
+    """An outbox model's rows: its only manager, `objects`, is OutboxQuerySet.as_manager(),
+    which a model class's type cannot say."""
+    return cast(OutboxQuerySet[Any], model._default_manager.all())
+
+
+def _status(model: type[Model]) -> OutboxStatus:
+    status: OutboxStatus = model.Status  # type: ignore[attr-defined]  # each outbox model has its own
+    return status
+
+
 def claim(
-    model, row_id, *, now: datetime, lease_seconds: float | None = None,
+    model: type[Model], row_id: object, *, now: datetime, lease_seconds: float | None = None,
     returning: tuple[str, ...] = ("id",), count_claim: bool = False,
-) -> tuple | None:
+) -> tuple[Any, ...] | None:
     """Take a due row for sending: the compare-and-swap of OutboxQuerySet.due() on one row
     (to SENDING, leased for `lease_seconds`, by default OUTBOX_LEASE_SECONDS), in one
     statement that returns the `returning` columns. None when the row is gone, sent or
@@ -48,14 +62,15 @@ def claim(
             _claim_sql(model, returning, count_claim),
             [at(lease), model._meta.pk.get_db_prep_value(row_id, connection), at(now), at(now)],
         )
-        return cursor.fetchone()
+        row: tuple[Any, ...] | None = cursor.fetchone()
+        return row
 
 
 @functools.cache
-def _claim_sql(model, returning: tuple[str, ...], count_claim: bool) -> str:
+def _claim_sql(model: type[Model], returning: tuple[str, ...], count_claim: bool) -> str:
     """One hand-written statement (the claim is the webhook's hot path); it must select
     exactly what OutboxQuerySet.due() selects: tests/test_outbox.py holds them equal."""
-    status = model.Status
+    status = _status(model)
     return f"""
 UPDATE {model._meta.db_table}
 SET status = '{status.SENDING}', lease_until = %s{", claim_count = claim_count + 1" if count_claim else ""}
@@ -75,34 +90,37 @@ def retry_at(attempt: int, *, now: datetime, give_up_at: datetime) -> datetime |
     return next_at if next_at <= give_up_at else None
 
 
-def outbox_sweep(model, *, now: datetime, grace_seconds: float) -> list[str]:
+def outbox_sweep(model: type[Model], *, now: datetime, grace_seconds: float) -> list[str]:
     """deliveries_sweep for any outbox model with the same life (pending, sending with a
     lease, retrying): Delivery here, notifications.Notification there."""
     marker = now + timedelta(seconds=settings.OUTBOX_LEASE_SECONDS)
-    waiting = [model.Status.PENDING, model.Status.RETRYING]
+    status = _status(model)
+    waiting = [status.PENDING, status.RETRYING]
     with transaction.atomic():
         ids = list(
-            model.objects.due(now)
+            _rows(model).due(now)
             .exclude(
-                status=model.Status.PENDING, created_at__gt=now - timedelta(seconds=grace_seconds)
+                status=status.PENDING, created_at__gt=now - timedelta(seconds=grace_seconds)
             )
             .exclude(status__in=waiting, lease_until__gt=now)
             .order_by("next_attempt_at")
             .values_list("pk", flat=True)[: periodic.BATCH_SIZE]
         )
         if ids:
-            model.objects.filter(pk__in=ids, status=model.Status.SENDING).update(
-                status=model.Status.RETRYING, next_attempt_at=now
+            _rows(model).filter(pk__in=ids, status=status.SENDING).update(
+                status=status.RETRYING, next_attempt_at=now
             )
-            model.objects.filter(pk__in=ids).update(lease_until=marker)
+            _rows(model).filter(pk__in=ids).update(lease_until=marker)
     return [str(pk) for pk in ids]
 
 
-def outbox_lease_left(model, row_id, *, now: datetime | None = None) -> float | None:
+def outbox_lease_left(
+    model: type[Model], row_id: object, *, now: datetime | None = None
+) -> float | None:
     """Seconds until the sending lease on an outbox row lapses (OutboxQuerySet.lease_left);
     None when the row is not being sent, is gone, or `row_id` is not an id at all."""
     try:
-        return model.objects.lease_left(row_id, now or timezone.now())
+        return _rows(model).lease_left(row_id, now or timezone.now())
     except (ValidationError, ValueError, TypeError):
         return None
 

@@ -3,8 +3,9 @@ escalation levels advanced, decisions past their lifetime expired, idempotency k
 a call, in short transactions."""
 
 import logging
+import uuid
+from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -143,8 +144,8 @@ def priorities_refresh(*, now: datetime | None = None) -> int:
 
 
 def _priorities_refresh_batch(
-    now: datetime, after, steps: dict[str, list[levels.Step]]
-) -> tuple[int, Any]:
+    now: datetime, after: uuid.UUID | None, steps: dict[str, list[levels.Step]]
+) -> tuple[int, uuid.UUID | None]:
     """One batch: (how many changed, the pk to continue after, or None at the end).
 
     An escalation above level 1 keeps its level's boost (escalations.levels.boost_at).
@@ -185,7 +186,7 @@ def idempotency_keys_purge(*, now: datetime | None = None) -> int:
     return Escalation.objects.filter(pk__in=stale).update(idempotency_key=None)
 
 
-def escalations_delete(*, ids) -> int:
+def escalations_delete(*, ids: Iterable[uuid.UUID]) -> int:
     """Delete escalations with everything that hangs off them: decision, timeline events,
     approvals, flag review, deliveries and their attempts, notifications. Their runs stay
     (other escalations and the insights' run counts use them), and so does the agent's

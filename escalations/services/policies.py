@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -48,7 +49,7 @@ def _policy_errors(rules: policy.Rules) -> None:
 
 
 def policy_create(
-    *, domain: str, description: str = "", user=None, now: datetime | None = None, **rules: Any
+    *, domain: str, description: str = "", user: User | None = None, now: datetime | None = None, **rules: Any
 ) -> Policy:
     """A new domain policy at version 1, with its first PolicyVersion.
 
@@ -74,7 +75,7 @@ def policy_update(
     *,
     policy_id: int,
     changes: dict[str, Any],
-    user=None,
+    user: User | None = None,
     note: str = "",
     now: datetime | None = None,
 ) -> tuple[Policy, list[policy.Change]]:
@@ -117,7 +118,9 @@ def policy_update(
     return row, changed
 
 
-def _policy_version_write(row: Policy, *, user, note: str, now: datetime, snapshot=None) -> None:
+def _policy_version_write(
+    row: Policy, *, user: User | None, note: str, now: datetime, snapshot: dict[str, Any] | None = None
+) -> None:
     PolicyVersion.objects.create(
         policy=row,
         version=row.version,
@@ -177,7 +180,7 @@ class LevelSpec:
 
     after_minutes: int
     priority_boost: int = 10
-    notify: list = field(default_factory=list)  # users
+    notify: list[User] = field(default_factory=list)
     notify_managers: bool = False
 
 

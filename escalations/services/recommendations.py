@@ -1,9 +1,12 @@
 """Recommendations: a reviewer (a machine on its first look, or a person) that does not decide
 leaves its advice, which the person who decides sees beside the agent's own."""
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -20,7 +23,7 @@ NOTE_MAX = 4000
 class RecommendationRequest:
     option: str
     note: str
-    args: dict | None = None
+    args: dict[str, Any] | None = None
     confidence: float | None = None
 
 
@@ -45,7 +48,11 @@ def recommendation_errors(escalation: Escalation, request: RecommendationRequest
 
 
 def escalation_recommend(
-    *, escalation_id, request: RecommendationRequest, user, now: datetime | None = None
+    *,
+    escalation_id: uuid.UUID,
+    request: RecommendationRequest,
+    user: User,
+    now: datetime | None = None,
 ) -> Recommendation:
     """Record `user`'s advice on an open escalation. Raises Invalid naming the field,
     AlreadyDecided once it is no longer open. A machine advising on its own first look ends

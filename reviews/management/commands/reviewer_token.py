@@ -38,9 +38,10 @@ class Command(BaseCommand):
             if secret:
                 self.stderr.write(f"Webhook signing secret for {username} (shown once): {secret}")
         else:
-            user = get_user_model().objects.filter(username=username, is_active=True).first()
-            if user is None:
+            found = get_user_model().objects.filter(username=username, is_active=True).first()
+            if found is None:
                 raise CommandError(f"No active user {username!r}.")
+            user = found
         token = reviewer_token_issue(user=user, label=label or ("machine" if machine else "manage.py"))
         self.stderr.write(f"Reviewer token for {username} (shown once):")
         self.stdout.write(token)
