@@ -236,7 +236,7 @@ def acknowledge(request: AgentRequest, escalation_id: str) -> HttpResponse:
     response={200: EscalationOut, 404: ProblemOut, 409: ProblemOut, 422: ProblemOut},
     summary="Answer a reviewer's question",
 )
-def answer(request: AgentRequest, escalation_id: str, payload: AnswerIn):
+def answer(request: AgentRequest, escalation_id: str, payload: AnswerIn) -> HttpResponse:
     """Status awaiting_agent: the escalation goes back to the queue (pending) with its
     priority; the answer's history steps and links are appended to the package, and its
     respond_by moves on by the time the question waited. No open question: 409."""

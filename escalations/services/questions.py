@@ -16,8 +16,10 @@ leave it alone (they work on the queue); a reviewer may still decide it (halt, t
 or decide anyway), and the agent may withdraw it.
 """
 
+import uuid
 from datetime import datetime, timedelta
 
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -46,7 +48,9 @@ def question_errors(text: str) -> list[FieldError]:
     return [bad] if bad else []
 
 
-def escalation_ask(*, escalation_id, user, text: str, now: datetime | None = None) -> Escalation:
+def escalation_ask(
+    *, escalation_id: uuid.UUID, user: User, text: str, now: datetime | None = None
+) -> Escalation:
     """Ask the agent a question about an escalation waiting in the queue.
 
     Raises Invalid (the text), AlreadyDecided (it is no longer open), ClaimedByOther
