@@ -1,6 +1,9 @@
 """The Members page's forms: they validate; people.services writes."""
 
 from django import forms
+from django.core.validators import URLValidator
+
+from operations.egress import validate_outbound_url
 
 from .roles import MANAGER, REVIEWER
 
@@ -26,3 +29,19 @@ class RoleForm(forms.Form):
 
 class MachineForm(forms.Form):
     is_machine = forms.BooleanField(label="Machine reviewer", required=False)
+
+
+class MachineWebhookForm(forms.Form):
+    """Where a machine reviewer's first looks are offered (a signed POST); empty: none."""
+
+    webhook_url = forms.URLField(
+        label="Webhook URL",
+        required=False,
+        max_length=500,
+        assume_scheme="https",
+        validators=[
+            URLValidator(schemes=["http", "https"], message="Enter an http(s) URL."),
+            validate_outbound_url,
+        ],
+        widget=forms.URLInput(attrs={"placeholder": "https://bots.example.com/handoff"}),
+    )

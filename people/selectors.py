@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, Group
-from django.db.models import Exists, OuterRef, Prefetch
+from django.db.models import Exists, OuterRef, Prefetch, Subquery
 
 from .models import Profile
 from .roles import MANAGER, REVIEWER
@@ -16,6 +16,7 @@ class Member:
     role: str  # "manager", "reviewer" or "" (no role)
     is_machine: bool
     invited: bool  # has never set a password (the invitation is still open)
+    webhook_url: str = ""  # a machine reviewer's: where its first looks are offered
 
 
 def members() -> list[Member]:
@@ -25,7 +26,10 @@ def members() -> list[Member]:
 
     rows = (
         User.objects.filter(is_active=True)
-        .annotate(machine=Exists(Profile.objects.filter(user=OuterRef("pk"), is_machine=True)))
+        .annotate(
+            machine=Exists(Profile.objects.filter(user=OuterRef("pk"), is_machine=True)),
+            webhook_url=Subquery(Profile.objects.filter(user=OuterRef("pk")).values("webhook_url")[:1]),
+        )
         .prefetch_related(Prefetch("groups", queryset=Group.objects.filter(name__in=(REVIEWER, MANAGER))))
         .order_by("username")
     )
@@ -33,7 +37,8 @@ def members() -> list[Member]:
     for user in rows:
         names = {g.name for g in user.groups.all()}
         role = MANAGER if MANAGER in names or user.is_superuser else REVIEWER if REVIEWER in names else ""
-        found.append(Member(user, role, user.machine, not user.has_usable_password() and user.last_login is None))
+        invited = not user.has_usable_password() and user.last_login is None
+        found.append(Member(user, role, user.machine, invited, user.webhook_url or ""))
     return sorted(found, key=lambda m: (m.role != MANAGER, m.role == "", m.user.get_username().lower()))
 
 

@@ -124,6 +124,19 @@ def member_set_machine(*, user, is_machine: bool) -> Profile:
     return profile
 
 
+def member_set_webhook(*, user, webhook_url: str) -> str | None:
+    """Set where a machine reviewer's first looks are offered ("" for none). Returns the
+    webhook signing secret when one had to be made now (shown once), else None."""
+    with transaction.atomic():
+        profile, _ = Profile.objects.select_for_update().get_or_create(user=user)
+        profile.webhook_url = webhook_url
+        made = None
+        if webhook_url and not profile.signing_secret:
+            profile.signing_secret = made = "whsec_" + secrets.token_urlsafe(32)
+        profile.save(update_fields=["webhook_url", "signing_secret"])
+    return made
+
+
 def member_sync_roles(*, user, roles: set[str]) -> None:
     """Make the account's roles exactly `roles` (those of ROLES): a sign-in through the
     identity provider carries them, and the provider is the source of truth."""

@@ -9,6 +9,7 @@ urlpatterns = [
     path("members/invite", views.member_invite, name="invite"),
     path("members/<int:user_id>/role", views.member_role, name="role"),
     path("members/<int:user_id>/machine", views.member_machine, name="machine"),
+    path("members/<int:user_id>/webhook", views.member_webhook, name="webhook"),
     path("members/<int:user_id>/remove", views.member_remove, name="remove"),
     path("accounts/set-password/<uidb64>/<token>/", views.SetPasswordView.as_view(), name="set_password"),
     path("accounts/password-set", views.password_set, name="password_set"),

@@ -15,7 +15,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from . import selectors, services
-from .forms import InviteForm, MachineForm, RoleForm
+from .forms import InviteForm, MachineForm, MachineWebhookForm, RoleForm
 from .roles import is_reviewer, manager_required
 
 MEMBERS = "people/members.html"
@@ -79,6 +79,27 @@ def member_machine(request: HttpRequest, user_id: int) -> HttpResponse:
     services.member_set_machine(user=member, is_machine=is_machine)
     what = "a machine reviewer" if is_machine else "a person"
     messages.success(request, f"{member.get_username()} is marked as {what}.")
+    return redirect("people:members")
+
+
+@manager_required
+@require_POST
+def member_webhook(request: HttpRequest, user_id: int) -> HttpResponse:
+    member, form = _member(user_id), MachineWebhookForm(request.POST)
+    if not form.is_valid():
+        for error in form.errors.get("webhook_url", []):
+            messages.error(request, f"{member.get_username()}'s webhook URL: {error}")
+        return redirect("people:members")
+    url = form.cleaned_data["webhook_url"]
+    secret = services.member_set_webhook(user=member, webhook_url=url)
+    if url:
+        messages.success(request, f"{member.get_username()}'s first looks go to {url}.")
+    else:
+        messages.success(request, f"{member.get_username()} has no webhook URL now: it reads the queue.")
+    if secret:
+        messages.warning(
+            request, f"The secret that signs {member.get_username()}'s webhooks (shown once): {secret}"
+        )
     return redirect("people:members")
 
 

@@ -165,3 +165,34 @@ def test_a_token_needs_a_name(reviewer_client):
     response = reviewer_client.post("/account/tokens", {"label": "  "})
     assert response.status_code == 422
     assert not ReviewerToken.objects.exists()
+
+
+def test_a_machine_reviewers_webhook_url_is_set_on_the_members_page(manager_client, reviewer):
+    Profile.objects.update_or_create(user=reviewer, defaults={"is_machine": True})
+    page = manager_client.get("/members/").content.decode()
+    assert f'id="webhook-{reviewer.pk}"' in page  # beside the machine flag
+
+    saved = manager_client.post(
+        f"/members/{reviewer.pk}/webhook", {"webhook_url": "https://bots.example.com/handoff"}, follow=True
+    )
+    profile = Profile.objects.get(user=reviewer)
+    assert profile.webhook_url == "https://bots.example.com/handoff"
+    assert profile.signing_secret.startswith("whsec_")
+    html = saved.content.decode()
+    assert profile.signing_secret in html  # shown once
+    assert 'value="https://bots.example.com/handoff"' in html
+
+    # the outbound-address rules refuse a cloud metadata address; a bad URL is refused too
+    for bad, why in (
+        ("http://169.254.169.254/latest/", "a cloud metadata address"),
+        ("ftp://bots.example.com/x", "Enter a valid URL."),
+    ):
+        refused = manager_client.post(f"/members/{reviewer.pk}/webhook", {"webhook_url": bad}, follow=True)
+        assert "webhook URL" in refused.content.decode()
+        assert why in refused.content.decode()
+    assert Profile.objects.get(user=reviewer).webhook_url == "https://bots.example.com/handoff"
+
+    again = manager_client.post(f"/members/{reviewer.pk}/webhook", {"webhook_url": ""}, follow=True)
+    assert Profile.objects.get(user=reviewer).webhook_url == ""
+    assert Profile.objects.get(user=reviewer).signing_secret == profile.signing_secret
+    assert profile.signing_secret not in again.content.decode()
