@@ -97,7 +97,11 @@ def seed_history(*, now: datetime, say: Callable[[str], None]) -> None:
             _write(writer)
         total += len(writer.rows.escalations)
     insights.rollups_rebuild(days=days)
-    say(f"History: {total} escalations over {len(days)} days for {len(agents)} agents; rollups rebuilt.")
+    maps = insights.calibration_refresh(now=now)
+    say(
+        f"History: {total} escalations over {len(days)} days for {len(agents)} agents; "
+        f"rollups rebuilt; {maps} calibration maps."
+    )
 
 
 def _seeded(agent: Agent) -> bool:

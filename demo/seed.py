@@ -69,9 +69,20 @@ def seed_demo(*, now: datetime, say: Callable[[str], None]) -> None:
     services.levels_advance(now=now)
     services.priorities_refresh(now=now)
     seed_history(now=now, say=say)
+    _calibrated(people)
     open_count = Escalation.objects.open().count()
     say(f"Demo data: {len(agents)} agents, {created} new escalations ({open_count} open).")
     say(f"Demo login: demo / {people['password']}")
+
+
+def _calibrated(people: dict[str, Any]) -> None:
+    """Turn on tier-by-calibrated-confidence in the named domains, once (a version says so)."""
+    for domain in people.get("calibrated_domains", []):
+        row = Policy.objects.filter(domain=domain).first()
+        if row is not None and not row.versions.filter(note="demo: tier by calibrated confidence").exists():
+            services.policy_update(
+                policy_id=row.pk, changes={"tier_by_calibrated": True}, note="demo: tier by calibrated confidence"
+            )
 
 
 def _reviewers(people: dict[str, Any]) -> dict:

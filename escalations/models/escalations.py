@@ -200,6 +200,20 @@ class Escalation(models.Model):
                 condition=Q(status__in=["pending", "claimed"]),
                 name="esc_open_tier_idx",
             ),
+            # Precedents (escalations.precedents): an agent's and a domain's latest decided
+            # escalations with their titles (index-only), the candidates ranked by similarity.
+            models.Index(
+                fields=["agent", "-created_at"],
+                include=["title"],
+                condition=Q(status__in=["decided", "resumed"]),
+                name="esc_decided_agent_idx",
+            ),
+            models.Index(
+                fields=["domain", "-created_at"],
+                include=["title"],
+                condition=Q(status__in=["decided", "resumed"]),
+                name="esc_decided_domain_idx",
+            ),
             # Retention: closed escalations, oldest change first (operations.services).
             models.Index(
                 fields=["updated_at"],
