@@ -20,7 +20,7 @@ def test_a_valid_package_is_created_with_its_tier_and_priority(api):
     body = response.json()
     assert set(body) == {
         "id", "run_id", "title", "status", "tier", "tier_reasons", "priority", "priority_reasons",
-        "reason", "confidence", "calibrated_confidence", "domain", "respond_by", "created_at", "updated_at",
+        "reason", "confidence", "calibrated_confidence", "domain", "question", "respond_by", "created_at", "updated_at",
         "url", "decision",
     }
     assert body["status"] == "pending"
