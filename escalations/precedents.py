@@ -11,10 +11,12 @@ share many words (bench/precedents_bench.py), because most rows passed the thres
 """
 
 import re
+import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from django.db import connection
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 
 from .models import Escalation
 from .wire import decision_dict, escalation_url, iso
@@ -42,7 +44,7 @@ def _has_trigram() -> bool:
 
 def trigrams(text: str) -> set[str]:
     """pg_trgm's trigrams: each lower-cased alphanumeric word padded "  word ", cut in threes."""
-    grams = set()
+    grams: set[str] = set()
     for word in re.findall(r"[^\W_]+", text.lower()):
         padded = f"  {word} "
         grams.update(padded[i : i + 3] for i in range(len(padded) - 2))
@@ -56,12 +58,14 @@ def trigram_similarity(a: str, b: str) -> float:
     return len(left & right) / len(union) if union else 0.0
 
 
-def _rows(pks: list):
+def _rows(pks: Sequence[uuid.UUID]) -> QuerySet[Escalation] | list[Escalation]:
     # the decision and what its signed receipt names (run_id, the agent's secret)
-    return Escalation.objects.filter(pk__in=pks).select_related("decision", "run", "agent") if pks else []
+    if not pks:
+        return []
+    return Escalation.objects.filter(pk__in=pks).select_related("decision", "run", "agent")
 
 
-def _candidates(escalation: Escalation):
+def _candidates(escalation: Escalation) -> QuerySet[Escalation]:
     """The latest CANDIDATES decided escalations of the agent and of the domain (not this one)."""
     decided = Escalation.objects.filter(status__in=DECIDED).order_by("-created_at").values("pk")
     by_agent = decided.filter(agent_id=escalation.agent_id)[:CANDIDATES]
@@ -93,7 +97,7 @@ LIMIT %(limit)s
 def similar(escalation: Escalation, limit: int = LIMIT) -> list[Escalation]:
     """Up to `limit` decided escalations of the same agent or domain, closest title first."""
     if _has_trigram():
-        params = {
+        params: dict[str, str | int | float | uuid.UUID] = {
             "agent": escalation.agent_id,
             "domain": escalation.domain,
             "n": CANDIDATES,
