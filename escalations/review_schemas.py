@@ -33,7 +33,7 @@ class RecommendationIn(Strict):
     option: OptionKey
     args: JsonObject | None = None
     note: Annotated[StrictStr, Field(min_length=1, max_length=TEXT_MAX_CHARS)]
-    confidence: Annotated[float, Field(ge=0, le=1)] | None = None
+    confidence: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False, strict=True)] | None = None
 
 
 
