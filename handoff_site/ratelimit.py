@@ -50,8 +50,11 @@ from operations import metrics
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/"
-# The agent API over MCP (escalations.mcp_api) counts as the agent API does.
-LIMITED_PREFIXES = (API_PREFIX, "/mcp")
+# The agent API over MCP (escalations.mcp_api) counts as the agent API does; the single
+# sign-on hops (people.oidc: each callback costs a token exchange with the provider) count
+# against the client's address, as any call without a token does.
+OIDC_PREFIX = "/accounts/oidc/"
+LIMITED_PREFIXES = (API_PREFIX, "/mcp", OIDC_PREFIX)
 REVIEWER_PREFIX = "/api/v1/review/"
 KEY_PREFIX = "handoff-limits"
 REDIS_TIMEOUT_SECONDS = 0.5  # a request's worst case while Redis hangs (then the breaker)
@@ -132,13 +135,13 @@ def bearer_token(authorization: str | None) -> str | None:
 
 
 def counted(path: str, authorization: str | None, address: str) -> list[tuple[str, str]]:
-    """(limit name, identity) pairs this request counts against, in order; [] outside /api/
-    and /mcp."""
+    """(limit name, identity) pairs this request counts against, in order; [] outside /api/,
+    /mcp and the single sign-on hops."""
     if not path.startswith(LIMITED_PREFIXES):
         return []
     pairs = []
     token = bearer_token(authorization)
-    if token is not None:
+    if token is not None and not path.startswith(OIDC_PREFIX):
         name = "reviewer" if path.startswith(REVIEWER_PREFIX) else "agent"
         pairs.append((name, hashlib.sha256(token.encode()).hexdigest()[:32]))
     pairs.append(("address", address_key(address)))

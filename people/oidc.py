@@ -8,15 +8,21 @@ maps to the roles: any of OIDC_MANAGER_GROUPS makes a manager, any of OIDC_REVIE
 reviewer; none leaves the account without a role (it sees the page that says so).
 """
 
+import logging
+
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_not_required
+from django.core.exceptions import SuspiciousOperation
 from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect
 from mozilla_django_oidc import views as oidc_views
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 
 from . import services
 from .roles import MANAGER, REVIEWER
+
+log = logging.getLogger(__name__)
 
 
 def enabled() -> bool:
@@ -59,7 +65,15 @@ def oidc_start(request: HttpRequest) -> HttpResponse:
 
 @login_not_required
 def oidc_callback(request: HttpRequest) -> HttpResponse:
-    """Back from the provider: the code exchanged, the token checked, the user signed in."""
+    """Back from the provider: the code exchanged, the token checked, the user signed in.
+
+    A token that fails its checks (another key, a wrong audience or nonce: the library raises
+    SuspiciousOperation) is a failed sign-in like any other: back to the sign-in page, which
+    says so, rather than a bare 400."""
     if not enabled():
         raise Http404("No OpenID Connect provider is configured.")
-    return oidc_views.OIDCAuthenticationCallbackView.as_view()(request)
+    try:
+        return oidc_views.OIDCAuthenticationCallbackView.as_view()(request)
+    except SuspiciousOperation as refused:
+        log.warning("single sign-on refused: %s", refused)
+        return redirect(settings.LOGIN_REDIRECT_URL_FAILURE)

@@ -70,10 +70,12 @@ def test_a_token_signed_by_another_key_is_refused(client, provider):
     provider.jwks = lambda: published  # the JWKS keeps the old key...
     provider.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)  # ...tokens get another
     callback = back.headers["location"].split("://", 1)[1].split("/", 1)[1]
-    client.raise_request_exception = False
     refused = client.get("/" + callback)
-    assert refused.status_code == 400
+    assert refused.status_code == 302
+    assert refused["Location"] == "/accounts/login/?sso=failed"
+    assert "did not work" in client.get(refused["Location"]).content.decode()
     assert not User.objects.filter(email="ria@example.com").exists()
+    assert client.get("/").status_code == 302  # not signed in
 
 
 @pytest.mark.django_db

@@ -54,6 +54,8 @@ def test_api_calls_count_against_their_token_then_their_address():
     assert counted("/api/v1/gate", "Basic abc", "a") == [("address", "a")]
     assert counted("/queue/", "Bearer abc", "a") == []  # pages: sign-in throttling, not these
     assert [name for name, _ in counted("/mcp", "Bearer abc", "a")] == ["agent", "address"]
+    # the single sign-on hops: by address only, whatever the request carries
+    assert counted("/accounts/oidc/callback", "Bearer abc", "a") == [("address", "a")]
 
 
 # ---------------------------------------------------------------- through the ASGI server
@@ -114,6 +116,21 @@ def test_long_polls_count_too(live_server_asgi, agent_with_token, settings):
             for _ in range(4)
         ]
     assert answers == [200, 200, 429, 429]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_single_sign_on_hops_count_against_the_address(live_server_asgi, settings):
+    """Each callback makes Handoff call the provider: a flood of them is refused before that."""
+    settings.RATE_LIMIT_ADDRESS = "5/minute"
+    settings.TRUSTED_PROXY_COUNT = 1
+    address = f"192.0.2.{uuid.uuid4().int % 250 + 1}"
+    with httpx.Client(base_url=live_server_asgi, timeout=30) as client:
+        answers = [
+            client.get("/accounts/oidc/callback?code=x&state=y", headers={"X-Forwarded-For": address})
+            for _ in range(8)
+        ]
+    assert statuses(answers) == {404: 5, 429: 3}  # no provider configured here: 404 until limited
+    assert "from this address" in answers[-1].json()["detail"]
 
 
 @pytest.mark.django_db(transaction=True)
