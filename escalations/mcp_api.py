@@ -34,7 +34,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from pydantic import BaseModel, ValidationError
 
 from . import selectors, services
-from .api import escalation_pk, own_escalation
+from .api import budget_headers_for, escalation_pk, own_escalation
 from .errors import DomainError, FieldError
 from .jsontext import unstorable
 from .models import Agent, hash_token
@@ -391,6 +391,10 @@ class _Running:
         manager = StreamableHTTPSessionManager(
             app=server,
             stateless=True,
+            # Answers as one JSON body rather than an event stream: the tools send nothing
+            # before their result, and the answer then starts once the tool has run, so its
+            # budget headers count what the tool did (an escalate counts itself).
+            json_response=True,
             # The token travels in a header, never ambiently (no cookies), so a rebound DNS
             # name gains nothing; host names are the proxy's to check (Django's
             # ALLOWED_HOSTS does not see /mcp), and answers name PUBLIC_URL, never Host.
@@ -450,9 +454,23 @@ class McpEndpoint:
         manager = await self._manager()
         reset = _caller.set(Caller(token, agent))  # type: ignore[arg-type]
         try:
-            await manager.handle_request(scope, receive, send)
+            await manager.handle_request(scope, receive, _with_budget(send, agent))
         finally:
             _caller.reset(reset)
+
+
+def _with_budget(send: Send, agent: Agent) -> Send:
+    """`send`, adding the agent's budget headers to the answer's start, as every answer to an
+    agent carries them (API.md, "Response headers"), read when the answer starts."""
+
+    async def sending(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            budget = await _in_thread(lambda: budget_headers_for(agent))
+            extra = [(name.lower().encode(), value.encode()) for name, value in budget.items()]
+            message = {**message, "headers": [*message.get("headers", []), *extra]}
+        await send(message)
+
+    return sending
 
 
 endpoint = McpEndpoint()

@@ -303,6 +303,23 @@ def test_incomplete_package_is_a_tool_error_naming_each_field(server, agent_toke
     asyncio.run(scenario())
 
 
+def test_answers_carry_the_agents_budget(server, agent_token):
+    """As every answer to an agent: Handoff-Budget-Limit/-Used/-Remaining, read as the answer
+    starts (after an escalate, it counts that escalation)."""
+    headers = {"Authorization": f"Bearer {agent_token}", "Accept": "application/json, text/event-stream"}
+    call = {"name": "escalate", "arguments": {**make_package(), "idempotency_key": "budget-1"}}
+    listed = httpx.post(server + "/mcp", headers=headers, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+    escalated = httpx.post(
+        server + "/mcp", headers=headers, json={"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": call}
+    )
+    assert listed.status_code == escalated.status_code == 200, escalated.text
+    assert '"isError":true' not in escalated.text
+    limit = int(listed.headers["handoff-budget-limit"])
+    assert (listed.headers["handoff-budget-used"], escalated.headers["handoff-budget-used"]) == ("0", "1")
+    assert int(escalated.headers["handoff-budget-remaining"]) == max(0, limit - 1)
+    assert escalated.headers["handoff-budget-limit"] == str(limit)
+
+
 def test_a_bad_token_is_refused(server, agent_token):
     response = httpx.post(
         server + "/mcp",
