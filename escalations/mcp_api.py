@@ -21,7 +21,7 @@ import json
 import logging
 import uuid
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -463,7 +463,7 @@ def _with_budget(send: Send, agent: Agent) -> Send:
     """`send`, adding the agent's budget headers to the answer's start, as every answer to an
     agent carries them (API.md, "Response headers"), read when the answer starts."""
 
-    async def sending(message: dict[str, Any]) -> None:
+    async def sending(message: Mapping[str, Any]) -> None:
         if message["type"] == "http.response.start":
             budget = await _in_thread(lambda: budget_headers_for(agent))
             extra = [(name.lower().encode(), value.encode()) for name, value in budget.items()]
