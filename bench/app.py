@@ -14,9 +14,13 @@ import time
 from lib import BENCH_DIR, RESULTS, ROOT, Processes, python, read_line
 
 PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
-BENCH_DB, BASE_DB = "handoff_bench", "handoff_bench_base"
-REDIS_APP = "redis://127.0.0.1:6379/13"
-REDIS_BASE = "redis://127.0.0.1:6379/14"
+# Two checkouts benching on the same PostgreSQL and Redis at once give each its own:
+# BENCH_DB=handoff_x_bench (the baselines' database is its name + "_base"), BENCH_REDIS_DBS=7,8.
+BENCH_DB = os.environ.get("BENCH_DB", "handoff_bench")
+BASE_DB = f"{BENCH_DB}_base"
+_REDIS_DBS = os.environ.get("BENCH_REDIS_DBS", "13,14").split(",")
+REDIS_APP = f"redis://127.0.0.1:6379/{_REDIS_DBS[0]}"
+REDIS_BASE = f"redis://127.0.0.1:6379/{_REDIS_DBS[1]}"
 BASE_ROWS = 20_000
 SECRET = "bench-" + "k" * 50
 

@@ -281,6 +281,19 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
+def group_cpu_seconds(pgid: int) -> float:
+    """CPU seconds (user + system) of the live processes of one process group."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if int(fields[2]) == pgid:
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def tcp_local_ports_to(pid: int, remote_port: int) -> set[int]:
     """Local ports of the TCP connections that process `pid` holds to `remote_port`."""
     inodes = set()

@@ -103,6 +103,8 @@ def report(r: dict) -> str:
         row("4", "same: answered 'decided' / early / errors",
             f"{f4['decided']}/{f4['clients']} / {f4['early']} / {f4['errors']}", "-", "-", "all / 0 / 0",
             f4["decided"] == f4["clients"] and f4["early"] == 0 and f4["errors"] == 0)
+    if r.get("5"):
+        _rows_5(r["5"], row)
 
     lines = [
         f"## Handoff bench, {r.get('started', '')} (PostgreSQL {r.get('postgres', '?')}, 127.0.0.1)",
@@ -186,3 +188,28 @@ def report(r: dict) -> str:
         lines += ["", "Phases that failed:", ""]
         lines += [f"- {k}: {v}" for k, v in r["failures"].items()]
     return "\n".join(lines)
+
+
+def _rows_5(f5: dict, row) -> None:
+    """Figure 5 beside the peer's fixed figures (issue 15: awaithumans 0.1.12 on PostgreSQL, pinned the same way)."""
+    create, decide, peer, target = f5["create"], f5["decide"], f5["peer"], f5["targets"]
+    shape = f"one core, `make run` services shape ({f5['stack']}, Celery worker and beat on the same core)"
+    ratio = create["rps"] / peer["create_rps"]
+    rounds = ", ".join(f"{x['rps']:.0f}" for x in create["rounds"])
+    row("5", f"{shape}: `POST /api/v1/escalations`, 8 conns: throughput", _fmt(create["rps"], "req/s", 0),
+        f"peer {_fmt(peer['create_rps'], 'req/s', 0)} (issue 15)", f"{ratio:.2f} x (rounds {rounds} req/s)",
+        f">= {target['create_x']}x the peer", ratio >= target["create_x"] and create["errors"] == 0)
+    row("5", "same: p50 / p99 latency, non-2xx + socket errors",
+        f"{_fmt(create['p50_ms'], 'ms', 1)} / {_fmt(create['p99_ms'], 'ms', 1)}, {create['errors']}",
+        f"peer p50 {_fmt(peer['create_p50_ms'], 'ms', 0)}", "-", "(p50 reported), 0 errors", create["errors"] == 0)
+    answered = decide["statuses"].get("201", 0)
+    row("5", "same: a reviewer's decide call (`POST /api/v1/review/escalations/{id}/decision`, one at a time): p50",
+        _fmt(decide["p50"], "ms", 2), f"peer {_fmt(peer['decide_p50_ms'], 'ms', 1)} (issue 15)",
+        _fmt(decide["p50"] / peer["decide_p50_ms"], "x", 2), f"<= {target['decide_p50_ms']:.0f} ms",
+        decide["p50"] <= target["decide_p50_ms"] and answered == decide["n"])
+    row("5", "same: decide p99, answered 201", f"{_fmt(decide['p99'], 'ms', 2)}, {answered}/{decide['n']}",
+        "-", "-", "all 201", answered == decide["n"])
+    row("5", "same: CPU on core 0 per create / per decide (web alone, and web + worker + beat)",
+        f"{_fmt(create['web_cpu_ms'], 'ms', 1)}, {_fmt(create['core0_cpu_ms'], 'ms', 1)} / "
+        f"{_fmt(decide['web_cpu_ms'], 'ms', 1)}, {_fmt(decide['core0_cpu_ms'], 'ms', 1)}", "-",
+        f"{1000.0 / create['core0_cpu_ms']:.0f} creates/s on a core of its own", "(reported)", None)

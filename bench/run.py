@@ -14,9 +14,10 @@ logs, wrk outputs and raw samples go to bench/results/. README.md says what each
 The parts, each in a module of its own on top of lib.py (helpers) and app.py (the app's
 environment and processes): fixtures.py (the databases, agents and escalations),
 baselines.py ((b), (c)), http_bench.py ((a), figures 1 and 2), webhook_bench.py (figure 3),
-longpoll_bench.py (figure 4), report.py (the table).
+longpoll_bench.py (figure 4), pinned_bench.py (figure 5: create and decide on one core),
+report.py (the table).
 
-Options: --seconds N (wrk duration, default 10), --skip 1,2,3,4,a,b,c (leave phases out).
+Options: --seconds N (wrk duration, default 10), --skip 1,2,3,4,5,a,b,c (leave phases out).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from datetime import UTC, datetime  # noqa: E402
 import baselines  # noqa: E402
 import http_bench  # noqa: E402
 import longpoll_bench  # noqa: E402
+import pinned_bench  # noqa: E402
 import webhook_bench  # noqa: E402
 from app import app_env, source_stamp, subprocess_run  # noqa: E402
 from fixtures import Context, prepare  # noqa: E402
@@ -47,6 +49,7 @@ PHASES = (
     ("c", baselines.baseline_c),
     ("3", webhook_bench.measure),
     ("4", longpoll_bench.measure),
+    ("5", pinned_bench.measure),
 )
 
 
@@ -95,7 +98,7 @@ def main() -> int:
     parser.add_argument("--pace", type=float, default=200.0, help="figure 4 decisions per second")
     parser.add_argument("--deciders", type=int, default=4, help="decider processes (figures 3 and 4)")
     parser.add_argument("--profile", action="store_true", help="py-spy the servers during the measured phases")
-    parser.add_argument("--skip", default="", help="comma list of phases to leave out: a,b,c,1,2,3,4")
+    parser.add_argument("--skip", default="", help="comma list of phases to leave out: a,b,c,1,2,3,4,5")
     args = parser.parse_args()
     args.skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     ctx = Context(args)
