@@ -34,7 +34,7 @@ export HOST PORT
 
 CLIENT_VENV ?= .venv-client
 
-.PHONY: help run serve test test-client test-ts ts-install axe-install lint typecheck screenshots format lock bench bench-insights bench-queue bench-metrics bench-precedents bench-all migrate seed worker beat check venv install install-test clean
+.PHONY: help run serve test test-client test-ts ts-install axe-install lint typecheck screenshots format lock bench bench-hotpath bench-insights bench-queue bench-metrics bench-precedents bench-all migrate seed worker beat check venv install install-test clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -187,6 +187,9 @@ screenshots: $(STAMP_TEST) ## refresh docs/screenshots/ from the demo data (a fr
 
 bench: $(STAMP_TEST) ## the benchmarks in bench/ (best with DATABASE_URL and REDIS_URL)
 	$(PY) bench/run.py $(ARGS)
+
+bench-hotpath: $(STAMP_TEST) ## CPU and queries of one create and one decide, in-process (PostgreSQL; ~1 min)
+	$(PY) bench/hotpath_bench.py $(ARGS)
 
 bench-insights: $(STAMP_TEST) ## the insights page at 1,000,000 escalations (PostgreSQL; ~10 min)
 	$(PY) bench/insights_bench.py $(ARGS)

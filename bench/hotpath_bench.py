@@ -1,0 +1,243 @@
+#!/usr/bin/env python
+"""`make bench-hotpath`: the CPU and the queries of one create and one decide, in-process.
+
+PostgreSQL on 127.0.0.1 (its own database `handoff_bench_hotpath`, dropped, re-created and
+migrated) and REDIS_URL (default redis://127.0.0.1:6379/0): the production settings
+(DEBUG off, psycopg's pool with server-side binding), everything in this one process, no
+server and no network in between, so what is left is the app's own cost. Each operation
+runs `--warmup` times, then `--ops` timed times; per operation it takes this process's CPU
+time (time.process_time: user + system, immune to the box's queueing, not to its cache
+contention) and wall time, and counts the SQL statements sent (a connection execute
+wrapper, BEGIN and COMMIT excluded as Django sends them outside it).
+
+Operations:
+- create: POST /api/v1/escalations through Django's whole request cycle (test client:
+  middleware, ninja, the agent's bearer token), a ~3.1 KB tier-3 package with a new run and
+  Idempotency-Key each time (bench/fixtures.Context.package);
+- decide (service): services.escalation_decide, a human reviewer, option `update-callers`,
+  on an open escalation (what a reviewer's decision costs wherever it comes from);
+- decide (reviewer API): POST /api/v1/review/escalations/{id}/decision with a reviewer's
+  token, through the request cycle.
+
+    .venv/bin/python bench/hotpath_bench.py [--ops 300] [--warmup 30] [--sql]
+
+--sql prints the statements of one more operation of each kind. The table goes to stdout
+and to bench/results/hotpath.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from lib import ROOT, use_the_project_venv
+
+use_the_project_venv()
+
+import django  # noqa: E402
+
+sys.path.insert(0, str(ROOT))
+from app import recreate_database  # noqa: E402
+from lib import RESULTS, loadavg, log, percentile  # noqa: E402
+
+DB = "handoff_bench_hotpath"
+
+
+def setup_django() -> None:
+    os.environ.update(
+        DATABASE_URL=f"postgres://postgres@127.0.0.1:5432/{DB}",
+        REDIS_URL=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+        DEBUG="0",
+        SECRET_KEY="bench-hotpath-" + "k" * 40,
+        ALLOWED_HOSTS="testserver,127.0.0.1",
+        SECURE_SSL_REDIRECT="0",
+        HANDOFF_VAR_DIR=str(RESULTS / "var-hotpath"),
+        RATE_LIMIT_AGENT="1000000/minute",
+        RATE_LIMIT_ADDRESS="1000000/minute",
+        DJANGO_SETTINGS_MODULE="handoff_site.settings",
+    )
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+@contextmanager
+def counting(statements: list[str]) -> Iterator[None]:
+    """Every statement the default connection sends meanwhile, appended to `statements`."""
+    from django.db import connection
+
+    def wrapper(execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
+        statements.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(wrapper):
+        yield
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        from django.contrib.auth.models import Group, User
+        from django.test import Client
+        from fixtures import Context  # the ~3 KB package figure 2 posts
+
+        from escalations import services
+        from reviews.services import reviewer_token_issue
+
+        self.args = args
+        self.nonce = uuid.uuid4().hex[:8]
+        self.context = Context(args=args)
+        self.poster = services.agent_create(
+            name=f"hotpath-post-{self.nonce}", daily_budget=1_000_000
+        )
+        self.owner = services.agent_create(
+            name=f"hotpath-open-{self.nonce}", daily_budget=1_000_000
+        )
+        self.reviewer = User.objects.create_user(f"hotpath-reviewer-{self.nonce}")
+        self.reviewer.groups.add(Group.objects.get_or_create(name="reviewer")[0])
+        self.reviewer_token = reviewer_token_issue(user=self.reviewer)
+        self.client = Client()
+        self.counter = 0
+
+    def body(self, prefix: str) -> tuple[str, str]:
+        self.counter += 1
+        run_id = f"{prefix}-{self.nonce}-{self.counter}"
+        return run_id, json.dumps(self.context.package(run_id))
+
+    def create(self) -> None:
+        run_id, body = self.body("create")
+        response = self.client.post(
+            "/api/v1/escalations",
+            body,
+            content_type="application/json",
+            headers={"Authorization": f"Bearer {self.poster.token}", "Idempotency-Key": run_id},
+        )
+        assert response.status_code == 201, response.content
+
+    def open_escalations(self, n: int) -> list[str]:
+        """n open tier-3 escalations of another agent, created through the service."""
+        from escalations import services
+        from escalations.schemas import EscalationIn
+
+        ids = []
+        for _ in range(n):
+            _run_id, text = self.body("open")
+            body = json.loads(text)
+            created = services.escalation_create(
+                agent=self.owner.agent, package=EscalationIn.model_validate(body).to_input(body)
+            )
+            assert created.escalation.is_open, created.escalation.tier
+            ids.append(str(created.escalation.pk))
+        return ids
+
+    def decide_service(self, escalation_id: str) -> None:
+        from escalations import services
+
+        done = services.escalation_decide(
+            escalation_id=escalation_id,
+            request=services.DecisionRequest(kind="option", option="update-callers"),
+            user=self.reviewer,
+        )
+        assert not done.is_open
+
+    def decide_api(self, escalation_id: str) -> None:
+        response = self.client.post(
+            f"/api/v1/review/escalations/{escalation_id}/decision",
+            json.dumps({"kind": "option", "option": "update-callers"}),
+            content_type="application/json",
+            headers={"Authorization": f"Bearer {self.reviewer_token}"},
+        )
+        assert response.status_code == 201, response.content
+
+
+def measure(name: str, op: Callable[[], None], warmup: int, ops: int, show_sql: bool) -> dict[str, Any]:
+    for _ in range(warmup):
+        op()
+    cpu, wall, queries = [], [], []
+    for _ in range(ops):
+        statements: list[str] = []
+        with counting(statements):
+            c0, w0 = time.process_time(), time.perf_counter()
+            op()
+            c1, w1 = time.process_time(), time.perf_counter()
+        cpu.append((c1 - c0) * 1000)
+        wall.append((w1 - w0) * 1000)
+        queries.append(len(statements))
+    if show_sql:
+        statements = []
+        with counting(statements):
+            op()
+        print(f"\n-- {name}: {len(statements)} statements")
+        for sql in statements:
+            print("  ", sql[:300])
+    return {
+        "name": name,
+        "ops": ops,
+        "cpu_p50": percentile(cpu, 50),
+        "cpu_p90": percentile(cpu, 90),
+        "wall_p50": percentile(wall, 50),
+        "queries": sorted(queries)[len(queries) // 2],
+        "queries_max": max(queries),
+    }
+
+
+def decide_next(decide: Callable[[str], None], ids: Iterator[str]) -> None:
+    decide(next(ids))
+
+
+def table(rows: list[dict[str, Any]], load_before: str, load_after: str) -> str:
+    lines = [
+        f"load average {load_before} -> {load_after} (2 cores)",
+        "",
+        "| operation | ops | CPU p50 ms | CPU p90 ms | wall p50 ms | queries |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        queries = str(r["queries"]) + (f" (max {r['queries_max']})" if r["queries_max"] != r["queries"] else "")
+        lines.append(
+            f"| {r['name']} | {r['ops']} | {r['cpu_p50']:.2f} | {r['cpu_p90']:.2f} | {r['wall_p50']:.2f} | {queries} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ops", type=int, default=300, help="timed operations of each kind")
+    parser.add_argument("--warmup", type=int, default=30, help="untimed operations first")
+    parser.add_argument("--sql", action="store_true", help="print one operation's statements")
+    parser.add_argument("--profile", action="store_true", help=argparse.SUPPRESS)  # Context reads it
+    args = parser.parse_args()
+
+    log(f"databases: drop + create {DB}, migrate")
+    recreate_database(DB)
+    setup_django()
+    bench = Bench(args)
+    load_before = loadavg()
+    n = args.warmup + args.ops + (1 if args.sql else 0)
+    log("create")
+    rows = [measure("create (POST /api/v1/escalations)", bench.create, args.warmup, args.ops, args.sql)]
+    for name, decide in (
+        ("decide (services.escalation_decide)", bench.decide_service),
+        ("decide (reviewer API POST .../decision)", bench.decide_api),
+    ):
+        log(f"{n} open escalations for {name}")
+        ids = iter(bench.open_escalations(n))
+        log(name)
+        rows.append(measure(name, functools.partial(decide_next, decide, ids), args.warmup, args.ops, args.sql))
+    text = table(rows, load_before, loadavg())
+    print()
+    print(text)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "hotpath.md").write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
