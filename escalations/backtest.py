@@ -92,10 +92,14 @@ def calibrated_confidence() -> Coalesce:
     return Coalesce(_calibrated(OuterRef("domain")), _calibrated(Value(ALL_DOMAINS)), F("confidence"))
 
 
-# A person chose otherwise than the recommended option.
+# A person chose otherwise than the recommended option: deciding, or reviewing the policy's
+# decision (a review of a machine's decision judges the machine, not the agent).
 OVERRULED = Q(
     decision__decided_by_type=Decision.DecidedBy.HUMAN, decision__took_recommended=False
-) | Q(flag_review__verdict=FlagReview.Verdict.OTHER)
+) | Q(
+    decision__decided_by_type=Decision.DecidedBy.POLICY,
+    flag_review__verdict=FlagReview.Verdict.OTHER,
+)
 
 
 def backtest(*, domain: str, rules: list[Rules], now: datetime, days: int = WINDOW_DAYS) -> list[Backtest]:

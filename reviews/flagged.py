@@ -1,5 +1,6 @@
-"""The flagged backlog's reads: tier-2 escalations the policy decided that nobody has looked
-at yet (reviews.queue.flagged), newest first or most uncertain (lowest confidence) first."""
+"""The flagged backlog's reads: decisions made without a person (the policy's at tier 2, a
+machine reviewer's) that nobody has looked at yet (reviews.queue.flagged), newest first or
+most uncertain (lowest confidence) first."""
 
 from dataclasses import dataclass
 
@@ -35,7 +36,8 @@ def backlog(user, *, sort: str) -> Backlog:
         .select_related("agent", "decision")
         .only(
             "id", "title", "uncertainty", "confidence", "options", "created_at", "domain", "reason",
-            "agent__name", "decision__option_key", "decision__decided_at",
+            "agent__name", "decision__option_key", "decision__decided_at", "decision__decided_by_type",
+            "decision__decided_by_name", "decision__kind",
         )
         .order_by(*SORTS[sort])[:PAGE_SIZE]
     )

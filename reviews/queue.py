@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
-from escalations.models import Decision, Escalation, EscalationQuerySet, FlagReview
+from escalations.models import Escalation, EscalationQuerySet, FlagReview
 from escalations.selectors import escalations_for_reviewer
 
 # ---------------------------------------------------------------- tabs
@@ -59,13 +59,14 @@ def live_claim(now: datetime) -> Q:
 
 
 def flagged() -> Q:
-    """Tier-2 escalations the policy decided that nobody has looked at yet.
+    """Decisions a person looks at afterwards (FlagReview.APPLIES: the policy's at tier 2, a
+    machine reviewer's) that nobody has looked at yet.
 
     NOT EXISTS rather than a LEFT JOIN ... IS NULL: PostgreSQL then estimates the rows
     left and walks the tier-2 index in priority order instead of sorting them all.
     """
     looked_at = FlagReview.objects.filter(escalation=OuterRef("pk"))
-    return Q(tier=2, decision__decided_by_type=Decision.DecidedBy.POLICY) & ~Q(Exists(looked_at))
+    return FlagReview.APPLIES & ~Q(Exists(looked_at))
 
 
 def in_tab(queryset: EscalationQuerySet, tab: str, *, user, now: datetime) -> EscalationQuerySet:

@@ -16,7 +16,7 @@ from django_htmx.middleware import HtmxDetails
 
 from escalations import calibration, precedents, selectors, services
 from escalations.errors import DomainError, Invalid
-from escalations.models import Decision, Escalation, Event
+from escalations.models import Decision, Escalation, Event, FlagReview
 from people.roles import is_manager, reviewer_required
 
 from . import forms, refusals
@@ -253,9 +253,7 @@ def redeliver(request: HtmxHttpRequest, escalation_id) -> HttpResponse:
 
 def page_forms(escalation: Escalation, decision, **bound) -> dict:
     """The escalation page's small forms (fresh, or the bound one a failed POST gives back)."""
-    flaggable = bool(
-        decision and escalation.tier == 2 and decision.decided_by_type == Decision.DecidedBy.POLICY
-    )
+    flaggable = FlagReview.applies_to(escalation, decision)
     flag_review = getattr(escalation, "flag_review", None) if flaggable else None
     flag_form = bound.get("flag_form")
     if flaggable and flag_review is None and flag_form is None:

@@ -1,5 +1,5 @@
-"""The flagged backlog: tier-2 escalations the policy decided, worked through one key at a
-time ("Fine", then straight on to the next) or in bulk, with a count of what is left."""
+"""The flagged backlog: decisions made without a person (the policy's at tier 2, a machine
+reviewer's), worked through one key at a time ("Fine", then straight on to the next) or in bulk, with a count of what is left."""
 
 import uuid
 

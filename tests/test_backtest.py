@@ -10,7 +10,8 @@ from escalations import services
 from escalations.backtest import backtest
 from escalations.models import Escalation, FlagReview, Policy
 from escalations.policy import Rules
-from tests.conftest import post_package
+from people.models import Profile
+from tests.conftest import make_user, post_package
 
 IRREVERSIBLE_OPTIONS = [
     {"key": "drop", "label": "Drop the table", "recommended": True, "irreversible": True},
@@ -77,6 +78,21 @@ def test_typed_thresholds_re_tier_the_window_and_count_the_overruled(data_set):
     (result,) = backtest(domain="default", rules=[TYPED], now=timezone.now())
     assert counts(result) == (8, 6, 0, 1, 1, 2)
     assert result.decided_at_once == 6
+
+
+def test_a_review_of_a_machines_decision_is_not_the_agent_overruled(data_set, api, reviewer):
+    # h 0.60 tier 3, decided by a machine (shim); a person says it should have been
+    # update-callers, the agent's recommendation: that judges the machine, not the agent
+    Policy.objects.filter(domain="default").update(machine_tiers=[3])
+    machine = make_user("claude-reviewer", "reviewer")
+    Profile.objects.update_or_create(user=machine, defaults={"is_machine": True})
+    h = post_package(api, run_id="h", confidence=0.60)
+    services.escalation_decide(
+        escalation_id=h.pk, request=services.DecisionRequest(kind="option", option="shim"), user=machine
+    )
+    services.flag_review_record(escalation_id=h.pk, user=reviewer, verdict="other", option_key="update-callers")
+    (result,) = backtest(domain="default", rules=[TYPED], now=timezone.now())
+    assert counts(result) == (9, 7, 0, 1, 1, 2)  # h auto-decided under TYPED, not overruled
 
 
 def test_several_rule_sets_are_counted_in_one_query(data_set, django_assert_num_queries):

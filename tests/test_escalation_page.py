@@ -478,7 +478,7 @@ def test_flag_review_controls_on_the_page(flagged, reviewer_client, escalation):
     plain = reviewer_client.post(url("flag_review", escalation), {"verdict": "fine"})
     assert plain.status_code == 302
     follow = text(reviewer_client.get(plain["Location"]))
-    assert "Only tier-2 escalations the policy decided are reviewed as flagged." in follow
+    assert "Only the policy's tier-2 decisions and machine reviewers' decisions are reviewed afterwards." in follow
 
 
 def test_a_flag_review_reaches_other_viewers_live(flagged, reviewer, bob_client):

@@ -49,7 +49,9 @@ def judged_day(agent, reviewer, machine):
     a: the machine recommends update-callers then shim (its last: shim); alice decides shim: agreed;
     b: the machine recommends shim; alice decides update-callers: not agreed;
     c: a person (bob) recommends shim, alice decides shim: no machine, not counted;
-    d: the machine decides shim (the policy lets machines decide tier 3); alice reviews it fine;
+    d: the machine decides shim (the policy lets machines decide tier 3); alice reviews it fine
+       (the flagged backlog's Fine);
+    f: the machine decides shim; alice reviews it on its page: should have been update-callers;
     e: the machine decides shim, with a 60 s lifetime; never acknowledged: expired.
     """
     Policy.objects.filter(domain="default").update(machine_tiers=[3])
@@ -63,15 +65,19 @@ def judged_day(agent, reviewer, machine):
     recommend(c, bob, "shim", at(12, 1))
     decide(c, reviewer, at(12, 30), "shim")
     decide(d, machine, at(13, 1), "shim")
-    FlagReview.objects.create(
-        escalation=d, reviewer=reviewer, reviewer_name="alice", verdict="fine", at=at(14)
+    services.flag_reviews_mark_fine(escalation_ids=[d.pk], user=reviewer, now=at(14))
+    f = create(agent, "r6", 0.62, at(14, 10))
+    decide(f, machine, at(14, 11), "shim")
+    services.flag_review_record(
+        escalation_id=f.pk, user=reviewer, verdict="other", option_key="update-callers", now=at(14, 20)
     )
     Policy.objects.filter(domain="default").update(decision_lifetime_seconds=60)
     e = create(agent, "r5", 0.62, at(15))
     decide(e, machine, at(15, 1), "shim")
     assert periodic.decisions_expire(now=at(15, 3)) == 1
     insights.rollups_rebuild(days=[DAY])
-    return {"a": a, "b": b, "c": c, "d": d, "e": e}
+    assert FlagReview.objects.count() == 2
+    return {"a": a, "b": b, "c": c, "d": d, "e": e, "f": f}
 
 
 def test_the_machines_agreement_with_people(manager_client, judged_day):
@@ -81,11 +87,11 @@ def test_the_machines_agreement_with_people(manager_client, judged_day):
         "recommendations_judged": "2",  # a and b (c's advice is a person's)
         "recommendations_agreed": "1",  # a: its last recommendation, shim, was chosen
         "share_recommendations_agreed": "0.5",
-        "decisions_reviewed": "1",  # d (e was never reviewed)
-        "decisions_agreed": "1",
-        "share_decisions_agreed": "1.0",
-        "judged": "3",
-        "share_agreed": str(2 / 3),
+        "decisions_reviewed": "2",  # d and f (e was never reviewed)
+        "decisions_agreed": "1",  # d, fine (f should have been update-callers)
+        "share_decisions_agreed": "0.5",
+        "judged": "4",
+        "share_agreed": "0.5",
     }
     page = manager_client.get("/insights/", RANGE).content.decode()
     assert 'id="chart-machine"' in page
@@ -101,14 +107,15 @@ def test_without_machines_the_chart_says_so(manager_client, agent, reviewer):
 
 
 def test_machine_decisions_stay_out_of_calibration_and_time_to_decision(manager_client, judged_day):
-    # the agents' calibration: alice's decisions of a, b and c only (not d, e, nor d's review)
+    # the agents' calibration: alice's decisions of a, b and c only (not d, e, f, nor the
+    # reviews of d and f: they judge the machine)
     assert sum(CalibrationRollup.objects.values_list("n", flat=True)) == 3
     [summary] = export(manager_client, "calibration-summary")
     assert summary["judged"] == "3"
     [tier3] = export(manager_client, "time-to-decision")
-    assert (tier3["escalations"], tier3["human_decisions"]) == ("5", "3")
-    # alice's three 30 min decisions alone (the 900-1800 s bucket); the machine's two
-    # 1 min ones would pull p50 down to 1050
+    assert (tier3["escalations"], tier3["human_decisions"]) == ("6", "3")
+    # alice's three 30 min decisions alone (the 900-1800 s bucket); the machine's three
+    # 1 min ones would pull p50 down
     assert float(tier3["decision_p50_seconds"]) == pytest.approx(900 + 900 * 0.5)
     [load] = export(manager_client, "reviewer-load")
     assert (load["reviewer"], load["decisions"]) == ("alice", "3")
@@ -142,4 +149,4 @@ def test_a_purged_days_machine_agreement_is_kept(judged_day):
         archived: (r.recommended, r.recommended_agreed, r.decided, r.decided_agreed)
         for archived, r in ((r.archived, r) for r in MachineRollup.objects.all())
     }
-    assert kept == {True: (1, 1, 1, 1), False: (1, 0, 0, 0)}
+    assert kept == {True: (1, 1, 1, 1), False: (1, 0, 1, 0)}

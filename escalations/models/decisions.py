@@ -1,10 +1,11 @@
-"""Decisions, the approvals of the two-person rule, and reviews of flagged (policy-decided)
-escalations."""
+"""Decisions, the approvals of the two-person rule, and reviews of the decisions a person
+looks at afterwards (the policy's at tier 2, a machine reviewer's)."""
 
 
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
 from django.utils import timezone
 
 from .agents import Agent
@@ -83,10 +84,19 @@ class Approval(models.Model):
 
 
 class FlagReview(models.Model):
-    """A person's look at a tier-2 escalation the policy decided: fine, or another option.
+    """A person's look at a decision made without one (the flagged backlog): fine, or another
+    option. Which decisions are looked at afterwards: `applies_to` (one row) and `APPLIES`
+    (a filter on escalations), the same rule.
 
-    Feeds calibration: "should have been X" counts as the recommended option not taken.
+    A review of the policy's decision feeds the agent's calibration ("should have been X":
+    the recommended option not taken); a review of a machine's decision judges the machine
+    (its agreement with people, insights.machine).
     """
+
+    # The policy's decisions at tier 2 ("proceed with a flag"), and any machine reviewer's.
+    APPLIES = Q(tier=2, decision__decided_by_type=Decision.DecidedBy.POLICY) | Q(
+        decision__decided_by_type=Decision.DecidedBy.MACHINE
+    )
 
     class Verdict(models.TextChoices):
         FINE = "fine", "Fine"
@@ -106,6 +116,14 @@ class FlagReview(models.Model):
 
     def __str__(self) -> str:
         return f"{self.verdict} by {self.reviewer_name}"
+
+    @staticmethod
+    def applies_to(escalation: Escalation, decision: Decision | None) -> bool:
+        if decision is None:
+            return False
+        if decision.decided_by_type == Decision.DecidedBy.MACHINE:
+            return True
+        return escalation.tier == 2 and decision.decided_by_type == Decision.DecidedBy.POLICY
 
 
 class Recommendation(models.Model):

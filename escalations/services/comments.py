@@ -66,11 +66,12 @@ def flag_review_record(
     note: str = "",
     now: datetime | None = None,
 ) -> FlagReview:
-    """A person's look at a tier-2 escalation the policy decided: "fine", or "should have
-    been" another of its options. One per escalation (the first one stands).
+    """A person's look at a decision made without one (FlagReview.applies_to: the policy's
+    at tier 2, a machine reviewer's): "fine", or "should have been" another of its options.
+    One per escalation (the first one stands).
 
-    Raises Invalid naming verdict/option_key/note, Conflict when the escalation is
-    not a policy-decided tier 2 or was reviewed already. On commit: FLAG_REVIEWED announced.
+    Raises Invalid naming verdict/option_key/note, Conflict when the decision is not one
+    looked at afterwards or was reviewed already. On commit: FLAG_REVIEWED announced.
     """
     now = now or timezone.now()
     escalation = (
@@ -81,12 +82,10 @@ def flag_review_record(
     if escalation is None:
         raise NotFound(f"No escalation {escalation_id}.")
     decision = getattr(escalation, "decision", None)
-    if (
-        escalation.tier != 2
-        or decision is None
-        or decision.decided_by_type != Decision.DecidedBy.POLICY
-    ):
-        raise Conflict("Only tier-2 escalations the policy decided are reviewed as flagged.")
+    if decision is None or not FlagReview.applies_to(escalation, decision):
+        raise Conflict(
+            "Only the policy's tier-2 decisions and machine reviewers' decisions are reviewed afterwards."
+        )
     existing = getattr(escalation, "flag_review", None)
     if existing is not None:
         raise Conflict(f"{existing.reviewer_name} has already reviewed this one.")
@@ -98,7 +97,7 @@ def flag_review_record(
             errors.append(FieldError("option_key", "Pick the option it should have been."))
         elif option_key == decision.option_key:
             errors.append(
-                FieldError("option_key", "is the option the policy chose: mark it fine instead")
+                FieldError("option_key", "is the option that was chosen: mark it fine instead")
             )
     if note.strip():
         errors += _text_errors("note", note, required="", max_chars=TEXT_MAX_CHARS)
@@ -132,7 +131,7 @@ def flag_review_record(
 def flag_reviews_mark_fine(*, escalation_ids: Iterable[uuid.UUID], user: User, now: datetime | None = None) -> int:
     """Mark each of `escalation_ids` fine (the flagged backlog's bulk action): one
     flag_review_record each, in its own transaction. Those someone reviewed meanwhile, or
-    that are not policy-decided tier 2, or unknown, are passed over. Returns how many this
+    that are not looked at afterwards (FlagReview.applies_to), or unknown, are passed over. Returns how many this
     call marked. On commit: FLAG_REVIEWED announced for each.
     """
     marked = 0
