@@ -2,6 +2,7 @@
 comments, flag reviews of tier-2 escalations, and taking a run over through to "My runs"."""
 
 import html
+import json
 import re
 from datetime import timedelta
 
@@ -48,6 +49,26 @@ def url(name: str, escalation: Escalation) -> str:
 
 def events(escalation: Escalation, kind: str) -> list[Event]:
     return list(Event.objects.filter(escalation=escalation, kind=kind))
+
+
+# ---------------------------------------------------------------- recommendations
+
+
+def test_a_recommendations_args_show_as_json_beside_the_agents(escalation, reviewer_client, other_reviewer):
+    services.escalation_recommend(
+        escalation_id=escalation.pk,
+        request=services.RecommendationRequest(
+            option="shim", args={"keep_old": True, "paths": ["a.py"], "limit": None}, note="Legacy has no tests.",
+            confidence=0.7,
+        ),
+        user=other_reviewer,
+    )
+    page = text(reviewer_client.get(url("detail", escalation)))
+    assert "recommends <strong>Add a compatibility shim</strong> <code>shim</code>, 70% confident" in page
+    args = re.search(r"Args it would act with</summary><pre class=\"code\">(.*?)</pre>", page, re.S)
+    assert args, "the recommendation's args are not shown"
+    assert json.loads(args.group(1)) == {"keep_old": True, "paths": ["a.py"], "limit": None}
+    assert '\n  "keep_old": true' in args.group(1)  # JSON, indented as the options' args
 
 
 # ---------------------------------------------------------------- claim leases
