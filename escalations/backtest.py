@@ -13,13 +13,27 @@ ORM's, so it runs on SQLite and PostgreSQL alike.
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Case, Count, F, FloatField, OuterRef, Q, Subquery, Value, When
+from django.db.models import (
+    BooleanField,
+    Case,
+    Count,
+    ExpressionWrapper,
+    F,
+    FloatField,
+    OuterRef,
+    Q,
+    Subquery,
+    Value,
+    When,
+    Window,
+)
 from django.db.models.fields.json import KT
-from django.db.models.functions import Cast, Coalesce
+from django.db.models.functions import Cast, Coalesce, RowNumber
 
 from .calibration import ALL_DOMAINS, PRIOR_WEIGHT
-from .models import CalibrationBin, Decision, Escalation, FlagReview
-from .policy import AUTONOMOUS, ESCALATE, FLAG, HALT, Rules
+from .models import CalibrationBin, Decision, Escalation, EscalationQuerySet, FlagReview
+from .policy import AUTONOMOUS, ESCALATE, FLAG, HALT, Rules, Situation
+from .suggestions import Judged, Suggestions, suggest
 
 WINDOW_DAYS = 30
 
@@ -102,15 +116,25 @@ OVERRULED = Q(
 )
 
 
-def backtest(*, domain: str, rules: list[Rules], now: datetime, days: int = WINDOW_DAYS) -> list[Backtest]:
-    """Count the escalations of `domain` created in the `days` before `now` under each of
-    `rules` (one query, whatever their number). Returns one Backtest per rules, in order."""
-    rows = Escalation.objects.filter(
+# A person judged it: decided it, or reviewed what the policy decided (OVERRULED's cases
+# and their agreeing counterparts).
+JUDGED = Q(decision__decided_by_type=Decision.DecidedBy.HUMAN) | Q(flag_review__isnull=False)
+
+
+def _window(domain: str, now: datetime, days: int) -> EscalationQuerySet:
+    """The escalations of `domain` created in the `days` before `now`, with their scopes."""
+    return Escalation.objects.filter(
         domain=domain, created_at__gte=now - timedelta(days=days), created_at__lt=now
     ).annotate(
         bt_planned=Cast(KT("action__planned_scope"), FloatField()),
         bt_actual=Cast(KT("action__actual_scope"), FloatField()),
     )
+
+
+def backtest(*, domain: str, rules: list[Rules], now: datetime, days: int = WINDOW_DAYS) -> list[Backtest]:
+    """Count the escalations of `domain` created in the `days` before `now` under each of
+    `rules` (one query, whatever their number). Returns one Backtest per rules, in order."""
+    rows = _window(domain, now, days)
     if any(one.tier_by_calibrated for one in rules):
         rows = rows.annotate(bt_calibrated=calibrated_confidence())
     aggregates = {"total": Count("pk")}
@@ -138,3 +162,65 @@ def backtest(*, domain: str, rules: list[Rules], now: datetime, days: int = WIND
         )
         for i, one in enumerate(rules)
     ]
+
+
+# ---------------------------------------------------------------- suggestions
+
+# Judged escalations read per agent and reason, the latest first.
+PER_GROUP = 200
+
+
+def judged_history(
+    *,
+    domain: str,
+    now: datetime,
+    calibrated: bool,
+    days: int = WINDOW_DAYS,
+    per_group: int = PER_GROUP,
+) -> list[Judged]:
+    """The judged escalations of the backtest's window, the latest `per_group` of each
+    agent and reason, as the pure suggestions read them (one query): agreed unless
+    OVERRULED, and with `calibrated` the confidence a calibrated policy reads."""
+    rows = (
+        _window(domain, now, days)
+        .filter(JUDGED)
+        .annotate(
+            bt_latest=Window(
+                RowNumber(),
+                partition_by=[F("agent_id"), F("reason")],
+                order_by=[F("created_at").desc(), F("pk")],
+            ),
+            bt_overruled=ExpressionWrapper(OVERRULED, output_field=BooleanField()),
+            bt_calibrated=calibrated_confidence()
+            if calibrated
+            else Value(None, output_field=FloatField()),
+        )
+        .filter(bt_latest__lte=per_group)
+    )
+    fields = ("agent__name", "reason", "confidence", "bt_calibrated", "is_irreversible", "attempts")
+    return [
+        Judged(
+            agent,
+            Situation(
+                confidence=confidence,
+                irreversible=irreversible,
+                attempts=attempts,
+                planned_scope=planned,
+                actual_scope=actual,
+                novel=reason == Escalation.Reason.NOVELTY,
+                reason=reason,
+                calibrated_confidence=calibrated_value,
+            ),
+            not overruled,
+        )
+        for agent, reason, confidence, calibrated_value, irreversible, attempts, planned, actual, overruled in (
+            rows.order_by().values_list(*fields, "bt_planned", "bt_actual", "bt_overruled")
+        )
+    ]
+
+
+def suggestions(rules: Rules, *, now: datetime) -> Suggestions:
+    """What the domain's judged history of the backtest's window suggests of `rules`."""
+    return suggest(
+        rules, judged_history(domain=rules.domain, now=now, calibrated=rules.tier_by_calibrated)
+    )

@@ -7,6 +7,7 @@ closed tab with created_from / created_to, whole UTC days as the rollups count t
 past row's link lists the escalations that row counted.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import cached_property
@@ -91,12 +92,18 @@ class DriftLinks:
     backtest: str | None  # the policy page, its backtest form prefilled and run
 
 
-def backtest_url(policy: Policy) -> str:
-    """The policy page with its backtest form prefilled by query parameters (the flag
-    threshold one step lower, never below the escalate threshold) and run."""
-    proposed = max(policy.escalate_threshold, round(policy.flag_threshold - BACKTEST_FLAG_STEP, 2))
-    query = urlencode({"flag_threshold": f"{proposed:g}", "backtest": "1"})
+def backtest_url(policy: Policy, settings: Mapping[str, str]) -> str:
+    """The policy page with its backtest form prefilled by query parameters (`settings`,
+    by the form's field names) and run. Nothing is saved."""
+    query = urlencode({**settings, "backtest": "1"})
     return f"{reverse('reviews:policy', args=[policy.domain])}?{query}#backtest"
+
+
+def drift_backtest_url(policy: Policy) -> str:
+    """The backtest a drift alert proposes: the flag threshold one step lower, never below
+    the escalate threshold."""
+    proposed = max(policy.escalate_threshold, round(policy.flag_threshold - BACKTEST_FLAG_STEP, 2))
+    return backtest_url(policy, {"flag_threshold": f"{proposed:g}"})
 
 
 def drift_links(report: DriftReport) -> list[DriftLinks]:
@@ -113,7 +120,7 @@ def drift_links(report: DriftReport) -> list[DriftLinks]:
                 week.url(agent=row.agent),
                 reverse("reviews:agent", args=[row.agent_id]),
                 reverse("reviews:policy", args=[row.domain]) if policy else None,
-                backtest_url(policy) if policy else None,
+                drift_backtest_url(policy) if policy else None,
             )
         )
     return out

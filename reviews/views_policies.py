@@ -16,12 +16,15 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from escalations import selectors, services
-from escalations.backtest import WINDOW_DAYS, backtest
+from escalations.backtest import PER_GROUP, WINDOW_DAYS, backtest, suggestions
 from escalations.errors import DomainError
 from escalations.models import Policy
+from escalations.policy import rules_changes, rules_snapshot
+from escalations.suggestions import MIN_JUDGED, Suggestion
+from insights.links import backtest_url
 from people.roles import manager_required
 
-from .forms_policies import FLOOR_FIELDS, PolicyCreateForm, PolicyEditForm
+from .forms_policies import FLOOR_FIELDS, FLOOR_PREFIX, PolicyCreateForm, PolicyEditForm
 
 PAGE = "reviews/policies/detail.html"
 
@@ -47,10 +50,35 @@ def _value(value) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+def _prefill(suggestion: Suggestion) -> dict[str, str]:
+    """The form fields a suggestion changes, as a backtest link prefills them (a floor
+    removed: empty)."""
+    settings = {}
+    for change in rules_changes(rules_snapshot(suggestion.saved), rules_snapshot(suggestion.rules)):
+        if change.field == "reason_floors":
+            for reason in sorted(change.old.keys() | change.new.keys()):
+                if change.old.get(reason) != change.new.get(reason):
+                    settings[FLOOR_PREFIX + reason] = str(change.new.get(reason) or "")
+        else:
+            settings[change.field] = _value(change.new)
+    return settings
+
+
+def _suggestions(policy: Policy) -> dict:
+    found = suggestions(services.rules_of(policy), now=timezone.now())
+    return {
+        "items": [(one, backtest_url(policy, _prefill(one))) for one in found.items],
+        "largest": found.largest,
+        "min_judged": MIN_JUDGED,
+        "per_group": PER_GROUP,
+    }
+
+
 def _page(
     request, policy: Policy, form, *, status: int = 200, results=None, prefilled=()
 ) -> TemplateResponse:
     context = {
+        "suggestions": _suggestions(policy),
         "prefilled": prefilled,
         "policy": policy,
         "form": form,

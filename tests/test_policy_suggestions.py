@@ -1,0 +1,152 @@
+"""Policy suggestions through the real stack: the judged history read in one bounded query,
+the suggestion on the policy page, and its link into the backtest, whose numbers are the
+suggestion's; nothing is saved."""
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from escalations import services
+from escalations.backtest import backtest, judged_history, suggestions
+from escalations.models import Policy
+from escalations.suggestions import FLOOR_REASON, LOWER_FLAG, MIN_JUDGED
+from tests.insights_data import create, decide
+
+RECOMMENDED, OTHER = "update-callers", "shim"
+
+
+def judged_history_of(
+    agent, reviewer, *, n: int, agreed: int, confidence: float, start: int = 0, **package
+):
+    """n escalations of `agent` over the last days (tier 3 at 0.62 under the default policy),
+    each decided by `reviewer`: the first `agreed` with the recommended option."""
+    made = []
+    for i in range(n):
+        when = timezone.now() - timedelta(days=10, hours=-(start + i))
+        escalation = create(agent, f"h{start + i}", confidence, when, **package)
+        decide(
+            escalation, reviewer, when + timedelta(minutes=5), RECOMMENDED if i < agreed else OTHER
+        )
+        made.append(escalation)
+    return made
+
+
+def flagged_history_of(agent, reviewer, *, n: int, fine: int, start: int = 100):
+    """n tier-2 escalations (0.8), decided by the policy, flag-reviewed: `fine` of them fine."""
+    for i in range(n):
+        when = timezone.now() - timedelta(days=5, hours=-(start + i))
+        escalation = create(agent, f"f{start + i}", 0.8, when)
+        services.flag_review_record(
+            escalation_id=escalation.pk,
+            user=reviewer,
+            verdict="fine" if i < fine else "other",
+            option_key="" if i < fine else OTHER,
+        )
+
+
+@pytest.fixture
+def agreeing(agent, reviewer):
+    """agent-007: 24 judged approach_choice escalations at 0.62, 23 took the recommended
+    option; 3 at 0.56 where people disagreed twice (the threshold stops above them); one
+    tier-1 escalation nobody judged."""
+    judged_history_of(agent, reviewer, n=24, agreed=23, confidence=0.62)
+    judged_history_of(
+        agent, reviewer, n=3, agreed=1, confidence=0.56, start=50, reason="missing_information"
+    )
+    create(agent, "auto", 0.95, timezone.now() - timedelta(days=1))
+    return agent
+
+
+def test_the_judged_history_is_read_in_one_bounded_query(agreeing, django_assert_num_queries):
+    now = timezone.now()
+    with django_assert_num_queries(1):
+        rows = judged_history(domain="default", now=now, calibrated=True)
+    assert len(rows) == 27  # the unjudged tier-1 one is not there
+    assert sum(one.agreed for one in rows) == 24
+    assert {one.situation.reason for one in rows} == {"approach_choice", "missing_information"}
+    # At most per_group of each agent and reason, the latest.
+    latest = judged_history(domain="default", now=now, calibrated=False, per_group=5)
+    approach = [one for one in latest if one.reason == "approach_choice"]
+    assert len(approach) == 5
+    assert sum(one.agreed for one in approach) == 4  # the last one took "shim"
+    assert len(latest) == 8
+
+
+def test_a_suggestion_counts_what_the_backtest_counts(agreeing):
+    saved = services.rules_for("default")
+    [suggestion] = suggestions(saved, now=timezone.now()).items
+    assert suggestion.kind == LOWER_FLAG
+    assert (suggestion.agent, suggestion.reason, suggestion.based_on, suggestion.agreed) == (
+        "agent-007",
+        "approach_choice",
+        24,
+        23,
+    )
+    assert suggestion.rules.flag_threshold == 0.6
+    before, after = backtest(domain="default", rules=[saved, suggestion.rules], now=timezone.now())
+    assert after.overruled_at_once - before.overruled_at_once == suggestion.effect.changed == 1
+    assert before.reach_a_person - after.reach_a_person == suggestion.effect.moved == 24
+
+
+def test_the_policy_page_shows_the_suggestion_and_its_backtest_link(agreeing, manager_client):
+    page = manager_client.get("/policies/default").content.decode()
+    assert (
+        "23 of agent-007&#x27;s last 24 judged approach_choice escalations took the recommended option"
+        in page
+    )
+    assert "from confidence 0.60 instead of 0.70 would have changed 1 decision of the 24" in page
+    link = "/policies/default?flag_threshold=0.6&amp;backtest=1#backtest"
+    assert f'<a class="btn btn-small" href="{link}">Open in backtest' in page
+
+    response = manager_client.get("/policies/default", {"flag_threshold": "0.6", "backtest": "1"})
+    assert response.context["form"]["flag_threshold"].value() == "0.6"
+    saved, typed, _ = response.context["results"]
+    assert typed.overruled_at_once - saved.overruled_at_once == 1
+    assert saved.reach_a_person - typed.reach_a_person == 24
+    # Nothing is saved by a suggestion or its backtest.
+    policy = Policy.objects.get(domain="default")
+    assert (policy.version, policy.flag_threshold) == (1, 0.7)
+
+
+def test_a_floor_suggestion_prefills_the_reasons_floor(agent, reviewer, manager_client):
+    # 20 flagged approach_choice escalations reviewed, 6 "should have been another option".
+    flagged_history_of(agent, reviewer, n=MIN_JUDGED, fine=MIN_JUDGED - 6)
+    [suggestion] = suggestions(services.rules_for("default"), now=timezone.now()).items
+    assert suggestion.kind == FLOOR_REASON
+    page = manager_client.get("/policies/default").content.decode()
+    assert (
+        "People chose another option in 6 of the last 20 judged approach_choice escalations" in page
+    )
+    link = "/policies/default?floor_approach_choice=3&backtest=1#backtest"
+    assert link.replace("&", "&amp;") in page
+    response = manager_client.get(link)
+    assert response.context["form"]["floor_approach_choice"].value() == "3"
+    saved, typed, _ = response.context["results"]
+    assert saved.overruled_at_once - typed.overruled_at_once == suggestion.effect.changed == 6
+    assert Policy.objects.get(domain="default").reason_floors == {}
+
+
+def test_too_little_history_says_how_much_is_needed(agent, reviewer, manager_client):
+    judged_history_of(agent, reviewer, n=3, agreed=3, confidence=0.62)
+    page = manager_client.get("/policies/default").content.decode()
+    assert f"A suggestion needs at least {MIN_JUDGED} judged escalations" in page
+    assert "the most so far: 3 (agent-007, approach_choice)" in page
+    assert "Open in backtest" not in page
+
+
+def test_the_pages_queries_do_not_grow_with_the_history(agent, reviewer, manager_client):
+    def page_queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert manager_client.get("/policies/default").status_code == 200
+        return len(captured)
+
+    judged_history_of(agent, reviewer, n=2, agreed=2, confidence=0.62)
+    few = page_queries()
+    judged_history_of(agent, reviewer, n=MIN_JUDGED, agreed=MIN_JUDGED, confidence=0.62, start=10)
+    other = services.agent_create(name="other-bot", domain="default").agent
+    judged_history_of(other, reviewer, n=4, agreed=4, confidence=0.66, start=40)
+    assert "Open in backtest" in manager_client.get("/policies/default").content.decode()
+    assert page_queries() == few
