@@ -116,9 +116,11 @@ OVERRULED = Q(
 )
 
 
-# A person judged it: decided it, or reviewed what the policy decided (OVERRULED's cases
-# and their agreeing counterparts).
-JUDGED = Q(decision__decided_by_type=Decision.DecidedBy.HUMAN) | Q(flag_review__isnull=False)
+# A person judged the agent: decided it, or reviewed the policy's decision (OVERRULED's
+# cases and their agreeing counterparts).
+JUDGED = Q(decision__decided_by_type=Decision.DecidedBy.HUMAN) | Q(
+    decision__decided_by_type=Decision.DecidedBy.POLICY, flag_review__isnull=False
+)
 
 
 def _window(domain: str, now: datetime, days: int) -> EscalationQuerySet:
