@@ -51,7 +51,8 @@ def test_the_queue_shows_the_look_and_the_person_sees_the_machines_advice_beside
     # the new row arrives live, the machine's for now: no Claim button
     claim = row_claim(alice, escalation["id"])
     left = LOOKING.search(claim)
-    assert left and 50 <= int(left.group(1)) <= 60, claim
+    assert left, claim
+    assert 50 <= int(left.group(1)) <= 60, claim
     assert alice.page.locator(f"#escalation-{escalation['id']} [data-claim]").count() == 0
 
     # the machine, told by its webhook, leaves its advice through the reviewer API
