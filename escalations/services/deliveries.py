@@ -13,7 +13,8 @@ from django.utils import timezone
 
 from escalations import selectors, signals
 from escalations.errors import Conflict
-from escalations.models import Agent, Decision, Delivery, DeliveryAttempt, Escalation, Event
+from escalations.models import Agent, Delivery, DeliveryAttempt, Escalation, Event
+from escalations.transport import events
 from escalations.wire import escalation_dict
 from operations import metrics
 
@@ -79,10 +80,7 @@ def delivery_claim(
     )
     if claimed is None:
         return None
-    url, payload, attempt_count, claim_count, created_at, escalation_id, lease = claimed
-    with connection.cursor() as cursor:
-        cursor.execute(AGENT_SECRET_SQL, [escalation_id])
-        agent_id, secret = cursor.fetchone()
+    url, payload, attempt_count, claim_count, created_at, escalation_id, lease, agent_id, secret = claimed
     escalation = Escalation(
         id=selectors.as_uuid(escalation_id), agent=Agent(id=agent_id, signing_secret=secret)
     )
@@ -104,14 +102,14 @@ def delivery_claim(
     return delivery
 
 
-# What the claim (the webhook's hot path, one statement: outbox.claim) returns for sending.
-CLAIMED = ("url", "payload", "attempt_count", "claim_count", "created_at", "escalation_id", "lease_until")
-
-
-AGENT_SECRET_SQL = """
-SELECT a.id, a.signing_secret FROM escalations_escalation e
-JOIN escalations_agent a ON a.id = e.agent_id WHERE e.id = %s
-"""
+# What the claim (the webhook's hot path, one statement: outbox.claim) returns for sending:
+# the row's columns, and its agent and signing secret (subqueries over the escalation).
+CLAIMED = (
+    "url", "payload", "attempt_count", "claim_count", "created_at", "escalation_id", "lease_until",
+    "(SELECT e.agent_id FROM escalations_escalation e WHERE e.id = escalation_id)",
+    "(SELECT a.signing_secret FROM escalations_escalation e JOIN escalations_agent a"
+    " ON a.id = e.agent_id WHERE e.id = escalation_id)",
+)
 
 
 # What recording an attempt changes (the payload is never rewritten).
@@ -175,15 +173,17 @@ def delivery_record_attempt(
     Raises Delivery.DoesNotExist if the row is gone.
     """
     now = now or timezone.now()
+    if status_code is not None and 200 <= status_code < 300:
+        return _record_delivered(
+            delivery, started_at=started_at, duration_ms=duration_ms, status_code=status_code,
+            response_excerpt=response_excerpt, now=now,
+        )
     with transaction.atomic():
         delivery = (
             Delivery.objects.select_for_update()
             .only("id", "escalation_id", "created_at", "payload", *ATTEMPT_FIELDS)
             .get(pk=delivery.pk)
         )
-        # Someone else finished it meanwhile (our lease lapsed mid-attempt): timeline.record the
-        # attempt, and only a success may still change the outcome.
-        finished = delivery.status in (Delivery.Status.DELIVERED, Delivery.Status.FAILED)
         number = delivery.attempt_count + 1
         DeliveryAttempt.objects.create(
             delivery=delivery,
@@ -196,28 +196,10 @@ def delivery_record_attempt(
         )
         delivery.attempt_count = number
         delivery.lease_until = None
-        escalation = Escalation.objects.only(
-            "id", "agent_id", "status", "updated_at", "priority"
-        ).get(pk=delivery.escalation_id)
-        ok = status_code is not None and 200 <= status_code < 300
-        metrics.count_on_commit(metrics.WEBHOOK_ATTEMPTS, result="success" if ok else "failure")
-        if ok:
-            delivery.status = Delivery.Status.DELIVERED
-            delivery.delivered_at = now
-            delivery.last_error = ""
-            # Only the decision's 2xx means the agent has it; a question's changes no status.
-            if delivery.payload.get("event", DECIDED) == DECIDED and callbacks.mark_resumed(
-                escalation, actor="webhook", now=now, data={"delivery": str(delivery.id)}
-            ):
-                decision = Decision.objects.only("decided_at").get(escalation_id=escalation.pk)
-                latency = (now - decision.decided_at).total_seconds()
-                metrics.observe_on_commit(metrics.DECISION_TO_WEBHOOK, latency)
-            else:
-                # Answered after the decision's valid_until: not resumed, expired.
-                callbacks.expire_if_past(escalation, now, actor="webhook")
-        elif finished:
-            pass
-        else:
+        metrics.count_on_commit(metrics.WEBHOOK_ATTEMPTS, result="failure")
+        # Unless someone else finished it meanwhile (our lease lapsed mid-attempt): then the
+        # attempt is only recorded, as only a success may still change the outcome.
+        if delivery.status not in (Delivery.Status.DELIVERED, Delivery.Status.FAILED):
             retryable = status_code is None or status_code >= 500 or status_code in RETRYABLE
             delivery.last_error = (error or f"HTTP {status_code}")[:500]
             next_at = outbox.retry_at(number, now=now, give_up_at=delivery.give_up_at())
@@ -226,9 +208,79 @@ def delivery_record_attempt(
                 delivery.next_attempt_at = next_at
             else:
                 delivery.status = Delivery.Status.FAILED
+                escalation = Escalation.objects.only("id", "agent_id", "status", "updated_at", "priority").get(
+                    pk=delivery.escalation_id
+                )
                 _delivery_failed(escalation, delivery, now)
         delivery.save(update_fields=ATTEMPT_FIELDS)
     return delivery
+
+
+def _record_delivered(
+    delivery: Delivery, *, started_at: datetime, duration_ms: int, status_code: int,
+    response_excerpt: str, now: datetime,
+) -> Delivery:
+    """A 2xx, in one statement (DELIVERED_SQL, the webhook's hot path): the delivery delivered,
+    its attempt, and a decision's escalation resumed with its event. Answered after the
+    decision's valid_until, the escalation is expired instead (the agent must not act on it)."""
+    params = {
+        "id": delivery.pk, "now": now, "started": started_at, "duration": duration_ms,
+        "code": status_code, "excerpt": response_excerpt[:500],
+        **timeline.record_params(Event.Kind.RESUMED, actor="webhook", now=now, data={"delivery": str(delivery.pk)}),
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(DELIVERED_SQL, params)
+        row = cursor.fetchone()
+    if row is None:
+        raise Delivery.DoesNotExist(f"delivery {delivery.pk} is gone")
+    escalation_id, number, agent_id, priority, decided_at = row
+    metrics.count(metrics.WEBHOOK_ATTEMPTS, result="success")
+    if agent_id is not None:  # resumed
+        escalation = Escalation(
+            id=escalation_id, agent_id=agent_id, priority=priority, status=Escalation.Status.RESUMED, updated_at=now
+        )
+        events.announce(escalation, Event.Kind.RESUMED, actor="webhook")
+        if decided_at is not None:
+            metrics.observe_on_commit(metrics.DECISION_TO_WEBHOOK, (now - decided_at).total_seconds())
+    else:  # a question's delivery, resumed already, or answered after the decision's valid_until
+        escalation = Escalation.objects.select_related("agent").only(
+            "id", "agent_id", "status", "updated_at", "priority", "agent__name"
+        ).get(pk=escalation_id)
+        callbacks.expire_if_past(escalation, now, actor="webhook")
+    delivery.status, delivery.attempt_count, delivery.delivered_at = Delivery.Status.DELIVERED, number, now
+    delivery.lease_until, delivery.last_error = None, ""
+    return delivery
+
+
+# The delivery delivered (its attempt counted) and the attempt's row; for a decision's delivery,
+# the escalation resumed when it is decided and its decision still valid (no valid_until, or
+# not past it: callbacks.mark_resumed's rule, tests/test_delivery_sql.py holds them equal),
+# with its `resumed` event. Returns the escalation's agent, priority and decision time when
+# it resumed (NULLs otherwise), or no row when the delivery is gone.
+DELIVERED_SQL = f"""
+WITH d AS (
+    UPDATE escalations_delivery
+    SET status = '{Delivery.Status.DELIVERED}', attempt_count = attempt_count + 1, lease_until = NULL,
+        last_error = '', delivered_at = %(now)s
+    WHERE id = %(id)s
+    RETURNING id, escalation_id, attempt_count, COALESCE(payload ->> 'event', '{DECIDED}') = '{DECIDED}' AS decision
+), attempt AS (
+    INSERT INTO escalations_deliveryattempt
+        (delivery_id, number, started_at, duration_ms, status_code, error, response_excerpt)
+    SELECT id, attempt_count, %(started)s, %(duration)s, %(code)s, '', %(excerpt)s FROM d
+), resumed AS (
+    UPDATE escalations_escalation e SET status = '{Escalation.Status.RESUMED}', updated_at = %(now)s
+    FROM d
+    WHERE e.id = d.escalation_id AND d.decision AND e.status = '{Escalation.Status.DECIDED}'
+      AND NOT EXISTS (
+          SELECT 1 FROM escalations_decision x WHERE x.escalation_id = e.id AND x.valid_until < %(now)s
+      )
+    RETURNING e.id, e.agent_id, e.priority,
+        (SELECT x.decided_at FROM escalations_decision x WHERE x.escalation_id = e.id) AS decided_at
+), event AS ({timeline.record_sql("resumed")})
+SELECT d.escalation_id, d.attempt_count, resumed.agent_id, resumed.priority, resumed.decided_at
+FROM d LEFT JOIN resumed ON true
+"""  # noqa: S608 (constants of the models, never input)
 
 
 def _delivery_failed(escalation: Escalation, delivery: Delivery, now: datetime) -> None:

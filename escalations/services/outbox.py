@@ -48,8 +48,9 @@ def claim(
 ) -> tuple[Any, ...] | None:
     """Take a due row for sending: the compare-and-swap of OutboxQuerySet.due() on one row
     (to SENDING, leased for `lease_seconds`, by default OUTBOX_LEASE_SECONDS), in one
-    statement that returns the `returning` columns. None when the row is gone, sent or
-    failed, not yet due, held by a live lease, or `row_id` is not an id at all.
+    statement that returns the `returning` columns (or expressions over the row). None when
+    the row is gone, sent or failed, not yet due, held by a live lease, or `row_id` is not
+    an id at all.
     `count_claim` adds one to the row's claim_count (deliveries stop poison rows by it)."""
     try:
         row_id = uuid.UUID(str(row_id))

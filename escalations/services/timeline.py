@@ -1,5 +1,6 @@
 """The timeline: the one writer of `Event` rows, each announced live after commit."""
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -20,3 +21,19 @@ def record(
     if announce:
         events.announce(escalation, str(kind), actor=actor)
     return event
+
+
+def record_sql(source: str) -> str:
+    """The set-based form of record(), for a service that writes a change and its event in one
+    statement: an INSERT of one event per row of `source` (a CTE of the statement that returns
+    the escalations' `id`), with the named parameters of record_params(). The caller announces
+    the change (events.announce) once the statement has run, as record() would on commit."""
+    return (
+        f"INSERT INTO {Event._meta.db_table} (escalation_id, kind, actor, data, at)"  # noqa: S608 (the model's own table)
+        f" SELECT id, %(event_kind)s, %(event_actor)s, %(event_data)s::jsonb, %(event_at)s FROM {source}"
+    )
+
+
+def record_params(kind: str, *, actor: str, now: datetime, data: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The parameters of record_sql()."""
+    return {"event_kind": str(kind), "event_actor": actor, "event_data": json.dumps(data or {}), "event_at": now}

@@ -1,0 +1,148 @@
+"""CPU and statements of one webhook delivery in the worker, in-process (issue 15).
+
+    DATABASE_URL=postgres://.../handoff_x REDIS_URL=redis://127.0.0.1:6379/N \
+        .venv/bin/python bench/delivery_cpu_bench.py [--n 200] [--warm 20]
+
+Against the database and Redis the environment names (production settings; the database is
+migrated, an agent, a reviewer and the escalations are added to it). bench/receiver.py runs
+as a separate process on 127.0.0.1 (its CPU is not ours). Each escalation is decided through
+services.escalation_decide; then, for each delivery, deliver_webhook_task's body is called
+here (claim, sign, POST, record: no Celery hop) and timed with time.process_time, its SQL
+statements counted. The publish of a delivery task (what the decider's on-commit hook
+does) is timed the same way. Prints p50/p90 per delivery and the receiver's tally.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=200)
+    parser.add_argument("--warm", type=int, default=20)
+    parser.add_argument("--profile", help="write a cProfile of the measured deliveries to this file")
+    args = parser.parse_args()
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "handoff_site.settings")
+    os.environ.update(
+        DEBUG="0", OUTBOUND_ALLOW_PRIVATE="1", SECURE_SSL_REDIRECT="0", ALLOWED_HOSTS="127.0.0.1",
+        HANDOFF_VAR_DIR=str(ROOT / "bench" / "results" / "var"), CHANNELS_PREFIX="handoffcpu",
+    )
+    os.environ.setdefault("SECRET_KEY", "bench-" + "k" * 50)
+    if not (os.environ.get("DATABASE_URL") and os.environ.get("REDIS_URL")):
+        sys.exit("needs DATABASE_URL and REDIS_URL (the production shape)")
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, check=True)
+
+    from lib import free_port, wait_for_port
+
+    port, secret = free_port(), "whsec_" + "b" * 40
+    out = Path(tempfile.mkdtemp()) / "hooks.jsonl"
+    receiver = subprocess.Popen([sys.executable, str(ROOT / "bench" / "receiver.py"), str(port), secret, str(out)])
+    try:
+        wait_for_port(port, receiver)
+        return run(args, port, secret, out)
+    finally:
+        receiver.terminate()
+        receiver.wait(5)
+
+
+def run(args: argparse.Namespace, port: int, secret: str, out: Path) -> int:
+    import django
+
+    django.setup()
+    import uuid
+
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from escalations import services
+    from escalations.models import Delivery
+    from escalations.schemas import EscalationIn
+    from escalations.services import deliveries
+    from escalations.tasks import deliver_webhook_task
+    from tests.conftest import make_package
+
+    nonce = uuid.uuid4().hex[:8]
+    new = services.agent_create(
+        name=f"cpu-{nonce}", domain="default", resume_url=f"http://127.0.0.1:{port}/hook",
+        daily_budget=1_000_000,
+    )
+    agent = new.agent
+    agent.signing_secret = secret
+    agent.save(update_fields=["signing_secret"])
+    user = get_user_model().objects.create_user(f"cpu-reviewer-{nonce}", password=None)
+    total = args.warm + args.n
+    ids = []
+    for i in range(total):
+        body = {**make_package(), "run_id": f"cpu-{nonce}-{i}"}
+        created = services.escalation_create(agent=agent, package=EscalationIn.model_validate(body).to_input(body))
+        ids.append(created.escalation.pk)
+    request = services.DecisionRequest(kind="option", option="shim")
+    for esc_id in ids:
+        services.escalation_decide(escalation_id=esc_id, request=request, user=user)
+    delivery_ids = [
+        str(d) for d in Delivery.objects.filter(escalation_id__in=ids).order_by("created_at").values_list("pk", flat=True)
+    ]
+    cpu, wall, queries = [], [], []
+    import cProfile
+
+    profiler = cProfile.Profile()
+    for i, delivery_id in enumerate(delivery_ids):
+        if args.profile and i == args.warm:
+            profiler.enable()
+        with CaptureQueriesContext(connection) as captured:
+            c0, w0 = time.process_time(), time.perf_counter()
+            deliver_webhook_task(delivery_id)
+            c1, w1 = time.process_time(), time.perf_counter()
+        if i >= args.warm:
+            cpu.append(c1 - c0)
+            wall.append(w1 - w0)
+            queries.append(len(captured))
+    if args.profile:
+        profiler.disable()
+        profiler.dump_stats(args.profile)
+    publish = []
+    for i, delivery_id in enumerate(delivery_ids[: args.warm + 100]):
+        c0 = time.process_time()
+        deliveries._enqueue_delivery(deliver_webhook_task, delivery_id)
+        if i >= args.warm:
+            publish.append(time.process_time() - c0)
+    time.sleep(0.5)
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    delivered = Delivery.objects.filter(pk__in=delivery_ids, status=Delivery.Status.DELIVERED).count()
+
+    def ms(values: list[float], q: float) -> float:
+        return statistics.quantiles(values, n=100)[int(q) - 1] * 1000 if len(values) > 1 else values[0] * 1000
+
+    print(f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f}")
+    print(f"delivery (claim, sign, POST, record), n={len(cpu)}: CPU p50 {statistics.median(cpu) * 1000:.2f} ms, "
+          f"p90 {ms(cpu, 90):.2f} ms; wall p50 {statistics.median(wall) * 1000:.2f} ms; "
+          f"statements {statistics.median(queries):.0f} (min {min(queries)}, max {max(queries)})")
+    print(f"publish of a delivery task (warm producer), n={len(publish)}: CPU p50 "
+          f"{statistics.median(publish) * 1000:.3f} ms, p90 {ms(publish, 90):.3f} ms")
+    print(f"received {len(lines)} webhooks for {len(delivery_ids)} deliveries, "
+          f"bad signatures {sum(1 for x in lines if not x['signature_ok'])}, delivered {delivered}")
+    for query in captured.captured_queries:
+        print("  ", " ".join(query["sql"].split())[:160])
+    # The published copies (decisions' hooks and the publish timing) were never consumed.
+    import redis
+
+    redis.Redis.from_url(os.environ["REDIS_URL"]).delete("celery")
+    return 0 if delivered == len(delivery_ids) and len(lines) == len(delivery_ids) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
