@@ -3,11 +3,12 @@ intake and by the gate. The arithmetic is escalations.calibration (pure)."""
 
 from collections.abc import Mapping
 from datetime import datetime
+from functools import cache
 
 from django.db import transaction
 from django.utils import timezone
 
-from escalations import calibration
+from escalations import calibration, rows
 from escalations.models import CalibrationBin
 
 
@@ -40,13 +41,23 @@ def calibration_store(
     return len(maps)
 
 
+@cache
+def _bins_sql(domains: int) -> str:
+    # CalibrationBin.objects.filter(agent_id=, domain__in=).order_by("domain", "bin") by
+    # hand: every create reads it (for `domains` domains).
+    return (
+        f"SELECT {rows.columns(CalibrationBin, 'b')} FROM escalations_calibrationbin b"  # noqa: S608 (the model's own table and columns, never input)
+        f" WHERE b.agent_id = %s AND b.domain IN ({', '.join(['%s'] * domains)})"
+        " ORDER BY b.domain, b.bin"
+    )
+
+
 def calibration_maps(agent_id: int, domains: list[str]) -> dict[str, calibration.CalibrationMap]:
     """An agent's stored maps for `domains` and for all its domains, by domain (one query)."""
     bins: dict[str, list[CalibrationBin]] = {}
-    rows = CalibrationBin.objects.filter(
-        agent_id=agent_id, domain__in=[*domains, calibration.ALL_DOMAINS]
-    ).order_by("domain", "bin")
-    for row in rows:
+    wanted = list(dict.fromkeys([*domains, calibration.ALL_DOMAINS]))
+    for values in rows.fetch_all(_bins_sql(len(wanted)), [agent_id, *wanted]):
+        row = rows.instance(CalibrationBin, values)
         bins.setdefault(row.domain, []).append(row)
     return {
         domain: calibration.CalibrationMap(

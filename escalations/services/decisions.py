@@ -4,14 +4,14 @@ counted, and the one conditional write that turns an open escalation into a deci
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from django.contrib.auth.models import User
-from django.db import transaction
-from django.db.models import F
+from django.db import connection, transaction
 from django.utils import timezone
 
-from escalations import policy, selectors
+from escalations import policy, rows, selectors
 from escalations.errors import (
     AlreadyDecided,
     ClaimedByOther,
@@ -28,7 +28,7 @@ from escalations.limits import (
     json_size,
     too_long,
 )
-from escalations.models import Agent, Approval, Decision, Escalation, Event, Run
+from escalations.models import Agent, Approval, Decision, Escalation, Event, Policy, Run
 from escalations.transport import events
 from operations import metrics
 from people.roles import is_machine
@@ -139,33 +139,26 @@ def escalation_decide(
     completes the count decides it. Callers tell the two apart by `is_open`.
     """
     now = now or timezone.now()
-    escalation = (
-        Escalation.objects.select_related("run", "agent", "decision")
-        .filter(pk=escalation_id)
-        .first()
-    )
-    if escalation is None:
-        raise NotFound(f"No escalation {escalation_id}.")
-    if not escalation.is_open:
-        raise AlreadyDecided(escalation)
-    choice = chosen(escalation, request)
-    name = user.get_username() if user is not None else decided_by_type
-    if is_machine(user):
-        decided_by_type = Decision.DecidedBy.MACHINE
-        _check_machine_may_decide(escalation, request)
-    if (
-        decided_by_type == Decision.DecidedBy.HUMAN
-        and isinstance(choice, OptionChoice)  # needs_approvals is 1 for anything else
-        and needs_approvals(escalation, request) > 1
-    ):
-        if user is None:
-            raise ValueError("an approval under the two-person rule is a person's: pass the user")
-        return _approve(
-            escalation, request=request, choice=choice, user=user, override_claim=override_claim, now=now
-        )
     with transaction.atomic():
+        escalation, rules = _lock_for_decision(escalation_id)
+        choice = chosen(escalation, request)
+        name = user.get_username() if user is not None else decided_by_type
+        if is_machine(user):
+            decided_by_type = Decision.DecidedBy.MACHINE
+            _check_machine_may_decide(escalation, request, rules)
+        if (
+            decided_by_type == Decision.DecidedBy.HUMAN
+            and isinstance(choice, OptionChoice)  # needs_approvals is 1 for anything else
+            and needs_approvals(escalation, request) > 1
+        ):
+            if user is None:
+                raise ValueError("an approval under the two-person rule is a person's: pass the user")
+            return _approve(
+                escalation, request=request, choice=choice, user=user, override_claim=override_claim,
+                now=now, rules=rules,
+            )
         if user is not None:
-            check_claim(claims.lock_open(escalation.pk), user, override_claim, now)
+            check_claim(escalation, user, override_claim, now)
         decide_open(
             escalation,
             kind=choice.kind,
@@ -176,14 +169,55 @@ def escalation_decide(
             decided_by_name=name,
             user=user,
             now=now,
+            rules=rules,
         )
     return escalation
 
 
-def _check_machine_may_decide(escalation: Escalation, request: DecisionRequest) -> None:
+@cache
+def _locked_read_sql() -> str:
+    # One statement for what a decision reads: the escalation row-locked (claims.lock_open
+    # locks it the same way), with its run and agent (select_related) and its domain's
+    # policy; tests/test_rows.py holds it equal to the ORM's reads.
+    lock = " FOR UPDATE OF e" if connection.features.has_select_for_update_of else ""
+    return (
+        f"SELECT {rows.columns(Escalation, 'e')}, {rows.columns(Run, 'r')},"  # noqa: S608 (the model's own table and columns, never input)
+        f" {rows.columns(Agent, 'a')}, {rows.columns(Policy, 'p')}"
+        " FROM escalations_escalation e"
+        " JOIN escalations_run r ON r.id = e.run_id"
+        " JOIN escalations_agent a ON a.id = e.agent_id"
+        " LEFT JOIN escalations_policy p ON p.domain = e.domain"
+        " WHERE e.id = %s" + lock
+    )
+
+
+def _lock_for_decision(escalation_id: uuid.UUID | str) -> tuple[Escalation, policy.Rules]:
+    """Inside a transaction: the open escalation, row-locked, with its run and agent, and its
+    domain's rules. NotFound, or AlreadyDecided (with the decision loaded) once it is closed."""
+    try:
+        pk = rows.prep(Escalation, "id", uuid.UUID(str(escalation_id)))
+    except ValueError:
+        raise NotFound(f"No escalation {escalation_id}.") from None
+    row = rows.fetch_one(_locked_read_sql(), [pk])
+    if row is None:
+        raise NotFound(f"No escalation {escalation_id}.")
+    escalation = rows.instance(Escalation, row)
+    if not escalation.is_open:
+        raise AlreadyDecided(
+            Escalation.objects.select_related("run", "decision", "agent").get(pk=escalation.pk)
+        )
+    start = rows.width(Escalation)
+    escalation.run = rows.instance(Run, row, start)
+    start += rows.width(Run)
+    escalation.agent = rows.instance(Agent, row, start)
+    found = rows.instance(Policy, row, start + rows.width(Agent))
+    return escalation, (policies.rules_of(found) if found.pk else policy.Rules(domain=escalation.domain))
+
+
+def _check_machine_may_decide(escalation: Escalation, request: DecisionRequest, rules: policy.Rules) -> None:
     option = escalation.option(request.option or "") or {}
     refusal = policy.machine_refusal(
-        policies.rules_for(escalation.domain) or policy.Rules(domain=escalation.domain),
+        rules,
         tier=escalation.tier,
         kind=request.kind,
         option_irreversible=bool(option.get("irreversible")),
@@ -220,8 +254,10 @@ def _approve(
     user: User,
     override_claim: bool,
     now: datetime,
+    rules: policy.Rules,
 ) -> Escalation:
-    """Record `user`'s approval of an option; the approval that completes the count decides.
+    """Inside the decision's transaction, on the locked row: record `user`'s approval of an
+    option; the approval that completes the count decides.
 
     Approvals agree when they name the same option with the same args (what the agent
     would act with): a reviewer who edits the args starts a new count that the others
@@ -231,50 +267,67 @@ def _approve(
     concurrent approvals are counted one after the other and exactly one of them decides
     (AlreadyDecided for anyone after it). On commit: an `approved` event and a live update.
     """
-    with transaction.atomic():
-        check_claim(claims.lock_open(escalation.pk), user, override_claim, now)
-        required = needs_approvals(escalation, request)
-        Approval.objects.update_or_create(
-            escalation=escalation,
-            user=user,
-            defaults={
-                "user_name": user.get_username(),
-                "option_key": choice.option,
-                "args": choice.args,
-                "instruction": choice.instruction,
-                "at": now,
-            },
-        )
-        agreeing = selectors.agreeing(
-            Approval.objects.filter(escalation=escalation), choice.option, choice.args
-        )
-        timeline.record(
-            escalation,
-            Event.Kind.APPROVED,
-            actor=user.get_username(),
-            now=now,
-            data={"option": choice.option, "approvals": len(agreeing), "required": required},
-            announce=False,  # below, unless the approval decides it
-        )
-        if len(agreeing) < required:
-            escalation.updated_at = now
-            Escalation.objects.filter(pk=escalation.pk).update(updated_at=now)
-            events.announce(escalation, "approved")
-            return escalation
-        given = [approval.instruction for approval in agreeing if approval.instruction]
-        decide_open(
-            escalation,
-            kind=Decision.Kind.OPTION,
-            option_key=choice.option,
-            args=choice.args,
-            instruction=given[-1] if given else "",
-            decided_by_type=Decision.DecidedBy.HUMAN,
-            decided_by_name=user.get_username(),
-            user=user,
-            now=now,
-            approved_by=[approval.user_name for approval in agreeing],
-        )
+    check_claim(escalation, user, override_claim, now)
+    required = needs_approvals(escalation, request)
+    Approval.objects.update_or_create(
+        escalation=escalation,
+        user=user,
+        defaults={
+            "user_name": user.get_username(),
+            "option_key": choice.option,
+            "args": choice.args,
+            "instruction": choice.instruction,
+            "at": now,
+        },
+    )
+    agreeing = selectors.agreeing(
+        Approval.objects.filter(escalation=escalation), choice.option, choice.args
+    )
+    timeline.record(
+        escalation,
+        Event.Kind.APPROVED,
+        actor=user.get_username(),
+        now=now,
+        data={"option": choice.option, "approvals": len(agreeing), "required": required},
+        announce=False,  # below, unless the approval decides it
+    )
+    if len(agreeing) < required:
+        escalation.updated_at = now
+        Escalation.objects.filter(pk=escalation.pk).update(updated_at=now)
+        events.announce(escalation, "approved")
+        return escalation
+    given = [approval.instruction for approval in agreeing if approval.instruction]
+    decide_open(
+        escalation,
+        kind=Decision.Kind.OPTION,
+        option_key=choice.option,
+        args=choice.args,
+        instruction=given[-1] if given else "",
+        decided_by_type=Decision.DecidedBy.HUMAN,
+        decided_by_name=user.get_username(),
+        user=user,
+        now=now,
+        approved_by=[approval.user_name for approval in agreeing],
+        rules=rules,
+    )
     return escalation
+
+
+@cache
+def _flip_sql() -> str:
+    # Escalation.objects.filter(pk=, status__in=OPEN_STATUSES).update(status=DECIDED,
+    # claimed_by=None, claimed_until=None, updated_at=now), by hand (tests/test_rows.py).
+    open_statuses = ", ".join(["%s"] * len(Escalation.OPEN_STATUSES))
+    return (
+        "UPDATE escalations_escalation SET status = %s, claimed_by_id = NULL,"  # noqa: S608 (the model's own table and columns, never input)
+        f" claimed_until = NULL, updated_at = %s WHERE id = %s AND status IN ({open_statuses})"
+    )
+
+
+# The agent's next decision number, in one statement (an UPDATE, then a read, by the ORM).
+NEXT_SEQ_SQL = (
+    "UPDATE escalations_agent SET decision_seq = decision_seq + 1 WHERE id = %s RETURNING decision_seq"
+)
 
 
 def decide_open(
@@ -296,9 +349,15 @@ def decide_open(
     The conditional UPDATE is the gate: only one caller finds the row open. The decision's
     valid_until comes from the domain's `rules` (read here when not given).
     """
-    flipped = Escalation.objects.filter(
-        pk=escalation.pk, status__in=Escalation.OPEN_STATUSES
-    ).update(status=Escalation.Status.DECIDED, claimed_by=None, claimed_until=None, updated_at=now)
+    flipped = rows.execute(
+        _flip_sql(),
+        [
+            Escalation.Status.DECIDED,
+            rows.prep(Escalation, "updated_at", now),
+            rows.prep(Escalation, "id", escalation.pk),
+            *Escalation.OPEN_STATUSES,
+        ],
+    )
     if not flipped:
         raise AlreadyDecided(
             Escalation.objects.select_related("run", "decision", "agent").get(pk=escalation.pk)
@@ -306,8 +365,7 @@ def decide_open(
     escalation.status = Escalation.Status.DECIDED
     escalation.claimed_by, escalation.claimed_until, escalation.updated_at = None, None, now
     # Taking the agent's next feed number locks its row: the feed sees decisions in commit order.
-    Agent.objects.filter(pk=escalation.agent_id).update(decision_seq=F("decision_seq") + 1)
-    seq = Agent.objects.filter(pk=escalation.agent_id).values_list("decision_seq", flat=True).get()
+    seq = rows.fetch_one(NEXT_SEQ_SQL, [escalation.agent_id])[0]  # type: ignore[index]  # the agent's row is there
     recommended = escalation.recommended_option["key"]
     decision = Decision.objects.create(
         escalation=escalation,

@@ -7,10 +7,9 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Case, F, When
 from django.utils import timezone
 
-from escalations import policy, signals
+from escalations import policy, rows, signals
 from escalations.errors import Conflict, FieldError, Invalid
 from escalations.inputs import PackageInput
 from escalations.models import Agent, Decision, Escalation, Event, Run
@@ -298,23 +297,26 @@ def _open_run_conflict(agent: Agent, run_id: str) -> Conflict:
     )
 
 
+# One more escalation today (the count starts again on a new day), the new count returned.
+BUDGET_SQL = (
+    "UPDATE escalations_agent SET budget_used = CASE WHEN budget_day = %s THEN budget_used + 1"
+    " ELSE 1 END, budget_day = %s WHERE id = %s RETURNING budget_used"
+)
+
+
 def _count_against_budget(agent: Agent, now: datetime) -> None:
-    today = now.date()
-    Agent.objects.filter(pk=agent.pk).update(
-        budget_used=Case(When(budget_day=today, then=F("budget_used") + 1), default=1),
-        budget_day=today,
-    )
-    agent.budget_used = agent.budget_used_on(today) + 1
-    agent.budget_day = today
+    today = rows.prep(Agent, "budget_day", now.date())
+    counted = rows.fetch_one(BUDGET_SQL, [today, today, agent.pk])
+    assert counted is not None, "the agent's row is there (its token was just checked)"
+    agent.budget_used, agent.budget_day = counted[0], now.date()
 
 
 def _notable_create(escalation: Escalation, agent: Agent, verdict: policy.Verdict, now: datetime) -> None:
     """In the create transaction, tell notifications of a new halt and of an agent over its
     budget (their outbox rows commit with the escalation).
 
-    Over budget is sent for every escalation past the budget (the count read at
-    authentication may be stale under concurrency, so "the one that crossed" is not
-    knowable here); notifications keeps one per agent and day.
+    Over budget is sent for every escalation past the budget (the count is the one this
+    transaction's update returned); notifications keeps one per agent and day.
     """
     if verdict.tier == policy.HALT:
         signals.notable_in_transaction("halt_created", escalation=escalation)

@@ -1,0 +1,145 @@
+"""The hot paths' hand-written statements (escalations.rows) held equal to the ORM's meaning:
+the same rows, every field converted the same, the same writes."""
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.db import transaction
+from django.utils import timezone
+
+from escalations import calibration, policy, rows, services
+from escalations.errors import AlreadyDecided, NotFound
+from escalations.models import Agent, CalibrationBin, Escalation, Policy, Run
+from escalations.services import decisions, intake, policies
+from escalations.services.calibration import calibration_maps
+from tests.conftest import make_package
+
+pytestmark = pytest.mark.django_db
+
+
+def values(instance) -> dict:
+    return {f.attname: getattr(instance, f.attname) for f in type(instance)._meta.concrete_fields}
+
+
+def read(model, pk):
+    """The row by hand-written SQL: every column of `model`, converted by rows.instance."""
+    sql = f"SELECT {rows.columns(model, 't')} FROM {model._meta.db_table} t WHERE t.id = %s"  # noqa: S608 (the model's own)
+    return rows.one(model, sql, [rows.prep(model, "id", pk)])
+
+
+@pytest.fixture
+def escalation(api):
+    """An open escalation with every kind of column filled: JSON lists and objects, times,
+    a UUID key, nullable numbers (the package's respond_by, a calibrated confidence)."""
+    package = make_package(
+        cost_of_delay={"blocking": True, "impact": "high", "respond_by": (timezone.now() + timedelta(hours=2)).isoformat()},
+        metadata={"ticket": "BILL-7", "nested": {"list": [1, 2.5, None, "é"]}},
+        links=[{"label": "PR", "url": "https://example.com/pr/1"}],
+    )
+    response = api.escalate(package)
+    assert response.status_code == 201, response.content
+    Escalation.objects.filter(pk=response.json()["id"]).update(calibrated_confidence=0.55)
+    return Escalation.objects.select_related("run", "agent").get(pk=response.json()["id"])
+
+
+def test_an_instance_from_a_row_is_the_orms_instance(escalation):
+    for model, pk in [
+        (Escalation, escalation.pk),
+        (Run, escalation.run_id),
+        (Agent, escalation.agent_id),
+        (Policy, Policy.objects.get(domain="default").pk),
+    ]:
+        by_hand, by_orm = read(model, pk), model.objects.get(pk=pk)
+        assert values(by_hand) == values(by_orm), model.__name__
+        assert not by_hand._state.adding
+        assert by_hand._state.db == by_orm._state.db
+
+
+def test_the_decisions_locked_read_is_the_escalation_its_run_agent_and_rules(escalation):
+    with transaction.atomic():
+        locked, rules = decisions._lock_for_decision(escalation.pk)
+        assert values(locked) == values(escalation)
+        assert values(locked.run) == values(escalation.run)
+        assert values(locked.agent) == values(escalation.agent)
+        assert rules == services.rules_for(escalation.domain)
+
+
+def test_a_domain_without_a_policy_gives_the_default_rules(escalation):
+    Escalation.objects.filter(pk=escalation.pk).update(domain="gone")
+    with transaction.atomic():
+        _locked, rules = decisions._lock_for_decision(escalation.pk)
+    assert rules == policy.Rules(domain="gone")
+
+
+def test_the_locked_read_refuses_what_is_not_open_or_not_there(escalation, reviewer):
+    with pytest.raises(NotFound), transaction.atomic():
+        decisions._lock_for_decision(uuid.uuid4())
+    with pytest.raises(NotFound), transaction.atomic():
+        decisions._lock_for_decision("not-a-uuid")
+    services.escalation_decide(
+        escalation_id=escalation.pk,
+        request=services.DecisionRequest(kind="option", option="shim"),
+        user=reviewer,
+    )
+    with pytest.raises(AlreadyDecided) as refused, transaction.atomic():
+        decisions._lock_for_decision(escalation.pk)
+    assert refused.value.escalation.decision.option_key == "shim"
+
+
+@pytest.mark.parametrize("status", Escalation.Status.values)
+def test_the_flip_changes_exactly_the_rows_the_orms_update_would(escalation, status):
+    Escalation.objects.filter(pk=escalation.pk).update(status=status)
+    expected = Escalation.objects.filter(pk=escalation.pk, status__in=Escalation.OPEN_STATUSES).count()
+    now = timezone.now()
+    params = [Escalation.Status.DECIDED, rows.prep(Escalation, "updated_at", now), rows.prep(Escalation, "id", escalation.pk), *Escalation.OPEN_STATUSES]
+    assert rows.execute(decisions._flip_sql(), params) == expected
+    after = Escalation.objects.get(pk=escalation.pk)
+    if expected:
+        assert (after.status, after.claimed_by_id, after.claimed_until, after.updated_at) == ("decided", None, None, now)
+    else:
+        assert after.status == status
+
+
+def test_the_next_decision_number_is_one_more_each_time(agent):
+    first = rows.fetch_one(decisions.NEXT_SEQ_SQL, [agent.pk])
+    second = rows.fetch_one(decisions.NEXT_SEQ_SQL, [agent.pk])
+    assert (first, second) == ((1,), (2,))
+    assert Agent.objects.get(pk=agent.pk).decision_seq == 2
+
+
+def test_the_budget_counts_today_and_starts_again_on_a_new_day(agent):
+    now = timezone.now()
+    intake._count_against_budget(agent, now)
+    intake._count_against_budget(agent, now)
+    assert (agent.budget_used, agent.budget_day) == (2, now.date())
+    stored = Agent.objects.get(pk=agent.pk)
+    assert (stored.budget_used, stored.budget_day) == (2, now.date())
+    intake._count_against_budget(agent, now + timedelta(days=1))
+    stored = Agent.objects.get(pk=agent.pk)
+    assert (agent.budget_used, stored.budget_used, stored.budget_day) == (1, 1, (now + timedelta(days=1)).date())
+
+
+def test_rules_for_reads_the_policy_row(agent):  # (its fixture puts the default policies back)
+    row = Policy.objects.get(domain="default")
+    assert policies.rules_for("default") == policies.rules_of(row)
+    assert policies.rules_for("no-such-domain") is None
+
+
+def test_calibration_maps_read_the_bins_the_orm_reads(agent):
+    counts = {
+        (agent.pk, domain, number): (40 + number, 20 + number)
+        for domain in ("default", calibration.ALL_DOMAINS, "other")
+        for number in range(calibration.BINS)
+    }
+    services.calibration_store(counts=counts)
+    by_orm = list(
+        CalibrationBin.objects.filter(agent_id=agent.pk, domain__in=["default", calibration.ALL_DOMAINS])
+        .order_by("domain", "bin")
+    )
+    maps = calibration_maps(agent.pk, ["default"])
+    assert set(maps) == {"default", calibration.ALL_DOMAINS}
+    for domain, found in maps.items():
+        bins = [b for b in by_orm if b.domain == domain]
+        assert found.judged == bins[0].judged
+        assert found.bins == tuple(calibration.Bin(b.n, b.agreed) for b in bins)
