@@ -172,11 +172,15 @@ def _escalation(w: Writer, run: Run, created: datetime) -> None:
     verdict = policy.verdict_for(
         w.rules,
         policy.Situation(
-            confidence=confidence, irreversible=irreversible, novel=reason == Escalation.Reason.NOVELTY
+            confidence=confidence,
+            irreversible=irreversible,
+            novel=reason == Escalation.Reason.NOVELTY,
+            reason=reason,
         ),
     )
     tier = verdict.tier
-    agrees = rng.random() < max(0.02, min(0.99, confidence - w.profile["overconfidence"]))
+    stated = max(0.02, min(0.99, confidence - w.profile["overconfidence"]))
+    agrees = rng.random() < w.profile.get("agreement", {}).get(reason, stated)
     respond_by = (
         created + timedelta(minutes=rng.choice([60, 120, 240]))
         if tier >= 3 and rng.random() < 0.7

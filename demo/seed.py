@@ -22,6 +22,9 @@ from . import data
 from .history import seed_history
 
 COMMENT = "On it: checking with the owning team before I decide."
+# The notes of the policy versions the demo saves once (people.toml).
+FLOORS = "demo: a lowest tier per reason"
+CALIBRATED = "demo: tier by calibrated confidence"
 
 
 def seed_demo(*, now: datetime, say: Callable[[str], None]) -> None:
@@ -68,21 +71,22 @@ def seed_demo(*, now: datetime, say: Callable[[str], None]) -> None:
     services.timeouts_apply(now=now)
     services.levels_advance(now=now)
     services.priorities_refresh(now=now)
+    for domain, floors in people.get("reason_floors", {}).items():
+        _policy_once(domain, {"reason_floors": floors}, FLOORS)
     seed_history(now=now, say=say)
-    _calibrated(people)
+    for domain in people.get("calibrated_domains", []):
+        _policy_once(domain, {"tier_by_calibrated": True}, CALIBRATED)
     open_count = Escalation.objects.open().count()
     say(f"Demo data: {len(agents)} agents, {created} new escalations ({open_count} open).")
     say(f"Demo login: demo / {people['password']}")
 
 
-def _calibrated(people: dict[str, Any]) -> None:
-    """Turn on tier-by-calibrated-confidence in the named domains, once (a version says so)."""
-    for domain in people.get("calibrated_domains", []):
-        row = Policy.objects.filter(domain=domain).first()
-        if row is not None and not row.versions.filter(note="demo: tier by calibrated confidence").exists():
-            services.policy_update(
-                policy_id=row.pk, changes={"tier_by_calibrated": True}, note="demo: tier by calibrated confidence"
-            )
+def _policy_once(domain: str, changes: dict[str, Any], note: str) -> None:
+    """Save `changes` to a domain's policy once: a version with `note` says it was done,
+    and a manager's later change is kept."""
+    row = Policy.objects.filter(domain=domain).first()
+    if row is not None and not row.versions.filter(note=note).exists():
+        services.policy_update(policy_id=row.pk, changes=changes, note=note)
 
 
 def _reviewers(people: dict[str, Any]) -> dict:

@@ -8,6 +8,10 @@ read each row's confidence through its agent's stored calibration map (today's m
 escalations.calibration computes it; the stated confidence where the agent has none). Several rule sets are counted in the same scan, so the
 page shows the saved policy and the thresholds being typed side by side. The SQL is the
 ORM's, so it runs on SQLite and PostgreSQL alike.
+
+The policy page's suggestions read the same window's judged escalations (judged_history:
+JUDGED, agreed unless OVERRULED) for escalations.suggestions, so a suggestion's count is the
+difference the backtest shows.
 """
 
 from dataclasses import dataclass

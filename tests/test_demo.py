@@ -8,11 +8,14 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
+from django.utils import timezone
 
 from escalations import policy, services
+from escalations.backtest import suggestions
 from escalations.models import Agent, Decision, Escalation, Event, FlagReview, PolicyVersion, Run
 from escalations.schemas import EscalationIn
 from escalations.services import intake
+from escalations.suggestions import FLAG_REASON
 from tests.conftest import make_package, make_user, now
 
 
@@ -61,6 +64,13 @@ def test_seed_demo_is_idempotent_and_covers_every_reason_and_tier(db):
     # the escalation page's demo: a run the demo reviewer took over, a comment by sam
     assert Run.objects.filter(status="taken_over", taken_over_by__username="demo").exists()
     assert Event.objects.filter(kind="commented", actor="sam").count() == 1
+    # the code policy holds approach_choice for a person, and its history suggests flagging
+    # them instead (people nearly always took refactor-bot's recommendation there)
+    rules = services.rules_for("code")
+    assert rules is not None
+    assert rules.reason_floors == {"approach_choice": 3}
+    found = suggestions(rules, now=timezone.now()).items
+    assert (FLAG_REASON, "refactor-bot", "approach_choice") in [(s.kind, s.agent, s.reason) for s in found]
 
 
 def test_seed_demo_reviewers_can_sign_in(db, client):
