@@ -34,10 +34,16 @@ class DemoEscalation:
     ago_minutes: int  # before now, when the agent posted it
     history_minutes: int = 40  # how long the history took, ending at posting time
     respond_in_minutes: int | None = None  # the deadline, after posting
-    decide: dict[str, Any] | None = None  # a decision by the demo reviewer
+    # A decision (DecisionRequest's fields), by the demo reviewer or `by` (a reviewer or a
+    # machine of people.toml), decided_after_minutes after posting.
+    decide: dict[str, Any] | None = None
     claim_by: str | None = None  # a reviewer who holds it (and comments)
-    # A machine reviewer's advice (people.toml's machines): by, option, note, confidence.
+    # A machine reviewer's advice (people.toml's machines), before any decision: by, option,
+    # note, confidence, args (optional), after_minutes (after posting; 3).
     recommend: dict[str, Any] | None = None
+    # A person's look at a decision made without one (the policy's tier 2, a machine's): by,
+    # verdict ("fine" or "other"), option (for "other"), note, after_minutes (after it; 30).
+    review: dict[str, Any] | None = None
     # A reviewer's question the agent has not answered yet: {by, text, ago_minutes}.
     ask: dict[str, Any] | None = None
 

@@ -2,20 +2,33 @@
 idempotent, and its insights history, written in bulk but held to the invariants of the rows
 the services write."""
 
+import dataclasses
 from datetime import timedelta
 from io import StringIO
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
+from django.db.models import Sum
 from django.utils import timezone
 
-from escalations import policy, services
+from escalations import policy, precedents, services
 from escalations.backtest import suggestions
-from escalations.models import Agent, Decision, Escalation, Event, FlagReview, PolicyVersion, Run
+from escalations.models import (
+    Agent,
+    Decision,
+    Escalation,
+    Event,
+    FlagReview,
+    PolicyVersion,
+    Recommendation,
+    Run,
+)
 from escalations.schemas import EscalationIn
 from escalations.services import intake
 from escalations.suggestions import FLAG_REASON
+from insights.models import MachineRollup
+from reviews.queue import flagged as flagged_q
 from tests.conftest import make_package, make_user, now
 
 
@@ -71,6 +84,30 @@ def test_seed_demo_is_idempotent_and_covers_every_reason_and_tier(db):
     assert rules.reason_floors == {"approach_choice": 3}
     found = suggestions(rules, now=timezone.now()).items
     assert (FLAG_REASON, "refactor-bot", "approach_choice") in [(s.kind, s.agent, s.reason) for s in found]
+    # issue 14's loop, each on a demo escalation:
+    # an agent whose calibration changes its tier: schema-pilot's stated 0.86 would be a
+    # flagged tier 2 in db-migration; calibrated, a person decides it
+    invoices = Escalation.objects.get(run__run_id="backfill-invoices-currency")
+    migration = services.rules_for("db-migration")
+    assert migration is not None
+    assert migration.tier_by_calibrated
+    assert policy.verdict_for(migration, situation(invoices)).tier == 3
+    assert policy.verdict_for(dataclasses.replace(migration, tier_by_calibrated=False), situation(invoices)).tier == 2
+    assert (invoices.tier, invoices.status) == (3, "pending")
+    assert invoices.tier_reasons[0].startswith("calibrated confidence 0.7")
+    # its precedent: yesterday's orders backfill, decided by the demo reviewer
+    assert [e.run.run_id for e in precedents.similar(invoices)] == ["backfill-orders-currency"]
+    # the machine reviewer: advice on open escalations, advice a person then decided (agreed
+    # once, not once), a decision a person marked fine, one waiting in the Flagged list
+    assert Recommendation.objects.filter(is_machine=True, escalation__status="pending").count() >= 2
+    assert (
+        Escalation.objects.filter(flagged_q(), decision__decided_by_type="machine").values_list("run__run_id", flat=True).get()
+        == "res-97-churn-cohorts"
+    )
+    machine = MachineRollup.objects.filter(reviewer="claude-reviewer").aggregate(
+        *(Sum(name) for name in ("recommended", "recommended_agreed", "decided", "decided_agreed"))
+    )
+    assert list(machine.values()) == [2, 1, 1, 1]
 
 
 def test_seed_demo_reviewers_can_sign_in(db, client):

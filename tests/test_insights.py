@@ -303,9 +303,10 @@ def test_the_page_draws_every_chart_from_the_demo_data(live_server_asgi, monkeyp
                 "[...document.querySelectorAll('[data-figure]')].every(e => e.querySelector('.main-svg'))"
             )
             figures = page.locator("[data-figure]").count()
-            assert (
-                figures == 9
-            )  # rate (2), reasons, tiers, timing, recommended, calibration, budget, reviewers
+            # rate (2), reasons, tiers, timing, recommended, calibration, machine, budget, reviewers
+            assert figures == 10
+            # the machine reviewer's agreement: advice people decided after, a decision reviewed
+            assert "claude-reviewer" in page.text_content("#chart-machine")
             assert "schema-pilot" in page.text_content(".drift-list")
             assert errors == []
             # the filters work without reloading the page (htmx), and the charts are redrawn
