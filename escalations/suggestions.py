@@ -134,11 +134,14 @@ def decided_at_once(rules: Rules, situation: Situation) -> bool:
 
 def effect(saved: Rules, proposed: Rules, judged: Sequence[Judged]) -> Effect:
     """What `proposed` would have changed of the `judged` escalations, beside `saved`."""
-    moved = [
-        one
-        for one in judged
-        if decided_at_once(saved, one.situation) != decided_at_once(proposed, one.situation)
-    ]
+    return _History(saved, judged).effect(proposed)
+
+
+Row = tuple[Judged, bool]  # a judged escalation, and whether the saved rules decide it at once
+
+
+def _moved(proposed: Rules, rows: Sequence[Row]) -> Effect:
+    moved = [one for one, before in rows if before != decided_at_once(proposed, one.situation)]
     return Effect(len(moved), sum(not one.agreed for one in moved))
 
 
@@ -146,68 +149,92 @@ def _nearly_all_agreed(found: Effect) -> bool:
     return found.moved - found.changed >= AGREE_RATE * found.moved
 
 
-def _lower_flag(rules: Rules, group: list[Judged], judged: Sequence[Judged]) -> Rules | None:
-    """The lowest flag threshold whose newly decided escalations people nearly always
-    agreed with (and that decides some of this group's), or None."""
-    best, moved = None, 0
-    steps = math.ceil((rules.flag_threshold - rules.escalate_threshold) / STEP - 1e-9)
-    for step in range(1, steps + 1):
-        threshold = max(rules.escalate_threshold, round(rules.flag_threshold - step * STEP, 2))
-        proposed = replace(rules, flag_threshold=threshold)
-        found = effect(rules, proposed, judged)
-        if not _nearly_all_agreed(found):
-            break
-        # No lower than the history reaches: a step that decides no more judged
-        # escalations than the one above has no evidence for it.
-        if found.moved > moved and effect(rules, proposed, group).moved:
-            best, moved = proposed, found.moved
-    return best
+class _History:
+    """The judged escalations with the saved rules' tiering taken once, and each proposal's
+    effect counted once (every group tries the same flag thresholds)."""
 
+    def __init__(self, saved: Rules, judged: Sequence[Judged]) -> None:
+        self.saved = saved
+        self.rows = [(one, decided_at_once(saved, one.situation)) for one in judged]
+        self.groups: dict[tuple[str, str], list[Row]] = defaultdict(list)
+        self.reasons: dict[str, list[Row]] = defaultdict(list)
+        for row in self.rows:
+            self.groups[(row[0].agent, row[0].reason)].append(row)
+            self.reasons[row[0].reason].append(row)
+        self.effects: dict[str, Effect] = {}
 
-def _for_group(rules: Rules, group: list[Judged], judged: Sequence[Judged]) -> Suggestion | None:
-    first = group[0]
-    agreed = sum(one.agreed for one in group)
-    floor = rules.reason_floors.get(first.reason, 0)
-    proposed: Rules | None = None
-    kind = ""
-    based_on = len(group)
-    if agreed >= AGREE_RATE * len(group) and rules.auto_decide:
-        if floor >= ESCALATE:
-            kind, proposed = (
-                FLAG_REASON,
-                replace(rules, reason_floors={**rules.reason_floors, first.reason: FLAG}),
-            )
-            if not _nearly_all_agreed(effect(rules, proposed, judged)):
-                proposed = None
-        else:
-            kind, proposed = LOWER_FLAG, _lower_flag(rules, group, judged)
-    elif floor < ESCALATE:
-        at_once = [one for one in group if decided_at_once(rules, one.situation)]
-        agreed = sum(one.agreed for one in at_once)
-        based_on = len(at_once)
-        if based_on >= MIN_JUDGED and based_on - agreed >= DISAGREE_RATE * based_on:
-            kind = FLOOR_REASON
-            proposed = replace(rules, reason_floors={**rules.reason_floors, first.reason: ESCALATE})
-    if proposed is None:
-        return None
-    found = effect(rules, proposed, judged)
-    if not found.moved:
-        return None
-    return Suggestion(kind, first.agent, first.reason, based_on, agreed, rules, proposed, found)
+    def effect(self, proposed: Rules) -> Effect:
+        """Over every agent. A proposal that changes only floors re-tiers only the rows of
+        the reasons whose floor it changes (a floor applies to its own reason alone)."""
+        key = repr(proposed)
+        if key not in self.effects:
+            rows: Sequence[Row] = self.rows
+            old, new = self.saved.reason_floors, proposed.reason_floors
+            if replace(proposed, reason_floors=old) == self.saved:
+                changed = sorted(r for r in old.keys() | new.keys() if old.get(r) != new.get(r))
+                rows = [row for reason in changed for row in self.reasons[reason]]
+            self.effects[key] = _moved(proposed, rows)
+        return self.effects[key]
+
+    def lower_flag(self, group: list[Row]) -> Rules | None:
+        """The lowest flag threshold whose newly decided escalations people nearly always
+        agreed with (and that decides some of this group's), or None."""
+        rules = self.saved
+        best, moved = None, 0
+        steps = math.ceil((rules.flag_threshold - rules.escalate_threshold) / STEP - 1e-9)
+        for step in range(1, steps + 1):
+            threshold = max(rules.escalate_threshold, round(rules.flag_threshold - step * STEP, 2))
+            proposed = replace(rules, flag_threshold=threshold)
+            found = self.effect(proposed)
+            if not _nearly_all_agreed(found):
+                break
+            # No lower than the history reaches: a step that decides no more judged
+            # escalations than the one above has no evidence for it.
+            if found.moved > moved and _moved(proposed, group).moved:
+                best, moved = proposed, found.moved
+        return best
+
+    def suggestion(self, group: list[Row]) -> Suggestion | None:
+        rules, first = self.saved, group[0][0]
+        agreed = sum(one.agreed for one, _ in group)
+        floor = rules.reason_floors.get(first.reason, 0)
+        proposed: Rules | None = None
+        kind = ""
+        based_on = len(group)
+        if agreed >= AGREE_RATE * len(group) and rules.auto_decide:
+            if floor >= ESCALATE:
+                kind = FLAG_REASON
+                proposed = replace(rules, reason_floors={**rules.reason_floors, first.reason: FLAG})
+                if not _nearly_all_agreed(self.effect(proposed)):
+                    proposed = None
+            else:
+                kind, proposed = LOWER_FLAG, self.lower_flag(group)
+        elif floor < ESCALATE:
+            at_once = [one for one, before in group if before]
+            agreed = sum(one.agreed for one in at_once)
+            based_on = len(at_once)
+            if based_on >= MIN_JUDGED and based_on - agreed >= DISAGREE_RATE * based_on:
+                kind = FLOOR_REASON
+                proposed = replace(rules, reason_floors={**rules.reason_floors, first.reason: ESCALATE})
+        if proposed is None:
+            return None
+        found = self.effect(proposed)
+        if not found.moved:
+            return None
+        return Suggestion(kind, first.agent, first.reason, based_on, agreed, rules, proposed, found)
 
 
 def suggest(rules: Rules, judged: Sequence[Judged]) -> Suggestions:
     """The proposals the domain's `judged` escalations support under its saved `rules`,
     one per distinct proposal (the largest group its evidence), floors first, then by how
     much history each rests on."""
-    groups: dict[tuple[str, str], list[Judged]] = defaultdict(list)
-    for one in judged:
-        groups[(one.agent, one.reason)].append(one)
+    history = _History(rules, judged)
+    groups = history.groups
     found: dict[str, Suggestion] = {}
     for _key, group in sorted(groups.items(), key=lambda item: (-len(item[1]), item[0])):
         if len(group) < MIN_JUDGED:
             continue
-        suggestion = _for_group(rules, group, judged)
+        suggestion = history.suggestion(group)
         if suggestion is None:
             continue
         key = repr(suggestion.rules)

@@ -158,3 +158,11 @@ def test_each_suggestion_says_what_history_shows_and_what_it_would_change():
     assert flagged.proposal.startswith(
         "flagging approach_choice escalations instead of holding them at tier 3 "
     )
+
+
+def test_a_floors_effect_is_its_own_reasons_alone():
+    history = judged(10, 0.8, agreed=7) + judged(10, 0.8, agreed=5, reason="other")
+    floored = replace(SAVED, reason_floors={"other": ESCALATE})
+    assert effect(SAVED, floored, history) == Effect(moved=10, changed=5)
+    both = replace(SAVED, flag_threshold=0.85, reason_floors={"other": ESCALATE})
+    assert effect(SAVED, both, history) == Effect(moved=20, changed=8)
