@@ -53,7 +53,8 @@ Viewer = AbstractBaseUser | AnonymousUser
 
 def escalations_for_reviewer(user: Viewer) -> EscalationQuerySet:
     """Everything a reviewer may see. Every signed-in reviewer sees every escalation today;
-    narrowing by team or domain starts here."""
+    narrowing by team or domain starts here (and in the reviewer API's decide, which reads
+    the escalation only through the service's locked read)."""
     return Escalation.objects.select_related("agent", "run", "claimed_by", "decision", "first_look_by")
 
 

@@ -1,10 +1,13 @@
 """The reviewer API (API.md): scripts and machine reviewers decide through the same services."""
 
+from functools import cache
+
+from django.contrib.auth.models import Group, User
 from django.http import HttpRequest
 from ninja import Query, Router
 from ninja.security import HttpBearer
 
-from escalations import selectors, services
+from escalations import rows, selectors, services
 from escalations.api import escalation_pk, json_response
 from escalations.errors import FieldError
 from escalations.models import AgentToken, Escalation, hash_token
@@ -21,12 +24,42 @@ from escalations.review_schemas import (
 from escalations.schemas import QUEUE_CURSOR_RE, DecisionIn, EscalationOut, ProblemOut, QueuePageOut
 from escalations.schemas_detail import ReviewerDetailOut
 from escalations.wire import escalation_dict, iso, package_dict
-from people.roles import is_reviewer
+from people.models import Profile
+from people.roles import is_reviewer, remember_groups
 
 from . import services as reviewer_services
 from .filters import QueueFilter, queue_parameters
 from .models import ReviewerToken
 from .queue import Cursor, for_rows, page
+
+
+@cache
+def _token_sql() -> str:
+    # ReviewerToken.objects.filter(token_hash=, revoked_at__isnull=True, user__is_active=True)
+    # with its user, the user's profile and group names (a row per group), in one statement:
+    # every reviewer API call authenticates here (tests/test_rows.py holds it to the ORM's).
+    user, groups = User._meta.db_table, User.groups.through._meta.db_table
+    return (
+        f"SELECT {rows.columns(ReviewerToken, 't')}, {rows.columns(User, 'u')},"  # noqa: S608 (the models' own)
+        f" {rows.columns(Profile, 'p')}, g.name"
+        f" FROM {ReviewerToken._meta.db_table} t JOIN {user} u ON u.id = t.user_id"
+        f" LEFT JOIN {Profile._meta.db_table} p ON p.user_id = u.id"
+        f" LEFT JOIN {groups} ug ON ug.user_id = u.id LEFT JOIN {Group._meta.db_table} g ON g.id = ug.group_id"
+        " WHERE t.token_hash = %s AND t.revoked_at IS NULL AND u.is_active"
+    )
+
+
+def live_reviewer_token(digest: str) -> ReviewerToken | None:
+    """The live token of this hash with its user, whose profile and groups are loaded."""
+    found = rows.fetch_all(_token_sql(), [digest])
+    if not found:
+        return None
+    token = rows.instance(ReviewerToken, found[0])
+    token.user = rows.instance(User, found[0], rows.width(ReviewerToken))
+    profile = rows.instance(Profile, found[0], rows.width(ReviewerToken) + rows.width(User))
+    User.profile.related.set_cached_value(token.user, profile if profile.pk else None)
+    remember_groups(token.user, {row[-1] for row in found if row[-1] is not None})
+    return token
 
 
 class ReviewerBearer(HttpBearer):
@@ -36,11 +69,7 @@ class ReviewerBearer(HttpBearer):
         if len(token) > 200:
             return None
         digest = hash_token(token)
-        found = (
-            ReviewerToken.objects.select_related("user")
-            .filter(token_hash=digest, revoked_at__isnull=True, user__is_active=True)
-            .first()
-        )
+        found = live_reviewer_token(digest)
         if found is not None:
             if not is_reviewer(found.user):
                 raise Problem(403, "This token's user is not in the reviewer or manager group.")
@@ -223,10 +252,11 @@ def decide(request, escalation_id: str, payload: DecisionIn):
     brings k to N makes the decision and answers 201. Approvals count together when they
     name the same option with the same args; the same reviewer twice counts once.
     """
-    escalation = _escalation(request, escalation_id)
+    # The service reads the escalation, locked (NotFound: 404): every reviewer may see every
+    # escalation (selectors.escalations_for_reviewer), and the one read is the decision's own.
     try:
         result = services.escalation_decide(
-            escalation_id=escalation.pk,
+            escalation_id=escalation_pk(escalation_id),
             request=services.DecisionRequest(
                 kind=payload.kind, option=payload.option, args=payload.args, instruction=payload.instruction
             ),
@@ -237,12 +267,12 @@ def decide(request, escalation_id: str, payload: DecisionIn):
         raise _decided_conflict(exc) from None
     except services.ClaimedByOther as exc:
         raise _claim_conflict(exc, ' Send "override_claim": true to decide anyway.') from None
-    escalation = _escalation(request, escalation_id)
     if result.is_open:
+        escalation = _escalation(request, escalation_id)
         data = escalation_dict(escalation)
         data["approvals"] = approvals_dict(selectors.approval_state(escalation))
         return json_response(request, data, status=202)
-    return json_response(request, escalation_dict(escalation), status=201)
+    return json_response(request, escalation_dict(result), status=201)
 
 
 @router.post(

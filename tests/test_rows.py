@@ -143,3 +143,40 @@ def test_calibration_maps_read_the_bins_the_orm_reads(agent):
         bins = [b for b in by_orm if b.domain == domain]
         assert found.judged == bins[0].judged
         assert found.bins == tuple(calibration.Bin(b.n, b.agreed) for b in bins)
+
+
+@pytest.mark.parametrize("case", ["reviewer and manager, a machine", "no group, no profile", "revoked", "inactive user"])
+def test_the_reviewer_token_read_is_the_orms(case, django_user_model, django_assert_num_queries):
+    from django.contrib.auth.models import Group
+
+    from people.models import Profile
+    from people.roles import _groups, is_machine
+    from reviews.api import live_reviewer_token
+    from reviews.models import ReviewerToken
+    from reviews.services import reviewer_token_issue, reviewer_token_revoke
+
+    user = django_user_model.objects.create_user("rita")
+    token = reviewer_token_issue(user=user, label="ci")
+    if case.startswith("reviewer"):
+        user.groups.add(*(Group.objects.get_or_create(name=name)[0] for name in ("reviewer", "manager")))
+        Profile.objects.create(user=user, is_machine=True)
+    elif case == "revoked":
+        reviewer_token_revoke(token=ReviewerToken.objects.get(user=user))
+    elif case == "inactive user":
+        django_user_model.objects.filter(pk=user.pk).update(is_active=False)
+
+    digest = ReviewerToken.hash(token)
+    by_orm = ReviewerToken.objects.select_related("user").filter(
+        token_hash=digest, revoked_at__isnull=True, user__is_active=True
+    ).first()
+    with django_assert_num_queries(1):
+        found = live_reviewer_token(digest)
+        if found is not None:  # the roles the API checks are read with it
+            _groups(found.user)
+            is_machine(found.user)
+    assert (found is None) == (by_orm is None)
+    if by_orm is not None:
+        assert values(found) == values(by_orm)
+        assert values(found.user) == values(by_orm.user)
+        assert _groups(found.user) == frozenset(by_orm.user.groups.values_list("name", flat=True))
+        assert is_machine(found.user) == is_machine(django_user_model.objects.get(pk=user.pk))
