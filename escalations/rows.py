@@ -1,13 +1,17 @@
-"""Model instances from hand-written SQL, for the hot paths (an agent's create, a decide).
+"""Model instances to and from hand-written SQL, for the hot paths (an agent's create, a
+decide).
 
 The ORM compiles every query anew: 0.4-1.4 ms of CPU for each read of a create or a decide,
 more than the round trip itself. A statement written here selects a model's columns by
 name (`columns`), runs once prepared, and each value goes through the converters the ORM
-itself would apply to that field (`instance`), so the instances are the ORM's own. Every
-statement written with these is held equal to its ORM meaning by tests/test_rows.py.
+itself would apply to that field (`instance`), so the instances are the ORM's own; `insert`
+writes a new instance as save(force_insert=True) does (each field's pre_save and
+get_db_prep_save) with a statement built once per model. Every statement written with
+these is held equal to its ORM meaning by tests/test_rows.py.
 """
 
 from collections.abc import Callable, Sequence
+from functools import cache
 from typing import Any, TypeVar
 
 from django.db import connection
@@ -55,6 +59,38 @@ def instance(model: type[M], row: Sequence[Any], start: int = 0) -> M:
             value = convert(value, col, connection)
         values[index] = value
     return model.from_db(connection.alias, [f.attname for f in model._meta.concrete_fields], values)
+
+
+@cache
+def _insert_sql(model: type[Model], with_pk: bool, on_conflict: str) -> "tuple[str, list[Field[Any, Any]], list[Field[Any, Any]]]":
+    meta = model._meta
+    fields = [f for f in meta.local_concrete_fields if not f.generated and (with_pk or f is not meta.auto_field)]
+    returning = list(meta.db_returning_fields)
+    quote = connection.ops.quote_name
+    names = ", ".join(quote(str(f.column)) for f in fields)
+    sql = f"INSERT INTO {quote(meta.db_table)} ({names}) VALUES ({', '.join(['%s'] * len(fields))})"  # noqa: S608 (the model's own table and columns)
+    if on_conflict:
+        sql += f" ON CONFLICT {on_conflict}"
+    if returning:
+        sql += f" RETURNING {', '.join(quote(str(f.column)) for f in returning)}"
+    return sql, fields, returning
+
+
+def insert(obj: Model, *, on_conflict: str = "") -> None:
+    """Write a new `obj` as obj.save(force_insert=True) would, its database-set columns (the
+    auto pk) read back. `on_conflict` is what follows ON CONFLICT, for an upsert
+    (`(a, b) DO UPDATE SET b = EXCLUDED.b`, which still returns the row's pk)."""
+    model = type(obj)
+    with_pk = obj.pk is not None
+    sql, fields, returning = _insert_sql(model, with_pk, on_conflict)
+    params = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        if returning:
+            for field, value in zip(returning, cursor.fetchone(), strict=True):
+                setattr(obj, field.attname, value)
+    obj._state.adding = False
+    obj._state.db = connection.alias
 
 
 def fetch_one(sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:

@@ -180,3 +180,56 @@ def test_the_reviewer_token_read_is_the_orms(case, django_user_model, django_ass
         assert values(found.user) == values(by_orm.user)
         assert _groups(found.user) == frozenset(by_orm.user.groups.values_list("name", flat=True))
         assert is_machine(found.user) == is_machine(django_user_model.objects.get(pk=user.pk))
+
+
+def _both_ways(escalation, model_name):
+    """Two new instances of one model, alike but in what must differ (their key, and for an
+    escalation or a decision, what is unique to one), the first to be saved by the ORM."""
+    from escalations.models import Decision, Event
+
+    now, agent = timezone.now(), escalation.agent
+    fields = {f.attname: getattr(escalation, f.attname) for f in Escalation._meta.concrete_fields}
+
+    def closed_escalation(run_id):
+        run = Run.objects.create(agent=agent, run_id=run_id)
+        return {**fields, "id": uuid.uuid4(), "run_id": run.pk, "idempotency_key": None, "status": "decided"}
+
+    if model_name == "Escalation":
+        return Escalation(**closed_escalation("run-a")), Escalation(**closed_escalation("run-b"))
+    if model_name == "Event":
+        event = {"escalation": escalation, "kind": "created", "actor": "agent-007", "at": now, "data": {"é": [None, 1.5]}}
+        return Event(**event), Event(**event)
+    if model_name == "Decision":
+        decision = {"agent": agent, "kind": "option", "option_key": "shim", "args": {"a": [1]}, "instruction": "",
+                    "decided_by_type": "human", "decided_by_name": "alice", "decided_at": now, "took_recommended": False}
+        first, second = (Escalation.objects.create(**closed_escalation(run)) for run in ("run-a", "run-b"))
+        return Decision(escalation=first, seq=1, **decision), Decision(escalation=second, seq=2, **decision)
+    return Run(agent=agent, run_id="run-a"), Run(agent=agent, run_id="run-b")
+
+
+@pytest.mark.parametrize("model_name", ["Escalation", "Event", "Decision", "Run"])
+def test_insert_writes_the_row_save_writes(escalation, model_name):
+    by_orm, by_hand = _both_ways(escalation, model_name)
+    model = type(by_orm)
+    by_orm.save(force_insert=True)
+    rows.insert(by_hand)
+
+    assert by_hand.pk is not None
+    assert (by_hand._state.adding, by_hand._state.db) == (False, by_orm._state.db)
+    stored_orm, stored_hand = values(model.objects.get(pk=by_orm.pk)), values(model.objects.get(pk=by_hand.pk))
+    assert stored_hand == values(by_hand)  # what was written is what the instance holds
+    differ = {"id", "run_id", "escalation_id", "seq", "created_at"}
+    assert {k: v for k, v in stored_hand.items() if k not in differ} == {
+        k: v for k, v in stored_orm.items() if k not in differ
+    }
+
+
+def test_the_run_upsert_returns_the_existing_run(agent):
+    first = Run(agent=agent, run_id="run-7")
+    rows.insert(first, on_conflict="(agent_id, run_id) DO UPDATE SET run_id = EXCLUDED.run_id")
+    again = Run(agent=agent, run_id="run-7")
+    rows.insert(again, on_conflict="(agent_id, run_id) DO UPDATE SET run_id = EXCLUDED.run_id")
+    assert again.pk == first.pk
+    assert Run.objects.filter(agent=agent, run_id="run-7").count() == 1
+    stored = Run.objects.get(pk=first.pk)
+    assert (stored.status, stored.close_note, stored.created_at) == ("active", "", first.created_at)

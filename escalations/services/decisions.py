@@ -367,7 +367,7 @@ def decide_open(
     # Taking the agent's next feed number locks its row: the feed sees decisions in commit order.
     seq = rows.fetch_one(NEXT_SEQ_SQL, [escalation.agent_id])[0]  # type: ignore[index]  # the agent's row is there
     recommended = escalation.recommended_option["key"]
-    decision = Decision.objects.create(
+    decision = Decision(
         escalation=escalation,
         agent_id=escalation.agent_id,
         seq=seq,
@@ -384,6 +384,7 @@ def decide_open(
         ),
         took_recommended=kind == Decision.Kind.OPTION and option_key == recommended,
     )
+    rows.insert(decision)
     escalation.decision = decision
     if kind in (Decision.Kind.TAKE_OVER, Decision.Kind.HALT):
         status = Run.Status.TAKEN_OVER if kind == Decision.Kind.TAKE_OVER else Run.Status.HALTED

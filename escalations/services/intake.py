@@ -200,14 +200,9 @@ def _insert(
     with transaction.atomic():
         run = Run(agent=agent, run_id=run_id)
         # An upsert (one statement, pk returned): a run is created on its first escalation.
-        Run.objects.bulk_create(
-            [run],
-            update_conflicts=True,
-            unique_fields=["agent", "run_id"],
-            update_fields=["run_id"],
-        )
+        rows.insert(run, on_conflict="(agent_id, run_id) DO UPDATE SET run_id = EXCLUDED.run_id")
         escalation.run = run
-        escalation.save(force_insert=True)
+        rows.insert(escalation)
         _count_against_budget(agent, now)
         timeline.record(
             escalation,

@@ -4,6 +4,7 @@ import json
 from datetime import datetime
 from typing import Any
 
+from escalations import rows
 from escalations.models import Escalation, Event
 from escalations.transport import events
 
@@ -15,9 +16,8 @@ def record(
     Every service that adds to an escalation's timeline goes through here (an architecture
     test holds it: tests/test_event_writer.py). announce=False leaves the live notice to the
     caller, for one that names another kind or actor, or is sent later in the transaction."""
-    event = Event.objects.create(
-        escalation=escalation, kind=kind, actor=actor, at=now, data=data or {}
-    )
+    event = Event(escalation=escalation, kind=kind, actor=actor, at=now, data=data or {})
+    rows.insert(event)
     if announce:
         events.announce(escalation, str(kind), actor=actor)
     return event
