@@ -28,6 +28,8 @@ from app import (
 from lib import LOGS, RESULTS, ROOT, Processes, ensure_wrk, free_port, log, python, start_profile
 
 GET_IDS, HOOK_WARM, HOOK_N, POLL_WARM, POLL_N = 200, 20, 300, 20, 1000
+# Figure 3 also decides HOOK_FAST at 200/s and leaves a backlog of HOOK_DRAIN for the worker to drain.
+HOOK_FAST, HOOK_DRAIN = 600, 600
 
 
 @dataclass
@@ -206,7 +208,7 @@ def _fixtures(ctx: Context) -> None:
 
     ctx.ids = {
         "get": create("get", GET_IDS),
-        "hook": create("hook", HOOK_WARM + HOOK_N),
+        "hook": create("hook", HOOK_WARM + HOOK_N + HOOK_FAST + HOOK_DRAIN),
         "poll": create("poll", POLL_WARM + POLL_N),
     }
     n = sum(len(v) for v in ctx.ids.values())

@@ -3,7 +3,8 @@ webhook arrives (time.time() once the whole body is in), checks its signature as
 would (Stripe scheme of API.md) and answers 200 at once.
 
 usage: receiver.py PORT SIGNING_SECRET OUT_JSONL
-One JSON line per delivery: {"t", "delivery", "escalation", "status", "signature_ok"}.
+One JSON line per delivery: {"t", "delivery", "escalation", "status", "signature_ok", "peer"}
+(the client's port: one per connection).
 """
 
 import asyncio
@@ -31,6 +32,7 @@ def signature_ok(header: str, body: bytes) -> bool:
 
 
 async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    peer = writer.get_extra_info("peername")[1]  # one port per connection: keep-alive is seen
     try:
         while True:
             head = await reader.readuntil(b"\r\n\r\n")
@@ -55,6 +57,7 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
                 "escalation": esc_id,
                 "status": status,
                 "signature_ok": signature_ok(headers.get("handoff-signature", ""), body),
+                "peer": peer,
             }) + "\n")
             if headers.get("connection", "").lower() == "close":
                 break

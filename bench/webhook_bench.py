@@ -1,14 +1,24 @@
 """Figure 3: decision commit -> signed webhook received by a local agent (bench/receiver.py),
-through a real Celery worker on Redis; decisions from the decider processes on a schedule."""
+through a real Celery worker on Redis; decisions from the decider processes on a schedule.
+
+Three rounds on one worker setup: 50 decisions/s and 200 decisions/s (or what the deciders
+sustain), each with the broker's queue sampled (does the worker keep up?), then the rate the
+worker sustains on its own: decisions made while it is stopped leave a backlog in the queue,
+and a fresh worker drains it with the cores to itself; its CPU per delivery (main process and
+children, /proc) is measured over the drain. BENCH_WORKER_POOL / BENCH_WORKER_CONCURRENCY /
+BENCH_WORKER_PREFETCH set the worker's pool (prefork by default, as `make run` runs it)."""
 
 from __future__ import annotations
 
 import json
 import os
+import threading
 import time
+from pathlib import Path
+from typing import Any
 
-from app import app_env, celery_cmd
-from fixtures import HOOK_N, HOOK_WARM, Context
+from app import REDIS_APP, app_env, celery_cmd
+from fixtures import HOOK_DRAIN, HOOK_FAST, HOOK_N, HOOK_WARM, Context
 from lib import (
     BENCH_DIR,
     RESULTS,
@@ -21,10 +31,73 @@ from lib import (
     wait_for_port,
 )
 
+RATES = {"3": (50.0, HOOK_N), "3_200": (200.0, HOOK_FAST)}
+
+
+def worker_cmd() -> list[str]:
+    """The app's worker: celery_cmd's flags, with the pool, concurrency and prefetch the
+    environment asks for (BENCH_WORKER_*), prefork -c 2 otherwise."""
+    cmd = celery_cmd("handoff_site")
+    pool = os.environ.get("BENCH_WORKER_POOL", "prefork")
+    cmd[cmd.index("-P") + 1] = pool
+    concurrency = os.environ.get("BENCH_WORKER_CONCURRENCY", "2")
+    cmd[cmd.index("-c") + 1] = concurrency
+    if prefetch := os.environ.get("BENCH_WORKER_PREFETCH"):
+        cmd += ["--prefetch-multiplier", prefetch]
+    return cmd
+
+
+def worker_label() -> str:
+    label = f"{os.environ.get('BENCH_WORKER_POOL', 'prefork')} -c {os.environ.get('BENCH_WORKER_CONCURRENCY', '2')}"
+    if prefetch := os.environ.get("BENCH_WORKER_PREFETCH"):
+        label += f", prefetch {prefetch}"
+    return label
+
+
+def group_cpu_s(pgid: int) -> float:
+    """utime + stime of every live process in the group `pgid` (a worker and its children)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # fields after the name: state, ppid, pgrp, ...
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+class QueueSampler:
+    """The broker queue's length every 20 ms while a round runs (is the worker keeping up?)."""
+
+    rds: Any
+
+    def __init__(self) -> None:
+        import redis
+
+        self.rds = redis.Redis.from_url(REDIS_APP)
+        self.samples: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append(int(self.rds.llen("celery")))
+            self._stop.wait(0.02)
+
+    def stop(self, at_end: int) -> dict[str, float]:
+        """The samples' max and median, and `at_end`: the length when the last decision was made."""
+        self._stop.set()
+        self._thread.join()
+        return {"max": max(self.samples or [0]), "p50": percentile([float(s) for s in self.samples], 50),
+                "end": at_end, "n": len(self.samples)}
+
 
 def measure(ctx: Context) -> None:
-    log("figure 3: decision commit -> signed webhook received; Celery prefork -c 2 on Redis; "
-        f"{HOOK_N} decisions 20 ms apart")
+    log(f"figure 3: decision commit -> signed webhook received; Celery {worker_label()} on Redis; "
+        f"{HOOK_N} decisions at 50/s, {HOOK_FAST} at 200/s, then a backlog of {HOOK_DRAIN} drained")
     from handoff_site.celery import app as celery_app
 
     celery_app.set_current()
@@ -36,27 +109,52 @@ def measure(ctx: Context) -> None:
                                 env=dict(os.environ), cwd=BENCH_DIR)
     worker = None
     deciders = ctx.deciders()
+
+    def received() -> dict[str, dict]:
+        found: dict[str, dict] = {}
+        if out.exists():
+            for line in out.read_text().splitlines():
+                item = json.loads(line)
+                found.setdefault(item["escalation"], item)
+        return found
+
+    ids = ctx.ids["hook"]
+    warm, rest = ids[:HOOK_WARM], ids[HOOK_WARM:]
+    batches = {"3": rest[:HOOK_N], "3_200": rest[HOOK_N:HOOK_N + HOOK_FAST],
+               "3_drain": rest[HOOK_N + HOOK_FAST:HOOK_N + HOOK_FAST + HOOK_DRAIN]}
+    rounds: dict[str, tuple] = {}
     try:
         wait_for_port(ctx.receiver_port, receiver)
-        worker = ctx.procs.start("app-celery", celery_cmd("handoff_site"), env=app_env(), cwd=ROOT)
-
-        def received() -> dict[str, dict]:
-            found: dict[str, dict] = {}
-            if out.exists():
-                for line in out.read_text().splitlines():
-                    item = json.loads(line)
-                    found.setdefault(item["escalation"], item)
-            return found
-
-        ids = ctx.ids["hook"]
-        warm, measured = ids[:HOOK_WARM], ids[HOOK_WARM:]
+        worker = ctx.procs.start("app-celery", worker_cmd(), env=app_env(), cwd=ROOT)
         warm_stamps, _ = deciders.run(warm, 0.020)
         wait_for(lambda: len(received()) >= HOOK_WARM, 60, "webhook warm-up", worker)
         time.sleep(1.0)
-        pace = min(50.0, deciders.sustainable_rate(warm_stamps))
-        ctx.profile("3-celery", worker.pid, HOOK_N / pace + 2)
-        stamps, late = deciders.run(measured, 1.0 / pace)
-        wait_for(lambda: len(received()) >= len(ids), 30, "webhooks", worker)
+        half_busy = deciders.sustainable_rate(warm_stamps)  # the deciders at 50% busy
+        done = HOOK_WARM
+        for key, (asked, _n) in RATES.items():
+            # 50/s at most half busy (as before); 200/s as fast as they can (all busy).
+            pace = min(asked, half_busy if asked <= 50 else 2 * half_busy)
+            ctx.profile(key, worker.pid, len(batches[key]) / pace + 2)
+            sampler = QueueSampler()
+            stamps, late = deciders.run(batches[key], 1.0 / pace)
+            at_end = int(sampler.rds.llen("celery"))
+            done += len(batches[key])
+            wait_for(lambda d=done: len(received()) >= d, 60, f"webhooks at {asked:.0f}/s", worker)
+            queue = sampler.stop(at_end)
+            rounds[key] = (stamps, late, asked, queue)
+            time.sleep(0.5)
+        # The worker's own rate: a backlog made while it is stopped, drained by a fresh one.
+        ctx.procs.stop(worker)
+        worker = None
+        drain_ids = batches["3_drain"]
+        drain_stamps, _ = deciders.run(drain_ids, 0.0)
+        worker = ctx.procs.start("app-celery-drain", worker_cmd(), env=app_env(), cwd=ROOT)
+        wait_for(lambda: len(received()) >= done + 1, 60, "the drain's first webhook", worker)
+        ctx.profile("3_drain", worker.pid, 10)
+        cpu_start, drained_at = group_cpu_s(worker.pid), len(received())
+        wait_for(lambda: len(received()) >= done + len(drain_ids), 120, "the drain", worker)
+        drain_cpu = group_cpu_s(worker.pid) - cpu_start
+        drained = len(received()) - drained_at
         time.sleep(0.5)
         lines = out.read_text().splitlines()
     finally:
@@ -64,32 +162,52 @@ def measure(ctx: Context) -> None:
             ctx.procs.stop(worker)
         ctx.procs.stop(receiver)
     got = received()
-    arrivals = sorted(got[i]["t"] for i in measured if i in got)
-    delivered_per_s = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0]) if len(arrivals) > 1 else float("nan")
-    first = [got[i]["t"] - stamps[i][1] for i in measured[:10] if i in got]
-    from_commit = [got[i]["t"] - stamps[i][1] for i in measured if i in got]
-    from_return = [got[i]["t"] - stamps[i][2] for i in measured if i in got]
-    decide_s = [(stamps[i][2] - stamps[i][0]) for i in measured]
-    hooks_s = [(stamps[i][2] - stamps[i][1]) for i in measured]
-    span = max(s[0] for s in stamps.values()) - min(s[0] for s in stamps.values())
-    ctx.r["3"] = {
-        **summary_ms(from_commit),
-        "from_return": summary_ms(from_return),
-        "decide_call": summary_ms(decide_s),
-        "after_commit_hooks": summary_ms(hooks_s),
-        "late_p99_ms": percentile(late, 99),
-        "decisions": len(measured), "received": sum(1 for i in measured if i in got),
-        "deliveries_total": len(lines), "duplicates": len(lines) - len(got),
-        "bad_signatures": sum(1 for line in lines if not json.loads(line)["signature_ok"]),
-        "status_not_decided": sum(1 for i in measured if i in got and got[i]["status"] != "decided"),
-        "pace_per_s": (len(measured) - 1) / span if span else float("nan"),
-        "pace_requested": 50.0,
-        "delivered_per_s": delivered_per_s,
-        "first10_p50": percentile([x * 1000 for x in first], 50),
+    for key, (stamps, late, asked, queue) in rounds.items():
+        ctx.r[key] = _round(batches[key], stamps, late, asked, queue, got)
+    arrivals = sorted(got[i]["t"] for i in drain_ids if i in got)[10:]  # past the worker's start
+    ctx.r["3_drain"] = {
+        "worker": worker_label(),
+        "backlog": len(drain_ids),
+        "received": sum(1 for i in drain_ids if i in got),
+        "per_s": (len(arrivals) - 1) / (arrivals[-1] - arrivals[0]) if len(arrivals) > 1 else float("nan"),
+        "cpu_ms_per_delivery": drain_cpu * 1000 / max(drained, 1),
+        "queued_in_s": max(s[2] for s in drain_stamps.values()) - min(s[0] for s in drain_stamps.values()),
     }
-    f = ctx.r["3"]
-    log(f"  (3) commit->received p50 {f['p50']:.2f} ms, p99 {f['p99']:.2f} ms, max {f['max']:.2f} ms; "
-        f"{f['received']}/{f['decisions']} received, {f['bad_signatures']} bad signatures, "
-        f"{f['duplicates']} duplicates; on-commit hooks p50 {f['after_commit_hooks']['p50']:.2f} ms; "
-        f"decisions at {f['pace_per_s']:.0f}/s (late p99 {f['late_p99_ms']:.1f} ms), webhooks arrived at "
-        f"{delivered_per_s:.0f}/s; the first 10: p50 {f['first10_p50']:.1f} ms")
+    everything = [json.loads(line) for line in lines]
+    ctx.r["3"].update(
+        deliveries_total=len(lines), duplicates=len(lines) - len(got),
+        bad_signatures=sum(1 for item in everything if not item["signature_ok"]),
+        connections=len({item.get("peer") for item in everything}),
+    )
+    for key in RATES:
+        f = ctx.r[key]
+        log(f"  ({key}) commit->received p50 {f['p50']:.2f} ms, p99 {f['p99']:.2f} ms, max {f['max']:.2f} ms; "
+            f"{f['received']}/{f['decisions']} received; on-commit hooks p50 {f['after_commit_hooks']['p50']:.2f} ms; "
+            f"decisions at {f['pace_per_s']:.0f}/s ({f['pace_requested']:.0f} asked), webhooks arrived at "
+            f"{f['delivered_per_s']:.0f}/s; queue max {f['queue']['max']}, at the end {f['queue']['end']}")
+    d = ctx.r["3_drain"]
+    log(f"  (3) the worker ({d['worker']}) drains a backlog of {d['backlog']} at {d['per_s']:.0f} deliveries/s, "
+        f"{d['cpu_ms_per_delivery']:.2f} ms of its CPU per delivery; {ctx.r['3']['duplicates']} duplicates, "
+        f"{ctx.r['3']['bad_signatures']} bad signatures, {ctx.r['3']['connections']} connections")
+
+
+def _round(ids: list[str], stamps: dict, late: list[float], asked: float, queue: dict, got: dict) -> dict:
+    arrivals = sorted(got[i]["t"] for i in ids if i in got)
+    first = [got[i]["t"] - stamps[i][1] for i in ids[:10] if i in got]
+    from_commit = [got[i]["t"] - stamps[i][1] for i in ids if i in got]
+    span = max(s[0] for s in stamps.values()) - min(s[0] for s in stamps.values())
+    return {
+        **summary_ms(from_commit),
+        "from_return": summary_ms([got[i]["t"] - stamps[i][2] for i in ids if i in got]),
+        "decide_call": summary_ms([stamps[i][2] - stamps[i][0] for i in ids]),
+        "after_commit_hooks": summary_ms([stamps[i][2] - stamps[i][1] for i in ids]),
+        "late_p99_ms": percentile(late, 99),
+        "decisions": len(ids), "received": sum(1 for i in ids if i in got),
+        "status_not_decided": sum(1 for i in ids if i in got and got[i]["status"] != "decided"),
+        "pace_per_s": (len(ids) - 1) / span if span else float("nan"),
+        "pace_requested": asked,
+        "delivered_per_s": (len(arrivals) - 1) / (arrivals[-1] - arrivals[0]) if len(arrivals) > 1 else float("nan"),
+        "first10_p50": percentile([x * 1000 for x in first], 50),
+        "last10_p50": percentile([(got[i]["t"] - stamps[i][1]) * 1000 for i in ids[-10:] if i in got], 50),
+        "queue": queue,
+    }
