@@ -137,6 +137,14 @@ def test_too_little_history_says_how_much_is_needed(agent, reviewer, manager_cli
     assert "Open in backtest" not in page
 
 
+def test_enough_history_that_supports_no_change_says_so(agent, reviewer, manager_client):
+    # 20 judged at 0.62, 15 agreed: not nearly always, and the policy decided none of them.
+    judged_history_of(agent, reviewer, n=MIN_JUDGED, agreed=15, confidence=0.62)
+    page = manager_client.get("/policies/default").content.decode()
+    assert "People's judgements of the last 30 days support no change to these settings." in page
+    assert "Open in backtest" not in page
+
+
 def test_the_pages_queries_do_not_grow_with_the_history(agent, reviewer, manager_client):
     def page_queries() -> int:
         with CaptureQueriesContext(connection) as captured:
