@@ -54,6 +54,12 @@ def test_the_queue_shows_the_look_and_the_person_sees_the_machines_advice_beside
     assert left, claim
     assert 50 <= int(left.group(1)) <= 60, claim
     assert alice.page.locator(f"#escalation-{escalation['id']} [data-claim]").count() == 0
+    # it counts down on the page, a second at a time
+    alice.page.wait_for_function(
+        "([id, n]) => Number(document.querySelector(`#escalation-${id} [data-look-left]`).textContent) < n",
+        arg=[escalation["id"], int(left.group(1))],
+        timeout=LIVE_MS,
+    )
 
     # the machine, told by its webhook, leaves its advice through the reviewer API
     (offer,) = receiver.wait_for(1)

@@ -343,6 +343,20 @@
   document.addEventListener("htmx:pushedIntoHistory", remember);
   window.addEventListener("popstate", remember);
 
+  // ------------------------------------------------------------ a machine's first look
+
+  // "machine looking (n s left)" counts down each second from the n the server rendered (the
+  // browser's clock from the moment the row arrived: no skew with the server's). At 0 it
+  // stays there until the look's end reaches the page (the row turns ordinary, live).
+  function countLooks() {
+    var now = Date.now();
+    root.querySelectorAll("[data-look-left]").forEach(function (el) {
+      if (!el.dataset.lookEnd) el.dataset.lookEnd = String(now + 1000 * Number(el.dataset.lookLeft));
+      el.textContent = String(Math.max(0, Math.round((Number(el.dataset.lookEnd) - now) / 1000)));
+    });
+  }
+  window.setInterval(countLooks, 1000);
+
   // Empty fields and the default sort stay out of the URL that the filter form pushes
   // (bookmarkable, short).
   document.addEventListener("htmx:configRequest", function (event) {
