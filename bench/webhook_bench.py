@@ -142,6 +142,7 @@ def measure(ctx: Context) -> None:
             wait_for(lambda d=done: len(received()) >= d, 60, f"webhooks at {asked:.0f}/s", worker)
             queue = sampler.stop(at_end)
             rounds[key] = (stamps, late, asked, queue)
+            half_busy = deciders.sustainable_rate(stamps)  # warmer than the warm-up's figure
             time.sleep(0.5)
         # The worker's own rate: a backlog made while it is stopped, drained by a fresh one.
         ctx.procs.stop(worker)
