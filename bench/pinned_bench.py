@@ -2,9 +2,9 @@
 """Figure 5: create and decide on ONE core, in the `make run` services shape (issue 15).
 
 The shape: the production web server as docker-compose runs it (gunicorn with
-deploy/gunicorn.conf.py and its GUNICORN_WORKERS=3), a Celery worker (docker-compose's
-`--concurrency=4`) and Celery beat, on DATABASE_URL + REDIS_URL: all three under
-`taskset -c 0`. PostgreSQL, Redis and the load generator get core 1: the bench process pins
+deploy/gunicorn.conf.py: on one core, one gthread worker of 8 threads), a Celery worker
+(docker-compose's `--concurrency=4`) and Celery beat, on DATABASE_URL + REDIS_URL: all three
+under `taskset -c 0`. PostgreSQL, Redis and the load generator get core 1: the bench process pins
 itself (so wrk and the decide client inherit core 1), starts a Redis of its own under
 `taskset -c 1` (the shared one serves other work), and pins the PostgreSQL backends that
 serve the bench database to core 1 once the servers have connected (the shared postmaster
@@ -61,20 +61,21 @@ PEER = {"create_rps": 197.0, "create_p50_ms": 36.0, "decide_p50_ms": 13.9}
 CREATE_TARGET_X, DECIDE_TARGET_MS = 1.5, 10.0
 DECIDE_WARM, DECIDE_N = 20, 300
 
-# The serving stacks compared for create (--stacks); the first is production's default.
+# The serving stacks compared for create (--stacks); the first is production's: docker-compose's
+# web-http command with deploy/gunicorn.conf.py's defaults (on one core: 1 worker, 8 threads).
 GUNICORN = [python(), "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py"]
+WSGI, ASGI = "handoff_site.wsgi:application", "handoff_site.asgi:application"
+SYNC = [*GUNICORN, "-k", "sync", "--threads", "1"]  # threads > 1 would make gunicorn use gthread
 STACKS: dict[str, list[str]] = {
-    "gunicorn sync w=3 (docker-compose)": [*GUNICORN, "-w", "3", "handoff_site.wsgi:application"],
-    "gunicorn sync w=1": [*GUNICORN, "-w", "1", "handoff_site.wsgi:application"],
-    "gunicorn sync w=2": [*GUNICORN, "-w", "2", "handoff_site.wsgi:application"],
-    "gunicorn sync w=5 (conf default, 2 cores)": [*GUNICORN, "-w", "5", "handoff_site.wsgi:application"],
-    "gunicorn gthread w=2 threads=4": [*GUNICORN, "-w", "2", "-k", "gthread", "--threads", "4",
-                                       "handoff_site.wsgi:application"],
-    "gunicorn + uvicorn worker w=2": [*GUNICORN, "-w", "2", "-k", "uvicorn.workers.UvicornWorker",
-                                      "handoff_site.asgi:application"],
-    "uvicorn ASGI, 1 process (make run's web)": [python(), "-m", "uvicorn", "handoff_site.asgi:application",
-                                                 "--no-server-header", "--lifespan", "off", "--log-level",
-                                                 "warning"],
+    "gunicorn gthread, deploy/gunicorn.conf.py defaults (1 worker x 8 threads on one core)": [*GUNICORN, WSGI],
+    "gunicorn gthread w=1 threads=4": [*GUNICORN, "--threads", "4", WSGI],
+    "gunicorn gthread w=2 threads=4": [*GUNICORN, "-w", "2", "--threads", "4", WSGI],
+    "gunicorn sync w=3 (docker-compose before)": [*SYNC, "-w", "3", WSGI],
+    "gunicorn sync w=1": [*SYNC, "-w", "1", WSGI],
+    "gunicorn sync w=2": [*SYNC, "-w", "2", WSGI],
+    "gunicorn + uvicorn worker w=1": [*GUNICORN, "-w", "1", "-k", "uvicorn.workers.UvicornWorker", ASGI],
+    "uvicorn ASGI, 1 process (make run's web)": [python(), "-m", "uvicorn", ASGI, "--no-server-header",
+                                                 "--lifespan", "off", "--log-level", "warning"],
 }
 PRODUCTION = next(iter(STACKS))
 
@@ -112,7 +113,7 @@ class Shape:
         proc = self.ctx.procs.start(f"pinned-web-{len(self.ctx.procs.children)}", on_core(SERVER_CORE, [*cmd, *bind]),
                                     env=self.env, cwd=ROOT)
         wait_for_port(port, proc)
-        wait_for(lambda: http_get(port, "/readyz")[0] == 200, 60, f"{name} ready", proc)
+        wait_for(lambda: ready(port), 120, f"{name} ready", proc)
         return proc, f"http://127.0.0.1:{port}"
 
     def cpu(self, web) -> tuple[float, float]:
@@ -123,6 +124,14 @@ class Shape:
     def close(self) -> None:
         for proc in [*self.others, self.redis]:
             self.ctx.procs.stop(proc)
+
+
+def ready(port: int) -> bool:
+    """/readyz answers 200 (a busy core may keep a booting server from answering in time: not yet)."""
+    try:
+        return http_get(port, "/readyz", timeout=30)[0] == 200
+    except OSError:
+        return False
 
 
 def pin_backends() -> int:
@@ -222,17 +231,17 @@ def measure(ctx: Context) -> None:
         f"p99 {decide['p99']:.2f} ms {decide['statuses']}")
 
 
-def compare_stacks(ctx: Context) -> dict:
+def compare_stacks(ctx: Context, names: list[str]) -> dict:
     """Create on one core under each serving stack, interleaved: each round starts every stack afresh."""
     before = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {OTHER_CORE})
     shape = Shape(ctx)
-    runs: dict[str, list] = {name: [] for name in STACKS}
-    cpu: dict[str, list] = {name: [] for name in STACKS}
+    runs: dict[str, list] = {name: [] for name in names}
+    cpu: dict[str, list] = {name: [] for name in names}
     try:
         for r in range(1, ctx.args.rounds + 1):
-            for k, (name, cmd) in enumerate(STACKS.items()):
-                web, url = shape.web(name, cmd)
+            for k, name in enumerate(names):
+                web, url = shape.web(name, STACKS[name])
                 results, used = create_runs(ctx, shape, web, url, f"s{k}r{r}", 1)
                 runs[name] += results
                 cpu[name] += used
@@ -267,6 +276,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--stacks", action="store_true", help="compare serving stacks for create")
+    parser.add_argument("--stack", action="append", default=[], help="only the stacks whose name has this (repeat)")
     args = parser.parse_args()
     args.profile, args.skip, args.deciders = False, set(), 0
     ctx = Context(args)
@@ -275,7 +285,8 @@ def main() -> int:
         prepare(ctx)
         if not args.stacks:
             parser.error("nothing to do: figure 5 runs from bench/run.py; here only --stacks")
-        table = stacks_table(compare_stacks(ctx), (load_start, loadavg()))
+        names = [n for n in STACKS if not args.stack or any(part in n for part in args.stack)]
+        table = stacks_table(compare_stacks(ctx, names), (load_start, loadavg()))
     finally:
         ctx.close()
     print(table)
