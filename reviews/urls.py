@@ -59,6 +59,7 @@ urlpatterns = [
     path("policies/", views_policies.policy_list, name="policies"),
     path("policies/new", views_policies.policy_create, name="policy_new"),
     path("policies/<slug:domain>", views_policies.policy_detail, name="policy"),
+    path("policies/<slug:domain>/suggestions", views_policies.policy_suggestions, name="policy_suggestions"),
     path("policies/<slug:domain>/backtest", views_policies.policy_backtest, name="policy_backtest"),
     path("policies/<slug:domain>/levels", views_levels.policy_levels, name="policy_levels"),
 ]

@@ -1,7 +1,10 @@
 """Managers' policy pages: the list, a page per domain policy (edit, backtest, history), new.
 
 Saving goes through services.policy_update / policy_create (a new version each time);
-the backtest only reads. An htmx backtest gets the `backtest` partial of the page.
+the backtest only reads. An htmx backtest gets the `backtest` partial of the page. The
+suggestions from history (a read of the domain's judged history, the page's slowest part)
+load after the page, from policy_suggestions: its `suggestions` partial, or without htmx
+a page of their own.
 """
 
 import dataclasses
@@ -14,6 +17,7 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.vary import vary_on_headers
 
 from escalations import selectors, services
 from escalations.backtest import PER_GROUP, WINDOW_DAYS, backtest, suggestions
@@ -25,6 +29,7 @@ from insights.links import backtest_url
 from people.roles import manager_required
 
 from .forms_policies import FLOOR_FIELDS, FLOOR_PREFIX, PolicyCreateForm, PolicyEditForm
+from .views import HtmxHttpRequest
 
 PAGE = "reviews/policies/detail.html"
 
@@ -78,7 +83,6 @@ def _page(
     request, policy: Policy, form, *, status: int = 200, results=None, prefilled=()
 ) -> TemplateResponse:
     context = {
-        "suggestions": _suggestions(policy),
         "prefilled": prefilled,
         "policy": policy,
         "form": form,
@@ -127,6 +131,17 @@ def policy_detail(request: HttpRequest, domain: str) -> HttpResponse:
                 return redirect("reviews:policy", domain=policy.domain)
             form.add_error(None, "Nothing changed: edit a setting to save a new version.")
     return _page(request, policy, form, status=422)
+
+
+@manager_required
+@require_GET
+@vary_on_headers("HX-Request")
+def policy_suggestions(request: HtmxHttpRequest, domain: str) -> HttpResponse:
+    """The page's suggestions section, loaded after it (htmx), or a page of its own."""
+    policy = get_object_or_404(Policy, domain=domain)
+    context = {"policy": policy, "suggestions": _suggestions(policy), "window_days": WINDOW_DAYS}
+    template = f"{PAGE}#suggestions" if request.htmx else "reviews/policies/suggestions.html"
+    return TemplateResponse(request, template, context)
 
 
 # Settings a link may prefill (?flag_threshold=0.7&backtest=1): the rules (the reasons'

@@ -46,7 +46,7 @@ PAGES = [
     ("flagged", "demo", "main"),
     ("insights", "demo", "[data-figure] .main-svg"),
     ("policies", "demo", "main"),
-    ("policy", "demo", "main"),
+    ("policy", "demo", "#suggestions:not([aria-busy])"),  # its suggestions loaded after it
     ("agents", "demo", "main"),
     ("agent", "demo", "main"),
     ("members", "demo", "main"),

@@ -42,7 +42,8 @@ def pages() -> list[tuple[str, str]]:
         (f"/agents/{agent.pk}", "main"),
         ("/policies/", "main"),
         ("/policies/new", "main"),
-        (f"/policies/{domain}", "main"),
+        (f"/policies/{domain}", "#suggestions:not([aria-busy])"),  # its suggestions loaded
+        (f"/policies/{domain}/suggestions", "main"),  # the suggestions without JavaScript
         (f"/policies/{domain}/levels", "main"),
         ("/insights/", "[data-figure] .main-svg"),
     ]

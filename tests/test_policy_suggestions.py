@@ -1,6 +1,6 @@
 """Policy suggestions through the real stack: the judged history read in one bounded query,
-the suggestion on the policy page, and its link into the backtest, whose numbers are the
-suggestion's; nothing is saved."""
+the suggestion in the policy page's suggestions section (loaded after the page, from its own
+URL), and its link into the backtest, whose numbers are the suggestion's; nothing is saved."""
 
 from datetime import timedelta
 
@@ -16,6 +16,17 @@ from escalations.suggestions import FLOOR_REASON, LOWER_FLAG, MIN_JUDGED
 from tests.insights_data import create, decide
 
 RECOMMENDED, OTHER = "update-callers", "shim"
+SECTION = "/policies/default/suggestions"
+HTMX = {"HTTP_HX_REQUEST": "true"}
+
+
+def section(client) -> str:
+    """The suggestions section as the policy page loads it (htmx): the partial alone."""
+    response = client.get(SECTION, **HTMX)
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert page.lstrip().startswith('<section id="suggestions"')
+    return page
 
 
 def judged_history_of(
@@ -91,8 +102,41 @@ def test_a_suggestion_counts_what_the_backtest_counts(agreeing):
     assert before.reach_a_person - after.reach_a_person == suggestion.effect.moved == 24
 
 
-def test_the_policy_page_shows_the_suggestion_and_its_backtest_link(agreeing, manager_client):
+def test_the_policy_page_loads_the_suggestions_after_itself(agreeing, manager_client):
     page = manager_client.get("/policies/default").content.decode()
+    # the section is there, loading itself from its URL (a link without JavaScript)
+    assert f'hx-get="{SECTION}" hx-trigger="load, lazy-retry"' in page
+    assert 'aria-busy="true"' in page
+    assert "Looking through the last 30 days…" in page
+    assert f'<a href="{SECTION}">Show the suggestions from history</a>' in page
+    assert "agent-007" not in page  # not computed with the page
+    # without htmx the section's URL is a page of its own, with the way back
+    own = manager_client.get(SECTION)
+    assert own.status_code == 200
+    assert own["Vary"].count("HX-Request") == 1
+    html = own.content.decode()
+    assert '<a class="back" href="/policies/default">' in html
+    assert "23 of agent-007&#x27;s last 24 judged approach_choice escalations" in html
+
+
+def test_the_suggestions_section_is_for_managers(agreeing, reviewer_client, client):
+    response = reviewer_client.get(SECTION, **HTMX)
+    assert response.status_code == 403
+    assert "agent-007" not in response.content.decode()
+    response = client.get(SECTION, **HTMX)
+    assert response.status_code == 302
+    assert response["Location"].startswith("/accounts/login/")
+    assert response.content == b""
+    assert reviewer_client.get("/policies/nowhere/suggestions").status_code == 403
+
+
+def test_the_suggestions_section_only_reads(agreeing, manager_client):
+    assert manager_client.post(SECTION, **HTMX).status_code == 405
+    assert manager_client.get("/policies/nowhere/suggestions", **HTMX).status_code == 404
+
+
+def test_the_section_shows_the_suggestion_and_its_backtest_link(agreeing, manager_client):
+    page = section(manager_client)
     assert (
         "23 of agent-007&#x27;s last 24 judged approach_choice escalations took the recommended option"
         in page
@@ -116,7 +160,7 @@ def test_a_floor_suggestion_prefills_the_reasons_floor(agent, reviewer, manager_
     flagged_history_of(agent, reviewer, n=MIN_JUDGED, fine=MIN_JUDGED - 6)
     [suggestion] = suggestions(services.rules_for("default"), now=timezone.now()).items
     assert suggestion.kind == FLOOR_REASON
-    page = manager_client.get("/policies/default").content.decode()
+    page = section(manager_client)
     assert (
         "People chose another option in 6 of the last 20 judged approach_choice escalations" in page
     )
@@ -131,7 +175,7 @@ def test_a_floor_suggestion_prefills_the_reasons_floor(agent, reviewer, manager_
 
 def test_too_little_history_says_how_much_is_needed(agent, reviewer, manager_client):
     judged_history_of(agent, reviewer, n=3, agreed=3, confidence=0.62)
-    page = manager_client.get("/policies/default").content.decode()
+    page = section(manager_client)
     assert f"A suggestion needs at least {MIN_JUDGED} judged escalations" in page
     assert "the most so far: 3 (agent-007, approach_choice)" in page
     assert "Open in backtest" not in page
@@ -140,21 +184,31 @@ def test_too_little_history_says_how_much_is_needed(agent, reviewer, manager_cli
 def test_enough_history_that_supports_no_change_says_so(agent, reviewer, manager_client):
     # 20 judged at 0.62, 15 agreed: not nearly always, and the policy decided none of them.
     judged_history_of(agent, reviewer, n=MIN_JUDGED, agreed=15, confidence=0.62)
-    page = manager_client.get("/policies/default").content.decode()
+    page = section(manager_client)
     assert "People's judgements of the last 30 days support no change to these settings." in page
     assert "Open in backtest" not in page
 
 
-def test_the_pages_queries_do_not_grow_with_the_history(agent, reviewer, manager_client):
-    def page_queries() -> int:
+def test_the_sections_queries_do_not_grow_with_the_history(agent, reviewer, manager_client):
+    def queries(url: str, **headers) -> list[str]:
         with CaptureQueriesContext(connection) as captured:
-            assert manager_client.get("/policies/default").status_code == 200
-        return len(captured)
+            assert manager_client.get(url, **headers).status_code == 200
+        return [query["sql"] for query in captured]
 
     judged_history_of(agent, reviewer, n=2, agreed=2, confidence=0.62)
-    few = page_queries()
+    few = queries(SECTION, **HTMX)
+    page = queries("/policies/default")
     judged_history_of(agent, reviewer, n=MIN_JUDGED, agreed=MIN_JUDGED, confidence=0.62, start=10)
     other = services.agent_create(name="other-bot", domain="default").agent
     judged_history_of(other, reviewer, n=4, agreed=4, confidence=0.66, start=40)
-    assert "Open in backtest" in manager_client.get("/policies/default").content.decode()
-    assert page_queries() == few
+    assert "Open in backtest" in section(manager_client)
+    assert len(queries(SECTION, **HTMX)) == len(few)
+    # The page itself no longer reads the judged history (its row number per agent
+    # and reason is that query's alone), nor does a backtest's result page: both load the
+    # section after them.
+    assert sum("ROW_NUMBER()" in sql for sql in few) == 1
+    assert not any("ROW_NUMBER()" in sql for sql in page)
+    assert len(queries("/policies/default")) == len(page)
+    backtested = queries("/policies/default?flag_threshold=0.6&backtest=1")
+    assert not any("ROW_NUMBER()" in sql for sql in backtested)
+    assert len(backtested) == len(page) + 1  # the backtest's own query

@@ -1,4 +1,5 @@
-"""A policy page's suggestion, in a real browser (Debian chromium): followed by keyboard into
+"""A policy page's suggestion, in a real browser (Debian chromium): loaded after the page (a
+loading state meanwhile, an error with "Try again" if it fails), followed by keyboard into
 the prefilled backtest, whose numbers are the suggestion's, on a desktop and at phone width;
 nothing is saved until Save."""
 
@@ -32,10 +33,35 @@ def test_a_suggestion_opens_its_backtest_by_keyboard(live_server_asgi, browser, 
 
     page = sign_in(browser, live_server_asgi, "maya")
     page.set_viewport_size({"width": width, "height": 900})
+    # The page comes first; the section says it is looking, then fails once: the server's
+    # error and a way to ask again.
+    held = []
+    page.route("**/policies/default/suggestions", lambda route: held.append(route))
     page.goto(f"{live_server_asgi}/policies/default")
+    section = page.locator("#suggestions")
+    loading = section.get_by_text("Looking through the last 30 days…")
+    loading.wait_for()
+    assert section.get_attribute("aria-busy") == "true"
+    assert page.locator("input[name=flag_threshold]").is_editable()
+    busy_height = section.bounding_box()["height"]
+    for _ in range(100):  # the request is on its way (held until answered)
+        if held:
+            break
+        page.wait_for_timeout(50)
+    held.pop().fulfill(status=500, body="boom")
+    alert = section.get_by_role("alert")
+    alert.wait_for()
+    assert alert.text_content() == "The suggestions could not be loaded (the server answered 500)."
+    assert section.get_attribute("aria-busy") == "false"
+    assert not loading.is_visible()
+    assert section.bounding_box()["height"] == busy_height  # no jump between the two
+    page.unroute("**/policies/default/suggestions")
+    section.get_by_role("button", name="Try again").click()
+
     suggestion = page.locator(".suggestion", has_text="refactor-bot")
     assert "23 of refactor-bot's last 24 judged approach_choice escalations" in suggestion.text_content()
     assert "would have changed 1 decision of the 24" in suggestion.text_content()
+    assert section.get_attribute("aria-busy") is None
     # its name says which suggestion it opens (the agent and reason after the visible words)
     link = suggestion.get_by_role("link", name=re.compile(r"^Open in backtest\s*: approach_choice, refactor-bot$"))
     link.focus()

@@ -1,5 +1,6 @@
 // Every page: the collapsing menu (narrow screens), the keyboard-shortcuts dialog (`?`),
-// and times in the reader's own time zone (the UTC time on hover).
+// times in the reader's own time zone (the UTC time on hover), and what a section loaded
+// after its page (data-lazy) shows when loading it fails.
 (function () {
   "use strict";
 
@@ -72,4 +73,37 @@
   document.addEventListener("htmx:afterSettle", function (event) { localiseAll(event.target); });
   document.addEventListener("htmx:oobAfterSwap", function (event) { localiseAll(event.detail.target); });
   window.handoffLocalise = localiseAll;
+
+  // ------------------------------------------------------------ sections loaded after the page
+
+  // A data-lazy section loads itself (hx-get, hx-trigger "load, lazy-retry") and is replaced
+  // by the answer. If that fails it says so, with a button that asks again.
+  function lazyState(section, failed, why) {
+    section.setAttribute("aria-busy", String(!failed));
+    section.querySelector("[data-lazy-loading]").hidden = failed;
+    section.querySelector("[data-lazy-error]").hidden = !failed;
+    section.querySelector("[data-lazy-why]").textContent = why || "";
+  }
+
+  function lazyFailed(event, why) {
+    var section = event.detail.elt;
+    if (section.matches && section.matches("[data-lazy]")) lazyState(section, true, why);
+  }
+
+  document.addEventListener("htmx:responseError", function (event) {
+    var status = event.detail.xhr.status;
+    lazyFailed(event, status === 403 ? " (403: your session may have ended; sign in again, then try again)"
+      : " (the server answered " + status + ")");
+  });
+  document.addEventListener("htmx:sendError", function (event) { lazyFailed(event, " (the connection to Handoff was lost)"); });
+  document.addEventListener("htmx:timeout", function (event) { lazyFailed(event, " (Handoff did not answer in time)"); });
+
+  document.addEventListener("click", function (event) {
+    var retry = event.target.closest("[data-lazy-retry]");
+    if (!retry) return;
+    var section = retry.closest("[data-lazy]");
+    lazyState(section, false);
+    section.querySelector("[data-lazy-loading]").focus({ preventScroll: true });
+    htmx.trigger(section, "lazy-retry");
+  });
 })();
