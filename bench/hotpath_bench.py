@@ -8,7 +8,9 @@ server and no network in between, so what is left is the app's own cost. Each op
 runs `--warmup` times, then `--ops` timed times; per operation it takes this process's CPU
 time (time.process_time: user + system, immune to the box's queueing, not to its cache
 contention) and wall time, and counts the SQL statements sent (a connection execute
-wrapper, BEGIN and COMMIT excluded as Django sends them outside it).
+wrapper, BEGIN and COMMIT excluded as Django sends them outside it). The PostgreSQL
+server process of the connection is timed too (/proc, clock ticks of 10 ms: its mean per
+operation over the timed run), since on one machine its CPU is the app's as much.
 
 Operations:
 - create: POST /api/v1/escalations through Django's whole request cycle (test client:
@@ -19,7 +21,7 @@ Operations:
 - decide (reviewer API): POST /api/v1/review/escalations/{id}/decision with a reviewer's
   token, through the request cycle.
 
-    .venv/bin/python bench/hotpath_bench.py [--ops 300] [--warmup 30] [--sql]
+    .venv/bin/python bench/hotpath_bench.py [--ops 300] [--warmup 30] [--sql] [--only create|decide]
 
 --sql prints the statements of one more operation of each kind. The table goes to stdout
 and to bench/results/hotpath.md.
@@ -46,7 +48,7 @@ import django  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
 from app import recreate_database  # noqa: E402
-from lib import RESULTS, loadavg, log, percentile  # noqa: E402
+from lib import RESULTS, cpu_seconds, loadavg, log, percentile  # noqa: E402
 
 DB = "handoff_bench_hotpath"
 
@@ -158,10 +160,22 @@ class Bench:
         assert response.status_code == 201, response.content
 
 
+def backend_pid() -> int:
+    """The PostgreSQL server process of this process's connection (the pool lends the same one
+    to every operation here: one thread)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return int(cursor.fetchone()[0])
+
+
 def measure(name: str, op: Callable[[], None], warmup: int, ops: int, show_sql: bool) -> dict[str, Any]:
     for _ in range(warmup):
         op()
     cpu, wall, queries = [], [], []
+    backend = backend_pid()
+    backend_before = cpu_seconds(backend)
     for _ in range(ops):
         statements: list[str] = []
         with counting(statements):
@@ -171,6 +185,9 @@ def measure(name: str, op: Callable[[], None], warmup: int, ops: int, show_sql: 
         cpu.append((c1 - c0) * 1000)
         wall.append((w1 - w0) * 1000)
         queries.append(len(statements))
+    backend_ms = (cpu_seconds(backend) - backend_before) * 1000 / ops
+    if backend_pid() != backend:
+        backend_ms = float("nan")  # the pool lent another connection meanwhile: not measured
     if show_sql:
         statements = []
         with counting(statements):
@@ -184,6 +201,7 @@ def measure(name: str, op: Callable[[], None], warmup: int, ops: int, show_sql: 
         "cpu_p50": percentile(cpu, 50),
         "cpu_p90": percentile(cpu, 90),
         "wall_p50": percentile(wall, 50),
+        "backend_mean": backend_ms,
         "queries": sorted(queries)[len(queries) // 2],
         "queries_max": max(queries),
     }
@@ -197,13 +215,14 @@ def table(rows: list[dict[str, Any]], load_before: str, load_after: str) -> str:
     lines = [
         f"load average {load_before} -> {load_after} (2 cores)",
         "",
-        "| operation | ops | CPU p50 ms | CPU p90 ms | wall p50 ms | queries |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "| operation | ops | CPU p50 ms | CPU p90 ms | PostgreSQL CPU mean ms | wall p50 ms | queries |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
         queries = str(r["queries"]) + (f" (max {r['queries_max']})" if r["queries_max"] != r["queries"] else "")
         lines.append(
-            f"| {r['name']} | {r['ops']} | {r['cpu_p50']:.2f} | {r['cpu_p90']:.2f} | {r['wall_p50']:.2f} | {queries} |"
+            f"| {r['name']} | {r['ops']} | {r['cpu_p50']:.2f} | {r['cpu_p90']:.2f} | {r['backend_mean']:.2f}"
+            f" | {r['wall_p50']:.2f} | {queries} |"
         )
     return "\n".join(lines)
 
@@ -213,6 +232,7 @@ def main() -> None:
     parser.add_argument("--ops", type=int, default=300, help="timed operations of each kind")
     parser.add_argument("--warmup", type=int, default=30, help="untimed operations first")
     parser.add_argument("--sql", action="store_true", help="print one operation's statements")
+    parser.add_argument("--only", choices=["create", "decide"], help="measure only creates, or only decides")
     parser.add_argument("--profile", action="store_true", help=argparse.SUPPRESS)  # Context reads it
     args = parser.parse_args()
 
@@ -222,12 +242,16 @@ def main() -> None:
     bench = Bench(args)
     load_before = loadavg()
     n = args.warmup + args.ops + (1 if args.sql else 0)
-    log("create")
-    rows = [measure("create (POST /api/v1/escalations)", bench.create, args.warmup, args.ops, args.sql)]
+    rows = []
+    if args.only != "decide":
+        log("create")
+        rows.append(measure("create (POST /api/v1/escalations)", bench.create, args.warmup, args.ops, args.sql))
     for name, decide in (
         ("decide (services.escalation_decide)", bench.decide_service),
         ("decide (reviewer API POST .../decision)", bench.decide_api),
     ):
+        if args.only == "create":
+            break
         log(f"{n} open escalations for {name}")
         ids = iter(bench.open_escalations(n))
         log(name)
