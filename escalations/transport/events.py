@@ -113,7 +113,9 @@ def _send(notice: Notice, agent_id: int) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
-    groups = [QUEUE_GROUP, escalation_group(notice["id"])]
+    groups = [QUEUE_GROUP]
+    if notice["kind"] != "created":  # nobody can have a new escalation's page open yet
+        groups.append(escalation_group(notice["id"]))
     try:
         asyncio.run_coroutine_threadsafe(
             _group_send_all(layer, groups, dict(notice)), _loop_for(layer)
