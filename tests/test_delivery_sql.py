@@ -1,11 +1,12 @@
-"""A delivery's 2xx is recorded in one hand-written statement (deliveries.DELIVERED_SQL, the
-webhook's hot path). Held equal here to what the ORM services mean by it: the escalation
-resumed by callbacks.mark_resumed's rule (decided, and its decision without valid_until or
-not past it), expired by callbacks.expire_if_past when answered too late, and the attempt,
-the delivery and the timeline written as delivery_record_attempt wrote them."""
+"""On PostgreSQL a delivery's 2xx is recorded in one hand-written statement
+(deliveries.DELIVERED_SQL, the webhook's hot path). Held equal here to the ORM transaction
+that records it elsewhere (deliveries._record_in_transaction, SQLite's embedded mode): the
+escalation resumed by callbacks.mark_resumed's rule (decided, and its decision without
+valid_until or not past it) or expired by callbacks.expire_if_past when answered too late,
+and the attempt, the delivery and the timeline written alike."""
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from django.db import transaction
@@ -13,7 +14,7 @@ from django.utils import timezone
 
 from escalations import services
 from escalations.models import Decision, Delivery, DeliveryAttempt, Escalation, Event
-from escalations.services import callbacks, deliveries
+from escalations.services import deliveries
 from tests.conftest import make_package
 
 pytestmark = pytest.mark.django_db
@@ -41,53 +42,56 @@ def a_delivery(escalation: Escalation, event: str) -> Delivery:
         return deliveries.queue_delivery(escalation, "http://127.0.0.1:9/", timezone.now(), event=event)
 
 
-def what_the_orm_meant(escalation: Escalation, delivery: Delivery) -> None:
-    """delivery_record_attempt's 2xx before the statement, through the ORM services."""
-    now = timezone.now()
-    with transaction.atomic():
-        if delivery.payload.get("event", deliveries.DECIDED) == deliveries.DECIDED and callbacks.mark_resumed(
-            escalation, actor="webhook", now=now, data={"delivery": str(delivery.id)}
-        ):
-            return
-        callbacks.expire_if_past(escalation, now, actor="webhook")
+def record_2xx(delivery: Delivery, *, orm: bool) -> tuple[Delivery, datetime]:
+    """Claim the delivery and record a 204, by the ORM transaction or as delivery_record_attempt
+    does on PostgreSQL (the statement); (what it returned, when the attempt started)."""
+    claimed = deliveries.delivery_claim(delivery_id=delivery.id)
+    assert claimed is not None
+    started = timezone.now()
+    if orm:
+        returned = deliveries._record_in_transaction(
+            claimed, started_at=started, duration_ms=7, status_code=204, error="", response_excerpt="ok",
+            now=timezone.now(),
+        )
+    else:
+        returned = deliveries.delivery_record_attempt(
+            delivery=claimed, started_at=started, duration_ms=7, status_code=204, response_excerpt="ok"
+        )
+    return returned, started
 
 
-def outcome(escalation: Escalation) -> tuple[str, list[tuple[str, str]]]:
+def outcome(escalation: Escalation, delivery: Delivery) -> tuple:
+    """The escalation's status and latest event, the delivery's and its attempt's columns."""
     escalation.refresh_from_db()
-    events = [(e.kind, e.actor) for e in Event.objects.filter(escalation=escalation).order_by("at", "id")]
-    return escalation.status, events[-1:]
+    events = [(e.kind, e.actor, e.data) for e in Event.objects.filter(escalation=escalation).order_by("at", "id")]
+    stored = Delivery.objects.get(pk=delivery.pk)
+    attempts = [(a.number, a.duration_ms, a.status_code, a.error, a.response_excerpt)
+                for a in DeliveryAttempt.objects.filter(delivery=delivery)]
+    kind, actor, data = events[-1]
+    last = (kind, actor, sorted(data), data.get("delivery") == str(delivery.pk))
+    return (escalation.status, last, stored.status, stored.attempt_count, stored.lease_until, stored.last_error,
+            stored.delivered_at is not None, attempts)
 
 
 @pytest.mark.parametrize("event", EVENTS)
 @pytest.mark.parametrize("valid_until", sorted(VALID_UNTIL))
 @pytest.mark.parametrize("status", STATUSES)
-def test_a_2xx_resumes_or_expires_exactly_as_the_orm_services_do(api, reviewer, status, valid_until, event):
+def test_a_2xx_resumes_or_expires_exactly_as_the_orm_transaction_does(api, reviewer, status, valid_until, event):
     by_orm = an_escalation(api, reviewer, status, VALID_UNTIL[valid_until])
-    what_the_orm_meant(by_orm, a_delivery(by_orm, event))
+    orm_delivery = a_delivery(by_orm, event)
+    record_2xx(orm_delivery, orm=True)
 
     by_sql = an_escalation(api, reviewer, status, VALID_UNTIL[valid_until])
     delivery = a_delivery(by_sql, event)
-    claimed = deliveries.delivery_claim(delivery_id=delivery.id)
-    started = timezone.now()
-    returned = deliveries.delivery_record_attempt(
-        delivery=claimed, started_at=started, duration_ms=7, status_code=204, response_excerpt="ok"
-    )
+    returned, started = record_2xx(delivery, orm=False)
 
-    assert outcome(by_sql) == outcome(by_orm)
+    assert outcome(by_sql, delivery) == outcome(by_orm, orm_delivery)
     stored = Delivery.objects.get(pk=delivery.pk)
-    assert (stored.status, stored.attempt_count, stored.lease_until, stored.last_error) == (
-        Delivery.Status.DELIVERED, 1, None, ""
-    )
-    assert stored.delivered_at is not None
+    assert (stored.status, stored.attempt_count, stored.lease_until) == (Delivery.Status.DELIVERED, 1, None)
     assert (returned.status, returned.attempt_count, returned.delivered_at) == (
         stored.status, stored.attempt_count, stored.delivered_at
     )
-    (attempt,) = DeliveryAttempt.objects.filter(delivery=delivery)
-    assert (attempt.number, attempt.started_at, attempt.duration_ms, attempt.status_code, attempt.error,
-            attempt.response_excerpt) == (1, started, 7, 204, "", "ok")
-    if outcome(by_sql)[0] == Escalation.Status.RESUMED and status != Escalation.Status.RESUMED:
-        resumed = Event.objects.get(escalation=by_sql, kind=Event.Kind.RESUMED)
-        assert resumed.data == {"delivery": str(delivery.pk)}
+    assert DeliveryAttempt.objects.get(delivery=delivery).started_at == started
 
 
 def test_a_second_2xx_counts_a_second_attempt_and_resumes_once(api, reviewer):

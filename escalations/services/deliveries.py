@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from escalations import selectors, signals
 from escalations.errors import Conflict
-from escalations.models import Agent, Delivery, DeliveryAttempt, Escalation, Event
+from escalations.models import Agent, Decision, Delivery, DeliveryAttempt, Escalation, Event
 from escalations.transport import events
 from escalations.wire import escalation_dict
 from operations import metrics
@@ -173,17 +173,32 @@ def delivery_record_attempt(
     Raises Delivery.DoesNotExist if the row is gone.
     """
     now = now or timezone.now()
-    if status_code is not None and 200 <= status_code < 300:
+    if status_code is not None and 200 <= status_code < 300 and connection.vendor == "postgresql":
         return _record_delivered(
             delivery, started_at=started_at, duration_ms=duration_ms, status_code=status_code,
             response_excerpt=response_excerpt, now=now,
         )
+    return _record_in_transaction(
+        delivery, started_at=started_at, duration_ms=duration_ms, status_code=status_code, error=error,
+        response_excerpt=response_excerpt, now=now,
+    )
+
+
+def _record_in_transaction(
+    delivery: Delivery, *, started_at: datetime, duration_ms: int, status_code: int | None, error: str,
+    response_excerpt: str, now: datetime,
+) -> Delivery:
+    """delivery_record_attempt through the ORM, in one transaction: every failure, and a 2xx
+    where the database is not PostgreSQL (DELIVERED_SQL is the same 2xx in one statement)."""
     with transaction.atomic():
         delivery = (
             Delivery.objects.select_for_update()
             .only("id", "escalation_id", "created_at", "payload", *ATTEMPT_FIELDS)
             .get(pk=delivery.pk)
         )
+        # Someone else finished it meanwhile (our lease lapsed mid-attempt): record the
+        # attempt, and only a success may still change the outcome.
+        finished = delivery.status in (Delivery.Status.DELIVERED, Delivery.Status.FAILED)
         number = delivery.attempt_count + 1
         DeliveryAttempt.objects.create(
             delivery=delivery,
@@ -196,10 +211,26 @@ def delivery_record_attempt(
         )
         delivery.attempt_count = number
         delivery.lease_until = None
-        metrics.count_on_commit(metrics.WEBHOOK_ATTEMPTS, result="failure")
-        # Unless someone else finished it meanwhile (our lease lapsed mid-attempt): then the
-        # attempt is only recorded, as only a success may still change the outcome.
-        if delivery.status not in (Delivery.Status.DELIVERED, Delivery.Status.FAILED):
+        escalation = Escalation.objects.only(
+            "id", "agent_id", "status", "updated_at", "priority"
+        ).get(pk=delivery.escalation_id)
+        ok = status_code is not None and 200 <= status_code < 300
+        metrics.count_on_commit(metrics.WEBHOOK_ATTEMPTS, result="success" if ok else "failure")
+        if ok:
+            delivery.status = Delivery.Status.DELIVERED
+            delivery.delivered_at = now
+            delivery.last_error = ""
+            # Only the decision's 2xx means the agent has it; a question's changes no status.
+            if delivery.payload.get("event", DECIDED) == DECIDED and callbacks.mark_resumed(
+                escalation, actor="webhook", now=now, data={"delivery": str(delivery.id)}
+            ):
+                decision = Decision.objects.only("decided_at").get(escalation_id=escalation.pk)
+                latency = (now - decision.decided_at).total_seconds()
+                metrics.observe_on_commit(metrics.DECISION_TO_WEBHOOK, latency)
+            else:
+                # Answered after the decision's valid_until: not resumed, expired.
+                callbacks.expire_if_past(escalation, now, actor="webhook")
+        elif not finished:
             retryable = status_code is None or status_code >= 500 or status_code in RETRYABLE
             delivery.last_error = (error or f"HTTP {status_code}")[:500]
             next_at = outbox.retry_at(number, now=now, give_up_at=delivery.give_up_at())
@@ -208,9 +239,6 @@ def delivery_record_attempt(
                 delivery.next_attempt_at = next_at
             else:
                 delivery.status = Delivery.Status.FAILED
-                escalation = Escalation.objects.only("id", "agent_id", "status", "updated_at", "priority").get(
-                    pk=delivery.escalation_id
-                )
                 _delivery_failed(escalation, delivery, now)
         delivery.save(update_fields=ATTEMPT_FIELDS)
     return delivery
@@ -220,9 +248,8 @@ def _record_delivered(
     delivery: Delivery, *, started_at: datetime, duration_ms: int, status_code: int,
     response_excerpt: str, now: datetime,
 ) -> Delivery:
-    """A 2xx, in one statement (DELIVERED_SQL, the webhook's hot path): the delivery delivered,
-    its attempt, and a decision's escalation resumed with its event. Answered after the
-    decision's valid_until, the escalation is expired instead (the agent must not act on it)."""
+    """A 2xx on PostgreSQL, in one statement (DELIVERED_SQL, the webhook's hot path): what
+    _record_in_transaction does with a 2xx (tests/test_delivery_sql.py holds them equal)."""
     params = {
         "id": delivery.pk, "now": now, "started": started_at, "duration": duration_ms,
         "code": status_code, "excerpt": response_excerpt[:500],
@@ -254,7 +281,8 @@ def _record_delivered(
 
 # The delivery delivered (its attempt counted) and the attempt's row; for a decision's delivery,
 # the escalation resumed when it is decided and its decision still valid (no valid_until, or
-# not past it: callbacks.mark_resumed's rule, tests/test_delivery_sql.py holds them equal),
+# not past it: callbacks.mark_resumed's rule; tests/test_delivery_sql.py holds the statement
+# equal to _record_in_transaction),
 # with its `resumed` event. Returns the escalation's agent, priority and decision time when
 # it resumed (NULLs otherwise), or no row when the delivery is gone.
 DELIVERED_SQL = f"""
