@@ -62,6 +62,8 @@ def test_a_suggestion_opens_its_backtest_by_keyboard(live_server_asgi, browser, 
     assert "23 of refactor-bot's last 24 judged approach_choice escalations" in suggestion.text_content()
     assert "would have changed 1 decision of the 24" in suggestion.text_content()
     assert section.get_attribute("aria-busy") is None
+    # the keyboard is still in the section it asked again for
+    assert page.evaluate("document.activeElement.textContent") == "Suggestions from history"
     # its name says which suggestion it opens (the agent and reason after the visible words)
     link = suggestion.get_by_role("link", name=re.compile(r"^Open in backtest\s*: approach_choice, refactor-bot$"))
     link.focus()

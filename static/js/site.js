@@ -78,11 +78,19 @@
 
   // A data-lazy section loads itself (hx-get, hx-trigger "load, lazy-retry") and is replaced
   // by the answer. If that fails it says so, with a button that asks again.
+  // After "Try again" the focus stays in the section: on its heading once it has come, on
+  // the button again if it failed again.
+  var retried = null;
+
   function lazyState(section, failed, why) {
     section.setAttribute("aria-busy", String(!failed));
     section.querySelector("[data-lazy-loading]").hidden = failed;
     section.querySelector("[data-lazy-error]").hidden = !failed;
     section.querySelector("[data-lazy-why]").textContent = why || "";
+    if (failed && retried === section.id) {
+      retried = null;
+      section.querySelector("[data-lazy-retry]").focus();
+    }
   }
 
   function lazyFailed(event, why) {
@@ -104,6 +112,15 @@
     var section = retry.closest("[data-lazy]");
     lazyState(section, false);
     section.querySelector("[data-lazy-loading]").focus({ preventScroll: true });
+    retried = section.id;
     htmx.trigger(section, "lazy-retry");
+  });
+
+  document.addEventListener("htmx:afterSettle", function () {
+    var heading = retried && document.querySelector("#" + CSS.escape(retried) + ":not([data-lazy]) h2");
+    if (!heading) return;
+    retried = null;
+    heading.tabIndex = -1;
+    heading.focus({ preventScroll: true });
   });
 })();
