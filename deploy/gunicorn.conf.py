@@ -1,7 +1,7 @@
 """gunicorn settings for web-http: pages and the agent API as plain HTTP (no long-polls).
 
 Threaded workers: one process per core this server may use, each serving GUNICORN_THREADS
-(8) requests at once. On one core, a create costs ~30% less CPU this way than under three
+(8) requests at once. On one core, a create costs 30-40% less CPU this way than under three
 sync workers (bench/README.md, "Serving stacks"), with or without keep-alive: the threads of
 one process share its warm caches and prepared statements, and one runs while another waits
 on PostgreSQL. Keep the threads at most DB_POOL_MAX (10): each may hold a pooled connection.

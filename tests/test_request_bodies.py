@@ -30,7 +30,7 @@ def _test_database_url() -> str:
 
 @pytest.fixture
 def gunicorn_server(transactional_db) -> Iterator[str]:
-    """gunicorn with the production config (one sync worker) on the test database."""
+    """gunicorn with the production config (one threaded worker) on the test database."""
     need(connection.vendor == "postgresql", "PostgreSQL (gunicorn is a second process on the test database)")
     port = free_port()
     env = dict(os.environ, DATABASE_URL=_test_database_url(), DB_POOL="0", DEBUG="1",
