@@ -10,6 +10,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import IO
 
 import httpx
 import pytest
@@ -241,10 +242,11 @@ def _test_database_url() -> str:
     return f"postgres://{s['USER']}@{s['HOST']}:{s['PORT']}/{s['NAME']}"
 
 
-def _serve(command: list[str], port: int, env: dict) -> subprocess.Popen:
+def _serve(command: list[str], port: int, env: dict, log: IO[bytes]) -> subprocess.Popen:
+    """The server, its output to `log` (a file: a pipe nobody reads would fill and stall it)."""
     process = subprocess.Popen(
         command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        stdout=log, stderr=log,
     )  # fmt: skip
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -253,7 +255,8 @@ def _serve(command: list[str], port: int, env: dict) -> subprocess.Popen:
             return process
         except httpx.HTTPError:
             if process.poll() is not None:
-                raise RuntimeError(process.communicate()[1].decode()[-2000:]) from None
+                log.seek(0)
+                raise RuntimeError(log.read().decode()[-2000:]) from None
             time.sleep(0.2)
     os.killpg(process.pid, signal.SIGKILL)
     raise RuntimeError(f"{command[2]} did not start")
@@ -262,7 +265,7 @@ def _serve(command: list[str], port: int, env: dict) -> subprocess.Popen:
 @pytest.mark.redis
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_two_server_processes_share_one_limit_on_redis(agent_with_token):
+def test_two_server_processes_share_one_limit_on_redis(agent_with_token, tmp_path):
     """gunicorn (WSGI) and uvicorn (ASGI), as in production, each answering half of 1,000
     quick calls from one token: together they let the limit's count through."""
     need(bool(os.environ.get("REDIS_URL")), "Redis (REDIS_URL)")
@@ -276,20 +279,22 @@ def test_two_server_processes_share_one_limit_on_redis(agent_with_token):
     env.pop("PYTEST_CURRENT_TEST", None)
     http_port, async_port = free_port(), free_port()
     servers = []
+    logs = [(tmp_path / name).open("w+b") for name in ("gunicorn.log", "uvicorn.log")]
     try:
         servers.append(_serve(
             [sys.executable, "-m", "gunicorn", "handoff_site.wsgi:application", "-w", "2",
-             "-b", f"127.0.0.1:{http_port}", "--log-level", "warning"], http_port, env))
+             "-b", f"127.0.0.1:{http_port}", "--log-level", "warning"], http_port, env, logs[0]))
         servers.append(_serve(
             [sys.executable, "-m", "uvicorn", "handoff_site.asgi:application", "--host", "127.0.0.1",
-             "--port", str(async_port), "--log-level", "warning", "--lifespan", "off"], async_port, env))
+             "--port", str(async_port), "--log-level", "warning", "--lifespan", "off"], async_port, env, logs[1]))
         with ThreadPoolExecutor(8) as pool:
             halves = list(pool.map(
                 lambda port: quick_calls(f"http://127.0.0.1:{port}", token, 500, forwarded_for="x"),
                 [http_port, async_port],
             ))  # fmt: skip
         both = halves[0] + halves[1]
-        assert statuses(both) == {200: 100, 429: 900}, [statuses(h) for h in halves]
+        said = [(tmp_path / name).read_text()[-1500:] for name in ("gunicorn.log", "uvicorn.log")]
+        assert statuses(both) == {200: 100, 429: 900}, ([statuses(h) for h in halves], said)
         assert all(statuses(h).get(200, 0) > 0 for h in halves)  # each server answered some
         assert all(int(r.headers["Retry-After"]) >= 1 for r in both if r.status_code == 429)
         assert statuses(quick_calls(f"http://127.0.0.1:{http_port}", other, 20, forwarded_for="x")) == {200: 20}
