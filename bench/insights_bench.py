@@ -21,134 +21,77 @@ Prints a table and writes it to bench/results/insights.md.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
-from typing import Any
 
-from lib import ROOT, use_the_project_venv
+from lib import use_the_project_venv
 
 use_the_project_venv()
 
-import django  # noqa: E402
-
-sys.path.insert(0, str(ROOT))
 from app import recreate_database  # noqa: E402
 from lib import RESULTS, loadavg, log, percentile  # noqa: E402
+from seed import agent_params, analyze, bench_db, execute, generated, insert_select, start_django  # noqa: E402
 
-PG: dict[str, Any] = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
-DB = "handoff_bench_insights"
+DB = bench_db("handoff_bench_insights")
 DOMAINS = ["code", "db-migration", "research", "default"]
 AGENTS = 20
 WEEKS = 26
 TARGET_MS = 300.0
 
 
-def setup_django() -> None:
-    os.environ.update(
-        DATABASE_URL=f"postgres://{PG['user']}@{PG['host']}:{PG['port']}/{DB}",
-        DEBUG="0",
-        SECRET_KEY="bench-insights-" + "k" * 40,
-        ALLOWED_HOSTS="testserver,127.0.0.1",
-        SECURE_SSL_REDIRECT="0",  # plain http on 127.0.0.1
-        HANDOFF_VAR_DIR=str(RESULTS / "var-insights"),
-        DJANGO_SETTINGS_MODULE="handoff_site.settings",
-    )
-    os.environ.pop("REDIS_URL", None)
-    django.setup()
-    from django.core.management import call_command
+def statements() -> list[str]:
+    from escalations.models import Decision, Escalation, Event, FlagReview, GateCheck, Run
 
-    # DEBUG=0 serves hashed names from a manifest, as the Dockerfile's build step makes it.
-    call_command("collectstatic", "--noinput", verbosity=0)
-    call_command("migrate", verbosity=0)
-
-
-GENERATE = """
-SELECT setseed(0.42);
-CREATE TEMP TABLE g AS
-SELECT i,
-       (%(agents)s::bigint[])[1 + i %% %(n_agents)s] AS agent_id,
-       (%(domains)s::text[])[1 + i %% %(n_agents)s] AS domain,
-       now() - random() * make_interval(weeks => %(weeks)s) AS created_at,
-       0.3 + 0.69 * random() AS confidence,
-       random() AS r1, random() AS r2, random() AS r3
-FROM generate_series(1, %(n)s) AS i;
-ALTER TABLE g ADD COLUMN tier int;
-UPDATE g SET tier = CASE WHEN confidence < 0.5 THEN 4 WHEN confidence < 0.7 THEN 3
-                         WHEN confidence < 0.9 THEN 2 ELSE 1 END;
-
-INSERT INTO escalations_run (id, agent_id, run_id, status, created_at, close_note)
-SELECT i, agent_id, 'bench-' || i, 'active', created_at, '' FROM g;
-
-INSERT INTO escalations_escalation (
-  id, agent_id, run_id, status, title, uncertainty, reason, confidence, history, options,
-  blocking, impact, blocked_tasks, stuck_since, respond_by, delay_note, attempts, domain,
-  timeout_option, links, metadata, is_irreversible, tier, tier_reasons, policy_version,
-  priority, priority_reasons, level, request_fingerprint, created_at, updated_at)
-SELECT md5(i::text)::uuid, agent_id, i, CASE WHEN r1 < 0.02 THEN 'pending' ELSE 'decided' END,
-  'Bench escalation ' || i, 'Which way?',
-  (ARRAY['approach_choice','missing_information','missing_access','irreversible_action',
-         'novelty','scope_mismatch','repeated_failure','other'])[1 + floor(r2 * 8)::int],
-  confidence, '[]'::jsonb,
-  '[{"key": "a", "label": "A", "recommended": true}, {"key": "b", "label": "B"}]'::jsonb,
-  tier >= 3, 'medium', 0, created_at - interval '20 minutes',
-  CASE WHEN tier >= 3 AND r3 < 0.7 THEN created_at + interval '2 hours' END, '', 0, domain,
-  '', '[]'::jsonb, '{}'::jsonb, false, tier, '[]'::jsonb, 1, 10 * tier, '[]'::jsonb, 1, '',
-  created_at, created_at
-FROM g;
-
-INSERT INTO escalations_decision (
-  escalation_id, agent_id, seq, kind, option_key, instruction, decided_by_type,
-  decided_by_name, decided_at, took_recommended)
-SELECT md5(i::text)::uuid, agent_id, i, 'option', 'a', '',
-  CASE WHEN tier >= 3 THEN 'human' ELSE 'policy' END,
-  CASE WHEN tier >= 3 THEN 'reviewer-' || (i %% 8) ELSE 'policy:' || domain END,
-  CASE WHEN tier >= 3 THEN created_at + r3 * interval '3 hours' ELSE created_at END,
-  random() < confidence
-FROM g WHERE r1 >= 0.02;
-
-INSERT INTO escalations_event (escalation_id, kind, actor, data, at)
-SELECT md5(i::text)::uuid, 'claimed', 'reviewer-' || (i %% 8), '{}'::jsonb,
-  created_at + r3 * interval '40 minutes'
-FROM g WHERE r1 >= 0.02 AND tier >= 3;
-
-INSERT INTO escalations_flagreview (escalation_id, reviewer_name, verdict, option_key, note, at)
-SELECT md5(i::text)::uuid, 'reviewer-' || (i %% 8),
-  CASE WHEN random() < confidence THEN 'fine' ELSE 'other' END, '', '', created_at + interval '3 hours'
-FROM g WHERE tier = 2 AND r2 < 0.3;
-
-INSERT INTO escalations_gatecheck (agent_id, domain, run_id, verdict, tier, at)
-SELECT (%(agents)s::bigint[])[1 + i %% %(n_agents)s], (%(domains)s::text[])[1 + i %% %(n_agents)s],
-  '', 'proceed', 1, now() - random() * make_interval(weeks => %(weeks)s)
-FROM generate_series(1, %(gates)s) AS i;
-SELECT setval(pg_get_serial_sequence('escalations_run', 'id'), %(n)s);
-ANALYZE;
-"""
-
-
-def generate(n: int) -> dict:
-    from django.db import connection
-
-    from escalations import services
-
-    agents = [
-        services.agent_create(name=f"bench-agent-{i:02d}", domain=DOMAINS[i % len(DOMAINS)]).agent
-        for i in range(AGENTS)
+    return [
+        "SELECT setseed(0.42)",
+        """CREATE TEMP TABLE g AS
+        SELECT i,
+               (%(agents)s::bigint[])[1 + i %% %(n_agents)s] AS agent_id,
+               (%(domains)s::text[])[1 + i %% %(n_agents)s] AS domain,
+               now() - random() * make_interval(weeks => %(weeks)s) AS created_at,
+               0.3 + 0.69 * random() AS confidence,
+               random() AS r1, random() AS r2, random() AS r3
+        FROM generate_series(1, %(n)s) AS i""",
+        "ALTER TABLE g ADD COLUMN tier int",
+        """UPDATE g SET tier = CASE WHEN confidence < 0.5 THEN 4 WHEN confidence < 0.7 THEN 3
+                                 WHEN confidence < 0.9 THEN 2 ELSE 1 END""",
+        generated(Run),
+        generated(
+            Escalation,
+            status="CASE WHEN r1 < 0.02 THEN 'pending' ELSE 'decided' END",
+            reason="(ARRAY['approach_choice','missing_information','missing_access','irreversible_action',"
+                   "'novelty','scope_mismatch','repeated_failure','other'])[1 + floor(r2 * 8)::int]",
+            blocking="tier >= 3", stuck_since="created_at - interval '20 minutes'",
+            respond_by="CASE WHEN tier >= 3 AND r3 < 0.7 THEN created_at + interval '2 hours' END",
+            domain="domain", tier="tier", priority="10 * tier",
+        ),
+        generated(
+            Decision, "WHERE r1 >= 0.02",
+            decided_by_type="CASE WHEN tier >= 3 THEN 'human' ELSE 'policy' END",
+            decided_by_name="CASE WHEN tier >= 3 THEN 'reviewer-' || (i %% 8) ELSE 'policy:' || domain END",
+            decided_at="CASE WHEN tier >= 3 THEN created_at + r3 * interval '3 hours' ELSE created_at END",
+            took_recommended="random() < confidence",
+        ),
+        generated(Event, "WHERE r1 >= 0.02 AND tier >= 3", at="created_at + r3 * interval '40 minutes'"),
+        generated(
+            FlagReview, "WHERE tier = 2 AND r2 < 0.3",
+            escalation_id="md5(i::text)::uuid", reviewer_name="'reviewer-' || (i %% 8)",
+            verdict="CASE WHEN random() < confidence THEN 'fine' ELSE 'other' END",
+            at="created_at + interval '3 hours'",
+        ),
+        insert_select(GateCheck, {
+            "agent_id": "(%(agents)s::bigint[])[1 + i %% %(n_agents)s]",
+            "domain": "(%(domains)s::text[])[1 + i %% %(n_agents)s]",
+            "verdict": "'proceed'", "tier": "1", "at": "now() - random() * make_interval(weeks => %(weeks)s)",
+        }, "generate_series(1, %(gates)s) AS i"),
+        "SELECT setval(pg_get_serial_sequence('escalations_run', 'id'), %(n)s)",
     ]
-    started = time.monotonic()
-    params: dict[str, Any] = {
-        "agents": [a.pk for a in agents],
-        "domains": [a.domain for a in agents],
-        "n_agents": AGENTS,
-        "n": n,
-        "gates": 3 * n,
-        "weeks": WEEKS,
-    }
-    with connection.cursor() as cursor:
-        for statement in GENERATE.split(";\n"):
-            if statement.strip():
-                cursor.execute(statement, params)
-    return {"generate_s": time.monotonic() - started}
+
+
+def generate(n: int, gates: int | None = None) -> dict:
+    """`n` escalations of AGENTS new agents over WEEKS weeks, and 3n gate checks (or `gates`)."""
+    params = agent_params(AGENTS, DOMAINS) | {"n": n, "gates": 3 * n if gates is None else gates, "weeks": WEEKS}
+    return {"generate_s": execute(statements(), params)}
 
 
 def build_rollups() -> dict:
@@ -275,10 +218,11 @@ def main() -> int:
     if not args.keep:
         log(f"creating {DB}")
         recreate_database(DB)
-    setup_django()
+    start_django(DB, "insights")
     if not args.keep:
         log(f"generating {args.escalations:,} escalations and {3 * args.escalations:,} gate checks")
         timings |= generate(args.escalations)
+        analyze()
     if not args.keep or not rolled_up():
         log("building the rollups")
         timings |= build_rollups()

@@ -28,113 +28,75 @@ import os
 import sys
 import time
 from datetime import date
-from typing import Any
 
-from lib import ROOT, use_the_project_venv
+from lib import use_the_project_venv
 
 use_the_project_venv()
 
-import django  # noqa: E402
-
-sys.path.insert(0, str(ROOT))
 from app import recreate_database  # noqa: E402
 from lib import RESULTS, loadavg, log, percentile  # noqa: E402
+from seed import agent_params, analyze, bench_db, execute, generated, insert_select, start_django  # noqa: E402
 
-PG: dict[str, Any] = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
-DB = "handoff_bench_metrics"
+DB = bench_db("handoff_bench_metrics")
 AGENTS = 10
 TARGET_MS = 250.0  # "well under 1 s"
 
 
-def setup_django() -> None:
-    os.environ.update(
-        DATABASE_URL=f"postgres://{PG['user']}@{PG['host']}:{PG['port']}/{DB}",
-        REDIS_URL=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
-        DEBUG="0",
-        SECRET_KEY="bench-metrics-" + "k" * 40,
-        ALLOWED_HOSTS="testserver,127.0.0.1",
-        HANDOFF_VAR_DIR=str(RESULTS / "var-metrics"),
-        DJANGO_SETTINGS_MODULE="handoff_site.settings",
-    )
-    django.setup()
-    from django.core.management import call_command
+def statements() -> list[str]:
+    from escalations.models import Decision, Delivery, DeliveryAttempt, Escalation, Event, Run
+    from notifications.models import Notification
 
-    call_command("migrate", verbosity=0)
+    return [
+        "SELECT setseed(0.42)",
+        """CREATE TEMP TABLE g AS
+        SELECT i,
+               (%(agents)s::bigint[])[1 + i %% %(n_agents)s] AS agent_id,
+               now() - random() * interval '56 days' AS created_at,
+               0.3 + 0.69 * random() AS confidence,
+               i <= %(open)s AS is_open,
+               random() AS r1, random() AS r2
+        FROM generate_series(1, %(n)s) AS i""",
+        "ALTER TABLE g ADD COLUMN tier int",
+        """UPDATE g SET tier = CASE WHEN is_open THEN 3 + (i %% 2) WHEN confidence < 0.5 THEN 4
+                                 WHEN confidence < 0.7 THEN 3 WHEN confidence < 0.9 THEN 2 ELSE 1 END""",
+        generated(Run),
+        generated(
+            Escalation,
+            status="""CASE WHEN is_open THEN (CASE WHEN r2 < 0.1 THEN 'claimed' ELSE 'pending' END)
+                      WHEN r1 < 0.05 THEN 'decided' ELSE 'resumed' END""",
+            blocking="tier >= 3", stuck_since="created_at - interval '20 minutes'", domain="'default'",
+            tier="tier", priority="10 * tier",
+            updated_at="CASE WHEN is_open THEN created_at ELSE created_at + interval '1 hour' END",
+        ),
+        generated(
+            Decision, "WHERE NOT is_open",
+            decided_by_type="CASE WHEN tier >= 3 THEN 'human' ELSE 'policy' END",
+            decided_by_name="CASE WHEN tier >= 3 THEN 'reviewer-' || (i %% 8) ELSE 'policy:default' END",
+            decided_at="created_at + interval '1 hour'", took_recommended="random() < confidence",
+        ),
+        generated(Event, "WHERE NOT is_open AND tier >= 3", at="created_at + interval '10 minutes'"),
+        insert_select(Delivery, {
+            "id": "md5('d' || i::text)::uuid", "escalation_id": "md5(i::text)::uuid",
+            "url": "'http://127.0.0.1:9/resume'", "payload": "'{}'::jsonb",
+            "status": "CASE WHEN r1 < 0.02 THEN 'retrying' WHEN r1 < 0.03 THEN 'failed' ELSE 'delivered' END",
+            "attempt_count": "1", "claim_count": "1", "next_attempt_at": "created_at + interval '2 hours'",
+            "created_at": "created_at + interval '1 hour'",
+            "delivered_at": "CASE WHEN r1 >= 0.03 THEN created_at + interval '1 hour 1 second' END",
+        }, "g WHERE NOT is_open"),
+        insert_select(DeliveryAttempt, {
+            "delivery_id": "md5('d' || i::text)::uuid", "number": "n", "started_at": "created_at + interval '1 hour'",
+            "duration_ms": "12", "status_code": "CASE WHEN n = 1 AND r2 < 0.2 THEN 500 ELSE 200 END",
+        }, "g CROSS JOIN LATERAL generate_series(1, CASE WHEN r2 < 0.2 THEN 2 ELSE 1 END) AS n WHERE NOT is_open"),
+        insert_select(Notification, {
+            "id": "md5('n' || i::text)::uuid", "key": "'bench:' || i", "kind": "'halt_created'",
+            "channel": "'email'", "recipient": "'demo'", "target": "'d@example.com'", "subject": "'s'",
+            "text": "'t'", "link": "'l'", "escalation_id": "md5(i::text)::uuid",
+            "status": "CASE WHEN r2 < 0.01 THEN 'pending' ELSE 'sent' END", "attempts": "1",
+            "next_attempt_at": "created_at", "created_at": "created_at", "sent_at": "created_at",
+        }, "g WHERE i %% 10 = 0"),
+        "SELECT setval(pg_get_serial_sequence('escalations_run', 'id'), %(n)s)",
+    ]
 
-
-GENERATE = """
-SELECT setseed(0.42);
-CREATE TEMP TABLE g AS
-SELECT i,
-       (%(agents)s::bigint[])[1 + i %% %(n_agents)s] AS agent_id,
-       now() - random() * interval '56 days' AS created_at,
-       0.3 + 0.69 * random() AS confidence,
-       i <= %(open)s AS is_open,
-       random() AS r1, random() AS r2
-FROM generate_series(1, %(n)s) AS i;
-ALTER TABLE g ADD COLUMN tier int;
-UPDATE g SET tier = CASE WHEN is_open THEN 3 + (i %% 2) WHEN confidence < 0.5 THEN 4
-                         WHEN confidence < 0.7 THEN 3 WHEN confidence < 0.9 THEN 2 ELSE 1 END;
-
-INSERT INTO escalations_run (id, agent_id, run_id, status, created_at, close_note)
-SELECT i, agent_id, 'bench-' || i, 'active', created_at, '' FROM g;
-
-INSERT INTO escalations_escalation (
-  id, agent_id, run_id, status, title, uncertainty, reason, confidence, history, options,
-  blocking, impact, blocked_tasks, stuck_since, respond_by, delay_note, attempts, domain,
-  timeout_option, links, metadata, is_irreversible, tier, tier_reasons, policy_version,
-  priority, priority_reasons, level, request_fingerprint, created_at, updated_at)
-SELECT md5(i::text)::uuid, agent_id, i,
-  CASE WHEN is_open THEN (CASE WHEN r2 < 0.1 THEN 'claimed' ELSE 'pending' END)
-       WHEN r1 < 0.05 THEN 'decided' ELSE 'resumed' END,
-  'Bench escalation ' || i, 'Which way?', 'approach_choice', confidence, '[]'::jsonb,
-  '[{"key": "a", "label": "A", "recommended": true}, {"key": "b", "label": "B"}]'::jsonb,
-  tier >= 3, 'medium', 0, created_at - interval '20 minutes', NULL, '', 0, 'default',
-  '', '[]'::jsonb, '{}'::jsonb, false, tier, '[]'::jsonb, 1, 10 * tier, '[]'::jsonb, 1, '',
-  created_at, CASE WHEN is_open THEN created_at ELSE created_at + interval '1 hour' END
-FROM g;
-
-INSERT INTO escalations_decision (
-  escalation_id, agent_id, seq, kind, option_key, instruction, decided_by_type,
-  decided_by_name, decided_at, took_recommended)
-SELECT md5(i::text)::uuid, agent_id, i, 'option', 'a', '',
-  CASE WHEN tier >= 3 THEN 'human' ELSE 'policy' END,
-  CASE WHEN tier >= 3 THEN 'reviewer-' || (i %% 8) ELSE 'policy:default' END,
-  created_at + interval '1 hour', random() < confidence
-FROM g WHERE NOT is_open;
-
-INSERT INTO escalations_event (escalation_id, kind, actor, data, at)
-SELECT md5(i::text)::uuid, 'claimed', 'reviewer-' || (i %% 8), '{}'::jsonb,
-  created_at + interval '10 minutes'
-FROM g WHERE NOT is_open AND tier >= 3;
-
-INSERT INTO escalations_delivery (
-  id, escalation_id, url, payload, status, attempt_count, claim_count, next_attempt_at,
-  lease_until, last_error, created_at, delivered_at)
-SELECT md5('d' || i::text)::uuid, md5(i::text)::uuid, 'http://127.0.0.1:9/resume', '{}'::jsonb,
-  CASE WHEN r1 < 0.02 THEN 'retrying' WHEN r1 < 0.03 THEN 'failed' ELSE 'delivered' END,
-  1, 1, created_at + interval '2 hours', NULL, '', created_at + interval '1 hour',
-  CASE WHEN r1 >= 0.03 THEN created_at + interval '1 hour 1 second' END
-FROM g WHERE NOT is_open;
-
-INSERT INTO escalations_deliveryattempt (
-  delivery_id, number, started_at, duration_ms, status_code, error, response_excerpt)
-SELECT md5('d' || i::text)::uuid, n, created_at + interval '1 hour', 12,
-  CASE WHEN n = 1 AND r2 < 0.2 THEN 500 ELSE 200 END, '', ''
-FROM g CROSS JOIN LATERAL generate_series(1, CASE WHEN r2 < 0.2 THEN 2 ELSE 1 END) AS n
-WHERE NOT is_open;
-
-INSERT INTO notifications_notification (
-  id, key, kind, channel, recipient, target, subject, text, link, payload, escalation_id,
-  status, attempts, last_error, next_attempt_at, lease_until, created_at, sent_at)
-SELECT md5('n' || i::text)::uuid, 'bench:' || i, 'halt_created', 'email', 'demo', 'd@example.com',
-  's', 't', 'l', '{}'::jsonb, md5(i::text)::uuid,
-  CASE WHEN r2 < 0.01 THEN 'pending' ELSE 'sent' END, 1, '', created_at, NULL, created_at,
-  created_at
-FROM g WHERE i %% 10 = 0;
-SELECT setval(pg_get_serial_sequence('escalations_run', 'id'), %(n)s);
-VACUUM ANALYZE;
-"""
 
 # What deriving the counters from the rows would run at every scrape.
 ROW_DERIVED = {
@@ -154,18 +116,7 @@ ROW_DERIVED = {
 
 
 def generate(n: int, open_count: int) -> float:
-    from django.db import connection
-
-    from escalations import services
-
-    agents = [services.agent_create(name=f"bench-agent-{i:02d}").agent for i in range(AGENTS)]
-    started = time.monotonic()
-    params: dict[str, Any] = {"agents": [a.pk for a in agents], "n_agents": AGENTS, "n": n, "open": open_count}
-    with connection.cursor() as cursor:
-        for statement in GENERATE.split(";\n"):
-            if statement.strip():
-                cursor.execute(statement, params)
-    return time.monotonic() - started
+    return execute(statements(), agent_params(AGENTS, ["default"]) | {"n": n, "open": open_count})
 
 
 def timed(fn, runs: int, warmup: int = 20) -> dict:
@@ -248,9 +199,10 @@ def main() -> int:
     loads = [loadavg()]
     log(f"creating {DB}")
     recreate_database(DB)
-    setup_django()
+    start_django(DB, "metrics", redis_url=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"), static=False)
     log(f"generating {args.escalations:,} escalations ({args.open:,} open)")
     generated_s = generate(args.escalations, args.open)
+    analyze(vacuum=True)  # index-only scans need the visibility map
     log(f"timing GET /metrics, {args.requests} requests")
     whole, sources, size = scrape(args.requests)
     log("timing the row-derived alternative")

@@ -19,36 +19,23 @@ Prints a table and writes it to bench/results/precedents.md.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
-from typing import Any
 
-from lib import ROOT, use_the_project_venv
+from lib import use_the_project_venv
 
 use_the_project_venv()
 
-import django  # noqa: E402
-
-sys.path.insert(0, str(ROOT))
 from app import recreate_database  # noqa: E402
 from lib import RESULTS, loadavg, log, percentile  # noqa: E402
+from seed import agent_params, analyze, bench_db, execute, generated, start_django  # noqa: E402
 
-PG: dict[str, Any] = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
-DB = "handoff_bench_precedents"
+DB = bench_db("handoff_bench_precedents")
 DOMAINS = ["code", "db-migration", "research", "default"]
 AGENTS = 20
 TARGET_MS = 50.0
 
-GENERATE = """
-SELECT setseed(0.42);
-CREATE TEMP TABLE g AS
-SELECT i,
-       (%(agents)s::bigint[])[1 + i %% %(n_agents)s] AS agent_id,
-       (%(domains)s::text[])[1 + i %% %(n_agents)s] AS domain,
-       now() - random() * interval '180 days' AS created_at,
-       0.3 + 0.69 * random() AS confidence,
-       random() AS r1,
+TITLE = """
        (ARRAY['Rename','Drop','Migrate','Backfill','Split','Merge','Index','Archive','Retry','Pin'])[1 + floor(random() * 10)::int]
        || ' the ' ||
        (ARRAY['billing','sessions','invoices','orders','users','payments','audit','search','cache','queue',
@@ -57,74 +44,40 @@ SELECT i,
        (ARRAY['table','column','index','job','endpoint','schema','view','worker','bucket','topic'])[1 + floor(random() * 10)::int]
        || ' in ' ||
        (ARRAY['api','core','legacy','admin','etl','web','mobile','infra'])[1 + floor(random() * 8)::int]
-       || ' v' || floor(random() * 50)::int AS title
-FROM generate_series(1, %(n)s) AS i;
-
-INSERT INTO escalations_run (id, agent_id, run_id, status, created_at, close_note)
-SELECT i, agent_id, 'bench-' || i, 'active', created_at, '' FROM g;
-
-INSERT INTO escalations_escalation (
-  id, agent_id, run_id, status, title, uncertainty, reason, confidence, history, options,
-  blocking, impact, blocked_tasks, stuck_since, delay_note, attempts, domain,
-  timeout_option, links, metadata, is_irreversible, tier, tier_reasons, policy_version,
-  priority, priority_reasons, level, request_fingerprint, created_at, updated_at)
-SELECT md5(i::text)::uuid, agent_id, i, CASE WHEN r1 < 0.02 THEN 'pending' ELSE 'decided' END,
-  title, 'Which way?', 'approach_choice', confidence, '[]'::jsonb,
-  '[{"key": "a", "label": "A", "recommended": true}, {"key": "b", "label": "B"}]'::jsonb,
-  true, 'medium', 0, created_at, '', 0, domain, '', '[]'::jsonb, '{}'::jsonb, false, 3,
-  '[]'::jsonb, 1, 30, '[]'::jsonb, 1, '', created_at, created_at
-FROM g;
-
-INSERT INTO escalations_decision (
-  escalation_id, agent_id, seq, kind, option_key, instruction, decided_by_type,
-  decided_by_name, decided_at, took_recommended)
-SELECT md5(i::text)::uuid, agent_id, i, 'option', CASE WHEN r1 < 0.3 THEN 'b' ELSE 'a' END, '',
-  'human', 'reviewer-' || (i %% 8), created_at + interval '1 hour', r1 >= 0.3
-FROM g WHERE r1 >= 0.02;
-SELECT setval(pg_get_serial_sequence('escalations_run', 'id'), %(n)s);
-ANALYZE;
-"""
+       || ' v' || floor(random() * 50)::int"""
 
 
-def setup_django() -> None:
-    os.environ.update(
-        DATABASE_URL=f"postgres://{PG['user']}@{PG['host']}:{PG['port']}/{DB}",
-        DEBUG="0",
-        SECRET_KEY="bench-precedents-" + "k" * 40,
-        ALLOWED_HOSTS="testserver,127.0.0.1",
-        SECURE_SSL_REDIRECT="0",
-        HANDOFF_VAR_DIR=str(RESULTS / "var-precedents"),
-        DJANGO_SETTINGS_MODULE="handoff_site.settings",
-    )
-    os.environ.pop("REDIS_URL", None)
-    django.setup()
-    from django.core.management import call_command
+def statements() -> list[str]:
+    from escalations.models import Decision, Escalation, Run
 
-    call_command("collectstatic", "--noinput", verbosity=0)
-    call_command("migrate", verbosity=0)
+    return [
+        "SELECT setseed(0.42)",
+        f"""CREATE TEMP TABLE g AS
+        SELECT i,
+               (%(agents)s::bigint[])[1 + i %% %(n_agents)s] AS agent_id,
+               (%(domains)s::text[])[1 + i %% %(n_agents)s] AS domain,
+               now() - random() * interval '180 days' AS created_at,
+               0.3 + 0.69 * random() AS confidence,
+               random() AS r1,
+               {TITLE} AS title
+        FROM generate_series(1, %(n)s) AS i""",
+        generated(Run),
+        generated(
+            Escalation,
+            status="CASE WHEN r1 < 0.02 THEN 'pending' ELSE 'decided' END",
+            title="title", blocking="true", stuck_since="created_at", domain="domain", tier="3", priority="30",
+        ),
+        generated(
+            Decision, "WHERE r1 >= 0.02",
+            option_key="CASE WHEN r1 < 0.3 THEN 'b' ELSE 'a' END",
+            decided_at="created_at + interval '1 hour'", took_recommended="r1 >= 0.3",
+        ),
+        "SELECT setval(pg_get_serial_sequence('escalations_run', 'id'), %(n)s)",
+    ]
 
 
 def generate(n: int) -> dict:
-    from django.db import connection
-
-    from escalations import services
-
-    agents = [
-        services.agent_create(name=f"bench-agent-{i:02d}", domain=DOMAINS[i % len(DOMAINS)]).agent
-        for i in range(AGENTS)
-    ]
-    params: dict[str, Any] = {
-        "agents": [a.pk for a in agents],
-        "domains": [a.domain for a in agents],
-        "n_agents": AGENTS,
-        "n": n,
-    }
-    started = time.monotonic()
-    with connection.cursor() as cursor:
-        for statement in GENERATE.split(";\n"):
-            if statement.strip():
-                cursor.execute(statement, params)
-    return {"generate_s": time.monotonic() - started}
+    return {"generate_s": execute(statements(), agent_params(AGENTS, DOMAINS) | {"n": n})}
 
 
 def time_similar(requests: int) -> list[dict]:
@@ -188,14 +141,11 @@ def main() -> int:
     if not args.keep:
         log(f"creating {DB}")
         recreate_database(DB)
-    setup_django()
+    start_django(DB, "precedents")
     if not args.keep:
         log(f"generating {args.escalations:,} escalations")
         timings |= generate(args.escalations)
-    from django.db import connection
-
-    with connection.cursor() as cursor:  # as autovacuum leaves it: the visibility map set
-        cursor.execute("VACUUM ANALYZE escalations_escalation")
+    analyze(vacuum=True)  # as autovacuum leaves it: the visibility map set
     log(f"timing similar, {args.requests} escalations")
     rows = time_similar(args.requests)
     loads.append(loadavg())

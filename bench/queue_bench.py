@@ -38,8 +38,9 @@ import time  # noqa: E402
 import django  # noqa: E402
 from app import PG_HOST, PG_PORT, PG_USER, app_env, pg, subprocess_run  # noqa: E402
 from lib import RESULTS, Processes, free_port, loadavg, log, percentile, python, wait_for_port  # noqa: E402
+from seed import analyze, bench_db, execute, insert_select  # noqa: E402
 
-QUEUE_DB = "handoff_bench_queue"
+QUEUE_DB = bench_db("handoff_bench_queue")
 REDIS_QUEUE = "redis://127.0.0.1:6379/12"
 TARGET_MS = 150.0
 AGENTS = 20
@@ -77,21 +78,15 @@ def prepare() -> None:
     django.setup()
 
 
-def insert_as(table: str, fields: list[str], overrides: dict[str, str], source: str) -> str:
-    """INSERT ... SELECT of every column: the override's SQL, else the template row's (t) value."""
-    values = ", ".join(overrides.get(name, f"t.{name}") for name in fields)
-    return f"INSERT INTO {table} ({', '.join(fields)}) SELECT {values} FROM {source}"
-
-
-def seed(rows: int):
-    """(reviewer, the posting agent's token): `rows` open escalations and CLOSED_ROWS closed
-    tier-2 ones (policy decisions, half looked at), spread over AGENTS agents and 4 domains."""
+def seed(rows: int, closed_rows: int = CLOSED_ROWS):
+    """(reviewer, the posting agent's token, open count): `rows` open escalations and
+    `closed_rows` closed tier-2 ones (policy decisions, half looked at), spread over AGENTS
+    agents and 4 domains, copies of a template the service made but for the columns below."""
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group
-    from django.db import connection
 
     from escalations import services
-    from escalations.models import Escalation, Run
+    from escalations.models import Decision, Escalation, FlagReview, Run
     from escalations.schemas import EscalationIn
     from tests.conftest import make_package
 
@@ -107,79 +102,71 @@ def seed(rows: int):
     template = services.escalation_create(
         agent=agents[0].agent, package=EscalationIn.model_validate(body).to_input(body)
     ).escalation
-    ids = "ARRAY[" + ",".join(str(a.agent.id) for a in agents) + "]"
-    agent = f"({ids})[1 + g % {AGENTS}]"
-    run_fields = [str(f.column) for f in Run._meta.concrete_fields if not f.primary_key]
-    esc_fields = [str(f.column) for f in Escalation._meta.concrete_fields]
+    agent = f"(%(agents)s::bigint[])[1 + g %% {AGENTS}]"
+    common = {
+        "id": "gen_random_uuid()",
+        "agent_id": "r.agent_id",
+        "run_id": "r.id",
+        "title": "'Escalation ' || g || ': ' || md5(g::text)",
+        "reason": "(ARRAY['approach_choice','missing_information','missing_access','irreversible_action',"
+                  "'novelty','scope_mismatch','repeated_failure','other'])[1 + g %% 8]",
+        "impact": "(ARRAY['low','medium','high','critical'])[1 + g %% 4]",
+        "blocking": "g %% 3 = 0",
+        "blocked_tasks": "g %% 7",
+        "domain": "(ARRAY['default','code','research','db-migration'])[1 + g %% 4]",
+        "is_irreversible": "g %% 50 = 0",
+        "priority": "(g * 7919) %% 100",
+        "idempotency_key": "NULL",
+    }
+    opened = {
+        **common,
+        "status": "CASE WHEN g %% 10 = 0 THEN 'claimed' ELSE 'pending' END",
+        # 10% claimed: one in a hundred of those by the measuring reviewer ("mine").
+        "claimed_by_id": f"CASE WHEN g %% 1000 = 0 THEN {reviewer.id} WHEN g %% 10 = 0 THEN {other.id} END",
+        "claimed_until": "CASE WHEN g %% 10 = 0 THEN now() + interval '10 minutes' END",
+        "tier": "CASE WHEN g %% 5 = 0 THEN 4 ELSE 3 END",
+        "respond_by": "CASE WHEN g %% 3 = 0 THEN NULL ELSE now() + ((g %% 600) - 60) * interval '1 minute' END",
+        "created_at": "now() - g * interval '1 second'",
+        "updated_at": "now() - g * interval '1 second'",
+        "stuck_since": "now() - g * interval '1 second'",
+    }
+    closed = {
+        **common,
+        "status": "'resumed'",
+        "tier": "2",
+        "respond_by": "NULL",
+        "created_at": "now() - interval '3 days' - g * interval '1 second'",
+        "updated_at": "now() - interval '3 days'",
+        "stuck_since": "now() - interval '3 days' - g * interval '1 second'",
+    }
     template_run = f"(SELECT * FROM escalations_run WHERE id = {template.run_id}) t"
     template_row = f"(SELECT * FROM escalations_escalation WHERE id = '{template.id}') t"
-    with connection.cursor() as cursor:
-        for prefix, count in (("o", rows), ("c", CLOSED_ROWS)):
-            cursor.execute(insert_as(
-                "escalations_run", run_fields,
-                {"agent_id": agent, "run_id": f"'{prefix}-' || g", "created_at": "now()"},
-                f"{template_run}, generate_series(1, {count}) g",
-            ))
-        common = {
-            "id": "gen_random_uuid()",
-            "agent_id": "r.agent_id",
-            "run_id": "r.id",
-            "title": "'Escalation ' || g || ': ' || md5(g::text)",
-            "reason": "(ARRAY['approach_choice','missing_information','missing_access','irreversible_action',"
-                      "'novelty','scope_mismatch','repeated_failure','other'])[1 + g % 8]",
-            "impact": "(ARRAY['low','medium','high','critical'])[1 + g % 4]",
-            "blocking": "g % 3 = 0",
-            "blocked_tasks": "g % 7",
-            "domain": "(ARRAY['default','code','research','db-migration'])[1 + g % 4]",
-            "is_irreversible": "g % 50 = 0",
-            "priority": "(g * 7919) % 100",
-            "idempotency_key": "NULL",
-        }
-        opened = {
-            **common,
-            "status": "CASE WHEN g % 10 = 0 THEN 'claimed' ELSE 'pending' END",
-            # 10% claimed: one in a hundred of those by the measuring reviewer ("mine").
-            "claimed_by_id": f"CASE WHEN g % 1000 = 0 THEN {reviewer.id} WHEN g % 10 = 0 THEN {other.id} END",
-            "claimed_until": "CASE WHEN g % 10 = 0 THEN now() + interval '10 minutes' END",
-            "tier": "CASE WHEN g % 5 = 0 THEN 4 ELSE 3 END",
-            "respond_by": "CASE WHEN g % 3 = 0 THEN NULL ELSE now() + ((g % 600) - 60) * interval '1 minute' END",
-            "created_at": "now() - g * interval '1 second'",
-            "updated_at": "now() - g * interval '1 second'",
-            "stuck_since": "now() - g * interval '1 second'",
-        }
-        closed = {
-            **common,
-            "status": "'resumed'",
-            "tier": "2",
-            "respond_by": "NULL",
-            "created_at": "now() - interval '3 days' - g * interval '1 second'",
-            "updated_at": "now() - interval '3 days'",
-            "stuck_since": "now() - interval '3 days' - g * interval '1 second'",
-        }
-        for prefix, count, overrides in (("o", rows, opened), ("c", CLOSED_ROWS, closed)):
-            cursor.execute(insert_as(
-                "escalations_escalation", esc_fields, overrides,
-                f"{template_row}, generate_series(1, {count}) g "
-                f"JOIN escalations_run r ON r.agent_id = {agent} AND r.run_id = '{prefix}-' || g",
-            ))
-        cursor.execute(
-            """INSERT INTO escalations_decision (escalation_id, agent_id, seq, kind, option_key, args,
-                   instruction, decided_by_type, decided_by_name, decided_at, took_recommended)
-               SELECT e.id, e.agent_id, row_number() OVER (PARTITION BY e.agent_id ORDER BY e.id),
-                   'option', 'update-callers', NULL, '', 'policy', 'policy:' || e.domain,
-                   e.created_at, true
-               FROM escalations_escalation e WHERE e.status = 'resumed'"""
-        )
-        cursor.execute(
-            """INSERT INTO escalations_flagreview (escalation_id, reviewer_id, reviewer_name, verdict,
-                   option_key, note, at)
-               SELECT e.id, %s, 'bench', 'fine', '', '', now()
-               FROM escalations_escalation e WHERE e.status = 'resumed' AND e.blocked_tasks %% 2 = 0""",
-            [reviewer.id],
-        )
-        cursor.execute("VACUUM ANALYZE")
+    statements = []
+    for prefix, count in (("o", rows), ("c", closed_rows)):
+        statements.append(insert_select(
+            Run, {"agent_id": agent, "run_id": f"'{prefix}-' || g", "created_at": "now()"},
+            f"{template_run}, generate_series(1, {count}) g", template="t",
+        ))
+    for prefix, count, values in (("o", rows, opened), ("c", closed_rows, closed)):
+        statements.append(insert_select(
+            Escalation, values,
+            f"{template_row}, generate_series(1, {count}) g "
+            f"JOIN escalations_run r ON r.agent_id = {agent} AND r.run_id = '{prefix}-' || g",
+            template="t",
+        ))
+    statements.append(insert_select(Decision, {
+        "escalation_id": "e.id", "agent_id": "e.agent_id",
+        "seq": "row_number() OVER (PARTITION BY e.agent_id ORDER BY e.id)", "kind": "'option'",
+        "option_key": "'update-callers'", "decided_by_type": "'policy'", "decided_by_name": "'policy:' || e.domain",
+        "decided_at": "e.created_at", "took_recommended": "true",
+    }, "escalations_escalation e WHERE e.status = 'resumed'"))
+    statements.append(insert_select(FlagReview, {
+        "escalation_id": "e.id", "reviewer_id": str(reviewer.id), "reviewer_name": "'bench'",
+        "verdict": "'fine'", "at": "now()",
+    }, "escalations_escalation e WHERE e.status = 'resumed' AND e.blocked_tasks %% 2 = 0"))
+    execute(statements, {"agents": [a.agent.id for a in agents]})
     open_count = Escalation.objects.open().count()
-    log(f"seeded {open_count:,} open and {CLOSED_ROWS:,} closed escalations in {time.monotonic() - started:.1f} s")
+    log(f"seeded {open_count:,} open and {closed_rows:,} closed escalations in {time.monotonic() - started:.1f} s")
     poster = services.agent_create(name="bench-queue-poster", domain="default", daily_budget=10**9)
     return reviewer, poster.token, open_count
 
@@ -462,6 +449,7 @@ def main() -> int:
     load_start = loadavg()
     prepare()
     reviewer, token, open_count = seed(args.rows)
+    analyze(vacuum=True)
     skip = {part.strip() for part in args.skip.split(",")}
     server: list[dict] = []
     notices: list[dict] = []
