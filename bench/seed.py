@@ -74,13 +74,13 @@ def start_django(db: str, name: str, *, redis_url: str | None = None, static: bo
 def insert_select(model: Any, values: Mapping[str, str], source: str, *, template: str | None = None) -> str:
     """`INSERT INTO <model's table> (...) SELECT ... FROM source`, every concrete column accounted for.
 
-    `values`: a column's SQL per row of `source`. An auto primary key not in `values`: its
-    sequence. Any other column: with `template`, that row
-    alias's value (a row the service made, joined into `source`); else the database's default
-    (db_default), or the field's default as the ORM writes it
-    (`get_default()`: '' for text without one), one literal for every row, or NULL when nullable.
-    A column left without any of these, a unique one with a default (uuid4 once would collide)
-    or a value for a column the model does not have raises SeederOutOfDate, naming it.
+    `values`: a column's SQL per row of `source`. Any other column: an auto primary key, its
+    sequence; with `template`, that row alias's value (a row the service made, joined into
+    `source`); else the database's default (db_default), or the field's default as the ORM
+    writes it (`get_default()`: '' for text without one), one literal for every row, or NULL
+    when nullable. A column left without any of these, a unique one with a default (uuid4 once
+    would collide) or a value for a column the model does not have raises SeederOutOfDate,
+    naming it.
     The statement is run with parameters (`%%` for a literal %): cursor.execute(sql, params).
     """
     from django.db import connection
