@@ -202,6 +202,9 @@ class RedisStore:
         self._client: redis.Redis | None = None
         self._pending: Counter = Counter()
         self._lock = threading.Lock()
+        # One flush at a time: a batch on its way is in neither _pending nor Redis, so a
+        # read waits for it (else a scrape could miss counts the flusher thread is writing).
+        self._flushing = threading.Lock()
         self._flusher_pid: int | None = None
         self._failing = False
         os.register_at_fork(after_in_child=self._forget_parent)
@@ -211,6 +214,7 @@ class RedisStore:
         """In a forked child: the parent's counts are the parent's to write; its lock and
         flusher thread did not come along."""
         self._lock = threading.Lock()
+        self._flushing = threading.Lock()
         self._pending = Counter()
         self._client = None
         self._flusher_pid = None
@@ -239,6 +243,10 @@ class RedisStore:
 
     def flush(self) -> bool:
         """Write the waiting counts to Redis now. False (and they wait) if Redis refuses."""
+        with self._flushing:
+            return self._flush()
+
+    def _flush(self) -> bool:
         with self._lock:
             batch, self._pending = self._pending, Counter()
         if not batch:

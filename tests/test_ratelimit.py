@@ -71,6 +71,14 @@ def quick_calls(base_url: str, token: str, count: int, *, forwarded_for: str, pa
         return list(pool.map(lambda i: one(client, i), range(count)))
 
 
+def limiter_stood_aside(said) -> bool:
+    """Whether the limiter's breaker opened (Redis did not answer within its timeout, so
+    calls went through uncounted for a second): log records, or a server's log text."""
+    if isinstance(said, str):
+        return "rate limits not checked" in said
+    return any("rate limits not checked" in record.getMessage() for record in said)
+
+
 def statuses(responses) -> dict[int, int]:
     found: dict[int, int] = {}
     for response in responses:
@@ -79,19 +87,26 @@ def statuses(responses) -> dict[int, int]:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_thousand_quick_calls_get_the_limit_then_429(live_server_asgi, agent_with_token, settings):
+def test_a_thousand_quick_calls_get_the_limit_then_429(live_server_asgi, agent_with_token, settings, caplog):
     """1,000 gate calls from one token: exactly the limit's count of 200s, the rest 429
     problem+json with Retry-After, no 5xx; another token is unaffected."""
     settings.RATE_LIMIT_AGENT = "100/minute"
     settings.RATE_LIMIT_ADDRESS = "5000/minute"
     settings.TRUSTED_PROXY_COUNT = 1
-    address = f"203.0.113.{uuid.uuid4().int % 250 + 1}"  # an address bucket of this test's own
     _, token = agent_with_token
     other = services.agent_create(name="agent-other").token
 
-    started = time.monotonic()
-    responses = quick_calls(live_server_asgi, token, 1000, forwarded_for=address)
-    took = time.monotonic() - started
+    for attempt in (1, 2):
+        address = f"203.0.113.{uuid.uuid4().int % 250 + 1}"  # an address bucket of this attempt's own
+        caplog.clear()
+        started = time.monotonic()
+        responses = quick_calls(live_server_asgi, token, 1000, forwarded_for=address)
+        took = time.monotonic() - started
+        if not limiter_stood_aside(caplog.records):
+            break
+        # Redis did not answer in time once: the limiter let a second's calls through, as it
+        # must (it never fails the API). That is not what this test measures: once more, anew.
+        token = services.agent_create(name=f"agent-again-{attempt}").token
 
     assert statuses(responses) == {200: 100, 429: 900}, statuses(responses)
     refusal = next(r for r in responses if r.status_code == 429)
@@ -287,14 +302,22 @@ def test_two_server_processes_share_one_limit_on_redis(agent_with_token, tmp_pat
         servers.append(_serve(
             [sys.executable, "-m", "uvicorn", "handoff_site.asgi:application", "--host", "127.0.0.1",
              "--port", str(async_port), "--log-level", "warning", "--lifespan", "off"], async_port, env, logs[1]))
-        with ThreadPoolExecutor(8) as pool:
-            halves = list(pool.map(
-                lambda port: quick_calls(f"http://127.0.0.1:{port}", token, 500, forwarded_for="x"),
-                [http_port, async_port],
-            ))  # fmt: skip
+        said_before = ""
+        for attempt in (1, 2):
+            with ThreadPoolExecutor(8) as pool:
+                halves = list(pool.map(
+                    lambda port, token=token: quick_calls(f"http://127.0.0.1:{port}", token, 500, forwarded_for="x"),
+                    [http_port, async_port],
+                ))  # fmt: skip
+            said_all = "".join((tmp_path / name).read_text() for name in ("gunicorn.log", "uvicorn.log"))
+            said, said_before = said_all[len(said_before):], said_all
+            if not limiter_stood_aside(said):
+                break
+            # Redis did not answer a server in time: its limiter let a second's calls through,
+            # as it must. Not what this test measures: once more, with a fresh token.
+            token = services.agent_create(name=f"agent-again-{attempt}").token
         both = halves[0] + halves[1]
-        said = [(tmp_path / name).read_text()[-1500:] for name in ("gunicorn.log", "uvicorn.log")]
-        assert statuses(both) == {200: 100, 429: 900}, ([statuses(h) for h in halves], said)
+        assert statuses(both) == {200: 100, 429: 900}, ([statuses(h) for h in halves], said[-3000:])
         assert all(statuses(h).get(200, 0) > 0 for h in halves)  # each server answered some
         assert all(int(r.headers["Retry-After"]) >= 1 for r in both if r.status_code == 429)
         assert statuses(quick_calls(f"http://127.0.0.1:{http_port}", other, 20, forwarded_for="x")) == {200: 20}
