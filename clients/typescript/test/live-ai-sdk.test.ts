@@ -75,7 +75,9 @@ describe("live: AI SDK tool approval decided in Handoff", () => {
     const decided = await decideApprovals(client(), conversation, { runId: run, tools, timeout: 30 });
     await decision;
     assert.equal(decided.outcomes[0]!.outcome, "edited");
-    assert.equal(decided.outcomes[0]!.escalation.status, "decided");
+    // "resumed" when the run's webhook was delivered before the wait read the row (the
+    // worker is that quick now); either way it is decided.
+    assert.ok(["decided", "resumed"].includes(decided.outcomes[0]!.escalation.status));
     assert.deepEqual(pendingApprovals(decided.messages), []);
 
     const second = await generateText({ model, tools, messages: decided.messages });

@@ -69,7 +69,8 @@ describe("live: the agent API", () => {
     const result = await handoff.wait(escalation, { timeout: 30 });
     assert.ok(Date.now() - started >= 1000);
     await decided;
-    assert.equal(result.status, "decided");
+    // "resumed" when the run's webhook was delivered before the wait read the row.
+    assert.ok(["decided", "resumed"].includes(result.status), result.status);
     assert.equal(result.decision?.kind, "option");
     assert.equal(result.decision?.option, "drop");
     assert.deepEqual(result.decision?.args, { table: "billing_legacy_v1" });
