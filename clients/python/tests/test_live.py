@@ -119,7 +119,7 @@ def test_wait_returns_the_reviewers_decision(client, reviewer):
     started = time.monotonic()
     decided = client.wait(escalation, timeout=30)
     assert time.monotonic() - started >= 1.0
-    assert decided.status == "decided"
+    assert decided.status in ("decided", "resumed")  # resumed: its webhook was already delivered
     assert decided.decision.kind == "option"
     assert decided.decision.option == "drop"
     assert decided.decision.args == {"table": "billing_legacy_v1"}
