@@ -71,12 +71,10 @@ def quick_calls(base_url: str, token: str, count: int, *, forwarded_for: str, pa
         return list(pool.map(lambda i: one(client, i), range(count)))
 
 
-def limiter_stood_aside(said) -> bool:
+def limiter_stood_aside(said: str) -> bool:
     """Whether the limiter's breaker opened (Redis did not answer within its timeout, so
-    calls went through uncounted for a second): log records, or a server's log text."""
-    if isinstance(said, str):
-        return "rate limits not checked" in said
-    return any("rate limits not checked" in record.getMessage() for record in said)
+    calls went through uncounted for a second), by what the server logged."""
+    return "rate limits not checked" in said
 
 
 def statuses(responses) -> dict[int, int]:
@@ -102,7 +100,7 @@ def test_a_thousand_quick_calls_get_the_limit_then_429(live_server_asgi, agent_w
         started = time.monotonic()
         responses = quick_calls(live_server_asgi, token, 1000, forwarded_for=address)
         took = time.monotonic() - started
-        if not limiter_stood_aside(caplog.records):
+        if not limiter_stood_aside(caplog.text):
             break
         # Redis did not answer in time once: the limiter let a second's calls through, as it
         # must (it never fails the API). That is not what this test measures: once more, anew.
