@@ -20,7 +20,7 @@ from escalations.tasks import deliver_webhook_task, sweep_deliveries_task
 from escalations.transport import webhooks
 from escalations.wire import escalation_dict
 from tests.conftest import free_port, make_package
-from tests.receiver import CLOSE, Receiver
+from tests.receiver import CLOSE, Receiver, Reply
 
 pytestmark = pytest.mark.django_db
 
@@ -408,3 +408,21 @@ def test_a_delivery_that_kills_every_worker_is_given_up_as_poison(api, hooked, r
     assert "workers died" in delivery.last_error
     assert Event.objects.filter(escalation=delivery.escalation, kind="delivery_failed").exists()
     assert receiver.requests == []
+
+
+@pytest.mark.parametrize("status", [200, 500])
+def test_an_answer_holding_a_nul_byte_is_recorded(api, hooked, reviewer, receiver, status):
+    """PostgreSQL text cannot hold U+0000: a 2xx whose body has one was never recorded (the
+    task raised, the decision was sent again and again, then given up as poison)."""
+    receiver.script(Reply(status, body=b"ok\x00binary"))
+    escalation = escalate(api)
+    delivery = decide(escalation, reviewer)
+
+    deliver_webhook_task(str(delivery.id))
+
+    receiver.wait_for(1)
+    (attempt,) = DeliveryAttempt.objects.filter(delivery=delivery)
+    assert (attempt.status_code, attempt.response_excerpt) == (status, "ok\ufffdbinary")
+    escalation.refresh_from_db()
+    resumed = status == 200
+    assert (escalation.status == Escalation.Status.RESUMED) is resumed

@@ -145,8 +145,8 @@ def post(url: str, payload: dict[str, Any], *, delivery_id: str, secret: str | N
                     raise httpx.ReadTimeout("the answer took too long")
             excerpt = bytes(received[:_MAX_READ_BYTES]).decode(
                 response.encoding or "utf-8", errors="replace"
-            )[:EXCERPT_CHARS]
-        return Outcome(response.status_code, "", excerpt, _ms_since(started))
+            )
+        return Outcome(response.status_code, "", _storable(excerpt), _ms_since(started))
     except httpx.TimeoutException as exc:
         error = f"timed out after {limit:g} s ({type(exc).__name__})"
     except httpx.HTTPError as exc:
@@ -157,7 +157,13 @@ def post(url: str, payload: dict[str, Any], *, delivery_id: str, secret: str | N
         error = f"{type(exc).__name__}: {exc}"
     if client is not None:
         _drop_client(client)
-    return Outcome(None, error[:EXCERPT_CHARS], "", _ms_since(started))
+    return Outcome(None, _storable(error), "", _ms_since(started))
+
+
+def _storable(text: str) -> str:
+    """The first EXCERPT_CHARS of an answer or error as a text column can hold it: PostgreSQL
+    refuses U+0000 (an agent's 2xx with one was never recorded), so it becomes U+FFFD."""
+    return text[:EXCERPT_CHARS].replace("\x00", "\ufffd")
 
 
 def _ms_since(started: float) -> int:
