@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 from django.db import transaction
+from django.db.models.signals import post_save, pre_save
 from django.utils import timezone
 
 from escalations import calibration, policy, rows, services
@@ -211,6 +212,10 @@ def _both_ways(escalation, model_name):
 def test_insert_writes_the_row_save_writes(escalation, model_name):
     by_orm, by_hand = _both_ways(escalation, model_name)
     model = type(by_orm)
+    # What save() does beyond the row, insert does not: no receiver may listen, no column be
+    # left to its database default (get_db_prep_save cannot send DEFAULT).
+    assert [signal.has_listeners(model) for signal in (pre_save, post_save)] == [False, False]
+    assert not [f.name for f in model._meta.concrete_fields if f.has_db_default()]
     by_orm.save(force_insert=True)
     rows.insert(by_hand)
 
