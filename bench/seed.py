@@ -78,9 +78,9 @@ def insert_select(model: Any, values: Mapping[str, str], source: str, *, templat
     sequence; with `template`, that row alias's value (a row the service made, joined into
     `source`); else the database's default (db_default), or the field's default as the ORM
     writes it (`get_default()`: '' for text without one), one literal for every row, or NULL
-    when nullable. A column left without any of these, a unique one with a default (uuid4 once
-    would collide) or a value for a column the model does not have raises SeederOutOfDate,
-    naming it.
+    when nullable. A column left without any of these, a unique one the template or a default
+    would give every row alike (uuid4 once would collide) or a value for a column the model
+    does not have raises SeederOutOfDate, naming it.
     The statement is run with parameters (`%%` for a literal %): cursor.execute(sql, params).
     """
     from django.db import connection
@@ -99,12 +99,12 @@ def insert_select(model: Any, values: Mapping[str, str], source: str, *, templat
             expression = values[f.column]
         elif isinstance(f, AutoField | BigAutoField | SmallAutoField):
             continue  # its sequence
+        elif (f.unique or f.primary_key) and (template is not None or f.has_default()):
+            raise SeederOutOfDate(f"{meta.db_table}.{f.column} is unique: the seeder must give each row its value")
         elif template is not None:
             expression = f"{template}.{f.column}"
         elif f.db_default is not NOT_PROVIDED:
             continue
-        elif f.has_default() and (f.unique or f.primary_key):
-            raise SeederOutOfDate(f"{meta.db_table}.{f.column} is unique: the seeder must give each row its value")
         else:
             default = f.get_default()
             if default is None:

@@ -103,5 +103,7 @@ def test_a_column_the_seeder_does_not_fill_is_named() -> None:
         seed.insert_select(models.Escalation, {"id": "gen_random_uuid()"}, "g")
     with pytest.raises(seed.SeederOutOfDate, match=r"escalations_escalation\.id is unique"):
         seed.insert_select(models.Escalation, {}, "g")
+    with pytest.raises(seed.SeederOutOfDate, match=r"escalations_escalation\.id is unique"):
+        seed.insert_select(models.Escalation, {}, "g", template="t")  # the template's own id, copied
     with pytest.raises(seed.SeederOutOfDate, match="no column gone"):
         seed.insert_select(models.Run, values | {"gone": "1"}, "g")
