@@ -20,7 +20,9 @@ re-tiers them in SQL: judged escalations that move between a person and the poli
 of those, the ones where the outcome differs (the policy would take the recommended
 option a person did not, or a person would have chosen where the policy got it wrong).
 So a suggestion's count is the difference of the backtest's "decided at once, yet a
-person chose another option" between the saved column and the proposed one.
+person chose another option" between the saved column and the proposed one, over the
+judged escalations given: backtest.judged_history gives the latest PER_GROUP of each agent
+and reason, where the backtest counts the whole window (it can count more).
 """
 
 import math
