@@ -17,8 +17,10 @@
     100 fetching their own row from the row view (what pages did before). Packages go 250 ms
     apart (--interval).
 
-It drops and re-creates its own database `handoff_bench_queue`, uses Redis database 12
-(flushed), and stops the server it starts.
+It drops and re-creates its own database `handoff_bench_queue` (BENCH_DB names another), uses
+Redis database 12 (flushed; BENCH_REDIS_DBS=N, its first number, names another), and stops the
+server it starts. --decided N adds N closed escalations decided by people (and one in a thousand
+by a machine reviewer, half of those looked at) behind the flagged ones.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from lib import RESULTS, Processes, free_port, loadavg, log, percentile, python,
 from seed import analyze, bench_db, execute, insert_select  # noqa: E402
 
 QUEUE_DB = bench_db("handoff_bench_queue")
-REDIS_QUEUE = "redis://127.0.0.1:6379/12"
+REDIS_QUEUE = f"redis://127.0.0.1:6379/{os.environ.get('BENCH_REDIS_DBS', '12').split(',')[0]}"
 TARGET_MS = 150.0
 AGENTS = 20
 CLOSED_ROWS = 20_000
@@ -78,10 +80,12 @@ def prepare() -> None:
     django.setup()
 
 
-def seed(rows: int, closed_rows: int = CLOSED_ROWS):
-    """(reviewer, the posting agent's token, open count): `rows` open escalations and
-    `closed_rows` closed tier-2 ones (policy decisions, half looked at), spread over AGENTS
-    agents and 4 domains, copies of a template the service made but for the columns below."""
+def seed(rows: int, closed_rows: int = CLOSED_ROWS, decided_rows: int = 0):
+    """(reviewer, the posting agent's token, open count): `rows` open escalations,
+    `closed_rows` closed tier-2 ones (policy decisions, half looked at) and `decided_rows` closed
+    tier-3 ones decided by people (one in a thousand more by a machine reviewer, half of those
+    looked at), spread over AGENTS agents and 4 domains, copies of a template the service made
+    but for the columns below."""
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group
 
@@ -115,7 +119,7 @@ def seed(rows: int, closed_rows: int = CLOSED_ROWS):
         "blocked_tasks": "g %% 7",
         "domain": "(ARRAY['default','code','research','db-migration'])[1 + g %% 4]",
         "is_irreversible": "g %% 50 = 0",
-        "priority": "(g * 7919) %% 100",
+        "priority": "(g::bigint * 7919) %% 100",
         "idempotency_key": "NULL",
     }
     opened = {
@@ -139,15 +143,24 @@ def seed(rows: int, closed_rows: int = CLOSED_ROWS):
         "updated_at": "now() - interval '3 days'",
         "stuck_since": "now() - interval '3 days' - g * interval '1 second'",
     }
+    decided = {
+        **closed,
+        "tier": "3",
+        "created_at": "now() - interval '4 days' - g * interval '1 second'",
+        "stuck_since": "now() - interval '4 days' - g * interval '1 second'",
+    }
+    # The run's prefix says who decided: c the policy (tier 2), d a person, m a machine.
+    batches = (("o", rows, opened), ("c", closed_rows, closed), ("d", decided_rows, decided),
+               ("m", decided_rows // 1000, decided))
     template_run = f"(SELECT * FROM escalations_run WHERE id = {template.run_id}) t"
     template_row = f"(SELECT * FROM escalations_escalation WHERE id = '{template.id}') t"
     statements = []
-    for prefix, count in (("o", rows), ("c", closed_rows)):
+    for prefix, count, _ in batches:
         statements.append(insert_select(
             Run, {"agent_id": agent, "run_id": f"'{prefix}-' || g", "created_at": "now()"},
             f"{template_run}, generate_series(1, {count}) g", template="t",
         ))
-    for prefix, count, values in (("o", rows, opened), ("c", closed_rows, closed)):
+    for prefix, count, values in batches:
         statements.append(insert_select(
             Escalation, values,
             f"{template_row}, generate_series(1, {count}) g "
@@ -157,16 +170,24 @@ def seed(rows: int, closed_rows: int = CLOSED_ROWS):
     statements.append(insert_select(Decision, {
         "escalation_id": "e.id", "agent_id": "e.agent_id",
         "seq": "row_number() OVER (PARTITION BY e.agent_id ORDER BY e.id)", "kind": "'option'",
-        "option_key": "'update-callers'", "decided_by_type": "'policy'", "decided_by_name": "'policy:' || e.domain",
+        "option_key": "'update-callers'",
+        "decided_by_type": "CASE left(r.run_id, 1) WHEN 'c' THEN 'policy' WHEN 'm' THEN 'machine' ELSE 'human' END",
+        "decided_by_name": "CASE left(r.run_id, 1) WHEN 'c' THEN 'policy:' || e.domain "
+                           f"WHEN 'm' THEN 'bench-machine' ELSE '{reviewer.username}' END",
+        "decided_by_user_id": f"CASE left(r.run_id, 1) WHEN 'd' THEN {reviewer.id} END",
         "decided_at": "e.created_at", "took_recommended": "true",
-    }, "escalations_escalation e WHERE e.status = 'resumed'"))
+    }, "escalations_escalation e JOIN escalations_run r ON r.id = e.run_id WHERE e.status = 'resumed'"))
     statements.append(insert_select(FlagReview, {
         "escalation_id": "e.id", "reviewer_id": str(reviewer.id), "reviewer_name": "'bench'",
         "verdict": "'fine'", "at": "now()",
-    }, "escalations_escalation e WHERE e.status = 'resumed' AND e.blocked_tasks %% 2 = 0"))
+    }, "escalations_escalation e JOIN escalations_run r ON r.id = e.run_id"
+       " WHERE e.status = 'resumed' AND left(r.run_id, 1) IN ('c', 'm') AND e.blocked_tasks %% 2 = 0"))
     execute(statements, {"agents": [a.agent.id for a in agents]})
+    # As the decisions' and the reviews' services leave them (and migration 0009 filled them).
+    Escalation.objects.filter(FlagReview.APPLIES, flag_review__isnull=True).update(awaiting_look=True)
     open_count = Escalation.objects.open().count()
-    log(f"seeded {open_count:,} open and {closed_rows:,} closed escalations in {time.monotonic() - started:.1f} s")
+    log(f"seeded {open_count:,} open and {closed_rows + decided_rows + decided_rows // 1000:,} closed escalations "
+        f"in {time.monotonic() - started:.1f} s")
     poster = services.agent_create(name="bench-queue-poster", domain="default", daily_budget=10**9)
     return reviewer, poster.token, open_count
 
@@ -197,6 +218,8 @@ def scenarios(reviewer) -> list[tuple[str, str]]:
         ("tab: mine", f"{base}?tab=mine"),
         ("tab: overdue", f"{base}?tab=overdue"),
         ("tab: flagged", f"{base}?tab=flagged"),
+        ("flagged page, newest first", reverse("reviews:flagged")),
+        ("flagged page, most uncertain first", reverse("reviews:flagged") + "?sort=uncertain"),
         ("page 41 (keyset cursor)", f"{base}?after={queue.Cursor.of(deep, 'priority').encode()}"),
         ("row view (live fetch)", reverse("reviews:queue_row", args=[some.pk])),
     ]
@@ -227,7 +250,7 @@ def server_time(reviewer, samples: int) -> list[dict]:
             times.append((time.perf_counter() - started) * 1000)
             cpu.append((time.process_time() - started_cpu) * 1000)
             assert response.status_code == 200
-        rows = response.content.count(b"data-row ")
+        rows = response.content.count(b"data-row ") + response.content.count(b"data-flagged-row=")
         results.append({
             "name": name, "p50": percentile(times, 50), "p99": percentile(times, 99),
             "cpu_p50": percentile(cpu, 50), "queries": len(queries), "rows": rows,
@@ -389,11 +412,11 @@ def live_phase(reviewer, token: str, clients: int, posts: int, interval: float) 
 # ---------------------------------------------------------------- report
 
 
-def report(server: list[dict], notices: list[dict], open_count: int, load: tuple[str, str]) -> str:
+def report(server: list[dict], notices: list[dict], open_count: int, closed: int, load: tuple[str, str]) -> str:
     lines = [
         f"# Queue figures ({time.strftime('%Y-%m-%d %H:%M')} UTC, load {load[0]} -> {load[1]})",
         "",
-        f"(Q) queue page server time, {open_count:,} open + {CLOSED_ROWS:,} closed escalations, PostgreSQL",
+        f"(Q) queue page server time, {open_count:,} open + {closed:,} closed escalations, PostgreSQL",
         "",
         "Wall time of each request through Django's handler; CPU is this process's own time",
         "(view, templates, psycopg), which the box's load does not inflate.",
@@ -440,6 +463,7 @@ def report(server: list[dict], notices: list[dict], open_count: int, load: tuple
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--decided", type=int, default=0, help="closed escalations decided by people")
     parser.add_argument("--samples", type=int, default=100)
     parser.add_argument("--clients", type=int, default=100)
     parser.add_argument("--posts", type=int, default=50)
@@ -448,7 +472,7 @@ def main() -> int:
     args = parser.parse_args()
     load_start = loadavg()
     prepare()
-    reviewer, token, open_count = seed(args.rows)
+    reviewer, token, open_count = seed(args.rows, decided_rows=args.decided)
     analyze(vacuum=True)
     skip = {part.strip() for part in args.skip.split(",")}
     server: list[dict] = []
@@ -459,7 +483,8 @@ def main() -> int:
     if "live" not in skip:
         log(f"(L) POST -> notice on {args.clients} websockets")
         notices = live_phase(reviewer, token, args.clients, args.posts, args.interval)
-    table = report(server, notices, open_count, (load_start, loadavg()))
+    closed = CLOSED_ROWS + args.decided + args.decided // 1000
+    table = report(server, notices, open_count, closed, (load_start, loadavg()))
     print(table)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "queue.md").write_text(table)

@@ -254,9 +254,10 @@ def _event(w: Writer, esc: Escalation, kind: str, actor: str, at: datetime, payl
 
 
 def _decide(w: Writer, esc: Escalation, option: str, by: str, name: str, user, at: datetime) -> None:
-    """As the decision service does: the escalation decided, the agent's next feed number
-    (set in order when written), the decision, its event."""
+    """As the decision service does: the escalation decided (awaiting a look when the rule
+    says so), the agent's next feed number (set in order when written), the decision, its event."""
     esc.status, esc.updated_at = Escalation.Status.DECIDED, at
+    esc.awaiting_look = FlagReview.applies(esc.tier, by)
     w.rows.decisions.append(
         Decision(
             escalation=esc,
@@ -278,6 +279,7 @@ def _flag_review(w: Writer, esc: Escalation, agrees: bool, at: datetime) -> None
     name = w.rng.choice(list(w.reviewers))
     verdict = FlagReview.Verdict.FINE if agrees else FlagReview.Verdict.OTHER
     option = "" if agrees else "alternative"
+    esc.awaiting_look = False
     w.rows.flags.append(
         FlagReview(
             escalation=esc,

@@ -13,10 +13,10 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from django.db.models import Exists, F, OuterRef, Q
+from django.db.models import F, Q
 from django.utils import timezone
 
-from escalations.models import Escalation, EscalationQuerySet, FlagReview
+from escalations.models import Escalation, EscalationQuerySet
 from escalations.selectors import escalations_for_reviewer
 
 # ---------------------------------------------------------------- tabs
@@ -59,14 +59,12 @@ def live_claim(now: datetime) -> Q:
 
 
 def flagged() -> Q:
-    """Decisions a person looks at afterwards (FlagReview.APPLIES: the policy's at tier 2, a
-    machine reviewer's) that nobody has looked at yet.
-
-    NOT EXISTS rather than a LEFT JOIN ... IS NULL: PostgreSQL then estimates the rows
-    left and walks the tier-2 index in priority order instead of sorting them all.
+    """Decisions a person looks at afterwards (FlagReview.applies: the policy's at tier 2, a
+    machine reviewer's) that nobody has looked at yet: Escalation.awaiting_look, which the
+    decision's and the review's services keep, read through its partial indexes (a page, or a
+    capped count, is one index range).
     """
-    looked_at = FlagReview.objects.filter(escalation=OuterRef("pk"))
-    return FlagReview.APPLIES & ~Q(Exists(looked_at))
+    return Q(awaiting_look=True)
 
 
 def in_tab(queryset: EscalationQuerySet, tab: str, *, user, now: datetime) -> EscalationQuerySet:
@@ -102,7 +100,7 @@ def tab_counts(user, *, now: datetime, search: str = "") -> dict[str, int]:
     query each.
 
     Each count reads at most COUNT_CAP + 1 entries of an index (the open escalations'
-    partial indexes in Escalation.Meta, the tier-2 one, decisions by time); a count above
+    partial indexes in Escalation.Meta, the flagged ones, decisions by time); a count above
     COUNT_CAP means "more than COUNT_CAP".
     """
     visible = matching(escalations_for_reviewer(user).select_related(None), search)

@@ -16,7 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from escalations import services
-from escalations.models import Escalation, FlagReview
+from escalations.models import Escalation
 from reviews import queue, queue_views
 from reviews.routing import websocket_urlpatterns
 from tests.conftest import ensure_default_policies, make_user, post_package
@@ -163,7 +163,7 @@ def test_tabs_list_their_rows_and_count_them(agent, reviewer, other_reviewer, re
     create_overdue(agent, title="Late")
     flagged = create(agent, run_id="flag", title="Flagged by policy", confidence=0.8)
     looked_at = create(agent, run_id="seen", title="Flag already reviewed", confidence=0.8)
-    FlagReview.objects.create(escalation=looked_at, reviewer=other_reviewer, reviewer_name="bob", verdict="fine")
+    services.flag_review_record(escalation_id=looked_at.pk, user=other_reviewer, verdict="fine")
     autonomous = create(agent, run_id="auto", title="Autonomous", confidence=0.99)
     decided_by_me = create(agent, run_id="halted", title="Halted by me")
     services.escalation_decide(

@@ -85,8 +85,11 @@ class Approval(models.Model):
 
 class FlagReview(models.Model):
     """A person's look at a decision made without one (the flagged backlog): fine, or another
-    option. Which decisions are looked at afterwards: `applies_to` (one row) and `APPLIES`
-    (a filter on escalations), the same rule.
+    option. Which decisions are looked at afterwards: `applies` (the rule), `applies_to` (one
+    row) and `APPLIES` (a filter on escalations), the same rule. Escalation.awaiting_look
+    holds it for the decisions no FlagReview answers yet: decide_open sets it from `applies`,
+    flag_review_record clears it, each in its own transaction; the backlog reads that flag
+    (tests/test_flagged.py holds it equal to the rule over every kind of decision).
 
     A review of the policy's decision feeds the agent's calibration ("should have been X":
     the recommended option not taken); a review of a machine's decision judges the machine
@@ -118,12 +121,15 @@ class FlagReview(models.Model):
         return f"{self.verdict} by {self.reviewer_name}"
 
     @staticmethod
-    def applies_to(escalation: Escalation, decision: Decision | None) -> bool:
-        if decision is None:
-            return False
-        if decision.decided_by_type == Decision.DecidedBy.MACHINE:
+    def applies(tier: int, decided_by_type: str) -> bool:
+        """Does a person look at this decision afterwards? APPLIES is the same rule in SQL."""
+        if decided_by_type == Decision.DecidedBy.MACHINE:
             return True
-        return escalation.tier == 2 and decision.decided_by_type == Decision.DecidedBy.POLICY
+        return tier == 2 and decided_by_type == Decision.DecidedBy.POLICY
+
+    @staticmethod
+    def applies_to(escalation: Escalation, decision: Decision | None) -> bool:
+        return decision is not None and FlagReview.applies(escalation.tier, decision.decided_by_type)
 
 
 class Recommendation(models.Model):

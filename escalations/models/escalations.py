@@ -143,6 +143,9 @@ class Escalation(models.Model):
     question_by = models.CharField(max_length=150, blank=True)
     question_at = models.DateTimeField(null=True, blank=True)
     waited_on_agent = models.DurationField(default=timedelta(0))
+    # Decided without a person, and waiting for one's look (FlagReview.applies, the flagged
+    # backlog): set in the decision's transaction, cleared in its FlagReview's.
+    awaiting_look = models.BooleanField(default=False)
 
     # NULL, not "", so the unique constraint only covers requests that sent a key.
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
@@ -158,8 +161,8 @@ class Escalation(models.Model):
             models.Index(fields=["status", "-priority", "created_at"], name="esc_queue_idx"),
             models.Index(fields=["agent", "created_at"], name="esc_agent_created_idx"),
             models.Index(fields=["respond_by"], name="esc_respond_by_idx"),
-            # The queue's sorts over open escalations, one each (reviews.queue.SORTS), and
-            # the flagged tab: keyset pages read them in order and stop after one page.
+            # The queue's sorts over open escalations, one each (reviews.queue.SORTS): keyset
+            # pages read them in order and stop after one page.
             models.Index(
                 fields=["-priority", "created_at", "id"],
                 condition=Q(status__in=["pending", "claimed"]),
@@ -175,10 +178,28 @@ class Escalation(models.Model):
                 condition=Q(status__in=["pending", "claimed"]),
                 name="esc_open_age_idx",
             ),
+            # The flagged backlog (awaiting_look) in each of the queue tab's sorts and the
+            # backlog page's (reviews.flagged.SORTS; the newest first reads esc_flagged_age_idx
+            # backwards): a page and a capped count read one range of a small index.
             models.Index(
                 fields=["-priority", "created_at", "id"],
-                condition=Q(tier=2),
-                name="esc_tier2_priority_idx",
+                condition=Q(awaiting_look=True),
+                name="esc_flagged_priority_idx",
+            ),
+            models.Index(
+                fields=["created_at", "id"],
+                condition=Q(awaiting_look=True),
+                name="esc_flagged_age_idx",
+            ),
+            models.Index(
+                fields=["respond_by", "created_at", "id"],
+                condition=Q(awaiting_look=True),
+                name="esc_flagged_deadline_idx",
+            ),
+            models.Index(
+                fields=["confidence", "-created_at", "-id"],
+                condition=Q(awaiting_look=True),
+                name="esc_flagged_uncertain_idx",
             ),
             # One agent's open escalations in priority order: the agent filter reads only that
             # agent's rows, even when another filter leaves none (a whole-queue scan before:

@@ -71,7 +71,8 @@ def flag_review_record(
     One per escalation (the first one stands).
 
     Raises Invalid naming verdict/option_key/note, Conflict when the decision is not one
-    looked at afterwards or was reviewed already. On commit: FLAG_REVIEWED announced.
+    looked at afterwards or was reviewed already. The escalation no longer awaits a look
+    (awaiting_look) once the review commits. On commit: FLAG_REVIEWED announced.
     """
     now = now or timezone.now()
     escalation = (
@@ -115,6 +116,7 @@ def flag_review_record(
                 note=note.strip(),
                 at=now,
             )
+            Escalation.objects.filter(pk=escalation.pk).update(awaiting_look=False)
             timeline.record(
                 escalation,
                 Event.Kind.FLAG_REVIEWED,

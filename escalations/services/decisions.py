@@ -28,7 +28,7 @@ from escalations.limits import (
     json_size,
     too_long,
 )
-from escalations.models import Agent, Approval, Decision, Escalation, Event, Policy, Run
+from escalations.models import Agent, Approval, Decision, Escalation, Event, FlagReview, Policy, Run
 from escalations.transport import events
 from operations import metrics
 from people.roles import is_machine
@@ -316,10 +316,11 @@ def _approve(
 @cache
 def _flip_sql() -> str:
     # Escalation.objects.filter(pk=, status__in=OPEN_STATUSES).update(status=DECIDED,
-    # claimed_by=None, claimed_until=None, updated_at=now), by hand (tests/test_rows.py).
+    # awaiting_look=, claimed_by=None, claimed_until=None, updated_at=now), by hand
+    # (tests/test_rows.py).
     open_statuses = ", ".join(["%s"] * len(Escalation.OPEN_STATUSES))
     return (
-        "UPDATE escalations_escalation SET status = %s, claimed_by_id = NULL,"  # noqa: S608 (the model's own table and columns, never input)
+        "UPDATE escalations_escalation SET status = %s, awaiting_look = %s, claimed_by_id = NULL,"  # noqa: S608 (the model's own table and columns, never input)
         f" claimed_until = NULL, updated_at = %s WHERE id = %s AND status IN ({open_statuses})"
     )
 
@@ -347,12 +348,15 @@ def decide_open(
     """Inside a transaction: flip an open escalation to decided and write the decision.
 
     The conditional UPDATE is the gate: only one caller finds the row open. The decision's
-    valid_until comes from the domain's `rules` (read here when not given).
+    valid_until comes from the domain's `rules` (read here when not given). A decision a
+    person looks at afterwards (FlagReview.applies) leaves the escalation awaiting_look.
     """
+    awaiting_look = FlagReview.applies(escalation.tier, decided_by_type)
     flipped = rows.execute(
         _flip_sql(),
         [
             Escalation.Status.DECIDED,
+            awaiting_look,
             rows.prep(Escalation, "updated_at", now),
             rows.prep(Escalation, "id", escalation.pk),
             *Escalation.OPEN_STATUSES,
@@ -362,7 +366,7 @@ def decide_open(
         raise AlreadyDecided(
             Escalation.objects.select_related("run", "decision", "agent").get(pk=escalation.pk)
         )
-    escalation.status = Escalation.Status.DECIDED
+    escalation.status, escalation.awaiting_look = Escalation.Status.DECIDED, awaiting_look
     escalation.claimed_by, escalation.claimed_until, escalation.updated_at = None, None, now
     # Taking the agent's next feed number locks its row: the feed sees decisions in commit order.
     seq = rows.fetch_one(NEXT_SEQ_SQL, [escalation.agent_id])[0]  # type: ignore[index]  # the agent's row is there
