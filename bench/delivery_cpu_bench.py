@@ -7,9 +7,17 @@ Against the database and Redis the environment names (production settings; the d
 migrated, an agent, a reviewer and the escalations are added to it). bench/receiver.py runs
 as a separate process on 127.0.0.1 (its CPU is not ours). Each escalation is decided through
 services.escalation_decide; then, for each delivery, deliver_webhook_task's body is called
-here (claim, sign, POST, record: no Celery hop) and timed with time.process_time, its SQL
-statements counted. The publish of a delivery task (what the decider's on-commit hook
-does) is timed the same way. Prints p50/p90 per delivery and the receiver's tally.
+here (claim, sign, POST, record: no Celery hop) and timed with time.process_time (its SQL
+statements are counted in the warm-up: capturing them costs CPU). The publish of a delivery
+task (what the decider's on-commit hook does) is timed the same way. Prints p50/p90 per
+delivery and the receiver's tally; `--profile FILE` writes a cProfile of the measured
+deliveries on this thread's CPU clock.
+
+With `--drain N`: N more decisions are made with no worker running (their delivery tasks
+wait in the broker), then a real worker (`celery worker -P prefork -c 2`, figure 3's flags)
+drains them: deliveries/s and the worker's CPU per delivery (main process and children,
+`/proc`), from the receiver's 11th webhook of the drain to its last. `--py-spy FILE` records
+the worker meanwhile (py-spy must be on PATH or in the venv).
 """
 
 from __future__ import annotations
@@ -34,6 +42,8 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=200)
     parser.add_argument("--warm", type=int, default=20)
     parser.add_argument("--profile", help="write a cProfile of the measured deliveries to this file")
+    parser.add_argument("--drain", type=int, default=0, help="then drain this many through a real worker")
+    parser.add_argument("--py-spy", dest="py_spy", help="py-spy record the draining worker to this file")
     args = parser.parse_args()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "handoff_site.settings")
     os.environ.update(
@@ -99,18 +109,19 @@ def run(args: argparse.Namespace, port: int, secret: str, out: Path) -> int:
     cpu, wall, queries = [], [], []
     import cProfile
 
-    profiler = cProfile.Profile()
+    profiler = cProfile.Profile(time.thread_time)  # this thread's CPU, not the waits
     for i, delivery_id in enumerate(delivery_ids):
         if args.profile and i == args.warm:
             profiler.enable()
-        with CaptureQueriesContext(connection) as captured:
-            c0, w0 = time.process_time(), time.perf_counter()
-            deliver_webhook_task(delivery_id)
-            c1, w1 = time.process_time(), time.perf_counter()
-        if i >= args.warm:
-            cpu.append(c1 - c0)
-            wall.append(w1 - w0)
+        if i < args.warm:  # the statements, counted in the warm-up: capturing costs CPU
+            with CaptureQueriesContext(connection) as captured:
+                deliver_webhook_task(delivery_id)
             queries.append(len(captured))
+            continue
+        c0, w0 = time.process_time(), time.perf_counter()
+        deliver_webhook_task(delivery_id)
+        cpu.append(time.process_time() - c0)
+        wall.append(time.perf_counter() - w0)
     if args.profile:
         profiler.disable()
         profiler.dump_stats(args.profile)
@@ -129,8 +140,9 @@ def run(args: argparse.Namespace, port: int, secret: str, out: Path) -> int:
 
     print(f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f}")
     print(f"delivery (claim, sign, POST, record), n={len(cpu)}: CPU p50 {statistics.median(cpu) * 1000:.2f} ms, "
+          f"mean {statistics.mean(cpu) * 1000:.2f} ms, "
           f"p90 {ms(cpu, 90):.2f} ms; wall p50 {statistics.median(wall) * 1000:.2f} ms; "
-          f"statements {statistics.median(queries):.0f} (min {min(queries)}, max {max(queries)})")
+          f"statements {statistics.median(queries):.0f} (min {min(queries)}, max {max(queries)}, in the warm-up)")
     print(f"publish of a delivery task (warm producer), n={len(publish)}: CPU p50 "
           f"{statistics.median(publish) * 1000:.3f} ms, p90 {ms(publish, 90):.3f} ms")
     print(f"received {len(lines)} webhooks for {len(delivery_ids)} deliveries, "
@@ -141,7 +153,65 @@ def run(args: argparse.Namespace, port: int, secret: str, out: Path) -> int:
     import redis
 
     redis.Redis.from_url(os.environ["REDIS_URL"]).delete("celery")
-    return 0 if delivered == len(delivery_ids) and len(lines) == len(delivery_ids) else 1
+    ok = delivered == len(delivery_ids) and len(lines) == len(delivery_ids)
+    if args.drain:
+        ok = drain(args, agent, user, out, nonce) and ok
+    return 0 if ok else 1
+
+
+def drain(args: argparse.Namespace, agent, user, out: Path, nonce: str) -> bool:
+    """--drain: a backlog of delivery tasks in the broker, drained by a fresh worker."""
+    import signal
+
+    from lib import group_cpu_seconds, py_spy
+
+    from escalations import services
+    from escalations.models import Delivery
+    from escalations.schemas import EscalationIn
+    from tests.conftest import make_package
+
+    ids = []
+    for i in range(args.drain):
+        body = {**make_package(), "run_id": f"drain-{nonce}-{i}"}
+        ids.append(services.escalation_create(agent=agent, package=EscalationIn.model_validate(body).to_input(body)).escalation.pk)
+    before = len(out.read_text().splitlines())
+    request = services.DecisionRequest(kind="option", option="shim")
+    for esc_id in ids:
+        services.escalation_decide(escalation_id=esc_id, request=request, user=user)
+    cmd = [sys.executable, "-m", "celery", "-A", "handoff_site", "worker", "-P", "prefork", "-c", "2",
+           "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "warning"]
+    worker = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True)
+    spy = None
+    try:
+        def arrivals() -> list[float]:
+            return [json.loads(line)["t"] for line in out.read_text().splitlines()[before:]]
+
+        deadline = time.monotonic() + 60
+        while len(arrivals()) < 10 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        cpu0 = group_cpu_seconds(worker.pid)
+        n0 = len(arrivals())
+        if args.py_spy and (spy_bin := py_spy()):
+            spy = subprocess.Popen([spy_bin, "record", "-r", "200", "-o", args.py_spy, "-f", "raw",
+                                    "-p", str(worker.pid), "--subprocesses", "-d", "30"], stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + 180
+        while len(arrivals()) < args.drain and time.monotonic() < deadline:
+            time.sleep(0.01)
+        cpu = group_cpu_seconds(worker.pid) - cpu0
+        times = sorted(arrivals())
+    finally:
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(30)
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(30)
+    delivered = Delivery.objects.filter(escalation_id__in=ids, status=Delivery.Status.DELIVERED).count()
+    measured = len(times) - n0
+    rate = (len(times) - 10) / (times[-1] - times[9]) if len(times) > 10 else float("nan")
+    print(f"load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f}")
+    print(f"drain of {args.drain} by prefork -c 2: {rate:.0f} deliveries/s, worker CPU per delivery "
+          f"{cpu * 1000 / max(measured, 1):.2f} ms (over {measured}); delivered {delivered}")
+    return delivered == args.drain
 
 
 if __name__ == "__main__":

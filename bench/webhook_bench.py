@@ -14,7 +14,6 @@ import json
 import os
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 from app import REDIS_APP, app_env, celery_cmd
@@ -23,6 +22,7 @@ from lib import (
     BENCH_DIR,
     RESULTS,
     ROOT,
+    group_cpu_seconds,
     log,
     percentile,
     python,
@@ -52,20 +52,6 @@ def worker_label() -> str:
     if prefetch := os.environ.get("BENCH_WORKER_PREFETCH"):
         label += f", prefetch {prefetch}"
     return label
-
-
-def group_cpu_s(pgid: int) -> float:
-    """utime + stime of every live process in the group `pgid` (a worker and its children)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid:  # fields after the name: state, ppid, pgrp, ...
-            total += (int(fields[11]) + int(fields[12])) / tick
-    return total
 
 
 class QueueSampler:
@@ -152,9 +138,9 @@ def measure(ctx: Context) -> None:
         worker = ctx.procs.start("app-celery-drain", worker_cmd(), env=app_env(), cwd=ROOT)
         wait_for(lambda: len(received()) >= done + 1, 60, "the drain's first webhook", worker)
         ctx.profile("3_drain", worker.pid, 10)
-        cpu_start, drained_at = group_cpu_s(worker.pid), len(received())
+        cpu_start, drained_at = group_cpu_seconds(worker.pid), len(received())
         wait_for(lambda: len(received()) >= done + len(drain_ids), 120, "the drain", worker)
-        drain_cpu = group_cpu_s(worker.pid) - cpu_start
+        drain_cpu = group_cpu_seconds(worker.pid) - cpu_start
         drained = len(received()) - drained_at
         time.sleep(0.5)
         lines = out.read_text().splitlines()

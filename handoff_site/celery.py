@@ -2,8 +2,10 @@
 
 import contextlib
 import os
+import select
 from typing import Any
 
+import psycopg
 from celery import Celery
 from celery.fixups import django as celery_django
 from celery.fixups.django import DjangoFixup
@@ -17,18 +19,26 @@ _DjangoWorkerFixup: Any = celery_django.DjangoWorkerFixup  # type: ignore[attr-d
 
 
 class _WorkerFixup(_DjangoWorkerFixup):
-    """Celery's Django worker fixup, except that a task's end hands its database connection
-    back to psycopg's pool rather than closing the pool. Celery 5.6 closes a prefork child's
-    pool before and after every task (celery/celery#10554, open), so each task opened a new
-    PostgreSQL connection: a server backend forked, authenticated and configured, the
-    prepared statements lost; a webhook delivery cost ~11 ms of the worker's CPU with it.
-    A child still starts with a pool of its own (the fixup closes the one inherited from
-    the parent when the child starts) and closes it when it exits; the pool checks a
-    connection before lending it (settings: health checks), so one a database restart broke
-    is replaced, as in the web processes."""
+    """Celery's Django worker fixup, except that a worker child keeps its database connection
+    from one task to the next while it is sound, rather than closing it around every task.
+
+    Celery 5.6 closes a prefork child's pool before and after every task (celery/celery#10554,
+    open), so each task opened a new PostgreSQL connection: a server backend forked,
+    authenticated and configured, the prepared statements lost (a webhook delivery cost ~11 ms
+    of the worker's CPU with it). Handing the connection back to psycopg's pool at each task's
+    end instead still cost a round trip per task: the pool checks a connection before lending
+    it (settings: health checks). So a child holds its connection across tasks, and hands it
+    back to the pool (which checks it before lending it again) only when it may be unsound:
+    an error occurred on it, a transaction is left open, or the server has written to it while
+    it sat idle (what a restart or a terminated backend does first: it says so, or closes the
+    socket), seen without a round trip. A child still starts with a pool of its own (the fixup
+    closes the one inherited from the parent when the child starts) and closes it when it
+    exits."""
 
     def close_database(self, **kwargs: Any) -> None:
         for conn in self._db.connections.all(initialized_only=True):
+            if _sound_and_idle(conn):
+                continue
             try:
                 conn.close()  # CONN_MAX_AGE is 0: back to the pool, which stays
             except self.interface_errors:
@@ -47,6 +57,24 @@ class _WorkerFixup(_DjangoWorkerFixup):
             if conn.settings_dict.get("OPTIONS", {}).get("pool") and hasattr(conn, "close_pool"):
                 with contextlib.suppress(KeyError):
                     conn.close_pool()
+
+
+def _sound_and_idle(conn: Any) -> bool:
+    """A pooled connection worth keeping for the next task: no error on it, no transaction
+    open, and nothing from the server waiting to be read (an idle connection hears nothing
+    unless the server is closing it). Without a pool, Django's own rules apply (close)."""
+    raw = conn.connection
+    if raw is None or not conn.settings_dict.get("OPTIONS", {}).get("pool"):
+        return False
+    if conn.errors_occurred or conn.in_atomic_block or not conn.get_autocommit() or raw.closed or raw.broken:
+        return False
+    if raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        return False
+    try:
+        readable, _, _ = select.select([raw.fileno()], [], [], 0)
+    except (OSError, ValueError):
+        return False
+    return not readable
 
 
 class _Fixup(DjangoFixup):

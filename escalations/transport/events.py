@@ -12,11 +12,13 @@ import asyncio
 import logging
 import os
 import threading
+import time
 import uuid
 import weakref
 from typing import TYPE_CHECKING, TypedDict
 
 from channels.layers import BaseChannelLayer, InMemoryChannelLayer, get_channel_layer
+from channels_redis.core import RedisChannelLayer  # type: ignore[import-untyped]
 from django.db import transaction
 
 from . import wakeup
@@ -77,17 +79,67 @@ async def _group_send_all(layer: BaseChannelLayer, groups: list[str], message: d
     if limit is None:
         limit = _send_limits[loop] = asyncio.Semaphore(SEND_CONCURRENCY)
     async with limit:
-        for group in groups:
+        if isinstance(layer, RedisChannelLayer) and len(layer.hosts) == 1:
+            sends = [(", ".join(groups), _redis_group_send(layer, groups, message))]
+        else:
+            sends = [(group, layer.group_send(group, message)) for group in groups]
+        for name, send in sends:
             try:
-                await layer.group_send(group, message)
+                await send
             except Exception as exc:  # an outage must never undo or fail a committed write
                 log.warning(
                     "live update to %s not sent (%s: %s)",
-                    group,
+                    name,
                     type(exc).__name__,
                     exc,
                     exc_info=not isinstance(exc, wakeup.REDIS_UNAVAILABLE),
                 )
+
+
+# RedisChannelLayer.group_send's script with its per-channel expiry folded in: ARGV holds the
+# messages, then the capacities, then the time, the expiry cut-off and the expiry.
+_GROUP_SEND_LUA = """
+local n = #KEYS
+local now, cutoff, expiry = ARGV[2 * n + 1], ARGV[2 * n + 2], ARGV[2 * n + 3]
+local over_capacity = 0
+for i = 1, n do
+    redis.call('ZREMRANGEBYSCORE', KEYS[i], 0, cutoff)
+    if redis.call('ZCOUNT', KEYS[i], '-inf', '+inf') < tonumber(ARGV[i + n]) then
+        redis.call('ZADD', KEYS[i], now, ARGV[i])
+        redis.call('EXPIRE', KEYS[i], expiry)
+    else
+        over_capacity = over_capacity + 1
+    end
+end
+return over_capacity
+"""
+
+
+async def _redis_group_send(layer: RedisChannelLayer, groups: list[str], message: dict[str, object]) -> None:
+    """RedisChannelLayer.group_send to several groups in two round trips in all (it takes two
+    to four per group): the groups' members read in one pipeline, then the message queued for
+    every member by one script run, as channels-redis queues it (one message per process for
+    its local channels, the capacity respected, stale members and messages dropped).
+    tests/test_consumers.py holds it to the layer's own group_send. One Redis host only."""
+    connection = layer.connection(0)
+    now = time.time()
+    pipe = connection.pipeline(transaction=False)
+    for group in groups:
+        key = layer._group_key(group)
+        pipe.zremrangebyscore(key, min=0, max=int(now) - layer.group_expiry)
+        pipe.zrange(key, 0, -1)
+    replies = await pipe.execute()
+    members = list(dict.fromkeys(name.decode() for listed in replies[1::2] for name in listed))
+    if not members:
+        return
+    _, messages, capacities = layer._map_channel_keys_to_connection(members, message)
+    keys = list(messages)
+    over = await connection.eval(
+        _GROUP_SEND_LUA, len(keys), *keys, *(messages[k] for k in keys), *(capacities[k] for k in keys),
+        now, int(now) - int(layer.expiry), layer.expiry,
+    )
+    if over:
+        log.info("%s of %s channels over capacity in %s", over, len(members), ", ".join(groups))
 
 
 class Notice(TypedDict):
@@ -107,8 +159,14 @@ class Notice(TypedDict):
     nonce: str
 
 
+# Statuses after a change that ends no wait: a long-poll waits while its escalation is in the
+# queue, the feed until a new decision; a resumed or expired escalation was decided before,
+# and that decision's commit woke them (a webhook's 2xx resumes one: no wake-up per delivery).
+WAKES_NOBODY = ("pending", "claimed", "resumed", "expired")
+
+
 def _send(notice: Notice, agent_id: int) -> None:
-    if notice["status"] not in ("pending", "claimed"):
+    if notice["status"] not in WAKES_NOBODY:
         wakeup.notify(escalation_id=notice["id"], agent_id=agent_id)
     layer = get_channel_layer()
     if layer is None:
