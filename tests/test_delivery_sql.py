@@ -61,16 +61,18 @@ def record_2xx(delivery: Delivery, *, orm: bool) -> tuple[Delivery, datetime]:
 
 
 def outcome(escalation: Escalation, delivery: Delivery) -> tuple:
-    """The escalation's status and latest event, the delivery's and its attempt's columns."""
+    """The escalation's status and latest event, the delivery's and its attempt's columns; and
+    which of the escalation's and its latest event's times are the attempt's `now` (delivered_at)."""
     escalation.refresh_from_db()
-    events = [(e.kind, e.actor, e.data) for e in Event.objects.filter(escalation=escalation).order_by("at", "id")]
+    events = [(e.kind, e.actor, e.data, e.at) for e in Event.objects.filter(escalation=escalation).order_by("at", "id")]
     stored = Delivery.objects.get(pk=delivery.pk)
     attempts = [(a.number, a.duration_ms, a.status_code, a.error, a.response_excerpt)
                 for a in DeliveryAttempt.objects.filter(delivery=delivery)]
-    kind, actor, data = events[-1]
+    kind, actor, data, at = events[-1]
     last = (kind, actor, sorted(data), data.get("delivery") == str(delivery.pk))
+    now = (escalation.updated_at == stored.delivered_at, at == stored.delivered_at)
     return (escalation.status, last, stored.status, stored.attempt_count, stored.lease_until, stored.last_error,
-            stored.delivered_at is not None, attempts)
+            stored.delivered_at is not None, attempts, now)
 
 
 @pytest.mark.parametrize("event", EVENTS)
