@@ -106,9 +106,15 @@ beat: $(STAMP_RUN) ## Celery beat on REDIS_URL (production shape only; run exact
 # Locally the test database is kept between runs (--reuse-db: only new migrations are
 # applied); with CI set it is created afresh. ARGS=--create-db recreates it locally.
 REUSE_DB := $(if $(CI),,--reuse-db)
+# pytest-xdist: the files are shared out to TEST_WORKERS processes (a file's tests stay in one
+# process, with its module fixtures), each with its own test database and Redis database
+# (handoff_site/settings_test.py). Much of the suite waits on servers, workers and browsers,
+# so two processes per core pay. TEST_WORKERS=0 runs everything in this one process.
+TEST_WORKERS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 1) * 2 )))
+XDIST := $(if $(filter 0,$(TEST_WORKERS)),-n 0,-n $(TEST_WORKERS) --dist loadfile)
 # Then the TypeScript client's live tests (make test-ts), unless ARGS/PYTEST_ARGS pick tests.
 test: $(STAMP_TEST) $(AXE_STAMP) ## run the tests: pytest (ARGS / PYTEST_ARGS pass through), then make test-ts
-	@set +e; $(PY) -m pytest $(REUSE_DB) $(ARGS) $(PYTEST_ARGS); rc=$$?; \
+	@set +e; $(PY) -m pytest $(REUSE_DB) $(XDIST) $(ARGS) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests (exit 5): nothing was tested" >&2; fi; \
 	if [ -z "$(strip $(ARGS)$(PYTEST_ARGS))" ]; then $(MAKE) --no-print-directory test-ts || { [ $$rc -ne 0 ] || rc=1; }; fi; \
 	exit $$rc

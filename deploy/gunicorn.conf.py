@@ -8,8 +8,9 @@ on PostgreSQL. Keep the threads at most DB_POOL_MAX (10): each may hold a pooled
 Long-polls (`?wait=N`) and websockets never reach here: nginx sends them to web-async (uvicorn).
 
 Every knob can be overridden from the environment: GUNICORN_BIND, GUNICORN_WORKERS,
-GUNICORN_THREADS, GUNICORN_TIMEOUT, GUNICORN_MAX_REQUESTS. LOG_FORMAT=json makes gunicorn's
-own error and access logs JSON lines too (handoff_site.logs), as Django's are.
+GUNICORN_THREADS, GUNICORN_TIMEOUT, GUNICORN_MAX_REQUESTS, GUNICORN_CONTROL_SOCKET.
+LOG_FORMAT=json makes gunicorn's own error and access logs JSON lines too (handoff_site.logs),
+as Django's are.
 """
 
 import os
@@ -49,3 +50,8 @@ loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
 if logs.check_format(os.environ.get("LOG_FORMAT", "")) == "json":
     logconfig_dict = logs.gunicorn_config(level=loglevel.upper())
 proc_name = "handoff-web-http"
+# gunicorn 25's control socket (gunicornc) defaults to one path per user, so every gunicorn on
+# a box (tests, benchmarks, two checkouts) would take the same socket from the one before.
+# Off unless GUNICORN_CONTROL_SOCKET names a path for this instance.
+control_socket = os.environ.get("GUNICORN_CONTROL_SOCKET", "")
+control_socket_disable = not control_socket

@@ -15,6 +15,26 @@ TEST_ENVIRONMENT = {
     "SECRET_KEY": "tests-only-insecure-key-0123456789abcdef0123456789abcdef",
     "ALLOWED_HOSTS": "127.0.0.1,localhost,[::1],testserver",
 }
+
+
+def _own_redis_database(url: str, worker: str) -> str:
+    """REDIS_URL for one of pytest-xdist's workers ("gw0", "gw1", ...): the database number
+    plus the worker's index, so each worker's broker queues, channel groups, rate limits and
+    metrics are its own (the workers' test databases are apart already: pytest-django names
+    them test_<name>_gw0, ...)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    base = int(parts.path.strip("/") or 0)
+    return urlunsplit(parts._replace(path=f"/{base + int(worker.removeprefix('gw'))}"))
+
+
+if os.environ.get("REDIS_URL") and os.environ.get("PYTEST_XDIST_WORKER"):
+    # Before settings read it; the servers and workers the tests start inherit it.
+    os.environ["REDIS_URL"] = _own_redis_database(
+        os.environ["REDIS_URL"], os.environ["PYTEST_XDIST_WORKER"]
+    )
+
 with mock.patch.dict(os.environ, {k: v for k, v in TEST_ENVIRONMENT.items() if not os.environ.get(k)}):
     from handoff_site.settings import *  # noqa: F403
     from handoff_site.settings import DEBUG, env_bool

@@ -86,12 +86,57 @@ def ensure_default_policies() -> None:
 def flush_to_migrated() -> None:
     """Empty every table and put back what the migrations wrote (the default policies, the
     reviewer and manager groups): the database as the tests that run next expect it."""
-    from django.apps import apps
     from django.core.management import call_command
 
     call_command("flush", interactive=False, verbosity=0)
+    restore_migrated_rows()
+
+
+def restore_migrated_rows() -> None:
+    """Put back what the migrations wrote and a flush removed (it is there already: nothing)."""
+    from django.apps import apps
+
     ensure_default_policies()
     importlib.import_module("reviews.migrations.0002_groups").create_groups(apps, None)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    from tests.scheduling import longest_first
+
+    longest_first(items)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """`make test`'s --dist loadfile, longest files first (tests/scheduling.py)."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from tests.scheduling import LongestFilesFirst
+
+    return LongestFilesFirst(config, log)
+
+
+def _flushes_the_database(item: pytest.Item) -> bool:
+    """Whether pytest-django runs `item` as a TransactionTestCase, which empties every table
+    after it (the same signs its _django_db_helper reads)."""
+    marker = item.get_closest_marker("django_db")
+    if marker and (marker.kwargs.get("transaction") or (marker.args and marker.args[0])):
+        return True
+    names = getattr(item, "fixturenames", ())
+    return any(name in names for name in ("transactional_db", "live_server", "live_server_asgi"))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None):
+    """After a transactional test's flush (its fixtures' teardown), the migrations' rows come
+    back: whatever test runs next in this process finds the database as migrated, in whatever
+    order pytest-xdist hands out the files."""
+    yield
+    if nextitem is not None and _flushes_the_database(item):
+        from pytest_django.plugin import blocking_manager_key
+
+        with item.config.stash[blocking_manager_key].unblock():
+            restore_migrated_rows()
 
 
 @pytest.fixture
@@ -230,6 +275,14 @@ def _processes_run_the_production_settings() -> None:
     commands the tests start inherit the environment and run handoff_site.settings, as they
     do in production."""
     os.environ["DJANGO_SETTINGS_MODULE"] = "handoff_site.settings"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _migrated_rows_at_start(django_db_setup, django_db_blocker) -> None:
+    """A test database kept from the last run (--reuse-db) has what that run's last test left:
+    a transactional test's flush, perhaps. The first test finds it as migrated, whatever."""
+    with django_db_blocker.unblock():
+        restore_migrated_rows()
 
 
 @pytest.fixture(scope="session", autouse=True)
