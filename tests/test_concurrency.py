@@ -104,3 +104,60 @@ def test_claims_race_to_one_holder(api, django_user_model):
 
     assert sum(isinstance(r, Escalation) for r in results) == 1, results
     assert sum(isinstance(r, services.ClaimedByOther) for r in results) == 5
+
+
+@pytest.mark.postgres
+def test_a_halt_racing_a_new_escalation_of_its_run_deadlocks_neither(
+    api, agent_with_token, reviewer, monkeypatch
+):
+    """The decide locks the escalation and its run together: a halt writes the run after the
+    flip, and the agent's next escalation of that run takes the run first, then waits on the
+    flipped escalation (the one-open-per-run index). Locked one after the other, PostgreSQL
+    found a deadlock and aborted the create: a 503 'database unavailable' for no outage."""
+    from escalations import policy
+
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite runs one write transaction at a time")
+    first = api.escalate(make_package(run_id="run-race")).json()["id"]
+    flipped, go = threading.Event(), threading.Event()
+    real_valid_until = policy.valid_until
+
+    def held(rules, now):  # decide_open calls it after the flip, before it writes the run
+        if threading.current_thread().name == "decider":
+            flipped.set()
+            go.wait(10)
+        return real_valid_until(rules, now)
+
+    monkeypatch.setattr(policy, "valid_until", held)
+    outcome: dict = {}
+
+    def decide() -> None:
+        try:
+            services.escalation_decide(
+                escalation_id=first, request=services.DecisionRequest(kind="halt"), user=reviewer
+            )
+            outcome["decide"] = "ok"
+        except Exception as exc:  # asserted below
+            outcome["decide"] = repr(exc)
+        finally:
+            connection.close()
+
+    def create() -> None:
+        try:
+            response = AgentClient(agent_with_token[1]).escalate(make_package(run_id="run-race"))
+            outcome["create"] = (response.status_code, response.json())
+        finally:
+            connection.close()
+
+    decider = threading.Thread(target=decide, name="decider")
+    decider.start()
+    assert flipped.wait(10)
+    creator = threading.Thread(target=create)
+    creator.start()
+    creator.join(1.0)  # the create is on its way: it waits for the decide, or has its answer
+    go.set()
+    decider.join(30)
+    creator.join(30)
+    assert outcome["decide"] == "ok", outcome
+    assert outcome["create"][0] in (201, 409), outcome
+    assert Escalation.objects.get(pk=first).status == "decided"

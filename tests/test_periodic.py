@@ -81,6 +81,31 @@ def test_a_human_decision_first_wins_over_the_timeout(api, reviewer):
 
 
 @pytest.mark.django_db
+def test_a_question_asked_after_the_due_rows_were_read_is_not_overridden(
+    api, reviewer, monkeypatch
+):
+    """timeouts_apply reads what is due, then decides each row under its lock: a reviewer's
+    question landing in between takes the row out of the queue, and the timeout leaves it."""
+    from escalations.services import decisions
+
+    escalation = with_deadline(api)
+    deciding = decisions.escalation_decide
+
+    def question_first(**kwargs):
+        services.escalation_ask(
+            escalation_id=kwargs["escalation_id"], user=reviewer, text="Which tests failed?"
+        )
+        return deciding(**kwargs)
+
+    monkeypatch.setattr(decisions, "escalation_decide", question_first)
+    with time_machine.travel(escalation.respond_by + timedelta(minutes=1), tick=False):
+        assert services.timeouts_apply() == 0
+    escalation.refresh_from_db()
+    assert escalation.status == Escalation.Status.AWAITING_AGENT
+    assert not Decision.objects.filter(escalation=escalation).exists()
+
+
+@pytest.mark.django_db
 def test_a_claimed_escalation_still_times_out(api, reviewer):
     escalation = with_deadline(api)
     services.escalation_claim(escalation_id=escalation.pk, user=reviewer)

@@ -15,6 +15,7 @@ from escalations import policy, rows, selectors
 from escalations.errors import (
     AlreadyDecided,
     ClaimedByOther,
+    Conflict,
     FieldError,
     Forbidden,
     Invalid,
@@ -141,6 +142,8 @@ def escalation_decide(
     now = now or timezone.now()
     with transaction.atomic():
         escalation, rules = _lock_for_decision(escalation_id)
+        if decided_by_type == Decision.DecidedBy.TIMEOUT:
+            _check_still_due(escalation, now)
         choice = chosen(escalation, request)
         name = user.get_username() if user is not None else decided_by_type
         if is_machine(user):
@@ -174,12 +177,22 @@ def escalation_decide(
     return escalation
 
 
+def _check_still_due(escalation: Escalation, now: datetime) -> None:
+    """A timeout decides only what is still in the queue past its respond_by, as read under
+    the lock: a question asked (or a deadline moved) since the due rows were read wins."""
+    if not escalation.in_queue or escalation.respond_by is None or escalation.respond_by > now:
+        raise Conflict(f"Escalation {escalation.pk} is no longer due for its timeout.")
+
+
 @cache
 def _locked_read_sql() -> str:
     # One statement for what a decision reads: the escalation row-locked (claims.lock_open
     # locks it the same way), with its run and agent (select_related) and its domain's
-    # policy; tests/test_rows.py holds it equal to the ORM's reads.
-    lock = " FOR UPDATE OF e" if connection.features.has_select_for_update_of else ""
+    # policy; tests/test_rows.py holds it equal to the ORM's reads. The run is locked with
+    # the escalation, before the flip: a halt or take-over writes the run after it, and the
+    # agent's next escalation of that run takes the run first, then waits on the flipped
+    # row (one open per run). One after the other, the two deadlocked (test_concurrency).
+    lock = " FOR UPDATE OF e, r" if connection.features.has_select_for_update_of else ""
     return (
         f"SELECT {rows.columns(Escalation, 'e')}, {rows.columns(Run, 'r')},"  # noqa: S608 (the model's own table and columns, never input)
         f" {rows.columns(Agent, 'a')}, {rows.columns(Policy, 'p')}"

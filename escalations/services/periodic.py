@@ -14,7 +14,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from escalations import levels, policy, selectors, signals
-from escalations.errors import AlreadyDecided, DomainError
+from escalations.errors import Conflict, DomainError, NotFound
 from escalations.models import Decision, Escalation, Event
 from escalations.transport import events
 
@@ -121,8 +121,8 @@ def timeouts_apply(*, now: datetime | None = None) -> int:
                 now=now,
             )
             applied += 1
-        except (AlreadyDecided, Escalation.DoesNotExist):
-            pass  # a person decided first, or the row is gone
+        except (Conflict, NotFound):
+            pass  # decided first, a question asked meanwhile, or the row is gone
         except DomainError as exc:
             log.warning("escalation %s: timeout not applied: %s", pk, exc)
     return applied
