@@ -13,15 +13,20 @@ server process of the connection is timed too (/proc, clock ticks of 10 ms: its 
 operation over the timed run), since on one machine its CPU is the app's as much.
 
 Operations:
-- create: POST /api/v1/escalations through Django's whole request cycle (test client:
-  middleware, ninja, the agent's bearer token), a ~3.1 KB tier-3 package with a new run and
+- create: POST /api/v1/escalations through the WSGI application gunicorn serves
+  (handoff_site.wsgi: the rate limiter's Redis call, the body limit, Django's middleware,
+  ninja, the agent's bearer token), a ~3.1 KB tier-3 package with a new run and
   Idempotency-Key each time (bench/fixtures.Context.package);
+- read: GET /api/v1/escalations/{id} through the same application, rotating among 200 of
+  the agent's open escalations (figure 1's request);
 - decide (service): services.escalation_decide, a human reviewer, option `update-callers`,
   on an open escalation (what a reviewer's decision costs wherever it comes from);
 - decide (reviewer API): POST /api/v1/review/escalations/{id}/decision with a reviewer's
   token, through the request cycle.
 
-    .venv/bin/python bench/hotpath_bench.py [--ops 300] [--warmup 30] [--sql] [--only create|decide]
+    .venv/bin/python bench/hotpath_bench.py [--ops 300] [--warmup 30] [--sql] [--only create|read|decide]
+
+HOTPATH_DB names its database (default handoff_bench_hotpath), beside another checkout's run.
 
 --sql prints the statements of one more operation of each kind. The table goes to stdout
 and to bench/results/hotpath.md.
@@ -50,7 +55,7 @@ sys.path.insert(0, str(ROOT))
 from app import recreate_database  # noqa: E402
 from lib import RESULTS, cpu_seconds, loadavg, log, percentile  # noqa: E402
 
-DB = "handoff_bench_hotpath"
+DB = os.environ.get("HOTPATH_DB", "handoff_bench_hotpath")
 
 
 def setup_django() -> None:
@@ -108,6 +113,43 @@ class Bench:
         self.reviewer_token = reviewer_token_issue(user=self.reviewer)
         self.client = Client()
         self.counter = 0
+        self.reads: list[str] = []
+
+    def wsgi(self, method: str, path: str, body: bytes = b"", **headers: str) -> tuple[int, bytes]:
+        """One request through handoff_site.wsgi.application, as gunicorn hands it over."""
+        import io
+
+        from handoff_site.wsgi import application
+
+        environ = {
+            "REQUEST_METHOD": method,
+            "PATH_INFO": path,
+            "QUERY_STRING": "",
+            "SERVER_NAME": "127.0.0.1",
+            "SERVER_PORT": "8000",
+            "SERVER_PROTOCOL": "HTTP/1.1",
+            "REMOTE_ADDR": "127.0.0.1",
+            "HTTP_HOST": "127.0.0.1",
+            "wsgi.version": (1, 0),
+            "wsgi.url_scheme": "http",
+            "wsgi.input": io.BytesIO(body),
+            "wsgi.errors": sys.stderr,
+            "wsgi.multithread": False,
+            "wsgi.multiprocess": True,
+            "wsgi.run_once": False,
+        }
+        if body:
+            environ["CONTENT_TYPE"] = "application/json"
+            environ["CONTENT_LENGTH"] = str(len(body))
+        for name, value in headers.items():
+            environ["HTTP_" + name.upper()] = value
+        status: list[str] = []
+        result = application(environ, lambda s, h, exc_info=None: status.append(s))
+        try:
+            content = b"".join(result)
+        finally:
+            getattr(result, "close", lambda: None)()
+        return int(status[0].split()[0]), content
 
     def body(self, prefix: str) -> tuple[str, str]:
         self.counter += 1
@@ -116,13 +158,24 @@ class Bench:
 
     def create(self) -> None:
         run_id, body = self.body("create")
-        response = self.client.post(
+        status, content = self.wsgi(
+            "POST",
             "/api/v1/escalations",
-            body,
-            content_type="application/json",
-            headers={"Authorization": f"Bearer {self.poster.token}", "Idempotency-Key": run_id},
+            body.encode(),
+            AUTHORIZATION=f"Bearer {self.poster.token}",
+            IDEMPOTENCY_KEY=run_id,
         )
-        assert response.status_code == 201, response.content
+        assert status == 201, content
+        if len(self.reads) < 200:
+            self.reads.append(json.loads(content)["id"])
+
+    def read(self) -> None:
+        self.counter += 1
+        escalation_id = self.reads[self.counter % len(self.reads)]
+        status, content = self.wsgi(
+            "GET", f"/api/v1/escalations/{escalation_id}", AUTHORIZATION=f"Bearer {self.poster.token}"
+        )
+        assert status == 200, content
 
     def open_escalations(self, n: int) -> list[str]:
         """n open tier-3 escalations of another agent, created through the service."""
@@ -232,7 +285,7 @@ def main() -> None:
     parser.add_argument("--ops", type=int, default=300, help="timed operations of each kind")
     parser.add_argument("--warmup", type=int, default=30, help="untimed operations first")
     parser.add_argument("--sql", action="store_true", help="print one operation's statements")
-    parser.add_argument("--only", choices=["create", "decide"], help="measure only creates, or only decides")
+    parser.add_argument("--only", choices=["create", "read", "decide"], help="measure only creates (read: and reads), or only decides")
     parser.add_argument("--profile", action="store_true", help=argparse.SUPPRESS)  # Context reads it
     args = parser.parse_args()
 
@@ -243,14 +296,17 @@ def main() -> None:
     load_before = loadavg()
     n = args.warmup + args.ops + (1 if args.sql else 0)
     rows = []
-    if args.only != "decide":
+    if args.only in (None, "create", "read"):
         log("create")
-        rows.append(measure("create (POST /api/v1/escalations)", bench.create, args.warmup, args.ops, args.sql))
+        rows.append(measure("create (POST /api/v1/escalations)", bench.create, args.warmup, max(args.ops, 200), args.sql))
+    if args.only in (None, "read"):
+        log("read")
+        rows.append(measure("read (GET /api/v1/escalations/{id})", bench.read, args.warmup, args.ops, args.sql))
     for name, decide in (
         ("decide (services.escalation_decide)", bench.decide_service),
         ("decide (reviewer API POST .../decision)", bench.decide_api),
     ):
-        if args.only == "create":
+        if args.only in ("create", "read"):
             break
         log(f"{n} open escalations for {name}")
         ids = iter(bench.open_escalations(n))
