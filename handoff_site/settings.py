@@ -159,9 +159,9 @@ TEMPLATES = [
 # ---------------------------------------------------------------- database
 if DATABASE_URL:
     # A database that goes away mid-run costs 503s (handoff_site.outage), and its return is
-    # noticed on its own: with health checks the pool tries a connection (an empty query)
-    # before lending it, so those a restart broke are replaced, never handed to a request.
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0, conn_health_checks=True)}
+    # noticed on its own: the pool checks a connection before lending it (below), so those a
+    # restart broke are replaced, never handed to a request.
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
     if env("TEST_DATABASE_NAME", ""):  # so two test runs on one server do not collide
         DATABASES["default"]["TEST"] = {"NAME": env("TEST_DATABASE_NAME", "")}
     postgres_options = DATABASES["default"].setdefault("OPTIONS", {})
@@ -171,7 +171,11 @@ if DATABASE_URL:
     if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool(
         "DB_POOL", default=True
     ):
-        # psycopg's pool, never CONN_MAX_AGE: it is safe under ASGI as well as WSGI.
+        # psycopg's pool, never CONN_MAX_AGE: it is safe under ASGI as well as WSGI. Its
+        # backend is Django's with the pool's check before lending a connection: an empty
+        # query only when the idle connection's socket has something to read (PostgreSQL's
+        # goodbye), not a round trip per request (handoff_site.postgres).
+        DATABASES["default"]["ENGINE"] = "handoff_site.postgres"
         # Server-side binding lets PostgreSQL prepare the hot statements once per pooled
         # connection instead of planning every query (measured: a joined read 1.17 -> 0.50 ms).
         server_side_binding = env_bool("DB_SERVER_SIDE_BINDING", default=True)
