@@ -146,6 +146,27 @@ def test_calibration_maps_read_the_bins_the_orm_reads(agent):
         assert found.bins == tuple(calibration.Bin(b.n, b.agreed) for b in bins)
 
 
+@pytest.mark.parametrize("stored", ["domain and all domains", "all domains only", "another domain only", "none"])
+def test_the_rules_and_calibration_read_is_rules_for_and_calibration_for(agent, stored):
+    domains = {
+        "domain and all domains": ("default", calibration.ALL_DOMAINS, "code"),
+        "all domains only": (calibration.ALL_DOMAINS,),
+        "another domain only": ("code",),
+        "none": (),
+    }[stored]
+    counts = {
+        (agent.pk, domain, number): (40 + number + len(domain), 20 + number)
+        for domain in domains
+        for number in range(calibration.BINS)
+    }
+    services.calibration_store(counts=counts)
+    for domain in ("default", "code"):
+        rules, found = policies.rules_and_calibration(agent.pk, domain)
+        assert rules == policies.rules_for(domain)
+        assert found == services.calibration_for(agent.pk, domain)
+    assert policies.rules_and_calibration(agent.pk, "no-such-domain") == (None, None)
+
+
 @pytest.mark.parametrize("case", ["reviewer and manager, a machine", "no group, no profile", "revoked", "inactive user"])
 def test_the_reviewer_token_read_is_the_orms(case, django_user_model, django_assert_num_queries):
     from django.contrib.auth.models import Group

@@ -54,10 +54,16 @@ def _bins_sql(domains: int) -> str:
 
 def calibration_maps(agent_id: int, domains: list[str]) -> dict[str, calibration.CalibrationMap]:
     """An agent's stored maps for `domains` and for all its domains, by domain (one query)."""
-    bins: dict[str, list[CalibrationBin]] = {}
     wanted = list(dict.fromkeys([*domains, calibration.ALL_DOMAINS]))
-    for values in rows.fetch_all(_bins_sql(len(wanted)), [agent_id, *wanted]):
-        row = rows.instance(CalibrationBin, values)
+    found = rows.fetch_all(_bins_sql(len(wanted)), [agent_id, *wanted])
+    return maps_of([rows.instance(CalibrationBin, values) for values in found])
+
+
+def maps_of(rows_in_order: list[CalibrationBin]) -> dict[str, calibration.CalibrationMap]:
+    """The maps of an agent's bin rows (ordered by domain and bin), by domain: a domain
+    with fewer than all its bins stored has none."""
+    bins: dict[str, list[CalibrationBin]] = {}
+    for row in rows_in_order:
         bins.setdefault(row.domain, []).append(row)
     return {
         domain: calibration.CalibrationMap(

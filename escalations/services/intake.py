@@ -16,7 +16,7 @@ from escalations.models import Agent, Decision, Escalation, Event, Run
 from escalations.transport import events
 from escalations.wire import escalation_dict
 
-from . import calibration, decisions, first_look, policies, timeline
+from . import decisions, first_look, policies, timeline
 
 # How far ahead of the server's clock an agent's times may be (its clock may run fast).
 CLOCK_SKEW = timedelta(minutes=5)
@@ -99,7 +99,7 @@ def escalation_create(
     body_fingerprint = package.fingerprint
     errors = _cross_field_errors(package, now)
     domain = package.domain or agent.domain
-    rules = policies.rules_for(domain)
+    rules, found = policies.rules_and_calibration(agent.pk, domain)
     if rules is None:
         field = "domain" if package.domain else "domain (the agent's default)"
         errors.append(policies.unknown_domain(domain, field))
@@ -115,7 +115,6 @@ def escalation_create(
     irreversible = bool(action and action.irreversible) or any(
         o.irreversible for o in package.options
     )
-    found = calibration.calibration_for(agent.pk, domain)
     calibrated = found.calibrate(package.confidence) if found else None
     verdict = policy.verdict_for(
         rules,

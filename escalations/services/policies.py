@@ -11,12 +11,19 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from escalations import levels, policy, rows
+from escalations import calibration, levels, policy, rows
 from escalations.errors import FieldError, Invalid
 from escalations.inputs import GateInput
-from escalations.models import Agent, EscalationLevel, GateCheck, Policy, PolicyVersion
+from escalations.models import (
+    Agent,
+    CalibrationBin,
+    EscalationLevel,
+    GateCheck,
+    Policy,
+    PolicyVersion,
+)
 
-from .calibration import calibration_for
+from .calibration import maps_of
 
 
 @cache
@@ -30,6 +37,30 @@ def rules_for(domain: str) -> policy.Rules | None:
     if row is None:
         return None
     return rules_of(row)
+
+
+@cache
+def _rules_and_bins_sql() -> str:
+    # rules_for(domain) and calibration_maps(agent, [domain]) in one statement (a create and
+    # a gate check read both): the policy row, beside each of the agent's bins for the domain
+    # and for all its domains (NULLs when it has none).
+    return (
+        f"SELECT {rows.columns(Policy, 'p')}, {rows.columns(CalibrationBin, 'b')}"  # noqa: S608 (the models' own tables and columns, never input)
+        " FROM escalations_policy p LEFT JOIN escalations_calibrationbin b"
+        " ON b.agent_id = %s AND b.domain IN (p.domain, %s) WHERE p.domain = %s ORDER BY b.domain, b.bin"
+    )
+
+
+def rules_and_calibration(agent_id: int, domain: str) -> tuple[policy.Rules | None, calibration.CalibrationMap | None]:
+    """rules_for(domain) and calibration_for(agent_id, domain), read in one round trip: (None,
+    None) for a domain without a policy."""
+    found = rows.fetch_all(_rules_and_bins_sql(), [agent_id, calibration.ALL_DOMAINS, domain])
+    if not found:
+        return None, None
+    start = rows.width(Policy)
+    bins = [rows.instance(CalibrationBin, values, start) for values in found if values[start] is not None]
+    rules = rules_of(rows.instance(Policy, found[0]))
+    return rules, calibration.map_for(maps_of(bins), domain)
 
 
 def rules_of(row: Policy) -> policy.Rules:
@@ -155,8 +186,9 @@ def gate_check(*, agent: Agent, data: GateInput) -> tuple[policy.Verdict, policy
     """Answer POST /gate from the same policy code as escalations (the agent's calibration
     map included: verdict.calibrated_confidence), and count the call."""
     domain = data.domain or agent.domain
-    rules = _rules_or_422(domain, "domain")
-    found = calibration_for(agent.pk, domain)
+    rules, found = rules_and_calibration(agent.pk, domain)
+    if rules is None:
+        raise Invalid([unknown_domain(domain, "domain")])
     calibrated = found.calibrate(data.confidence) if found else None
     action = data.action
     verdict = policy.verdict_for(
