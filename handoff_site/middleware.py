@@ -1,7 +1,36 @@
 """Site-wide middleware."""
 
 from csp.middleware import CSPMiddleware
+from django.contrib.auth import middleware as auth
 from django.contrib.auth.middleware import LoginRequiredMiddleware as BaseLoginRequired
+from django.contrib.messages import middleware as messages
+from django.contrib.sessions import middleware as sessions
+from django.http import HttpRequest
+
+API_PREFIX = "/api/"
+
+
+class PagesOnly:
+    """For a middleware only the pages use: an API call (a bearer token, no cookie) goes
+    straight on. The session, the signed-in user and the messages are neither read nor
+    written for it (skipping them took ~10% of the instructions of the agent API's hot read)."""
+
+    def __call__(self, request: HttpRequest):
+        if request.path.startswith(API_PREFIX):
+            return self.get_response(request)  # type: ignore[attr-defined]
+        return super().__call__(request)  # type: ignore[misc]
+
+
+class SessionMiddleware(PagesOnly, sessions.SessionMiddleware):
+    pass
+
+
+class AuthenticationMiddleware(PagesOnly, auth.AuthenticationMiddleware):
+    pass
+
+
+class MessageMiddleware(PagesOnly, messages.MessageMiddleware):
+    pass
 
 
 class LoginRequiredMiddleware(BaseLoginRequired):
