@@ -2,7 +2,6 @@
 
 import contextlib
 import os
-import select
 from typing import Any
 
 import psycopg
@@ -31,9 +30,9 @@ class _WorkerFixup(_DjangoWorkerFixup):
     back to the pool (which checks it before lending it again) only when it may be unsound:
     an error occurred on it, a transaction is left open, or the server has written to it while
     it sat idle (what a restart or a terminated backend does first: it says so, or closes the
-    socket), seen without a round trip. A child still starts with a pool of its own (the fixup
-    closes the one inherited from the parent when the child starts) and closes it when it
-    exits."""
+    socket), seen without a round trip (the pool's own check, handoff_site.postgres). A child
+    still starts with a pool of its own (the fixup closes the one inherited from the parent
+    when the child starts) and closes it when it exits."""
 
     def close_database(self, **kwargs: Any) -> None:
         for conn in self._db.connections.all(initialized_only=True):
@@ -61,20 +60,23 @@ class _WorkerFixup(_DjangoWorkerFixup):
 
 def _sound_and_idle(conn: Any) -> bool:
     """A pooled connection worth keeping for the next task: no error on it, no transaction
-    open, and nothing from the server waiting to be read (an idle connection hears nothing
-    unless the server is closing it). Without a pool, Django's own rules apply (close)."""
+    open, and sound by the check the pool runs before a loan (handoff_site.postgres: a round
+    trip only when the server has written to the idle connection). Without a pool, Django's
+    own rules apply (close)."""
+    from handoff_site.postgres.base import check_connection
+
     raw = conn.connection
     if raw is None or not conn.settings_dict.get("OPTIONS", {}).get("pool"):
         return False
-    if conn.errors_occurred or conn.in_atomic_block or not conn.get_autocommit() or raw.closed or raw.broken:
+    if conn.errors_occurred or conn.in_atomic_block or not conn.get_autocommit():
         return False
     if raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
         return False
     try:
-        readable, _, _ = select.select([raw.fileno()], [], [], 0)
-    except (OSError, ValueError):
+        check_connection(raw)
+    except (psycopg.Error, OSError, ValueError):
         return False
-    return not readable
+    return True
 
 
 class _Fixup(DjangoFixup):
