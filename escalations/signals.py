@@ -16,6 +16,11 @@ Events (the `event` argument):
 - "delivery_failed": a decision's webhook delivery failed for good (escalation=)
 - "over_budget": an agent went over its daily escalation budget (agent=)
 - "drift_alert": an agent's escalation rate climbed (agent=, data={...the numbers})
+- "first_look_ended": a machine's first look ended undecided (escalation=, data={...})
+- "question_answered": the agent answered a reviewer's question (escalation=,
+  data={"asked_by", "asked_at", "question", "answer"})
+- "decided": an escalation was decided, on any path (escalation=). Sent after commit
+  (notable_on_commit): its receivers only start I/O (Slack messages updated in place).
 """
 
 import logging
@@ -43,3 +48,16 @@ def notable_in_transaction(event: str, **kwargs: Any) -> None:
                     log.error("notable %s: receiver %r failed", event, receiver, exc_info=result)
     except Exception:  # a receiver left the savepoint unusable (a failed query)
         log.exception("notable %s: a receiver's writes failed and were undone", event)
+
+
+def notable_on_commit(event: str, **kwargs: Any) -> None:
+    """Send `notable` once the current transaction commits (never if it rolls back), for an
+    event whose receivers only start I/O and write nothing with the change: it costs the
+    change's transaction nothing. A receiver that raises is logged, never raised."""
+
+    def send() -> None:
+        for receiver, result in notable.send_robust(sender=None, event=event, **kwargs):
+            if isinstance(result, Exception):
+                log.error("notable %s: receiver %r failed", event, receiver, exc_info=result)
+
+    transaction.on_commit(send)

@@ -14,6 +14,7 @@ from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
 from django.urls import reverse
 
+from escalations.models import Escalation
 from escalations.services.deliveries import RETRYABLE
 from escalations.transport import webhooks
 
@@ -27,6 +28,8 @@ class Result:
     ok: bool
     retryable: bool = False
     error: str = ""
+    slack_channel: str = ""  # where the Slack app posted it
+    slack_ts: str = ""
 
 
 def send(notification: Notification) -> Result:
@@ -39,8 +42,8 @@ def send(notification: Notification) -> Result:
     if notification.channel == Channel.SLACK and not notification.target.startswith(("https://", "http://")):
         if not slack.configured():
             return Result(False, error="the Slack app is not set up (SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET)")
-        ok, retryable, error = slack.post_message(notification.target, notification.payload)
-        return Result(ok, retryable, error)
+        posted = slack.post_message(notification.target, _slack_payload(notification))
+        return Result(posted.ok, posted.retryable, posted.error, slack_channel=posted.channel, slack_ts=posted.ts)
     secret = None
     if notification.channel == Channel.WEBHOOK:
         preference = getattr(notification.user, "notification_preference", None)
@@ -55,6 +58,36 @@ def send(notification: Notification) -> Result:
         return Result(True)
     retryable = code is None or code >= 500 or code in RETRYABLE
     return Result(False, retryable, outcome.error or f"HTTP {code}: {outcome.excerpt[:200]}")
+
+
+def _slack_payload(notification: Notification) -> dict:
+    """The message as composed, or, when its escalation was decided meanwhile, as
+    slack_close leaves it: no decide buttons on anything closed."""
+    escalation = notification.escalation
+    if escalation is not None and not escalation.is_open:
+        return inbound.slack_closed_payload(escalation)
+    return notification.payload
+
+
+def slack_close(escalation_id: str) -> bool:
+    """Once an escalation is no longer open (decided on any path, withdrawn, expired):
+    update every message the Slack app posted about it in place to say who decided what,
+    without its decide buttons. Safe to run twice (the update says the same again).
+    Returns whether to try again: Slack was down or busy for one of them; any other
+    failure (the message deleted, the app removed from the channel) is logged and left."""
+    rows = list(
+        Notification.objects.filter(escalation_id=escalation_id, channel=Channel.SLACK)
+        .exclude(slack_ts="")
+        .values_list("slack_channel", "slack_ts")
+    )
+    if not rows:
+        return False
+    escalation = Escalation.objects.select_related("decision").filter(pk=escalation_id).first()
+    if escalation is None or escalation.is_open:
+        return False
+    payload = inbound.slack_closed_payload(escalation)
+    updates = [slack.update_message(channel, ts, payload) for channel, ts in rows]
+    return any(not sent.ok and sent.retryable for sent in updates)
 
 
 def action_links(notification: Notification) -> list[dict[str, str]]:

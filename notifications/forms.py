@@ -63,7 +63,8 @@ class PreferencesForm(forms.Form):
 
     @classmethod
     def initial_for(cls, preference: NotificationPreference | None) -> dict:
-        choices = preference.choices if preference else DEFAULT_CHOICES
+        # An event missing from saved choices gets its default (rules.channels_for).
+        choices = {**DEFAULT_CHOICES, **preference.choices} if preference else DEFAULT_CHOICES
         initial = {event_field(kind): channels for kind, channels in choices.items()}
         if preference:
             initial.update(

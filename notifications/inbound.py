@@ -30,7 +30,7 @@ from operations import metrics
 from people.roles import is_reviewer
 
 from . import rules, slack
-from .models import ActionLinkUse, InboundAction, NotificationPreference
+from .models import ActionLinkUse, InboundAction, Notification, NotificationPreference
 
 log = logging.getLogger(__name__)
 
@@ -278,11 +278,21 @@ def _enqueue_slack_reply(reply: dict) -> None:
         log.warning("slack reply not enqueued (%s): the message keeps its buttons", exc)
 
 
+def slack_closed_payload(escalation: Escalation) -> dict:
+    """A Slack message about an escalation that is no longer open: who decided what, no
+    decide buttons (every message the app posted, once it is closed: channels.slack_close)."""
+    return slack.decided_payload(escalation, decided_text(escalation))
+
+
 def slack_reply(*, channel: str, ts: str, member: str, outcome: str, text: str, escalation_id: str | None) -> None:
-    """After a click: the message says who decided what (in place), and anything but the
-    clicker's own decision is explained to them alone."""
+    """After a click: the clicked message says who decided what (in place), and anything
+    but the clicker's own decision is explained to them alone. A message the click decided
+    whose address Handoff kept is left to channels.slack_close, which every decision sets
+    off (the message is updated once)."""
     escalation = _escalation(escalation_id) if escalation_id else None
     if escalation is not None and not escalation.is_open and channel and ts:
-        slack.update_message(channel, ts, slack.decided_payload(escalation, decided_text(escalation)))
+        kept = outcome == Outcome.DECIDED and Notification.objects.filter(slack_channel=channel, slack_ts=ts).exists()
+        if not kept:
+            slack.update_message(channel, ts, slack_closed_payload(escalation))
     if outcome != Outcome.DECIDED and channel and member:
         slack.post_ephemeral(channel, member, text)

@@ -16,6 +16,7 @@ from .models import Kind
 from .rules import slack_escape
 
 UNCERTAINTY_CHARS = 300
+ANSWER_CHARS = 2000
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,13 @@ def _about_escalation(kind: str, escalation, data: dict[str, Any]) -> Message:
             f"{escalation.priority})."
         )
         return Message(f"Needs a person: {title}", text, link)
+    if kind == Kind.QUESTION_ANSWERED:
+        text = (
+            f"{agent} answered your question on “{title}” ({domain}); it is back in the queue. "
+            f"Answer: {_clip(data.get('answer', ''), ANSWER_CHARS)} "
+            f"(You asked: {_clip(data.get('question', ''), UNCERTAINTY_CHARS)})"
+        )
+        return Message(f"Answered: {title}", text, link)
     if kind == Kind.DELIVERY_FAILED:
         text = (
             f"The decision on “{title}” could not be delivered to {agent} after "

@@ -24,6 +24,7 @@ class Kind(models.TextChoices):
     OVER_BUDGET = "over_budget", "An agent went over its daily escalation budget"
     DRIFT_ALERT = "drift_alert", "An agent's escalation rate climbed (drift alert)"
     FIRST_LOOK_ENDED = "first_look_ended", "A machine's first look ended undecided: a person is needed"
+    QUESTION_ANSWERED = "question_answered", "The agent answered a question you asked it"
     TEST = "test", "Test message"
 
 
@@ -101,6 +102,10 @@ class Notification(models.Model):
     lease_until = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     sent_at = models.DateTimeField(null=True, blank=True)
+    # Where the Slack app posted it (chat.postMessage's channel and ts): the message that is
+    # updated in place once its escalation is decided (services.slack_messages_close).
+    slack_channel = models.CharField(max_length=64, blank=True)
+    slack_ts = models.CharField(max_length=32, blank=True)
 
     objects = OutboxQuerySet.as_manager()
 

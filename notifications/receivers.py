@@ -21,6 +21,9 @@ log = logging.getLogger(__name__)
 
 
 def on_notable(sender, *, event: str, escalation=None, agent=None, data=None, **kwargs) -> None:
+    if event == DECIDED:
+        on_decided(escalation)
+        return
     if event not in Kind.values or event == Kind.TEST:
         log.warning("notable event %r is not one notifications knows", event)
         return
@@ -33,6 +36,23 @@ def on_notable(sender, *, event: str, escalation=None, agent=None, data=None, **
         # Plain JSON only: the rows store it.
         data=json.loads(json.dumps(data or {}, cls=DjangoJSONEncoder)),
     )
+
+
+DECIDED = "decided"  # sent after commit (notable_on_commit): no message of its own
+
+
+def on_decided(escalation) -> None:
+    """After a decision commits (any path): the Slack messages the app posted about the
+    escalation are updated in place (tasks.slack_close_task), when there are any."""
+    from . import slack
+    from .models import Channel, Notification
+    from .tasks import enqueue_slack_close
+
+    if escalation is None or not slack.configured():
+        return
+    posted = Notification.objects.filter(escalation_id=escalation.pk, channel=Channel.SLACK).exclude(slack_ts="")
+    if posted.exists():
+        enqueue_slack_close(str(escalation.pk))
 
 
 def connect() -> None:

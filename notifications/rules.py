@@ -16,6 +16,8 @@ DEFAULT_CHOICES: dict[str, list[str]] = {
     Kind.LEVEL_RAISED: [Channel.EMAIL],
     # A machine's first look ran out or passed: the escalation waits for a person now.
     Kind.FIRST_LOOK_ENDED: [Channel.EMAIL],
+    # The agent answered the question this person asked: it is back in the queue.
+    Kind.QUESTION_ANSWERED: [Channel.EMAIL],
     Kind.DELIVERY_FAILED: [Channel.EMAIL],
     Kind.OVER_BUDGET: [Channel.EMAIL],
     Kind.DRIFT_ALERT: [Channel.EMAIL],
@@ -24,7 +26,7 @@ DEFAULT_CHOICES: dict[str, list[str]] = {
 
 def kinds_for(*, is_manager: bool) -> list[Kind]:
     """The events a person may receive, in the order the preferences page shows them."""
-    kinds = [Kind.HALT_CREATED, Kind.LEVEL_RAISED, Kind.FIRST_LOOK_ENDED]
+    kinds = [Kind.HALT_CREATED, Kind.LEVEL_RAISED, Kind.FIRST_LOOK_ENDED, Kind.QUESTION_ANSWERED]
     return kinds + list(MANAGER_KINDS) if is_manager else kinds
 
 
@@ -81,7 +83,8 @@ def event_key(kind: str, subject: str, data: dict) -> str:
     """What makes one event one: the same event told twice is sent once.
 
     A level is told once per escalation and level, a failed delivery once per delivery, an
-    agent over budget once per day, a drift alert once per agent and week; otherwise (tests,
+    agent over budget once per day, a drift alert once per agent and week, an answer once per
+    question (the time it was asked); otherwise (tests,
     drift alerts without a week) the data decides.
     """
     if kind == Kind.LEVEL_RAISED:
@@ -90,6 +93,8 @@ def event_key(kind: str, subject: str, data: dict) -> str:
         detail = str(data.get("delivery", ""))
     elif kind == Kind.OVER_BUDGET:
         detail = str(data.get("day", ""))
+    elif kind == Kind.QUESTION_ANSWERED:
+        detail = str(data.get("asked_at", ""))
     elif kind in (Kind.HALT_CREATED, Kind.FIRST_LOOK_ENDED):
         detail = ""
     elif kind == Kind.DRIFT_ALERT and data.get("week_start"):

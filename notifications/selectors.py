@@ -23,13 +23,17 @@ def managers_of(domain: str | None) -> QuerySet:
     return users.filter(Q(groups__name="manager") | Q(is_superuser=True)).distinct()
 
 
-def recipients(kind: str, *, domain: str | None, level: int | None = None) -> list:
+def recipients(kind: str, *, domain: str | None, level: int | None = None, asked_by: str | None = None) -> list:
     """Who may hear of an event, with their preferences loaded (their choices apply after).
 
-    A halt, or a machine's first look that ended undecided: every reviewer (only those who opted in get it). A level: the people the level
-    names, and the domain's managers when it says so. The rest: the domain's managers
-    (managers_of).
+    A halt, or a machine's first look that ended undecided: every reviewer (only those who
+    opted in get it). A level: the people the level names, and the domain's managers when it
+    says so. An answer: the person who asked (`asked_by`, a username), unless a machine
+    reviewer asked. The rest: the domain's managers (managers_of).
     """
+    if kind == Kind.QUESTION_ANSWERED:
+        asker = get_user_model().objects.filter(username=asked_by or "", is_active=True).exclude(profile__is_machine=True)
+        return list(_with_preferences(asker))
     if kind in (Kind.HALT_CREATED, Kind.FIRST_LOOK_ENDED):
         return list(_with_preferences(reviewers_assignable()))
     if kind == Kind.LEVEL_RAISED:

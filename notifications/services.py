@@ -113,7 +113,7 @@ def notifications_fan_out(
         log.warning("notification %s names no escalation or agent that exists", kind)
         return []
     domain = escalation.domain if escalation is not None else agent.domain
-    people = selectors.recipients(kind, domain=domain, level=data.get("level"))
+    people = selectors.recipients(kind, domain=domain, level=data.get("level"), asked_by=data.get("asked_by"))
     # Agent events are about the agent (one over-budget message a day, whichever escalation
     # went over); the rest about their escalation.
     agent_event = kind in (Kind.OVER_BUDGET, Kind.DRIFT_ALERT) or escalation is None
@@ -188,7 +188,7 @@ def _rows(
                 next_attempt_at=now,
             )
             if channel == Channel.SLACK and where["slack_member"]:
-                row.payload = slack.message_payload(message, escalation)
+                row.payload = slack.message_payload(message, escalation, with_text=kind == Kind.QUESTION_ANSWERED)
             elif channel == Channel.SLACK:
                 row.payload = slack_body(message)
             elif channel == Channel.WEBHOOK:
@@ -254,9 +254,16 @@ def notification_claim(
 
 
 def notification_record(
-    *, notification: Notification, ok: bool, retryable: bool, error: str = "", now: datetime | None = None
+    *,
+    notification: Notification,
+    ok: bool,
+    retryable: bool,
+    error: str = "",
+    slack_channel: str = "",
+    slack_ts: str = "",
+    now: datetime | None = None,
 ) -> Notification:
-    """Record one attempt: sent; retrying with exponential backoff and jitter (a transient
+    """Record one attempt: sent (where the Slack app posted it, when it did); retrying with exponential backoff and jitter (a transient
     failure whose next attempt falls within the row's retry window, NOTIFICATION_RETRY_FOR_SECONDS:
     the outbox's one give-up rule); or failed for good."""
     now = now or timezone.now()
@@ -266,6 +273,7 @@ def notification_record(
         row.lease_until = None
         if ok:
             row.status, row.sent_at, row.last_error = Notification.Status.SENT, now, ""
+            row.slack_channel, row.slack_ts = slack_channel[:64], slack_ts[:32]
         else:
             row.last_error = (error or "failed")[:500]
             next_at = outbox.retry_at(row.attempts, now=now, give_up_at=row.give_up_at())
@@ -276,7 +284,12 @@ def notification_record(
                 row.status = Notification.Status.FAILED
             final = "true" if row.status == Notification.Status.FAILED else "false"
             metrics.count_on_commit(metrics.NOTIFICATION_FAILURES, channel=row.channel, final=final)
-        row.save(update_fields=["attempts", "lease_until", "status", "sent_at", "last_error", "next_attempt_at"])
+        row.save(
+            update_fields=[
+                "attempts", "lease_until", "status", "sent_at", "last_error", "next_attempt_at",
+                "slack_channel", "slack_ts",
+            ]
+        )
     return row
 
 

@@ -8,6 +8,8 @@ official slack_sdk. Everything quoted is escaped for Slack's mrkdwn (rules.slack
 
 import json
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -121,9 +123,12 @@ def decide_buttons(escalation) -> list[dict[str, Any]]:
     return buttons
 
 
-def message_payload(message: Message, escalation=None, *, open_escalation: bool = True) -> dict[str, Any]:
+def message_payload(
+    message: Message, escalation=None, *, open_escalation: bool = True, with_text: bool = False
+) -> dict[str, Any]:
     """chat.postMessage's text (the fallback for notifications) and blocks. An open
-    escalation gets its package's essentials and decide buttons; anything else, the text."""
+    escalation gets its package's essentials and decide buttons (and the message's text
+    under them when `with_text`: an agent's answer); anything else, the text."""
     text = f"{message.subject}: {message.text}"[:3000]
     blocks: list[dict[str, Any]]
     if escalation is None:
@@ -133,6 +138,8 @@ def message_payload(message: Message, escalation=None, *, open_escalation: bool 
         ]
         return {"text": text, "blocks": blocks}
     blocks = _header(escalation, message.subject)
+    if with_text:
+        blocks.insert(1, {"type": "section", "text": {"type": "mrkdwn", "text": slack_escape(_clip(message.text, 2900))}})
     blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _options_text(escalation)}})
     elements = (decide_buttons(escalation) if open_escalation else []) + [_open_button(message.link)]
     blocks.append({"type": "actions", "elements": elements})
@@ -151,26 +158,40 @@ def decided_payload(escalation, outcome_text: str) -> dict[str, Any]:
 # ---------------------------------------------------------------- Web API calls
 
 
-def post_message(channel: str, payload: dict[str, Any]) -> tuple[bool, bool, str]:
-    """chat.postMessage; (ok, retryable, error)."""
+@dataclass(frozen=True)
+class Sent:
+    """How a chat.postMessage or chat.update went; where the message is when it went."""
+
+    ok: bool
+    retryable: bool = False
+    error: str = ""
+    channel: str = ""  # chat.postMessage to a member answers with the DM's channel id
+    ts: str = ""
+
+
+def _send(call: Callable[[], Any]) -> Sent:
     try:
-        client().chat_postMessage(channel=channel, text=payload.get("text", ""), blocks=payload.get("blocks"))
+        answer = call()
     except SlackApiError as exc:
         error = str(exc.response.get("error") or exc.response.status_code)
         status = exc.response.status_code
-        return False, error in RETRYABLE_ERRORS or status >= 500 or status == 429, f"slack: {error}"[:500]
+        return Sent(False, error in RETRYABLE_ERRORS or status >= 500 or status == 429, f"slack: {error}"[:500])
     except (SlackRequestError, OSError) as exc:
-        return False, True, f"slack: {type(exc).__name__}: {exc}"[:500]
-    return True, False, ""
+        return Sent(False, True, f"slack: {type(exc).__name__}: {exc}"[:500])
+    return Sent(True, channel=str(answer.get("channel") or ""), ts=str(answer.get("ts") or ""))
 
 
-def update_message(channel: str, ts: str, payload: dict[str, Any]) -> bool:
-    try:
-        client().chat_update(channel=channel, ts=ts, text=payload["text"], blocks=payload["blocks"])
-    except (SlackApiError, SlackRequestError, OSError) as exc:
-        log.warning("slack chat.update of %s/%s failed: %s", channel, ts, exc)
-        return False
-    return True
+def post_message(channel: str, payload: dict[str, Any]) -> Sent:
+    """chat.postMessage."""
+    return _send(lambda: client().chat_postMessage(channel=channel, text=payload.get("text", ""), blocks=payload.get("blocks")))
+
+
+def update_message(channel: str, ts: str, payload: dict[str, Any]) -> Sent:
+    """chat.update of the message at (channel, ts)."""
+    sent = _send(lambda: client().chat_update(channel=channel, ts=ts, text=payload["text"], blocks=payload["blocks"]))
+    if not sent.ok:
+        log.warning("slack chat.update of %s/%s failed: %s", channel, ts, sent.error)
+    return sent
 
 
 def post_ephemeral(channel: str, user: str, text: str) -> bool:

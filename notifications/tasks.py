@@ -13,6 +13,8 @@ import logging
 from celery import Task, shared_task
 from django.utils import timezone
 
+from escalations.models import Escalation
+from escalations.services.outbox import outbox_retry_wait
 from escalations.tasks import enqueue_send, follow_lease, lease_seconds, outbox_send_task
 
 from . import channels, services
@@ -37,12 +39,20 @@ def send_notification_task(self: Task[[str], None], notification_id: str) -> Non
         follow_lease(self, Notification, notification_id)
         return
     result = channels.send(notification)
+    # As channels.send saw it: a message posted with its buttons about an open escalation.
+    escalation = notification.escalation if result.slack_ts else None
+    posted_open = escalation is not None and escalation.is_open
     try:
         notification = services.notification_record(
-            notification=notification, ok=result.ok, retryable=result.retryable, error=result.error
+            notification=notification, ok=result.ok, retryable=result.retryable, error=result.error,
+            slack_channel=result.slack_channel, slack_ts=result.slack_ts,
         )
     except Notification.DoesNotExist:
         return
+    if escalation is not None and posted_open and not Escalation.objects.filter(
+        pk=escalation.pk, status__in=Escalation.OPEN_STATUSES
+    ).exists():  # decided while the message was on its way, after slack_close looked for it
+        enqueue_slack_close(str(escalation.pk))
     if notification.status == Notification.Status.RETRYING:
         wait = (notification.next_attempt_at - timezone.now()).total_seconds()
         if wait <= COUNTDOWN_LIMIT_SECONDS:
@@ -62,6 +72,34 @@ def sweep_notifications_task() -> int:
             break
         enqueued += 1
     return enqueued
+
+
+# A Slack message left with its buttons after a decision misleads only until someone clicks
+# (the click then says "already decided"): a few tries, with the outbox's backoff.
+SLACK_CLOSE_RETRIES = 6
+
+
+@shared_task(bind=True, ignore_result=True, soft_time_limit=60, time_limit=70, max_retries=SLACK_CLOSE_RETRIES)
+def slack_close_task(self: Task[[str], None], escalation_id: str) -> None:
+    """After an escalation is decided: its Slack messages say who decided what, without
+    buttons (channels.slack_close). Slack down or busy: tried again with backoff, then
+    logged; nothing else waits on it."""
+    if not channels.slack_close(escalation_id):
+        return
+    if self.request.retries >= SLACK_CLOSE_RETRIES:
+        log.warning("slack messages of escalation %s not updated: Slack kept failing; given up", escalation_id)
+        return
+    wait = outbox_retry_wait(self.request.retries + 1).total_seconds()
+    raise self.retry(countdown=wait)
+
+
+def enqueue_slack_close(escalation_id: str) -> None:
+    """After commit (a receiver of the domain's `decided`): a broker outage is logged, and
+    the message keeps its buttons (a click on one says "already decided")."""
+    try:
+        slack_close_task.delay(escalation_id)
+    except Exception as exc:
+        log.warning("slack messages of escalation %s not updated (%s: %s)", escalation_id, type(exc).__name__, exc)
 
 
 @shared_task(ignore_result=True, soft_time_limit=30, time_limit=40)

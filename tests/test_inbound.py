@@ -21,14 +21,17 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from django.core import mail
 from django.db import connection
 from django.test import Client
+from django.utils import timezone
 
+from escalations import services as domain
 from escalations.models import Decision, Escalation
 from notifications import inbound
 from notifications import push as web_push
 from notifications import services as notify
 from notifications.models import ActionLinkUse, InboundAction, Notification
 from notifications.tasks import send_notification_task
-from tests.conftest import make_package, make_user, post_package
+from reviews.services import reviewer_token_issue
+from tests.conftest import free_port, make_package, make_user, post_package
 from tests.receiver import Receiver, Reply
 from tests.slack_standin import SlackStandIn, signed_click
 
@@ -124,6 +127,23 @@ def test_an_irreversible_action_offers_no_decide_button_at_all(api, reviewer, sl
     (call,) = slack_api.wait_for("chat.postMessage")
     (actions,) = [block for block in call.args["blocks"] if block["type"] == "actions"]
     assert [element["action_id"] for element in actions["elements"]] == ["handoff_open"]
+
+
+@pytest.mark.django_db
+def test_the_agents_answer_reaches_the_asker_in_slack_with_its_text_and_buttons(api, reviewer, slack_api):
+    notify.preferences_save(user=reviewer, choices={"question_answered": ["slack"]})
+    inbound.slack_member_save(user=reviewer, member_id="UALICE")
+    escalation = post_package(api)
+    domain.escalation_ask(escalation_id=escalation.pk, user=reviewer, text="Which table?")
+    assert api.post_json(f"/api/v1/escalations/{escalation.pk}/answer", {"text": "users_old & <x>"}).status_code == 200
+
+    send_all()
+
+    (post,) = slack_api.wait_for("chat.postMessage")
+    assert post.args["channel"] == "UALICE"
+    blocks = json.dumps(post.args["blocks"])
+    assert "Answer: users_old &amp; &lt;x&gt; (You asked: Which table?)" in blocks
+    assert "handoff_decide:shim" in blocks  # back in the queue: decidable from here
 
 
 # ---------------------------------------------------------------- Slack: the click
@@ -236,6 +256,116 @@ def test_a_click_after_a_dashboard_decision_answers_already_decided_by(api, revi
     (update,) = slack_api.wait_for("chat.update")
     assert "Decided by bob" in update.args["text"]
     assert InboundAction.objects.get().outcome == "already_decided"
+
+
+# ---------------------------------------------------------------- Slack: decided elsewhere
+
+
+def posted_halt(api, reviewer, slack_api, **package):
+    """A halt the Slack app posted to alice, its address kept on the row."""
+    link_slack(reviewer, "UALICE")
+    escalation = post_package(api, **HALT, **package)
+    send_all()
+    (post,) = slack_api.wait_for("chat.postMessage")
+    assert "handoff_decide:shim" in json.dumps(post.args["blocks"])
+    row = Notification.objects.get(channel="slack")
+    assert (row.slack_channel, row.slack_ts) == ("UALICE", "1700000000.000001")  # as Slack answered
+    return escalation
+
+
+def decide_on_dashboard(user, escalation, option="update-callers"):
+    dashboard = Client()
+    dashboard.force_login(user)
+    return dashboard.post(f"/escalations/{escalation.pk}/decide", {"kind": "option", "option": option})
+
+
+def decide_by_api(user, escalation, option="update-callers"):
+    token = reviewer_token_issue(user=user)
+    return Client().post(
+        f"/api/v1/review/escalations/{escalation.pk}/decision", {"kind": "option", "option": option},
+        content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}",
+    )
+
+
+def decide_by_timeout(user, escalation, option="update-callers"):
+    Escalation.objects.filter(pk=escalation.pk).update(
+        timeout_option=option, respond_by=timezone.now() - timedelta(seconds=1)
+    )
+    assert domain.timeouts_apply() == 1
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("decide", "by"),
+    [(decide_on_dashboard, "bob"), (decide_by_api, "bob"), (decide_by_timeout, "timeout")],
+)
+def test_a_decision_elsewhere_updates_the_posted_slack_message_once(
+    api, reviewer, other_reviewer, slack_api, django_capture_on_commit_callbacks, decide, by
+):
+    escalation = posted_halt(api, reviewer, slack_api)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        decide(other_reviewer, escalation)
+
+    assert Escalation.objects.get(pk=escalation.pk).decision.option_key == "update-callers"
+    (update,) = slack_api.wait_for("chat.update")
+    assert (update.args["channel"], update.args["ts"]) == ("UALICE", "1700000000.000001")
+    assert update.args["text"] == f"Decided by {by}: Update all 14 callers."
+    blocks = json.dumps(update.args["blocks"])
+    assert "handoff_decide" not in blocks
+    assert "handoff_open" in blocks  # only Open in Handoff is left
+    time.sleep(0.2)
+    assert len(slack_api.calls_to("chat.update")) == 1
+
+
+@pytest.mark.django_db
+def test_a_click_on_the_posted_message_updates_it_once_and_a_second_click_says_already_decided(
+    api, reviewer, other_reviewer, slack_api, clicks
+):
+    escalation = posted_halt(api, reviewer, slack_api)
+    link_slack(other_reviewer, "UBOB")
+
+    clicks(escalation, "shim", channel="UALICE", ts="1700000000.000001")
+
+    (update,) = slack_api.wait_for("chat.update")
+    assert update.args["text"] == "Decided by alice: Add a compatibility shim."
+    assert slack_api.calls_to("chat.postEphemeral") == []
+
+    clicks(escalation, "update-callers", member="UBOB", channel="UALICE", ts="1700000000.000001")
+
+    (ephemeral,) = slack_api.wait_for("chat.postEphemeral")
+    assert ephemeral.args["text"] == "Already decided. Decided by alice: Add a compatibility shim."
+    assert len(slack_api.wait_for("chat.update", 2)) == 2  # the clicked message, said again
+    assert Escalation.objects.get(pk=escalation.pk).decision.option_key == "shim"
+
+
+@pytest.mark.django_db
+def test_a_message_sent_after_the_decision_goes_out_without_buttons(api, reviewer, other_reviewer, slack_api):
+    link_slack(reviewer, "UALICE")
+    escalation = post_package(api, **HALT)
+    decide_on_dashboard(other_reviewer, escalation)  # before the Slack message went out
+
+    send_all()
+
+    (post,) = slack_api.wait_for("chat.postMessage")
+    assert post.args["text"] == "Decided by bob: Update all 14 callers."
+    assert "handoff_decide" not in json.dumps(post.args["blocks"])
+
+
+@pytest.mark.django_db
+def test_slack_down_when_the_message_is_updated_never_breaks_the_decision(
+    api, reviewer, other_reviewer, slack_api, settings, caplog, django_capture_on_commit_callbacks
+):
+    escalation = posted_halt(api, reviewer, slack_api)
+    settings.SLACK_API_URL = f"http://127.0.0.1:{free_port()}/api/"  # nothing listens there
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = decide_on_dashboard(other_reviewer, escalation)
+
+    assert response.status_code == 302
+    assert Escalation.objects.get(pk=escalation.pk).status == "decided"
+    assert "slack chat.update of UALICE/1700000000.000001 failed" in caplog.text
+    assert "not updated" in caplog.text  # tried again, then given up and logged
 
 
 @pytest.mark.django_db(transaction=True)

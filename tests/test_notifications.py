@@ -176,6 +176,42 @@ def test_an_agent_over_budget_is_told_once_a_day(agent, manager, eager, django_c
 # ---------------------------------------------------------------- retries
 
 
+def answer(api, escalation, asker, text: str, *, question: str = "How many rows does users_old hold?"):
+    services.escalation_ask(escalation_id=escalation.pk, user=asker, text=question)
+    response = api.post_json(f"/api/v1/escalations/{escalation.pk}/answer", {"text": text})
+    assert response.status_code == 200, response.content
+
+
+def test_the_agents_answer_reaches_the_reviewer_who_asked_with_the_answer_and_a_link(
+    api, reviewer, other_reviewer, eager, django_capture_on_commit_callbacks
+):
+    prefer(other_reviewer, {"question_answered": ["email"]})  # did not ask: hears nothing
+    escalation = post_package(api)  # alice saved nothing: e-mail is the default
+
+    with django_capture_on_commit_callbacks(execute=True):
+        answer(api, escalation, reviewer, "3 rows <b>all</b> from the nightly export.")
+
+    (message,) = mail.outbox
+    assert message.to == [reviewer.email]
+    assert message.subject == f"Answered: {escalation.title}"
+    assert "3 rows <b>all</b> from the nightly export." in message.body
+    assert "You asked: How many rows does users_old hold?" in message.body
+    assert f"/escalations/{escalation.pk}" in message.body
+    html = message.alternatives[0][0]
+    assert "3 rows &lt;b&gt;all&lt;/b&gt;" in html  # escaped like the dashboard
+    assert [(row.kind, row.user, row.status) for row in sent()] == [("question_answered", reviewer, "sent")]
+
+    with django_capture_on_commit_callbacks(execute=True):  # another question, another answer
+        answer(api, escalation, reviewer, "Still 3.", question="And now?")
+    assert len(mail.outbox) == 2
+    assert "Still 3." in mail.outbox[1].body
+
+    prefer(reviewer, {"question_answered": []})  # turned off on the page
+    with django_capture_on_commit_callbacks(execute=True):
+        answer(api, escalation, reviewer, "Never read.", question="Once more?")
+    assert len(mail.outbox) == 2
+
+
 def test_a_failing_receiver_is_retried_with_backoff_until_it_answers(reviewer, agent):
     with Receiver(script=[500, 503, 200]) as hook:
         prefer(reviewer, {"halt_created": ["slack"]}, slack_url=hook.url)
@@ -404,6 +440,7 @@ def test_the_page_shows_and_saves_what_reaches_you(reviewer_client, reviewer):
     assert page.status_code == 200
     html = page.content.decode()
     assert "A new tier-4 halt" in html
+    assert "The agent answered a question you asked it" in html
     assert "An agent went over its daily escalation budget" not in html  # managers only
     assert "Nothing sent to you yet." in html
 
@@ -414,7 +451,9 @@ def test_the_page_shows_and_saves_what_reaches_you(reviewer_client, reviewer):
 
     assert response.status_code == 302
     preference = NotificationPreference.objects.get(user=reviewer)
-    assert preference.choices == {"halt_created": ["email", "slack"], "level_raised": [], "first_look_ended": []}
+    assert preference.choices == {
+        "halt_created": ["email", "slack"], "level_raised": [], "first_look_ended": [], "question_answered": [],
+    }
     assert preference.slack_url == "https://hooks.slack.com/services/T/B/x"
     assert "Notification settings saved." in reviewer_client.get("/settings/notifications").content.decode()
 

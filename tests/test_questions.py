@@ -118,7 +118,9 @@ def test_a_question_round_trips_through_webhook_long_poll_and_answer(
     assert detail["links"][-1]["url"] == "https://example.com/q/1"
     events = reviewer_http.get(f"/api/v1/review/escalations/{created['id']}/events").json()["items"]
     kinds = [e["kind"] for e in events]
-    assert kinds == ["created", "question_asked", "question_answered"]
+    # alice, who asked, is told of the answer (by e-mail, the default).
+    assert kinds == ["created", "question_asked", "question_answered", "notified"]
+    assert events[3]["data"] == {"event": "question_answered", "people": ["alice"], "channels": ["email"]}
     assert events[1]["actor"] == "alice"
     assert events[2]["actor"] == agent.name
     assert events[2]["data"]["text"] == "3 rows, all written by the nightly export."

@@ -11,7 +11,7 @@ from django.contrib.auth.models import User
 from django.db import connection, transaction
 from django.utils import timezone
 
-from escalations import policy, rows, selectors
+from escalations import policy, rows, selectors, signals
 from escalations.errors import (
     AlreadyDecided,
     ClaimedByOther,
@@ -428,4 +428,5 @@ def decide_open(
     metrics.count_on_commit(metrics.DECISIONS, kind=kind, decided_by=decided_by_type)
     human = decided_by_type == Decision.DecidedBy.HUMAN
     events.announce(escalation, "decided", actor=decided_by_name if human else decided_by_type)
+    signals.notable_on_commit("decided", escalation=escalation)
     return decision

@@ -6,7 +6,8 @@ and tells the agent: a signed `escalation.question` webhook through the outbox w
 a resume_url, and its long-poll on the escalation answers at once (the live notice wakes
 it). Answering (POST /escalations/{id}/answer) appends the answer's history steps and
 links to the package, writes the answer on the timeline and puts the escalation back in
-the queue as `pending`, in its place by priority.
+the queue as `pending`, in its place by priority; the reviewer who asked hears of it
+(`notable` "question_answered", on the channels they chose).
 
 Time spent waiting on the agent does not count against the reviewers: the wait is added to
 `waited_on_agent` (the levels' clock starts that much later: Escalation.clock_start) and
@@ -23,7 +24,7 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
-from escalations import levels, policy, selectors
+from escalations import levels, policy, selectors, signals
 from escalations.errors import ClaimedByOther, Conflict, FieldError, Invalid
 from escalations.inputs import AnswerInput
 from escalations.jsontext import unstorable
@@ -161,6 +162,7 @@ def escalation_answer(
             raise Invalid(errors)
         waited = max(now - (locked.question_at or now), timedelta(0))
         asked = {"text": locked.question_text, "asked_by": locked.question_by}
+        asked_at = locked.question_at
         locked.history = [*locked.history, *(step.record for step in answer.history)]
         locked.links = [*locked.links, *answer.links]
         locked.waited_on_agent += waited
@@ -202,6 +204,16 @@ def escalation_answer(
                 "links": list(answer.links),
             },
             announce=False,
+        )
+        signals.notable_in_transaction(
+            "question_answered",
+            escalation=locked,
+            data={
+                "asked_by": asked["asked_by"],
+                "asked_at": asked_at.isoformat() if asked_at else "",
+                "question": asked["text"],
+                "answer": answer.text.strip(),
+            },
         )
         events.announce(locked, "question_answered", actor=locked.agent.name)
     return locked
