@@ -80,6 +80,7 @@ class SlackStandIn:
         self._server.standin = self
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._seq = 0
+        self._failures: dict[str, list[str]] = {}
 
     @property
     def url(self) -> str:
@@ -101,6 +102,11 @@ class SlackStandIn:
             self._lock.notify_all()
         if call.token != self.token:
             return {"ok": False, "error": "invalid_auth"}
+        with self._lock:
+            failures = self._failures.get(call.method) or []
+            failure = failures.pop(0) if failures else None
+        if failure is not None:
+            return {"ok": False, "error": failure}
         if call.method in ("chat.postMessage", "chat.update"):
             ts = call.args.get("ts") or f"1700000000.{seq:06d}"
             return {"ok": True, "channel": call.args.get("channel"), "ts": ts}
@@ -119,6 +125,11 @@ class SlackStandIn:
                 },
             }
         return {"ok": False, "error": "unknown_method"}
+
+    def fail(self, method: str, *errors: str) -> None:
+        """The next calls to `method` answer these Slack errors, one each (e.g. "ratelimited")."""
+        with self._lock:
+            self._failures.setdefault(method, []).extend(errors)
 
     def calls_to(self, method: str) -> list[Call]:
         with self._lock:

@@ -31,7 +31,7 @@ from notifications import services as notify
 from notifications.models import ActionLinkUse, InboundAction, Notification
 from notifications.tasks import send_notification_task
 from reviews.services import reviewer_token_issue
-from tests.conftest import free_port, make_package, make_user, post_package
+from tests.conftest import free_port, make_package, make_user, need, post_package
 from tests.receiver import Receiver, Reply
 from tests.slack_standin import SlackStandIn, signed_click
 
@@ -366,6 +366,49 @@ def test_slack_down_when_the_message_is_updated_never_breaks_the_decision(
     assert Escalation.objects.get(pk=escalation.pk).status == "decided"
     assert "slack chat.update of UALICE/1700000000.000001 failed" in caplog.text
     assert "not updated" in caplog.text  # tried again, then given up and logged
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_real_worker_updates_the_message_after_an_api_decision_retrying_a_busy_slack(
+    tmp_path, api, reviewer, other_reviewer, settings
+):
+    """The production shape: the decision commits, the receiver enqueues on Redis, a `celery
+    worker` subprocess posts and later updates the message; Slack's first answer to the
+    update is `ratelimited`, so the update is tried again."""
+    from tests.processes import Worker, purge_queue
+
+    need(bool(os.environ.get("REDIS_URL")), "Redis (REDIS_URL)")
+    need(connection.vendor == "postgresql", "PostgreSQL (DATABASE_URL)")
+    with SlackStandIn(token=TOKEN) as standin:
+        slack_env = {"SLACK_API_URL": standin.url, "SLACK_BOT_TOKEN": TOKEN, "SLACK_SIGNING_SECRET": SECRET}
+        settings.SLACK_API_URL, settings.SLACK_BOT_TOKEN, settings.SLACK_SIGNING_SECRET = slack_env.values()
+        link_slack(reviewer, "UALICE")
+        purge_queue()
+        worker = Worker(tmp_path, {"DB_POOL": "0", "WEBHOOK_BACKOFF_BASE_SECONDS": "0.4", **slack_env})
+        try:
+            worker.wait_ready()
+            escalation = post_package(api, **HALT)
+            standin.wait_for("chat.postMessage", timeout=30)
+            deadline = time.monotonic() + 10
+            while not Notification.objects.filter(channel="slack").exclude(slack_ts="").exists():
+                assert time.monotonic() < deadline, worker.log()
+                time.sleep(0.05)
+            standin.fail("chat.update", "ratelimited")
+
+            response = decide_by_api(other_reviewer, escalation, option="shim")
+
+            assert response.status_code == 201, response.content
+            failed, update = standin.wait_for("chat.update", 2, timeout=30)
+            assert failed.args == update.args
+            assert update.args["text"] == "Decided by bob: Add a compatibility shim."
+            assert "handoff_decide" not in json.dumps(update.args["blocks"])
+            time.sleep(1)
+            assert len(standin.calls_to("chat.update")) == 2, worker.log()
+        finally:
+            worker.stop()
+            purge_queue()
 
 
 @pytest.mark.django_db(transaction=True)
