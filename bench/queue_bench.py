@@ -205,6 +205,9 @@ def scenarios(reviewer) -> list[tuple[str, str]]:
     deep = Escalation.objects.open().order_by(*queue.SORTS["priority"].order_by())[2000]
     some = Escalation.objects.open().order_by("created_at")[5000]
     word = some.title.split(": ")[1][:8]
+    # A word of one closed escalation's title, and one of every row's uncertainty (the template's).
+    closed = Escalation.objects.exclude(status__in=Escalation.OPEN_STATUSES).order_by("created_at")[5000]
+    rare, common = closed.title.split(": ")[1][:8], "shim"
     return [
         ("open, by priority (default)", base),
         ("open, by time left", f"{base}?sort=time_left"),
@@ -215,6 +218,9 @@ def scenarios(reviewer) -> list[tuple[str, str]]:
         ("a filter that matches nothing", f"{base}?agent=bench-queue-07&domain=code"),
         ("irreversible, by time left", f"{base}?irreversible=true&sort=time_left"),
         (f"search {word!r}", f"{base}?q={word}"),
+        (f"search {common!r} (every row's uncertainty)", f"{base}?q={common}"),
+        (f"search {rare!r}, tab: closed", f"{base}?tab=closed&q={rare}"),
+        (f"search {rare!r}, tab: flagged", f"{base}?tab=flagged&q={rare}"),
         ("tab: mine", f"{base}?tab=mine"),
         ("tab: overdue", f"{base}?tab=overdue"),
         ("tab: flagged", f"{base}?tab=flagged"),

@@ -89,7 +89,16 @@ COUNT_CAP = 999
 
 
 def matching(queryset: EscalationQuerySet, search: str) -> EscalationQuerySet:
-    """Every word of `search` in the title or the uncertainty (the queue's search box)."""
+    """Every word of `search` in the title or the uncertainty (the queue's search box): a
+    case-insensitive substring (`icontains`; no accent folding), on SQLite and PostgreSQL.
+
+    On PostgreSQL, trigram indexes over every escalation serve `UPPER(col::text) LIKE ...`
+    (escalations migration 0010), in every tab and count: the closed tab found one closed
+    escalation in 1.9 s before (a scan of 550,000 rows), 1.4 ms now. Being over the whole
+    table, ANALYZE keeps statistics of their expressions (PostgreSQL ignores a partial
+    index's), so the planner knows a word in every row from a rare one and walks a sort's
+    index for the first, reads the trigrams for the second (bench/README.md).
+    """
     for word in search.split():
         queryset = queryset.filter(Q(title__icontains=word) | Q(uncertainty__icontains=word))
     return queryset

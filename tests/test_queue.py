@@ -154,6 +154,63 @@ def test_search_treats_like_wildcards_as_text(agent, reviewer_client):
     assert titles(get(reviewer_client, q="100%")) == ["Raise the limit to 100%"]
 
 
+def test_search_finds_substrings_in_any_case_in_every_tab(agent, reviewer, reviewer_client):
+    """What the search means, on SQLite and PostgreSQL alike (with PostgreSQL's trigram
+    indexes over every status, migration 0010): every word a case-insensitive substring of
+    the title or the uncertainty, in the open tab and in the tabs of closed escalations."""
+    create(agent, run_id="open", title="Rollback the Ledger migration?", uncertainty="Nightly jobs read the table; a rollback loses the rows they wrote since.")
+    create(agent, run_id="other", title="Rotate the keys", uncertainty="The vault is sealed; unsealing it needs two operators and one is on leave.")
+    flagged = create(agent, run_id="flag", title="Archive cold ledgers", confidence=0.8)
+    done = create(agent, run_id="done", title="Rename the column", uncertainty="Ledger readers break when the column is renamed without a view over it.")
+    services.escalation_decide(escalation_id=done.pk, request=services.DecisionRequest(kind="halt"), user=reviewer)
+    assert flagged.tier == 2  # decided by the policy, awaiting a look
+
+    def shown(**params) -> set[str]:
+        return set(titles(get(reviewer_client, **params)))
+
+    for q in ("ledger", "LEDGER", "eDgE", "ledg"):
+        assert shown(q=q) == {"Rollback the Ledger migration?"}
+        assert shown(q=q, tab="closed") == {"Archive cold ledgers", "Rename the column"}  # title, uncertainty
+        assert shown(q=q, tab="flagged") == {"Archive cold ledgers"}
+        assert shown(q=q, tab="decided") == {"Archive cold ledgers", "Rename the column"}
+    assert shown(q="the vault") == {"Rotate the keys"}  # every word, in either text
+    assert shown(q="sealed ledger") == set()
+    assert shown(q="lb") == {"Rollback the Ledger migration?"}  # under three letters: no trigram
+    assert shown(q="readers", tab="closed") == {"Rename the column"}
+    assert shown(q="nightly", tab="closed") == set()
+    page = get(reviewer_client, q="ledger")
+    counts = dict(re.findall(r'data-count="(\w+)">(\d+)<', page))
+    assert counts == {"open": "1", "mine": "0", "waiting": "0", "flagged": "1", "overdue": "0", "decided": "2"}
+
+
+def test_search_is_exact_about_accents(agent, reviewer_client):
+    """No accent folding on either database (`icontains`): a word with accents finds itself."""
+    create(agent, run_id="cafe", title="Close the café's tab")
+    create(agent, run_id="plain", title="Close the cafe's tab")
+    assert titles(get(reviewer_client, q="café")) == ["Close the café's tab"]
+    assert titles(get(reviewer_client, q="cafe")) == ["Close the cafe's tab"]
+
+
+def test_on_postgresql_the_closed_tabs_search_reads_the_trigram_indexes(reviewer):
+    """The closed tab's statement can read the indexes over every status (migration 0010):
+    their expressions are the ones Django's icontains writes. With scans and plain index
+    scans off, a bitmap over them is the planner's only way short of a disabled path."""
+    if connection.vendor != "postgresql":
+        pytest.skip("trigram indexes are PostgreSQL's")
+    from reviews.filters import QueueFilter
+
+    request = type("Request", (), {"user": reviewer})()
+    rows = QueueFilter({"q": "ledger", "tab": "closed"}, request=request).qs
+    sql, params = rows.order_by().values("pk").query.sql_with_params()
+    with connection.cursor() as cursor:
+        for path in ("seqscan", "indexscan", "indexonlyscan"):
+            cursor.execute(f"SET LOCAL enable_{path} = off")
+        cursor.execute(f"EXPLAIN {sql}", params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "esc_title_trgm_idx" in plan, plan
+    assert "esc_uncertainty_trgm_idx" in plan, plan
+
+
 # ---------------------------------------------------------------- tabs and counts
 
 
