@@ -246,9 +246,14 @@ def live_server_asgi(transactional_db) -> Iterator[str]:
 def serve_asgi() -> Iterator[str]:
     """live_server_asgi's server, for a fixture of any scope: its base URL while it runs."""
     import uvicorn
+    from channels.layers import channel_layers
 
     from handoff_site.asgi import application
 
+    # A channel layer of its own: channels-redis refuses receives from two event loops at
+    # once, and the server before this one (another loop, in another thread) may still be
+    # closing its sockets on a loaded machine ("Two event loops are trying to receive()").
+    channel_layers.backends.clear()
     port = free_port()
     config = uvicorn.Config(application, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
     server = uvicorn.Server(config)

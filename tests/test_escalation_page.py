@@ -7,6 +7,7 @@ import re
 from datetime import timedelta
 
 import pytest
+import time_machine
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -335,13 +336,17 @@ def test_an_approval_over_someone_elses_live_claim_asks_too(api, reviewer, other
 
 
 def test_a_timeout_or_policy_decision_ignores_claims(api, reviewer):
-    escalation = post_package(api)
-    services.escalation_claim(escalation_id=escalation.pk, user=reviewer)
-    services.escalation_decide(
-        escalation_id=escalation.pk,
-        request=services.DecisionRequest(kind="halt"),
-        decided_by_type=Decision.DecidedBy.TIMEOUT,
+    respond_by = timezone.now() + timedelta(minutes=2)  # within the claim's lease
+    escalation = post_package(
+        api, cost_of_delay={"blocking": True, "impact": "high", "respond_by": respond_by.isoformat()}
     )
+    services.escalation_claim(escalation_id=escalation.pk, user=reviewer)
+    with time_machine.travel(escalation.respond_by, tick=False):
+        services.escalation_decide(
+            escalation_id=escalation.pk,
+            request=services.DecisionRequest(kind="halt"),
+            decided_by_type=Decision.DecidedBy.TIMEOUT,
+        )
     assert Decision.objects.get(escalation=escalation).decided_by_type == "timeout"
 
 

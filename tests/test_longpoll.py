@@ -57,7 +57,10 @@ def test_wait_returns_as_soon_as_the_decision_commits(agent_http, reviewer):
     assert response.json()["status"] == "decided"
     assert response.json()["decision"]["option"] == "shim"
     assert answered - started >= 0.4
-    assert answered - stamp["committed"] < 0.2  # woken within 200 ms of the commit
+    # Woken by the commit's notice: without it the wait ends at its 10 s, still pending (the
+    # re-check runs every 11-22 s). How soon is bench figure 4's; here a loaded machine (the
+    # suite in parallel) took 0.29 s, so a second.
+    assert answered - stamp["committed"] < 1.0
 
 
 def test_wait_times_out_with_the_open_state(agent_http):

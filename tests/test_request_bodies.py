@@ -157,4 +157,7 @@ def test_a_declared_length_over_the_limit_is_refused_before_the_body(agent_with_
     status, headers, content, _ = post_raw(server, agent_with_token[1], b"", chunked=False, declared=100 * MIB)
     assert status == 413, content
     assert headers["content-type"] == "application/problem+json", content
-    assert time.monotonic() - started < 5
+    # A server waiting for the 100 MiB would answer only when its own timeout ended the wait
+    # (gunicorn's worker timeout, 30 s) or not before the client gave up (30 s): well under
+    # that is "at once", with room for a loaded machine (6.6 s seen with the suite in parallel).
+    assert time.monotonic() - started < 15
