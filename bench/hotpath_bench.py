@@ -9,8 +9,9 @@ runs `--warmup` times, then `--ops` timed times; per operation it takes this pro
 time (time.process_time: user + system, immune to the box's queueing, not to its cache
 contention) and wall time, and counts the SQL statements sent (a connection execute
 wrapper, BEGIN and COMMIT excluded as Django sends them outside it). The PostgreSQL
-server process of the connection is timed too (/proc, clock ticks of 10 ms: its mean per
-operation over the timed run), since on one machine its CPU is the app's as much.
+server processes of the database (the pool's connections) are timed too (/proc, clock
+ticks of 10 ms: their mean per operation over the timed run), since on one machine their
+CPU is the app's as much.
 
 Operations:
 - create: POST /api/v1/escalations through the WSGI application gunicorn serves
@@ -35,6 +36,7 @@ and to bench/results/hotpath.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import os
@@ -213,22 +215,26 @@ class Bench:
         assert response.status_code == 201, response.content
 
 
-def backend_pid() -> int:
-    """The PostgreSQL server process of this process's connection (the pool lends the same one
-    to every operation here: one thread)."""
+def backends_cpu() -> dict[int, float]:
+    """CPU seconds of every PostgreSQL server process on this bench's database (all of them
+    are this process's pooled connections: the pool may lend a request any of them)."""
     from django.db import connection
 
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_backend_pid()")
-        return int(cursor.fetchone()[0])
+        cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+        pids = [int(row[0]) for row in cursor.fetchall()]
+    found = {}
+    for pid in pids:
+        with contextlib.suppress(OSError):  # ended meanwhile
+            found[pid] = cpu_seconds(pid)
+    return found
 
 
 def measure(name: str, op: Callable[[], None], warmup: int, ops: int, show_sql: bool) -> dict[str, Any]:
     for _ in range(warmup):
         op()
     cpu, wall, queries = [], [], []
-    backend = backend_pid()
-    backend_before = cpu_seconds(backend)
+    backends_before = backends_cpu()
     for _ in range(ops):
         statements: list[str] = []
         with counting(statements):
@@ -238,9 +244,9 @@ def measure(name: str, op: Callable[[], None], warmup: int, ops: int, show_sql: 
         cpu.append((c1 - c0) * 1000)
         wall.append((w1 - w0) * 1000)
         queries.append(len(statements))
-    backend_ms = (cpu_seconds(backend) - backend_before) * 1000 / ops
-    if backend_pid() != backend:
-        backend_ms = float("nan")  # the pool lent another connection meanwhile: not measured
+    backends_after = backends_cpu()
+    spent = sum(cpu - backends_before.get(pid, 0.0) for pid, cpu in backends_after.items())
+    backend_ms = spent * 1000 / ops  # a server process that ended meanwhile is not counted
     if show_sql:
         statements = []
         with counting(statements):
