@@ -15,7 +15,8 @@ from django.core.serializers.json import DjangoJSONEncoder
 
 from escalations.signals import notable
 
-from .models import Kind
+from . import slack
+from .models import Channel, Kind, Notification
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +45,10 @@ DECIDED = "decided"  # sent after commit (notable_on_commit): no message of its 
 def on_decided(escalation) -> None:
     """After a decision commits (any path): the Slack messages the app posted about the
     escalation are updated in place (tasks.slack_close_task), when there are any."""
-    from . import slack
-    from .models import Channel, Notification
-    from .tasks import enqueue_slack_close
-
     if escalation is None or not slack.configured():
         return
+    from .tasks import enqueue_slack_close
+
     posted = Notification.objects.filter(escalation_id=escalation.pk, channel=Channel.SLACK).exclude(slack_ts="")
     if posted.exists():
         enqueue_slack_close(str(escalation.pk))
