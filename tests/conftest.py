@@ -283,9 +283,14 @@ def _processes_run_the_production_settings() -> None:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _migrated_rows_at_start(django_db_setup, django_db_blocker) -> None:
+def _migrated_rows_at_start(request, django_db_setup, django_db_blocker) -> None:
     """A test database kept from the last run (--reuse-db) has what that run's last test left:
     a transactional test's flush, perhaps. The first test finds it as migrated, whatever."""
+    # pytest-django sets up only the databases the run's tests use (its own rule, read here)
+    from pytest_django.fixtures import _get_databases_for_setup
+
+    if "default" not in _get_databases_for_setup(request.session.items)[0]:
+        return
     with django_db_blocker.unblock():
         restore_migrated_rows()
 
