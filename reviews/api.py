@@ -217,7 +217,7 @@ def _decided_conflict(exc: services.AlreadyDecided) -> Problem:
 def claim(request, escalation_id: str):
     escalation = _escalation(request, escalation_id)
     try:
-        escalation = services.escalation_claim(escalation_id=escalation.pk, user=request.auth)
+        services.escalation_claim(escalation_id=escalation.pk, user=request.auth)
     except services.ClaimedByOther as exc:
         raise _claim_conflict(exc) from None
     except services.AlreadyDecided as exc:
