@@ -22,8 +22,8 @@ log = logging.getLogger(__name__)
 
 
 def on_notable(sender, *, event: str, escalation=None, agent=None, data=None, **kwargs) -> None:
-    if event == DECIDED:
-        on_decided(escalation)
+    if event in CLOSED:
+        on_closed(escalation)
         return
     if event not in Kind.values or event == Kind.TEST:
         log.warning("notable event %r is not one notifications knows", event)
@@ -39,11 +39,13 @@ def on_notable(sender, *, event: str, escalation=None, agent=None, data=None, **
     )
 
 
-DECIDED = "decided"  # sent after commit (notable_on_commit): no message of its own
+# Sent after commit (notable_on_commit), no message of their own: a decision (any path) and
+# the agent's withdrawal, each of which closes the escalation.
+CLOSED = ("decided", "withdrawn")
 
 
-def on_decided(escalation) -> None:
-    """After a decision commits (any path): the Slack messages the app posted about the
+def on_closed(escalation) -> None:
+    """After a decision or a withdrawal commits: the Slack messages the app posted about the
     escalation are updated in place (tasks.slack_close_task), when there are any."""
     if escalation is None or not slack.configured():
         return

@@ -319,6 +319,23 @@ def test_a_decision_elsewhere_updates_the_posted_slack_message_once(
 
 
 @pytest.mark.django_db
+def test_the_agent_withdrawing_closes_the_posted_slack_message(
+    api, reviewer, slack_api, django_capture_on_commit_callbacks
+):
+    escalation = posted_halt(api, reviewer, slack_api)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert api.post(f"/api/v1/escalations/{escalation.pk}/withdraw").status_code == 200
+
+    (update,) = slack_api.wait_for("chat.update")
+    assert (update.args["channel"], update.args["ts"]) == ("UALICE", "1700000000.000001")
+    assert update.args["text"] == "This escalation is withdrawn."
+    blocks = json.dumps(update.args["blocks"])
+    assert "handoff_decide" not in blocks
+    assert "handoff_open" in blocks
+
+
+@pytest.mark.django_db
 def test_a_click_on_the_posted_message_updates_it_once_and_a_second_click_says_already_decided(
     api, reviewer, other_reviewer, slack_api, clicks
 ):

@@ -8,6 +8,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from escalations import signals
 from escalations.errors import Conflict
 from escalations.models import Decision, Escalation, Event
 
@@ -114,4 +115,5 @@ def escalation_withdraw(*, escalation: Escalation, now: datetime | None = None) 
             )
         escalation.status, escalation.updated_at = Escalation.Status.WITHDRAWN, now
         timeline.record(escalation, Event.Kind.WITHDRAWN, actor=escalation.agent.name, now=now)
+        signals.notable_on_commit("withdrawn", escalation=escalation)
     return escalation
