@@ -206,7 +206,10 @@ def scenarios(reviewer) -> list[tuple[str, str]]:
     some = Escalation.objects.open().order_by("created_at")[5000]
     word = some.title.split(": ")[1][:8]
     # A word of one closed escalation's title, and one of every row's uncertainty (the template's).
-    closed = Escalation.objects.exclude(status__in=Escalation.OPEN_STATUSES).order_by("created_at")[5000]
+    shut = Escalation.objects.exclude(status__in=Escalation.OPEN_STATUSES)
+    closed = shut.order_by("created_at")[5000]
+    # A closed-tab cursor 2,000 rows in (by priority): its keyset page reads on from there.
+    deep_closed = shut.order_by(*queue.SORTS["priority"].order_by())[2000]
     rare, common = closed.title.split(": ")[1][:8], "shim"
     return [
         ("open, by priority (default)", base),
@@ -224,6 +227,10 @@ def scenarios(reviewer) -> list[tuple[str, str]]:
         ("tab: mine", f"{base}?tab=mine"),
         ("tab: overdue", f"{base}?tab=overdue"),
         ("tab: flagged", f"{base}?tab=flagged"),
+        ("tab: closed, by priority", f"{base}?tab=closed"),
+        ("tab: closed, by time left", f"{base}?tab=closed&sort=time_left"),
+        ("tab: closed, oldest first", f"{base}?tab=closed&sort=age"),
+        ("tab: closed, page 41", f"{base}?tab=closed&after={queue.Cursor.of(deep_closed, 'priority').encode()}"),
         ("flagged page, newest first", reverse("reviews:flagged")),
         ("flagged page, most uncertain first", reverse("reviews:flagged") + "?sort=uncertain"),
         ("page 41 (keyset cursor)", f"{base}?after={queue.Cursor.of(deep, 'priority').encode()}"),

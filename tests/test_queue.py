@@ -3,6 +3,7 @@ query counts, escaping, and the live notices it follows (actor and priority)."""
 
 import html
 import re
+import uuid
 from datetime import timedelta
 from urllib.parse import urlencode
 
@@ -194,7 +195,9 @@ def test_search_is_exact_about_accents(agent, reviewer_client):
 def test_on_postgresql_the_closed_tabs_search_reads_the_trigram_indexes(reviewer):
     """The closed tab's statement can read the indexes over every status (migration 0010):
     their expressions are the ones Django's icontains writes. With scans and plain index
-    scans off, a bitmap over them is the planner's only way short of a disabled path."""
+    scans off, a bitmap over them is the planner's only way short of a disabled path, once the
+    tab's own sort indexes (migration 0011, which a bitmap could read for the tab's condition
+    alone) are dropped in the test's transaction."""
     if connection.vendor != "postgresql":
         pytest.skip("trigram indexes are PostgreSQL's")
     from reviews.filters import QueueFilter
@@ -203,12 +206,41 @@ def test_on_postgresql_the_closed_tabs_search_reads_the_trigram_indexes(reviewer
     rows = QueueFilter({"q": "ledger", "tab": "closed"}, request=request).qs
     sql, params = rows.order_by().values("pk").query.sql_with_params()
     with connection.cursor() as cursor:
+        for index in ("esc_closed_priority_idx", "esc_closed_deadline_idx", "esc_closed_age_idx"):
+            cursor.execute(f"DROP INDEX {index}")
         for path in ("seqscan", "indexscan", "indexonlyscan"):
             cursor.execute(f"SET LOCAL enable_{path} = off")
         cursor.execute(f"EXPLAIN {sql}", params)
         plan = "\n".join(row[0] for row in cursor.fetchall())
     assert "esc_title_trgm_idx" in plan, plan
     assert "esc_uncertainty_trgm_idx" in plan, plan
+
+
+@pytest.mark.parametrize("sort", list(queue.SORTS))
+def test_on_postgresql_each_closed_tab_sort_reads_its_index(reviewer, sort):
+    """Each order of the closed tab, first page and the next, is a range of its own partial
+    index (migration 0011: the tab's condition word for word), not a sort of every closed
+    escalation. With sequential scans and sorts off, an index in the sort's order is the
+    planner's only way short of a disabled path."""
+    if connection.vendor != "postgresql":
+        pytest.skip("the plan is PostgreSQL's")
+    from reviews.filters import QueueFilter
+
+    request = type("Request", (), {"user": reviewer})()
+    rows = queue.for_rows(QueueFilter({"tab": "closed", "sort": sort}, request=request).qs)
+    ordered = rows.order_by(*queue.SORTS[sort].order_by())
+    values = {"priority": 50, "respond_by": timezone.now(), "created_at": timezone.now(), "id": uuid.UUID(int=0)}
+    cursor = queue.Cursor(sort, tuple(values[name] for name, _ in queue.SORTS[sort].fields))
+    index = {"priority": "esc_closed_priority_idx", "time_left": "esc_closed_deadline_idx", "age": "esc_closed_age_idx"}
+    for statement in (ordered[:51], queue.after_cursor(ordered, cursor)[:51]):
+        sql, params = statement.query.sql_with_params()
+        with connection.cursor() as cursor_:
+            for path in ("seqscan", "sort", "bitmapscan"):
+                cursor_.execute(f"SET LOCAL enable_{path} = off")
+            cursor_.execute(f"EXPLAIN {sql}", params)
+            plan = "\n".join(row[0] for row in cursor_.fetchall())
+        assert f"Index Scan using {index[sort]} on escalations_escalation" in plan, plan
+        assert "Sort" not in plan, plan
 
 
 # ---------------------------------------------------------------- tabs and counts
