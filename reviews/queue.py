@@ -227,29 +227,30 @@ class Cursor:
         return cls(sort, tuple(getattr(escalation, name) for name, _ in SORTS[sort].fields))
 
 
-def _after(name: str, desc: bool, value) -> Q:
-    """Rows strictly after `value` in this field's order (NULLs last)."""
-    if value is None:
-        return Q(pk__in=[])  # nothing sorts after NULL
-    beyond = Q(**{f"{name}__lt" if desc else f"{name}__gt": value})
-    return beyond | Q(**{f"{name}__isnull": True}) if name == "respond_by" else beyond
+def _past(name: str, desc: bool, value, forward: bool) -> Q:
+    """Rows strictly after (forward) or before `value` in this field's order (NULLs last)."""
+    if value is None:  # nothing sorts after NULL, every value before it
+        return Q(pk__in=[]) if forward else Q(**{f"{name}__isnull": False})
+    beyond = Q(**{f"{name}__lt" if desc == forward else f"{name}__gt": value})
+    return beyond | Q(**{f"{name}__isnull": True}) if forward and name in NULLABLE else beyond
 
 
 def _equal(name: str, value) -> Q:
     return Q(**{f"{name}__isnull": True}) if value is None else Q(**{name: value})
 
 
-def after_cursor(queryset: EscalationQuerySet, cursor: Cursor) -> EscalationQuerySet:
-    """Rows after `cursor`: (a > x) or (a = x and b > y) or ..., for the sort's fields."""
+def after_cursor(queryset: EscalationQuerySet, cursor: Cursor, *, forward: bool = True) -> EscalationQuerySet:
+    """Rows after `cursor` (before it, not forward): (a > x) or (a = x and b > y) or ...,
+    for the sort's fields."""
     fields = SORTS[cursor.sort].fields
     condition, same = Q(pk__in=[]), Q()
     for (name, desc), value in zip(fields, cursor.values, strict=True):
-        condition |= same & _after(name, desc, value)
+        condition |= same & _past(name, desc, value, forward)
         same &= _equal(name, value)
     (lead, desc), first = fields[0], cursor.values[0]
-    if first is not None and lead != "respond_by":
+    if first is not None and (lead not in NULLABLE or not forward):
         # A redundant bound on the leading column gives the index scan its start.
-        condition &= Q(**{f"{lead}__lte" if desc else f"{lead}__gte": first})
+        condition &= Q(**{f"{lead}__lte" if desc == forward else f"{lead}__gte": first})
     return queryset.filter(condition)
 
 
@@ -301,10 +302,10 @@ def neighbour(
     """The escalation after (or before) `escalation` in `sort`'s order among `queryset`,
     whether or not `escalation` itself is still in it (a decided one has left the open tab,
     and its place in the order is where the reviewer was)."""
-    others = queryset.exclude(pk=escalation.pk)
     cursor = Cursor.of(escalation, sort)
     if forward:
-        rows, _ = page(others, sort, cursor, 1)
+        rows, _ = page(queryset, sort, cursor, 1)
         return rows[0] if rows else None
-    later = after_cursor(queryset, cursor).values("pk")
-    return others.exclude(pk__in=later).order_by(*_reversed(sort)).first()
+    # The rows before the cursor, read backwards: one index range, as a page is (it was the
+    # rows NOT IN those after it: a scan of the tab, minutes over 550,000 closed ones).
+    return after_cursor(queryset, cursor, forward=False).order_by(*_reversed(sort)).first()

@@ -218,9 +218,9 @@ def test_on_postgresql_the_closed_tabs_search_reads_the_trigram_indexes(reviewer
 
 @pytest.mark.parametrize("sort", list(queue.SORTS))
 def test_on_postgresql_each_closed_tab_sort_reads_its_index(reviewer, sort):
-    """Each order of the closed tab, first page and the next, is a range of its own partial
-    index (migration 0011: the tab's condition word for word), not a sort of every closed
-    escalation. With sequential scans and sorts off, an index in the sort's order is the
+    """Each order of the closed tab, first page, the next and the previous row (the escalation
+    page's `p`), is a range of its own partial index (migration 0011: the tab's condition word
+    for word), not a sort of every closed escalation. With sequential scans and sorts off, an index in the sort's order is the
     planner's only way short of a disabled path."""
     if connection.vendor != "postgresql":
         pytest.skip("the plan is PostgreSQL's")
@@ -232,15 +232,36 @@ def test_on_postgresql_each_closed_tab_sort_reads_its_index(reviewer, sort):
     values = {"priority": 50, "respond_by": timezone.now(), "created_at": timezone.now(), "id": uuid.UUID(int=0)}
     cursor = queue.Cursor(sort, tuple(values[name] for name, _ in queue.SORTS[sort].fields))
     index = {"priority": "esc_closed_priority_idx", "time_left": "esc_closed_deadline_idx", "age": "esc_closed_age_idx"}
-    for statement in (ordered[:51], queue.after_cursor(ordered, cursor)[:51]):
+    backwards = queue.after_cursor(rows, cursor, forward=False).order_by(*queue._reversed(sort))[:1]
+    for statement in (ordered[:51], queue.after_cursor(ordered, cursor)[:51], backwards):
         sql, params = statement.query.sql_with_params()
         with connection.cursor() as cursor_:
             for path in ("seqscan", "sort", "bitmapscan"):
                 cursor_.execute(f"SET LOCAL enable_{path} = off")
             cursor_.execute(f"EXPLAIN {sql}", params)
             plan = "\n".join(row[0] for row in cursor_.fetchall())
-        assert f"Index Scan using {index[sort]} on escalations_escalation" in plan, plan
+        assert re.search(rf"Index Scan (Backward )?using {index[sort]} on escalations_escalation", plan), plan
         assert "Sort" not in plan, plan
+
+
+def test_next_and_previous_are_the_rows_beside_it_in_each_sort(agent, reviewer):
+    """queue.neighbour, both ways, in every sort: ties on the leading fields (the same
+    priority, the same created_at, no deadline) are broken as the page breaks them."""
+    now = timezone.now()
+    for n, (impact, due, age) in enumerate(
+        [("low", None, 3), ("low", None, 3), ("high", 30, 3), ("high", 30, 2), ("low", 10, 1), ("critical", None, 5)]
+    ):
+        delay = {"blocking": False, "impact": impact, **({"respond_by": now + timedelta(minutes=due)} if due else {})}
+        create(agent, run_id=f"n{n}", title=f"n{n}", now=now - timedelta(minutes=age), cost_of_delay=delay)
+    rows = Escalation.objects.open()
+    for sort in queue.SORTS:
+        order, _ = queue.page(rows, sort, None, 10)
+        assert len(order) == 6
+        for at, escalation in enumerate(order):
+            after = queue.neighbour(rows, escalation, sort, forward=True)
+            before = queue.neighbour(rows, escalation, sort, forward=False)
+            assert after == (order[at + 1] if at + 1 < len(order) else None), (sort, at)
+            assert before == (order[at - 1] if at else None), (sort, at)
 
 
 # ---------------------------------------------------------------- tabs and counts
