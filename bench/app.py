@@ -18,9 +18,10 @@ PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
 # BENCH_DB=handoff_x_bench (the baselines' database is its name + "_base"), BENCH_REDIS_DBS=7,8.
 BENCH_DB = os.environ.get("BENCH_DB", "handoff_bench")
 BASE_DB = f"{BENCH_DB}_base"
-_REDIS_DBS = os.environ.get("BENCH_REDIS_DBS", "13,14").split(",")
+# One number (as make bench-queue takes it) gives the baseline the next one.
+_REDIS_DBS = [int(n) for n in os.environ.get("BENCH_REDIS_DBS", "13,14").split(",")]
 REDIS_APP = f"redis://127.0.0.1:6379/{_REDIS_DBS[0]}"
-REDIS_BASE = f"redis://127.0.0.1:6379/{_REDIS_DBS[1]}"
+REDIS_BASE = f"redis://127.0.0.1:6379/{_REDIS_DBS[1] if len(_REDIS_DBS) > 1 else _REDIS_DBS[0] + 1}"
 BASE_ROWS = 20_000
 SECRET = "bench-" + "k" * 50
 
