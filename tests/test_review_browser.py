@@ -47,6 +47,13 @@ class Reviewer:
         self.dialogs: list[str] = []
         self.page.on("pageerror", lambda exc: self.errors.append(str(exc)))
         self.page.on("dialog", self._dialog)
+        # Counts the live re-fetches (live.js: one on every socket (re)connect, one per notice)
+        # that have been swapped in: open() waits for the first, the catch-up after connecting.
+        self.page.add_init_script(
+            "document.addEventListener('htmx:afterOnLoad', (e) => {"
+            " if (e.detail.elt && e.detail.elt.matches && e.detail.elt.matches('[data-live-sync]')) {"
+            " const d = document.documentElement.dataset; d.liveSynced = String(Number(d.liveSynced || 0) + 1); } });"
+        )
         self.page.goto(f"{base}/accounts/login/")
         self.page.fill("input[name=username]", username)
         self.page.fill("input[name=password]", PASSWORD)
@@ -58,8 +65,14 @@ class Reviewer:
         dialog.dismiss()
 
     def open(self, url: str) -> None:
+        """The page, live, with the re-fetch its socket's connect starts swapped in: a click
+        before that lands could be undone by it (an opened <details> closed again)."""
         self.page.goto(url)
         self.page.wait_for_function("document.body.dataset.live === 'live'", timeout=LIVE_MS)
+        self.page.wait_for_function(
+            "!document.querySelector('[data-live-sync]') || Number(document.documentElement.dataset.liveSynced || 0) >= 1",
+            timeout=LIVE_MS,
+        )
 
     def sees(self, selector: str, words: str) -> None:
         """Until the element's text holds `words` (live, without a reload)."""
