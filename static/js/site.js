@@ -116,7 +116,9 @@
     htmx.trigger(section, "lazy-retry");
   });
 
-  document.addEventListener("htmx:afterSettle", function () {
+  // On the swap itself, not after the settle delay: the loading line that had the focus is
+  // gone, and until the heading takes it the keyboard would be back at the top of the page.
+  document.addEventListener("htmx:afterSwap", function () {
     var heading = retried && document.querySelector("#" + CSS.escape(retried) + ":not([data-lazy]) h2");
     if (!heading) return;
     retried = null;
