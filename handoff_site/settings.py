@@ -160,8 +160,11 @@ TEMPLATES = [
 if DATABASE_URL:
     # A database that goes away mid-run costs 503s (handoff_site.outage), and its return is
     # noticed on its own: the pool checks a connection before lending it (below), so those a
-    # restart broke are replaced, never handed to a request.
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+    # restart broke are replaced, never handed to a request (CONN_HEALTH_CHECKS: with the pool,
+    # handoff_site.postgres's check; off, the pool would lend them unchecked).
+    DATABASES = {
+        "default": dj_database_url.parse(DATABASE_URL, conn_max_age=0, conn_health_checks=True)
+    }
     if env("TEST_DATABASE_NAME", ""):  # so two test runs on one server do not collide
         DATABASES["default"]["TEST"] = {"NAME": env("TEST_DATABASE_NAME", "")}
     postgres_options = DATABASES["default"].setdefault("OPTIONS", {})

@@ -68,3 +68,80 @@ def test_a_connection_whose_server_process_ended_is_never_lent(pool):
     for conn in lent_until(pool, pid):
         assert conn.info.backend_pid != pid
         assert conn.execute("SELECT 1").fetchone() == (1,)  # every lent one works
+
+
+# ---------------------------------------------------------------- the copy of Django's `pool`
+
+
+def test_the_copied_pool_property_follows_djangos_source():
+    """handoff_site.postgres copies Django's DatabaseWrapper.pool to swap its check. When
+    Django's source changes, re-read it against the copy (the persistent-connections guard,
+    the CONN_HEALTH_CHECKS switch, the connection kwargs, how the pool is opened and kept per
+    alias), bring the copy in line, then record the new hash."""
+    import hashlib
+    import inspect
+
+    import django
+    from django.db.backends.postgresql import base as django_base
+
+    from handoff_site.postgres import base as ours
+
+    source = inspect.getsource(django_base.DatabaseWrapper.pool.fget)
+    assert hashlib.sha256(source.encode()).hexdigest() == ours.DJANGO_POOL_SOURCE_SHA256, (
+        f"Django {django.__version__} changed DatabaseWrapper.pool "
+        f"(django/db/backends/postgresql/base.py): re-read it against "
+        f"handoff_site/postgres/base.py's copy, then set DJANGO_POOL_SOURCE_SHA256 to the new hash"
+    )
+
+
+def wrapper(**settings_dict):
+    """Our backend's wrapper under an alias of its own, its pool not made yet."""
+    from handoff_site.postgres.base import DatabaseWrapper
+
+    defaults = {
+        "NAME": "handoff", "USER": "", "PASSWORD": "", "HOST": "", "PORT": "",
+        "OPTIONS": {"pool": True}, "CONN_MAX_AGE": 0, "CONN_HEALTH_CHECKS": True,
+        "AUTOCOMMIT": True, "ATOMIC_REQUESTS": False, "TIME_ZONE": None, "TEST": {},
+    }
+    return DatabaseWrapper({**defaults, **settings_dict}, alias="pool-guard-test")
+
+
+@pytest.fixture
+def no_test_pool():
+    from handoff_site.postgres.base import DatabaseWrapper
+
+    yield
+    DatabaseWrapper._connection_pools.pop("pool-guard-test", None)  # never opened
+
+
+@pytest.mark.usefixtures("no_test_pool")
+def test_a_pool_refuses_persistent_connections_as_djangos_does():
+    from django.core.exceptions import ImproperlyConfigured
+
+    with pytest.raises(ImproperlyConfigured) as refused:
+        _ = wrapper(CONN_MAX_AGE=60).pool
+    assert str(refused.value) == "Pooling doesn't support persistent connections."
+    with pytest.raises(ImproperlyConfigured, match="persistent connections"):
+        _ = wrapper(CONN_MAX_AGE=None).pool  # unlimited persistent connections
+
+
+@pytest.mark.usefixtures("no_test_pool")
+@pytest.mark.parametrize("health_checks", [True, False])
+def test_conn_health_checks_turns_the_pools_check_on_or_off(health_checks):
+    from handoff_site.postgres.base import check_connection
+
+    pool = wrapper(CONN_HEALTH_CHECKS=health_checks).pool
+    assert pool is not None
+    assert pool._check is (check_connection if health_checks else None)
+
+
+def test_the_settings_pool_checks_connections():
+    """Production settings: a pool with the check on (how a restart's broken connections are
+    never lent: the tests above), and no persistent connections."""
+    if connection.vendor != "postgresql" or connection.pool is None:
+        pytest.skip("psycopg's pool (DATABASE_URL on PostgreSQL)")
+    from handoff_site.postgres.base import check_connection
+
+    assert connection.settings_dict["CONN_HEALTH_CHECKS"] is True
+    assert connection.settings_dict["CONN_MAX_AGE"] == 0
+    assert connection.pool._check is check_connection
