@@ -1,11 +1,18 @@
 """Site-wide middleware."""
 
+import logging
+
 from csp.middleware import CSPMiddleware
+from django.conf import settings
 from django.contrib.auth import middleware as auth
 from django.contrib.auth.middleware import LoginRequiredMiddleware as BaseLoginRequired
 from django.contrib.messages import middleware as messages
 from django.contrib.sessions import middleware as sessions
+from django.core.exceptions import MiddlewareNotUsed
+from django.db import connection
 from django.http import HttpRequest
+
+log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/"
 
@@ -59,3 +66,51 @@ class ContentSecurityPolicyMiddleware(CSPMiddleware):
         if response.get("Content-Type", "").startswith(self.JSON_TYPES):
             return response
         return super().process_response(request, response)
+
+
+class StatementTimeoutMiddleware:
+    """Page views run their statements under PostgreSQL's statement_timeout of
+    DB_STATEMENT_TIMEOUT seconds: one slow query can no longer hold a pooled connection (and
+    a gunicorn thread) for minutes. A statement past it is cancelled by the server, and the
+    page answers 503 with its own words (handoff_site.outage.timed_out), logged.
+
+    Per request, on the request's connection: SET at the start, RESET (to the server's default
+    for the role and database, normally none) at the end, so the pooled connection goes back
+    as it came. Two short round trips a page, sent on psycopg's connection as Django sends its
+    own connection set-up: not the page's queries (nor counted as such in the query log). Nothing else is bounded: the agent API
+    (/api/, long-polls included: they hold no connection while they wait), websockets, Celery
+    tasks, migrations (CREATE INDEX CONCURRENTLY runs for minutes on a big table), management
+    commands and the bench's seeding never pass here. Off with 0, and on SQLite."""
+
+    SKIP_PREFIXES = (API_PREFIX, "/static/")
+
+    def __init__(self, get_response):
+        milliseconds = round(settings.DB_STATEMENT_TIMEOUT * 1000)
+        if milliseconds <= 0 or connection.vendor != "postgresql":
+            raise MiddlewareNotUsed
+        self.get_response = get_response
+        self.bound = f"SET statement_timeout = {milliseconds}"
+
+    def __call__(self, request: HttpRequest):
+        if request.path.startswith(self.SKIP_PREFIXES):
+            return self.get_response(request)
+        connection.ensure_connection()
+        with connection.wrap_database_errors:
+            connection.connection.execute(self.bound)
+        try:
+            return self.get_response(request)
+        finally:
+            _reset_statement_timeout()
+
+
+def _reset_statement_timeout() -> None:
+    raw = connection.connection
+    if raw is None or raw.closed:  # closed during the request: nothing goes back bounded
+        return
+    try:
+        raw.execute("RESET statement_timeout")
+    except Exception:
+        # A connection that cannot take a RESET is not lent again with the bound: closed here,
+        # the pool replaces it.
+        log.warning("statement_timeout not reset; closing the connection", exc_info=True)
+        raw.close()

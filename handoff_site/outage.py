@@ -10,19 +10,26 @@ One rule (escalations.problems.DATABASE_DOWN), applied wherever such an error su
 page's view, middleware or session (handler500: `server_error`; with DEBUG on, Django's
 debug page instead), the agent API (its exception handler) and the long-poll front
 (escalations.transport.longpoll).
+
+A statement cut off by PostgreSQL's statement_timeout (page views are bounded:
+handoff_site.middleware.StatementTimeoutMiddleware) is one of those errors, and answered the
+same way with its own words: the page took too long, and it is logged as such, with the bound.
 """
 
 import logging
 import sys
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
 from django.views import defaults
+from psycopg.errors import QueryCanceled
 
 from escalations.problems import (
     DATABASE_DOWN,
     RETRY_AFTER_SECONDS,
     UNAVAILABLE_DETAIL,
+    Problem,
     database_unavailable,
 )
 
@@ -35,15 +42,34 @@ _FALLBACK_PAGE = (
 )
 
 
+UNAVAILABLE_HEADING = "Handoff is unavailable for a moment"
+TIMED_OUT_HEADING = "This page took too long"
+
+
 def is_database_down(exc: BaseException | None) -> bool:
     return isinstance(exc, DATABASE_DOWN)
 
 
-def page() -> HttpResponse:
+def is_statement_timeout(exc: BaseException | None) -> bool:
+    """PostgreSQL cancelled a statement (statement_timeout; an operator's pg_cancel_backend
+    says the same): Django's OperationalError raised from psycopg's QueryCanceled."""
+    return exc is not None and is_database_down(exc) and isinstance(exc.__cause__, QueryCanceled)
+
+
+def timed_out_detail() -> str:
+    bound = settings.DB_STATEMENT_TIMEOUT
+    seconds = "second" if bound == 1 else "seconds"
+    return (
+        f"Loading this page took longer than {bound:g} {seconds}, so it was stopped. "
+        "Try again in a moment; if it happens again, narrow the search or the filters."
+    )
+
+
+def page(heading: str = UNAVAILABLE_HEADING, detail: str = UNAVAILABLE_DETAIL) -> HttpResponse:
     """The product's 503 page. Rendered without the request: its context processors and
     the signed-in user all need the database."""
     try:
-        body: str = render_to_string("503.html", {"detail": UNAVAILABLE_DETAIL})
+        body: str = render_to_string("503.html", {"heading": heading, "detail": detail})
     except Exception:  # a template that grew a database lookup must not turn this into a 500
         log.exception("the 503 page could not be rendered; sending the plain one")
         body = _FALLBACK_PAGE
@@ -54,6 +80,8 @@ def page() -> HttpResponse:
 
 def response(request: HttpRequest, exc: BaseException) -> HttpResponse:
     """The 503 for `request`, logged once (a warning: the database, not our code)."""
+    if is_statement_timeout(exc):
+        return timed_out(request, exc)
     log.warning(
         "database unavailable on %s %s: %s: %s",
         request.method, request.path, type(exc).__name__, str(exc).strip()[:200],
@@ -61,6 +89,20 @@ def response(request: HttpRequest, exc: BaseException) -> HttpResponse:
     if request.path.startswith(API_PREFIX):
         return database_unavailable().response()
     return page()
+
+
+def timed_out(request: HttpRequest, exc: BaseException) -> HttpResponse:
+    """A statement of `request` ran past the bound: 503, logged (a warning with the path and
+    the bound, to find the slow query by)."""
+    log.warning(
+        "statement timeout (DB_STATEMENT_TIMEOUT %gs) on %s %s: %s",
+        settings.DB_STATEMENT_TIMEOUT, request.method, request.get_full_path()[:300],
+        str(exc).strip()[:200],
+    )
+    if request.path.startswith(API_PREFIX):
+        detail = "The request's database work took too long and was stopped. Try again shortly."
+        return Problem(503, detail, headers={"Retry-After": str(RETRY_AFTER_SECONDS)}).response()
+    return page(TIMED_OUT_HEADING, timed_out_detail())
 
 
 def server_error(request: HttpRequest) -> HttpResponse:

@@ -123,6 +123,9 @@ MIDDLEWARE = [
     "django_guid.middleware.guid_middleware",
     "escalations.transport.middleware.ApiProblemMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Page views' statements bounded by DB_STATEMENT_TIMEOUT (PostgreSQL): before everything
+    # that may query (the session, the signed-in user).
+    "handoff_site.middleware.StatementTimeoutMiddleware",
     "handoff_site.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -217,6 +220,9 @@ else:
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# PostgreSQL's statement_timeout for the statements of a page view, in seconds (0: none):
+# a statement past it is cancelled and the page answers 503 (handoff_site.middleware).
+DB_STATEMENT_TIMEOUT = env_float("DB_STATEMENT_TIMEOUT", 15)
 
 # ---------------------------------------------------------------- cache / channels
 CHANNEL_LAYER_SOCKET_TIMEOUT = 15  # seconds; more than channels-redis's 5 s blocking read

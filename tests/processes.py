@@ -371,6 +371,27 @@ def manage(*args: str, env: dict[str, str], timeout: float = 120) -> str:
     return result.stdout
 
 
+REVIEWER_SESSION = """
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
+from django.contrib.auth.models import Group
+from django.contrib.sessions.backends.db import SessionStore
+user = get_user_model().objects.create_user({username!r}, "{username}@example.com", "correct-horse-battery")
+user.groups.add(Group.objects.get_or_create(name="reviewer")[0])
+session = SessionStore()
+session[SESSION_KEY] = str(user.pk)
+session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+session.create()
+print(session.session_key)
+"""
+
+
+def reviewer_session(username: str, env: dict[str, str]) -> str:
+    """A new reviewer's signed-in session key, made by a process with `env` (its database)."""
+    script = REVIEWER_SESSION.format(username=username)
+    return manage("shell", "-c", script, env=env).strip().splitlines()[-1]
+
+
 def postgres_bin() -> Path | None:
     """The newest installed PostgreSQL's server binaries (Debian's layout), if any."""
     versions = sorted(

@@ -30,6 +30,7 @@ from tests.processes import (
     postgres_bin,
     production_env,
     purge_queue,
+    reviewer_session,
     uvicorn,
     wait_until,
 )
@@ -42,21 +43,6 @@ FAIL_FAST_SECONDS = 5.0
 # Back on its own within this long of the database accepting connections again.
 RECOVER_SECONDS = 10.0
 LONG_POLL_WAIT = 8
-
-SESSION = """
-from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
-from django.contrib.auth.models import Group
-from django.contrib.sessions.backends.db import SessionStore
-user = get_user_model().objects.create_user("rita", "rita@example.com", "correct-horse-battery")
-user.groups.add(Group.objects.get_or_create(name="reviewer")[0])
-session = SessionStore()
-session[SESSION_KEY] = str(user.pk)
-session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
-session[HASH_SESSION_KEY] = user.get_session_auth_hash()
-session.create()
-print(session.session_key)
-"""
-
 
 @pytest.fixture(scope="module")
 def cluster():
@@ -91,7 +77,7 @@ def stack(cluster, var_dir, tmp_path):
         agent = json.loads(
             manage("agent_create", "fault-bot", "--resume-url", receiver.url, env=env).strip().splitlines()[-1]
         )
-        session_key = manage("shell", "-c", SESSION, env=env).strip().splitlines()[-1]
+        session_key = reviewer_session("rita", env)
         reviewer_token = manage("reviewer_token", "rita", env=env).strip().splitlines()[-1]
         worker = Worker(tmp_path, {"DATABASE_URL": database_url})
         web = None
