@@ -367,6 +367,30 @@ def test_an_irreversible_option_says_what_cannot_be_undone(api, reviewer_client)
     assert 'data-json-object="args of “Drop the table”"' in page
 
 
+# ---------------------------------------------------------------- what a re-render leaves
+
+SLOT = '<div id="unsent" class="unsent-slot" data-unsent hx-preserve>'
+
+
+def test_every_render_of_the_panel_holds_the_not_sent_slot_for_htmx_to_preserve(
+    escalation, reviewer_client
+):
+    """escalation.js keeps text whose form a re-render took away in #unsent; htmx carries
+    the slot over only into a render that has it, so every render of the panel does, once."""
+    open_page = text(reviewer_client.get(url("detail", escalation)))
+    claimed = text(reviewer_client.post(url("claim", escalation), **HX))  # the claim box only
+    live_open = text(reviewer_client.get(url("live", escalation), **HX))  # not the open panel
+    decided = text(
+        reviewer_client.post(url("decide", escalation), {"kind": "option", "option": "shim"}, **HX)
+    )
+    live_closed = text(reviewer_client.get(url("live", escalation), **HX))
+    closed_page = text(reviewer_client.get(url("detail", escalation)))
+    for render in (open_page, decided, live_closed, closed_page):
+        assert render.count(SLOT) == 1
+    for render in (claimed, live_open):
+        assert SLOT not in render
+
+
 # ---------------------------------------------------------------- comments
 
 

@@ -1,6 +1,7 @@
 // The escalation page: who else is viewing it (presence over the page's websocket), a
 // claim that lapses while the page is open, args editors that must hold a JSON object,
-// and Ctrl+Enter to post a comment. Everything here only adds to forms that work without it.
+// Ctrl+Enter to post a comment, and what the reviewer typed kept across re-renders.
+// Everything here only adds to forms that work without it.
 (function () {
   "use strict";
 
@@ -369,6 +370,127 @@
     if (panel.id !== "decision-panel" || !panel.querySelector(".decided")) return;
     var next = panel.querySelector("[data-queue-step=next]");
     if (next) next.focus({ preventScroll: true });
+  });
+
+  // ------------------------------------------------------------ what the reviewer has open or typed
+
+  // Parts of this page are re-rendered under the reviewer: a live update swaps in the claim
+  // box, the approvals, the whole panel once closed and a recorded flag review; a lost claim
+  // swaps the claim box; their own writes swap the panel or the claim box. What they have
+  // open or typed there is carried into the new render, field by field (by id); only the form
+  // they sent is the server's to re-render. Text left with no field (decided meanwhile,
+  // someone else's claim or question) goes to the panel's not-sent box (#unsent), to copy.
+
+  var FIELDS = "input:not([type=hidden]), textarea, select";
+  var answer = { own: null, refused: false };  // the response being swapped in
+  var pending = null;                           // its in-band target's state, until afterSwap
+  var unsent = [];                              // its text with no field left for it
+
+  function key(field) {
+    if (field.id) return "#" + CSS.escape(field.id);
+    if (!field.form || !field.form.id || !field.name) return "";
+    return "#" + CSS.escape(field.form.id) + " [name='" + CSS.escape(field.name) + "']" +
+      (field.type === "radio" ? "[value='" + CSS.escape(field.value) + "']" : "");
+  }
+
+  function changed(field) {
+    if (field.readOnly) return false;  // a not-sent box's copy
+    if (field.type === "checkbox" || field.type === "radio") return field.checked !== field.defaultChecked;
+    if (field.tagName === "SELECT") {
+      return Array.prototype.some.call(field.options, function (o) { return o.selected !== o.defaultSelected; });
+    }
+    // A field a refused write gave back holds their text too, though it is its default.
+    return field.value !== field.defaultValue || field.getAttribute("aria-invalid") === "true";
+  }
+
+  function textOf(root, selector) {
+    var found = root && root.querySelector(selector);
+    return found ? found.textContent.replace(/\s+/g, " ").trim() : "";
+  }
+
+  function snapshot(root) {
+    var active = document.activeElement;
+    var fields = Array.prototype.filter.call(root.querySelectorAll(FIELDS), changed).map(function (field) {
+      var text = field.tagName === "TEXTAREA" || field.type === "text";
+      var what = textOf(field.closest("details"), "summary") || textOf(field.closest("fieldset"), "legend");
+      var label = field.labels && field.labels[0] ? field.labels[0].textContent.replace(/\s+/g, " ").trim() : "";
+      return {
+        field: field, key: key(field), text: text, focused: field === active,
+        selection: field === active && text ? [field.selectionStart, field.selectionEnd] : null,
+        where: what && label && what.indexOf(label) !== 0 ? what + ": " + label : what || label
+      };
+    });
+    // An open <details> is known by the first field in it, in the new render too.
+    var open = Array.prototype.map.call(root.querySelectorAll("details[open]"), function (details) {
+      var field = !(answer.own && details.contains(answer.own)) && details.querySelector(FIELDS);
+      return field ? key(field) : "";
+    });
+    return { fields: fields, open: open };
+  }
+
+  function carry(state, newRoot) {
+    state.open.forEach(function (selector) {
+      var twin = selector && newRoot.querySelector(selector);
+      for (var d = twin && twin.closest("details"); d; d = d.parentElement && d.parentElement.closest("details")) d.open = true;
+    });
+    state.fields.forEach(function (kept) {
+      var twin = kept.key && newRoot.querySelector(kept.key);
+      if (twin && !(answer.own && answer.own.contains(kept.field))) {
+        if (kept.field.type === "checkbox" || kept.field.type === "radio") twin.checked = kept.field.checked;
+        else twin.value = kept.field.value;
+        if (kept.selection && twin === document.activeElement) twin.setSelectionRange(kept.selection[0], kept.selection[1]);
+      } else if (!twin && kept.text && kept.field.value.trim() && (!answer.own || answer.refused)) {
+        if (!unsent.length) setTimeout(showUnsent, 0);  // once the whole response is in
+        unsent.push(kept);
+      }
+    });
+  }
+
+  function showUnsent() {
+    var items = unsent, slot = document.getElementById("unsent");
+    unsent = [];
+    if (!slot) return;
+    var box = slot.querySelector("template[data-box]").content.firstElementChild.cloneNode(true);
+    box.querySelector("[data-status]").textContent = textOf(document, "#escalation-status");
+    var focus = null;
+    items.forEach(function (item) {
+      var copy = slot.querySelector("template[data-copy]").content.firstElementChild.cloneNode(true);
+      var text = copy.querySelector("textarea");
+      copy.querySelector("[data-where]").textContent = item.where;
+      text.value = item.field.value;
+      text.rows = Math.min(6, text.value.split("\n").length + 1);
+      box.querySelector("[data-copies]").append(copy);
+      if (item.focused) focus = text;
+    });
+    slot.append(box);
+    if (focus) {  // they were typing in a field that is gone: its copy takes the focus
+      box.scrollIntoView({ block: "center" });  // clear of the phone's action bar
+      focus.focus({ preventScroll: true });
+    }
+  }
+
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest && event.target.closest("[data-unsent-dismiss]");
+    if (button) button.closest(".unsent").remove();
+  });
+
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var detail = event.detail, elt = detail.requestConfig && detail.requestConfig.elt;
+    answer = { own: (elt && elt.closest && elt.closest("form")) || null, refused: detail.xhr.status >= 400 };
+    pending = detail.shouldSwap && detail.target ? { target: detail.target, state: snapshot(detail.target) } : null;
+  });
+
+  document.addEventListener("htmx:afterSwap", function () {
+    var target = pending && pending.target;
+    var newRoot = target && (target.isConnected ? target : target.id && document.getElementById(target.id));
+    if (newRoot) carry(pending.state, newRoot);
+    pending = null;
+  });
+
+  // An out-of-band part is carried straight into its new render (unless live.js keeps the
+  // closed panel as it is).
+  document.addEventListener("htmx:oobBeforeSwap", function (event) {
+    if (event.detail.shouldSwap) carry(snapshot(event.detail.target), event.detail.fragment);
   });
 
   function settled() { armLapse(); showChoice(); setUpTabs(); }
