@@ -239,30 +239,48 @@ def _equal(name: str, value) -> Q:
     return Q(**{f"{name}__isnull": True}) if value is None else Q(**{name: value})
 
 
-def after_cursor(queryset: EscalationQuerySet, cursor: Cursor, *, forward: bool = True) -> EscalationQuerySet:
-    """Rows after `cursor` (before it, not forward): (a > x) or (a = x and b > y) or ...,
-    for the sort's fields."""
+def _bound(name: str, desc: bool, value, forward: bool) -> Q:
+    """`name` at or past `value` (before it, not forward): redundant beside the cursor's
+    condition, it gives the index scan its start."""
+    return Q(**{f"{name}__lte" if desc == forward else f"{name}__gte": value})
+
+
+def ranges(cursor: Cursor, *, forward: bool = True) -> list[Q]:
+    """The rows after `cursor` (before it, not forward) as index ranges in reading order,
+    each bounded where the sort's index scan starts: (a > x) or (a = x and b > y) or ...,
+    for the sort's fields, and the leading column's bound.
+
+    With NULLs last on the leading column (time left: no deadline), the rows after a deadline
+    are two ranges, the later deadlines from it, then the NULL group; before a row of the NULL
+    group, the group's rows before it (bounded on the next column), then every deadline. Read
+    as one condition, neither had a start: a deep page scanned from the index's start, and a
+    previous step in the NULL group walked back over the group's end."""
     fields = SORTS[cursor.sort].fields
     condition, same = Q(pk__in=[]), Q()
     for (name, desc), value in zip(fields, cursor.values, strict=True):
         condition |= same & _past(name, desc, value, forward)
         same &= _equal(name, value)
     (lead, desc), first = fields[0], cursor.values[0]
-    if first is not None and (lead not in NULLABLE or not forward):
-        # A redundant bound on the leading column gives the index scan its start.
-        condition &= Q(**{f"{lead}__lte" if desc == forward else f"{lead}__gte": first})
-    return queryset.filter(condition)
+    if first is not None:
+        bounded = condition & _bound(lead, desc, first, forward)  # no NULL lead passes it
+        return [bounded, Q(**{f"{lead}__isnull": True})] if forward and lead in NULLABLE else [bounded]
+    (second, second_desc), then = fields[1], cursor.values[1]
+    in_group = condition & Q(**{f"{lead}__isnull": True}) & _bound(second, second_desc, then, forward)
+    return [in_group] if forward else [in_group, Q(**{f"{lead}__isnull": False})]
 
 
 def page(
     queryset: EscalationQuerySet, sort: str, cursor: Cursor | None, limit: int
 ) -> tuple[list[Escalation], Cursor | None]:
-    """(rows, the cursor of the next page or None): one query of limit + 1 rows, in `sort`'s
-    order. The queryset says what each row loads (for_rows for the queue page)."""
+    """(rows, the cursor of the next page or None): limit + 1 rows in `sort`'s order, one
+    query (a second only for a page that runs from the deadlines into the NULL group). The
+    queryset says what each row loads (for_rows for the queue page)."""
     ordered = queryset.order_by(*SORTS[sort].order_by())
-    if cursor is not None:
-        ordered = after_cursor(ordered, cursor)
-    rows = list(ordered[: limit + 1])
+    rows: list[Escalation] = []
+    for condition in [Q()] if cursor is None else ranges(cursor):
+        rows += ordered.filter(condition)[: limit + 1 - len(rows)]
+        if len(rows) > limit:
+            break
     more = len(rows) > limit
     rows = rows[:limit]
     return rows, (Cursor.of(rows[-1], sort) if more and rows else None)
@@ -306,6 +324,11 @@ def neighbour(
     if forward:
         rows, _ = page(queryset, sort, cursor, 1)
         return rows[0] if rows else None
-    # The rows before the cursor, read backwards: one index range, as a page is (it was the
+    # The rows before the cursor, read backwards: index ranges, as a page is (it was the
     # rows NOT IN those after it: a scan of the tab, minutes over 550,000 closed ones).
-    return after_cursor(queryset, cursor, forward=False).order_by(*_reversed(sort)).first()
+    backwards = queryset.order_by(*_reversed(sort))
+    for condition in ranges(cursor, forward=False):
+        row = backwards.filter(condition).first()
+        if row is not None:
+            return row
+    return None

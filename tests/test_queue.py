@@ -216,12 +216,20 @@ def test_on_postgresql_the_closed_tabs_search_reads_the_trigram_indexes(reviewer
     assert "esc_uncertainty_trgm_idx" in plan, plan
 
 
-@pytest.mark.parametrize("sort", list(queue.SORTS))
-def test_on_postgresql_each_closed_tab_sort_reads_its_index(reviewer, sort):
+CURSOR_VALUES = {"priority": 50, "respond_by": timezone.now(), "created_at": timezone.now(), "id": uuid.UUID(int=0)}
+CLOSED_TAB_INDEX = {"priority": "esc_closed_priority_idx", "time_left": "esc_closed_deadline_idx", "age": "esc_closed_age_idx"}
+
+
+@pytest.mark.parametrize(
+    ("sort", "deadline"),
+    [("priority", True), ("time_left", True), ("time_left", False), ("age", True)],
+)
+def test_on_postgresql_each_closed_tab_sort_reads_its_index(reviewer, sort, deadline):
     """Each order of the closed tab, first page, the next and the previous row (the escalation
     page's `p`), is a range of its own partial index (migration 0011: the tab's condition word
     for word), not a sort of every closed escalation. With sequential scans and sorts off, an index in the sort's order is the
-    planner's only way short of a disabled path."""
+    planner's only way short of a disabled path. Each range after a cursor starts at it: an
+    Index Cond on the sort's leading column (and, in time left's NULL group, on the next)."""
     if connection.vendor != "postgresql":
         pytest.skip("the plan is PostgreSQL's")
     from reviews.filters import QueueFilter
@@ -229,19 +237,32 @@ def test_on_postgresql_each_closed_tab_sort_reads_its_index(reviewer, sort):
     request = type("Request", (), {"user": reviewer})()
     rows = queue.for_rows(QueueFilter({"tab": "closed", "sort": sort}, request=request).qs)
     ordered = rows.order_by(*queue.SORTS[sort].order_by())
-    values = {"priority": 50, "respond_by": timezone.now(), "created_at": timezone.now(), "id": uuid.UUID(int=0)}
+    values = {**CURSOR_VALUES, **({} if deadline else {"respond_by": None})}
     cursor = queue.Cursor(sort, tuple(values[name] for name, _ in queue.SORTS[sort].fields))
-    index = {"priority": "esc_closed_priority_idx", "time_left": "esc_closed_deadline_idx", "age": "esc_closed_age_idx"}
-    backwards = queue.after_cursor(rows, cursor, forward=False).order_by(*queue._reversed(sort))[:1]
-    for statement in (ordered[:51], queue.after_cursor(ordered, cursor)[:51], backwards):
+    forward = [ordered.filter(condition)[:51] for condition in queue.ranges(cursor)]
+    backwards = [
+        rows.filter(condition).order_by(*queue._reversed(sort))[:1]
+        for condition in queue.ranges(cursor, forward=False)
+    ]
+    lead = queue.SORTS[sort].fields[0][0]
+    statements = [(ordered[:51], "")] + [
+        (statement, "in the group" if not deadline and n == 0 else "bounded")
+        for reads in (forward, backwards)
+        for n, statement in enumerate(reads)
+    ]
+    for statement, start in statements:
         sql, params = statement.query.sql_with_params()
         with connection.cursor() as cursor_:
             for path in ("seqscan", "sort", "bitmapscan"):
                 cursor_.execute(f"SET LOCAL enable_{path} = off")
             cursor_.execute(f"EXPLAIN {sql}", params)
             plan = "\n".join(row[0] for row in cursor_.fetchall())
-        assert re.search(rf"Index Scan (Backward )?using {index[sort]} on escalations_escalation", plan), plan
+        assert re.search(rf"Index Scan (Backward )?using {CLOSED_TAB_INDEX[sort]} on escalations_escalation", plan), plan
         assert "Sort" not in plan, plan
+        if start:
+            assert re.search(rf"Index Cond: .*\b{lead}\b", plan), plan
+        if start == "in the group":
+            assert re.search(r"Index Cond: .*respond_by IS NULL.*created_at", plan), plan
 
 
 def test_next_and_previous_are_the_rows_beside_it_in_each_sort(agent, reviewer):
