@@ -37,8 +37,11 @@ threads = int(os.environ.get("GUNICORN_THREADS") or 8)
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = 30
 keepalive = 2
-# Recycle workers now and then (with jitter, so they do not all restart at once).
-max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "5000"))
+# Recycle workers now and then (with jitter, so they do not all restart at once). Not often: a
+# new worker costs ~1.5 s of CPU (Django's start-up, the URLconf, the pool's connections and
+# their prepared statements), which at 5,000 requests a worker was ~0.3 ms per request, a
+# quarter of an agent's read, and each restart showed in the p99 (bench/README.md).
+max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "100000"))
 max_requests_jitter = max_requests // 10
 # Heartbeat files in memory, not on the container's overlay filesystem.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108 - gunicorn's own advice
@@ -55,3 +58,11 @@ proc_name = "handoff-web-http"
 # Off unless GUNICORN_CONTROL_SOCKET names a path for this instance.
 control_socket = os.environ.get("GUNICORN_CONTROL_SOCKET", "")
 control_socket_disable = not control_socket
+
+
+def post_worker_init(worker) -> None:
+    """Load the URLconf (and with it every view, the API's schemas) before the worker takes
+    its first request: Django does it on the first one, which then took ~0.4 s of CPU more."""
+    from django.urls import get_resolver
+
+    get_resolver().url_patterns  # noqa: B018 - resolving the property loads the module
