@@ -79,10 +79,37 @@ def recreate_database(name: str) -> None:
 
 
 def gunicorn_cmd(app: str, port: int) -> list[str]:
+    """gunicorn -k sync -w 2: the baseline (a)'s server (the perf anchors' Part 2c)."""
     return [
         python(), "-m", "gunicorn", app, "-k", "sync", "-w", "2", "-b", f"127.0.0.1:{port}",
         "--log-level", "warning", "--backlog", "2048",
     ]
+
+
+def box_cores() -> int:
+    """The cores the bench may use (taskset, cpusets), as deploy/gunicorn.conf.py counts them."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def production_gunicorn_cmd(app: str, port: int) -> list[str]:
+    """gunicorn as docker-compose's web-http runs it: `-c deploy/gunicorn.conf.py` (gthread,
+    GUNICORN_WORKERS processes of GUNICORN_THREADS threads, keep-alive, access log, worker
+    recycling), bound to 127.0.0.1; production_gunicorn_env gives it the box's cores."""
+    return [
+        python(), "-m", "gunicorn", "-c", str(ROOT / "deploy" / "gunicorn.conf.py"), app,
+        "--bind", f"127.0.0.1:{port}", "--backlog", "2048",
+    ]
+
+
+def production_gunicorn_env(env: dict[str, str]) -> dict[str, str]:
+    """One worker per core of the box (docker-compose's empty GUNICORN_WORKERS), 8 threads each."""
+    env = dict(env)
+    env["GUNICORN_WORKERS"] = str(box_cores())
+    env["GUNICORN_THREADS"] = "8"
+    for knob in ("GUNICORN_BIND", "GUNICORN_TIMEOUT", "GUNICORN_MAX_REQUESTS", "GUNICORN_CONTROL_SOCKET",
+                 "GUNICORN_LOG_LEVEL", "LOG_FORMAT"):
+        env.pop(knob, None)  # the file's defaults, as docker-compose leaves them
+    return env
 
 
 def celery_cmd(app: str) -> list[str]:

@@ -8,13 +8,23 @@ import json
 import time
 from pathlib import Path
 
-from app import BENCH_DB, app_env, base_env, gunicorn_cmd, pg
+from app import (
+    BENCH_DB,
+    app_env,
+    base_env,
+    box_cores,
+    gunicorn_cmd,
+    pg,
+    production_gunicorn_cmd,
+    production_gunicorn_env,
+)
 from fixtures import Context
 from lib import (
     BENCH_DIR,
     RESULTS,
     ROOT,
     free_port,
+    group_cpu_seconds,
     http_get,
     log,
     lua_string,
@@ -22,46 +32,86 @@ from lib import (
     wait_for_port,
 )
 
+# How figures 1 and 2 serve the app. The first is the figures' (production's: docker-compose's
+# web-http command, deploy/gunicorn.conf.py, one gthread worker per core, 8 threads each); with
+# --servers gthread,sync the bench also serves it under (a)'s own server, gunicorn -k sync -w 2,
+# and reports that beside it (the shape figures 1 and 2 used before 2026-12-06).
+SERVERS = ("gthread", "sync")
+SERVER_LABELS = {
+    "gthread": "gunicorn -c deploy/gunicorn.conf.py (gthread, {cores} workers x 8 threads; a connection per request, "
+               "as nginx sends them)",
+    "sync": "gunicorn -k sync -w 2 (as (a))",
+}
+# In production nginx reaches web-http without upstream keep-alive (deploy/nginx.conf: no
+# `keepalive` in `upstream web_http`): one TCP connection per request, closed after the answer.
+# wrk's requests to the gthread server say `Connection: close` to do the same (a sync worker
+# closes every connection anyway). Kept connections would also misstate gthread: each worker
+# keeps the connections it accepted, and on a busy box one worker often takes all 32 of them
+# at wrk's start, leaving the other idle for the whole run.
+CLOSE_PER_REQUEST = {"gthread": True, "sync": False}
+
+
+def _app_server(ctx: Context, shape: str, port: int):
+    if shape == "gthread":
+        cmd = production_gunicorn_cmd("handoff_site.wsgi:application", port)
+        return ctx.procs.start("app-gunicorn-gthread", cmd, env=production_gunicorn_env(app_env()), cwd=ROOT)
+    return ctx.procs.start("app-gunicorn-sync", gunicorn_cmd("handoff_site.wsgi:application", port),
+                           env=app_env(), cwd=ROOT)
+
+
+def _suffix(shape: str, shapes: tuple[str, ...]) -> str:
+    """Result keys: the first shape's are "1" and "2", another's "1_<shape>" and "2_<shape>"."""
+    return "" if shape == shapes[0] else f"_{shape}"
+
 
 def measure(ctx: Context) -> None:
     """(a), figure 1 and figure 2, interleaved in rounds: a, 1, 2, a, 1, 2, ...
 
-    Both gunicorns run side by side (the idle one costs nothing), so a change in what else
+    Every server runs side by side (an idle one costs nothing), so a change in what else
     the box is doing hits the baseline and the figures alike; each figure is the median
-    of its rounds.
+    of its rounds. With two serving shapes for the app, each round runs both, their order
+    alternating from round to round.
     """
     skip, rounds = ctx.args.skip, ctx.args.rounds
-    log(f"(a), figures 1 and 2: gunicorn sync w=2 each, {rounds} interleaved rounds of "
+    shapes = tuple(ctx.args.servers)
+    ctx.r["12_servers"] = {shape: SERVER_LABELS[shape].format(cores=box_cores()) for shape in shapes}
+    log(f"(a), figures 1 and 2: (a) under gunicorn sync w=2, the app under "
+        f"{' and '.join(ctx.r['12_servers'].values())}; {rounds} interleaved rounds of "
         f"wrk -d{ctx.args.seconds}s after 3 s warm-ups")
-    base_port, app_port = free_port(), free_port()
+    base_port = free_port()
     base = ctx.procs.start("baseline-gunicorn", gunicorn_cmd("baseline.wsgi:application", base_port),
                             env=base_env(), cwd=BENCH_DIR)
-    app = ctx.procs.start("app-gunicorn", gunicorn_cmd("handoff_site.wsgi:application", app_port),
-                           env=app_env(), cwd=ROOT)
-    runs: dict[str, list] = {"a": [], "1": [], "2": []}
+    ports = {shape: free_port() for shape in shapes}
+    apps = {shape: _app_server(ctx, shape, ports[shape]) for shape in shapes}
+    runs: dict[str, list] = {"a": []}
     accounts = []
     try:
         wait_for_port(base_port, base)
-        wait_for_port(app_port, app)
         status, body = http_get(base_port, "/escalation")
         if status != 200:
             raise RuntimeError(f"baseline view answered {status}: {body[:300]!r}")
         token = ctx.agents["get"].token
-        status, body = http_get(app_port, f"/api/v1/escalations/{ctx.ids['get'][0]}",
-                                {"Authorization": f"Bearer {token}"})
-        if status != 200 or json.loads(body)["id"] != ctx.ids["get"][0]:
-            raise RuntimeError(f"GET answered {status}: {body[:300]!r}")
-        base_url, app_url = f"http://127.0.0.1:{base_port}/escalation", f"http://127.0.0.1:{app_port}"
-        get_script = _get_script(ctx)
+        for shape in shapes:
+            wait_for_port(ports[shape], apps[shape])
+            status, body = http_get(ports[shape], f"/api/v1/escalations/{ctx.ids['get'][0]}",
+                                    {"Authorization": f"Bearer {token}"})
+            if status != 200 or json.loads(body)["id"] != ctx.ids["get"][0]:
+                raise RuntimeError(f"GET ({shape}) answered {status}: {body[:300]!r}")
+        base_url = f"http://127.0.0.1:{base_port}/escalation"
+        urls = {shape: f"http://127.0.0.1:{ports[shape]}" for shape in shapes}
+        get_scripts = {shape: _get_script(ctx, close=CLOSE_PER_REQUEST[shape]) for shape in shapes}
         sample = json.dumps(ctx.package(f"bench-{ctx.nonce}-m1-t1-000001"), separators=(",", ":"))
         ctx.r["2_json_bytes"] = len(sample.encode())
         if "a" not in skip:
             run_wrk(base_url, threads=1, connections=32, seconds=3, name="a-warmup")
-        if "1" not in skip:
-            run_wrk(app_url, threads=1, connections=32, seconds=3, script=get_script, name="1-warmup")
-        if "2" not in skip:
-            run_wrk(app_url, threads=1, connections=8, seconds=3,
-                    script=_post_script(ctx, f"bench-{ctx.nonce}-w"), name="2-warmup")
+        for shape in shapes:
+            if "1" not in skip:
+                run_wrk(urls[shape], threads=1, connections=32, seconds=3, script=get_scripts[shape],
+                        name=f"1{_suffix(shape, shapes)}-warmup")
+            if "2" not in skip:
+                run_wrk(urls[shape], threads=1, connections=8, seconds=3,
+                        script=_post_script(ctx, f"bench-{ctx.nonce}-w{shape[0]}", close=CLOSE_PER_REQUEST[shape]),
+                        name=f"2{_suffix(shape, shapes)}-warmup")
         for r in range(1, rounds + 1):
             last = r == rounds
             if "a" not in skip:
@@ -70,28 +120,41 @@ def measure(ctx: Context) -> None:
                 res = run_wrk(base_url, threads=1, connections=32, seconds=ctx.args.seconds, name=f"a-{r}")
                 runs["a"].append(res)
                 log(f"  round {r} (a) {res.rps:.0f} req/s, p99 {res.p99_ms:.1f} ms, errors {res.errors}")
-            if "1" not in skip:
-                if last:
-                    ctx.profile("1-gunicorn", app.pid, ctx.args.seconds)
-                res = run_wrk(app_url, threads=1, connections=32, seconds=ctx.args.seconds,
-                              script=get_script, name=f"1-{r}")
-                runs["1"].append(res)
-                log(f"  round {r} (1) {res.rps:.0f} req/s, p99 {res.p99_ms:.1f} ms, errors {res.errors}")
-            if "2" not in skip:
-                res, account = _post_round(ctx, app_url, app.pid, r, profile=last)
-                runs["2"].append(res)
-                accounts.append(account)
-                log(f"  round {r} (2) {res.rps:.0f} req/s, p99 {res.p99_ms:.1f} ms, errors {res.errors}; "
-                    f"WAL commits {account['wal_commits']}, xact_commit {account['xact_commit']}")
+            order = shapes if r % 2 else tuple(reversed(shapes))
+            for shape in order:
+                sfx, app = _suffix(shape, shapes), apps[shape]
+                if "1" not in skip:
+                    if last:
+                        ctx.profile(f"1{sfx}-gunicorn", app.pid, ctx.args.seconds)
+                    cpu = group_cpu_seconds(app.pid)
+                    res = run_wrk(urls[shape], threads=1, connections=32, seconds=ctx.args.seconds,
+                                  script=get_scripts[shape], name=f"1{sfx}-{r}")
+                    res.server_cpu_ms = 1000 * (group_cpu_seconds(app.pid) - cpu) / max(res.requests, 1)
+                    runs.setdefault(f"1{sfx}", []).append(res)
+                    log(f"  round {r} (1, {shape}) {res.rps:.0f} req/s, p99 {res.p99_ms:.1f} ms, "
+                        f"errors {res.errors}, server CPU {res.server_cpu_ms:.2f} ms/request")
+                if "2" not in skip:
+                    # the first shape's escalations are the ones the commit accounting counts
+                    prefix = f"bench-{ctx.nonce}-m{r}" if not sfx else f"bench-{ctx.nonce}-{shape[0]}{r}"
+                    res, account = _post_round(ctx, urls[shape], app.pid, prefix, f"2{sfx}-{r}",
+                                               close=CLOSE_PER_REQUEST[shape],
+                                               profile=f"2{sfx}-gunicorn" if last else None)
+                    runs.setdefault(f"2{sfx}", []).append(res)
+                    if not sfx:
+                        accounts.append(account)
+                    log(f"  round {r} (2, {shape}) {res.rps:.0f} req/s, p99 {res.p99_ms:.1f} ms, "
+                        f"errors {res.errors}, server CPU {res.server_cpu_ms:.2f} ms/request; "
+                        f"WAL commits {account['wal_commits']}, xact_commit {account['xact_commit']}")
     finally:
-        ctx.procs.stop(app)
+        for app in apps.values():
+            ctx.procs.stop(app)
         ctx.procs.stop(base)
     for key, results in runs.items():
         if results:
             ctx.r[key] = aggregate(results)
     if accounts:
         _commit_accounting(ctx, accounts)
-    for key in ("a", "1", "2"):
+    for key in runs:
         if key in ctx.r:
             f = ctx.r[key]
             log(f"  ({key}) median of {len(f['rounds'])}: {f['rps']:.0f} req/s, p50 {f['p50_ms']:.2f} ms, "
@@ -117,17 +180,24 @@ def aggregate(results: list) -> dict:
         "socket_errors": errors,
         "errors": sum(r.errors for r in results),
         "ok": sum(r.ok for r in results),
-        "rounds": [{"rps": r.rps, "p50_ms": r.p50_ms, "p99_ms": r.p99_ms, "errors": r.errors} for r in results],
+        "server_cpu_ms": median(r.server_cpu_ms for r in results) if all(r.server_cpu_ms for r in results) else None,
+        "rounds": [{"rps": r.rps, "p50_ms": r.p50_ms, "p99_ms": r.p99_ms, "errors": r.errors,
+                    "server_cpu_ms": r.server_cpu_ms} for r in results],
     }
 
 
-def _get_script(ctx: Context) -> Path:
+def _connection(close: bool) -> str:
+    """A Lua table entry for wrk's headers: `Connection: close` (a connection per request), or none."""
+    return ', ["Connection"] = "close"' if close else ""
+
+
+def _get_script(ctx: Context, *, close: bool = False) -> Path:
     token = ctx.agents["get"].token
     ids = ",\n".join(f'"{i}"' for i in ctx.ids["get"])
-    script = RESULTS / "get.lua"
+    script = RESULTS / ("get-close.lua" if close else "get.lua")
     script.write_text(f"""-- generated by bench/http_bench.py: rotate among the agent's escalations
 local ids = {{{ids}}}
-local headers = {{["Authorization"] = "Bearer {token}", ["Accept"] = "application/json"}}
+local headers = {{["Authorization"] = "Bearer {token}", ["Accept"] = "application/json"{_connection(close)}}}
 local n = 0
 function init(args) n = math.random(#ids) end
 function request()
@@ -138,7 +208,7 @@ end
     return script
 
 
-def _post_script(ctx: Context, prefix: str) -> Path:
+def _post_script(ctx: Context, prefix: str, *, close: bool = False) -> Path:
     token = ctx.agents["post"].token
     marker = "@@RUN@@"
     body = json.dumps(ctx.package(marker), separators=(",", ":"))
@@ -161,20 +231,22 @@ function request()
   local run = prefix .. string.format("%06d", counter)
   return wrk.format("POST", "/api/v1/escalations", {{
     ["Content-Type"] = "application/json", ["Accept"] = "application/json",
-    ["Authorization"] = token, ["Idempotency-Key"] = run}}, head .. run .. tail)
+    ["Authorization"] = token, ["Idempotency-Key"] = run{_connection(close)}}}, head .. run .. tail)
 end
 """)
     return script
 
 
-def _post_round(ctx: Context, url: str, pid: int, r: int, *, profile: bool):
-    script = _post_script(ctx, f"bench-{ctx.nonce}-m{r}")
+def _post_round(ctx: Context, url: str, pid: int, prefix: str, name: str, *, close: bool, profile: str | None):
+    script = _post_script(ctx, prefix, close=close)
     with pg() as mon:
         time.sleep(2.5)  # idle backends flush their statistics within ~1 s (PostgreSQL 15)
         before = _db_counters(mon)
         if profile:
-            ctx.profile("2-gunicorn", pid, ctx.args.seconds)
-        result = run_wrk(url, threads=1, connections=8, seconds=ctx.args.seconds, script=script, name=f"2-{r}")
+            ctx.profile(profile, pid, ctx.args.seconds)
+        cpu = group_cpu_seconds(pid)
+        result = run_wrk(url, threads=1, connections=8, seconds=ctx.args.seconds, script=script, name=name)
+        result.server_cpu_ms = 1000 * (group_cpu_seconds(pid) - cpu) / max(result.requests, 1)
         time.sleep(2.5)
         after = _db_counters(mon)
         wal = _wal_commits(mon, before["lsn"], after["lsn"])

@@ -177,6 +177,7 @@ class WrkResult:
     non2xx: int
     socket_errors: dict[str, int] = field(default_factory=dict)
     raw: str = ""
+    server_cpu_ms: float | None = None  # the server's CPU per request, when the caller measures it
 
     @property
     def errors(self) -> int:
@@ -282,7 +283,9 @@ def cpu_seconds(pid: int) -> float:
 
 
 def group_cpu_seconds(pgid: int) -> float:
-    """CPU seconds (user + system) of the live processes of one process group."""
+    """CPU seconds (user + system) of one process group: its live processes, and the children
+    they have reaped (a gunicorn worker recycled after max_requests, a Celery child replaced:
+    their time moves to the parent's cutime + cstime when it waits for them)."""
     total = 0.0
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -290,7 +293,7 @@ def group_cpu_seconds(pgid: int) -> float:
         except OSError:  # gone meanwhile
             continue
         if int(fields[2]) == pgid:
-            total += int(fields[11]) + int(fields[12])
+            total += int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
     return total / os.sysconf("SC_CLK_TCK")
 
 

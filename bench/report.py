@@ -41,9 +41,12 @@ def report(r: dict) -> str:
 
     a_rps = a["rps"] if a else None
     a_p99 = a["p99_ms"] if a else None
+    servers = r.get("12_servers") or {"sync": "gunicorn -k sync -w 2 (as (a))"}
+    served = next(iter(servers.values()))
     if f1:
         ratio = f1["rps"] / a_rps if a_rps else None
-        row("1", "`GET /api/v1/escalations/{id}`, 32 conns: throughput", _fmt(f1["rps"], "req/s", 0),
+        row("1", f"`GET /api/v1/escalations/{{id}}`, 32 conns, served by {served}: throughput",
+            _fmt(f1["rps"], "req/s", 0),
             f"(a) {_fmt(a_rps, 'req/s', 0)}", _fmt(ratio and ratio * 100, "%", 0) + spread(f1, a, "rps"),
             ">= 70% of (a)",
             ratio is not None and ratio >= 0.70 and f1["non2xx"] == 0)
@@ -52,6 +55,7 @@ def report(r: dict) -> str:
             _fmt(ratio, "x", 2) + spread(f1, a, "p99_ms"), "<= 2x (a)", ratio is not None and ratio <= 2.0)
         row("1", "same: non-2xx / socket errors", f"{f1['non2xx']} / {sum(f1['socket_errors'].values())}",
             "-", "-", "0", f1["errors"] == 0)
+        _server_cpu_row(row, "1", f1)
     if f2:
         ratio = f2["rps"] / a_rps if a_rps else None
         row("2", f"`POST /api/v1/escalations`, 8 conns, {r.get('2_json_bytes', 0):,} B packages: throughput",
@@ -76,6 +80,19 @@ def report(r: dict) -> str:
                 _fmt(c2["xact_commit_per_request"], "", 2), "-", "-", "(reported)", None)
         row("2", "same: non-2xx / socket errors", f"{f2['non2xx']} / {sum(f2['socket_errors'].values())}",
             "-", "-", "0", f2["errors"] == 0)
+        _server_cpu_row(row, "2", f2)
+    for shape, label in list(servers.items())[1:]:  # --servers: the same figures under another server
+        for fig, f in (("1", r.get(f"1_{shape}")), ("2", r.get(f"2_{shape}"))):
+            if not f:
+                continue
+            main = f1 if fig == "1" else f2
+            ratio = f["rps"] / a_rps if a_rps else None
+            row(fig, f"same, served by {label} instead (for comparison): throughput, p99",
+                f"{_fmt(f['rps'], 'req/s', 0)}, {_fmt(f['p99_ms'], 'ms', 1)}", f"(a) {_fmt(a_rps, 'req/s', 0)}",
+                _fmt(ratio and ratio * 100, "%", 0) + spread(f, a, "rps")
+                + (f"; the figure's server {_fmt(main['rps'] / f['rps'], 'x', 2)} this" if main and f["rps"] else ""),
+                "(info)", None)
+            _server_cpu_row(row, fig, f)
     for key in ("3", "3_200"):
         f = r.get(key)
         if not f:
@@ -219,6 +236,15 @@ def report(r: dict) -> str:
         lines += ["", "Phases that failed:", ""]
         lines += [f"- {k}: {v}" for k, v in r["failures"].items()]
     return "\n".join(lines)
+
+
+def _server_cpu_row(row, fig: str, f: dict) -> None:
+    """The server's CPU per request (its process group, recycled workers included), median of the rounds."""
+    if f.get("server_cpu_ms") is None:
+        return
+    rounds = ", ".join(f"{x['server_cpu_ms']:.2f}" for x in f["rounds"])
+    row(fig, "same: the server's CPU per request (user + system, all its processes)",
+        _fmt(f["server_cpu_ms"], "ms", 2), "-", f"rounds {rounds} ms", "(reported)", None)
 
 
 def _rows_5(f5: dict, row) -> None:

@@ -97,10 +97,16 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of (a), 1 and 2")
     parser.add_argument("--pace", type=float, default=200.0, help="figure 4 decisions per second")
     parser.add_argument("--deciders", type=int, default=4, help="decider processes (figures 3 and 4)")
+    parser.add_argument("--servers", default="gthread",
+                        help="how figures 1 and 2 serve the app, comma list, the first is the figures': gthread "
+                        "(production: -c deploy/gunicorn.conf.py), sync (gunicorn -k sync -w 2, as (a))")
     parser.add_argument("--profile", action="store_true", help="py-spy the servers during the measured phases")
     parser.add_argument("--skip", default="", help="comma list of phases to leave out: a,b,c,1,2,3,4,5")
     args = parser.parse_args()
     args.skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    args.servers = [s.strip() for s in args.servers.split(",") if s.strip()]
+    if not args.servers or any(s not in http_bench.SERVERS for s in args.servers) or len(set(args.servers)) < len(args.servers):
+        parser.error(f"--servers: a comma list of {', '.join(http_bench.SERVERS)}")
     ctx = Context(args)
 
     def on_signal(signum, frame):
