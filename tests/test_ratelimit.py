@@ -231,6 +231,26 @@ def test_the_wsgi_application_refuses_with_429(agent_with_token, settings):
     assert int(answers[2][1]["Retry-After"]) >= 1
 
 
+@pytest.mark.redis
+def test_a_script_redis_no_longer_has_is_loaded_again(settings):
+    """The check runs the script by its digest; when Redis has lost it (a restart, SCRIPT
+    FLUSH), the check loads it again and still counts exactly, without tripping the breaker."""
+    need(bool(os.environ.get("REDIS_URL")), "Redis (REDIS_URL)")
+    settings.REDIS_URL = os.environ["REDIS_URL"]
+    settings.RATE_LIMIT_AGENT = "2/minute"
+    limiter = ratelimit.Limiter()
+    assert limiter.script is not None
+    real_sha = limiter.script.sha
+    limiter.script.sha = "0" * 40  # a digest Redis does not know, as after a flush
+    pairs = counted("/api/v1/gate", f"Bearer reload-{uuid.uuid4()}", "192.0.2.78")
+    answers = [limiter.check(pairs) for _ in range(3)]
+    assert answers[:2] == [None, None]
+    assert answers[2] is not None
+    assert answers[2].name == "agent"
+    assert limiter.script.sha == real_sha  # loaded again under its real digest
+    assert limiter.breaker.closed()
+
+
 def test_the_check_costs_well_under_a_millisecond(settings):
     """The hot path: one token and one address counted (two moving-window hits)."""
     settings.RATE_LIMIT_AGENT = "1000000/minute"
