@@ -17,7 +17,8 @@ baselines.py ((b), (c)), http_bench.py ((a), figures 1 and 2), webhook_bench.py 
 longpoll_bench.py (figure 4), pinned_bench.py (figure 5: create and decide on one core),
 report.py (the table).
 
-Options: --seconds N (wrk duration, default 10), --skip 1,2,3,4,5,a,b,c (leave phases out).
+Options: --seconds N (wrk duration, default 10), --skip 1,2,3,4,5,a,b,c (leave phases out),
+--servers gthread,sync (figures 1 and 2 also under gunicorn -k sync -w 2, beside production's).
 """
 
 from __future__ import annotations
