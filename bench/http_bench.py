@@ -5,6 +5,7 @@ each POST costs (pg_stat_database and the WAL's commit records)."""
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -240,6 +241,7 @@ end
 def _post_round(ctx: Context, url: str, pid: int, prefix: str, name: str, *, close: bool, profile: str | None):
     script = _post_script(ctx, prefix, close=close)
     with pg() as mon:
+        _hold_wal(mon)
         time.sleep(2.5)  # idle backends flush their statistics within ~1 s (PostgreSQL 15)
         before = _db_counters(mon)
         if profile:
@@ -291,6 +293,18 @@ def _commit_accounting(ctx: Context, accounts: list[dict]) -> None:
         f"event rows in another txn: {event_apart}")
 
 
+def _hold_wal(mon) -> None:
+    """Keep the WAL from here on until pg_waldump has read it: a temporary physical replication
+    slot, dropped with the monitoring session. Without it a checkpoint (another session's DROP
+    DATABASE forces one; test suites drop their databases all the time) could recycle the
+    run's first segments before they were read, and the commit count came back n/a."""
+    try:
+        mon.execute("SELECT pg_create_physical_replication_slot(%s, true, true)",
+                    (f"bench_wal_{os.getpid()}_{time.monotonic_ns()}",))
+    except Exception as exc:  # no free slot (max_replication_slots) or wal_level minimal: count without it
+        log(f"  (2) WAL not held for the commit count: {type(exc).__name__}: {exc}")
+
+
 def _db_counters(mon) -> dict:
     commits, rollbacks = mon.execute(
         "SELECT xact_commit, xact_rollback FROM pg_stat_database WHERE datname = %s", (BENCH_DB,)
@@ -324,8 +338,11 @@ def _wal_commits(mon, start_lsn: str, end_lsn: str) -> dict | None:
             [tools[-1], "-p", f"{data_dir}/pg_wal", "-s", start_lsn, "-e", end_lsn],
             capture_output=True, text=True, timeout=120,
         )
-    except (OSError, subprocess.TimeoutExpired):
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        log(f"  (2) pg_waldump failed: {exc}")
         return None
+    if result.returncode != 0 and "COMMIT" not in result.stdout:
+        log(f"  (2) pg_waldump failed: {result.stderr.strip()[-300:]}")
     ours: set[str] = set()
     commits: list[tuple[str, list[str]]] = []
     for line in result.stdout.splitlines():
