@@ -107,9 +107,12 @@ def report(r: dict) -> str:
             f["p99"] <= 40.0 and f["received"] == f["decisions"])
         if "queue" in f:
             q = f["queue"]
-            row("3", "same: the worker keeps up (webhooks/s vs decisions/s; broker queue max, at the end)",
-                f"{f['delivered_per_s']:.0f}/s vs {f['pace_per_s']:.0f}/s; queue {q['max']}, {q['end']}", "-", "-",
-                "no queue growth", f["delivered_per_s"] >= 0.95 * f["pace_per_s"] and q["end"] <= 2)
+            row("3", "same: the worker keeps up (webhooks/s vs decisions/s; broker queue max, at the end; "
+                "deliveries pending in the database max, at the end)",
+                f"{f['delivered_per_s']:.0f}/s vs {f['pace_per_s']:.0f}/s; queue {q['max']}, {q['end']}; "
+                f"pending {q.get('db_max', '-')}, {q.get('db_end', '-')}", "-", "-",
+                "no queue growth",
+                f["delivered_per_s"] >= 0.95 * f["pace_per_s"] and q["end"] <= 2 and q.get("db_end", 0) <= 2)
     if f3:
         row("3", "same: received / decisions, bad signatures", f"{f3['received']}/{f3['decisions']}, "
             f"{f3['bad_signatures']}", "-", "-", "all, 0", f3["received"] == f3["decisions"]

@@ -16,7 +16,7 @@ import threading
 import time
 from typing import Any
 
-from app import REDIS_APP, app_env, celery_cmd
+from app import BENCH_DB, REDIS_APP, app_env, celery_cmd, pg
 from fixtures import HOOK_DRAIN, HOOK_FAST, HOOK_N, HOOK_WARM, Context
 from lib import (
     BENCH_DIR,
@@ -55,7 +55,10 @@ def worker_label() -> str:
 
 
 class QueueSampler:
-    """The broker queue's length every 20 ms while a round runs (is the worker keeping up?)."""
+    """The broker queue's length every 20 ms while a round runs, and every 100 ms the
+    deliveries waiting in the database (pending: committed, not yet taken by a worker): is
+    the worker keeping up? A decision's delivery waits as a broker message when each has a
+    task, and as its row when one task of its agent sends all the agent's due ones."""
 
     rds: Any
 
@@ -63,22 +66,36 @@ class QueueSampler:
         import redis
 
         self.rds = redis.Redis.from_url(REDIS_APP)
+        self.db = pg(BENCH_DB)
         self.samples: list[int] = []
+        self.waiting: list[int] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
+    def pending(self) -> int:
+        row = self.db.execute(PENDING_SQL).fetchone()
+        return int(row[0]) if row else 0
+
     def _run(self) -> None:
         while not self._stop.is_set():
             self.samples.append(int(self.rds.llen("celery")))
+            if len(self.samples) % 5 == 1:
+                self.waiting.append(self.pending())
             self._stop.wait(0.02)
 
-    def stop(self, at_end: int) -> dict[str, float]:
-        """The samples' max and median, and `at_end`: the length when the last decision was made."""
+    def stop(self, at_end: int, waiting_at_end: int) -> dict[str, float]:
+        """The samples' max and median, and `at_end`: the length when the last decision was
+        made; the same of the deliveries waiting in the database (`db_`)."""
         self._stop.set()
         self._thread.join()
+        self.db.close()
         return {"max": max(self.samples or [0]), "p50": percentile([float(s) for s in self.samples], 50),
-                "end": at_end, "n": len(self.samples)}
+                "end": at_end, "n": len(self.samples),
+                "db_max": max(self.waiting or [0]), "db_end": waiting_at_end}
+
+
+PENDING_SQL = "SELECT count(*) FROM escalations_delivery WHERE status = 'pending'"
 
 
 def measure(ctx: Context) -> None:
@@ -123,10 +140,10 @@ def measure(ctx: Context) -> None:
             ctx.profile(key, worker.pid, len(batches[key]) / pace + 2)
             sampler = QueueSampler()
             stamps, late = deciders.run(batches[key], 1.0 / pace)
-            at_end = int(sampler.rds.llen("celery"))
+            at_end, waiting_at_end = int(sampler.rds.llen("celery")), sampler.pending()
             done += len(batches[key])
             wait_for(lambda d=done: len(received()) >= d, 60, f"webhooks at {asked:.0f}/s", worker)
-            queue = sampler.stop(at_end)
+            queue = sampler.stop(at_end, waiting_at_end)
             rounds[key] = (stamps, late, asked, queue)
             half_busy = deciders.sustainable_rate(stamps)  # warmer than the warm-up's figure
             time.sleep(0.5)
@@ -171,7 +188,8 @@ def measure(ctx: Context) -> None:
         log(f"  ({key}) commit->received p50 {f['p50']:.2f} ms, p99 {f['p99']:.2f} ms, max {f['max']:.2f} ms; "
             f"{f['received']}/{f['decisions']} received; on-commit hooks p50 {f['after_commit_hooks']['p50']:.2f} ms; "
             f"decisions at {f['pace_per_s']:.0f}/s ({f['pace_requested']:.0f} asked), webhooks arrived at "
-            f"{f['delivered_per_s']:.0f}/s; queue max {f['queue']['max']}, at the end {f['queue']['end']}")
+            f"{f['delivered_per_s']:.0f}/s; queue max {f['queue']['max']}, at the end {f['queue']['end']}; "
+            f"deliveries pending max {f['queue']['db_max']}, at the end {f['queue']['db_end']}")
     d = ctx.r["3_drain"]
     log(f"  (3) the worker ({d['worker']}) drains a backlog of {d['backlog']} at {d['per_s']:.0f} deliveries/s, "
         f"{d['cpu_ms_per_delivery']:.2f} ms of its CPU per delivery; {ctx.r['3']['duplicates']} duplicates, "

@@ -8,11 +8,13 @@ a vanished row; state lives in the database, never in the message.
 # celery-types makes Task generic for the checker only: annotations stay unevaluated.
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
 from typing import Any, Concatenate, ParamSpec
 
+import redis
 from celery import Task, shared_task
 from django.conf import settings
 from django.db.models import Model
@@ -65,25 +67,90 @@ def outbox_send_task(fun: Callable[Concatenate[Task[_P, None], _P], None]) -> Ta
 
 @outbox_send_task
 def deliver_webhook_task(self: Task[[str], None], delivery_id: str) -> None:
-    """Send one delivery (one attempt) if it is due and nobody else is sending it.
+    """Send one delivery (one attempt) if it is due and nobody else is sending it: a retry's
+    countdown, the sweep's copy, a lease followed (a decision's first attempt is sent by its
+    agent's task, deliver_agent_task).
 
     Claims the row by compare-and-swap (pending/retrying and due, or a lapsed lease ->
-    sending with a lease), POSTs the signed payload, records the attempt. A failure that
-    will be retried within COUNTDOWN_LIMIT_SECONDS is re-enqueued with a countdown; later
-    retries and lost messages are the sweep's. A message put back because the worker child
-    sending it died finds the row still leased: it comes back when the lease lapses
-    (follow_lease). Not ours, not due, gone, or a malformed id: returns without doing
-    anything. Only a database outage raises (the row stays due, and the sweep sends it).
+    sending with a lease), POSTs the signed payload, records the attempt (send_delivery). A message
+    put back because the worker child sending it died finds the row still leased: it comes
+    back when the lease lapses (follow_lease). Not ours, not due, gone, or a malformed id:
+    returns without doing anything. Only a database outage raises (the row stays due, and
+    the sweep sends it).
     """
     delivery = services.delivery_claim(delivery_id=delivery_id, lease_seconds=lease_seconds(self))
     if delivery is None:
         follow_lease(self, Delivery, delivery_id)
         return
+    send_delivery(delivery)
+
+
+# An agent's task goes on claiming the agent's next due delivery while it has run for less
+# than this; past it, the rest go to a task of its own (one attempt's bound stays as it was).
+AGENT_BATCH_SECONDS = 1.0
+# The mark "a deliver_agent_task of this agent is waiting" (Redis, beside the broker's queue).
+# It lapses on its own, so a task lost with its worker holds nobody back longer than this;
+# the rows it would have sent are the sweep's.
+AGENT_MARK_KEY = "handoff:deliveries:queued:{agent_id}"
+AGENT_MARK_SECONDS = SWEEP_GRACE_SECONDS
+
+
+def batch_send_task(fun: Callable[[Task[[int], None], int], None]) -> Task[[int], None]:
+    """outbox_send_task for a task that goes on claiming rows for AGENT_BATCH_SECONDS: its time
+    limits are one attempt's plus that (so its last attempt still has the whole bound)."""
+    task: Task[[int], None] = shared_task(
+        **{
+            **OUTBOX_SEND_TASK,
+            "soft_time_limit": settings.OUTBOX_SOFT_TIME_LIMIT + AGENT_BATCH_SECONDS,
+            "time_limit": settings.OUTBOX_TIME_LIMIT + AGENT_BATCH_SECONDS,
+        }
+    )(fun)
+    return task
+
+
+@batch_send_task
+def deliver_agent_task(self: Task[[int], None], agent_id: int) -> None:
+    """Send the agent's due deliveries, oldest due first, one attempt each, in one task: one
+    broker message (and Celery's cost of one) for all the deliveries its decisions queued
+    while it waited.
+
+    It takes down the agent's mark first: from then on a new delivery of the agent publishes
+    a task of its own, so a delivery committed after this task's last claim is never left
+    waiting (enqueue_agent). Each delivery is claimed as deliver_webhook_task claims one (a
+    compare-and-swap with a lease; rows another sender is claiming are passed over), then
+    sent and recorded (send_delivery). Past AGENT_BATCH_SECONDS it stops claiming and hands the rest
+    to a task of its own; the time limits are one attempt's plus that, so the last attempt
+    still has its whole bound and every lease outlives the task. When a second delivery is
+    due it makes sure another task of the agent waits, so that a backlog (a worker back
+    from an outage, a burst) is shared by the worker's children as one message a delivery
+    was; ordering between them is as it was then (each claims the oldest due row, and
+    their POSTs overlap). A message put back because
+    the child running it died follows the leases that child may have left (follow_leases).
+    """
+    _unmark(agent_id)
+    follow_leases(self, agent_id)
+    deadline = time.monotonic() + AGENT_BATCH_SECONDS
+    sent = 0
+    while delivery := services.delivery_claim_next(agent_id=agent_id, lease_seconds=lease_seconds(self)):
+        if sent == 1:
+            enqueue_agent(agent_id)  # a backlog: another worker child may take a share
+        send_delivery(delivery)
+        sent += 1
+        if time.monotonic() > deadline:
+            enqueue_agent(agent_id)
+            return
+
+
+def send_delivery(delivery: Delivery) -> None:
+    """POST a claimed delivery, signed, and record the attempt. A failure that will be
+    retried within COUNTDOWN_LIMIT_SECONDS is re-enqueued with a countdown; later retries
+    are the sweep's."""
+    delivery_id = str(delivery.id)
     started = timezone.now()
     outcome = webhooks.post(
         delivery.url,
         delivery.payload,
-        delivery_id=str(delivery.id),
+        delivery_id=delivery_id,
         secret=delivery.escalation.agent.signing_secret,
     )
     try:
@@ -112,6 +179,57 @@ def deliver_webhook_task(self: Task[[str], None], delivery_id: str) -> None:
         wait = (delivery.next_attempt_at - timezone.now()).total_seconds()
         if wait <= COUNTDOWN_LIMIT_SECONDS:
             _enqueue(delivery_id, countdown=max(0.0, wait))
+
+
+def enqueue_agent(agent_id: int) -> bool:
+    """After a delivery of the agent commits: make sure one of the agent's tasks is waiting
+    to send it. Publishes deliver_agent_task only when the agent's mark was not set (a Redis
+    SET NX with an expiry: one round trip, cheaper than the publish it saves); when it was,
+    the waiting task will claim this delivery too, since it takes the mark down before its
+    first claim. Without Redis (the embedded mode's in-memory broker) it always publishes.
+    A broker error is logged, not raised (the mark is taken down again): the sweep sends
+    the rows. Returns whether a task is waiting."""
+    marks, key = _marks(), AGENT_MARK_KEY.format(agent_id=agent_id)
+    try:
+        if marks is not None and not marks.set(key, 1, nx=True, ex=AGENT_MARK_SECONDS):
+            return True
+        deliver_agent_task.apply_async((agent_id,))
+    except Exception as exc:
+        log.warning(
+            "the deliveries of agent %s not enqueued (%s: %s); the sweep will send them",
+            agent_id, type(exc).__name__, exc,
+        )
+        if marks is not None:
+            with contextlib.suppress(*REDIS_ERRORS):
+                marks.delete(key)
+        return False
+    return True
+
+
+def _unmark(agent_id: int) -> None:
+    marks = _marks()
+    if marks is not None:
+        with contextlib.suppress(*REDIS_ERRORS):  # it lapses on its own
+            marks.delete(AGENT_MARK_KEY.format(agent_id=agent_id))
+
+
+REDIS_ERRORS = (redis.RedisError, OSError)
+_mark_clients: dict[str, redis.Redis] = {}
+
+
+def _marks() -> redis.Redis | None:
+    """A client of the broker's Redis (one per process and URL), or None when the broker is
+    not Redis. The timeouts are the broker's own (settings)."""
+    url = settings.CELERY_BROKER_URL
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        return None
+    client = _mark_clients.get(url)
+    if client is None:
+        options = settings.CELERY_BROKER_TRANSPORT_OPTIONS
+        client = _mark_clients[url] = redis.Redis.from_url(
+            url, socket_connect_timeout=options["socket_connect_timeout"], socket_timeout=options["socket_timeout"],
+        )
+    return client
 
 
 @outbox_send_task
@@ -172,6 +290,18 @@ def follow_lease(task: Task[[str], None], model: type[Model], row_id: str) -> No
     if left is not None:
         log.info("%s %s: its sender died; again in %.1f s, when its lease lapses", task.name, row_id, left)
         enqueue_send(task, row_id, countdown=left + LEASE_SLACK_SECONDS)
+
+
+def follow_leases(task: Task[[int], None], agent_id: int) -> None:
+    """follow_lease for an agent's task put back after its child died: each of the agent's
+    deliveries still leased (the dead child's, or a live sender's: its copy then finds the
+    row sent, and is dropped) is sent again as soon as its lease lapses."""
+    delivery_info = task.request.delivery_info or {}
+    if not delivery_info.get("redelivered"):
+        return
+    for delivery_id, left in services.delivery_leases(agent_id=agent_id).items():
+        log.info("delivery %s: its sender may have died; again in %.1f s, when its lease lapses", delivery_id, left)
+        _enqueue(delivery_id, countdown=left + LEASE_SLACK_SECONDS)
 
 
 @shared_task(ignore_result=True)

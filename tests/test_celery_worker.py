@@ -214,6 +214,53 @@ def test_a_whole_worker_killed_mid_post_is_retried_within_30_s(
     assert crash_to_retry < CRASH_TO_RETRY_SECONDS
 
 
+def test_many_decisions_of_one_agent_survive_a_whole_worker_killed_mid_batch(
+    workers, api, hooked, reviewer_api, receiver, tmp_path, settings
+):
+    """One agent's deliveries go out in one task of that agent (deliver_agent_task). The
+    worker is SIGKILLed while that task's first POST hangs, with more of the agent's
+    decisions made before (sent by a task of their own meanwhile) and while no worker runs
+    (one task waits for them all, its mark up); a new worker and beat's sweep then send
+    every one of them exactly once: the hung one when its lease lapses."""
+    beat = celery("beat", production_env(redis_url=os.environ["REDIS_URL"], var_dir=tmp_path), tmp_path)
+    try:
+        worker, escalation, delivery, held = hang_first_post(receiver, workers, api, reviewer_api)
+        before = [escalate(api, run_id=f"run-before-{n}") for n in range(4)]
+        for each in before:
+            assert reviewer_api(each.pk).status_code == 201
+        wait_until(  # another child sends them meanwhile (a kill before the record resends)
+            lambda: all(status_of(e) == "resumed" for e in before), timeout=10, what="the first ones",
+            log=worker.log,
+        )
+        worker.kill()
+        crashed = time.monotonic()
+        during = [escalate(api, run_id=f"run-during-{n}") for n in range(8)]
+        for each in during:
+            assert reviewer_api(each.pk).status_code == 201
+        workers().wait_ready()  # the supervisor starts a new one
+
+        everything = [escalation, *before, *during]
+        wait_until(
+            lambda: all(status_of(e) == "resumed" for e in everything),
+            timeout=CRASH_TO_RETRY_SECONDS + 10, what="every decision delivered",
+        )
+        recovered = time.monotonic() - crashed
+        assert beat.alive(), beat.log()
+    finally:
+        beat.stop()
+    receiver.release()
+    ids = [r.header("handoff-delivery") for r in receiver.requests if r is not held]
+    deliveries = {str(d.pk): d for d in Delivery.objects.filter(escalation__in=everything)}
+    assert sorted(ids) == sorted(deliveries), "each delivered exactly once"
+    assert len(receiver.requests) == len(everything) + 1  # and the hung POST
+    for each in everything:
+        assert Event.objects.filter(escalation=each, kind=Event.Kind.RESUMED).count() == 1
+    assert {d.attempt_count for d in Delivery.objects.filter(escalation__in=everything)} == {1}
+    assert list(DeliveryAttempt.objects.filter(delivery=delivery).values_list("status_code", flat=True)) == [200]
+    print(f"\nwhole worker SIGKILLed mid-batch, 8 decisions made while it was down: all sent once "
+          f"{recovered:.1f} s later")
+
+
 def test_an_attempt_is_cut_at_its_time_limit_so_a_live_worker_never_loses_its_lease(
     workers, api, hooked, reviewer_api, receiver, settings
 ):

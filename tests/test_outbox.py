@@ -2,6 +2,7 @@
 the people's notifications: the same claim, held equal to OutboxQuerySet.due(), and the same
 give-up rule (a window of time after the row was written, not a count of attempts)."""
 
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -94,3 +95,25 @@ def test_both_outboxes_give_up_by_the_window_not_by_a_count(api, kind, settings)
     with time_machine.travel(row.give_up_at() + SECOND, tick=False):
         row = record_failure(row, timezone.now())
     assert row.status == type(row).Status.FAILED
+
+
+@pytest.mark.parametrize("state", sorted(STATES))
+def test_an_agents_claim_takes_exactly_the_rows_due_selects(api, state):
+    """outbox.claim_next (a delivery's agent task: the agent's first due row) against due()."""
+    row = a_delivery(api)
+    agent_id = row.escalation.agent_id
+    now = timezone.now()
+    changes = {
+        field: now + value if isinstance(value, timedelta) else value
+        for field, value in STATES[state](Delivery.Status).items()
+    }
+    Delivery.objects.filter(pk=row.pk).update(agent_id=agent_id, **changes)
+    due = Delivery.objects.due(now).filter(pk=row.pk).exists()
+
+    claimed = outbox.claim_next(Delivery, "agent_id", agent_id, now=now)
+
+    assert (claimed is not None) is due
+    assert outbox.claim_next(Delivery, "agent_id", agent_id + 1, now=now) is None
+    if due:
+        assert uuid.UUID(str(claimed[0])) == row.pk  # the id first, then what `returning` asks
+        assert Delivery.objects.get(pk=row.pk).status == Delivery.Status.SENDING

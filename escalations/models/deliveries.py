@@ -10,6 +10,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from .agents import Agent
 from .escalations import Escalation
 
 
@@ -62,6 +63,12 @@ class Delivery(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     escalation = models.ForeignKey(Escalation, on_delete=models.CASCADE, related_name="deliveries")
+    # The escalation's agent, copied when the row is written, for the agent's send task
+    # (services.delivery_claim_next: that agent's due rows, one index range). It goes with
+    # its escalation (no constraint of its own); NULL on rows queued before it existed.
+    agent = models.ForeignKey(
+        Agent, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, null=True, related_name="+"
+    )
     url = models.URLField(max_length=500)
     payload = models.JSONField()
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
@@ -80,7 +87,15 @@ class Delivery(models.Model):
     class Meta:
         ordering = ["created_at"]
         verbose_name_plural = "deliveries"
-        indexes = [models.Index(fields=["status", "next_attempt_at"], name="delivery_due_idx")]
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"], name="delivery_due_idx"),
+            # An agent's rows still to send, by due time (only those: small, whatever the history).
+            models.Index(
+                fields=["agent", "next_attempt_at"],
+                name="delivery_agent_due_idx",
+                condition=Q(status__in=["pending", "sending", "retrying"]),
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"delivery {self.id} ({self.status})"

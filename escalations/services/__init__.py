@@ -36,6 +36,8 @@ from .decisions import DecisionRequest, decision_errors, escalation_decide, need
 from .deliveries import (
     deliveries_sweep,
     delivery_claim,
+    delivery_claim_next,
+    delivery_leases,
     delivery_record_attempt,
     delivery_redeliver,
 )
@@ -83,6 +85,8 @@ __all__ = [
     "decisions_expire",
     "deliveries_sweep",
     "delivery_claim",
+    "delivery_claim_next",
+    "delivery_leases",
     "delivery_record_attempt",
     "delivery_redeliver",
     "escalation_acknowledge",

@@ -1,11 +1,12 @@
 """Webhook deliveries of decisions: queued in the decision's transaction, claimed by a worker,
 each attempt recorded, retried with backoff, given up on, redelivered by hand."""
 
+import functools
 import logging
 import uuid
 from datetime import datetime
+from typing import Any
 
-from celery import Task
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
 from django.db import connection, transaction
@@ -31,14 +32,14 @@ def queue_delivery(
     escalation: Escalation, url: str, now: datetime, *, event: str = DECIDED
 ) -> Delivery:
     """An outbox row, written in the transaction of the change it tells (a decision, or a
-    reviewer's question: `event`), and a task after commit.
+    reviewer's question: `event`), and after commit, the agent's send task unless one is
+    already waiting (it will send this row too: tasks.enqueue_agent).
 
     If the enqueue is lost (broker down, crash after commit), the periodic sweep sends it.
     """
-    from escalations.tasks import deliver_webhook_task
-
     delivery = Delivery(
-        escalation=escalation, url=url, payload={}, next_attempt_at=now, created_at=now
+        escalation=escalation, agent_id=escalation.agent_id, url=url, payload={}, next_attempt_at=now,
+        created_at=now,
     )
     delivery.payload = {
         "event": event,
@@ -46,23 +47,16 @@ def queue_delivery(
         "escalation": escalation_dict(escalation),
     }
     delivery.save(force_insert=True)
-    delivery_id = str(delivery.id)
-    transaction.on_commit(lambda: _enqueue_delivery(deliver_webhook_task, delivery_id))
+    transaction.on_commit(functools.partial(_enqueue_delivery, escalation.agent_id))
     return delivery
 
 
-def _enqueue_delivery(task: "Task[[str], None]", delivery_id: str) -> None:
+def _enqueue_delivery(agent_id: int) -> None:
     """After commit: the fast path. A broker outage is logged, never raised: the decision
     has committed, and the sweep sends the outbox row once the broker is back."""
-    try:
-        task.delay(delivery_id)
-    except Exception as exc:
-        log.warning(
-            "delivery %s not enqueued (%s: %s); the sweep will send it",
-            delivery_id,
-            type(exc).__name__,
-            exc,
-        )
+    from escalations.tasks import enqueue_agent
+
+    enqueue_agent(agent_id)
 
 
 def delivery_claim(
@@ -78,8 +72,39 @@ def delivery_claim(
     claimed = outbox.claim(
         Delivery, delivery_id, now=now, lease_seconds=lease_seconds, returning=CLAIMED, count_claim=True
     )
-    if claimed is None:
-        return None
+    return None if claimed is None else _claimed(delivery_id, claimed, now)
+
+
+def delivery_claim_next(
+    *, agent_id: int, lease_seconds: float | None = None, now: datetime | None = None
+) -> Delivery | None:
+    """delivery_claim of the agent's first due delivery (oldest due first), passing over rows
+    another sender is claiming; None when none of the agent's deliveries is due."""
+    while True:
+        at = now or timezone.now()
+        claimed = outbox.claim_next(
+            Delivery, "agent_id", agent_id, now=at, lease_seconds=lease_seconds, returning=CLAIMED,
+            count_claim=True,
+        )
+        if claimed is None:
+            return None
+        delivery = _claimed(claimed[0], claimed[1:], at)
+        if delivery is not None:
+            return delivery
+        # a poison row, given up: the next one
+
+
+def delivery_leases(*, agent_id: int, now: datetime | None = None) -> dict[str, float]:
+    """The agent's deliveries being sent (a live lease): id -> seconds until the lease lapses."""
+    now = now or timezone.now()
+    leased = Delivery.objects.filter(
+        agent_id=agent_id, status=Delivery.Status.SENDING, lease_until__gte=now
+    ).values_list("pk", "lease_until")
+    return {str(pk): (until - now).total_seconds() for pk, until in leased if until is not None}
+
+
+def _claimed(delivery_id: object, claimed: tuple[Any, ...], now: datetime) -> Delivery | None:
+    """The claimed row as a Delivery to send; None (the row given up) when it is poison."""
     url, payload, attempt_count, claim_count, created_at, escalation_id, lease, agent_id, secret = claimed
     escalation = Escalation(
         id=selectors.as_uuid(escalation_id), agent=Agent(id=agent_id, signing_secret=secret)

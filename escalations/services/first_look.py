@@ -91,9 +91,10 @@ def offer(escalation: Escalation, rules: policy.Rules, now: datetime) -> Machine
 
 
 def _enqueue_offer(offer_id: str) -> None:
-    from escalations.tasks import offer_first_look_task
+    """After commit; a broker outage is logged, never raised (tasks.enqueue_send)."""
+    from escalations.tasks import enqueue_send, offer_first_look_task
 
-    deliveries._enqueue_delivery(offer_first_look_task, offer_id)
+    enqueue_send(offer_first_look_task, offer_id)
 
 
 # What the claim of an offer returns for sending.

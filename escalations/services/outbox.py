@@ -71,16 +71,69 @@ def claim(
 def _claim_sql(model: type[Model], returning: tuple[str, ...], count_claim: bool) -> str:
     """One hand-written statement (the claim is the webhook's hot path); it must select
     exactly what OutboxQuerySet.due() selects: tests/test_outbox.py holds them equal."""
-    status = _status(model)
     return f"""
 UPDATE {model._meta.db_table}
-SET status = '{status.SENDING}', lease_until = %s{", claim_count = claim_count + 1" if count_claim else ""}
-WHERE id = %s AND (
-    (status IN ('{status.PENDING}', '{status.RETRYING}') AND next_attempt_at <= %s)
-    OR (status = '{status.SENDING}' AND lease_until < %s)
-)
+SET {_claimed_sql(model, count_claim)}
+WHERE id = %s AND {_due_sql(model)}
 RETURNING {", ".join(returning)}
 """  # noqa: S608 (the table and columns are the model's own, never input)
+
+
+def claim_next(
+    model: type[Model], column: str, value: int, *, now: datetime, lease_seconds: float | None = None,
+    returning: tuple[str, ...] = ("id",), count_claim: bool = False,
+) -> tuple[Any, ...] | None:
+    """claim() of the first due row (by next_attempt_at) whose `column` is `value`, skipping
+    rows another transaction has locked (another sender claiming them): one statement.
+    None when no such row is due."""
+    lease = now + timedelta(seconds=lease_seconds or settings.OUTBOX_LEASE_SECONDS)
+    at = connection.ops.adapt_datetimefield_value
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _claim_next_sql(model, column, returning, count_claim), [at(lease), value, at(now), at(now), at(now)]
+        )
+        row: tuple[Any, ...] | None = cursor.fetchone()
+        return row
+
+
+@functools.cache
+def _claim_next_sql(model: type[Model], column: str, returning: tuple[str, ...], count_claim: bool) -> str:
+    """claim()'s statement on the first due row of `column` = value. The status list and the
+    next_attempt_at bound (every row due is due by then, sending ones too: they were due
+    when claimed) let an index of (column, next_attempt_at) over the rows still to send
+    answer it in one range, oldest due first. tests/test_outbox.py holds it to due()."""
+    status = _status(model)
+    table = model._meta.db_table
+    # SQLite (the embedded mode) has one writer at a time and no row locks.
+    skip_locked = "\n    FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
+    return f"""
+UPDATE {table}
+SET {_claimed_sql(model, count_claim)}
+WHERE id = (
+    SELECT id FROM {table}
+    WHERE {column} = %s AND next_attempt_at <= %s
+      AND status IN ('{status.PENDING}', '{status.SENDING}', '{status.RETRYING}') AND {_due_sql(model)}
+    ORDER BY next_attempt_at
+    LIMIT 1{skip_locked}
+)
+RETURNING id, {", ".join(returning)}
+"""  # noqa: S608 (the table and columns are the model's own, never input)
+
+
+def _claimed_sql(model: type[Model], count_claim: bool) -> str:
+    """A claim's SET: sending, leased until %s (its first parameter), claim_count counted."""
+    return f"status = '{_status(model).SENDING}', lease_until = %s" + (
+        ", claim_count = claim_count + 1" if count_claim else ""
+    )
+
+
+def _due_sql(model: type[Model]) -> str:
+    """OutboxQuerySet.due() as SQL, its two parameters `now`."""
+    status = _status(model)
+    return f"""(
+    (status IN ('{status.PENDING}', '{status.RETRYING}') AND next_attempt_at <= %s)
+    OR (status = '{status.SENDING}' AND lease_until < %s)
+)"""
 
 
 def retry_at(attempt: int, *, now: datetime, give_up_at: datetime) -> datetime | None:
