@@ -117,3 +117,25 @@ def test_an_agents_claim_takes_exactly_the_rows_due_selects(api, state):
     if due:
         assert uuid.UUID(str(claimed[0])) == row.pk  # the id first, then what `returning` asks
         assert Delivery.objects.get(pk=row.pk).status == Delivery.Status.SENDING
+
+
+def test_on_postgresql_an_agents_claim_reads_its_index_in_order():
+    """The agent's claim (outbox.claim_next) is one range of the partial index over the rows
+    still to send (migration 0012: its condition is the claim's status list word for word),
+    in due order: with sequential scans, bitmaps and sorts off, that index is the planner's
+    only way short of a disabled path, and the agent and the due bound are its Index Cond."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the plan is PostgreSQL's")
+    sql = outbox._claim_next_sql(Delivery, "agent_id", deliveries.CLAIMED, True)
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        for path in ("seqscan", "sort", "bitmapscan"):
+            cursor.execute(f"SET LOCAL enable_{path} = off")
+        cursor.execute(f"EXPLAIN {sql}", [now, 1, now, now, now])
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "Index Scan using delivery_agent_due_idx on escalations_delivery" in plan, plan
+    assert "Index Cond: ((agent_id = " in plan, plan
+    assert "next_attempt_at <= " in plan.split("Index Cond:")[1].split("\n")[0], plan
+    assert "Sort" not in plan, plan
