@@ -301,7 +301,9 @@ def test_the_embedded_worker_runs_tasks_in_process(embedded_worker, agent, revie
         )
         delivery = Delivery.objects.get(escalation=created)
         assert delivery.status == Delivery.Status.DELIVERED
-        assert latency < 1, f"decision -> webhook took {latency:.3f} s in process"
+        # Milliseconds on a quiet box (printed below); the bound only says the task sent it, not
+        # the 5 s sweep: at load 9-12 a 1 s bound failed at 1.08 s.
+        assert latency < 2.5, f"decision -> webhook took {latency:.3f} s in process"
         print(f"\nembedded: decision -> webhook received in {latency * 1000:.1f} ms")
 
         # A delay() from anywhere in the process runs there too (here: a redelivery).
