@@ -18,7 +18,8 @@ longpoll_bench.py (figure 4), pinned_bench.py (figure 5: create and decide on on
 report.py (the table).
 
 Options: --seconds N (wrk duration, default 10), --skip 1,2,3,4,5,a,b,c (leave phases out),
---servers gthread,sync (figures 1 and 2 also under gunicorn -k sync -w 2, beside production's).
+--servers gthread (figures 1 and 2 under production's server only; by default also under
+gunicorn -k sync -w 2, reported beside them).
 """
 
 from __future__ import annotations
@@ -98,9 +99,10 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of (a), 1 and 2")
     parser.add_argument("--pace", type=float, default=200.0, help="figure 4 decisions per second")
     parser.add_argument("--deciders", type=int, default=4, help="decider processes (figures 3 and 4)")
-    parser.add_argument("--servers", default="gthread",
+    parser.add_argument("--servers", default="gthread,sync",
                         help="how figures 1 and 2 serve the app, comma list, the first is the figures': gthread "
-                        "(production: -c deploy/gunicorn.conf.py), sync (gunicorn -k sync -w 2, as (a))")
+                        "(production: -c deploy/gunicorn.conf.py), sync (gunicorn -k sync -w 2, as (a)); "
+                        "`--servers gthread` leaves the comparison out")
     parser.add_argument("--profile", action="store_true", help="py-spy the servers during the measured phases")
     parser.add_argument("--skip", default="", help="comma list of phases to leave out: a,b,c,1,2,3,4,5")
     args = parser.parse_args()
