@@ -26,6 +26,13 @@ Operations:
   token, through the request cycle.
 
     .venv/bin/python bench/hotpath_bench.py [--ops 300] [--warmup 30] [--sql] [--only create|read|decide]
+    .venv/bin/python bench/hotpath_bench.py --callgrind --only create   # instructions per operation
+
+--callgrind runs this script again under valgrind's callgrind with instrumentation off, and
+switches it on (callgrind_control -i) around each kind's timed operations only (default 40
+after 20): it prints the instructions this process executed per operation (not
+PostgreSQL's or Redis's), repeatable to ~0.1 % at any load, unlike CPU time. The
+callgrind.out files stay in bench/results/ for callgrind_annotate.
 
 HOTPATH_DB names its database (default handoff_bench_hotpath), beside another checkout's run.
 
@@ -230,9 +237,59 @@ def backends_cpu() -> dict[int, float]:
     return found
 
 
+UNDER_CALLGRIND = os.environ.get("HOTPATH_UNDER_CALLGRIND") == "1"
+
+
+def callgrind_instrument(on: bool) -> None:
+    """Callgrind's instrumentation of this process on or off."""
+    import subprocess
+
+    subprocess.run(["callgrind_control", "-i", "on" if on else "off", str(os.getpid())], check=True, capture_output=True)
+
+
+def callgrind_total(out_file: str) -> int:
+    """The instructions (Ir) callgrind counted in `out_file`: its `totals:` or `summary:` line."""
+    total = 0
+    with open(out_file) as f:
+        for line in f:
+            if line.startswith(("totals:", "summary:")):
+                total = int(line.split()[1])
+    return total
+
+
+def callgrind_count(op: Callable[[], None], ops: int) -> int:
+    """Instructions per `op` over `ops` calls: instrumentation on around them, then a dump
+    (which zeroes the counts) whose total is read back."""
+    import subprocess
+
+    pid = str(os.getpid())
+    before = set(RESULTS.glob(f"callgrind.hotpath.{pid}.*"))
+    callgrind_instrument(True)
+    for _ in range(ops):
+        op()
+    callgrind_instrument(False)
+    subprocess.run(["callgrind_control", "-d", pid], check=True, capture_output=True)
+    (dumped,) = set(RESULTS.glob(f"callgrind.hotpath.{pid}.*")) - before
+    return callgrind_total(str(dumped)) // ops
+
+
+def run_under_callgrind(argv: list[str]) -> None:
+    """This script again under callgrind, instrumentation off at the start: each kind of
+    operation's timed loop switches it on, and its instructions are read back per kind."""
+    import subprocess
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / "callgrind.hotpath.%p"
+    env = dict(os.environ, HOTPATH_UNDER_CALLGRIND="1")
+    cmd = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}", sys.executable, __file__, *argv]
+    subprocess.run(cmd, env=env, check=True)
+
+
 def measure(name: str, op: Callable[[], None], warmup: int, ops: int, show_sql: bool) -> dict[str, Any]:
     for _ in range(warmup):
         op()
+    if UNDER_CALLGRIND:
+        return {"name": name, "ops": ops, "instructions": callgrind_count(op, ops)}
     cpu, wall, queries = [], [], []
     backends_before = backends_cpu()
     for _ in range(ops):
@@ -271,6 +328,10 @@ def decide_next(decide: Callable[[str], None], ids: Iterator[str]) -> None:
 
 
 def table(rows: list[dict[str, Any]], load_before: str, load_after: str) -> str:
+    if UNDER_CALLGRIND:
+        lines = ["instructions per operation (callgrind, this process only)", "", "| operation | ops | instructions |", "| --- | ---: | ---: |"]
+        lines += [f"| {r['name']} | {r['ops']} | {r['instructions']:,} |" for r in rows]
+        return "\n".join(lines)
     lines = [
         f"load average {load_before} -> {load_after} (2 cores)",
         "",
@@ -293,7 +354,16 @@ def main() -> None:
     parser.add_argument("--sql", action="store_true", help="print one operation's statements")
     parser.add_argument("--only", choices=["create", "read", "decide"], help="measure only creates (read: and reads), or only decides")
     parser.add_argument("--profile", action="store_true", help=argparse.SUPPRESS)  # Context reads it
+    parser.add_argument("--callgrind", action="store_true", help="instructions per operation under callgrind (default --ops 40 --warmup 20)")
     args = parser.parse_args()
+    if args.callgrind:
+        argv = [a for a in sys.argv[1:] if a != "--callgrind"]
+        if "--ops" not in argv:
+            argv += ["--ops", "40"]
+        if "--warmup" not in argv:
+            argv += ["--warmup", "20"]
+        run_under_callgrind(argv)
+        return
 
     log(f"databases: drop + create {DB}, migrate")
     recreate_database(DB)
@@ -304,7 +374,8 @@ def main() -> None:
     rows = []
     if args.only in (None, "create", "read"):
         log("create")
-        rows.append(measure("create (POST /api/v1/escalations)", bench.create, args.warmup, max(args.ops, 200), args.sql))
+        creates = args.ops if UNDER_CALLGRIND else max(args.ops, 200)
+        rows.append(measure("create (POST /api/v1/escalations)", bench.create, args.warmup, creates, args.sql))
     if args.only in (None, "read"):
         log("read")
         rows.append(measure("read (GET /api/v1/escalations/{id})", bench.read, args.warmup, args.ops, args.sql))
@@ -322,7 +393,7 @@ def main() -> None:
     print()
     print(text)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "hotpath.md").write_text(text + "\n")
+    (RESULTS / ("hotpath.callgrind.md" if UNDER_CALLGRIND else "hotpath.md")).write_text(text + "\n")
 
 
 if __name__ == "__main__":
