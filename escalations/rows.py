@@ -89,6 +89,47 @@ def insert(obj: Model, *, on_conflict: str = "") -> None:
         if returning:
             for field, value in zip(returning, cursor.fetchone(), strict=True):
                 setattr(obj, field.attname, value)
+    mark_saved(obj)
+
+
+def _insert_fields(model: type[Model], taken: frozenset[str]) -> "list[Field[Any, Any]]":
+    meta = model._meta
+    return [f for f in meta.local_concrete_fields if not f.generated and (f.attname in taken or f is not meta.auto_field)]
+
+
+@cache
+def _insert_select_sql(model: type[Model], taken: tuple[tuple[str, str], ...], source: str, nulls: tuple[bool, ...]) -> str:
+    exprs = dict(taken)
+    fields = _insert_fields(model, frozenset(exprs))
+    quote = connection.ops.quote_name
+    names = ", ".join(quote(str(f.column)) for f in fields)
+    values = iter(nulls)
+    select = ", ".join(exprs[f.attname] if f.attname in exprs else "NULL" if next(values) else "%s" for f in fields)
+    sql = f"INSERT INTO {quote(model._meta.db_table)} ({names}) SELECT {select}"
+    if source:
+        sql += f" FROM {source}"
+    return sql
+
+
+def insert_select(obj: Model, source: str, taken: dict[str, str] | None = None) -> tuple[str, list[Any]]:
+    """(sql, params) of an INSERT of `obj` as insert() writes it (each field's pre_save and
+    get_db_prep_save), one row per row of `source` (a CTE of the caller's statement; ""
+    for one row), the attnames in `taken` set to those SQL expressions over it instead
+    (`{"run_id": "run.id"}`). PostgreSQL types each value by its column, as in VALUES.
+    A NULL is written in the statement, not sent: a create's statement keeps under
+    psycopg's 50 parameters, past which it converts the statement anew on every call
+    (MAX_CACHED_STATEMENT_PARAMS). The caller appends ON CONFLICT or RETURNING, runs it,
+    sets what it returns on `obj`, then mark_saved(obj)."""
+    taken = taken or {}
+    fields = [f for f in _insert_fields(type(obj), frozenset(taken)) if f.attname not in taken]
+    values = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
+    nulls = tuple(value is None for value in values)
+    sql = _insert_select_sql(type(obj), tuple(sorted(taken.items())), source, nulls)
+    return sql, [value for value in values if value is not None]
+
+
+def mark_saved(obj: Model) -> None:
+    """`obj` as the ORM leaves an instance it has just written."""
     obj._state.adding = False
     obj._state.db = connection.alias
 

@@ -23,6 +23,17 @@ def record(
     return event
 
 
+def record_in_statement(
+    escalation: Escalation, kind: str, *, actor: str, now: datetime, source: str, data: dict[str, Any] | None = None
+) -> tuple[str, list[Any]]:
+    """record()'s event as part of a caller's statement: (sql, params) of the INSERT of the
+    same row for each row of `source` (a CTE that returns the escalation's `id`), for a
+    service that writes the escalation and its event in one statement. Not announced: the
+    caller announces once the statement has run, as record() would on commit."""
+    event = Event(escalation=escalation, kind=kind, actor=actor, at=now, data=data or {})
+    return rows.insert_select(event, source, {"escalation_id": f"{source}.id"})
+
+
 def record_sql(source: str) -> str:
     """The set-based form of record(), for a service that writes a change and its event in one
     statement: an INSERT of one event per row of `source` (a CTE of the statement that returns
