@@ -126,9 +126,8 @@ class Strict(Schema):
         replaced here) wraps every value in its DjangoGetter, which reads attributes from ORM
         objects and reads a dict's keys unchanged (these schemas have no resolvers): 15 Python
         wrappers and their lookups for figure 2's package, whose validation took over 150 us
-        of CPU and takes 38 now. Anything else (a string where an
-        object belongs, say) still goes through it, so its errors are ninja's.
-        tests/test_input_fast_paths.py holds both ways equal."""
+        of CPU and takes 38 now. Anything else (a string where an object belongs, say) still
+        goes through it, so its errors are ninja's. tests/test_input_fast_paths.py holds both equal."""
         if type(values) is dict:
             return handler(values)
         return handler(DjangoGetter(values, cls, info.context))

@@ -3,6 +3,7 @@ run in: SQLite and in-memory by default, PostgreSQL and Redis when DATABASE_URL 
 REDIS_URL are set (as CI sets them)."""
 
 import importlib
+import inspect
 import json
 import os
 import socket
@@ -232,6 +233,21 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@pytest.fixture(autouse=True)
+def _async_tests_get_a_channel_layer_of_their_own(request) -> None:
+    """An async test runs in an event loop of its own, and gets a channel layer of its own.
+    channels-redis keeps per-channel locks on the layer: a loop that closed with a receive's
+    backup cleaner still pending leaves its channel's lock locked and bound to that loop, and
+    the next loop's receive on the channel fails ("... is bound to a different event loop":
+    CI at 3ce5e68, all of test_presence after another file in the same process)."""
+    if request.node.get_closest_marker("asyncio") is not None or inspect.iscoroutinefunction(
+        getattr(request.node, "obj", None)
+    ):
+        from channels.layers import channel_layers
+
+        channel_layers.backends.clear()
 
 
 @pytest.fixture
