@@ -21,6 +21,7 @@ from django.db.models import Model
 from django.utils import timezone
 
 from escalations.transport import webhooks
+from escalations.transport.wakeup import REDIS_UNAVAILABLE
 
 from . import services
 from .models import Delivery, MachineOffer
@@ -200,7 +201,7 @@ def enqueue_agent(agent_id: int) -> bool:
             agent_id, type(exc).__name__, exc,
         )
         if marks is not None:
-            with contextlib.suppress(*REDIS_ERRORS):
+            with contextlib.suppress(*REDIS_UNAVAILABLE):
                 marks.delete(key)
         return False
     return True
@@ -209,11 +210,10 @@ def enqueue_agent(agent_id: int) -> bool:
 def _unmark(agent_id: int) -> None:
     marks = _marks()
     if marks is not None:
-        with contextlib.suppress(*REDIS_ERRORS):  # it lapses on its own
+        with contextlib.suppress(*REDIS_UNAVAILABLE):  # it lapses on its own
             marks.delete(AGENT_MARK_KEY.format(agent_id=agent_id))
 
 
-REDIS_ERRORS = (redis.RedisError, OSError)
 _mark_clients: dict[str, redis.Redis] = {}
 
 

@@ -56,13 +56,19 @@ def claim(
         row_id = uuid.UUID(str(row_id))
     except ValueError:
         return None
+    return _claim_row(
+        _claim_sql(model, returning, count_claim), model._meta.pk.get_db_prep_value(row_id, connection),
+        now=now, lease_seconds=lease_seconds, nows=2,
+    )
+
+
+def _claim_row(sql: str, key: Any, *, now: datetime, lease_seconds: float | None, nows: int) -> tuple[Any, ...] | None:
+    """Run a claim statement: its parameters are the lease's end (for `lease_seconds`, by
+    default OUTBOX_LEASE_SECONDS), the row's `key`, then `now` `nows` times."""
     lease = now + timedelta(seconds=lease_seconds or settings.OUTBOX_LEASE_SECONDS)
     at = connection.ops.adapt_datetimefield_value
     with connection.cursor() as cursor:
-        cursor.execute(
-            _claim_sql(model, returning, count_claim),
-            [at(lease), model._meta.pk.get_db_prep_value(row_id, connection), at(now), at(now)],
-        )
+        cursor.execute(sql, [at(lease), key, *[at(now)] * nows])
         row: tuple[Any, ...] | None = cursor.fetchone()
         return row
 
@@ -86,14 +92,9 @@ def claim_next(
     """claim() of the first due row (by next_attempt_at) whose `column` is `value`, skipping
     rows another transaction has locked (another sender claiming them): one statement.
     None when no such row is due."""
-    lease = now + timedelta(seconds=lease_seconds or settings.OUTBOX_LEASE_SECONDS)
-    at = connection.ops.adapt_datetimefield_value
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _claim_next_sql(model, column, returning, count_claim), [at(lease), value, at(now), at(now), at(now)]
-        )
-        row: tuple[Any, ...] | None = cursor.fetchone()
-        return row
+    return _claim_row(
+        _claim_next_sql(model, column, returning, count_claim), value, now=now, lease_seconds=lease_seconds, nows=3
+    )
 
 
 @functools.cache
