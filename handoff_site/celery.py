@@ -8,7 +8,12 @@ import psycopg
 from celery import Celery
 from celery.fixups import django as celery_django
 from celery.fixups.django import DjangoFixup
-from celery.signals import celeryd_after_setup, worker_process_shutdown
+from celery.signals import (
+    celeryd_after_setup,
+    worker_process_init,
+    worker_process_shutdown,
+    worker_ready,
+)
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
@@ -124,6 +129,16 @@ def _follow_settings(*, setting: str, value, enter: bool, **kwargs) -> None:
         # kombu keeps its pools per broker; only our references go (private attributes).
         app._pool = None  # type: ignore[attr-defined]
         app.amqp._producer_pool = None  # type: ignore[attr-defined]
+
+
+@worker_ready.connect
+@worker_process_init.connect
+def _freeze_heap(**kwargs: Any) -> None:
+    """The worker's main process once it is ready, each prefork child as it starts: the
+    collector's full passes stay off what they loaded (handoff_site.heap)."""
+    from handoff_site import heap
+
+    heap.freeze()
 
 
 @celeryd_after_setup.connect
