@@ -87,8 +87,15 @@ def response(request: HttpRequest, exc: BaseException) -> HttpResponse:
         request.method, request.path, type(exc).__name__, str(exc).strip()[:200],
     )
     if request.path.startswith(API_PREFIX):
-        return database_unavailable().response()
-    return page()
+        return _logged(database_unavailable().response())
+    return _logged(page())
+
+
+def _logged(response: HttpResponse) -> HttpResponse:
+    """Mark a 503 we have logged ourselves: Django's request logger would log it again, as an
+    ERROR with the exception's traceback (django.utils.log.log_response)."""
+    response._has_been_logged = True  # type: ignore[attr-defined]
+    return response
 
 
 def timed_out(request: HttpRequest, exc: BaseException) -> HttpResponse:
@@ -101,8 +108,8 @@ def timed_out(request: HttpRequest, exc: BaseException) -> HttpResponse:
     )
     if request.path.startswith(API_PREFIX):
         detail = "The request's database work took too long and was stopped. Try again shortly."
-        return Problem(503, detail, headers={"Retry-After": str(RETRY_AFTER_SECONDS)}).response()
-    return page(TIMED_OUT_HEADING, timed_out_detail())
+        return _logged(Problem(503, detail, headers={"Retry-After": str(RETRY_AFTER_SECONDS)}).response())
+    return _logged(page(TIMED_OUT_HEADING, timed_out_detail()))
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
