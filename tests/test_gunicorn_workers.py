@@ -1,0 +1,84 @@
+"""web-http's gunicorn (deploy/gunicorn.conf.py) puts each threaded worker on a core of its
+own where it may use several, and a replacement on the core its predecessor left; with
+GUNICORN_PIN_WORKERS=0 the workers run anywhere."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CORES = sorted(os.sched_getaffinity(0))
+
+pytestmark = pytest.mark.skipif(len(CORES) < 2, reason="one core: there is nothing to pin")
+
+
+def workers_of(master: int) -> dict[int, set[int]]:
+    """The master's children and the cores each may run on."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            if int(stat.rsplit(")", 1)[1].split()[1]) == master:
+                found[int(entry)] = os.sched_getaffinity(int(entry))
+        except (OSError, ValueError):
+            continue  # gone meanwhile
+    return found
+
+
+def settled(master: int, count: int, done, timeout: float = 30) -> dict[int, set[int]]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        workers = workers_of(master)
+        if len(workers) == count and done(workers):
+            return workers
+        time.sleep(0.05)
+    raise AssertionError(f"workers never settled: {workers_of(master)}")
+
+
+def start(tmp_path: Path, **env: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "handoff_site.wsgi:application"],
+        cwd=ROOT,
+        env={**os.environ, "GUNICORN_BIND": "127.0.0.1:0", "GUNICORN_WORKERS": "2",
+             "GUNICORN_LOG_LEVEL": "warning", "DEBUG": "1", **env},
+        stdout=subprocess.DEVNULL, stderr=open(tmp_path / "gunicorn.log", "wb"),
+    )  # fmt: skip
+
+
+def stop(master: subprocess.Popen) -> None:
+    master.terminate()
+    master.wait(timeout=30)
+
+
+def test_each_worker_has_a_core_of_its_own_and_a_replacement_takes_the_one_left(tmp_path):
+    master = start(tmp_path)
+    try:
+        workers = settled(master.pid, 2, lambda w: all(len(cores) == 1 for cores in w.values()))
+        assert sorted(next(iter(cores)) for cores in workers.values()) == CORES[:2]
+
+        killed = next(iter(workers))
+        os.kill(killed, signal.SIGKILL)
+        now = settled(master.pid, 2, lambda w: killed not in w and all(len(c) == 1 for c in w.values()))
+
+        assert sorted(next(iter(cores)) for cores in now.values()) == CORES[:2]
+        (replacement,) = set(now) - set(workers)
+        assert now[replacement] == workers[killed]
+    finally:
+        stop(master)
+
+
+def test_not_pinned_when_told(tmp_path):
+    master = start(tmp_path, GUNICORN_PIN_WORKERS="0")
+    try:
+        time.sleep(1)  # past the moment a worker would have been pinned
+        workers = settled(master.pid, 2, lambda w: True)
+        assert all(cores == set(CORES) for cores in workers.values())
+    finally:
+        stop(master)
