@@ -304,6 +304,9 @@ CELERY_BEAT_SCHEDULE = {
         "task": "notifications.tasks.sweep_notifications_task",
         "schedule": 30.0,
     },
+    # Slack messages behind their escalation's closed status (a broker outage at the
+    # decision, a decision that expired since): one partial-index query when none are.
+    "sweep-slack-messages": {"task": "notifications.tasks.sweep_slack_task", "schedule": 60.0},
     "refresh-insights": {"task": "insights.tasks.refresh_insights_task", "schedule": 300.0},
     "purge-idempotency-keys": {
         "task": "escalations.tasks.purge_idempotency_keys_task",

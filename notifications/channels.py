@@ -20,7 +20,7 @@ from escalations.transport import webhooks
 
 from . import inbound, push, rules, slack
 from .messages import Message, absolute, email_body
-from .models import Channel, Notification
+from .models import SETTLED_STATUSES, Channel, Notification
 
 
 @dataclass(frozen=True)
@@ -71,23 +71,38 @@ def _slack_payload(notification: Notification) -> dict:
 
 def slack_close(escalation_id: str) -> bool:
     """Once an escalation is no longer open (decided on any path, withdrawn, expired):
-    update every message the Slack app posted about it in place to say who decided what,
-    without its decide buttons. Safe to run twice (the update says the same again).
-    Returns whether to try again: Slack was down or busy for one of them; any other
-    failure (the message deleted, the app removed from the channel) is logged and left."""
-    rows = list(
-        Notification.objects.filter(escalation_id=escalation_id, channel=Channel.SLACK)
-        .exclude(slack_ts="")
-        .values_list("slack_channel", "slack_ts")
-    )
-    if not rows:
-        return False
+    update every message the Slack app posted about it that is behind its status in place
+    to say who decided what (inbound.slack_closed_payload), without its decide buttons, and
+    record the status each now shows (Notification.slack_shown_status). Idempotent: a
+    message up to date is left alone, one whose text would not change (decided, then
+    resumed) is only recorded. Returns whether to try again: Slack was down or busy for one
+    of them; any other failure (the message deleted, the app removed from the channel) is
+    logged and recorded, as nothing more can be done for that message."""
     escalation = Escalation.objects.select_related("decision").filter(pk=escalation_id).first()
     if escalation is None or escalation.is_open:
         return False
-    payload = inbound.slack_closed_payload(escalation)
-    updates = [slack.update_message(channel, ts, payload) for channel, ts in rows]
-    return any(not sent.ok and sent.retryable for sent in updates)
+    rows = list(
+        Notification.objects.filter(escalation_id=escalation_id, channel=Channel.SLACK)
+        .exclude(slack_ts="")
+        .exclude(slack_shown_status=escalation.status)
+        .values_list("pk", "slack_channel", "slack_ts", "slack_shown_status")
+    )
+    state = inbound.closed_state(escalation.status)
+    payload = inbound.slack_closed_payload(escalation) if rows else {}
+    done, retry = [], False
+    for pk, channel, ts, shown in rows:
+        if not shown or inbound.closed_state(shown) != state:
+            sent = slack.update_message(channel, ts, payload)
+            if not sent.ok and sent.retryable:
+                retry = True
+                continue
+        done.append(pk)
+    # A settled status is never overwritten: a run that read the status before it settled
+    # (decided, then expired) records nothing over the later one.
+    Notification.objects.filter(pk__in=done).exclude(slack_shown_status__in=SETTLED_STATUSES).update(
+        slack_shown_status=escalation.status
+    )
+    return retry
 
 
 def action_links(notification: Notification) -> list[dict[str, str]]:

@@ -52,7 +52,8 @@ def _label(escalation: Escalation, option_key: str) -> str:
 
 
 def decided_text(escalation: Escalation) -> str:
-    """"Decided by X: <what>" of an escalation that is no longer open."""
+    """"Decided by X: <what>" of an escalation that is no longer open, and that the decision
+    expired when it did. Of its status, it tells apart what closed_state does."""
     try:
         decision = escalation.decision
     except Decision.DoesNotExist:
@@ -61,7 +62,16 @@ def decided_text(escalation: Escalation) -> str:
         what = _label(escalation, decision.option_key)
     else:
         what = decision.get_kind_display().lower()
-    return f"Decided by {decision.decided_by_name}: {what}."
+    text = f"Decided by {decision.decided_by_name}: {what}."
+    if closed_state(escalation.status) == Escalation.Status.EXPIRED:
+        text += " The decision expired before the agent acted on it."
+    return text
+
+
+def closed_state(status: str) -> str:
+    """What decided_text (and so a closed message) tells apart of an escalation's status:
+    a resumed escalation reads as its decision, so its message needs no update."""
+    return Escalation.Status.DECIDED if status == Escalation.Status.RESUMED else status
 
 
 def _escalation(escalation_id) -> Escalation | None:

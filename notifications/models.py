@@ -10,9 +10,10 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
 from django.utils import timezone
 
-from escalations.models import OutboxQuerySet
+from escalations.models import Escalation, OutboxQuerySet
 
 
 class Kind(models.TextChoices):
@@ -64,6 +65,12 @@ class NotificationPreference(models.Model):
         return "whsec_" + secrets.token_urlsafe(32)
 
 
+# Slack messages that may still need an update (selectors.slack_behind): posted by the app,
+# and not yet brought up to date with a status an escalation never leaves.
+SETTLED_STATUSES = (Escalation.Status.RESUMED, Escalation.Status.WITHDRAWN, Escalation.Status.EXPIRED)
+SLACK_UNSETTLED = Q(slack_ts__gt="") & ~Q(slack_shown_status__in=SETTLED_STATUSES)
+
+
 class Notification(models.Model):
     """One message to one person on one channel (an outbox row)."""
 
@@ -103,9 +110,13 @@ class Notification(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     sent_at = models.DateTimeField(null=True, blank=True)
     # Where the Slack app posted it (chat.postMessage's channel and ts): the message that is
-    # updated in place once its escalation is decided (services.slack_messages_close).
+    # updated in place once its escalation is closed (channels.slack_close).
     slack_channel = models.CharField(max_length=64, blank=True)
     slack_ts = models.CharField(max_length=32, blank=True)
+    # The escalation status that message was last brought up to date with (blank: as
+    # posted, about an open escalation). Behind the escalation's closed status, it is
+    # updated again (channels.slack_close, after commit and by beat's sweep).
+    slack_shown_status = models.CharField(max_length=20, blank=True)
 
     objects = OutboxQuerySet.as_manager()
 
@@ -114,6 +125,7 @@ class Notification(models.Model):
         indexes = [
             models.Index(fields=["status", "next_attempt_at"], name="notification_due_idx"),
             models.Index(fields=["user", "-created_at"], name="notification_user_idx"),
+            models.Index(fields=["escalation"], condition=SLACK_UNSETTLED, name="notif_slack_unsettled_idx"),
         ]
 
     def __str__(self) -> str:

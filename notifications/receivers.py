@@ -46,7 +46,8 @@ CLOSED = ("decided", "withdrawn")
 
 def on_closed(escalation) -> None:
     """After a decision or a withdrawal commits: the Slack messages the app posted about the
-    escalation are updated in place (tasks.slack_close_task), when there are any."""
+    escalation are updated in place (tasks.slack_close_task), when there are any. Should the
+    broker be down, beat's sweep does it (tasks.sweep_slack_task)."""
     if escalation is None or not slack.configured():
         return
     from .tasks import enqueue_slack_close

@@ -1,12 +1,22 @@
 """Reads of notifications: who an event reaches, a person's preferences, their recent messages."""
 
-from django.contrib.auth import get_user_model
-from django.db.models import Q, QuerySet
+from datetime import datetime, timedelta
 
-from escalations.models import EscalationLevel
+from django.contrib.auth import get_user_model
+from django.db.models import F, Q, QuerySet
+from django.utils import timezone
+
+from escalations.models import Escalation, EscalationLevel
 from escalations.selectors import reviewers_assignable
 
-from .models import Kind, Notification, NotificationPreference, PushSubscription
+from .models import (
+    SLACK_UNSETTLED,
+    Channel,
+    Kind,
+    Notification,
+    NotificationPreference,
+    PushSubscription,
+)
 
 
 def _with_preferences(users: QuerySet) -> QuerySet:
@@ -60,6 +70,25 @@ def preference_of(user) -> NotificationPreference | None:
 def recent_for(user, *, limit: int = 10) -> list[Notification]:
     return list(Notification.objects.filter(user=user).order_by("-created_at")[:limit])
 
+
+
+def slack_behind(*, limit: int, now: datetime | None = None, grace_seconds: float = 10) -> list[str]:
+    """Ids of closed escalations with a message the Slack app posted that is behind their
+    status (Notification.slack_shown_status), at most `limit`, the longest behind first.
+    Changes younger than `grace_seconds` are left to the task their commit enqueued."""
+    now = now or timezone.now()
+    behind = (
+        Notification.objects.filter(SLACK_UNSETTLED, channel=Channel.SLACK)
+        .filter(
+            escalation__status__in=Escalation.CLOSED_STATUSES,
+            escalation__updated_at__lt=now - timedelta(seconds=grace_seconds),
+        )
+        .exclude(slack_shown_status=F("escalation__status"))
+        .values_list("escalation_id", "escalation__updated_at")
+        .order_by("escalation__updated_at")
+        .distinct()[:limit]
+    )
+    return [str(pk) for pk, _ in behind]
 
 
 def push_endpoints(user) -> list[str]:

@@ -17,7 +17,7 @@ from escalations.models import Escalation
 from escalations.services.outbox import outbox_retry_wait
 from escalations.tasks import enqueue_send, follow_lease, lease_seconds, outbox_send_task
 
-from . import channels, services
+from . import channels, selectors, services, slack
 from .models import Notification
 
 log = logging.getLogger(__name__)
@@ -39,13 +39,15 @@ def send_notification_task(self: Task[[str], None], notification_id: str) -> Non
         follow_lease(self, Notification, notification_id)
         return
     result = channels.send(notification)
-    # As channels.send saw it: a message posted with its buttons about an open escalation.
+    # As channels.send saw it: a message posted with its buttons about an open escalation,
+    # or one posted closed (showing that status).
     escalation = notification.escalation if result.slack_ts else None
     posted_open = escalation is not None and escalation.is_open
     try:
         notification = services.notification_record(
             notification=notification, ok=result.ok, retryable=result.retryable, error=result.error,
             slack_channel=result.slack_channel, slack_ts=result.slack_ts,
+            slack_shown_status=escalation.status if escalation is not None and not posted_open else "",
         )
     except Notification.DoesNotExist:
         return
@@ -75,7 +77,8 @@ def sweep_notifications_task() -> int:
 
 
 # A Slack message left with its buttons after a decision misleads only until someone clicks
-# (the click then says "already decided"): a few tries, with the outbox's backoff.
+# (the click then says "already decided"): a few quick tries, with the outbox's backoff;
+# beat's sweep (sweep_slack_task) takes over after them.
 SLACK_CLOSE_RETRIES = 6
 
 
@@ -83,11 +86,11 @@ SLACK_CLOSE_RETRIES = 6
 def slack_close_task(self: Task[[str], None], escalation_id: str) -> None:
     """After an escalation is decided: its Slack messages say who decided what, without
     buttons (channels.slack_close). Slack down or busy: tried again with backoff, then
-    logged; nothing else waits on it."""
+    left to the sweep; nothing else waits on it."""
     if not channels.slack_close(escalation_id):
         return
     if self.request.retries >= SLACK_CLOSE_RETRIES:
-        log.warning("slack messages of escalation %s not updated: Slack kept failing; given up", escalation_id)
+        log.warning("slack messages of escalation %s not updated: Slack kept failing; left to the sweep", escalation_id)
         return
     wait = outbox_retry_wait(self.request.retries + 1).total_seconds()
     raise self.retry(countdown=wait)
@@ -95,11 +98,35 @@ def slack_close_task(self: Task[[str], None], escalation_id: str) -> None:
 
 def enqueue_slack_close(escalation_id: str) -> None:
     """After commit (a receiver of the domain's `decided`): a broker outage is logged, and
-    the message keeps its buttons (a click on one says "already decided")."""
+    beat's sweep (sweep_slack_task) updates the messages once the broker is back."""
     try:
         slack_close_task.delay(escalation_id)
     except Exception as exc:
-        log.warning("slack messages of escalation %s not updated (%s: %s)", escalation_id, type(exc).__name__, exc)
+        log.warning(
+            "slack messages of escalation %s not updated now (%s: %s); the sweep will update them",
+            escalation_id, type(exc).__name__, exc,
+        )
+
+
+# At most this many escalations' messages a sweep (Slack's chat.update allows ~50 a minute).
+SLACK_SWEEP_BATCH = 20
+
+
+@shared_task(ignore_result=True, soft_time_limit=45, time_limit=55)
+def sweep_slack_task() -> int:
+    """Bring Slack messages behind their escalation's closed status up to date
+    (channels.slack_close): a decision whose update was never enqueued (the broker was
+    down), one Slack kept refusing, a decision that expired since. Stops at the first
+    Slack outage (the next sweep goes on). Returns how many escalations' messages it
+    brought up to date."""
+    if not slack.configured():
+        return 0
+    done = 0
+    for escalation_id in selectors.slack_behind(limit=SLACK_SWEEP_BATCH):
+        if channels.slack_close(escalation_id):
+            break
+        done += 1
+    return done
 
 
 @shared_task(ignore_result=True, soft_time_limit=30, time_limit=40)

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from django.core import mail
 from django.db import connection
-from django.test import Client
+from django.test import Client, override_settings
 from django.utils import timezone
 
 from escalations import services as domain
@@ -29,7 +29,7 @@ from notifications import inbound
 from notifications import push as web_push
 from notifications import services as notify
 from notifications.models import ActionLinkUse, InboundAction, Notification
-from notifications.tasks import send_notification_task
+from notifications.tasks import send_notification_task, sweep_slack_task
 from reviews.services import reviewer_token_issue
 from tests.conftest import free_port, make_package, make_user, need, post_package
 from tests.receiver import Receiver, Reply
@@ -333,6 +333,116 @@ def test_the_agent_withdrawing_closes_the_posted_slack_message(
     blocks = json.dumps(update.args["blocks"])
     assert "handoff_decide" not in blocks
     assert "handoff_open" in blocks
+
+
+def sweep_slack() -> int:
+    """Beat's Slack sweep, run past its grace period for changes just committed."""
+    with time_machine.travel(timezone.now() + timedelta(seconds=11), tick=True):
+        return sweep_slack_task()
+
+
+def assert_closed(update, text: str) -> None:
+    assert (update.args["channel"], update.args["ts"]) == ("UALICE", "1700000000.000001")
+    assert update.args["text"] == text
+    blocks = json.dumps(update.args["blocks"])
+    assert "handoff_decide" not in blocks
+    assert "handoff_open" in blocks
+
+
+def posted_and_decided(api, reviewer, other_reviewer, slack_api, on_commit):
+    """posted_halt, decided by bob by the reviewer API: the message updated, nothing behind."""
+    escalation = posted_halt(api, reviewer, slack_api)
+    with on_commit(execute=True):
+        decide_by_api(other_reviewer, escalation)
+    (decided,) = slack_api.wait_for("chat.update")
+    assert decided.args["text"] == "Decided by bob: Update all 14 callers."
+    assert Notification.objects.get(channel="slack").slack_shown_status == "decided"
+    assert sweep_slack() == 0
+    return escalation
+
+
+@pytest.mark.django_db
+def test_a_decision_made_with_the_broker_down_reaches_slack_by_the_sweep_once(
+    api, reviewer, other_reviewer, slack_api, caplog, django_capture_on_commit_callbacks
+):
+    escalation = posted_halt(api, reviewer, slack_api)
+    dead_broker = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+
+    with (
+        override_settings(CELERY_TASK_ALWAYS_EAGER=False, CELERY_BROKER_URL=dead_broker),
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        assert decide_on_dashboard(other_reviewer, escalation).status_code == 302
+
+    assert Escalation.objects.get(pk=escalation.pk).status == "decided"
+    assert "the sweep will update them" in caplog.text
+    assert slack_api.calls_to("chat.update") == []  # the message still shows its buttons
+    assert Notification.objects.get(channel="slack").slack_shown_status == ""
+    assert sweep_slack_task() == 0  # within the grace period: left to the task (that never came)
+
+    assert sweep_slack() == 1  # the broker is back
+
+    (update,) = slack_api.wait_for("chat.update")
+    assert_closed(update, "Decided by bob: Update all 14 callers.")
+    assert Notification.objects.get(channel="slack").slack_shown_status == "decided"
+    assert sweep_slack() == 0
+    assert len(slack_api.calls) == 2  # the post and one update: a second sweep sends nothing
+
+
+@pytest.mark.django_db
+def test_an_expired_decision_reaches_the_slack_message_by_the_sweep(
+    api, reviewer, other_reviewer, slack_api, django_capture_on_commit_callbacks
+):
+    escalation = posted_and_decided(api, reviewer, other_reviewer, slack_api, django_capture_on_commit_callbacks)
+    Decision.objects.filter(escalation=escalation).update(valid_until=timezone.now() - timedelta(seconds=1))
+
+    assert domain.decisions_expire() == 1
+    assert Notification.objects.get(channel="slack").slack_shown_status == "decided"  # behind now
+    assert sweep_slack() == 1
+
+    _, expired = slack_api.wait_for("chat.update", 2)
+    assert_closed(
+        expired, "Decided by bob: Update all 14 callers. The decision expired before the agent acted on it."
+    )
+    assert Notification.objects.get(channel="slack").slack_shown_status == "expired"
+    assert sweep_slack() == 0
+    assert len(slack_api.calls_to("chat.update")) == 2
+    # A click on it now says so too (the same words, inbound.decided_text).
+    assert inbound.decided_text(Escalation.objects.get(pk=escalation.pk)) == expired.args["text"]
+
+
+@pytest.mark.django_db
+def test_a_resumed_escalations_message_is_recorded_settled_without_an_update(
+    api, reviewer, other_reviewer, slack_api, django_capture_on_commit_callbacks
+):
+    escalation = posted_and_decided(api, reviewer, other_reviewer, slack_api, django_capture_on_commit_callbacks)
+
+    assert api.post_json(f"/api/v1/escalations/{escalation.pk}/ack").status_code == 200
+    assert sweep_slack() == 1
+
+    assert Notification.objects.get(channel="slack").slack_shown_status == "resumed"
+    assert len(slack_api.calls_to("chat.update")) == 1  # "Decided by bob" still says it all
+    assert sweep_slack() == 0
+
+
+@pytest.mark.django_db
+def test_a_busy_slack_is_left_to_the_next_sweep_and_a_deleted_message_for_good(
+    api, reviewer, other_reviewer, slack_api, django_capture_on_commit_callbacks, caplog
+):
+    escalation = posted_halt(api, reviewer, slack_api)
+    slack_api.fail("chat.update", "ratelimited", "ratelimited")  # the task's try, then the sweep's
+    with django_capture_on_commit_callbacks(execute=True):
+        decide_on_dashboard(other_reviewer, escalation)
+
+    assert sweep_slack() == 0
+    assert Notification.objects.get(channel="slack").slack_shown_status == ""
+    slack_api.fail("chat.update", "message_not_found")  # deleted meanwhile: nothing to update
+    assert sweep_slack() == 1
+
+    assert Notification.objects.get(channel="slack").slack_shown_status == "decided"
+    assert sweep_slack() == 0
+    assert len(slack_api.calls_to("chat.update")) == 3
+    assert "message_not_found" in caplog.text
 
 
 @pytest.mark.django_db
