@@ -32,7 +32,16 @@ worker_class = "gthread"
 threads = int(os.environ.get("GUNICORN_THREADS") or 8)
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = 30
-keepalive = 2
+# A worker takes a connection only when one of its threads is free for it; the others wait in
+# the kernel's listen queue, where whichever worker frees a thread first takes the next. With
+# gthread's default (1,000) one worker took every connection it saw and queued them behind its
+# own threads and GIL while the other worker idled: figure 1's p99 54 -> 36 ms (2.25 -> 1.48x
+# the bare view), its req/s 65 -> 67 % (bench/README.md, "Two more serving stacks tried").
+# No keep-alive then (a kept connection would hold a slot between requests): nginx opens a
+# connection per request to web-http anyway, and buffers each request before it sends it, so
+# a slow client never holds a thread here. Serve web-http behind it.
+worker_connections = threads
+keepalive = 0
 # Recycle workers now and then (with jitter, so they do not all restart at once). Not often: a
 # new worker costs ~1.5 s of CPU (Django's start-up, the URLconf, the pool's connections and
 # their prepared statements), which at 5,000 requests a worker was ~0.3 ms per request, a
