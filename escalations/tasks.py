@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from escalations.transport import webhooks
 from escalations.transport.wakeup import REDIS_UNAVAILABLE
+from operations.redis_clients import redis_client
 
 from . import services
 from .models import Delivery, MachineOffer
@@ -214,22 +215,16 @@ def _unmark(agent_id: int) -> None:
             marks.delete(AGENT_MARK_KEY.format(agent_id=agent_id))
 
 
-_mark_clients: dict[str, redis.Redis] = {}
-
-
 def _marks() -> redis.Redis | None:
-    """A client of the broker's Redis (one per process and URL), or None when the broker is
-    not Redis. The timeouts are the broker's own (settings)."""
+    """A client of the broker's Redis, or None when the broker is not Redis. The timeouts are
+    the broker's own (settings)."""
     url = settings.CELERY_BROKER_URL
     if not url.startswith(("redis://", "rediss://", "unix://")):
         return None
-    client = _mark_clients.get(url)
-    if client is None:
-        options = settings.CELERY_BROKER_TRANSPORT_OPTIONS
-        client = _mark_clients[url] = redis.Redis.from_url(
-            url, socket_connect_timeout=options["socket_connect_timeout"], socket_timeout=options["socket_timeout"],
-        )
-    return client
+    options = settings.CELERY_BROKER_TRANSPORT_OPTIONS
+    return redis_client(
+        url, timeout=options["socket_timeout"], connect_timeout=options["socket_connect_timeout"]
+    )
 
 
 @outbox_send_task

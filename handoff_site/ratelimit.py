@@ -46,6 +46,7 @@ from limits.strategies import MovingWindowRateLimiter
 
 from escalations.problems import CONTENT_TYPE, Problem
 from operations import metrics
+from operations.redis_clients import redis_client
 
 log = logging.getLogger(__name__)
 
@@ -229,10 +230,6 @@ def _evalsha(client: redis.Redis, script: redis.commands.core.Script, keys: list
         return script(keys, args)
 
 
-def _redis_options() -> dict:
-    return {"socket_connect_timeout": REDIS_TIMEOUT_SECONDS, "socket_timeout": REDIS_TIMEOUT_SECONDS}
-
-
 class _Breaker:
     """After a storage error, let requests through uncounted for a second."""
 
@@ -261,7 +258,7 @@ class Limiter:
         self.script: redis.commands.core.Script | None = None
         self.memory: MovingWindowRateLimiter | None = None
         if settings.REDIS_URL:
-            self.client = redis.Redis.from_url(settings.REDIS_URL, **_redis_options())
+            self.client = redis_client(settings.REDIS_URL, timeout=REDIS_TIMEOUT_SECONDS)
             self.script = self.client.register_script(ACQUIRE_SCRIPT)
         else:
             self.memory = MovingWindowRateLimiter(storage_from_string("memory://"))
@@ -299,7 +296,11 @@ class AsyncLimiter:
         self.script: redis.commands.core.AsyncScript | None = None
         self.memory: AsyncMovingWindow | None = None
         if settings.REDIS_URL:
-            client = aioredis.Redis.from_url(settings.REDIS_URL, **_redis_options())
+            client = aioredis.Redis.from_url(
+                settings.REDIS_URL,
+                socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+                socket_timeout=REDIS_TIMEOUT_SECONDS,
+            )
             self.script = client.register_script(ACQUIRE_SCRIPT)
         else:
             self.memory = AsyncMovingWindow(storage_from_string("async+memory://"))

@@ -9,15 +9,15 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 
-import redis
 from django.conf import settings
 from django.db import connections
+
+from .redis_clients import redis_client
 
 log = logging.getLogger(__name__)
 
 # Enough for the checks of two probes at once, even with both of an earlier probe stuck.
 _pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="handoff-readyz")
-_clients: dict[str, redis.Redis] = {}
 
 
 @dataclass(frozen=True)
@@ -45,14 +45,7 @@ def _database() -> None:
 
 
 def _redis() -> None:
-    url = settings.REDIS_URL
-    client = _clients.get(url)
-    if client is None:
-        timeout = settings.READYZ_TIMEOUT_SECONDS
-        client = _clients[url] = redis.Redis.from_url(
-            url, socket_connect_timeout=timeout, socket_timeout=timeout
-        )
-    client.ping()
+    redis_client(settings.REDIS_URL, timeout=settings.READYZ_TIMEOUT_SECONDS).ping()
 
 
 def checks() -> dict:

@@ -44,6 +44,8 @@ import redis
 from django.conf import settings
 from django.db import transaction
 
+from .redis_clients import redis_client
+
 log = logging.getLogger(__name__)
 
 REDIS_KEY = "handoff:metrics"
@@ -199,7 +201,6 @@ class RedisStore:
 
     def __init__(self, url: str, key: str = REDIS_KEY) -> None:
         self.url, self.key = url, key
-        self._client: redis.Redis | None = None
         self._pending: Counter = Counter()
         self._lock = threading.Lock()
         # One flush at a time: a batch on its way is in neither _pending nor Redis, so a
@@ -216,17 +217,10 @@ class RedisStore:
         self._lock = threading.Lock()
         self._flushing = threading.Lock()
         self._pending = Counter()
-        self._client = None
         self._flusher_pid = None
 
     def client(self) -> redis.Redis:
-        if self._client is None:
-            self._client = redis.Redis.from_url(
-                self.url,
-                socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
-                socket_timeout=REDIS_TIMEOUT_SECONDS,
-            )
-        return self._client
+        return redis_client(self.url, timeout=REDIS_TIMEOUT_SECONDS)
 
     def add(self, deltas: dict[str, float]) -> None:
         with self._lock:

@@ -120,7 +120,6 @@ def test_a_failed_publish_takes_the_mark_down(hooked, marks, monkeypatch, caplog
 
 
 def test_with_the_broker_unreachable_the_enqueue_fails_quietly(hooked):
-    tasks._mark_clients.clear()
     with override_settings(CELERY_BROKER_URL=f"redis://127.0.0.1:{free_port()}/0"):
         assert enqueue_agent(hooked.pk) is False
 

@@ -99,7 +99,6 @@ async def test_a_redis_away_costs_the_writer_a_warning_and_at_most_the_timeout(r
     """Nothing raises into the committed write; a Redis that accepts and never answers holds
     the writer for the send timeout, not the layer's 15 s."""
     monkeypatch.setattr(events, "SEND_TIMEOUT", 0.5)
-    monkeypatch.setattr(events, "_clients", {})
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
     held = []

@@ -22,10 +22,11 @@ import uuid
 import weakref
 from typing import TYPE_CHECKING, TypedDict
 
-import redis
 from channels.layers import BaseChannelLayer, InMemoryChannelLayer, get_channel_layer
 from channels_redis.core import RedisChannelLayer  # type: ignore[import-untyped]
 from django.db import transaction
+
+from operations.redis_clients import redis_client
 
 from . import wakeup
 
@@ -121,21 +122,10 @@ return over_capacity
 """
 
 
-# One plain client per Redis address and process (redis-py's pool is thread-safe and starts
-# afresh after a fork). Its timeouts are the wake-up publisher's, not the layer's 15 s (that
-# one outlasts channels-redis's blocking reads): a Redis that hangs holds a writer 2 s at most.
-_clients: dict[str, redis.Redis] = {}
+# The plain client's timeouts are the wake-up publisher's (so the two share one pool), not the
+# layer's 15 s (that one outlasts channels-redis's blocking reads): a Redis that hangs holds a
+# writer 2 s at most.
 SEND_TIMEOUT = 2
-
-
-def _client(layer: RedisChannelLayer) -> redis.Redis:
-    host = layer.hosts[0]
-    client = _clients.get(host["address"])
-    if client is None:
-        options = {k: v for k, v in host.items() if k != "address"}
-        options.update(socket_timeout=SEND_TIMEOUT, socket_connect_timeout=SEND_TIMEOUT)
-        client = _clients.setdefault(host["address"], redis.Redis.from_url(host["address"], **options))
-    return client
 
 
 def sends_from_writer(layer: BaseChannelLayer) -> bool:
@@ -151,7 +141,7 @@ def _redis_group_send(layer: RedisChannelLayer, groups: list[str], message: dict
     messages dropped). tests/test_live_send.py holds it to the layer's own group_send. One
     Redis host, by its address (sends_from_writer). An outage is logged and swallowed: the write has committed."""
     try:
-        client = _client(layer)
+        client = redis_client(layer.hosts[0]["address"], timeout=SEND_TIMEOUT)
         now = time.time()
         pipe = client.pipeline(transaction=False)
         for group in groups:

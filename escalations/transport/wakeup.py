@@ -20,6 +20,8 @@ import redis
 import redis.asyncio as aioredis
 from django.conf import settings
 
+from operations.redis_clients import redis_client
+
 log = logging.getLogger(__name__)
 
 CHANNEL = "handoff:wakeup"
@@ -29,7 +31,6 @@ REDIS_UNAVAILABLE = (redis.RedisError, OSError)
 
 _lock = threading.Lock()
 _hubs: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub]" = weakref.WeakKeyDictionary()
-_publisher: redis.Redis | None = None
 
 
 def escalation_key(escalation_id: uuid.UUID | str) -> str:
@@ -44,11 +45,8 @@ def notify(*, escalation_id: uuid.UUID | str, agent_id: int) -> None:
     """Wake whoever waits on this escalation or on this agent's decisions feed."""
     keys = [escalation_key(escalation_id), agent_key(agent_id)]
     if settings.REDIS_URL:
-        global _publisher
         try:
-            if _publisher is None:
-                _publisher = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2)
-            _publisher.publish(CHANNEL, " ".join(keys))
+            redis_client(settings.REDIS_URL, timeout=2).publish(CHANNEL, " ".join(keys))
         except redis.RedisError as exc:
             # Waiters re-read the database every few seconds, so this only costs latency.
             log.warning(
@@ -174,7 +172,7 @@ def wait_for_sync(keys: list[str], timeout: float, still_waiting: Callable[[], b
     pubsub = None
     if settings.REDIS_URL:
         try:
-            pubsub = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=10).pubsub()
+            pubsub = redis_client(settings.REDIS_URL, timeout=10).pubsub()
             pubsub.subscribe(CHANNEL)
         except redis.RedisError:
             pubsub = None
