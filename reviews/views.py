@@ -88,7 +88,7 @@ def _respond(request, escalation_id, *, form=None, notice="", level=messages.INF
     return TemplateResponse(
         request,
         template,
-        _context(escalation, user=request.user, form=form, notice=notice),
+        {**_context(escalation, user=request.user, form=form, notice=notice), "refused": status == 409},
         status=status,
     )
 
@@ -101,7 +101,7 @@ def _respond_claim(request, escalation_id, *, notice="", level=messages.INFO, st
     if not bound and (not request.htmx or not escalation.is_open):
         response = _respond(request, escalation_id, notice=notice, level=level, status=status)
         return retarget(response, "#decision-panel") if request.htmx else response
-    context = _context(escalation, user=request.user, claim_notice=notice, **bound)
+    context = {**_context(escalation, user=request.user, claim_notice=notice, **bound), "refused": status == 409}
     template = f"{DETAIL}#claim-update" if request.htmx else DETAIL
     return TemplateResponse(request, template, context, status=status)
 
@@ -263,6 +263,7 @@ def page_forms(escalation: Escalation, decision, **bound) -> dict:
         "comment_form": bound.get("comment_form") or forms.CommentForm(),
         "question_form": bound.get("question_form") or forms.QuestionForm(),
         "last_answer": _last_answer(escalation),
+        "last_claim": _last_event(escalation, Event.Kind.CLAIMED, Event.Kind.REASSIGNED),
         "flaggable": flaggable,
         "flag_review": flag_review,
         "flag_form": flag_form,
@@ -273,8 +274,13 @@ def page_forms(escalation: Escalation, decision, **bound) -> dict:
 
 def _last_answer(escalation: Escalation):
     """The agent's latest answer to a question (from the page's prefetched timeline)."""
-    answers = [e for e in escalation.events.all() if e.kind == Event.Kind.QUESTION_ANSWERED]
-    return answers[-1] if answers else None
+    return _last_event(escalation, Event.Kind.QUESTION_ANSWERED)
+
+
+def _last_event(escalation: Escalation, *kinds: str):
+    """The latest event of these kinds (from the page's prefetched timeline)."""
+    found = [e for e in escalation.events.all() if e.kind in kinds]
+    return found[-1] if found else None
 
 
 # The open page renews its claim this often; the lease (CLAIM_LEASE_SECONDS) is far longer.
@@ -337,7 +343,7 @@ def _respond_form(request, escalation_id, partial: str, notice: str, status: int
         messages.add_message(request, messages.SUCCESS if status < 400 else messages.WARNING, notice)
         return redirect("reviews:detail", escalation_id=escalation_id)
     escalation = _escalation(request, escalation_id)
-    context = {**_context(escalation, user=request.user, **bound), "form_notice": notice}
+    context = {**_context(escalation, user=request.user, **bound), "form_notice": notice, "refused": status == 409}
     template = f"{DETAIL}#{partial}" if request.htmx else DETAIL
     return TemplateResponse(request, template, context, status=status)
 

@@ -391,6 +391,40 @@ def test_every_render_of_the_panel_holds_the_not_sent_slot_for_htmx_to_preserve(
         assert SLOT not in render
 
 
+def said(render: str) -> list[str]:
+    """What each part of a render tells the not-sent box happened (escalation.js shows it)."""
+    return [m.strip() for m in re.findall(r"<template data-unsent-why>(.*?)</template>", render, re.S)]
+
+
+def test_every_part_a_re_render_takes_forms_from_says_who_did_what(
+    escalation, reviewer, reviewer_client, other_reviewer, manager
+):
+    def live() -> list[str]:
+        return said(text(reviewer_client.get(url("live", escalation), **HX)))
+
+    assert live() == [""]  # nothing has happened: nothing to say
+    services.escalation_claim(escalation_id=escalation.pk, user=other_reviewer)
+    assert live() == ["bob claimed this escalation while you were writing: only they can ask the agent now."]
+    refused = reviewer_client.post(url("claim", escalation), **HX)
+    assert refused.status_code == 409
+    assert said(text(refused)) == ["bob has already claimed this."]  # the refusal's own words
+    services.escalation_reassign(escalation_id=escalation.pk, user=manager, assignee=reviewer, override=True)
+    assert live() == [""]  # hers now
+    services.escalation_reassign(escalation_id=escalation.pk, user=manager, assignee=other_reviewer, override=True)
+    assert live() == ["maya handed this escalation to bob while you were writing: only they can ask the agent now."]
+
+    services.escalation_decide(
+        escalation_id=escalation.pk,
+        request=services.DecisionRequest(kind="option", option="shim"),
+        user=other_reviewer,
+        override_claim=True,
+    )
+    assert live() == ["bob decided this escalation while you were writing."]
+    refused = reviewer_client.post(url("decide", escalation), {"kind": "option", "option": "shim"}, **HX)
+    assert refused.status_code == 409
+    assert said(text(refused)) == ["Refused: bob decided this escalation first."]
+
+
 # ---------------------------------------------------------------- comments
 
 

@@ -2,7 +2,8 @@
 someone else's activity brings (Playwright driving Debian's chromium against the ASGI
 server): the live re-fetch swaps the claim box in again, and the whole panel once the
 escalation is closed, but an open form stays open with its text, and text whose form is
-gone (claimed or decided by someone else meanwhile) is shown as not sent, to copy."""
+gone (claimed or decided by someone else meanwhile) is shown as not sent, to copy, saying
+what happened."""
 
 import os
 from pathlib import Path
@@ -102,7 +103,11 @@ def test_an_open_question_keeps_its_text_through_live_updates_and_is_kept_when_i
     services.escalation_claim(escalation_id=escalation["id"], user=other_reviewer)
     alice.sees("#claim-box", "bob is on this")
     assert page.locator("#claim-box form[action$='/ask']").count() == 0
-    alice.sees("[data-unsent]", "Not sent. This escalation changed while you were writing (it is now Claimed)")
+    alice.sees(
+        "[data-unsent]",
+        "Not sent. bob claimed this escalation while you were writing: only they can ask the agent now."
+        " What you typed is kept below to copy.",
+    )
     assert "Ask the agent a question" in alice.text("[data-unsent] label")
     assert unsent(page) == [QUESTION + " Thanks."]
     assert page.locator("[data-unsent] textarea").evaluate("t => t.readOnly && !t.form")
@@ -139,7 +144,7 @@ def test_decided_meanwhile_the_panel_says_so_and_what_was_typed_is_kept_not_sent
     assert "Add a compatibility shim" in panel
     assert page.locator("#decision-panel :is(form, textarea:not([readonly]), [data-action-bar])").count() == 0
     # ... and what she typed is kept in it, below the decision, not sent.
-    alice.sees("[data-unsent]", "(it is now Decided)")
+    alice.sees("[data-unsent]", "Not sent. bob decided this escalation while you were writing. What you typed")
     assert sorted(unsent(page)) == sorted(
         ["Leave billing/legacy alone.", '{"paths": ["billing/api/"]}', "I will finish the migration myself"]
     )
@@ -166,5 +171,7 @@ def test_a_decision_refused_because_someone_decided_first_keeps_its_text(
     alice.sees("#decision-panel", "Not recorded: bob decided first.")
     alice.sees("#decision-panel", "Decided by bob")
     assert unsent(page) == ["Only billing/api/, not legacy."]
+    alice.sees("[data-unsent]", "Not sent. Refused: bob decided this escalation first. What you typed")
     assert "Proceed with an option: Instruction" in alice.text("[data-unsent]")
     assert alice.errors == []
+

@@ -379,12 +379,14 @@
   // swaps the claim box; their own writes swap the panel or the claim box. What they have
   // open or typed there is carried into the new render, field by field (by id); only the form
   // they sent is the server's to re-render. Text left with no field (decided meanwhile,
-  // someone else's claim or question) goes to the panel's not-sent box (#unsent), to copy.
+  // someone else's claim or question) goes to the panel's not-sent box (#unsent), to copy,
+  // with what happened as the new render says it (its template[data-unsent-why]).
 
   var FIELDS = "input:not([type=hidden]), textarea, select";
   var answer = { own: null, refused: false };  // the response being swapped in
   var pending = null;                           // its in-band target's state, until afterSwap
   var unsent = [];                              // its text with no field left for it
+  var why = [];                                 // what happened, in the words of its new parts
 
   function key(field) {
     if (field.id) return "#" + CSS.escape(field.id);
@@ -442,16 +444,20 @@
       } else if (!twin && kept.text && kept.field.value.trim() && (!answer.own || answer.refused)) {
         if (!unsent.length) setTimeout(showUnsent, 0);  // once the whole response is in
         unsent.push(kept);
+        var said = newRoot.querySelector("template[data-unsent-why]");
+        said = said ? said.content.textContent.trim() : "";
+        if (said && why.indexOf(said) < 0) why.push(said);
       }
     });
   }
 
   function showUnsent() {
-    var items = unsent, slot = document.getElementById("unsent");
+    var items = unsent, said = why, slot = document.getElementById("unsent");
     unsent = [];
+    why = [];
     if (!slot) return;
     var box = slot.querySelector("template[data-box]").content.firstElementChild.cloneNode(true);
-    box.querySelector("[data-status]").textContent = textOf(document, "#escalation-status");
+    if (said.length) box.querySelector("[data-why]").textContent = said.join(" ");
     var focus = null;
     items.forEach(function (item) {
       var copy = slot.querySelector("template[data-copy]").content.firstElementChild.cloneNode(true);
@@ -471,7 +477,11 @@
 
   document.addEventListener("click", function (event) {
     var button = event.target.closest && event.target.closest("[data-unsent-dismiss]");
-    if (button) button.closest(".unsent").remove();
+    if (!button) return;
+    button.closest(".unsent").remove();
+    // The keyboard goes on from the panel's heading, not from the top of the page.
+    var heading = document.getElementById("decision-heading");
+    if (heading) heading.focus({ preventScroll: true });
   });
 
   document.addEventListener("htmx:beforeSwap", function (event) {
