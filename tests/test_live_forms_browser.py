@@ -2,15 +2,18 @@
 someone else's activity brings (Playwright driving Debian's chromium against the ASGI
 server): the live re-fetch swaps the claim box in again, and the whole panel once the
 escalation is closed, but an open form stays open with its text, and text whose form is
-gone (claimed or decided by someone else meanwhile) is shown as not sent, to copy, saying
-what happened."""
+gone (claimed or decided by someone else meanwhile, the reviewer's claim lost) is shown
+as not sent, to copy, saying what happened."""
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.utils import timezone
 
 from escalations import services
+from escalations.models import Escalation
 from tests.conftest import make_user
 from tests.test_browser import post_escalation as post
 from tests.test_review_browser import LIVE_MS, Reviewer, chromium  # noqa: F401
@@ -175,3 +178,48 @@ def test_a_decision_refused_because_someone_decided_first_keeps_its_text(
     assert "Proceed with an option: Instruction" in alice.text("[data-unsent]")
     assert alice.errors == []
 
+
+def test_a_lost_claim_keeps_the_question_being_typed_not_sent_and_the_decision_form_as_it_was(
+    live_server_asgi, chromium, agent_with_token, reviewer, other_reviewer  # noqa: F811
+):
+    escalation, alice = alice_on_a_new_escalation(live_server_asgi, chromium, agent_with_token[1])
+    page = alice.page
+    page.click("#claim-box button:has-text('Claim')")
+    alice.sees("#claim-box", "have claimed this")
+    # alice writes an instruction in the decision form, then types a question to the agent.
+    page.fill("#decide-form textarea[name=instruction]", "Only billing/api/, not legacy.")
+    page.click("#claim-box summary:has-text('Ask the agent a question')")
+    page.fill("#claim-box textarea[name=text]", QUESTION)
+
+    # Her lease runs out unrenewed (her laptop slept), bob claims it, and her page hears
+    # nothing live (its socket missed it): the claim's next renewal is what tells her.
+    page.evaluate("document.querySelector('[data-live-sync]').remove()")
+    Escalation.objects.filter(pk=escalation["id"]).update(claimed_until=timezone.now() - timedelta(seconds=1))
+    services.escalation_claim(escalation_id=escalation["id"], user=other_reviewer)
+    page.evaluate(  # the renewal the page sends every 60 s, now
+        "const r = document.querySelector('[data-claim-renew]');"
+        "htmx.ajax('POST', r.getAttribute('hx-post'), {source: r, target: '#claim-box', swap: 'outerHTML'})"
+    )
+    alice.sees("#claim-box", "bob is on this")
+    # Only the holder may ask: her question's form is gone, and its text is kept, not sent,
+    # saying why, with the focus on it (she was typing there).
+    alice.sees("[data-unsent]", "Not sent. Your claim has passed to bob. What you typed is kept below to copy.")
+    assert unsent(page) == [QUESTION]
+    assert "Ask the agent a question" in alice.text("[data-unsent] label")
+    assert page.evaluate("document.activeElement.closest('.unsent') !== null")
+    # The decision form is not the claim box's: it stays as she left it.
+    assert page.input_value("#decide-form textarea[name=instruction]") == "Only billing/api/, not legacy."
+    shoot(page, "claim-lost-unsent")
+
+    # The keyboard: Tab from the kept text reaches Dismiss; Enter dismisses the box and
+    # leaves the focus at the panel's heading.
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.matches('[data-unsent-dismiss]')")
+    page.keyboard.press("Enter")
+    assert unsent(page) == []
+    assert page.evaluate("document.activeElement.id") == "decision-heading"
+    # Deciding now asks her to decide over bob's claim, her instruction kept.
+    page.click("text=Decide: proceed with this option")
+    alice.sees("#decision-panel", "bob has claimed this: tick the box")
+    assert page.input_value("#decide-form textarea[name=instruction]") == "Only billing/api/, not legacy."
+    assert alice.errors == []
