@@ -570,6 +570,7 @@ def test_a_flag_review_reaches_other_viewers_live(flagged, reviewer, bob_client)
     live = text(bob_client.get(url("live", flagged), **HX))
     assert re.search(r'<section id="flag-review"[^>]*hx-swap-oob="true"', live)
     assert "marked it <strong>fine</strong>" in live
+    assert said(live)[-1] == "alice reviewed this decision while you were writing."  # for a note bob typed
 
 
 # ---------------------------------------------------------------- take over and my runs
