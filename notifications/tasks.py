@@ -12,10 +12,12 @@ import logging
 
 from celery import Task, shared_task
 from django.utils import timezone
+from kombu.exceptions import OperationalError
 
 from escalations.models import Escalation
 from escalations.services.outbox import outbox_retry_wait
 from escalations.tasks import enqueue_send, follow_lease, lease_seconds, outbox_send_task
+from escalations.transport.wakeup import REDIS_UNAVAILABLE
 
 from . import channels, selectors, services, slack
 from .models import Notification
@@ -82,26 +84,33 @@ def sweep_notifications_task() -> int:
 SLACK_CLOSE_RETRIES = 6
 
 
-@shared_task(bind=True, ignore_result=True, soft_time_limit=60, time_limit=70, max_retries=SLACK_CLOSE_RETRIES)
-def slack_close_task(self: Task[[str], None], escalation_id: str) -> None:
-    """After an escalation is decided: its Slack messages say who decided what, without
-    buttons (channels.slack_close). Slack down or busy: tried again with backoff, then
-    left to the sweep; nothing else waits on it."""
+@shared_task(ignore_result=True, soft_time_limit=60, time_limit=70)
+def slack_close_task(escalation_id: str, tried: int = 0) -> None:
+    """After an escalation is closed (decided, withdrawn, expired): its Slack messages say
+    so, without buttons (channels.slack_close). Slack down or busy: enqueued again with
+    backoff, as the outbox's tasks are (`tried` counts the tries before this one; eager,
+    they all run at once), then left to the sweep; nothing else waits on it."""
     if not channels.slack_close(escalation_id):
         return
-    if self.request.retries >= SLACK_CLOSE_RETRIES:
+    if tried >= SLACK_CLOSE_RETRIES:
         log.warning("slack messages of escalation %s not updated: Slack kept failing; left to the sweep", escalation_id)
         return
-    wait = outbox_retry_wait(self.request.retries + 1).total_seconds()
-    raise self.retry(countdown=wait)
+    wait = outbox_retry_wait(tried + 1).total_seconds()
+    enqueue_slack_close(escalation_id, tried=tried + 1, countdown=wait)
 
 
-def enqueue_slack_close(escalation_id: str) -> None:
-    """After commit (a receiver of the domain's `decided`): a broker outage is logged, and
-    beat's sweep (sweep_slack_task) updates the messages once the broker is back."""
+# What publishing a task raises when the broker is unreachable (kombu's, or the Redis
+# client's when it escapes kombu): anything else is a bug, and is raised.
+BROKER_UNAVAILABLE = (OperationalError, *REDIS_UNAVAILABLE)
+
+
+def enqueue_slack_close(escalation_id: str, *, tried: int = 0, countdown: float = 0) -> None:
+    """After commit (a receiver of the domain's `decided`, `withdrawn`, `expired`), or a try
+    again: a broker outage is logged, and beat's sweep (sweep_slack_task) updates the
+    messages once the broker is back."""
     try:
-        slack_close_task.delay(escalation_id)
-    except Exception as exc:
+        slack_close_task.apply_async((escalation_id, tried), countdown=countdown)
+    except BROKER_UNAVAILABLE as exc:
         log.warning(
             "slack messages of escalation %s not updated now (%s: %s); the sweep will update them",
             escalation_id, type(exc).__name__, exc,

@@ -29,7 +29,7 @@ from notifications import inbound
 from notifications import push as web_push
 from notifications import services as notify
 from notifications.models import ActionLinkUse, InboundAction, Notification
-from notifications.tasks import send_notification_task, sweep_slack_task
+from notifications.tasks import SLACK_CLOSE_RETRIES, send_notification_task, sweep_slack_task
 from reviews.services import reviewer_token_issue
 from tests.conftest import free_port, make_package, make_user, need, post_package
 from tests.receiver import Receiver, Reply
@@ -430,10 +430,12 @@ def test_a_busy_slack_is_left_to_the_next_sweep_and_a_deleted_message_for_good(
     api, reviewer, other_reviewer, slack_api, django_capture_on_commit_callbacks, caplog
 ):
     escalation = posted_halt(api, reviewer, slack_api)
-    slack_api.fail("chat.update", "ratelimited", "ratelimited")  # the task's try, then the sweep's
+    task_tries = SLACK_CLOSE_RETRIES + 1
+    slack_api.fail("chat.update", *["ratelimited"] * (task_tries + 1))  # the task's tries, then the sweep's
     with django_capture_on_commit_callbacks(execute=True):
         decide_on_dashboard(other_reviewer, escalation)
 
+    assert len(slack_api.calls_to("chat.update")) == task_tries
     assert sweep_slack() == 0
     assert Notification.objects.get(channel="slack").slack_shown_status == ""
     slack_api.fail("chat.update", "message_not_found")  # deleted meanwhile: nothing to update
@@ -441,7 +443,7 @@ def test_a_busy_slack_is_left_to_the_next_sweep_and_a_deleted_message_for_good(
 
     assert Notification.objects.get(channel="slack").slack_shown_status == "decided"
     assert sweep_slack() == 0
-    assert len(slack_api.calls_to("chat.update")) == 3
+    assert len(slack_api.calls_to("chat.update")) == task_tries + 2
     assert "message_not_found" in caplog.text
 
 
@@ -480,6 +482,24 @@ def test_a_message_sent_after_the_decision_goes_out_without_buttons(api, reviewe
 
 
 @pytest.mark.django_db
+def test_a_busy_slack_is_tried_again_until_the_message_is_updated(
+    api, reviewer, other_reviewer, slack_api, caplog, django_capture_on_commit_callbacks
+):
+    escalation = posted_halt(api, reviewer, slack_api)
+    slack_api.fail("chat.update", *["ratelimited"] * SLACK_CLOSE_RETRIES)  # all tries but the last
+
+    with django_capture_on_commit_callbacks(execute=True):
+        decide_on_dashboard(other_reviewer, escalation)
+
+    *failed, update = slack_api.wait_for("chat.update", SLACK_CLOSE_RETRIES + 1)
+    assert all(call.args == update.args for call in failed)
+    assert_closed(update, "Decided by bob: Update all 14 callers.")
+    assert Notification.objects.get(channel="slack").slack_shown_status == "decided"
+    assert "not updated" not in caplog.text
+    assert sweep_slack() == 0
+
+
+@pytest.mark.django_db
 def test_slack_down_when_the_message_is_updated_never_breaks_the_decision(
     api, reviewer, other_reviewer, slack_api, settings, caplog, django_capture_on_commit_callbacks
 ):
@@ -491,8 +511,16 @@ def test_slack_down_when_the_message_is_updated_never_breaks_the_decision(
 
     assert response.status_code == 302
     assert Escalation.objects.get(pk=escalation.pk).status == "decided"
-    assert "slack chat.update of UALICE/1700000000.000001 failed" in caplog.text
-    assert "not updated" in caplog.text  # tried again, then given up and logged
+    tries = [r for r in caplog.records if r.getMessage().startswith("slack chat.update of UALICE/1700000000.000001")]
+    assert len(tries) == SLACK_CLOSE_RETRIES + 1  # every try made, none mistaken for a broker outage
+    assert "Slack kept failing; left to the sweep" in caplog.text
+    assert "the sweep will update them" not in caplog.text
+    assert Notification.objects.get(channel="slack").slack_shown_status == ""
+
+    settings.SLACK_API_URL = slack_api.url  # Slack is back: the sweep updates the message
+    assert sweep_slack() == 1
+    (update,) = slack_api.wait_for("chat.update")
+    assert_closed(update, "Decided by bob: Update all 14 callers.")
 
 
 @pytest.mark.redis
