@@ -39,15 +39,15 @@ def on_notable(sender, *, event: str, escalation=None, agent=None, data=None, **
     )
 
 
-# Sent after commit (notable_on_commit), no message of their own: a decision (any path) and
-# the agent's withdrawal, each of which closes the escalation.
-CLOSED = ("decided", "withdrawn")
+# Sent after commit (notable_on_commit), no message of their own: a decision (any path), the
+# agent's withdrawal, and a decision's expiry, each of which leaves the escalation closed.
+CLOSED = ("decided", "withdrawn", "expired")
 
 
 def on_closed(escalation) -> None:
-    """After a decision or a withdrawal commits: the Slack messages the app posted about the
-    escalation are updated in place (tasks.slack_close_task), when there are any. Should the
-    broker be down, beat's sweep does it (tasks.sweep_slack_task)."""
+    """After a decision, a withdrawal or an expiry commits: the Slack messages the app posted
+    about the escalation are updated in place (tasks.slack_close_task), when there are any.
+    Should the broker be down, beat's sweep does it (tasks.sweep_slack_task)."""
     if escalation is None or not slack.configured():
         return
     from .tasks import enqueue_slack_close

@@ -396,7 +396,7 @@ def test_an_expired_decision_reaches_the_slack_message_by_the_sweep(
     escalation = posted_and_decided(api, reviewer, other_reviewer, slack_api, django_capture_on_commit_callbacks)
     Decision.objects.filter(escalation=escalation).update(valid_until=timezone.now() - timedelta(seconds=1))
 
-    assert domain.decisions_expire() == 1
+    assert domain.decisions_expire() == 1  # its after-commit update never runs: lost, as in a crash
     assert Notification.objects.get(channel="slack").slack_shown_status == "decided"  # behind now
     assert sweep_slack() == 1
 
@@ -409,6 +409,43 @@ def test_an_expired_decision_reaches_the_slack_message_by_the_sweep(
     assert len(slack_api.calls_to("chat.update")) == 2
     # A click on it now says so too (the same words, inbound.decided_text).
     assert inbound.decided_text(Escalation.objects.get(pk=escalation.pk)) == expired.args["text"]
+
+
+def expire_by_the_sweep(api, escalation) -> None:
+    assert domain.decisions_expire() == 1
+
+
+def expire_by_a_late_ack(api, escalation) -> None:
+    late = api.post_json(f"/api/v1/escalations/{escalation.pk}/ack")
+    assert late.status_code == 409
+    assert late.json()["type"].endswith("/decision-expired")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("expire", [expire_by_the_sweep, expire_by_a_late_ack])
+def test_an_expired_decision_updates_the_slack_message_at_once_and_tells_nobody_else(
+    api, reviewer, other_reviewer, slack_api, django_capture_on_commit_callbacks, caplog, expire
+):
+    escalation = posted_and_decided(api, reviewer, other_reviewer, slack_api, django_capture_on_commit_callbacks)
+    rows = set(Notification.objects.values_list("pk", flat=True))  # the halt's Slack message and e-mail
+    assert len(rows) == 2
+    mails = len(mail.outbox)
+    Decision.objects.filter(escalation=escalation).update(valid_until=timezone.now() - timedelta(seconds=1))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        expire(api, escalation)
+
+    _, expired = slack_api.wait_for("chat.update", 2)
+    assert_closed(
+        expired, "Decided by bob: Update all 14 callers. The decision expired before the agent acted on it."
+    )
+    assert Notification.objects.get(channel="slack").slack_shown_status == "expired"
+    assert sweep_slack() == 0  # nothing left for the sweep
+    # No message of its own, on any channel: no new outbox row, no e-mail, no complaint.
+    assert set(Notification.objects.values_list("pk", flat=True)) == rows
+    assert len(mail.outbox) == mails
+    assert "notifications knows" not in caplog.text
+    assert len(slack_api.calls) == 3  # the post and two updates
 
 
 @pytest.mark.django_db

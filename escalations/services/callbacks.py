@@ -56,7 +56,8 @@ def escalation_acknowledge(*, escalation: Escalation, now: datetime | None = Non
 def expire_if_past(escalation: Escalation, now: datetime, *, actor: str = "") -> bool:
     """A decided escalation whose decision's valid_until has passed becomes expired (one
     conditional UPDATE: a concurrent ack or webhook that resumed it first wins), with an
-    `expired` event by `actor` (the agent's name by default). True when it is expired now.
+    `expired` event by `actor` (the agent's name by default) and, after commit, `notable`
+    "expired". True when it is expired now.
     Called by the ack, by a webhook answered too late, and by the periodic sweep
     (periodic.decisions_expire)."""
     valid_until = (
@@ -77,6 +78,7 @@ def expire_if_past(escalation: Escalation, now: datetime, *, actor: str = "") ->
                 now=now,
                 data={"valid_until": valid_until.isoformat()},
             )
+            signals.notable_on_commit("expired", escalation=escalation)
     if not flipped:
         escalation.refresh_from_db(fields=["status", "updated_at"])
     return escalation.status == Escalation.Status.EXPIRED
