@@ -21,6 +21,9 @@ Events (the `event` argument):
   data={"asked_by", "asked_at", "question", "answer"})
 - "decided": an escalation was decided, on any path (escalation=). Sent after commit
   (notable_on_commit): its receivers only start I/O (Slack messages updated in place).
+- "withdrawn": the agent took an escalation back (escalation=). After commit, as "decided".
+- "expired": a decision expired before the agent acted on it (escalation=). After commit,
+  as "decided".
 """
 
 import logging
