@@ -9,7 +9,7 @@ Long-polls (`?wait=N`) and websockets never reach here: nginx sends them to web-
 
 Every knob can be overridden from the environment: GUNICORN_BIND, GUNICORN_WORKERS,
 GUNICORN_THREADS, GUNICORN_TIMEOUT, GUNICORN_MAX_REQUESTS, GUNICORN_CONTROL_SOCKET,
-GUNICORN_PIN_WORKERS.
+GUNICORN_PIN_WORKERS, GUNICORN_ACCESS_LOG.
 LOG_FORMAT=json makes gunicorn's own error and access logs JSON lines too (handoff_site.logs),
 as Django's are.
 """
@@ -17,6 +17,8 @@ as Django's are.
 import os
 import sys
 from pathlib import Path
+
+from gunicorn import glogging
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from handoff_site import logs
@@ -52,7 +54,23 @@ max_requests_jitter = max_requests // 10
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108 - gunicorn's own advice
 # Behind nginx on the compose network: trust its X-Forwarded-* headers.
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "*")
-accesslog = "-"
+# No access log of its own by default: nginx, the one front door, writes one line per request
+# with the same request id (deploy/nginx.conf, log_format handoff), and writing it again here
+# cost ~0.1 ms of a worker's CPU per request, 8 % of an agent's read (bench/README.md, "The
+# access log, written once"). GUNICORN_ACCESS_LOG=1 writes it here too (JSON with LOG_FORMAT=json).
+accesslog = "-" if os.environ.get("GUNICORN_ACCESS_LOG", "0") == "1" else None
+
+
+class Logger(glogging.Logger):
+    """gunicorn's logger, writing access lines only where `accesslog` says: gunicorn's own
+    builds and writes them whenever a logging config is given (LOG_FORMAT=json's is)."""
+
+    def access(self, resp, req, environ, request_time) -> None:
+        if self.cfg.accesslog:
+            super().access(resp, req, environ, request_time)
+
+
+logger_class = Logger
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
 if logs.check_format(os.environ.get("LOG_FORMAT", "")) == "json":

@@ -3,6 +3,7 @@ docker-compose's own parser, and Django started in a fresh process with a chosen
 
 import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -140,6 +141,19 @@ def test_nginx_routes_long_polls_and_websockets_to_the_asgi_server():
     mcp = conf.split("location = /mcp {", 1)[1].split("}", 1)[0]  # MCP tools: uvicorn, unbuffered
     assert "proxy_pass http://web_async;" in mcp
     assert "proxy_buffering off;" in mcp
+
+
+def test_the_proxy_writes_the_access_log_as_json_with_the_request_id():
+    """web-http writes none by default (deploy/gunicorn.conf.py): this is the deployment's."""
+    conf = (ROOT / "deploy" / "nginx.conf").read_text()
+    assert "    access_log /dev/stdout handoff;" in conf
+    declared = conf.split("log_format handoff escape=json", 1)[1].split(";", 1)[0]
+    line = "".join(re.findall(r"'([^']*)'", declared))
+    assert '"request_id":"$handoff_request_id"' in line  # the id the app logs (X-Request-ID)
+    # Every variable given a value as nginx would print it, the line is one JSON object.
+    sample = re.sub(r"\$(status|body_bytes_sent|request_time)\b", "1", line)
+    record = json.loads(re.sub(r"\$[a-z_]+", "x", sample))
+    assert {"time", "request_id", "method", "uri", "status", "request_time", "upstream_time"} <= set(record)
 
 
 # ---------------------------------------------------------------- settings

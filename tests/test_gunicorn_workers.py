@@ -1,12 +1,16 @@
 """web-http's gunicorn (deploy/gunicorn.conf.py) puts each threaded worker on a core of its
 own where it may use several, and a replacement on the core its predecessor left; with
-GUNICORN_PIN_WORKERS=0 the workers run anywhere."""
+GUNICORN_PIN_WORKERS=0 the workers run anywhere. It writes no access log unless
+GUNICORN_ACCESS_LOG=1 (the proxy writes it), in JSON mode too."""
 
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -14,7 +18,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 CORES = sorted(os.sched_getaffinity(0))
 
-pytestmark = pytest.mark.skipif(len(CORES) < 2, reason="one core: there is nothing to pin")
+several_cores = pytest.mark.skipif(len(CORES) < 2, reason="one core: there is nothing to pin")
 
 
 def workers_of(master: int) -> dict[int, set[int]]:
@@ -57,6 +61,7 @@ def stop(master: subprocess.Popen) -> None:
     master.wait(timeout=30)
 
 
+@several_cores
 def test_each_worker_has_a_core_of_its_own_and_a_replacement_takes_the_one_left(tmp_path):
     master = start(tmp_path)
     try:
@@ -74,6 +79,7 @@ def test_each_worker_has_a_core_of_its_own_and_a_replacement_takes_the_one_left(
         stop(master)
 
 
+@several_cores
 def test_not_pinned_when_told(tmp_path):
     master = start(tmp_path, GUNICORN_PIN_WORKERS="0")
     try:
@@ -82,3 +88,41 @@ def test_not_pinned_when_told(tmp_path):
         assert all(cores == set(CORES) for cores in workers.values())
     finally:
         stop(master)
+
+
+@pytest.mark.parametrize("log_format", ["plain", "json"])
+@pytest.mark.parametrize("access_log", ["", "1"])
+def test_the_access_log_is_written_only_when_asked(tmp_path, log_format, access_log):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    out = tmp_path / "out.log"
+    master = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "handoff_site.wsgi:application"],
+        cwd=ROOT,
+        env={**os.environ, "GUNICORN_BIND": f"127.0.0.1:{port}", "GUNICORN_WORKERS": "1", "DEBUG": "1",
+             "LOG_FORMAT": log_format, "GUNICORN_ACCESS_LOG": access_log},
+        stdout=out.open("wb"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz?probe=1", timeout=2) as answer:
+                    assert answer.status == 200
+                break
+            except OSError:
+                assert time.monotonic() < deadline, out.read_text()
+                time.sleep(0.1)
+    finally:
+        stop(master)
+    lines = [line for line in out.read_text().splitlines() if "/healthz?probe=1" in line]
+    if access_log != "1":
+        assert lines == []
+        return
+    (line,) = lines
+    if log_format == "json":
+        record = json.loads(line)
+        assert record["logger"] == "gunicorn.access"
+        line = record["message"]
+    assert '"GET /healthz?probe=1 HTTP/1.1" 200' in line

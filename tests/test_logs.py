@@ -67,7 +67,8 @@ def test_gunicorn_and_the_worker_log_json_lines_with_the_request_id(
     agent.save(update_fields=["resume_url"])
     token = reviewer_token_issue(user=reviewer)
     env = production_env(
-        redis_url=os.environ["REDIS_URL"], var_dir=tmp_path, LOG_FORMAT="json", DB_POOL="0"
+        redis_url=os.environ["REDIS_URL"], var_dir=tmp_path, LOG_FORMAT="json", DB_POOL="0",
+        GUNICORN_ACCESS_LOG="1",  # off by default: the proxy writes the access log (deploy/nginx.conf)
     )
     purge_queue()
     # PYTHONWARNINGS: Celery warns a root user before logging is set up (the image runs as
