@@ -93,7 +93,8 @@ def box_cores() -> int:
 
 def production_gunicorn_cmd(app: str, port: int) -> list[str]:
     """gunicorn as docker-compose's web-http runs it: `-c deploy/gunicorn.conf.py` (gthread,
-    GUNICORN_WORKERS processes of GUNICORN_THREADS threads, keep-alive, access log, worker
+    GUNICORN_WORKERS processes of GUNICORN_THREADS threads, each pinned to a core, a connection
+    per free thread, no access log of its own (nginx writes it; not run here), worker
     recycling), bound to 127.0.0.1; production_gunicorn_env gives it the box's cores."""
     return [
         python(), "-m", "gunicorn", "-c", str(ROOT / "deploy" / "gunicorn.conf.py"), app,
@@ -107,7 +108,7 @@ def production_gunicorn_env(env: dict[str, str]) -> dict[str, str]:
     env["GUNICORN_WORKERS"] = str(box_cores())
     env["GUNICORN_THREADS"] = "8"
     for knob in ("GUNICORN_BIND", "GUNICORN_TIMEOUT", "GUNICORN_MAX_REQUESTS", "GUNICORN_CONTROL_SOCKET",
-                 "GUNICORN_LOG_LEVEL", "LOG_FORMAT"):
+                 "GUNICORN_LOG_LEVEL", "GUNICORN_PIN_WORKERS", "GUNICORN_ACCESS_LOG", "LOG_FORMAT"):
         env.pop(knob, None)  # the file's defaults, as docker-compose leaves them
     return env
 
