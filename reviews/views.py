@@ -44,6 +44,7 @@ def _context(
     form=None,
     notice: str = "",
     claim_notice: str = "",
+    refused: bool = False,
     **forms_bound,
 ) -> dict:
     try:
@@ -58,6 +59,7 @@ def _context(
         else {},
         "notice": notice,
         "claim_notice": claim_notice,
+        "refused": refused,  # the reviewer's own write was refused (409): the not-sent box says so
         "approvals": selectors.approval_state(escalation),
         "calibration": _calibration_note(escalation),
         "precedents": precedents.similar(escalation),
@@ -88,7 +90,7 @@ def _respond(request, escalation_id, *, form=None, notice="", level=messages.INF
     return TemplateResponse(
         request,
         template,
-        {**_context(escalation, user=request.user, form=form, notice=notice), "refused": status == 409},
+        _context(escalation, user=request.user, form=form, notice=notice, refused=status == 409),
         status=status,
     )
 
@@ -101,7 +103,7 @@ def _respond_claim(request, escalation_id, *, notice="", level=messages.INFO, st
     if not bound and (not request.htmx or not escalation.is_open):
         response = _respond(request, escalation_id, notice=notice, level=level, status=status)
         return retarget(response, "#decision-panel") if request.htmx else response
-    context = {**_context(escalation, user=request.user, claim_notice=notice, **bound), "refused": status == 409}
+    context = _context(escalation, user=request.user, claim_notice=notice, refused=status == 409, **bound)
     template = f"{DETAIL}#claim-update" if request.htmx else DETAIL
     return TemplateResponse(request, template, context, status=status)
 
@@ -343,7 +345,7 @@ def _respond_form(request, escalation_id, partial: str, notice: str, status: int
         messages.add_message(request, messages.SUCCESS if status < 400 else messages.WARNING, notice)
         return redirect("reviews:detail", escalation_id=escalation_id)
     escalation = _escalation(request, escalation_id)
-    context = {**_context(escalation, user=request.user, **bound), "form_notice": notice, "refused": status == 409}
+    context = {**_context(escalation, user=request.user, refused=status == 409, **bound), "form_notice": notice}
     template = f"{DETAIL}#{partial}" if request.htmx else DETAIL
     return TemplateResponse(request, template, context, status=status)
 
