@@ -109,12 +109,8 @@ def post_fork(server, worker) -> None:
 
 
 def post_worker_init(worker) -> None:
-    """Load the URLconf (and with it every view, the API's schemas) before the worker takes
-    its first request: Django does it on the first one, which then took ~0.4 s of CPU more.
-    Then keep the garbage collector's full passes off all of it (handoff_site.heap)."""
-    from django.urls import get_resolver
-
+    """Before the worker's first request: the URLconf loaded and the start-up's objects kept
+    off the garbage collector's full passes (handoff_site.heap.serving_ready)."""
     from handoff_site import heap
 
-    get_resolver().url_patterns  # noqa: B018 - resolving the property loads the module
-    heap.freeze()
+    heap.serving_ready()

@@ -46,10 +46,7 @@ if settings.CELERY_EMBEDDED_WORKER:
     embedded.start()
 
 # The views now rather than on the first request, then the collector's full passes kept off
-# everything loaded so far (handoff_site.heap).
-from django.urls import get_resolver  # noqa: E402
-
+# everything loaded so far.
 from . import heap  # noqa: E402
 
-get_resolver().url_patterns  # noqa: B018 - resolving the property loads the module
-heap.freeze()
+heap.serving_ready()
