@@ -125,7 +125,7 @@ return over_capacity
 # The plain client's timeouts are the wake-up publisher's (so the two share one pool), not the
 # layer's 15 s (that one outlasts channels-redis's blocking reads): a Redis that hangs holds a
 # writer 2 s at most.
-SEND_TIMEOUT = 2
+SEND_TIMEOUT = wakeup.PUBLISH_TIMEOUT
 
 
 def sends_from_writer(layer: BaseChannelLayer) -> bool:

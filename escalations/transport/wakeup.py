@@ -28,6 +28,9 @@ CHANNEL = "handoff:wakeup"
 # What a Redis client raises when Redis is away (a refused connection is an OSError first).
 # Expected in an outage: logged in one line, without a traceback.
 REDIS_UNAVAILABLE = (redis.RedisError, OSError)
+# How long a writer waits on Redis to publish after its commit (seconds); the live update
+# after a decision uses the same, so the two share one client (events.SEND_TIMEOUT).
+PUBLISH_TIMEOUT = 2
 
 _lock = threading.Lock()
 _hubs: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub]" = weakref.WeakKeyDictionary()
@@ -46,7 +49,7 @@ def notify(*, escalation_id: uuid.UUID | str, agent_id: int) -> None:
     keys = [escalation_key(escalation_id), agent_key(agent_id)]
     if settings.REDIS_URL:
         try:
-            redis_client(settings.REDIS_URL, timeout=2).publish(CHANNEL, " ".join(keys))
+            redis_client(settings.REDIS_URL, timeout=PUBLISH_TIMEOUT).publish(CHANNEL, " ".join(keys))
         except redis.RedisError as exc:
             # Waiters re-read the database every few seconds, so this only costs latency.
             log.warning(
