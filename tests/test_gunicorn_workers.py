@@ -6,7 +6,6 @@ GUNICORN_ACCESS_LOG=1 (the proxy writes it), in JSON mode too."""
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 CORES = sorted(os.sched_getaffinity(0))
@@ -47,12 +48,14 @@ def settled(master: int, count: int, done, timeout: float = 30) -> dict[int, set
 
 
 def start(tmp_path: Path, **env: str) -> subprocess.Popen:
+    """gunicorn with deploy/gunicorn.conf.py (2 workers unless `env` says), its output in
+    tmp_path/gunicorn.log."""
     return subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "handoff_site.wsgi:application"],
         cwd=ROOT,
         env={**os.environ, "GUNICORN_BIND": "127.0.0.1:0", "GUNICORN_WORKERS": "2",
              "GUNICORN_LOG_LEVEL": "warning", "DEBUG": "1", **env},
-        stdout=subprocess.DEVNULL, stderr=open(tmp_path / "gunicorn.log", "wb"),
+        stdout=(tmp_path / "gunicorn.log").open("wb"), stderr=subprocess.STDOUT,
     )  # fmt: skip
 
 
@@ -93,17 +96,10 @@ def test_not_pinned_when_told(tmp_path):
 @pytest.mark.parametrize("log_format", ["plain", "json"])
 @pytest.mark.parametrize("access_log", ["", "1"])
 def test_the_access_log_is_written_only_when_asked(tmp_path, log_format, access_log):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    out = tmp_path / "out.log"
-    master = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "handoff_site.wsgi:application"],
-        cwd=ROOT,
-        env={**os.environ, "GUNICORN_BIND": f"127.0.0.1:{port}", "GUNICORN_WORKERS": "1", "DEBUG": "1",
-             "LOG_FORMAT": log_format, "GUNICORN_ACCESS_LOG": access_log},
-        stdout=out.open("wb"), stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    port = free_port()
+    out = tmp_path / "gunicorn.log"
+    master = start(tmp_path, GUNICORN_BIND=f"127.0.0.1:{port}", GUNICORN_WORKERS="1",
+                   LOG_FORMAT=log_format, GUNICORN_ACCESS_LOG=access_log)  # fmt: skip
     try:
         deadline = time.monotonic() + 30
         while True:
