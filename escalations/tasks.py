@@ -19,6 +19,7 @@ from celery import Task, shared_task
 from django.conf import settings
 from django.db.models import Model
 from django.utils import timezone
+from kombu.exceptions import OperationalError
 
 from escalations.transport import webhooks
 from escalations.transport.wakeup import REDIS_UNAVAILABLE
@@ -189,23 +190,20 @@ def enqueue_agent(agent_id: int) -> bool:
     SET NX with an expiry: one round trip, cheaper than the publish it saves); when it was,
     the waiting task will claim this delivery too, since it takes the mark down before its
     first claim. Without Redis (the embedded mode's in-memory broker) it always publishes.
-    A broker error is logged, not raised (the mark is taken down again): the sweep sends
-    the rows. Returns whether a task is waiting."""
+    A failure is logged, not raised (publish; the mark is taken down again): the sweep
+    sends the rows. Returns whether a task is waiting."""
     marks, key = _marks(), AGENT_MARK_KEY.format(agent_id=agent_id)
+    missed = f"the deliveries of agent {agent_id}; the sweep will send them"
     try:
         if marks is not None and not marks.set(key, 1, nx=True, ex=AGENT_MARK_SECONDS):
             return True
-        deliver_agent_task.apply_async((agent_id,))
-    except Exception as exc:
-        log.warning(
-            "the deliveries of agent %s not enqueued (%s: %s); the sweep will send them",
-            agent_id, type(exc).__name__, exc,
-        )
-        if marks is not None:
-            with contextlib.suppress(*REDIS_UNAVAILABLE):
-                marks.delete(key)
-        return False
-    return True
+    except REDIS_UNAVAILABLE as exc:
+        log.warning("not enqueued: %s (%s: %s)", missed, type(exc).__name__, exc)
+    else:
+        if publish(deliver_agent_task, (agent_id,), missed=missed):
+            return True
+    _unmark(agent_id)
+    return False
 
 
 def _unmark(agent_id: int) -> None:
@@ -249,15 +247,28 @@ def _enqueue(delivery_id: str, countdown: float = 0) -> bool:
 
 
 def enqueue_send(task: Task[[str], None], row_id: str, *, countdown: float = 0) -> bool:
-    """Enqueue the sending of an outbox row. A broker error is logged, not raised: the
-    sweep catches up. Returns whether it was enqueued."""
+    """Enqueue the sending of an outbox row (publish): the sweep catches up on one missed.
+    Returns whether it was enqueued."""
+    return publish(task, (row_id,), countdown=countdown, missed=f"{task.name} {row_id}; the sweep will retry")
+
+
+# What publishing a task raises when the broker is unreachable (kombu's, or the Redis
+# client's when it escapes kombu).
+BROKER_UNAVAILABLE = (OperationalError, *REDIS_UNAVAILABLE)
+
+
+def publish(task: Task[Any, Any], args: tuple[Any, ...], *, missed: str, countdown: float = 0) -> bool:
+    """Publish `task` after a commit, whose row a beat sweep sends if no task does: so it
+    never raises (the caller's change is saved; its answer must not turn into an error). A
+    broker outage is a warning; anything else is a bug, logged with its traceback. `missed`
+    names what was not enqueued and what catches up. Returns whether it was published."""
     try:
-        task.apply_async((row_id,), countdown=countdown)
-    except Exception as exc:
-        log.warning(
-            "%s %s not enqueued (%s: %s); the sweep will retry",
-            task.name, row_id, type(exc).__name__, exc,
-        )
+        task.apply_async(args, countdown=countdown)
+    except BROKER_UNAVAILABLE as exc:
+        log.warning("not enqueued: %s (%s: %s)", missed, type(exc).__name__, exc)
+        return False
+    except Exception:
+        log.exception("not enqueued, by an unexpected error: %s", missed)
         return False
     return True
 

@@ -12,12 +12,10 @@ import logging
 
 from celery import Task, shared_task
 from django.utils import timezone
-from kombu.exceptions import OperationalError
 
 from escalations.models import Escalation
 from escalations.services.outbox import outbox_retry_wait
-from escalations.tasks import enqueue_send, follow_lease, lease_seconds, outbox_send_task
-from escalations.transport.wakeup import REDIS_UNAVAILABLE
+from escalations.tasks import enqueue_send, follow_lease, lease_seconds, outbox_send_task, publish
 
 from . import channels, selectors, services, slack
 from .models import Notification
@@ -99,22 +97,12 @@ def slack_close_task(escalation_id: str, tried: int = 0) -> None:
     enqueue_slack_close(escalation_id, tried=tried + 1, countdown=wait)
 
 
-# What publishing a task raises when the broker is unreachable (kombu's, or the Redis
-# client's when it escapes kombu): anything else is a bug, and is raised.
-BROKER_UNAVAILABLE = (OperationalError, *REDIS_UNAVAILABLE)
-
-
 def enqueue_slack_close(escalation_id: str, *, tried: int = 0, countdown: float = 0) -> None:
     """After commit (a receiver of the domain's `decided`, `withdrawn`, `expired`), or a try
-    again: a broker outage is logged, and beat's sweep (sweep_slack_task) updates the
+    again: a failure is logged (publish), and beat's sweep (sweep_slack_task) updates the
     messages once the broker is back."""
-    try:
-        slack_close_task.apply_async((escalation_id, tried), countdown=countdown)
-    except BROKER_UNAVAILABLE as exc:
-        log.warning(
-            "slack messages of escalation %s not updated now (%s: %s); the sweep will update them",
-            escalation_id, type(exc).__name__, exc,
-        )
+    publish(slack_close_task, (escalation_id, tried), countdown=countdown,
+            missed=f"the slack messages of escalation {escalation_id}; the sweep will update them")  # fmt: skip
 
 
 # At most this many escalations' messages a sweep (Slack's chat.update allows ~50 a minute).
