@@ -412,6 +412,8 @@ def test_every_part_a_re_render_takes_forms_from_says_who_did_what(
     assert live() == [""]  # hers now
     services.escalation_reassign(escalation_id=escalation.pk, user=manager, assignee=other_reviewer, override=True)
     assert live() == ["maya handed this escalation to bob while you were writing: only they can ask the agent now."]
+    services.escalation_ask(escalation_id=escalation.pk, user=other_reviewer, text="Which callers are in scope?")
+    assert live() == ["bob asked the agent a question while you were writing: this waits for its answer."]
 
     services.escalation_decide(
         escalation_id=escalation.pk,
@@ -423,6 +425,16 @@ def test_every_part_a_re_render_takes_forms_from_says_who_did_what(
     refused = reviewer_client.post(url("decide", escalation), {"kind": "option", "option": "shim"}, **HX)
     assert refused.status_code == 409
     assert said(text(refused)) == ["Refused: bob decided this escalation first."]
+
+
+def test_a_withdrawn_escalation_says_the_agent_took_it_back(escalation, reviewer_client):
+    services.escalation_withdraw(escalation=escalation)
+    assert said(text(reviewer_client.get(url("live", escalation), **HX))) == [
+        "The agent took this escalation back while you were writing."
+    ]
+    refused = reviewer_client.post(url("decide", escalation), {"kind": "option", "option": "shim"}, **HX)
+    assert refused.status_code == 409
+    assert said(text(refused)) == ["Refused: the agent took this escalation back."]
 
 
 # ---------------------------------------------------------------- comments
