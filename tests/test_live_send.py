@@ -92,6 +92,8 @@ async def test_a_full_channel_is_skipped_and_the_others_still_hear(layers):
 async def test_the_writers_send_is_the_one_production_takes():
     assert events.sends_from_writer(get_channel_layer())
     assert not events.sends_from_writer(RedisChannelLayer(hosts=[{"address": "redis://a"}, {"address": "redis://b"}]))
+    # An option the writer's client would not pass on: the layer's own loop sends.
+    assert not events.sends_from_writer(RedisChannelLayer(hosts=[{"address": "rediss://a", "ssl_ca_certs": "/ca.pem"}]))
 
 
 @pytest.mark.parametrize("redis_is", ["refusing", "hanging"])

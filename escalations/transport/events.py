@@ -128,9 +128,20 @@ return over_capacity
 SEND_TIMEOUT = wakeup.PUBLISH_TIMEOUT
 
 
+# The host settings _redis_group_send follows (its own timeouts are SEND_TIMEOUT); a layer
+# given any other (TLS certificates, a password apart from the URL) sends through its own loop.
+WRITER_HOST_KEYS = {"address", "socket_timeout", "socket_connect_timeout"}
+
+
 def sends_from_writer(layer: BaseChannelLayer) -> bool:
-    """Whether _send queues a notice itself (one Redis host given by its address)."""
-    return isinstance(layer, RedisChannelLayer) and len(layer.hosts) == 1 and "address" in layer.hosts[0]
+    """Whether _send queues a notice itself: one Redis host, given by its address alone
+    (WRITER_HOST_KEYS)."""
+    return (
+        isinstance(layer, RedisChannelLayer)
+        and len(layer.hosts) == 1
+        and "address" in layer.hosts[0]
+        and set(layer.hosts[0]) <= WRITER_HOST_KEYS
+    )
 
 
 def _redis_group_send(layer: RedisChannelLayer, groups: list[str], message: dict[str, object]) -> None:
