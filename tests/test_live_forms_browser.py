@@ -204,6 +204,7 @@ def test_a_lost_claim_keeps_the_question_being_typed_not_sent_and_the_decision_f
     # Only the holder may ask: her question's form is gone, and its text is kept, not sent,
     # saying why, with the focus on it (she was typing there).
     alice.sees("[data-unsent]", "Not sent. Your claim has passed to bob. What you typed is kept below to copy.")
+    assert "Your claim has passed" not in alice.text("#claim-box")  # said once, in the box
     assert unsent(page) == [QUESTION]
     assert "Ask the agent a question" in alice.text("[data-unsent] label")
     assert page.evaluate("document.activeElement.closest('.unsent') !== null")

@@ -447,6 +447,9 @@
         var said = newRoot.querySelector("template[data-unsent-why]");
         said = said ? said.content.textContent.trim() : "";
         if (said && why.indexOf(said) < 0) why.push(said);
+        // A refusal's notice that says the same ("Your claim has passed to bob."): the box says it, once.
+        var notice = newRoot.querySelector(".notice");
+        if (said && notice && notice.textContent.trim() === said) notice.remove();
       }
     });
   }
