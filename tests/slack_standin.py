@@ -9,6 +9,9 @@ Also signs interactivity payloads as Slack does (v0 HMAC-SHA256 over "v0:ts:body
         settings.SLACK_API_URL = slack.url
         ...
         (call,) = slack.calls_to("chat.update")
+
+A call can be held on its way, as a slow network holds it (hold()): Slack sees it (records
+and answers it) only once the test releases it.
 """
 
 import hashlib
@@ -28,6 +31,18 @@ class Call:
     args: dict[str, Any]
     token: str
     at: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class Hold:
+    """One call held on its way to Slack: `arrived` is set once it waits; release() lets it on."""
+
+    method: str
+    arrived: threading.Event = field(default_factory=threading.Event)
+    released: threading.Event = field(default_factory=threading.Event)
+
+    def release(self) -> None:
+        self.released.set()
 
 
 class _Server(ThreadingHTTPServer):
@@ -60,6 +75,7 @@ class _Handler(BaseHTTPRequestHandler):
                 args.update(json.loads(raw))
             else:
                 args.update(parse_qsl(raw.decode()))
+        self.server.standin._wait_if_held(method)
         token = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
         answer = self.server.standin._answer(Call(method, args, token))
         body = json.dumps(answer).encode()
@@ -81,6 +97,7 @@ class SlackStandIn:
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._seq = 0
         self._failures: dict[str, list[str]] = {}
+        self._holds: list[Hold] = []
 
     @property
     def url(self) -> str:
@@ -91,8 +108,18 @@ class SlackStandIn:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        for hold in self._holds:
+            hold.release()
         self._server.shutdown()
         self._server.server_close()
+
+    def _wait_if_held(self, method: str) -> None:
+        with self._lock:
+            hold = next((h for h in self._holds if h.method == method and not h.arrived.is_set()), None)
+            if hold is not None:
+                hold.arrived.set()
+        if hold is not None:
+            hold.released.wait(30)
 
     def _answer(self, call: Call) -> dict[str, Any]:
         with self._lock:
@@ -130,6 +157,13 @@ class SlackStandIn:
         """The next calls to `method` answer these Slack errors, one each (e.g. "ratelimited")."""
         with self._lock:
             self._failures.setdefault(method, []).extend(errors)
+
+    def hold(self, method: str) -> Hold:
+        """The next call to `method` waits on its way, unseen by Slack, until released."""
+        hold = Hold(method)
+        with self._lock:
+            self._holds.append(hold)
+        return hold
 
     def calls_to(self, method: str) -> list[Call]:
         with self._lock:
