@@ -7,10 +7,12 @@ web push to the person's browsers.
 """
 
 import smtplib
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
+from django.db import connection, transaction
 from django.template.loader import render_to_string
 from django.urls import reverse
 
@@ -77,16 +79,36 @@ def slack_close(escalation_id: str) -> bool:
     message up to date is left alone, one whose text would not change (decided, then
     resumed) is only recorded. Returns whether to try again: Slack was down or busy for one
     of them; any other failure (the message deleted, the app removed from the channel) is
-    logged and recorded, as nothing more can be done for that message."""
+    logged and recorded, as nothing more can be done for that message.
+
+    Runs for one escalation take turns (a decision expiring seconds after it was made sets
+    off two): each locks the escalation's posted Slack rows first, in pk order (two runs
+    never deadlock), and only then reads its status, so a run that waited sees what the one
+    before it sent and recorded, and Slack's last update is the latest status. The
+    escalation row itself is not locked (decisions and expiry write it). The lock is held
+    across the chat.update calls, each bounded by the Slack client's timeout
+    (slack.client(): WEBHOOK_TIMEOUT_SECONDS per connection and per read; a failed
+    connection is tried once more). SQLite (the embedded mode) has no row locks, and a
+    transaction there would hold the one write lock across Slack's answers: the runs are
+    not serialised there."""
+    serialised = connection.features.has_select_for_update
+    with transaction.atomic() if serialised else nullcontext():
+        return _slack_close(escalation_id)
+
+
+def _slack_close(escalation_id: str) -> bool:
+    # Posted rows only: one still being sent (notification_record) never waits on Slack here.
+    posted = list(
+        Notification.objects.select_for_update()
+        .filter(escalation_id=escalation_id, channel=Channel.SLACK)
+        .exclude(slack_ts="")
+        .order_by("pk")
+        .values_list("pk", "slack_channel", "slack_ts", "slack_shown_status")
+    )
     escalation = Escalation.objects.select_related("decision").filter(pk=escalation_id).first()
     if escalation is None or escalation.is_open:
         return False
-    rows = list(
-        Notification.objects.filter(escalation_id=escalation_id, channel=Channel.SLACK)
-        .exclude(slack_ts="")
-        .exclude(slack_shown_status=escalation.status)
-        .values_list("pk", "slack_channel", "slack_ts", "slack_shown_status")
-    )
+    rows = [row for row in posted if row[3] != escalation.status]
     state = inbound.closed_state(escalation.status)
     payload = inbound.slack_closed_payload(escalation) if rows else {}
     done, retry = [], False
@@ -98,7 +120,7 @@ def slack_close(escalation_id: str) -> bool:
                 continue
         done.append(pk)
     # A settled status is never overwritten: a run that read the status before it settled
-    # (decided, then expired) records nothing over the later one.
+    # (decided, then expired; on SQLite, where runs may overlap) records nothing over it.
     Notification.objects.filter(pk__in=done).exclude(slack_shown_status__in=SETTLED_STATUSES).update(
         slack_shown_status=escalation.status
     )

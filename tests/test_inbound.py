@@ -10,6 +10,7 @@ import json
 import os
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
 
 import http_ece
@@ -446,6 +447,60 @@ def test_an_expired_decision_updates_the_slack_message_at_once_and_tells_nobody_
     assert len(mail.outbox) == mails
     assert "notifications knows" not in caplog.text
     assert len(slack_api.calls) == 3  # the post and two updates
+
+
+def on_own_connection(work, *args):
+    """work(*args) in a thread, on the thread's own database connection, closed after."""
+    try:
+        return work(*args)
+    finally:
+        connection.close()
+
+
+def done_or_waiting_on_a_lock(future: Future, timeout: float = 10) -> None:
+    """Until `future` is done or some backend waits on a row lock (PostgreSQL)."""
+    deadline = time.monotonic() + timeout
+    while not future.done():
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            if cursor.fetchone()[0]:
+                return
+        assert time.monotonic() < deadline, "neither done nor waiting on a lock"
+        time.sleep(0.02)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_decision_expiring_while_its_slow_update_is_on_its_way_leaves_the_message_expired(
+    api, reviewer, other_reviewer, slack_api
+):
+    need(connection.vendor == "postgresql", "PostgreSQL (DATABASE_URL): row locks")
+    escalation = posted_halt(api, reviewer, slack_api)
+    slow = slack_api.hold("chat.update")
+    expired_text = "Decided by bob: Update all 14 callers. The decision expired before the agent acted on it."
+
+    with ThreadPoolExecutor(2) as pool:
+        try:
+            # Run A: the decision's own update, its chat.update slow on its way to Slack.
+            decided = pool.submit(on_own_connection, decide_by_api, other_reviewer, escalation)
+            assert slow.arrived.wait(10)
+            Decision.objects.filter(escalation=escalation).update(valid_until=timezone.now() - timedelta(seconds=1))
+            # Run B: the expiry's update, while A's is still on its way.
+            expiring = pool.submit(on_own_connection, domain.decisions_expire)
+            done_or_waiting_on_a_lock(expiring)
+            assert Escalation.objects.get(pk=escalation.pk).status == "expired"  # A's lock held up no expiry
+        finally:
+            slow.release()
+        assert decided.result(timeout=30).status_code == 201
+        assert expiring.result(timeout=30) == 1
+
+    updates = slack_api.calls_to("chat.update")
+    assert [update.args["text"] for update in updates] == ["Decided by bob: Update all 14 callers.", expired_text]
+    assert_closed(updates[-1], expired_text)
+    assert Notification.objects.get(channel="slack").slack_shown_status == "expired"
+    assert sweep_slack() == 0
 
 
 @pytest.mark.django_db
