@@ -7,7 +7,7 @@ web push to the person's browsers.
 """
 
 import smtplib
-from contextlib import nullcontext
+import threading
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -89,11 +89,13 @@ def slack_close(escalation_id: str) -> bool:
     across the chat.update calls, each bounded by the Slack client's timeout
     (slack.client(): WEBHOOK_TIMEOUT_SECONDS per connection and per read; a failed
     connection is tried once more). SQLite (the embedded mode) has no row locks, and a
-    transaction there would hold the one write lock across Slack's answers: the runs are
-    not serialised there."""
-    serialised = connection.features.has_select_for_update
-    with transaction.atomic() if serialised else nullcontext():
+    transaction there would hold the one write lock across Slack's answers: there, where
+    every task runs in the one process, the runs take turns on a lock of the process."""
+    with transaction.atomic() if connection.features.has_select_for_update else _EMBEDDED_TURNS:
         return _slack_close(escalation_id)
+
+
+_EMBEDDED_TURNS = threading.Lock()
 
 
 def _slack_close(escalation_id: str) -> bool:

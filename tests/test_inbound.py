@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from escalations import services as domain
 from escalations.models import Decision, Escalation
-from notifications import inbound
+from notifications import channels, inbound
 from notifications import push as web_push
 from notifications import services as notify
 from notifications.models import ActionLinkUse, InboundAction, Notification
@@ -501,6 +501,22 @@ def test_a_decision_expiring_while_its_slow_update_is_on_its_way_leaves_the_mess
     assert_closed(updates[-1], expired_text)
     assert Notification.objects.get(channel="slack").slack_shown_status == "expired"
     assert sweep_slack() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_without_row_locks_the_runs_take_turns_on_the_process_lock(api, reviewer, other_reviewer, slack_api, monkeypatch):
+    # The embedded mode (SQLite, every task in the one process): no row locks to wait on.
+    escalation = posted_halt(api, reviewer, slack_api)
+    Escalation.objects.filter(pk=escalation.pk).update(status="withdrawn")
+    monkeypatch.setattr(type(connection.features), "has_select_for_update", False)
+    with ThreadPoolExecutor(1) as pool:
+        with channels._EMBEDDED_TURNS:  # another run is on its way
+            closing = pool.submit(on_own_connection, channels.slack_close, str(escalation.pk))
+            time.sleep(0.3)
+            assert not closing.done()
+            assert slack_api.calls_to("chat.update") == []
+        assert closing.result(timeout=10) is False
+    assert len(slack_api.calls_to("chat.update")) == 1
 
 
 @pytest.mark.django_db
