@@ -36,6 +36,11 @@ callgrind.out files stay in bench/results/ for callgrind_annotate.
 
 HOTPATH_DB names its database (default handoff_bench_hotpath), beside another checkout's run.
 
+--without policy,auth,limiter,live measures what a create would cost without those parts
+(a ceiling for planning, never a figure: each is replaced in this process only): the
+policy and calibration read answered from a per-process memo, the token's read likewise,
+the rate limiter's Redis call skipped, the live update after commit not sent.
+
 --sql prints the statements of one more operation of each kind. The table goes to stdout
 and to bench/results/hotpath.md.
 """
@@ -65,6 +70,28 @@ from app import recreate_database  # noqa: E402
 from lib import RESULTS, cpu_seconds, loadavg, log, percentile  # noqa: E402
 
 DB = os.environ.get("HOTPATH_DB", "handoff_bench_hotpath")
+
+
+def without(parts: set[str]) -> None:
+    """Replace the named parts of a create in this process (--without): what it would cost
+    without them."""
+    from escalations import auth
+    from escalations.services import policies
+    from escalations.transport import events
+    from handoff_site import ratelimit
+
+    def memo(function: Callable[..., Any]) -> Callable[..., Any]:
+        found: dict[tuple[Any, ...], Any] = {}
+        return lambda *key: found[key] if key in found else found.setdefault(key, function(*key))
+
+    if "policy" in parts:
+        policies.rules_and_calibration = memo(policies.rules_and_calibration)
+    if "auth" in parts:
+        auth.agent_for_token = memo(auth.agent_for_token)  # type: ignore[attr-defined]
+    if "limiter" in parts:
+        ratelimit.Limiter.check = lambda self, pairs: None  # type: ignore[method-assign]
+    if "live" in parts:
+        events._send = lambda notice, agent_id: None
 
 
 def setup_django() -> None:
@@ -354,6 +381,7 @@ def main() -> None:
     parser.add_argument("--sql", action="store_true", help="print one operation's statements")
     parser.add_argument("--only", choices=["create", "read", "decide"], help="measure only creates (read: and reads), or only decides")
     parser.add_argument("--profile", action="store_true", help=argparse.SUPPRESS)  # Context reads it
+    parser.add_argument("--without", default="", help="comma list of policy, auth, limiter, live: a create without them (a ceiling)")
     parser.add_argument("--callgrind", action="store_true", help="instructions per operation under callgrind (default --ops 40 --warmup 20)")
     args = parser.parse_args()
     if args.callgrind:
@@ -368,6 +396,10 @@ def main() -> None:
     log(f"databases: drop + create {DB}, migrate")
     recreate_database(DB)
     setup_django()
+    parts = {part for part in args.without.split(",") if part}
+    if unknown := parts - {"policy", "auth", "limiter", "live"}:
+        parser.error(f"--without: unknown {sorted(unknown)}")
+    without(parts)
     bench = Bench(args)
     load_before = loadavg()
     n = args.warmup + args.ops + (1 if args.sql else 0)
@@ -390,6 +422,8 @@ def main() -> None:
         log(name)
         rows.append(measure(name, functools.partial(decide_next, decide, ids), args.warmup, args.ops, args.sql))
     text = table(rows, load_before, loadavg())
+    if parts:
+        text = f"without {', '.join(sorted(parts))} (a ceiling, not a figure)\n\n{text}"
     print()
     print(text)
     RESULTS.mkdir(parents=True, exist_ok=True)
