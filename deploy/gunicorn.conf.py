@@ -1,6 +1,7 @@
 """gunicorn settings for web-http: pages and the agent API as plain HTTP (no long-polls).
 
-Threaded workers: one process per core this server may use, each serving GUNICORN_THREADS
+Threaded workers: one process per core this server may use (or per core's worth of time a
+cgroup CPU quota allows, where that is fewer), each serving GUNICORN_THREADS
 (8) requests at once. On one core, a create costs 30-40% less CPU this way than under three
 sync workers (bench/README.md, "Serving stacks"), with or without keep-alive: the threads of
 one process share its warm caches and prepared statements, and one runs while another waits
@@ -14,6 +15,7 @@ LOG_FORMAT=json makes gunicorn's own error and access logs JSON lines too (hando
 as Django's are.
 """
 
+import math
 import os
 import sys
 from pathlib import Path
@@ -26,10 +28,37 @@ from handoff_site import logs
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
 
 
-# The cores this process may run on (taskset, cpusets); empty where the OS does not say.
+def cpu_quota(root: str = "/sys/fs/cgroup") -> int | None:
+    """The cores' worth of CPU time this container's cgroup allows, rounded up (Kubernetes CPU
+    limits, `docker run --cpus`), or None without a quota. cgroup v2's cpu.max ("max 100000",
+    "150000 100000"), else v1's cfs_quota_us (-1: none) and cfs_period_us."""
+    try:
+        quota, period = Path(root, "cpu.max").read_text().split()
+    except (OSError, ValueError):
+        try:
+            quota = Path(root, "cpu", "cpu.cfs_quota_us").read_text().strip()
+            period = Path(root, "cpu", "cpu.cfs_period_us").read_text().strip()
+        except OSError:
+            return None
+    if quota in ("max", "-1"):
+        return None
+    return max(1, math.ceil(int(quota) / int(period)))
+
+
+# The cores this process may run on (taskset, cpusets); empty where the OS does not say. A quota
+# is not a cpuset: with Kubernetes limits the affinity lists every core of the host.
 CORES = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-# One process per core (an empty GUNICORN_WORKERS is the default).
-workers = int(os.environ.get("GUNICORN_WORKERS") or len(CORES) or os.cpu_count() or 1)
+
+
+def usable_cores(cores: list[int], quota: int | None) -> int:
+    """How many cores this server may keep busy: those it may run on, or fewer where a quota
+    allows less time than that."""
+    return min(len(cores) or os.cpu_count() or 1, quota or sys.maxsize)
+
+
+USABLE = usable_cores(CORES, cpu_quota())
+# One process per core it may use (an empty GUNICORN_WORKERS is the default).
+workers = int(os.environ.get("GUNICORN_WORKERS") or USABLE)
 worker_class = "gthread"
 threads = int(os.environ.get("GUNICORN_THREADS") or 8)
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
@@ -91,12 +120,18 @@ control_socket_disable = not control_socket
 # each against 1,113 at 1.34 ms unpinned, and creates 438-462 against 396 req/s (bench/README.md,
 # "Two more serving stacks tried"). The arbiter hands out the cores (pre_fork, one fork at a
 # time): a new worker takes the core with the fewest live workers, so a replacement takes the
-# one its predecessor left.
-pin_workers = os.environ.get("GUNICORN_PIN_WORKERS", "1") != "0"
+# one its predecessor left. Not under a quota smaller than the cores it may run on: those cores
+# are shared with other containers, and a pinned worker could not move off a busy one.
+def pinned(cores: list[int], usable: int) -> bool:
+    """Whether each worker gets a core of its own: several cores, each the server's to use."""
+    return len(cores) > 1 and usable == len(cores)
+
+
+pin_workers = os.environ.get("GUNICORN_PIN_WORKERS", "1") != "0" and pinned(CORES, USABLE)
 
 
 def pre_fork(server, worker) -> None:
-    if not (pin_workers and len(CORES) > 1 and server.cfg.worker_class_str == "gthread"):
+    if not (pin_workers and server.cfg.worker_class_str == "gthread"):
         return
     taken = [getattr(live, "core", None) for live in server.WORKERS.values()]
     worker.core = min(CORES, key=lambda core: (taken.count(core), core))

@@ -6,6 +6,7 @@ GUNICORN_ACCESS_LOG=1 (the proxy writes it), in JSON mode too."""
 import itertools
 import json
 import os
+import runpy
 import signal
 import subprocess
 import sys
@@ -124,3 +125,40 @@ def test_the_access_log_is_written_only_when_asked(tmp_path, log_format, access_
         assert record["logger"] == "gunicorn.access"
         line = record["message"]
     assert f'"GET /healthz?probe={probe} HTTP/1.1" 200' in line
+
+
+def configuration():
+    """deploy/gunicorn.conf.py's names, as gunicorn reads them."""
+    return runpy.run_path(str(ROOT / "deploy" / "gunicorn.conf.py"))
+
+
+@pytest.mark.parametrize(
+    ("files", "quota"),
+    [
+        ({}, None),  # no cgroup files at all
+        ({"cpu.max": "max 100000\n"}, None),  # cgroup v2, no limit
+        ({"cpu.max": "150000 100000\n"}, 2),  # 1.5 cores' time: two processes keep it busy
+        ({"cpu.max": "50000 100000\n"}, 1),
+        ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),  # v1
+        ({"cpu/cpu.cfs_quota_us": "400000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 4),
+    ],
+)
+def test_a_cgroup_cpu_quota_is_read_in_cores(tmp_path, files, quota):
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert configuration()["cpu_quota"](str(tmp_path)) == quota
+
+
+def test_a_quota_smaller_than_the_cores_sets_the_workers_and_no_pinning():
+    # Kubernetes CPU limits: the affinity lists all 64 cores of the host, the quota allows 2.
+    names = configuration()
+    usable_cores, pinned = names["usable_cores"], names["pinned"]
+    assert usable_cores(list(range(64)), 2) == 2
+    assert not pinned(list(range(64)), 2)  # those cores are shared: a worker must move off a busy one
+    assert usable_cores(list(range(64)), None) == 64
+    assert pinned(list(range(64)), 64)
+    assert usable_cores([0, 1], 8) == 2
+    assert pinned([0, 1], 2)
+    assert usable_cores([], None) == (os.cpu_count() or 1)
+    assert not pinned([0], 1)
