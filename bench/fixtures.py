@@ -10,6 +10,7 @@ import resource
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -170,8 +171,10 @@ def _fixtures(ctx: Context) -> None:
 
     started = time.monotonic()
     ctx.agents = {}
-    for role in ("get", "post", "hook", "poll"):
-        resume_url = f"http://127.0.0.1:{ctx.receiver_port}/hook" if role == "hook" else ""
+    hooks = hook_roles(ctx.args.hook_agents)
+    for role in ("get", "post", *hooks, "poll"):
+        # Figure 3's agents share one receiver, which tells them apart by the path's last part.
+        resume_url = f"http://127.0.0.1:{ctx.receiver_port}/hook/{hooks.index(role)}" if role in hooks else ""
         ctx.agents[role] = services.agent_create(
             name=f"bench-{role}-{ctx.nonce}", domain="default", resume_url=resume_url,
             daily_budget=1_000_000,
@@ -208,8 +211,21 @@ def _fixtures(ctx: Context) -> None:
 
     ctx.ids = {
         "get": create("get", GET_IDS),
-        "hook": create("hook", HOOK_WARM + HOOK_N + HOOK_FAST + HOOK_DRAIN),
+        "hook": _spread(create, hook_roles(ctx.args.hook_agents), HOOK_WARM + HOOK_N + HOOK_FAST + HOOK_DRAIN),
         "poll": create("poll", POLL_WARM + POLL_N),
     }
     n = sum(len(v) for v in ctx.ids.values())
-    log(f"fixtures: 4 agents, {n} open escalations in {time.monotonic() - started:.1f} s")
+    log(f"fixtures: {len(ctx.agents)} agents, {n} open escalations in {time.monotonic() - started:.1f} s")
+
+
+def hook_roles(count: int) -> list[str]:
+    """Figure 3's agents (bench/run.py --hook-agents): "hook", then "hook-1" ... "hook-{count-1}"."""
+    return ["hook"] + [f"hook-{k}" for k in range(1, count)]
+
+
+def _spread(create: Callable[[str, int], list[str]], roles: list[str], total: int) -> list[str]:
+    """`total` open escalations over the agents of `roles`, in turn: decision i is agent i % len(roles)'s,
+    so every agent's decisions are spread evenly over each round."""
+    each = -(-total // len(roles))
+    per_agent = [create(role, each) for role in roles]
+    return [per_agent[i % len(roles)][i // len(roles)] for i in range(total)]

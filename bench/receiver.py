@@ -2,9 +2,11 @@
 webhook arrives (time.time() once the whole body is in), checks its signature as an agent
 would (Stripe scheme of API.md) and answers 200 at once.
 
-usage: receiver.py PORT SIGNING_SECRET OUT_JSONL
-One JSON line per delivery: {"t", "delivery", "escalation", "status", "signature_ok", "peer"}
-(the client's port: one per connection).
+usage: receiver.py PORT SIGNING_SECRET[,SIGNING_SECRET...] OUT_JSONL
+Several agents may share it (figure 3 with --hook-agents): a POST to a path ending in /K is
+agent K's and checked with the K-th secret (any other path with the first).
+One JSON line per delivery: {"t", "delivery", "escalation", "status", "signature_ok", "peer",
+"agent"} (peer: the client's port, one per connection; agent: K).
 """
 
 import asyncio
@@ -14,11 +16,17 @@ import json
 import sys
 import time
 
-PORT, SECRET, OUT = int(sys.argv[1]), sys.argv[2].encode(), sys.argv[3]
+PORT, SECRETS, OUT = int(sys.argv[1]), [s.encode() for s in sys.argv[2].split(",")], sys.argv[3]
 out = open(OUT, "a", buffering=1)  # noqa: SIM115 - line buffered for the lifetime of the server
 
 
-def signature_ok(header: str, body: bytes) -> bool:
+def agent_of(request_line: str) -> int:
+    """K of a path ending in /K when there is a K-th secret, else 0."""
+    tail = request_line.split(" ")[1].rsplit("/", 1)[-1] if " " in request_line else ""
+    return int(tail) if tail.isdigit() and int(tail) < len(SECRETS) else 0
+
+
+def signature_ok(header: str, body: bytes, secret: bytes) -> bool:
     try:
         parts = [item.split("=", 1) for item in header.split(",")]
         stamp = next(v for k, v in parts if k.strip() == "t")
@@ -27,7 +35,7 @@ def signature_ok(header: str, body: bytes) -> bool:
         return False
     if abs(time.time() - int(stamp)) > 300:
         return False
-    expected = hmac.new(SECRET, stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    expected = hmac.new(secret, stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
     return any(hmac.compare_digest(expected, mac) for mac in macs)
 
 
@@ -37,7 +45,9 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
         while True:
             head = await reader.readuntil(b"\r\n\r\n")
             headers = {}
-            for line in head.decode("latin-1").split("\r\n")[1:]:
+            lines = head.decode("latin-1").split("\r\n")
+            agent = agent_of(lines[0])
+            for line in lines[1:]:
                 if ":" in line:
                     name, value = line.split(":", 1)
                     headers[name.strip().lower()] = value.strip()
@@ -56,8 +66,9 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
                 "delivery": headers.get("handoff-delivery"),
                 "escalation": esc_id,
                 "status": status,
-                "signature_ok": signature_ok(headers.get("handoff-signature", ""), body),
+                "signature_ok": signature_ok(headers.get("handoff-signature", ""), body, SECRETS[agent]),
                 "peer": peer,
+                "agent": agent,
             }) + "\n")
             if headers.get("connection", "").lower() == "close":
                 break

@@ -99,6 +99,8 @@ def report(r: dict) -> str:
             continue
         base_p50, base_p99 = (c["p50"], c["p99"]) if c else (None, None)
         asked = f"{f.get('pace_requested', 50):.0f}/s asked"
+        if (agents := (f3 or {}).get("agents", 1)) > 1:
+            asked += f", spread over {agents} agents"
         row("3", f"decision commit -> webhook received, decisions at {f['pace_per_s']:.0f}/s ({asked}): p50",
             _fmt(f["p50"], "ms", 2), f"(c) {_fmt(base_p50, 'ms', 2)}", _fmt(base_p50 and f["p50"] / base_p50, "x", 1),
             "<= 10 ms", f["p50"] <= 10.0 and f["received"] == f["decisions"])
@@ -108,9 +110,11 @@ def report(r: dict) -> str:
         if "queue" in f:
             q = f["queue"]
             row("3", "same: the worker keeps up (webhooks/s vs decisions/s; broker queue max, at the end; "
-                "deliveries pending in the database max, at the end)",
+                "deliveries pending in the database max, at the end; the worker's CPU over the round)",
                 f"{f['delivered_per_s']:.0f}/s vs {f['pace_per_s']:.0f}/s; queue {q['max']}, {q['end']}; "
-                f"pending {q.get('db_max', '-')}, {q.get('db_end', '-')}", "-", "-",
+                f"pending {q.get('db_max', '-')}, {q.get('db_end', '-')}"
+                + (f"; its CPU {f['worker_cpu_ms_per_delivery']:.2f} ms a delivery" if "worker_cpu_ms_per_delivery" in f else ""),
+                "-", "-",
                 "no queue growth",
                 f["delivered_per_s"] >= 0.95 * f["pace_per_s"] and q["end"] <= 2 and q.get("db_end", 0) <= 2)
     if f3:

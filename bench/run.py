@@ -19,7 +19,8 @@ report.py (the table).
 
 Options: --seconds N (wrk duration, default 10), --skip 1,2,3,4,5,a,b,c (leave phases out),
 --servers gthread (figures 1 and 2 under production's server only; by default also under
-gunicorn -k sync -w 2, reported beside them).
+gunicorn -k sync -w 2, reported beside them), --hook-agents N (figure 3's decisions spread
+over N agents, each with its own resume_url; 1 by default).
 """
 
 from __future__ import annotations
@@ -103,10 +104,14 @@ def main() -> int:
                         help="how figures 1 and 2 serve the app, comma list, the first is the figures': gthread "
                         "(production: -c deploy/gunicorn.conf.py), sync (gunicorn -k sync -w 2, as (a)); "
                         "`--servers gthread` leaves the comparison out")
+    parser.add_argument("--hook-agents", type=int, default=1,
+                        help="figure 3: spread the decisions over this many agents, in turn (each its own resume_url)")
     parser.add_argument("--profile", action="store_true", help="py-spy the servers during the measured phases")
     parser.add_argument("--skip", default="", help="comma list of phases to leave out: a,b,c,1,2,3,4,5")
     args = parser.parse_args()
     args.skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    if args.hook_agents < 1:
+        parser.error("--hook-agents: at least 1")
     args.servers = [s.strip() for s in args.servers.split(",") if s.strip()]
     if not args.servers or any(s not in http_bench.SERVERS for s in args.servers) or len(set(args.servers)) < len(args.servers):
         parser.error(f"--servers: a comma list of {', '.join(http_bench.SERVERS)}")

@@ -5,7 +5,9 @@ Three rounds on one worker setup: 50 decisions/s and 200 decisions/s (or what th
 sustain), each with the broker's queue sampled (does the worker keep up?), then the rate the
 worker sustains on its own: decisions made while it is stopped leave a backlog in the queue,
 and a fresh worker drains it with the cores to itself; its CPU per delivery (main process and
-children, /proc) is measured over the drain. BENCH_WORKER_POOL / BENCH_WORKER_CONCURRENCY /
+children, /proc) is measured over the drain, and over each round. The decisions are one
+agent's, or spread in turn over `bench/run.py --hook-agents N` agents (each its own
+resume_url, all on the one receiver). BENCH_WORKER_POOL / BENCH_WORKER_CONCURRENCY /
 BENCH_WORKER_PREFETCH set the worker's pool (prefork by default, as `make run` runs it)."""
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import time
 from typing import Any
 
 from app import BENCH_DB, REDIS_APP, app_env, celery_cmd, pg
-from fixtures import HOOK_DRAIN, HOOK_FAST, HOOK_N, HOOK_WARM, Context
+from fixtures import HOOK_DRAIN, HOOK_FAST, HOOK_N, HOOK_WARM, Context, hook_roles
 from lib import (
     BENCH_DIR,
     RESULTS,
@@ -99,16 +101,18 @@ PENDING_SQL = "SELECT count(*) FROM escalations_delivery WHERE status = 'pending
 
 
 def measure(ctx: Context) -> None:
+    agents = hook_roles(ctx.args.hook_agents)
     log(f"figure 3: decision commit -> signed webhook received; Celery {worker_label()} on Redis; "
-        f"{HOOK_N} decisions at 50/s, {HOOK_FAST} at 200/s, then a backlog of {HOOK_DRAIN} drained")
+        f"{HOOK_N} decisions at 50/s, {HOOK_FAST} at 200/s, then a backlog of {HOOK_DRAIN} drained; "
+        f"{len(agents)} agent(s)")
     from handoff_site.celery import app as celery_app
 
     celery_app.set_current()
     out = RESULTS / "webhooks.jsonl"
     out.unlink(missing_ok=True)
-    secret = ctx.agents["hook"].agent.signing_secret
+    secrets = ",".join(ctx.agents[role].agent.signing_secret for role in agents)  # in their paths' order
     receiver = ctx.procs.start("receiver", [python(), str(BENCH_DIR / "receiver.py"),
-                                             str(ctx.receiver_port), secret, str(out)],
+                                             str(ctx.receiver_port), secrets, str(out)],
                                 env=dict(os.environ), cwd=BENCH_DIR)
     worker = None
     deciders = ctx.deciders()
@@ -139,12 +143,15 @@ def measure(ctx: Context) -> None:
             pace = min(asked, half_busy if asked <= 50 else 2 * half_busy)
             ctx.profile(key, worker.pid, len(batches[key]) / pace + 2)
             sampler = QueueSampler()
+            cpu_start = group_cpu_seconds(worker.pid)
             stamps, late = deciders.run(batches[key], 1.0 / pace)
             at_end, waiting_at_end = int(sampler.rds.llen("celery")), sampler.pending()
             done += len(batches[key])
             wait_for(lambda d=done: len(received()) >= d, 60, f"webhooks at {asked:.0f}/s", worker)
             queue = sampler.stop(at_end, waiting_at_end)
-            rounds[key] = (stamps, late, asked, queue)
+            # The worker's CPU over the round, sent as the decisions came (the drain's batches
+            # are the best case: one message for all of an agent's backlog).
+            rounds[key] = (stamps, late, asked, queue, group_cpu_seconds(worker.pid) - cpu_start)
             half_busy = deciders.sustainable_rate(stamps)  # warmer than the warm-up's figure
             time.sleep(0.5)
         # The worker's own rate: a backlog made while it is stopped, drained by a fresh one.
@@ -166,8 +173,8 @@ def measure(ctx: Context) -> None:
             ctx.procs.stop(worker)
         ctx.procs.stop(receiver)
     got = received()
-    for key, (stamps, late, asked, queue) in rounds.items():
-        ctx.r[key] = _round(batches[key], stamps, late, asked, queue, got)
+    for key, (stamps, late, asked, queue, cpu) in rounds.items():
+        ctx.r[key] = _round(batches[key], stamps, late, asked, queue, cpu, got)
     arrivals = sorted(got[i]["t"] for i in drain_ids if i in got)[10:]  # past the worker's start
     ctx.r["3_drain"] = {
         "worker": worker_label(),
@@ -179,7 +186,7 @@ def measure(ctx: Context) -> None:
     }
     everything = [json.loads(line) for line in lines]
     ctx.r["3"].update(
-        deliveries_total=len(lines), duplicates=len(lines) - len(got),
+        agents=len(agents), deliveries_total=len(lines), duplicates=len(lines) - len(got),
         bad_signatures=sum(1 for item in everything if not item["signature_ok"]),
         connections=len({item.get("peer") for item in everything}),
     )
@@ -189,14 +196,15 @@ def measure(ctx: Context) -> None:
             f"{f['received']}/{f['decisions']} received; on-commit hooks p50 {f['after_commit_hooks']['p50']:.2f} ms; "
             f"decisions at {f['pace_per_s']:.0f}/s ({f['pace_requested']:.0f} asked), webhooks arrived at "
             f"{f['delivered_per_s']:.0f}/s; queue max {f['queue']['max']}, at the end {f['queue']['end']}; "
-            f"deliveries pending max {f['queue']['db_max']}, at the end {f['queue']['db_end']}")
+            f"deliveries pending max {f['queue']['db_max']}, at the end {f['queue']['db_end']}; "
+            f"the worker's CPU {f['worker_cpu_ms_per_delivery']:.2f} ms a delivery")
     d = ctx.r["3_drain"]
     log(f"  (3) the worker ({d['worker']}) drains a backlog of {d['backlog']} at {d['per_s']:.0f} deliveries/s, "
         f"{d['cpu_ms_per_delivery']:.2f} ms of its CPU per delivery; {ctx.r['3']['duplicates']} duplicates, "
         f"{ctx.r['3']['bad_signatures']} bad signatures, {ctx.r['3']['connections']} connections")
 
 
-def _round(ids: list[str], stamps: dict, late: list[float], asked: float, queue: dict, got: dict) -> dict:
+def _round(ids: list[str], stamps: dict, late: list[float], asked: float, queue: dict, cpu: float, got: dict) -> dict:
     arrivals = sorted(got[i]["t"] for i in ids if i in got)
     first = [got[i]["t"] - stamps[i][1] for i in ids[:10] if i in got]
     from_commit = [got[i]["t"] - stamps[i][1] for i in ids if i in got]
@@ -215,4 +223,5 @@ def _round(ids: list[str], stamps: dict, late: list[float], asked: float, queue:
         "first10_p50": percentile([x * 1000 for x in first], 50),
         "last10_p50": percentile([(got[i]["t"] - stamps[i][1]) * 1000 for i in ids[-10:] if i in got], 50),
         "queue": queue,
+        "worker_cpu_ms_per_delivery": cpu * 1000 / len(ids),
     }
