@@ -34,7 +34,7 @@ export HOST PORT
 
 CLIENT_VENV ?= .venv-client
 
-.PHONY: help run serve test test-client test-ts ts-install axe-install lint typecheck screenshots format lock bench bench-hotpath bench-insights bench-queue bench-metrics bench-precedents bench-all migrate seed worker beat check venv install install-test clean
+.PHONY: help run serve test test-client test-ts ts-install axe-install lint typecheck screenshots format lock bench bench-hotpath bench-insights bench-queue bench-metrics bench-precedents bench-slack bench-all migrate seed worker beat check venv install install-test clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -209,7 +209,10 @@ bench-metrics: $(STAMP_TEST) ## GET /metrics and the retention purge at 100,000 
 bench-precedents: $(STAMP_TEST) ## precedents (`similar`) at 1,000,000 escalations (PostgreSQL; ~10 min)
 	$(PY) bench/precedents_bench.py $(ARGS)
 
-bench-all: bench bench-queue bench-insights bench-metrics bench-precedents ## every benchmark, one after the other
+bench-slack: $(STAMP_TEST) ## beat's Slack sweep at 1,000,000 escalations (PostgreSQL; ~10 min)
+	$(PY) bench/slack_sweep_bench.py $(ARGS)
+
+bench-all: bench bench-queue bench-insights bench-metrics bench-precedents bench-slack ## every benchmark, one after the other
 
 clean: ## remove .venv and local state under var/ (the embedded database too)
 	rm -rf $(VENV) var

@@ -89,6 +89,18 @@ def test_queue_seeder() -> None:
     assert len(read_back(models.FlagReview)) == 2
 
 
+def test_slack_sweep_seeder() -> None:
+    bench("slack_sweep_bench").generate(40, 2, notification=Notification)
+    escalations = read_back(models.Escalation)
+    assert len(escalations) == 40
+    messages = read_back(Notification)
+    assert len(messages) == 60  # one or two each
+    assert {m.channel for m in messages} == {"slack"}
+    assert all(m.slack_ts for m in messages)
+    decided = [e for e in escalations if e.status not in ("pending", "withdrawn")]
+    assert len(read_back(models.Decision)) == len(decided)
+
+
 def test_a_column_the_seeder_does_not_fill_is_named() -> None:
     """A NOT NULL column without a default (as a new one would be) stops the statement's build."""
     seed = bench("seed")
