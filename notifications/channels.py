@@ -22,7 +22,7 @@ from escalations.transport import webhooks
 
 from . import inbound, push, rules, slack
 from .messages import Message, absolute, email_body
-from .models import SETTLED_STATUSES, Channel, Notification
+from .models import Channel, Notification, slack_settles
 
 
 @dataclass(frozen=True)
@@ -121,10 +121,10 @@ def _slack_close(escalation_id: str) -> bool:
                 retry = True
                 continue
         done.append(pk)
-    # A settled status is never overwritten: a run that read the status before it settled
+    # A settled message is never overwritten: a run that read the status before it settled
     # (decided, then expired; on SQLite, where runs may overlap) records nothing over it.
-    Notification.objects.filter(pk__in=done).exclude(slack_shown_status__in=SETTLED_STATUSES).update(
-        slack_shown_status=escalation.status
+    Notification.objects.filter(pk__in=done, slack_settled=False).update(
+        slack_shown_status=escalation.status, slack_settled=slack_settles(escalation)
     )
     return retry
 

@@ -65,10 +65,25 @@ class NotificationPreference(models.Model):
         return "whsec_" + secrets.token_urlsafe(32)
 
 
-# Slack messages that may still need an update (selectors.slack_behind): posted by the app,
-# and not yet brought up to date with a status an escalation never leaves.
+# Slack messages that may still need an update (selectors.slack_behind, and the partial index
+# beat's sweep reads every minute): posted by the app, and not yet showing what they always
+# will (Notification.slack_settled). Only these are scanned, so the sweep costs what is open
+# or may still change, not every message ever posted (bench/README.md, "The Slack sweep at
+# scale").
 SETTLED_STATUSES = (Escalation.Status.RESUMED, Escalation.Status.WITHDRAWN, Escalation.Status.EXPIRED)
-SLACK_UNSETTLED = Q(slack_ts__gt="") & ~Q(slack_shown_status__in=SETTLED_STATUSES)
+SLACK_UNSETTLED = Q(slack_ts__gt="", slack_settled=False)
+
+
+def slack_settles(escalation: Escalation) -> bool:
+    """Whether a message brought up to date with the escalation's status shows it for good:
+    a status the escalation never leaves, or a decision that can never expire (no
+    valid_until, fixed when it is made): only `resumed` may follow, which reads the same
+    (inbound.closed_state). Without this, a decision a polling agent never acknowledges
+    would keep its messages in the sweep's index forever."""
+    if escalation.status in SETTLED_STATUSES:
+        return True
+    decision = getattr(escalation, "decision", None)
+    return escalation.status == Escalation.Status.DECIDED and decision is not None and decision.valid_until is None
 
 
 class Notification(models.Model):
@@ -117,6 +132,8 @@ class Notification(models.Model):
     # posted, about an open escalation). Behind the escalation's closed status, it is
     # updated again (channels.slack_close, after commit and by beat's sweep).
     slack_shown_status = models.CharField(max_length=20, blank=True)
+    # That message shows what it always will (slack_settles): it leaves the sweep's index.
+    slack_settled = models.BooleanField(default=False)
 
     objects = OutboxQuerySet.as_manager()
 
@@ -125,7 +142,7 @@ class Notification(models.Model):
         indexes = [
             models.Index(fields=["status", "next_attempt_at"], name="notification_due_idx"),
             models.Index(fields=["user", "-created_at"], name="notification_user_idx"),
-            models.Index(fields=["escalation"], condition=SLACK_UNSETTLED, name="notif_slack_unsettled_idx"),
+            models.Index(fields=["escalation"], condition=SLACK_UNSETTLED, name="notif_slack_sweep_idx"),
         ]
 
     def __str__(self) -> str:

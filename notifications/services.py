@@ -262,10 +262,12 @@ def notification_record(
     slack_channel: str = "",
     slack_ts: str = "",
     slack_shown_status: str = "",
+    slack_settled: bool = False,
     now: datetime | None = None,
 ) -> Notification:
     """Record one attempt: sent (where the Slack app posted it, when it did, and the closed
-    status its message showed, when it was posted closed); retrying with exponential backoff and jitter (a transient
+    status its message showed, when it was posted closed, and whether for good:
+    models.slack_settles); retrying with exponential backoff and jitter (a transient
     failure whose next attempt falls within the row's retry window, NOTIFICATION_RETRY_FOR_SECONDS:
     the outbox's one give-up rule); or failed for good."""
     now = now or timezone.now()
@@ -276,7 +278,7 @@ def notification_record(
         if ok:
             row.status, row.sent_at, row.last_error = Notification.Status.SENT, now, ""
             row.slack_channel, row.slack_ts = slack_channel[:64], slack_ts[:32]
-            row.slack_shown_status = slack_shown_status
+            row.slack_shown_status, row.slack_settled = slack_shown_status, slack_settled
         else:
             row.last_error = (error or "failed")[:500]
             next_at = outbox.retry_at(row.attempts, now=now, give_up_at=row.give_up_at())
@@ -290,7 +292,7 @@ def notification_record(
         row.save(
             update_fields=[
                 "attempts", "lease_until", "status", "sent_at", "last_error", "next_attempt_at",
-                "slack_channel", "slack_ts", "slack_shown_status",
+                "slack_channel", "slack_ts", "slack_shown_status", "slack_settled",
             ]
         )
     return row

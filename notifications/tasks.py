@@ -18,7 +18,7 @@ from escalations.services.outbox import outbox_retry_wait
 from escalations.tasks import enqueue_send, follow_lease, lease_seconds, outbox_send_task, publish
 
 from . import channels, selectors, services, slack
-from .models import Notification
+from .models import Notification, slack_settles
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +43,13 @@ def send_notification_task(self: Task[[str], None], notification_id: str) -> Non
     # or one posted closed (showing that status).
     escalation = notification.escalation if result.slack_ts else None
     posted_open = escalation is not None and escalation.is_open
+    shown = escalation if escalation is not None and not posted_open else None
     try:
         notification = services.notification_record(
             notification=notification, ok=result.ok, retryable=result.retryable, error=result.error,
             slack_channel=result.slack_channel, slack_ts=result.slack_ts,
-            slack_shown_status=escalation.status if escalation is not None and not posted_open else "",
+            slack_shown_status=shown.status if shown is not None else "",
+            slack_settled=shown is not None and slack_settles(shown),
         )
     except Notification.DoesNotExist:
         return

@@ -6,6 +6,7 @@ through Django's locmem backend; push to a local endpoint, its payload decrypted
 the subscription's private key."""
 
 import base64
+import importlib
 import json
 import os
 import threading
@@ -22,14 +23,16 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from django.core import mail
 from django.db import connection
 from django.test import Client, override_settings
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from escalations import services as domain
-from escalations.models import Decision, Escalation
+from escalations.models import Decision, Escalation, Policy
 from notifications import channels, inbound
 from notifications import push as web_push
 from notifications import services as notify
-from notifications.models import ActionLinkUse, InboundAction, Notification
+from notifications.models import SLACK_UNSETTLED, ActionLinkUse, InboundAction, Notification
+from notifications.selectors import slack_behind
 from notifications.tasks import SLACK_CLOSE_RETRIES, send_notification_task, sweep_slack_task
 from reviews.services import reviewer_token_issue
 from tests.conftest import free_port, make_package, make_user, need, post_package
@@ -350,9 +353,18 @@ def assert_closed(update, text: str) -> None:
     assert "handoff_open" in blocks
 
 
-def posted_and_decided(api, reviewer, other_reviewer, slack_api, on_commit):
-    """posted_halt, decided by bob by the reviewer API: the message updated, nothing behind."""
+def with_decision_lifetime(seconds: int = 3600) -> None:
+    """Decisions from now on expire `seconds` after they are made (valid_until): a test moves
+    it into the past, as time passing would."""
+    Policy.objects.filter(domain="default").update(decision_lifetime_seconds=seconds)
+
+
+def posted_and_decided(api, reviewer, other_reviewer, slack_api, on_commit, *, lifetime: int | None = None):
+    """posted_halt, decided by bob by the reviewer API (its decision expiring `lifetime`
+    seconds later, or never): the message updated, nothing behind."""
     escalation = posted_halt(api, reviewer, slack_api)
+    if lifetime is not None:
+        with_decision_lifetime(lifetime)
     with on_commit(execute=True):
         decide_by_api(other_reviewer, escalation)
     (decided,) = slack_api.wait_for("chat.update")
@@ -394,7 +406,9 @@ def test_a_decision_made_with_the_broker_down_reaches_slack_by_the_sweep_once(
 def test_an_expired_decision_reaches_the_slack_message_by_the_sweep(
     api, reviewer, other_reviewer, slack_api, django_capture_on_commit_callbacks
 ):
-    escalation = posted_and_decided(api, reviewer, other_reviewer, slack_api, django_capture_on_commit_callbacks)
+    escalation = posted_and_decided(
+        api, reviewer, other_reviewer, slack_api, django_capture_on_commit_callbacks, lifetime=3600
+    )
     Decision.objects.filter(escalation=escalation).update(valid_until=timezone.now() - timedelta(seconds=1))
 
     assert domain.decisions_expire() == 1  # its after-commit update never runs: lost, as in a crash
@@ -427,7 +441,9 @@ def expire_by_a_late_ack(api, escalation) -> None:
 def test_an_expired_decision_updates_the_slack_message_at_once_and_tells_nobody_else(
     api, reviewer, other_reviewer, slack_api, django_capture_on_commit_callbacks, caplog, expire
 ):
-    escalation = posted_and_decided(api, reviewer, other_reviewer, slack_api, django_capture_on_commit_callbacks)
+    escalation = posted_and_decided(
+        api, reviewer, other_reviewer, slack_api, django_capture_on_commit_callbacks, lifetime=3600
+    )
     rows = set(Notification.objects.values_list("pk", flat=True))  # the halt's Slack message and e-mail
     assert len(rows) == 2
     mails = len(mail.outbox)
@@ -478,6 +494,7 @@ def test_a_decision_expiring_while_its_slow_update_is_on_its_way_leaves_the_mess
 ):
     need(connection.vendor == "postgresql", "PostgreSQL (DATABASE_URL): row locks")
     escalation = posted_halt(api, reviewer, slack_api)
+    with_decision_lifetime()
     slow = slack_api.hold("chat.update")
     expired_text = "Decided by bob: Update all 14 callers. The decision expired before the agent acted on it."
 
@@ -523,14 +540,66 @@ def test_without_row_locks_the_runs_take_turns_on_the_process_lock(api, reviewer
 def test_a_resumed_escalations_message_is_recorded_settled_without_an_update(
     api, reviewer, other_reviewer, slack_api, django_capture_on_commit_callbacks
 ):
-    escalation = posted_and_decided(api, reviewer, other_reviewer, slack_api, django_capture_on_commit_callbacks)
+    escalation = posted_and_decided(
+        api, reviewer, other_reviewer, slack_api, django_capture_on_commit_callbacks, lifetime=3600
+    )
+    assert Notification.objects.filter(SLACK_UNSETTLED).count() == 1  # the decision may still expire
 
     assert api.post_json(f"/api/v1/escalations/{escalation.pk}/ack").status_code == 200
     assert sweep_slack() == 1
 
-    assert Notification.objects.get(channel="slack").slack_shown_status == "resumed"
+    row = Notification.objects.get(channel="slack")
+    assert (row.slack_shown_status, row.slack_settled) == ("resumed", True)
     assert len(slack_api.calls_to("chat.update")) == 1  # "Decided by bob" still says it all
     assert sweep_slack() == 0
+
+
+@pytest.mark.django_db
+def test_a_decision_that_never_expires_settles_its_message_out_of_the_sweeps_index(
+    api, reviewer, other_reviewer, slack_api, django_capture_on_commit_callbacks
+):
+    """A polling agent may never acknowledge: its decided escalation's message must not stay
+    among those beat's sweep scans every minute, forever (bench/README.md, "The Slack sweep
+    at scale"). Only `resumed` may follow, and it reads the same."""
+    escalation = posted_and_decided(api, reviewer, other_reviewer, slack_api, django_capture_on_commit_callbacks)
+    assert Decision.objects.get(escalation=escalation).valid_until is None  # the default policy's
+
+    assert not Notification.objects.filter(SLACK_UNSETTLED).exists()
+    assert api.post_json(f"/api/v1/escalations/{escalation.pk}/ack").status_code == 200
+    assert sweep_slack() == 0
+    assert Notification.objects.get(channel="slack").slack_shown_status == "decided"
+    assert len(slack_api.calls_to("chat.update")) == 1
+
+
+def test_the_sweeps_index_is_the_selectors_rule() -> None:
+    """slack_behind reads SLACK_UNSETTLED; the index the migration builds has the same
+    condition (a migration freezes its own copy)."""
+    migration = importlib.import_module("notifications.migrations.0006_slack_settled")
+    (index,) = [index for index in Notification._meta.indexes if index.name == migration.INDEX.name]
+    assert index.condition == migration.INDEX.condition == SLACK_UNSETTLED
+
+
+@pytest.mark.django_db
+def test_the_sweeps_query_reads_its_partial_index(
+    api, reviewer, other_reviewer, slack_api, django_capture_on_commit_callbacks
+):
+    """The sweep's cost is its index's size (what is open or may still change), not the
+    table's: its query must imply the index's condition, or PostgreSQL cannot use it, and
+    look each message's escalation up by key (a SubPlan): as a join sorted by the
+    escalation's updated_at, PostgreSQL walked every closed escalation at 1,000,000."""
+    need(connection.vendor == "postgresql", "PostgreSQL (DATABASE_URL)")
+    posted_and_decided(api, reviewer, other_reviewer, slack_api, django_capture_on_commit_callbacks, lifetime=3600)
+    with CaptureQueriesContext(connection) as queries:
+        assert slack_behind(limit=20) == []
+    (query,) = queries.captured_queries
+
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")  # a few rows: reading the table would be cheaper
+        cursor.execute("EXPLAIN " + query["sql"])
+        plan = "\n".join(row for (row,) in cursor.fetchall())
+    assert "notif_slack_sweep_idx" in plan, plan
+    assert "SubPlan" in plan, plan
+    assert "Join" not in plan, plan
 
 
 @pytest.mark.django_db

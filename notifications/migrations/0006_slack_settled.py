@@ -1,0 +1,63 @@
+"""Notification.slack_settled: the Slack message shows what it always will
+(models.slack_settles), and the sweep's partial index over the messages that are not
+settled, in place of 0005's, which kept every message showing a decision: one a polling
+agent never acknowledges stayed in it for good, and beat's sweep scanned them all every
+minute (bench/README.md, "The Slack sweep at scale").
+
+The column's constant default changes only the catalog on PostgreSQL (11+). The messages
+posted so far are settled by two UPDATEs (a status never left; a decision without
+valid_until), before the index is built, so it starts small. Both indexes are built and
+dropped CONCURRENTLY on PostgreSQL (writes go on), so the migration is not atomic; elsewhere,
+plainly (as 0005).
+"""
+
+from functools import partial
+
+from django.db import migrations, models
+from django.db.models import Q
+
+OLD = models.Index(
+    condition=Q(slack_ts__gt="") & ~Q(slack_shown_status__in=("resumed", "withdrawn", "expired")),
+    fields=["escalation"],
+    name="notif_slack_unsettled_idx",
+)
+INDEX = models.Index(condition=Q(slack_ts__gt="", slack_settled=False), fields=["escalation"], name="notif_slack_sweep_idx")
+
+
+def settle(apps, schema_editor) -> None:
+    posted = apps.get_model("notifications", "Notification").objects.filter(slack_ts__gt="", slack_settled=False)
+    posted.filter(slack_shown_status__in=("resumed", "withdrawn", "expired")).update(slack_settled=True)
+    posted.filter(slack_shown_status="decided", escalation__decision__valid_until__isnull=True).update(
+        slack_settled=True
+    )
+
+
+def index(apps, schema_editor, *, index: models.Index, add: bool) -> None:
+    model = apps.get_model("notifications", "Notification")
+    concurrently = {"concurrently": True} if schema_editor.connection.vendor == "postgresql" else {}
+    if add and concurrently:  # an interrupted concurrent build leaves an invalid index: drop it first
+        schema_editor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {index.name}")
+    (schema_editor.add_index if add else schema_editor.remove_index)(model, index, **concurrently)
+
+
+class Migration(migrations.Migration):
+    atomic = False
+
+    dependencies = [("notifications", "0005_slack_shown_status")]
+
+    operations = [
+        migrations.AddField("notification", "slack_settled", models.BooleanField(default=False)),
+        migrations.RunPython(settle, migrations.RunPython.noop),
+        migrations.SeparateDatabaseAndState(
+            database_operations=[
+                migrations.RunPython(
+                    partial(index, index=INDEX, add=True), partial(index, index=INDEX, add=False)
+                ),
+                migrations.RunPython(partial(index, index=OLD, add=False), partial(index, index=OLD, add=True)),
+            ],
+            state_operations=[
+                migrations.RemoveIndex(model_name="notification", name=OLD.name),
+                migrations.AddIndex(model_name="notification", index=INDEX),
+            ],
+        ),
+    ]
