@@ -131,9 +131,11 @@ class Notification(models.Model):
     # The escalation status that message was last brought up to date with (blank: as
     # posted, about an open escalation). Behind the escalation's closed status, it is
     # updated again (channels.slack_close, after commit and by beat's sweep).
-    slack_shown_status = models.CharField(max_length=20, blank=True)
+    # Defaults in the database too (db_default): code from before a migration still inserts
+    # rows while a deploy runs it (compose's migrate runs before web is replaced).
+    slack_shown_status = models.CharField(max_length=20, blank=True, default="", db_default="")
     # That message shows what it always will (slack_settles): it leaves the sweep's index.
-    slack_settled = models.BooleanField(default=False)
+    slack_settled = models.BooleanField(default=False, db_default=False)
 
     objects = OutboxQuerySet.as_manager()
 

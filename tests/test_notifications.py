@@ -736,3 +736,15 @@ raise SystemExit("still alive after the commit")
     assert "Drop the users table?" in request.json()["text"]
     row.refresh_from_db()
     assert row.status == "sent"
+
+
+@pytest.mark.django_db
+def test_the_slack_columns_have_defaults_in_the_database_for_the_code_before_their_migration():
+    # compose's migrate runs while the old web still serves: its inserts name neither column.
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        described = connection.introspection.get_table_description(cursor, Notification._meta.db_table)
+    defaults = {column.name: column.default for column in described}
+    assert defaults["slack_shown_status"] is not None
+    assert defaults["slack_settled"] is not None

@@ -46,7 +46,12 @@ class Migration(migrations.Migration):
     dependencies = [("notifications", "0005_slack_shown_status")]
 
     operations = [
-        migrations.AddField("notification", "slack_settled", models.BooleanField(default=False)),
+        # Database defaults (catalog only on PostgreSQL 11+): the code before this migration,
+        # still serving while it runs, inserts rows without these columns.
+        migrations.AddField("notification", "slack_settled", models.BooleanField(default=False, db_default=False)),
+        migrations.AlterField(
+            "notification", "slack_shown_status", models.CharField(blank=True, default="", db_default="", max_length=20)
+        ),
         migrations.RunPython(settle, migrations.RunPython.noop),
         migrations.SeparateDatabaseAndState(
             database_operations=[
