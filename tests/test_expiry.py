@@ -7,13 +7,15 @@ from datetime import timedelta
 
 import pytest
 import time_machine
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from escalations import services
 from escalations.models import Delivery, Escalation, Event, Policy
 from escalations.services import periodic
 from escalations.tasks import deliver_webhook_task, expire_decisions_task
-from tests.conftest import make_package
+from tests.conftest import index_plan, make_package, need
 
 pytestmark = pytest.mark.django_db
 
@@ -88,3 +90,26 @@ def test_a_webhook_answered_in_time_resumes(api, hooked, reviewer, receiver):
     assert escalation.status == Escalation.Status.RESUMED
     with time_machine.travel(timezone.now() + timedelta(seconds=61), tick=False):
         assert periodic.decisions_expire() == 0  # resumed in time: never expired
+
+
+def test_the_decisions_lifetime_is_copied_to_its_escalation(api, reviewer):
+    lasting = decided(api, reviewer, lifetime=3600, run="r-lasting")
+    forever = decided(api, reviewer, lifetime=None, run="r-forever")
+
+    assert lasting.expires_at == lasting.decision.valid_until is not None
+    assert forever.expires_at is None
+
+
+def test_the_sweeps_query_reads_its_partial_index_not_every_decision(api, reviewer):
+    """Beat's expiry runs every 30 s: it reads the decided escalations that have a deadline
+    (esc_expires_idx), not every decision ever made, which cost ~300 ms a run at 1,000,000
+    (bench/README.md, "Beat's decision expiry at scale")."""
+    need(connection.vendor == "postgresql", "PostgreSQL (DATABASE_URL)")
+    decided(api, reviewer, lifetime=60)
+    with CaptureQueriesContext(connection) as queries:
+        assert periodic.decisions_expire() == 0
+    (query,) = queries.captured_queries
+
+    plan = index_plan(query["sql"])
+    assert "esc_expires_idx" in plan, plan
+    assert "escalations_decision" not in plan, plan

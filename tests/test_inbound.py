@@ -35,7 +35,7 @@ from notifications.models import SLACK_UNSETTLED, ActionLinkUse, InboundAction, 
 from notifications.selectors import slack_behind
 from notifications.tasks import SLACK_CLOSE_RETRIES, send_notification_task, sweep_slack_task
 from reviews.services import reviewer_token_issue
-from tests.conftest import free_port, make_package, make_user, need, post_package
+from tests.conftest import free_port, index_plan, make_package, make_user, need, post_package
 from tests.receiver import Receiver, Reply
 from tests.slack_standin import SlackStandIn, signed_click
 
@@ -409,7 +409,7 @@ def test_an_expired_decision_reaches_the_slack_message_by_the_sweep(
     escalation = posted_and_decided(
         api, reviewer, other_reviewer, slack_api, django_capture_on_commit_callbacks, lifetime=3600
     )
-    Decision.objects.filter(escalation=escalation).update(valid_until=timezone.now() - timedelta(seconds=1))
+    lapse(escalation)
 
     assert domain.decisions_expire() == 1  # its after-commit update never runs: lost, as in a crash
     assert Notification.objects.get(channel="slack").slack_shown_status == "decided"  # behind now
@@ -447,7 +447,7 @@ def test_an_expired_decision_updates_the_slack_message_at_once_and_tells_nobody_
     rows = set(Notification.objects.values_list("pk", flat=True))  # the halt's Slack message and e-mail
     assert len(rows) == 2
     mails = len(mail.outbox)
-    Decision.objects.filter(escalation=escalation).update(valid_until=timezone.now() - timedelta(seconds=1))
+    lapse(escalation)
 
     with django_capture_on_commit_callbacks(execute=True):
         expire(api, escalation)
@@ -463,6 +463,14 @@ def test_an_expired_decision_updates_the_slack_message_at_once_and_tells_nobody_
     assert len(mail.outbox) == mails
     assert "notifications knows" not in caplog.text
     assert len(slack_api.calls) == 3  # the post and two updates
+
+
+def lapse(escalation) -> None:
+    """Its decision's lifetime past, as if the time had passed (the decision's valid_until and
+    the escalation's copy of it, expires_at)."""
+    past = timezone.now() - timedelta(seconds=1)
+    Decision.objects.filter(escalation=escalation).update(valid_until=past)
+    Escalation.objects.filter(pk=escalation.pk).update(expires_at=past)
 
 
 def on_own_connection(work, *args):
@@ -503,7 +511,7 @@ def test_a_decision_expiring_while_its_slow_update_is_on_its_way_leaves_the_mess
             # Run A: the decision's own update, its chat.update slow on its way to Slack.
             decided = pool.submit(on_own_connection, decide_by_api, other_reviewer, escalation)
             assert slow.arrived.wait(10)
-            Decision.objects.filter(escalation=escalation).update(valid_until=timezone.now() - timedelta(seconds=1))
+            lapse(escalation)
             # Run B: the expiry's update, while A's is still on its way.
             expiring = pool.submit(on_own_connection, domain.decisions_expire)
             done_or_waiting_on_a_lock(expiring)
@@ -593,10 +601,7 @@ def test_the_sweeps_query_reads_its_partial_index(
         assert slack_behind(limit=20) == []
     (query,) = queries.captured_queries
 
-    with connection.cursor() as cursor:
-        cursor.execute("SET LOCAL enable_seqscan = off")  # a few rows: reading the table would be cheaper
-        cursor.execute("EXPLAIN " + query["sql"])
-        plan = "\n".join(row for (row,) in cursor.fetchall())
+    plan = index_plan(query["sql"])
     assert "notif_slack_sweep_idx" in plan, plan
     assert "SubPlan" in plan, plan
     assert "Join" not in plan, plan

@@ -93,11 +93,12 @@ def test_the_flip_changes_exactly_the_rows_the_orms_update_would(escalation, sta
     Escalation.objects.filter(pk=escalation.pk).update(status=status)
     expected = Escalation.objects.filter(pk=escalation.pk, status__in=Escalation.OPEN_STATUSES).count()
     now = timezone.now()
-    params = [Escalation.Status.DECIDED, True, rows.prep(Escalation, "updated_at", now), rows.prep(Escalation, "id", escalation.pk), *Escalation.OPEN_STATUSES]
+    expires = now + timedelta(hours=1)
+    params = [Escalation.Status.DECIDED, True, rows.prep(Escalation, "expires_at", expires), rows.prep(Escalation, "updated_at", now), rows.prep(Escalation, "id", escalation.pk), *Escalation.OPEN_STATUSES]
     assert rows.execute(decisions._flip_sql(), params) == expected
     after = Escalation.objects.get(pk=escalation.pk)
     if expected:
-        assert (after.status, after.awaiting_look, after.claimed_by_id, after.claimed_until, after.updated_at) == ("decided", True, None, None, now)
+        assert (after.status, after.awaiting_look, after.claimed_by_id, after.claimed_until, after.expires_at, after.updated_at) == ("decided", True, None, None, expires, now)
     else:
         assert (after.status, after.awaiting_look) == (status, False)
 

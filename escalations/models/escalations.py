@@ -13,6 +13,10 @@ from django.utils import timezone
 
 from .agents import Agent
 
+# Decided escalations that expire unless the agent acknowledges in time: what beat's expiry
+# reads (esc_expires_idx, migration 0013).
+EXPIRES = Q(status="decided", expires_at__isnull=False)
+
 
 class Run(models.Model):
     """An agent's run, named by the agent's own run_id."""
@@ -106,6 +110,9 @@ class Escalation(models.Model):
     blocked_tasks = models.PositiveIntegerField(default=0)
     stuck_since = models.DateTimeField()
     respond_by = models.DateTimeField(null=True, blank=True)
+    # While decided: its decision's valid_until (fixed when it is made), copied here so beat's
+    # expiry reads a small partial index (esc_expires_idx) instead of every decision ever made.
+    expires_at = models.DateTimeField(null=True, blank=True)
     delay_note = models.CharField(max_length=500, blank=True)
     action = models.JSONField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
@@ -161,6 +168,8 @@ class Escalation(models.Model):
             models.Index(fields=["status", "-priority", "created_at"], name="esc_queue_idx"),
             models.Index(fields=["agent", "created_at"], name="esc_agent_created_idx"),
             models.Index(fields=["respond_by"], name="esc_respond_by_idx"),
+            # Decided and waiting for the agent's ack before a deadline (services.decisions_expire).
+            models.Index(fields=["expires_at"], condition=EXPIRES, name="esc_expires_idx"),
             # The queue's sorts over open escalations, one each (reviews.queue.SORTS): keyset
             # pages read them in order and stop after one page.
             models.Index(

@@ -329,12 +329,12 @@ def _approve(
 @cache
 def _flip_sql() -> str:
     # Escalation.objects.filter(pk=, status__in=OPEN_STATUSES).update(status=DECIDED,
-    # awaiting_look=, claimed_by=None, claimed_until=None, updated_at=now), by hand
-    # (tests/test_rows.py).
+    # awaiting_look=, claimed_by=None, claimed_until=None, expires_at=, updated_at=now), by
+    # hand (tests/test_rows.py).
     open_statuses = ", ".join(["%s"] * len(Escalation.OPEN_STATUSES))
     return (
         "UPDATE escalations_escalation SET status = %s, awaiting_look = %s, claimed_by_id = NULL,"  # noqa: S608 (the model's own table and columns, never input)
-        f" claimed_until = NULL, updated_at = %s WHERE id = %s AND status IN ({open_statuses})"
+        f" claimed_until = NULL, expires_at = %s, updated_at = %s WHERE id = %s AND status IN ({open_statuses})"
     )
 
 
@@ -365,11 +365,13 @@ def decide_open(
     person looks at afterwards (FlagReview.applies) leaves the escalation awaiting_look.
     """
     awaiting_look = FlagReview.applies(escalation.tier, decided_by_type)
+    valid_until = policy.valid_until(rules or policies.rules_for(escalation.domain) or policy.Rules(), now)
     flipped = rows.execute(
         _flip_sql(),
         [
             Escalation.Status.DECIDED,
             awaiting_look,
+            rows.prep(Escalation, "expires_at", valid_until),
             rows.prep(Escalation, "updated_at", now),
             rows.prep(Escalation, "id", escalation.pk),
             *Escalation.OPEN_STATUSES,
@@ -381,6 +383,7 @@ def decide_open(
         )
     escalation.status, escalation.awaiting_look = Escalation.Status.DECIDED, awaiting_look
     escalation.claimed_by, escalation.claimed_until, escalation.updated_at = None, None, now
+    escalation.expires_at = valid_until
     # Taking the agent's next feed number locks its row: the feed sees decisions in commit order.
     seq = rows.fetch_one(NEXT_SEQ_SQL, [escalation.agent_id])[0]  # type: ignore[index]  # the agent's row is there
     recommended = escalation.recommended_option["key"]
@@ -396,9 +399,7 @@ def decide_open(
         decided_by_user=user,
         decided_by_name=decided_by_name,
         decided_at=now,
-        valid_until=policy.valid_until(
-            rules or policies.rules_for(escalation.domain) or policy.Rules(), now
-        ),
+        valid_until=valid_until,
         took_recommended=kind == Decision.Kind.OPTION and option_key == recommended,
     )
     rows.insert(decision)

@@ -16,6 +16,7 @@ from django.utils import timezone
 from escalations import levels, policy, selectors, signals
 from escalations.errors import Conflict, DomainError, NotFound
 from escalations.models import Decision, Escalation, Event
+from escalations.models.escalations import EXPIRES
 from escalations.transport import events
 
 from . import callbacks, decisions, first_look, intake, timeline
@@ -79,9 +80,9 @@ def decisions_expire(*, now: datetime | None = None) -> int:
     transaction: an ack landing first wins). At most BATCH_SIZE rows, the longest past
     first. Returns how many."""
     now = now or timezone.now()
-    due = (
-        Escalation.objects.filter(status=Escalation.Status.DECIDED, decision__valid_until__lt=now)
-        .order_by("decision__valid_until")
+    due = (  # one range of esc_expires_idx (models.EXPIRES), however many decisions there are
+        Escalation.objects.filter(EXPIRES, expires_at__lt=now)
+        .order_by("expires_at")
         .only("pk", "status", "updated_at", "agent_id", "priority")[:BATCH_SIZE]
     )
     return sum(
