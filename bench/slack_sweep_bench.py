@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""`make bench-slack`: beat's Slack sweep (notifications.tasks.sweep_slack_task) at 1,000,000
+"""`make bench-slack`: beat's Slack sweep (notifications.tasks.sweep_slack_task), and its decision expiry, at 1,000,000
 escalations.
 
 PostgreSQL on 127.0.0.1 (user postgres), nothing else. It drops and re-creates its own
@@ -179,6 +179,11 @@ def measure() -> dict:
     assert sweep_slack_task() == 0
     out["plan_none"] = explain(behind_sql())
     out["sweep_ms"] = timed(sweep_slack_task)
+    # Beat's other periodic read over every decided escalation (every 30 s), on the same data:
+    # nothing is past its lifetime here, so it expires nothing and the data stays as it is.
+    from escalations.services.periodic import decisions_expire
+
+    out["expire_ms"] = timed(decisions_expire)
     return out
 
 
@@ -212,6 +217,7 @@ def report(n: dict, timings: dict, m: dict, loads: tuple) -> str:
         "| case | ms (p50) |", "| --- | ---: |",
         f"| slack_behind(limit=20), {m['found']} escalations behind | {m['selector_ms']:.1f} |",
         f"| sweep_slack_task, nothing behind | {m['sweep_ms']:.1f} |",
+        f"| decisions_expire (beat's decision expiry), nothing due | {m['expire_ms']:.1f} |",
         "", "slack_behind's SQL:", "", "```sql", m["sql"], "```",
         "", "Its plan, escalations behind:", "", "```", m["plan_behind"], "```",
         "", f"Its plan, nothing behind ({m['caught_up']} messages brought up to date):", "",
