@@ -6,6 +6,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -63,12 +64,22 @@ def test_api_calls_count_against_their_token_then_their_address():
 def quick_calls(base_url: str, token: str, count: int, *, forwarded_for: str, path="/api/v1/gate"):
     """`count` POSTs from 8 threads at once; the responses, in no particular order."""
     headers = {"Authorization": f"Bearer {token}", "X-Forwarded-For": forwarded_for}
+    # A client per thread: threads sharing one client's pool met a connection another had
+    # closed (httpx.ReadError: Bad file descriptor, once in CI).
+    own, clients = threading.local(), []
 
-    def one(client: httpx.Client, _):
-        return client.post(path, json=GATE, headers=headers)
+    def one(_):
+        if not hasattr(own, "client"):
+            own.client = httpx.Client(base_url=base_url, timeout=30)
+            clients.append(own.client)
+        return own.client.post(path, json=GATE, headers=headers)
 
-    with httpx.Client(base_url=base_url, timeout=30) as client, ThreadPoolExecutor(8) as pool:
-        return list(pool.map(lambda i: one(client, i), range(count)))
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            return list(pool.map(one, range(count)))
+    finally:
+        for client in clients:
+            client.close()
 
 
 def limiter_stood_aside(said: str) -> bool:
