@@ -14,6 +14,7 @@ from ninja.schema import DjangoGetter
 from pydantic import (
     AfterValidator,
     AwareDatetime,
+    BeforeValidator,
     ConfigDict,
     Field,
     ModelWrapValidatorHandler,
@@ -77,6 +78,15 @@ GENERIC_WORDS = frozenset(
 )
 
 
+def _time_text(value: Any) -> Any:
+    """A time is a string on the wire (RFC 3339): pydantic would also read a number as a Unix
+    time, which the contract and its schema do not allow (schemathesis found `"at": 0`
+    accepted as 1970)."""
+    if isinstance(value, str | datetime):
+        return value
+    raise PydanticCustomError("datetime_type", "must be an ISO 8601 time with a zone")
+
+
 def _to_utc(value: datetime) -> datetime:
     try:
         return value.astimezone(UTC)
@@ -103,7 +113,7 @@ def _not_generic(value: str) -> str:
     return value
 
 
-UtcTime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+UtcTime = Annotated[AwareDatetime, BeforeValidator(_time_text), AfterValidator(_to_utc)]
 JsonObject = Annotated[dict[str, Any], AfterValidator(_json_object)]
 
 

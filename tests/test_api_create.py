@@ -140,6 +140,10 @@ LONG = "x" * 201
         ("history", [], "history", "needs at least 1 item"),
         ("history.0.at", "yesterday", "history.0.at", "ISO 8601"),
         ("history.0.at", "2026-11-20T10:00:00", "history.0.at", "time zone"),
+        ("history.0.at", 0, "history.0.at", "ISO 8601"),  # not a Unix time: the schema says a string
+        ("history.0.at", 1764000000.5, "history.0.at", "ISO 8601"),
+        ("cost_of_delay.respond_by", 4102444800, "cost_of_delay.respond_by", "ISO 8601"),
+        ("cost_of_delay.stuck_since", True, "cost_of_delay.stuck_since", "ISO 8601"),
         ("history.1.action", "", "history.1.action", "must not be empty"),
         ("history.1.outcome", "exploded", "history.1.outcome", "must be one of ok, failed, skipped, info"),
         ("history.1.detail", "d" * 20001, "history.1.detail", "at most 20000"),
