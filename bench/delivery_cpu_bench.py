@@ -9,13 +9,13 @@ as a separate process on 127.0.0.1 (its CPU is not ours). Each escalation is dec
 services.escalation_decide; then, for each delivery, deliver_webhook_task's body is called
 here (claim, sign, POST, record: no Celery hop) and timed with time.process_time (its SQL
 statements are counted in the warm-up: capturing them costs CPU). What the decider's on-commit
-hook does (tasks.enqueue_agent: the agent's mark set and its task published when none waits,
+hook does (tasks.enqueue_deliveries: the mark set and the send task published when none waits,
 the mark's SET NX alone when one does) is timed the same way. Prints p50/p90 per
 delivery and the receiver's tally; `--profile FILE` writes a cProfile of the measured
 deliveries on this thread's CPU clock.
 
 With `--drain N`: N more decisions are made with no worker running (their deliveries wait
-in the database, their agent's task in the broker), then a real worker (`celery worker -P prefork -c 2`, figure 3's flags)
+in the database, the send task in the broker), then a real worker (`celery worker -P prefork -c 2`, figure 3's flags)
 drains them: deliveries/s and the worker's CPU per delivery (main process and children,
 `/proc`), from the receiver's 11th webhook of the drain to its last. `--py-spy FILE` records
 the worker meanwhile (py-spy must be on PATH or in the venv).
@@ -125,19 +125,19 @@ def run(args: argparse.Namespace, port: int, secret: str, out: Path) -> int:
     if args.profile:
         profiler.disable()
         profiler.dump_stats(args.profile)
-    # What a decision's on-commit hook does (tasks.enqueue_agent): the agent's mark set and
-    # its task published when none waits; only the mark's SET NX when one does.
+    # What a decision's on-commit hook does (tasks.enqueue_deliveries): the mark set and the
+    # send task published when none waits; only the mark's SET NX when one does.
     publish, marked = [], []
     for i in range(args.warm + 100):
-        tasks._unmark(agent.pk)
+        tasks._unmark()
         c0 = time.process_time()
-        tasks.enqueue_agent(agent.pk)
+        tasks.enqueue_deliveries()
         c1 = time.process_time()
-        tasks.enqueue_agent(agent.pk)
+        tasks.enqueue_deliveries()
         if i >= args.warm:
             publish.append(c1 - c0)
             marked.append(time.process_time() - c1)
-    tasks._unmark(agent.pk)  # the published copies are never consumed (the queue is emptied below)
+    tasks._unmark()  # the published copies are never consumed (the queue is emptied below)
     time.sleep(0.5)
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     delivered = Delivery.objects.filter(pk__in=delivery_ids, status=Delivery.Status.DELIVERED).count()
@@ -168,7 +168,7 @@ def run(args: argparse.Namespace, port: int, secret: str, out: Path) -> int:
 
 
 def drain(args: argparse.Namespace, agent, user, out: Path, nonce: str) -> bool:
-    """--drain: a backlog of deliveries (and their agent's task in the broker), drained by a fresh worker."""
+    """--drain: a backlog of deliveries (and the send task in the broker), drained by a fresh worker."""
     import signal
 
     from lib import cpu_seconds, group_cpu_seconds, py_spy

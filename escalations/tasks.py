@@ -72,7 +72,7 @@ def outbox_send_task(fun: Callable[Concatenate[Task[_P, None], _P], None]) -> Ta
 def deliver_webhook_task(self: Task[[str], None], delivery_id: str) -> None:
     """Send one delivery (one attempt) if it is due and nobody else is sending it: a retry's
     countdown, the sweep's copy, a lease followed (a decision's first attempt is sent by its
-    agent's task, deliver_agent_task).
+    send task, deliver_due_task).
 
     Claims the row by compare-and-swap (pending/retrying and due, or a lapsed lease ->
     sending with a lease), POSTs the signed payload, records the attempt (send_delivery). A message
@@ -88,59 +88,72 @@ def deliver_webhook_task(self: Task[[str], None], delivery_id: str) -> None:
     send_delivery(delivery)
 
 
-# An agent's task goes on claiming the agent's next due delivery while it has run for less
-# than this; past it, the rest go to a task of its own (one attempt's bound stays as it was).
-AGENT_BATCH_SECONDS = 1.0
-# The mark "a deliver_agent_task of this agent is waiting" (Redis, beside the broker's queue).
-# It lapses on its own, so a task lost with its worker holds nobody back longer than this;
-# the rows it would have sent are the sweep's.
-AGENT_MARK_KEY = "handoff:deliveries:queued:{agent_id}"
-AGENT_MARK_SECONDS = SWEEP_GRACE_SECONDS
+# A send task goes on claiming the next due delivery while it has run for less than this;
+# past it, the rest go to a task of their own (one attempt's bound stays as it was).
+BATCH_SECONDS = 1.0
+# The mark "a deliver_due_task is waiting" (Redis, beside the broker's queue). It lapses on
+# its own, so a task lost with its worker holds nobody back longer than this; the rows it
+# would have sent are the sweep's.
+MARK_KEY = "handoff:deliveries:queued"
+MARK_SECONDS = SWEEP_GRACE_SECONDS
 
 
-def batch_send_task(fun: Callable[[Task[[int], None], int], None]) -> Task[[int], None]:
-    """outbox_send_task for a task that goes on claiming rows for AGENT_BATCH_SECONDS: its time
+def batch_send_task(fun: Callable[Concatenate[Task[_P, None], _P], None]) -> Task[_P, None]:
+    """outbox_send_task for a task that goes on claiming rows for BATCH_SECONDS: its time
     limits are one attempt's plus that (so its last attempt still has the whole bound)."""
-    task: Task[[int], None] = shared_task(
+    task: Task[_P, None] = shared_task(
         **{
             **OUTBOX_SEND_TASK,
-            "soft_time_limit": settings.OUTBOX_SOFT_TIME_LIMIT + AGENT_BATCH_SECONDS,
-            "time_limit": settings.OUTBOX_TIME_LIMIT + AGENT_BATCH_SECONDS,
+            "soft_time_limit": settings.OUTBOX_SOFT_TIME_LIMIT + BATCH_SECONDS,
+            "time_limit": settings.OUTBOX_TIME_LIMIT + BATCH_SECONDS,
         }
     )(fun)
     return task
 
 
 @batch_send_task
-def deliver_agent_task(self: Task[[int], None], agent_id: int) -> None:
-    """Send the agent's due deliveries, oldest due first, one attempt each, in one task: one
-    broker message (and Celery's cost of one) for all the deliveries its decisions queued
-    while it waited.
+def deliver_due_task(self: Task[[], None]) -> None:
+    """Send the due deliveries, any agents', oldest due first, one attempt each, in one task:
+    one broker message (and Celery's cost of one) for all the decisions made while it waited,
+    however many agents they are for.
 
-    It takes down the agent's mark first: from then on a new delivery of the agent publishes
-    a task of its own, so a delivery committed after this task's last claim is never left
-    waiting (enqueue_agent). Each delivery is claimed as deliver_webhook_task claims one (a
+    It takes down the mark first: from then on a new delivery publishes a task of its own,
+    so a delivery committed after this task's last claim is never left waiting
+    (enqueue_deliveries). Each delivery is claimed as deliver_webhook_task claims one (a
     compare-and-swap with a lease; rows another sender is claiming are passed over), then
-    sent and recorded (send_delivery). Past AGENT_BATCH_SECONDS it stops claiming and hands the rest
-    to a task of its own; the time limits are one attempt's plus that, so the last attempt
-    still has its whole bound and every lease outlives the task. When a second delivery is
-    due it makes sure another task of the agent waits, so that a backlog (a worker back
-    from an outage, a burst) is shared by the worker's children as one message a delivery
-    was; ordering between them is as it was then (each claims the oldest due row, and
-    their POSTs overlap). A message put back because
-    the child running it died follows the leases that child may have left (follow_leases).
+    sent and recorded (send_delivery). Past BATCH_SECONDS it stops claiming and hands the
+    rest to a task of its own; the time limits are one attempt's plus that, so the last
+    attempt still has its whole bound and every lease outlives the task. When a second
+    delivery is due it makes sure another task waits, so that a stream or a backlog (a
+    worker back from an outage, a burst) is shared by the worker's children; their POSTs
+    overlap, so two decisions of one agent may reach it in either order, as the contract
+    allows (each carries its escalation). A message put back because the child running it
+    died follows the leases that child may have left (follow_leases).
     """
-    _unmark(agent_id)
-    follow_leases(self, agent_id)
-    deadline = time.monotonic() + AGENT_BATCH_SECONDS
+    _send_due(self)
+
+
+@batch_send_task
+def deliver_agent_task(self: Task[[int], None], agent_id: int) -> None:
+    """The send task of the release before, which named one agent: its messages still in
+    the broker when this release starts are sent as deliver_due_task sends (any agent's due
+    rows). Nothing publishes it any more; it can go once no such release runs."""
+    _send_due(self)
+
+
+def _send_due(task: Task[Any, None]) -> None:
+    """deliver_due_task's work, for the message of `task`."""
+    _unmark()
+    follow_leases(task)
+    deadline = time.monotonic() + BATCH_SECONDS
     sent = 0
-    while delivery := services.delivery_claim_next(agent_id=agent_id, lease_seconds=lease_seconds(self)):
+    while delivery := services.delivery_claim_next(lease_seconds=lease_seconds(task)):
         if sent == 1:
-            enqueue_agent(agent_id)  # a backlog: another worker child may take a share
+            enqueue_deliveries()  # more than one due: another worker child may take a share
         send_delivery(delivery)
         sent += 1
         if time.monotonic() > deadline:
-            enqueue_agent(agent_id)
+            enqueue_deliveries()
             return
 
 
@@ -184,33 +197,33 @@ def send_delivery(delivery: Delivery) -> None:
             _enqueue(delivery_id, countdown=max(0.0, wait))
 
 
-def enqueue_agent(agent_id: int) -> bool:
-    """After a delivery of the agent commits: make sure one of the agent's tasks is waiting
-    to send it. Publishes deliver_agent_task only when the agent's mark was not set (a Redis
-    SET NX with an expiry: one round trip, cheaper than the publish it saves); when it was,
-    the waiting task will claim this delivery too, since it takes the mark down before its
-    first claim. Without Redis (the embedded mode's in-memory broker) it always publishes.
-    A failure is logged, not raised (publish; the mark is taken down again): the sweep
-    sends the rows. Returns whether a task is waiting."""
-    marks, key = _marks(), AGENT_MARK_KEY.format(agent_id=agent_id)
-    missed = f"the deliveries of agent {agent_id}; the sweep will send them"
+def enqueue_deliveries() -> bool:
+    """After a delivery commits: make sure a send task is waiting to send it. Publishes
+    deliver_due_task only when the mark was not set (a Redis SET NX with an expiry: one
+    round trip, cheaper than the publish it saves); when it was, the waiting task will
+    claim this delivery too, since it takes the mark down before its first claim. Without
+    Redis (the embedded mode's in-memory broker) it always publishes. A failure is logged,
+    not raised (publish; the mark is taken down again): the sweep sends the rows. Returns
+    whether a task is waiting."""
+    marks = _marks()
+    missed = "due deliveries; the sweep will send them"
     try:
-        if marks is not None and not marks.set(key, 1, nx=True, ex=AGENT_MARK_SECONDS):
+        if marks is not None and not marks.set(MARK_KEY, 1, nx=True, ex=MARK_SECONDS):
             return True
     except REDIS_UNAVAILABLE as exc:
         log.warning("not enqueued: %s (%s: %s)", missed, type(exc).__name__, exc)
     else:
-        if publish(deliver_agent_task, (agent_id,), missed=missed):
+        if publish(deliver_due_task, (), missed=missed):
             return True
-    _unmark(agent_id)
+    _unmark()
     return False
 
 
-def _unmark(agent_id: int) -> None:
+def _unmark() -> None:
     marks = _marks()
     if marks is not None:
         with contextlib.suppress(*REDIS_UNAVAILABLE):  # it lapses on its own
-            marks.delete(AGENT_MARK_KEY.format(agent_id=agent_id))
+            marks.delete(MARK_KEY)
 
 
 def _marks() -> redis.Redis | None:
@@ -298,14 +311,14 @@ def follow_lease(task: Task[[str], None], model: type[Model], row_id: str) -> No
         enqueue_send(task, row_id, countdown=left + LEASE_SLACK_SECONDS)
 
 
-def follow_leases(task: Task[[int], None], agent_id: int) -> None:
-    """follow_lease for an agent's task put back after its child died: each of the agent's
-    deliveries still leased (the dead child's, or a live sender's: its copy then finds the
-    row sent, and is dropped) is sent again as soon as its lease lapses."""
+def follow_leases(task: Task[Any, None]) -> None:
+    """follow_lease for a send task put back after its child died: each delivery still
+    leased (the dead child's, or a live sender's: its copy then finds the row sent, and is
+    dropped) is sent again as soon as its lease lapses."""
     delivery_info = task.request.delivery_info or {}
     if not delivery_info.get("redelivered"):
         return
-    for delivery_id, left in services.delivery_leases(agent_id=agent_id).items():
+    for delivery_id, left in services.delivery_leases().items():
         log.info("delivery %s: its sender may have died; again in %.1f s, when its lease lapses", delivery_id, left)
         _enqueue(delivery_id, countdown=left + LEASE_SLACK_SECONDS)
 

@@ -122,17 +122,13 @@ def wait_until(
 
 def purge_queue() -> None:
     """Stale messages of other tests (their ids are not in this database) go first, and so
-    do the agents' marks of tasks waiting (an agent id of another test's may come again)."""
-    from escalations.tasks import AGENT_MARK_KEY, _marks
+    does the mark of a send task waiting (another test's, whose message is gone)."""
+    from escalations.tasks import _unmark
     from handoff_site.celery import app
 
     with app.connection_for_write() as conn:
         conn.default_channel.queue_purge("celery")  # type: ignore[attr-defined]
-    marks = _marks()
-    if marks is not None:
-        stale = list(marks.scan_iter(AGENT_MARK_KEY.format(agent_id="*")))
-        if stale:
-            marks.delete(*stale)
+    _unmark()
 
 
 def command_line(pid: int) -> str:

@@ -214,14 +214,14 @@ def test_a_whole_worker_killed_mid_post_is_retried_within_30_s(
     assert crash_to_retry < CRASH_TO_RETRY_SECONDS
 
 
-def test_many_decisions_of_one_agent_survive_a_whole_worker_killed_mid_batch(
+def test_many_decisions_survive_a_whole_worker_killed_mid_batch(
     workers, api, hooked, reviewer_api, receiver, tmp_path, settings
 ):
-    """One agent's deliveries go out in one task of that agent (deliver_agent_task). The
-    worker is SIGKILLed while that task's first POST hangs, with more of the agent's
-    decisions made before (sent by a task of their own meanwhile) and while no worker runs
-    (one task waits for them all, its mark up); a new worker and beat's sweep then send
-    every one of them exactly once: the hung one when its lease lapses."""
+    """Deliveries go out in one send task (deliver_due_task) for as many as are due. The
+    worker is SIGKILLed while that task's first POST hangs, with more decisions made before
+    (sent by a task of their own meanwhile) and while no worker runs (one task waits for
+    them all, its mark up); a new worker and beat's sweep then send every one of them exactly
+    once: the hung one when its lease lapses."""
     beat = celery("beat", production_env(redis_url=os.environ["REDIS_URL"], var_dir=tmp_path), tmp_path)
     try:
         worker, escalation, delivery, held = hang_first_post(receiver, workers, api, reviewer_api)

@@ -98,44 +98,42 @@ def test_both_outboxes_give_up_by_the_window_not_by_a_count(api, kind, settings)
 
 
 @pytest.mark.parametrize("state", sorted(STATES))
-def test_an_agents_claim_takes_exactly_the_rows_due_selects(api, state):
-    """outbox.claim_next (a delivery's agent task: the agent's first due row) against due()."""
+def test_the_send_tasks_claim_takes_exactly_the_rows_due_selects(api, state):
+    """outbox.claim_next (the send task's: the first due row) against due()."""
     row = a_delivery(api)
-    agent_id = row.escalation.agent_id
     now = timezone.now()
     changes = {
         field: now + value if isinstance(value, timedelta) else value
         for field, value in STATES[state](Delivery.Status).items()
     }
-    Delivery.objects.filter(pk=row.pk).update(agent_id=agent_id, **changes)
+    Delivery.objects.filter(pk=row.pk).update(**changes)
     due = Delivery.objects.due(now).filter(pk=row.pk).exists()
 
-    claimed = outbox.claim_next(Delivery, "agent_id", agent_id, now=now)
+    claimed = outbox.claim_next(Delivery, now=now)
 
     assert (claimed is not None) is due
-    assert outbox.claim_next(Delivery, "agent_id", agent_id + 1, now=now) is None
     if due:
         assert uuid.UUID(str(claimed[0])) == row.pk  # the id first, then what `returning` asks
         assert Delivery.objects.get(pk=row.pk).status == Delivery.Status.SENDING
+        assert outbox.claim_next(Delivery, now=now) is None  # taken
 
 
-def test_on_postgresql_an_agents_claim_reads_its_index_in_order():
-    """The agent's claim (outbox.claim_next) is one range of the partial index over the rows
-    still to send (migration 0012: its condition is the claim's status list word for word),
-    in due order: with sequential scans, bitmaps and sorts off, that index is the planner's
-    only way short of a disabled path, and the agent and the due bound are its Index Cond."""
+def test_on_postgresql_the_send_tasks_claim_reads_its_index_in_order():
+    """The send task's claim (outbox.claim_next) is one range of the partial index over the
+    rows still to send (models.SENDABLE: its condition is the claim's status list word for
+    word), in due order: with sequential scans, bitmaps and sorts off, that index is the
+    planner's only way short of a disabled path, and the due bound is its Index Cond."""
     from django.db import connection
 
     if connection.vendor != "postgresql":
         pytest.skip("the plan is PostgreSQL's")
-    sql = outbox._claim_next_sql(Delivery, "agent_id", deliveries.CLAIMED, True)
+    sql = outbox._claim_next_sql(Delivery, deliveries.CLAIMED, True)
     now = timezone.now()
     with connection.cursor() as cursor:
         for path in ("seqscan", "sort", "bitmapscan"):
             cursor.execute(f"SET LOCAL enable_{path} = off")
-        cursor.execute(f"EXPLAIN {sql}", [now, 1, now, now, now])
+        cursor.execute(f"EXPLAIN {sql}", [now, now, now, now])
         plan = "\n".join(row[0] for row in cursor.fetchall())
-    assert "Index Scan using delivery_agent_due_idx on escalations_delivery" in plan, plan
-    assert "Index Cond: ((agent_id = " in plan, plan
+    assert "Index Scan using delivery_sendable_idx on escalations_delivery" in plan, plan
     assert "next_attempt_at <= " in plan.split("Index Cond:")[1].split("\n")[0], plan
     assert "Sort" not in plan, plan

@@ -22,6 +22,10 @@ class OutboxStatus(Protocol):
 
 OutboxRow = TypeVar("OutboxRow", bound=models.Model)
 
+# A delivery still to send: the condition of delivery_sendable_idx, which is the send task's
+# claim's status list word for word (services.outbox._claim_next_sql; tests/test_outbox.py).
+SENDABLE = Q(status__in=["pending", "sending", "retrying"])
+
 
 class OutboxQuerySet(models.QuerySet[OutboxRow]):
     """Rows of an outbox: a model whose Status has PENDING, SENDING and RETRYING, with
@@ -63,9 +67,10 @@ class Delivery(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     escalation = models.ForeignKey(Escalation, on_delete=models.CASCADE, related_name="deliveries")
-    # The escalation's agent, copied when the row is written, for the agent's send task
-    # (services.delivery_claim_next: that agent's due rows, one index range). It goes with
-    # its escalation (no constraint of its own); NULL on rows queued before it existed.
+    # The escalation's agent, copied when the row is written. Nothing reads it since the send
+    # task claims any agent's rows (migration 0014); it stays while a release that claimed by
+    # agent may still run beside this one (a rolling deploy), and can go in a later one. It
+    # goes with its escalation (no constraint of its own); NULL on rows queued before 0012.
     agent = models.ForeignKey(
         Agent, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, null=True, related_name="+"
     )
@@ -89,12 +94,9 @@ class Delivery(models.Model):
         verbose_name_plural = "deliveries"
         indexes = [
             models.Index(fields=["status", "next_attempt_at"], name="delivery_due_idx"),
-            # An agent's rows still to send, by due time (only those: small, whatever the history).
-            models.Index(
-                fields=["agent", "next_attempt_at"],
-                name="delivery_agent_due_idx",
-                condition=Q(status__in=["pending", "sending", "retrying"]),
-            ),
+            # The rows still to send, by due time (only those: small, whatever the history):
+            # the send task's claim of the next due one (services.delivery_claim_next).
+            models.Index(fields=["next_attempt_at"], name="delivery_sendable_idx", condition=SENDABLE),
         ]
 
     def __str__(self) -> str:

@@ -1,7 +1,6 @@
 """Webhook deliveries of decisions: queued in the decision's transaction, claimed by a worker,
 each attempt recorded, retried with backoff, given up on, redelivered by hand."""
 
-import functools
 import logging
 import uuid
 from datetime import datetime
@@ -32,8 +31,8 @@ def queue_delivery(
     escalation: Escalation, url: str, now: datetime, *, event: str = DECIDED
 ) -> Delivery:
     """An outbox row, written in the transaction of the change it tells (a decision, or a
-    reviewer's question: `event`), and after commit, the agent's send task unless one is
-    already waiting (it will send this row too: tasks.enqueue_agent).
+    reviewer's question: `event`), and after commit, the send task unless one is already
+    waiting (it will send this row too: tasks.enqueue_deliveries).
 
     If the enqueue is lost (broker down, crash after commit), the periodic sweep sends it.
     """
@@ -47,16 +46,16 @@ def queue_delivery(
         "escalation": escalation_dict(escalation),
     }
     delivery.save(force_insert=True)
-    transaction.on_commit(functools.partial(_enqueue_delivery, escalation.agent_id))
+    transaction.on_commit(_enqueue_deliveries)
     return delivery
 
 
-def _enqueue_delivery(agent_id: int) -> None:
+def _enqueue_deliveries() -> None:
     """After commit: the fast path. A broker outage is logged, never raised: the decision
     has committed, and the sweep sends the outbox row once the broker is back."""
-    from escalations.tasks import enqueue_agent
+    from escalations.tasks import enqueue_deliveries
 
-    enqueue_agent(agent_id)
+    enqueue_deliveries()
 
 
 def delivery_claim(
@@ -75,16 +74,13 @@ def delivery_claim(
     return None if claimed is None else _claimed(delivery_id, claimed, now)
 
 
-def delivery_claim_next(
-    *, agent_id: int, lease_seconds: float | None = None, now: datetime | None = None
-) -> Delivery | None:
-    """delivery_claim of the agent's first due delivery (oldest due first), passing over rows
-    another sender is claiming; None when none of the agent's deliveries is due."""
+def delivery_claim_next(*, lease_seconds: float | None = None, now: datetime | None = None) -> Delivery | None:
+    """delivery_claim of the first due delivery, any agent's (oldest due first), passing over
+    rows another sender is claiming; None when no delivery is due."""
     while True:
         at = now or timezone.now()
         claimed = outbox.claim_next(
-            Delivery, "agent_id", agent_id, now=at, lease_seconds=lease_seconds, returning=CLAIMED,
-            count_claim=True,
+            Delivery, now=at, lease_seconds=lease_seconds, returning=CLAIMED, count_claim=True
         )
         if claimed is None:
             return None
@@ -94,12 +90,12 @@ def delivery_claim_next(
         # a poison row, given up: the next one
 
 
-def delivery_leases(*, agent_id: int, now: datetime | None = None) -> dict[str, float]:
-    """The agent's deliveries being sent (a live lease): id -> seconds until the lease lapses."""
+def delivery_leases(*, now: datetime | None = None) -> dict[str, float]:
+    """The deliveries being sent (a live lease): id -> seconds until the lease lapses."""
     now = now or timezone.now()
-    leased = Delivery.objects.filter(
-        agent_id=agent_id, status=Delivery.Status.SENDING, lease_until__gte=now
-    ).values_list("pk", "lease_until")
+    leased = Delivery.objects.filter(status=Delivery.Status.SENDING, lease_until__gte=now).values_list(
+        "pk", "lease_until"
+    )
     return {str(pk): (until - now).total_seconds() for pk, until in leased if until is not None}
 
 

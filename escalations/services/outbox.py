@@ -64,11 +64,12 @@ def claim(
 
 def _claim_row(sql: str, key: Any, *, now: datetime, lease_seconds: float | None, nows: int) -> tuple[Any, ...] | None:
     """Run a claim statement: its parameters are the lease's end (for `lease_seconds`, by
-    default OUTBOX_LEASE_SECONDS), the row's `key`, then `now` `nows` times."""
+    default OUTBOX_LEASE_SECONDS), the row's `key` (unless None), then `now` `nows` times."""
     lease = now + timedelta(seconds=lease_seconds or settings.OUTBOX_LEASE_SECONDS)
     at = connection.ops.adapt_datetimefield_value
+    keys = [] if key is None else [key]
     with connection.cursor() as cursor:
-        cursor.execute(sql, [at(lease), key, *[at(now)] * nows])
+        cursor.execute(sql, [at(lease), *keys, *[at(now)] * nows])
         row: tuple[Any, ...] | None = cursor.fetchone()
         return row
 
@@ -86,23 +87,22 @@ RETURNING {", ".join(returning)}
 
 
 def claim_next(
-    model: type[Model], column: str, value: int, *, now: datetime, lease_seconds: float | None = None,
+    model: type[Model], *, now: datetime, lease_seconds: float | None = None,
     returning: tuple[str, ...] = ("id",), count_claim: bool = False,
 ) -> tuple[Any, ...] | None:
-    """claim() of the first due row (by next_attempt_at) whose `column` is `value`, skipping
-    rows another transaction has locked (another sender claiming them): one statement.
-    None when no such row is due."""
+    """claim() of the first due row (by next_attempt_at), skipping rows another transaction
+    has locked (another sender claiming them): one statement. None when no row is due."""
     return _claim_row(
-        _claim_next_sql(model, column, returning, count_claim), value, now=now, lease_seconds=lease_seconds, nows=3
+        _claim_next_sql(model, returning, count_claim), None, now=now, lease_seconds=lease_seconds, nows=3
     )
 
 
 @functools.cache
-def _claim_next_sql(model: type[Model], column: str, returning: tuple[str, ...], count_claim: bool) -> str:
-    """claim()'s statement on the first due row of `column` = value. The status list and the
-    next_attempt_at bound (every row due is due by then, sending ones too: they were due
-    when claimed) let an index of (column, next_attempt_at) over the rows still to send
-    answer it in one range, oldest due first. tests/test_outbox.py holds it to due()."""
+def _claim_next_sql(model: type[Model], returning: tuple[str, ...], count_claim: bool) -> str:
+    """claim()'s statement on the first due row. The status list and the next_attempt_at
+    bound (every row due is due by then, sending ones too: they were due when claimed) let
+    a partial index of next_attempt_at over the rows still to send answer it in one range,
+    oldest due first, however long the history. tests/test_outbox.py holds it to due()."""
     status = _status(model)
     table = model._meta.db_table
     # SQLite (the embedded mode) has one writer at a time and no row locks.
@@ -112,7 +112,7 @@ UPDATE {table}
 SET {_claimed_sql(model, count_claim)}
 WHERE id = (
     SELECT id FROM {table}
-    WHERE {column} = %s AND next_attempt_at <= %s
+    WHERE next_attempt_at <= %s
       AND status IN ('{status.PENDING}', '{status.SENDING}', '{status.RETRYING}') AND {_due_sql(model)}
     ORDER BY next_attempt_at
     LIMIT 1{skip_locked}
