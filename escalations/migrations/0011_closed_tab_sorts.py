@@ -10,6 +10,8 @@ on while a large table is indexed), so the migration is not atomic; elsewhere, p
 from django.db import migrations, models
 from django.db.models import Q
 
+from operations.schema import AddIndexConcurrently
+
 CLOSED = ~Q(status__in=["pending", "claimed", "awaiting_agent"])
 INDEXES = [
     models.Index(condition=CLOSED, fields=["-priority", "created_at", "id"], name="esc_closed_priority_idx"),
@@ -18,36 +20,9 @@ INDEXES = [
 ]
 
 
-def add(apps, schema_editor) -> None:
-    model = apps.get_model("escalations", "Escalation")
-    concurrently = schema_editor.connection.vendor == "postgresql"
-    for index in INDEXES:
-        if concurrently:
-            # An interrupted concurrent build leaves an invalid index behind: drop it first.
-            schema_editor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {index.name}")
-            schema_editor.add_index(model, index, concurrently=True)
-        else:
-            schema_editor.add_index(model, index)
-
-
-def remove(apps, schema_editor) -> None:
-    model = apps.get_model("escalations", "Escalation")
-    concurrently = schema_editor.connection.vendor == "postgresql"
-    for index in INDEXES:
-        if concurrently:
-            schema_editor.remove_index(model, index, concurrently=True)
-        else:
-            schema_editor.remove_index(model, index)
-
-
 class Migration(migrations.Migration):
     atomic = False
 
     dependencies = [("escalations", "0010_search_every_status")]
 
-    operations = [
-        migrations.SeparateDatabaseAndState(
-            database_operations=[migrations.RunPython(add, remove)],
-            state_operations=[migrations.AddIndex(model_name="escalation", index=index) for index in INDEXES],
-        )
-    ]
+    operations = [AddIndexConcurrently(model_name="escalation", index=index) for index in INDEXES]

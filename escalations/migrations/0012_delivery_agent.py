@@ -11,6 +11,8 @@ the migration is not atomic; elsewhere, plainly.
 from django.db import migrations, models
 from django.db.models import OuterRef, Q, Subquery
 
+from operations.schema import AddIndexConcurrently
+
 IN_FLIGHT = Q(status__in=["pending", "sending", "retrying"])
 INDEX = models.Index(condition=IN_FLIGHT, fields=["agent", "next_attempt_at"], name="delivery_agent_due_idx")
 
@@ -20,21 +22,6 @@ def backfill(apps, schema_editor) -> None:
     delivery.objects.filter(IN_FLIGHT, agent__isnull=True).update(
         agent_id=Subquery(escalation.objects.filter(pk=OuterRef("escalation_id")).values("agent_id")[:1])
     )
-
-
-def add_index(apps, schema_editor) -> None:
-    model = apps.get_model("escalations", "Delivery")
-    if schema_editor.connection.vendor == "postgresql":
-        # An interrupted concurrent build leaves an invalid index behind: drop it first.
-        schema_editor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {INDEX.name}")
-        schema_editor.add_index(model, INDEX, concurrently=True)
-    else:
-        schema_editor.add_index(model, INDEX)
-
-
-def remove_index(apps, schema_editor) -> None:
-    model = apps.get_model("escalations", "Delivery")
-    schema_editor.remove_index(model, INDEX, concurrently=schema_editor.connection.vendor == "postgresql")
 
 
 class Migration(migrations.Migration):
@@ -52,8 +39,5 @@ class Migration(migrations.Migration):
             ),
         ),
         migrations.RunPython(backfill, migrations.RunPython.noop),
-        migrations.SeparateDatabaseAndState(
-            database_operations=[migrations.RunPython(add_index, remove_index)],
-            state_operations=[migrations.AddIndex(model_name="delivery", index=INDEX)],
-        ),
+        AddIndexConcurrently(model_name="delivery", index=INDEX),
     ]

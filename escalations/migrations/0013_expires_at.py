@@ -12,6 +12,8 @@ go on), so the migration is not atomic; elsewhere, plainly.
 from django.db import migrations, models
 from django.db.models import OuterRef, Q, Subquery
 
+from operations.schema import AddIndexConcurrently
+
 EXPIRES = Q(status="decided", expires_at__isnull=False)
 INDEX = models.Index(condition=EXPIRES, fields=["expires_at"], name="esc_expires_idx")
 
@@ -21,21 +23,6 @@ def backfill(apps, schema_editor) -> None:
     escalation.objects.filter(status="decided", expires_at__isnull=True).update(
         expires_at=Subquery(decision.objects.filter(escalation_id=OuterRef("pk")).values("valid_until")[:1])
     )
-
-
-def add_index(apps, schema_editor) -> None:
-    model = apps.get_model("escalations", "Escalation")
-    if schema_editor.connection.vendor == "postgresql":
-        # An interrupted concurrent build leaves an invalid index behind: drop it first.
-        schema_editor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {INDEX.name}")
-        schema_editor.add_index(model, INDEX, concurrently=True)
-    else:
-        schema_editor.add_index(model, INDEX)
-
-
-def remove_index(apps, schema_editor) -> None:
-    model = apps.get_model("escalations", "Escalation")
-    schema_editor.remove_index(model, INDEX, concurrently=schema_editor.connection.vendor == "postgresql")
 
 
 class Migration(migrations.Migration):
@@ -48,8 +35,5 @@ class Migration(migrations.Migration):
             model_name="escalation", name="expires_at", field=models.DateTimeField(blank=True, null=True)
         ),
         migrations.RunPython(backfill, migrations.RunPython.noop),
-        migrations.SeparateDatabaseAndState(
-            database_operations=[migrations.RunPython(add_index, remove_index)],
-            state_operations=[migrations.AddIndex(model_name="escalation", index=INDEX)],
-        ),
+        AddIndexConcurrently(model_name="escalation", index=INDEX),
     ]

@@ -11,10 +11,10 @@ dropped CONCURRENTLY on PostgreSQL (writes go on), so the migration is not atomi
 plainly (as 0005).
 """
 
-from functools import partial
-
 from django.db import migrations, models
 from django.db.models import Q
+
+from operations.schema import AddIndexConcurrently, RemoveIndexConcurrently
 
 OLD = models.Index(
     condition=Q(slack_ts__gt="") & ~Q(slack_shown_status__in=("resumed", "withdrawn", "expired")),
@@ -32,14 +32,6 @@ def settle(apps, schema_editor) -> None:
     )
 
 
-def index(apps, schema_editor, *, index: models.Index, add: bool) -> None:
-    model = apps.get_model("notifications", "Notification")
-    concurrently = {"concurrently": True} if schema_editor.connection.vendor == "postgresql" else {}
-    if add and concurrently:  # an interrupted concurrent build leaves an invalid index: drop it first
-        schema_editor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {index.name}")
-    (schema_editor.add_index if add else schema_editor.remove_index)(model, index, **concurrently)
-
-
 class Migration(migrations.Migration):
     atomic = False
 
@@ -53,16 +45,6 @@ class Migration(migrations.Migration):
             "notification", "slack_shown_status", models.CharField(blank=True, default="", db_default="", max_length=20)
         ),
         migrations.RunPython(settle, migrations.RunPython.noop),
-        migrations.SeparateDatabaseAndState(
-            database_operations=[
-                migrations.RunPython(
-                    partial(index, index=INDEX, add=True), partial(index, index=INDEX, add=False)
-                ),
-                migrations.RunPython(partial(index, index=OLD, add=False), partial(index, index=OLD, add=True)),
-            ],
-            state_operations=[
-                migrations.RemoveIndex(model_name="notification", name=OLD.name),
-                migrations.AddIndex(model_name="notification", index=INDEX),
-            ],
-        ),
+        AddIndexConcurrently(model_name="notification", index=INDEX),
+        RemoveIndexConcurrently(model_name="notification", name=OLD.name),
     ]
