@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from ninja import Schema
 from pydantic import ConfigDict, Field, StrictStr
 
+from .fields import JsonObject, OptionKey
 from .limits import TEXT_MAX_CHARS
 from .schemas import (
     ActionOut,
@@ -15,9 +16,7 @@ from .schemas import (
     CostOfDelayOut,
     DecidedByOut,
     EscalationOut,
-    JsonObject,
     LinkOut,
-    OptionKey,
     OptionOut,
     StepOut,
     Strict,
