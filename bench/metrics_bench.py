@@ -75,14 +75,12 @@ def statements() -> list[str]:
             decided_at="created_at + interval '1 hour'", took_recommended="random() < confidence",
         ),
         generated(Event, "WHERE NOT is_open AND tier >= 3", at="created_at + interval '10 minutes'"),
-        insert_select(Delivery, {
-            "id": "md5('d' || i::text)::uuid", "escalation_id": "md5(i::text)::uuid",
-            "url": "'http://127.0.0.1:9/resume'", "payload": "'{}'::jsonb",
-            "status": "CASE WHEN r1 < 0.02 THEN 'retrying' WHEN r1 < 0.03 THEN 'failed' ELSE 'delivered' END",
-            "attempt_count": "1", "claim_count": "1", "next_attempt_at": "created_at + interval '2 hours'",
-            "created_at": "created_at + interval '1 hour'",
-            "delivered_at": "CASE WHEN r1 >= 0.03 THEN created_at + interval '1 hour 1 second' END",
-        }, "g WHERE NOT is_open"),
+        generated(
+            Delivery, "WHERE NOT is_open",
+            status="CASE WHEN r1 < 0.02 THEN 'retrying' WHEN r1 < 0.03 THEN 'failed' ELSE 'delivered' END",
+            next_attempt_at="created_at + interval '2 hours'",
+            delivered_at="CASE WHEN r1 >= 0.03 THEN created_at + interval '1 hour 1 second' END",
+        ),
         insert_select(DeliveryAttempt, {
             "delivery_id": "md5('d' || i::text)::uuid", "number": "n", "started_at": "created_at + interval '1 hour'",
             "duration_ms": "12", "status_code": "CASE WHEN n = 1 AND r2 < 0.2 THEN 500 ELSE 200 END",

@@ -33,6 +33,13 @@ GENERATED: dict[str, dict[str, str]] = {
         "option_key": "'a'", "decided_by_type": "'human'", "decided_by_name": "'reviewer-' || (i %% 8)",
     },
     "event": {"escalation_id": "md5(i::text)::uuid", "kind": "'claimed'", "actor": "'reviewer-' || (i %% 8)"},
+    # The decision's webhook, sent on the first attempt an hour after the escalation came.
+    "delivery": {
+        "id": "md5('d' || i::text)::uuid", "escalation_id": "md5(i::text)::uuid", "agent_id": "agent_id",
+        "url": "'http://127.0.0.1:9/resume'", "payload": "'{}'::jsonb", "status": "'delivered'",
+        "attempt_count": "1", "claim_count": "1", "next_attempt_at": "created_at + interval '1 hour'",
+        "created_at": "created_at + interval '1 hour'", "delivered_at": "created_at + interval '1 hour 1 second'",
+    },
 }
 
 

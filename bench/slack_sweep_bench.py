@@ -1,20 +1,24 @@
 #!/usr/bin/env python
-"""`make bench-slack`: beat's Slack sweep (notifications.tasks.sweep_slack_task), and its decision expiry, at 1,000,000
-escalations.
+"""`make bench-slack`: beat's Slack sweep (notifications.tasks.sweep_slack_task), its decision expiry and
+every other beat job, at 1,000,000 escalations.
 
 PostgreSQL on 127.0.0.1 (user postgres), nothing else. It drops and re-creates its own
 database `handoff_bench_slack`, migrates it to notifications 0005, generates with SQL generate_series N escalations, --open
-of them open (0.2%: a queue of 2,000) and the rest closed (8% decided and never acknowledged,
+of them open (0.2%: a queue of 2,000, half claimed, at the last escalation level) and the rest closed (8% decided and never acknowledged,
 as a polling agent that never acks leaves them; 4% expired, 10% withdrawn, the rest resumed), each with one or two messages the Slack app posted
 (1.5 on average), every one up to date with its escalation's status (an open one's blank),
 except --behind escalations' (half decided and still showing their buttons, half expired
 and still showing the decision), with a decision each (valid_until only on the expired ones
-and a tenth of those decided in the last week), runs the later migrations over them (timed), VACUUM ANALYZE, and:
+and a tenth of those decided in the last week), the webhook of each resumed one (delivered; 1% failed), an idempotency key on the last 23
+hours' escalations, runs the later migrations over them (timed), VACUUM ANALYZE, and:
 
 1. the SQL slack_behind(limit=20) runs (captured from the ORM), with EXPLAIN (ANALYZE,
    BUFFERS), and its time (p50 of 20 runs after 3 warm-up, fewer past 30 s);
 2. the messages behind brought up to date (as the sweep would), then the sweep end to end with
-   nothing behind, the case of almost every minute (p50 of 20 runs), and its plan.
+   nothing behind, the case of almost every minute (p50 of 20 runs), and its plan;
+3. every job of CELERY_BEAT_SCHEDULE with nothing (or next to nothing) due, its task's body in
+   this process: a first run, then 10 timed (p50, max), with the rows it handled, its queries
+   and its slowest statement (beat_jobs).
 
     .venv/bin/python bench/slack_sweep_bench.py [--escalations N] [--behind N] [--keep]
 
@@ -40,8 +44,8 @@ DB = bench_db("handoff_bench_slack")
 AGENTS = 10
 TARGET_MS = 50.0
 
-# --open of them pending, 8% decided, 4% expired, 10% withdrawn, the rest resumed.
-STATUS = """CASE WHEN r1 < %(open)s THEN 'pending' WHEN r1 < %(open)s + 0.08 THEN 'decided'
+# --open of them open (half pending, half claimed), 8% decided, 4% expired, 10% withdrawn, the rest resumed.
+STATUS = """CASE WHEN r1 < %(open)s / 2 THEN 'pending' WHEN r1 < %(open)s THEN 'claimed' WHEN r1 < %(open)s + 0.08 THEN 'decided'
                   WHEN r1 < %(open)s + 0.12 THEN 'expired' WHEN r1 < %(open)s + 0.22 THEN 'withdrawn' ELSE 'resumed' END"""
 
 
@@ -61,7 +65,7 @@ def historical(app: str, model: str):
 def statements(notification) -> list[str]:
     """`notification`: the model the rows are written as (historical(...) here; the current
     one in tests/test_bench_seeders.py)."""
-    from escalations.models import Decision, Escalation, Run
+    from escalations.models import Decision, Delivery, Escalation, Run
 
     return [
         "SELECT setseed(0.42)",
@@ -78,7 +82,14 @@ def statements(notification) -> list[str]:
         generated(
             Escalation, status="status", blocking="true", stuck_since="created_at", domain="'default'",
             tier="4", priority="40",
-            updated_at="CASE WHEN status = 'pending' THEN created_at ELSE created_at + interval '1 hour' END",
+            updated_at="CASE WHEN status IN ('pending', 'claimed') THEN created_at ELSE created_at + interval '1 hour' END",
+            # Beat's other jobs with nothing due: the open ones at the last level (LEVELS), no
+            # timeout_option (half have a deadline, long passed), claims renewed (a day ahead:
+            # the run outlives a lease); an idempotency key on the last 23 hours' escalations.
+            level=f"CASE WHEN status IN ('pending', 'claimed') THEN {len(LEVELS) + 1} ELSE 1 END",
+            claimed_until="CASE WHEN status = 'claimed' THEN now() + interval '1 day' END",
+            respond_by="CASE WHEN i %% 2 = 0 THEN created_at + interval '4 hours' END",
+            idempotency_key="CASE WHEN created_at > now() - interval '23 hours' THEN 'bench-' || i END",
         ),
         # Decisions without valid_until (the default policy's), but the expired ones' and
         # a tenth of those made in the last week (an 8-day lifetime: still decided).
@@ -89,6 +100,12 @@ def statements(notification) -> list[str]:
                                WHEN status = 'decided' AND i %% 10 = 0 AND created_at > now() - interval '7 days'
                                THEN created_at + interval '8 days' END""",
         ),
+        # The webhook of every decision the agent took (resumed), sent; 1% given up (failed).
+        generated(
+            Delivery, "WHERE status = 'resumed'",
+            status="CASE WHEN i %% 100 = 0 THEN 'failed' ELSE 'delivered' END",
+            delivered_at="CASE WHEN i %% 100 <> 0 THEN created_at + interval '1 hour 1 second' END",
+        ),
         insert_select(notification, {
             "id": "md5('s' || i || ':' || n)::uuid", "key": "'bench:slack:' || i || ':' || n",
             "kind": "'halt_created'", "channel": "'slack'", "recipient": "'reviewer-' || n",
@@ -96,7 +113,7 @@ def statements(notification) -> list[str]:
             "escalation_id": "md5(i::text)::uuid", "status": "'sent'", "attempts": "1",
             "next_attempt_at": "created_at", "created_at": "created_at", "sent_at": "created_at",
             "slack_channel": "'UREV' || n", "slack_ts": "'1700000000.' || lpad(i::text, 7, '0') || n",
-            "slack_shown_status": "CASE WHEN status = 'pending' THEN '' ELSE status END",
+            "slack_shown_status": "CASE WHEN status IN ('pending', 'claimed') THEN '' ELSE status END",
         }, "g CROSS JOIN LATERAL generate_series(1, 1 + i %% 2) AS n"),
         # Behind: decisions whose update never came (still showing their buttons), and
         # expiries whose update never came (still showing the decision).
@@ -113,7 +130,22 @@ def statements(notification) -> list[str]:
 def generate(n: int, behind: int, notification=None, open_share: float = 0.002) -> dict:
     notification = notification or historical("notifications", "Notification")
     params = agent_params(AGENTS, ["default"]) | {"n": n, "behind": behind, "open": open_share}
+    add_levels()
     return {"generate_s": execute(statements(notification), params)}
+
+
+# The default domain's escalation levels (level 2, 3, ...): (after_minutes, priority_boost).
+LEVELS = ((60, 10), (240, 20))
+
+
+def add_levels() -> None:
+    from escalations.models import EscalationLevel, Policy
+
+    policy = Policy.objects.get(domain="default")
+    EscalationLevel.objects.bulk_create(
+        EscalationLevel(policy=policy, level=number, after_minutes=after, priority_boost=boost)
+        for number, (after, boost) in enumerate(LEVELS, start=2)
+    )
 
 
 def behind_sql() -> str:
@@ -139,16 +171,59 @@ def explain(sql: str) -> str:
     return plan
 
 
-def timed(call, runs: int = 20, seconds: float = 30) -> float:
-    for _ in range(3):
+def sampled(call, runs: int = 20, seconds: float = 30, warmup: int = 3) -> list[float]:
+    """ms of each of `runs` calls after `warmup` (fewer past `seconds`: a slow case)."""
+    for _ in range(warmup):
         call()
     samples: list[float] = []
-    deadline = time.monotonic() + seconds  # a slow case: fewer runs
+    deadline = time.monotonic() + seconds
     while len(samples) < runs and (not samples or time.monotonic() < deadline):
         started = time.perf_counter()
         call()
         samples.append((time.perf_counter() - started) * 1000)
-    return percentile(samples, 50)
+    return samples
+
+
+def timed(call, runs: int = 20, seconds: float = 30) -> float:
+    return percentile(sampled(call, runs, seconds), 50)
+
+
+# A setting a job runs under here: retention on, with nothing old enough (the history is 180
+# days); with RETENTION_DAYS=0, the default, the purge returns before any query.
+BEAT_SETTINGS = {"purge-expired-escalations": {"RETENTION_DAYS": 365}}
+
+
+def beat_jobs(runs: int = 10) -> list[dict]:
+    """Every job of CELERY_BEAT_SCHEDULE, its task's body run in this process with nothing (or
+    next to nothing) due: a first run (the insights' first refresh rebuilds every day), one
+    counted (its queries, the slowest statement), then `runs` timed. `touched`: what the task
+    returns, the rows it handled."""
+    import importlib
+
+    from django.conf import settings
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext, override_settings
+
+    out = []
+    for name, entry in settings.CELERY_BEAT_SCHEDULE.items():
+        module, _, attr = str(entry["task"]).rpartition(".")
+        task = getattr(importlib.import_module(module), attr)
+        log(f"beat: {name}")
+        with override_settings(**BEAT_SETTINGS.get(name, {})):
+            started = time.perf_counter()
+            task()
+            first_ms = (time.perf_counter() - started) * 1000
+            with CaptureQueriesContext(connection) as queries:
+                touched = task()
+            samples = sampled(task, runs, warmup=0)
+        slowest = max(queries.captured_queries, key=lambda q: float(q["time"]), default=None)
+        out.append({
+            "job": name, "every_s": entry["schedule"], "first_ms": first_ms, "p50_ms": percentile(samples, 50),
+            "max_ms": max(samples), "runs": len(samples), "touched": touched, "queries": len(queries),
+            "slowest_ms": float(slowest["time"]) * 1000 if slowest else 0.0,
+            "slowest_sql": slowest["sql"] if slowest else "",
+        })
+    return out
 
 
 def catch_up() -> int:
@@ -184,6 +259,7 @@ def measure() -> dict:
     from escalations.services.periodic import decisions_expire
 
     out["expire_ms"] = timed(decisions_expire)
+    out["beat"] = beat_jobs()
     return out
 
 
@@ -218,6 +294,20 @@ def report(n: dict, timings: dict, m: dict, loads: tuple) -> str:
         f"| slack_behind(limit=20), {m['found']} escalations behind | {m['selector_ms']:.1f} |",
         f"| sweep_slack_task, nothing behind | {m['sweep_ms']:.1f} |",
         f"| decisions_expire (beat's decision expiry), nothing due | {m['expire_ms']:.1f} |",
+        "", f"Beat's jobs with nothing due: the task's body, {m['beat'][0]['runs']} runs each after a first"
+        f" (over {TARGET_MS:.0f} ms a run with nothing due reads history):", "",
+        "| job | every | first run ms | ms p50 | ms max | rows touched | queries | slowest statement ms | |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        *(
+            f"| {j['job']} | {j['every_s']:.0f} s | {j['first_ms']:.1f} | {j['p50_ms']:.1f} | {j['max_ms']:.1f}"
+            f" | {j['touched']} | {j['queries']} | {j['slowest_ms']:.1f} | {'over' if j['p50_ms'] > TARGET_MS else 'ok'} |"
+            for j in m["beat"]
+        ),
+        "", "The slowest statement of each job over the bar:", "",
+        *(
+            line for j in m["beat"] if j["p50_ms"] > TARGET_MS
+            for line in (f"- {j['job']} ({j['slowest_ms']:.1f} ms):", "", "  ```sql", f"  {j['slowest_sql']}", "  ```", "")
+        ),
         "", "slack_behind's SQL:", "", "```sql", m["sql"], "```",
         "", "Its plan, escalations behind:", "", "```", m["plan_behind"], "```",
         "", f"Its plan, nothing behind ({m['caught_up']} messages brought up to date):", "",
@@ -259,7 +349,8 @@ def main() -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "slack_sweep.md").write_text(table)
     print(table)
-    return 0 if max(m["selector_ms"], m["sweep_ms"]) <= TARGET_MS else 1
+    slowest = max([m["selector_ms"], m["sweep_ms"], *(j["p50_ms"] for j in m["beat"])])
+    return 0 if slowest <= TARGET_MS else 1
 
 
 if __name__ == "__main__":

@@ -97,8 +97,10 @@ def test_slack_sweep_seeder() -> None:
     assert len(messages) == 60  # one or two each
     assert {m.channel for m in messages} == {"slack"}
     assert all(m.slack_ts for m in messages)
-    decided = [e for e in escalations if e.status not in ("pending", "withdrawn")]
+    decided = [e for e in escalations if e.status not in ("pending", "claimed", "withdrawn")]
     assert len(read_back(models.Decision)) == len(decided)
+    assert len(read_back(models.Delivery)) == sum(e.status == "resumed" for e in escalations)
+    assert len(read_back(models.EscalationLevel)) == 2
 
 
 def test_a_column_the_seeder_does_not_fill_is_named() -> None:
