@@ -16,6 +16,7 @@ from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from escalations.models import Agent, Decision, Escalation, Event, FlagReview, GateCheck, Run
+from escalations.models.escalations import CLOSED
 from escalations.services import calibration_store
 from escalations.signals import notable_in_transaction
 
@@ -381,10 +382,10 @@ def _dirty_days(since: datetime) -> set[date]:
     created |= set(
         FlagReview.objects.filter(at__gte=since).values_list("escalation__created_at", flat=True)
     )
-    created |= set(  # expired since (esc_queue_idx leads with status)
-        Escalation.objects.filter(status=Escalation.Status.EXPIRED, updated_at__gte=since).values_list(
-            "created_at", flat=True
-        )
+    created |= set(  # expired since: a range of esc_closed_change_idx, not every expiry ever
+        Escalation.objects.filter(CLOSED, status=Escalation.Status.EXPIRED, updated_at__gte=since)
+        .order_by()
+        .values_list("created_at", flat=True)
     )
     return {_utc_day(moment) for moment in created}
 

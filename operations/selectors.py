@@ -9,6 +9,7 @@ from datetime import datetime
 from django.db.models import Count, Exists, OuterRef, QuerySet
 
 from escalations.models import Delivery, Escalation
+from escalations.models.escalations import CLOSED
 from notifications.models import Notification
 
 # Outbox rows still to be sent (sent, delivered and failed rows are history).
@@ -41,13 +42,15 @@ def notification_outbox() -> dict[str, int]:
 
 
 def expired_escalations(*, before: datetime) -> QuerySet[Escalation]:
-    """Closed escalations (decided, resumed, withdrawn) last changed before `before`, with
-    nothing still on its way out (a delivery or a notification not yet sent or given up),
-    oldest change first (esc_closed_updated_idx)."""
+    """Closed escalations (CLOSED: decided, resumed, withdrawn, expired) last changed before
+    `before`, with nothing still on its way out (a delivery or a notification not yet sent or
+    given up), oldest change first: one range of esc_closed_change_idx, however long the
+    history (its condition once left `expired` out, and every run read the whole table:
+    bench/README.md, "Beat's jobs at scale")."""
     unsent_deliveries = Delivery.objects.filter(escalation=OuterRef("pk"), status__in=UNFINISHED)
     unsent_notifications = Notification.objects.filter(escalation=OuterRef("pk"), status__in=UNFINISHED)
     return (
-        Escalation.objects.filter(status__in=Escalation.CLOSED_STATUSES, updated_at__lt=before)
+        Escalation.objects.filter(CLOSED, updated_at__lt=before)
         .exclude(Exists(unsent_deliveries))
         .exclude(Exists(unsent_notifications))
         .order_by("updated_at")

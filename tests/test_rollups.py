@@ -5,6 +5,8 @@ from datetime import timedelta
 
 import pytest
 import time_machine
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from insights import services, stats
 from insights.models import (
@@ -18,6 +20,7 @@ from insights.models import (
     ReviewerRollup,
     RollupState,
 )
+from tests.conftest import index_plan, need
 from tests.insights_data import DAY, NEXT_DAY, at, build_day, claim, create, decide, gate
 
 ALL = services.ROLLUP_MODELS
@@ -173,6 +176,22 @@ def test_a_refresh_redoes_an_old_day_whose_escalation_was_decided_since(agent, r
     services.rollups_refresh(now=later + timedelta(minutes=10))
     outcome = OutcomeRollup.objects.get(day=DAY)
     assert (outcome.human_decided, outcome.took_recommended) == (1, 1)
+
+
+def test_the_escalations_expired_since_are_one_range_of_an_index(agent, reviewer):
+    """Every refresh (every 5 minutes) asks which escalations expired since the last: the closed
+    ones changed since (esc_closed_change_idx), not every expired escalation ever (esc_queue_idx
+    leads with the status: 133 ms at 1,000,000 escalations, bench/README.md, "Beat's jobs at
+    scale")."""
+    need(connection.vendor == "postgresql", "PostgreSQL (DATABASE_URL)")
+    build_day(agent, reviewer)
+    with CaptureQueriesContext(connection) as queries:
+        services._dirty_days(at(12))
+    (query,) = [q for q in queries.captured_queries if "'expired'" in q["sql"]]
+
+    plan = index_plan(query["sql"])
+    assert "esc_closed_change_idx" in plan, plan
+    assert "Index Cond: (updated_at >= " in plan, plan
 
 
 def test_one_refresh_at_a_time(agent, reviewer):

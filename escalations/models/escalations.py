@@ -17,6 +17,12 @@ from .agents import Agent
 # reads (esc_expires_idx, migration 0013).
 EXPIRES = Q(status="decided", expires_at__isnull=False)
 
+# Closed escalations (Escalation.CLOSED_STATUSES: every status past the decision), read by when
+# they last changed (esc_closed_change_idx, migration 0015): retention's purge, oldest change
+# first, and the insights' refresh, the ones expired since the last one. Its reads filter by
+# this Q itself, so the planner matches the index's condition whatever else they ask.
+CLOSED = Q(status__in=["decided", "resumed", "withdrawn", "expired"])
+
 
 class Run(models.Model):
     """An agent's run, named by the agent's own run_id."""
@@ -263,12 +269,9 @@ class Escalation(models.Model):
                 condition=Q(status__in=["decided", "resumed"]),
                 name="esc_decided_domain_idx",
             ),
-            # Retention: closed escalations, oldest change first (operations.services).
-            models.Index(
-                fields=["updated_at"],
-                condition=Q(status__in=["decided", "resumed", "withdrawn"]),
-                name="esc_closed_updated_idx",
-            ),
+            # Closed escalations by their last change (CLOSED): retention, oldest first
+            # (operations.selectors), and the insights' refresh, those expired since the last.
+            models.Index(fields=["updated_at"], condition=CLOSED, name="esc_closed_change_idx"),
         ]
         constraints = [
             # A run has at most one open escalation.
