@@ -209,7 +209,7 @@ bench-metrics: $(STAMP_TEST) ## GET /metrics and the retention purge at 100,000 
 bench-precedents: $(STAMP_TEST) ## precedents (`similar`) at 1,000,000 escalations (PostgreSQL; ~10 min)
 	$(PY) bench/precedents_bench.py $(ARGS)
 
-bench-slack: $(STAMP_TEST) ## beat's Slack sweep at 1,000,000 escalations (PostgreSQL; ~10 min)
+bench-slack: $(STAMP_TEST) ## beat's Slack sweep and every other beat job at 1,000,000 escalations (PostgreSQL; ~10 min)
 	$(PY) bench/slack_sweep_bench.py $(ARGS)
 
 bench-all: bench bench-queue bench-insights bench-metrics bench-precedents bench-slack ## every benchmark, one after the other
