@@ -4,11 +4,13 @@ moved (time-machine)."""
 
 import os
 import time
+import uuid
 from datetime import timedelta
 
 import pytest
 import time_machine
 from django.conf import settings
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from escalations import services, tasks
@@ -16,7 +18,7 @@ from escalations.models import Decision, Delivery, Escalation, Event
 from escalations.schemas import EscalationIn
 from escalations.services import periodic
 from escalations.transport import webhooks
-from tests.conftest import make_package
+from tests.conftest import index_plan, make_package
 from tests.receiver import Receiver
 
 
@@ -222,11 +224,30 @@ def test_priority_rises_as_respond_by_approaches(api):
 
 
 @pytest.mark.django_db
-def test_priority_refresh_walks_every_batch(api, monkeypatch):
+@pytest.mark.parametrize("same_instant", [False, True], ids=["apart", "created at the same instant"])
+def test_priority_refresh_walks_every_batch(api, monkeypatch, same_instant):
     monkeypatch.setattr(periodic, "BATCH_SIZE", 2)
     rows = [with_deadline(api, hours=6, timeout_option=None, run_id=f"run-{i}") for i in range(5)]
+    if same_instant:  # the batches' keyset is (created_at, pk): ties are walked by pk
+        Escalation.objects.filter(pk__in=[r.pk for r in rows]).update(created_at=rows[0].created_at)
     with time_machine.travel(rows[-1].respond_by - timedelta(minutes=5), tick=False):
         assert services.priorities_refresh() == 5
+
+
+@pytest.mark.django_db
+def test_on_postgresql_a_priority_batch_is_one_range_of_the_open_age_index():
+    """Each batch after the first reads esc_open_age_idx from its keyset on, in order, and
+    stops after BATCH_SIZE rows: no read and sort of every open escalation after the last."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the plan is PostgreSQL's")
+    with CaptureQueriesContext(connection) as queries:
+        periodic._priorities_refresh_batch(timezone.now(), (timezone.now(), uuid.uuid4()), {})
+    captured = [q["sql"] for q in queries.captured_queries if "FROM \"escalations_escalation\"" in q["sql"]]
+    plan = index_plan(captured[0])
+    assert "Index Scan using esc_open_age_idx" in plan, plan
+    assert "Sort" not in plan, plan
 
 
 # ---------------------------------------------------------------- idempotency keys

@@ -2,6 +2,7 @@
 replays, the open-run and budget rules, and the tier-1 decision the policy takes itself."""
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -47,7 +48,7 @@ def _cross_field_errors(package: PackageInput, now: datetime) -> list[FieldError
 
 
 # The fields `urgency` reads: what a batch job loads to re-rank an escalation.
-URGENCY_FIELDS = (
+URGENCY_FIELDS: tuple[str, ...] = (
     "tier",
     "impact",
     "blocking",
@@ -60,15 +61,22 @@ URGENCY_FIELDS = (
 
 
 def urgency(escalation: Escalation, level_boost: int = 0) -> policy.Urgency:
+    return urgency_of_values([getattr(escalation, field) for field in URGENCY_FIELDS], level_boost)
+
+
+def urgency_of_values(values: Sequence[Any], level_boost: int = 0) -> policy.Urgency:
+    """urgency() of an escalation read as the values of URGENCY_FIELDS, in that order (a
+    batch job's values_list: no model instance per row)."""
+    tier, impact, blocking, blocked_tasks, irreversible, respond_by, stuck_since, level = values
     return policy.Urgency(
-        tier=escalation.tier,
-        impact=escalation.impact,
-        blocking=escalation.blocking,
-        blocked_tasks=escalation.blocked_tasks,
-        irreversible=escalation.is_irreversible,
-        respond_by=escalation.respond_by,
-        stuck_since=escalation.stuck_since,
-        level=escalation.level,
+        tier=tier,
+        impact=impact,
+        blocking=blocking,
+        blocked_tasks=blocked_tasks,
+        irreversible=irreversible,
+        respond_by=respond_by,
+        stuck_since=stuck_since,
+        level=level,
         level_boost=level_boost,
     )
 

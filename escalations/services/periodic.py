@@ -132,7 +132,10 @@ def timeouts_apply(*, now: datetime | None = None) -> int:
 def priorities_refresh(*, now: datetime | None = None) -> int:
     """Recompute the priority of open escalations (deadlines approach). Returns changes.
 
-    Walks the open escalations in pk order, BATCH_SIZE rows per query and per update.
+    Walks the queue oldest first, BATCH_SIZE rows per query and per update: each batch is one
+    range of esc_open_age_idx (keyset on created_at and pk), so a run reads the queue once
+    however long the history (by pk, each batch read and sorted every open row after the last;
+    bench/README.md, "Beat's jobs at scale"). Rows are read as values, not model instances.
     """
     now = now or timezone.now()
     steps = selectors.level_steps_by_domain()
@@ -145,33 +148,30 @@ def priorities_refresh(*, now: datetime | None = None) -> int:
 
 
 def _priorities_refresh_batch(
-    now: datetime, after: uuid.UUID | None, steps: dict[str, list[levels.Step]]
-) -> tuple[int, uuid.UUID | None]:
-    """One batch: (how many changed, the pk to continue after, or None at the end).
+    now: datetime, after: tuple[datetime, uuid.UUID] | None, steps: dict[str, list[levels.Step]]
+) -> tuple[int, tuple[datetime, uuid.UUID] | None]:
+    """One batch: (how many changed, the (created_at, pk) to continue after, or None at the end).
 
     An escalation above level 1 keeps its level's boost (escalations.levels.boost_at).
     """
-    rows = Escalation.objects.in_queue().order_by("pk")
+    rows = Escalation.objects.in_queue().order_by("created_at", "pk")
     if after is not None:
-        rows = rows.filter(pk__gt=after)
-    batch = list(
-        rows.only(
-            "pk",
-            *intake.URGENCY_FIELDS,
-            "priority",
-            "priority_reasons",
-            "domain",
-        )[:BATCH_SIZE]
-    )
+        created_at, pk = after
+        rows = rows.filter(created_at__gte=created_at).exclude(created_at=created_at, pk__lte=pk)
+    values = ("created_at", "pk", "domain", "priority", "priority_reasons", *intake.URGENCY_FIELDS)
+    batch = list(rows.values_list(*values)[:BATCH_SIZE])
     changed = []
-    for escalation in batch:
-        boost = levels.boost_at(steps.get(escalation.domain, ()), escalation.level)
-        score = policy.priority_for(intake.urgency(escalation, boost), now)
-        if (score.score, score.reasons) != (escalation.priority, escalation.priority_reasons):
-            escalation.priority, escalation.priority_reasons = score.score, score.reasons
-            changed.append(escalation)
+    for _, pk, domain, priority, reasons, *fields in batch:
+        boost = levels.boost_at(steps.get(domain, ()), fields[LEVEL])
+        score = policy.priority_for(intake.urgency_of_values(fields, boost), now)
+        if (score.score, score.reasons) != (priority, reasons):
+            changed.append(Escalation(pk=pk, priority=score.score, priority_reasons=score.reasons))
     Escalation.objects.bulk_update(changed, ["priority", "priority_reasons"])
-    return len(changed), (batch[-1].pk if len(batch) == BATCH_SIZE else None)
+    return len(changed), (batch[-1][:2] if len(batch) == BATCH_SIZE else None)
+
+
+# Where the level is among a row's URGENCY_FIELDS.
+LEVEL = intake.URGENCY_FIELDS.index("level")
 
 
 def idempotency_keys_purge(*, now: datetime | None = None) -> int:
