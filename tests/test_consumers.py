@@ -44,7 +44,7 @@ def decide(escalation, user):
 
 async def test_anonymous_sockets_are_refused():
     socket = communicator("/ws/queue/", AnonymousUser())
-    connected, code = await socket.connect()
+    connected, code = await socket.connect(timeout=5)
     assert not connected
     assert code == 4401
     await socket.disconnect()  # as a server does after a close: the consumer stops listening
@@ -52,7 +52,7 @@ async def test_anonymous_sockets_are_refused():
 
 async def test_the_queue_hears_new_and_decided_escalations(reviewer):
     socket = communicator("/ws/queue/", reviewer)
-    connected, _ = await socket.connect()
+    connected, _ = await socket.connect(timeout=5)
     assert connected
 
     escalation = await create_escalation(run_id="q1")
@@ -70,7 +70,7 @@ async def test_an_escalation_page_hears_only_its_own_escalation(reviewer):
     mine = await create_escalation(run_id="mine")
     other = await create_escalation(run_id="other")
     socket = communicator(f"/ws/escalations/{mine.pk}/", reviewer)
-    assert (await socket.connect())[0]
+    assert (await socket.connect(timeout=5))[0]
 
     await decide(other, reviewer)
     await decide(mine, reviewer)
@@ -108,7 +108,7 @@ async def test_queue_pages_get_the_row_rendered_once_per_view(reviewer, other_re
         assert (await sockets[name].connect())[0]
         await sockets[name].send_to(text_data=json.dumps({"view": query}))
     plain = communicator("/ws/queue/", reviewer)  # a page that said nothing: the bare notice
-    assert (await plain.connect())[0]
+    assert (await plain.connect(timeout=5))[0]
 
     escalation = await create_escalation(run_id="v1", title="Row <b>one</b>")
     created = {name: await socket.receive_json_from(timeout=20) for name, socket in sockets.items()}

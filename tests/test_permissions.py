@@ -56,7 +56,7 @@ async def test_sockets_of_users_without_a_role_are_refused():
 
     user = await sync_to_async(make_user)("olga")
     socket = communicator("/ws/queue/", user)
-    connected, code = await socket.connect()
+    connected, code = await socket.connect(timeout=5)
     assert not connected
     assert code == 4403
     await socket.disconnect()  # as a server does after a close: the consumer stops listening

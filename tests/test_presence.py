@@ -18,7 +18,7 @@ application = URLRouter(websocket_urlpatterns)
 async def open_page(escalation, user) -> WebsocketCommunicator:
     socket = WebsocketCommunicator(application, f"/ws/escalations/{escalation.pk}/")
     socket.scope["user"] = user  # type: ignore[typeddict-unknown-key]  # what AuthMiddleware sets
-    connected, _ = await socket.connect()
+    connected, _ = await socket.connect(timeout=5)  # a loaded machine (CI) is slow to accept
     assert connected
     return socket
 
@@ -107,7 +107,7 @@ async def test_presence_stays_on_its_own_escalation_and_off_the_queue():
     alice, bob = await people("alice", "bob")
     queue = WebsocketCommunicator(application, "/ws/queue/")
     queue.scope["user"] = alice
-    assert (await queue.connect())[0]
+    assert (await queue.connect(timeout=5))[0]
     alice_page = await open_page(here, alice)
 
     bob_page = await open_page(elsewhere, bob)

@@ -586,7 +586,7 @@ async def test_notices_name_the_actor_and_carry_the_priority(reviewer):
     agent = await _setup_agent()
     socket = WebsocketCommunicator(application, "/ws/queue/")
     socket.scope["user"] = reviewer
-    assert (await socket.connect())[0]
+    assert (await socket.connect(timeout=5))[0]
 
     e = await _create(agent, run_id="n1")
     created = await socket.receive_json_from(timeout=3)
@@ -623,7 +623,7 @@ async def test_timeouts_and_lapsed_claims_are_announced_as_timeout(reviewer):
     await sync_to_async(services.escalation_claim)(escalation_id=held.pk, user=reviewer, now=now - timedelta(hours=1))
     socket = WebsocketCommunicator(application, "/ws/queue/")
     socket.scope["user"] = reviewer
-    assert (await socket.connect())[0]
+    assert (await socket.connect(timeout=5))[0]
 
     await sync_to_async(services.claims_expire)(now=now)
     expired = await socket.receive_json_from(timeout=3)
