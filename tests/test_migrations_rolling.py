@@ -1,5 +1,5 @@
 """Migrations and rolling deploys: a NOT NULL column the previous release leaves out needs a
-database default.
+database default, and an index on a table that exists is built CONCURRENTLY.
 
 docker-compose's `migrate` runs while the previous release's web and worker still serve; they
 are replaced after it succeeds. Their INSERTs name only the columns their models know, so a
@@ -13,9 +13,14 @@ Every migration of the project's own apps is read through Django's MigrationLoad
 against the project state just before it, which stands for the previous release's models.
 Migrations that shipped cannot change, so those that broke the rule before it was checked are
 listed in SHIPPED and the test fails only for new ones.
+
+A plain AddIndex on a table that exists locks its writes for the whole build (seconds to
+minutes on escalations at 1,000,000 rows), so the old release's writes wait: such an index is
+built with operations.schema.AddIndexConcurrently in a non-atomic migration. Constraints (a
+unique one builds its index plainly) and indexes made in RunSQL are not checked.
 """
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -53,6 +58,18 @@ SHIPPED = {
     # Machine reviewers the old release made (reviewer_token --machine).
     ("people", "0002_machine_webhook", "profile.signing_secret"),
     ("people", "0002_machine_webhook", "profile.webhook_url"),
+}
+
+
+# (app, migration, "model.index") built plainly on a table that existed, before the rule was
+# checked: each held the escalations' writes while it built.
+SHIPPED_PLAIN_INDEXES = {
+    ("escalations", "0008_precedent_candidates", "escalation.esc_decided_agent_idx"),
+    ("escalations", "0008_precedent_candidates", "escalation.esc_decided_domain_idx"),
+    ("escalations", "0009_flagged_awaiting_look", "escalation.esc_flagged_priority_idx"),
+    ("escalations", "0009_flagged_awaiting_look", "escalation.esc_flagged_age_idx"),
+    ("escalations", "0009_flagged_awaiting_look", "escalation.esc_flagged_uncertain_idx"),
+    ("escalations", "0009_flagged_awaiting_look", "escalation.esc_flagged_deadline_idx"),
 }
 
 
@@ -100,21 +117,39 @@ def breaches(app: str, migration: migrations.Migration, before: ProjectState) ->
     }
 
 
+def plain_indexes(app: str, migration: migrations.Migration, before: ProjectState) -> set[str]:
+    """The "model.index"es a migration builds plainly (not CONCURRENTLY) on a table that exists."""
+    from operations.schema import AddIndexConcurrently
+
+    return {
+        f"{operation.model_name_lower}.{operation.index.name}"
+        for operation in database_operations(migration.operations)
+        if isinstance(operation, migrations.AddIndex)
+        and not isinstance(operation, AddIndexConcurrently)
+        and (app, operation.model_name_lower) in before.models
+    }
+
+
 def our_apps() -> set[str]:
     """The project's own apps: the packages at the top of the repository."""
     return {config.label for config in apps.get_app_configs() if Path(config.path).parent == ROOT}
 
 
-def project_breaches() -> set[tuple[str, str, str]]:
+# A check of one migration against the state before it: what it finds.
+Rule = Callable[[str, migrations.Migration, ProjectState], set[str]]
+
+
+def project_breaches(rule: Rule | None = None) -> set[tuple[str, str, str]]:
+    """(app, migration, name) of every migration of our apps that `rule` (breaches by default)
+    finds something in."""
+    rule = rule or breaches
     loader = MigrationLoader(None, ignore_no_migrations=True)
     ours = our_apps()
     found: set[tuple[str, str, str]] = set()
     for app, name in sorted(loader.graph.nodes):
         if app in ours:
             before = loader.project_state((app, name), at_end=False)
-            found |= {
-                (app, name, field) for field in breaches(app, loader.graph.nodes[app, name], before)
-            }
+            found |= {(app, name, what) for what in rule(app, loader.graph.nodes[app, name], before)}
     return found
 
 
@@ -129,6 +164,30 @@ def test_no_new_migration_adds_a_not_null_column_the_previous_release_leaves_out
 
 def test_the_shipped_list_names_only_what_the_migrations_do() -> None:
     assert project_breaches() >= SHIPPED
+
+
+def test_no_new_migration_builds_an_index_plainly_on_a_table_that_exists() -> None:
+    new = project_breaches(plain_indexes) - SHIPPED_PLAIN_INDEXES
+    assert not new, (
+        f"an index built plainly on a table the previous release still writes: {sorted(new)}."
+        " Use operations.schema.AddIndexConcurrently in a migration with atomic = False"
+    )
+    assert project_breaches(plain_indexes) >= SHIPPED_PLAIN_INDEXES
+
+
+def test_an_index_on_an_existing_table_is_built_concurrently() -> None:
+    from operations.schema import AddIndexConcurrently
+
+    index = models.Index(fields=["kind"], name="order_kind_idx")
+    assert plain_indexes("shop", migration(migrations.AddIndex("order", index)), BEFORE) == {
+        "order.order_kind_idx"
+    }
+    assert plain_indexes("shop", migration(AddIndexConcurrently("order", index)), BEFORE) == set()
+    new_table = [
+        migrations.CreateModel("refund", [("id", models.AutoField(primary_key=True))]),
+        migrations.AddIndex("refund", models.Index(fields=["id"], name="refund_idx")),
+    ]
+    assert plain_indexes("shop", migration(*new_table), BEFORE) == set()
 
 
 def test_our_apps_are_the_repositorys() -> None:
