@@ -9,11 +9,9 @@ from datetime import datetime
 from django.db.models import Count, Exists, OuterRef, QuerySet
 
 from escalations.models import Delivery, Escalation
+from escalations.models.deliveries import UNFINISHED
 from escalations.models.escalations import CLOSED
 from notifications.models import Notification
-
-# Outbox rows still to be sent (sent, delivered and failed rows are history).
-UNFINISHED = ("pending", "sending", "retrying")
 
 
 def queue_depth() -> dict[tuple[int, str], int]:

@@ -22,9 +22,12 @@ class OutboxStatus(Protocol):
 
 OutboxRow = TypeVar("OutboxRow", bound=models.Model)
 
+# An outbox row still to send, of any outbox (OutboxStatus's three): sent, delivered and
+# failed rows are history.
+UNFINISHED = ("pending", "sending", "retrying")
 # A delivery still to send: the condition of delivery_sendable_idx, which is the send task's
 # claim's status list word for word (services.outbox._claim_next_sql; tests/test_outbox.py).
-SENDABLE = Q(status__in=["pending", "sending", "retrying"])
+SENDABLE = Q(status__in=UNFINISHED)
 
 
 class OutboxQuerySet(models.QuerySet[OutboxRow]):
